@@ -1,0 +1,17 @@
+package store
+
+import "errors"
+
+var (
+	// ErrNotFound: the record does not exist.
+	ErrNotFound = errors.New("store: not found")
+	// ErrAlreadyExists: a record with that key (or, for entries, the same
+	// SPIFFE ID, parent and selectors) exists.
+	ErrAlreadyExists = errors.New("store: already exists")
+	// ErrReadOnly: a write was attempted in a View transaction.
+	ErrReadOnly = errors.New("store: read-only transaction")
+	// ErrClosed: the store was closed.
+	ErrClosed = errors.New("store: closed")
+	// ErrCorrupt: a stored record could not be decoded.
+	ErrCorrupt = errors.New("store: corrupt record")
+)

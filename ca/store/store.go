@@ -1,0 +1,212 @@
+package store
+
+import (
+	"context"
+	"time"
+)
+
+// Store is the CA's persistent state. The bbolt implementation (Open) is the
+// default; any other backend (etcd) must pass storetest.Run.
+//
+// All methods are safe for concurrent use. Every state change is one
+// transaction: a function passed to Update or Batch either commits all of
+// its writes or none of them. Errors are this package's sentinels (wrapped
+// with context) for conditions callers act on; anything else is an I/O
+// failure of the backend.
+type Store interface {
+	// View runs fn in a read-only transaction. Writes fail with ErrReadOnly.
+	View(ctx context.Context, fn func(Tx) error) error
+	// Update runs fn in a read-write transaction and commits it durably
+	// when fn returns nil. When fn returns an error nothing is written and
+	// the error is returned as is.
+	Update(ctx context.Context, fn func(Tx) error) error
+	// Batch is Update for hot paths: concurrent calls may be committed
+	// together (group commit), so one fsync serves many callers. fn may be
+	// called more than once and must only change state through tx. When fn
+	// returns an error, Batch returns it and fn's writes are discarded; the
+	// other functions of the group still commit.
+	Batch(ctx context.Context, fn func(Tx) error) error
+	// Close releases the store. It is idempotent; calls after Close fail
+	// with ErrClosed.
+	Close() error
+}
+
+// Tx is one transaction. It must not be used after the function it was
+// passed to returns, nor from several goroutines at once. Returned records
+// are copies the caller may keep and modify.
+type Tx interface {
+	// GetAuthority returns ErrNotFound when id is unknown.
+	GetAuthority(id string) (*Authority, error)
+	// PutAuthority creates or replaces an authority.
+	PutAuthority(a *Authority) error
+	// ListAuthorities returns every authority, oldest first (by CreatedAt,
+	// then ID).
+	ListAuthorities() ([]*Authority, error)
+
+	// CreateEntry stores a new entry. It fails with ErrAlreadyExists when
+	// the id is taken or an entry with the same SPIFFE ID, parent ID and
+	// selector set exists. The caller sets e.Revision (see NextRevision).
+	CreateEntry(e *Entry) error
+	// UpdateEntry replaces an existing entry (ErrNotFound otherwise).
+	UpdateEntry(e *Entry) error
+	// GetEntry returns ErrNotFound when id is unknown.
+	GetEntry(id string) (*Entry, error)
+	// DeleteEntry returns ErrNotFound when id is unknown.
+	DeleteEntry(id string) error
+	// ListEntries returns the entries matching f, ordered by ID.
+	ListEntries(f EntryFilter) ([]*Entry, error)
+
+	// PutNode creates or replaces a node.
+	PutNode(n *Node) error
+	// GetNode returns ErrNotFound when the node is unknown (or evicted).
+	GetNode(spiffeID string) (*Node, error)
+	// DeleteNode returns ErrNotFound when the node is unknown.
+	DeleteNode(spiffeID string) error
+	// ListNodes returns every node ordered by SPIFFE ID.
+	ListNodes() ([]*Node, error)
+
+	// PutJoinToken stores a token under its Hash; ErrAlreadyExists if the
+	// hash is taken.
+	PutJoinToken(t *JoinToken) error
+	// TakeJoinToken returns the token with that hash and deletes it in the
+	// same transaction, so a token is used at most once. ErrNotFound when
+	// it is unknown or was already taken.
+	TakeJoinToken(hash string) (*JoinToken, error)
+	// ListJoinTokens returns the unused tokens, ordered by hash.
+	ListJoinTokens() ([]*JoinToken, error)
+
+	// PutSVID records an issued certificate in the SVID index.
+	PutSVID(r *SVIDRecord) error
+	// GetSVID returns ErrNotFound when the serial is unknown.
+	GetSVID(serial string) (*SVIDRecord, error)
+	// ForEachSVID calls fn for every indexed certificate, ordered by
+	// serial, without loading them all at once. An error from fn stops the
+	// walk and is returned.
+	ForEachSVID(fn func(*SVIDRecord) error) error
+	// PruneSVIDs deletes the records whose NotAfter is before t and returns
+	// how many it deleted.
+	PruneSVIDs(t time.Time) (int, error)
+
+	// NextRevision increments the store's revision counter and returns the
+	// new value. Changes that agents must see (entries, bundle) take a
+	// revision, so a stream can tell old from new.
+	NextRevision() (int64, error)
+	// Revision returns the current counter without changing it.
+	Revision() (int64, error)
+
+	// GetMeta and PutMeta hold small singletons (bundle revision, schema
+	// version, settings). GetMeta returns ErrNotFound for an unset key.
+	GetMeta(key string) ([]byte, error)
+	PutMeta(key string, value []byte) error
+}
+
+// AuthorityKind says what an authority signs.
+type AuthorityKind string
+
+const (
+	// KindRoot is a trust anchor: it is in the bundle and signs
+	// intermediates.
+	KindRoot AuthorityKind = "root"
+	// KindIntermediate is a per-server CA certificate that signs SVIDs.
+	KindIntermediate AuthorityKind = "intermediate"
+	// KindJWT is a key that signs JWT-SVIDs; its public key is in the
+	// bundle.
+	KindJWT AuthorityKind = "jwt"
+)
+
+// AuthorityState is a step of an authority's life:
+// prepared -> active -> retiring -> retired.
+type AuthorityState string
+
+const (
+	// StatePrepared: in the bundle, not yet signing.
+	StatePrepared AuthorityState = "prepared"
+	// StateActive: in the bundle and signing.
+	StateActive AuthorityState = "active"
+	// StateRetiring: still in the bundle, no longer signing.
+	StateRetiring AuthorityState = "retiring"
+	// StateRetired: out of the bundle.
+	StateRetired AuthorityState = "retired"
+)
+
+// Authority is a signing key and, for X.509 kinds, its certificate.
+type Authority struct {
+	ID    string         `json:"id"`
+	Kind  AuthorityKind  `json:"kind"`
+	State AuthorityState `json:"state"`
+	// CertDER is the certificate (root, intermediate). For KindJWT it is
+	// the PKIX public key.
+	CertDER []byte `json:"cert_der"`
+	// UpstreamChainDER holds the certificates above CertDER when it was
+	// imported under an organisation's own PKI, nearest first.
+	UpstreamChainDER [][]byte `json:"upstream_chain_der,omitempty"`
+	// KeyRef names the private key: a path (relative to the data dir) of
+	// an encrypted PEM file for soft keys, or a KMS URI.
+	KeyRef  string `json:"key_ref"`
+	KeyType string `json:"key_type"`
+	// ParentID is the authority that signed this one (empty for roots).
+	ParentID       string    `json:"parent_id,omitempty"`
+	NotBefore      time.Time `json:"not_before"`
+	NotAfter       time.Time `json:"not_after"`
+	CreatedAt      time.Time `json:"created_at"`
+	StateChangedAt time.Time `json:"state_changed_at"`
+}
+
+// Entry is a registration entry: which workloads on which node get which
+// SPIFFE ID.
+type Entry struct {
+	ID       string `json:"id"`
+	SPIFFEID string `json:"spiffe_id"`
+	ParentID string `json:"parent_id"`
+	// Selectors are "type:value" strings, kept sorted.
+	Selectors []string      `json:"selectors"`
+	X509TTL   time.Duration `json:"x509_ttl"`
+	JWTTTL    time.Duration `json:"jwt_ttl"`
+	DNSNames  []string      `json:"dns_names,omitempty"`
+	Revision  int64         `json:"revision"`
+	CreatedAt time.Time     `json:"created_at"`
+}
+
+// EntryFilter selects entries; empty fields match everything.
+type EntryFilter struct {
+	ParentID string
+	SPIFFEID string
+}
+
+// Node is an attested agent.
+type Node struct {
+	SPIFFEID string `json:"spiffe_id"`
+	// Attestor is how the node proved itself ("join_token").
+	Attestor string `json:"attestor"`
+	// Serial of the node's current SVID, lower-case hex.
+	Serial                string    `json:"serial"`
+	AttestedAt            time.Time `json:"attested_at"`
+	ExpiresAt             time.Time `json:"expires_at"`
+	AppliedBundleRevision int64     `json:"applied_bundle_revision"`
+}
+
+// JoinToken is a single-use node credential. Only its SHA-256 is stored.
+type JoinToken struct {
+	// Hash is the lower-case hex SHA-256 of the secret token.
+	Hash string `json:"hash"`
+	// ID is the public name of the token, used in the node's SPIFFE ID.
+	ID        string    `json:"id"`
+	SPIFFEID  string    `json:"spiffe_id"`
+	ExpiresAt time.Time `json:"expires_at"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// SVIDRecord indexes one issued certificate.
+type SVIDRecord struct {
+	// Serial is lower-case hex without leading zeros stripped: 32 digits
+	// for signet's 128-bit serials.
+	Serial   string `json:"serial"`
+	SPIFFEID string `json:"spiffe_id"`
+	// NodeID is the node that requested it.
+	NodeID string `json:"node_id"`
+	// EntryID is empty for node SVIDs.
+	EntryID     string    `json:"entry_id,omitempty"`
+	AuthorityID string    `json:"authority_id"`
+	NotBefore   time.Time `json:"not_before"`
+	NotAfter    time.Time `json:"not_after"`
+}

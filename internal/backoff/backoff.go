@@ -1,0 +1,151 @@
+// Package backoff is signet's one retry policy: exponential backoff with full
+// jitter, capped. Every component that retries a remote call (the agent
+// talking to the CA, the SDS client talking to the agent) uses it, so
+// retries behave the same everywhere and are tuned in one place.
+//
+//	b := backoff.New(backoff.Config{})
+//	for {
+//		if err := call(); err == nil {
+//			b.Reset()
+//			break
+//		}
+//		if err := backoff.Sleep(ctx, clk, b.Next()); err != nil {
+//			return err // ctx done
+//		}
+//	}
+package backoff
+
+import (
+	"context"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/signet-mesh/signet/internal/clock"
+)
+
+// Defaults, chosen so that an agent reconnects within a second of a brief
+// blip but a fleet of agents never hammers a CA that is down.
+const (
+	DefaultInitial = 200 * time.Millisecond
+	DefaultMax     = 30 * time.Second
+)
+
+// Config tunes a Backoff. Zero values take the defaults above.
+type Config struct {
+	// Initial is the ceiling of the first delay.
+	Initial time.Duration
+	// Max caps the ceiling; delays never exceed it.
+	Max time.Duration
+	// Rand returns a float in [0,1); nil uses math/rand/v2. Tests seed it.
+	Rand func() float64
+}
+
+// Backoff yields successive delays. It is safe for concurrent use.
+type Backoff struct {
+	mu      sync.Mutex
+	cfg     Config
+	attempt int
+}
+
+// New returns a Backoff with cfg's zero fields defaulted.
+func New(cfg Config) *Backoff {
+	if cfg.Initial <= 0 {
+		cfg.Initial = DefaultInitial
+	}
+	if cfg.Max <= 0 {
+		cfg.Max = DefaultMax
+	}
+	if cfg.Max < cfg.Initial {
+		cfg.Max = cfg.Initial
+	}
+	if cfg.Rand == nil {
+		cfg.Rand = rand.Float64
+	}
+	return &Backoff{cfg: cfg}
+}
+
+// Ceiling is the upper bound of the delay for attempt n (0-based):
+// min(Max, Initial*2^n).
+func (b *Backoff) ceiling(n int) time.Duration {
+	c := b.cfg.Initial
+	for i := 0; i < n; i++ {
+		c *= 2
+		if c >= b.cfg.Max || c <= 0 {
+			return b.cfg.Max
+		}
+	}
+	return c
+}
+
+// Next returns the next delay, uniformly random in [0, ceiling] ("full
+// jitter"), and advances the attempt count.
+func (b *Backoff) Next() time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	c := b.ceiling(b.attempt)
+	if c < b.cfg.Max {
+		b.attempt++
+	}
+	return time.Duration(b.cfg.Rand() * float64(c))
+}
+
+// Ceiling reports the current cap on the next delay, for metrics.
+func (b *Backoff) Ceiling() time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.ceiling(b.attempt)
+}
+
+// Reset starts over after a success.
+func (b *Backoff) Reset() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.attempt = 0
+}
+
+// Sleep waits d on clk, or returns ctx.Err() when ctx ends first.
+func Sleep(ctx context.Context, clk clock.Clock, d time.Duration) error {
+	t := clock.OrReal(clk).NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C():
+		return nil
+	}
+}
+
+// Retry calls fn until it returns nil, a permanent error (see Permanent), or
+// ctx ends, sleeping b.Next() between attempts. onRetry, if set, is told of
+// each failure and the delay before the next attempt.
+func Retry(ctx context.Context, clk clock.Clock, b *Backoff, fn func(context.Context) error, onRetry func(err error, delay time.Duration)) error {
+	for {
+		err := fn(ctx)
+		if err == nil {
+			b.Reset()
+			return nil
+		}
+		if p, ok := err.(permanent); ok {
+			return p.err
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		d := b.Next()
+		if onRetry != nil {
+			onRetry(err, d)
+		}
+		if err := Sleep(ctx, clk, d); err != nil {
+			return err
+		}
+	}
+}
+
+type permanent struct{ err error }
+
+func (p permanent) Error() string { return p.err.Error() }
+func (p permanent) Unwrap() error { return p.err }
+
+// Permanent wraps err so that Retry returns it at once instead of retrying.
+func Permanent(err error) error { return permanent{err} }
