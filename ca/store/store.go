@@ -26,6 +26,14 @@ type Store interface {
 	// returns an error, Batch returns it and fn's writes are discarded; the
 	// other functions of the group still commit.
 	Batch(ctx context.Context, fn func(Tx) error) error
+	// Subscribe returns a channel that receives a value after each
+	// committed transaction that called NextRevision (entries or bundle
+	// changed), coalesced (buffer 1, never blocks the committer), and a
+	// cancel func. Stream handlers use it to push changes to agents
+	// without polling: on each value, read the state in a new View. The
+	// channel is closed by cancel (which may be called more than once) and
+	// when the store is closed.
+	Subscribe() (<-chan struct{}, func())
 	// Close releases the store. It is idempotent; calls after Close fail
 	// with ErrClosed.
 	Close() error
@@ -158,7 +166,8 @@ type Entry struct {
 	ID       string `json:"id"`
 	SPIFFEID string `json:"spiffe_id"`
 	ParentID string `json:"parent_id"`
-	// Selectors are "type:value" strings, kept sorted.
+	// Selectors are "type:value" strings. The store keeps them sorted and
+	// without duplicates, whatever order they were given in.
 	Selectors []string      `json:"selectors"`
 	X509TTL   time.Duration `json:"x509_ttl"`
 	JWTTTL    time.Duration `json:"jwt_ttl"`

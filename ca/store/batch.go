@@ -1,0 +1,204 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"slices"
+
+	"go.etcd.io/bbolt"
+)
+
+// maxBatchSize bounds one group commit. The group's callers all wait for
+// its slowest function and its fsync, and a failing function makes those
+// before it run again, so an unbounded group would turn a burst into one
+// long stall. 1000 is far above the CA's concurrency (one Batch per
+// in-flight RPC), so in practice a group takes everything queued.
+const maxBatchSize = 1000
+
+// Batch implements Store with group commit. Callers queue their fn; a
+// caller that finds no commit in flight becomes the leader, takes what is
+// queued (its own fn or not) and runs it all in one read-write transaction
+// with one fsync, while the others wait. Commits thus follow each other
+// back to back, each carrying whatever arrived during the previous one: a
+// lone caller pays no delay, and under load one fsync serves many callers.
+//
+// A fn that fails (or panics) makes the leader roll back and rerun the
+// group without it, so its writes are discarded and the others commit.
+// Its error is returned to its own caller only; a panic is re-raised in
+// its caller's goroutine, wrapped with the stack where it happened.
+//
+// ctx bounds the wait: a caller whose ctx ends before a leader takes its fn
+// gets ctx.Err() and fn does not run. Once taken, fn runs and the caller
+// waits for the commit.
+func (b *Bolt) Batch(ctx context.Context, fn func(Tx) error) error {
+	if err := b.usable(ctx); err != nil {
+		return err
+	}
+	call := &batchCall{ctx: ctx, fn: fn, done: make(chan batchResult, 1)}
+	b.mu.Lock()
+	b.queue = append(b.queue, call)
+	b.mu.Unlock()
+	for {
+		select {
+		case r := <-call.done:
+			return r.get()
+		case b.writer <- struct{}{}:
+			b.lead()
+		case <-ctx.Done():
+			if b.dequeue(call) {
+				return ctx.Err()
+			}
+			return (<-call.done).get() // already taken: it runs
+		}
+	}
+}
+
+// batchCall is one queued Batch.
+type batchCall struct {
+	ctx  context.Context
+	fn   func(Tx) error
+	done chan batchResult // buffered: delivering never blocks the leader
+}
+
+// deliver hands r to the caller. Only the first result counts.
+func (c *batchCall) deliver(r batchResult) {
+	select {
+	case c.done <- r:
+	default:
+	}
+}
+
+// batchResult is what a Batch caller gets back.
+type batchResult struct {
+	err error
+	// panic is set when fn panicked; Batch re-raises it.
+	panic *batchPanic
+}
+
+func (r batchResult) get() error {
+	if r.panic != nil {
+		panic(r.panic)
+	}
+	return r.err
+}
+
+func (r batchResult) failed() bool { return r.err != nil || r.panic != nil }
+
+// batchPanic is the value Batch panics with when its fn panicked, since the
+// fn ran on another caller's goroutine (the group's leader).
+type batchPanic struct {
+	value any    // what fn panicked with
+	stack []byte // the leader goroutine's stack at the panic
+}
+
+func (p *batchPanic) Error() string {
+	return fmt.Sprintf("store: panic in Batch function: %v\n\n%s", p.value, p.stack)
+}
+
+// Unwrap returns the panic value when it is an error.
+func (p *batchPanic) Unwrap() error {
+	err, _ := p.value.(error)
+	return err
+}
+
+// dequeue removes call from the queue, reporting whether it was still
+// there (not yet taken by a leader).
+func (b *Bolt) dequeue(call *batchCall) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	i := slices.Index(b.queue, call)
+	if i < 0 {
+		return false
+	}
+	b.queue = slices.Delete(b.queue, i, i+1)
+	return true
+}
+
+// take removes up to maxBatchSize calls from the head of the queue.
+func (b *Bolt) take() []*batchCall {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := min(len(b.queue), maxBatchSize)
+	group := slices.Clone(b.queue[:n])
+	b.queue = slices.Delete(b.queue, 0, n)
+	return group
+}
+
+// lead runs one group commit; the caller holds the writer, which lead
+// releases.
+func (b *Bolt) lead() {
+	defer b.releaseWriter()
+	group := b.take()
+	// Should anything below panic outside a fn, nobody may wait forever.
+	defer func() {
+		if r := recover(); r != nil {
+			for _, c := range group {
+				c.deliver(batchResult{err: fmt.Errorf("store: group commit failed: %v", r)})
+			}
+			panic(r)
+		}
+	}()
+	var calls []*batchCall
+	for _, c := range group {
+		if err := c.ctx.Err(); err != nil {
+			c.deliver(batchResult{err: err})
+			continue
+		}
+		calls = append(calls, c)
+	}
+	for len(calls) > 0 {
+		failed, res, revised, err := b.runGroup(calls)
+		if failed >= 0 {
+			b.log.Debug("rerunning group commit without a failed function", logKeyGroupSize, len(calls), logKeyError, res.err)
+			calls[failed].deliver(res)
+			calls = slices.Delete(calls, failed, failed+1)
+			continue
+		}
+		err = b.txErr("committing batch", err)
+		if err == nil && revised {
+			b.subs.notify()
+		}
+		for _, c := range calls {
+			c.deliver(batchResult{err: err})
+		}
+		return
+	}
+}
+
+// errFnFailed makes bbolt roll back the group's transaction.
+var errFnFailed = errors.New("a batch function failed")
+
+// runGroup runs calls in one transaction and commits it unless one fails;
+// then it returns that one's index and result, and nothing is written.
+// err is bbolt's (begin or commit); revised says a fn took a revision.
+func (b *Bolt) runGroup(calls []*batchCall) (failed int, res batchResult, revised bool, err error) {
+	failed = -1
+	err = b.db.Update(func(tx *bbolt.Tx) error {
+		for i, c := range calls {
+			t := &boltTx{tx: tx}
+			if r := runFn(c.fn, t); r.failed() {
+				failed, res = i, r
+				return errFnFailed
+			}
+			revised = revised || t.revised
+		}
+		return nil
+	})
+	if failed >= 0 {
+		err = nil
+	}
+	return failed, res, revised, err
+}
+
+// runFn calls fn, turning a panic into a result so the leader can carry on
+// with the rest of the group.
+func runFn(fn func(Tx) error, t Tx) (r batchResult) {
+	defer func() {
+		if v := recover(); v != nil {
+			r = batchResult{panic: &batchPanic{value: v, stack: debug.Stack()}}
+		}
+	}()
+	return batchResult{err: fn(t)}
+}

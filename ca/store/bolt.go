@@ -1,0 +1,246 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+)
+
+// Options configures Open.
+type Options struct {
+	// Logger receives schema migrations and group commit retries. Nil
+	// discards them.
+	Logger *slog.Logger
+	// Timeout is how long Open waits for the file lock that another
+	// process (a second CA on the same data dir) holds. Zero means 1s.
+	Timeout time.Duration
+	// NoSync skips fsync on commit: a crash can lose or corrupt data. For
+	// tests only.
+	NoSync bool
+}
+
+// Log attribute keys.
+const (
+	logKeyComponent   = "component"
+	logKeyError       = "error"
+	logKeyFromVersion = "from_version"
+	logKeyToVersion   = "to_version"
+	logKeyGroupSize   = "group_size"
+)
+
+// defaultTimeout makes a second CA on the same data dir fail fast with a
+// clear error instead of hanging.
+const defaultTimeout = time.Second
+
+// Bolt is the Store kept in one bbolt file. bbolt allows one writer at a
+// time; Batch makes that writer serve many callers per fsync.
+type Bolt struct {
+	db     *bbolt.DB
+	log    *slog.Logger
+	closed atomic.Bool
+
+	// writer is a one-slot semaphore held by whoever runs a read-write
+	// transaction (Update, or a Batch group's leader). bbolt has its own
+	// writer lock; this one can be waited on with a ctx, and tells Batch
+	// callers when no commit is in flight.
+	writer chan struct{}
+	// mu guards queue, the Batch calls waiting for a leader to take them.
+	mu    sync.Mutex
+	queue []*batchCall
+
+	subs subscribers
+}
+
+var _ Store = (*Bolt)(nil)
+
+// Open opens the store file at path, creating it (mode 0600, it holds the
+// CA's state) if needed, and brings its layout up to date. The directory
+// must exist. A file written by a newer signet is refused.
+func Open(path string, opts Options) (*Bolt, error) {
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	logger = logger.With(logKeyComponent, "store")
+	timeout := opts.Timeout
+	if timeout == 0 {
+		timeout = defaultTimeout
+	}
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{
+		Timeout: timeout,
+		NoSync:  opts.NoSync,
+	})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, fmt.Errorf("opening store %s: another process holds its lock: %w", path, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("opening store %s: %w", path, err)
+	}
+	if err := db.Update(func(tx *bbolt.Tx) error { return migrate(tx, logger.Info) }); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("opening store %s: %w", path, err)
+	}
+	return &Bolt{
+		db:     db,
+		log:    logger,
+		writer: make(chan struct{}, 1),
+		subs:   subscribers{chans: make(map[chan struct{}]struct{})},
+	}, nil
+}
+
+// Path returns the file the store is kept in.
+func (b *Bolt) Path() string { return b.db.Path() }
+
+// View implements Store. ctx is checked before the transaction begins.
+func (b *Bolt) View(ctx context.Context, fn func(Tx) error) error {
+	if err := b.usable(ctx); err != nil {
+		return err
+	}
+	var fnErr error
+	err := b.db.View(func(tx *bbolt.Tx) error {
+		fnErr = fn(&boltTx{tx: tx})
+		return fnErr
+	})
+	if fnErr != nil {
+		return fnErr
+	}
+	return b.txErr("reading store", err)
+}
+
+// Update implements Store. ctx bounds the wait for the writer; once fn
+// runs, the transaction completes. A panic in fn rolls back and
+// propagates.
+func (b *Bolt) Update(ctx context.Context, fn func(Tx) error) error {
+	if err := b.usable(ctx); err != nil {
+		return err
+	}
+	if err := b.acquireWriter(ctx); err != nil {
+		return err
+	}
+	defer b.releaseWriter()
+	t := &boltTx{}
+	var fnErr error
+	err := b.db.Update(func(tx *bbolt.Tx) error {
+		t.tx = tx
+		fnErr = fn(t)
+		return fnErr
+	})
+	if fnErr != nil {
+		return fnErr
+	}
+	if err != nil {
+		return b.txErr("committing transaction", err)
+	}
+	if t.revised {
+		b.subs.notify()
+	}
+	return nil
+}
+
+// Subscribe implements Store. The channel is closed by cancel or Close.
+func (b *Bolt) Subscribe() (<-chan struct{}, func()) {
+	return b.subs.add()
+}
+
+// Close implements Store. It waits for the running transactions.
+func (b *Bolt) Close() error {
+	if b.closed.Swap(true) {
+		return nil
+	}
+	err := b.db.Close()
+	b.subs.close()
+	if err != nil {
+		return fmt.Errorf("closing store: %w", err)
+	}
+	return nil
+}
+
+// usable is the check every transaction starts with.
+func (b *Bolt) usable(ctx context.Context) error {
+	if b.closed.Load() {
+		return ErrClosed
+	}
+	return ctx.Err()
+}
+
+func (b *Bolt) acquireWriter(ctx context.Context) error {
+	select {
+	case b.writer <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (b *Bolt) releaseWriter() { <-b.writer }
+
+// txErr wraps an error of bbolt itself (not of fn). A store closed while
+// the call was on its way is ErrClosed, as if it had been closed before.
+func (b *Bolt) txErr(doing string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, bolterrors.ErrDatabaseNotOpen):
+		return ErrClosed
+	default:
+		return fmt.Errorf("%s: %w", doing, err)
+	}
+}
+
+// subscribers are the channels of Subscribe.
+type subscribers struct {
+	mu     sync.Mutex
+	chans  map[chan struct{}]struct{}
+	closed bool
+}
+
+func (s *subscribers) add() (<-chan struct{}, func()) {
+	ch := make(chan struct{}, 1)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		close(ch)
+		return ch, func() {}
+	}
+	s.chans[ch] = struct{}{}
+	cancel := func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if _, ok := s.chans[ch]; ok {
+			delete(s.chans, ch)
+			close(ch)
+		}
+	}
+	return ch, cancel
+}
+
+// notify wakes every subscriber. A subscriber that has not yet drained its
+// last wake-up keeps that one: it will read the state after this commit
+// anyway.
+func (s *subscribers) notify() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for ch := range s.chans {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (s *subscribers) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	for ch := range s.chans {
+		close(ch)
+	}
+	clear(s.chans)
+}

@@ -1,0 +1,80 @@
+// Package store keeps the CA's state: authorities, registration entries,
+// attested nodes, join tokens, the index of issued SVIDs, and a revision
+// counter that tells agents when entries or the bundle changed.
+//
+// Store is the interface the CA codes against; Bolt, returned by Open,
+// implements it over one bbolt file. Another backend must pass the
+// conformance suite in package storetest.
+//
+// Open the store once per process:
+//
+//	st, err := store.Open(filepath.Join(dataDir, "signet.db"), store.Options{Logger: logger})
+//	if err != nil {
+//		return err
+//	}
+//	defer st.Close()
+//
+// Change state in Update. The function's writes commit together when it
+// returns nil and are discarded when it returns an error:
+//
+//	err = st.Update(ctx, func(tx store.Tx) error {
+//		rev, err := tx.NextRevision()
+//		if err != nil {
+//			return err
+//		}
+//		e.Revision = rev
+//		return tx.CreateEntry(e) // errors.Is(err, store.ErrAlreadyExists) on a duplicate
+//	})
+//
+// Read in View, which sees one consistent snapshot:
+//
+//	var entries []*store.Entry
+//	err = st.View(ctx, func(tx store.Tx) (err error) {
+//		entries, err = tx.ListEntries(store.EntryFilter{ParentID: nodeID})
+//		return err
+//	})
+//
+// On hot paths where many goroutines write at once (recording issued
+// SVIDs), use Batch: concurrent calls share one commit and one fsync. The
+// function may run more than once, so it must not have effects outside tx:
+//
+//	err = st.Batch(ctx, func(tx store.Tx) error {
+//		return tx.PutSVID(rec)
+//	})
+//
+// Streams that push changes to agents wait on Subscribe instead of polling:
+// it signals after each commit that took a revision.
+//
+// # Caveats
+//
+// A Tx is valid only inside the function it was passed to. Do not start a
+// transaction from inside another one: View inside Update (or Batch inside
+// either) can deadlock, since bbolt allows one writer and a long read can
+// block the writer from growing the file.
+//
+// There is one writer at a time. Keep write transactions short and do no
+// network I/O or signing in them; a Batch group waits for its slowest
+// function.
+//
+// A function passed to Batch runs with the writes of the functions before
+// it in the same group already applied, and is rerun when another function
+// of the group fails. It must be safe to run again, and must not depend on
+// running alone.
+//
+// ctx bounds only the wait for the transaction to start. Once a function
+// runs, its transaction completes even if ctx ends.
+//
+// ForEachSVID must not be used to change the SVID index from inside its
+// callback; collect the keys and write after the walk (as PruneSVIDs does).
+//
+// Entry selectors are stored sorted and without duplicates, whatever order
+// the caller gave; two entries with the same SPIFFE ID, parent and selector
+// set are duplicates.
+//
+// The file is opened with an exclusive lock: a second process opening the
+// same file waits Options.Timeout and fails. A file written by a newer
+// signet (a higher schema version) is refused, not downgraded.
+//
+// PruneSVIDs reads the whole SVID index. Run it periodically, not per
+// request.
+package store

@@ -1,0 +1,131 @@
+package store
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"go.etcd.io/bbolt"
+)
+
+// Bucket names. Every record bucket is keyed by the record's natural ID; the
+// index buckets hold only keys that point back at entries.
+var (
+	bucketAuthorities = []byte("authorities") // Authority.ID -> JSON
+	bucketEntries     = []byte("entries")     // Entry.ID -> JSON
+	// bucketEntryKeys makes (SPIFFE ID, parent ID, selector set) unique:
+	// entryKey(e) -> Entry.ID.
+	bucketEntryKeys = []byte("entry_keys")
+	// bucketEntriesByParent lets ListEntries with a ParentID read only that
+	// node's entries: ParentID NUL Entry.ID -> empty.
+	bucketEntriesByParent = []byte("entries_by_parent")
+	bucketNodes           = []byte("nodes")       // Node.SPIFFEID -> JSON
+	bucketJoinTokens      = []byte("join_tokens") // JoinToken.Hash -> JSON
+	bucketSVIDs           = []byte("svids")       // SVIDRecord.Serial -> JSON
+	// bucketMeta holds the schema version, the revision counter and the
+	// singletons of GetMeta/PutMeta.
+	bucketMeta = []byte("meta")
+	// bucketAudit is reserved for the hash-chained audit log, which must be
+	// written in the same transaction as the change it records.
+	bucketAudit = []byte("audit")
+)
+
+// Keys of bucketMeta that the store owns. PutMeta refuses them so a caller
+// cannot corrupt the schema version or rewind the revision counter. Both
+// hold an 8-byte big-endian unsigned integer.
+const (
+	metaSchemaVersion = "schema_version"
+	metaRevision      = "revision"
+)
+
+// migrations[i] moves a store file from schema version i to version i+1; a
+// new, empty file is at version 0. To change the layout, append a function:
+// Open runs the missing ones in order, in the same transaction that records
+// the new version, so a failed migration leaves the file as it was.
+var migrations = []func(tx *bbolt.Tx) error{
+	// Version 1: the initial layout.
+	func(tx *bbolt.Tx) error {
+		return createBuckets(tx,
+			bucketAuthorities, bucketEntries, bucketEntryKeys, bucketEntriesByParent,
+			bucketNodes, bucketJoinTokens, bucketSVIDs, bucketMeta, bucketAudit)
+	},
+}
+
+func createBuckets(tx *bbolt.Tx, names ...[]byte) error {
+	for _, name := range names {
+		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+			return fmt.Errorf("creating bucket %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// allBuckets is every bucket of the current layout (a migration that adds
+// one adds it here too). Open checks they all exist, so transaction code
+// can use tx.Bucket without nil checks.
+var allBuckets = [][]byte{
+	bucketAuthorities, bucketEntries, bucketEntryKeys, bucketEntriesByParent,
+	bucketNodes, bucketJoinTokens, bucketSVIDs, bucketMeta, bucketAudit,
+}
+
+// schemaVersion is the layout this code reads and writes.
+var schemaVersion = uint64(len(migrations))
+
+// migrate brings the file up to schemaVersion. It refuses a file written by
+// a newer signet rather than guess at a layout it does not know.
+func migrate(tx *bbolt.Tx, logger logFunc) error {
+	version, err := readSchemaVersion(tx)
+	if err != nil {
+		return err
+	}
+	if version > schemaVersion {
+		return fmt.Errorf("store schema version %d is newer than version %d, the newest this signet supports: use a newer signet", version, schemaVersion)
+	}
+	for v := version; v < schemaVersion; v++ {
+		logger("migrating store schema", logKeyFromVersion, v, logKeyToVersion, v+1)
+		if err := migrations[v](tx); err != nil {
+			return fmt.Errorf("migrating store schema from version %d to %d: %w", v, v+1, err)
+		}
+	}
+	if version != schemaVersion {
+		if err := tx.Bucket(bucketMeta).Put([]byte(metaSchemaVersion), encodeUint64(schemaVersion)); err != nil {
+			return fmt.Errorf("recording schema version %d: %w", schemaVersion, err)
+		}
+	}
+	for _, name := range allBuckets {
+		if tx.Bucket(name) == nil {
+			return fmt.Errorf("bucket %s is missing: %w", name, ErrCorrupt)
+		}
+	}
+	return nil
+}
+
+// logFunc is slog.Logger.Info's shape, so migrate needs no logger plumbing.
+type logFunc func(msg string, args ...any)
+
+// readSchemaVersion returns 0 for a file that has no meta bucket yet.
+func readSchemaVersion(tx *bbolt.Tx) (uint64, error) {
+	meta := tx.Bucket(bucketMeta)
+	if meta == nil {
+		return 0, nil
+	}
+	v, err := decodeUint64(meta.Get([]byte(metaSchemaVersion)))
+	if err != nil {
+		return 0, fmt.Errorf("reading schema version: %w", err)
+	}
+	return v, nil
+}
+
+func encodeUint64(v uint64) []byte {
+	return binary.BigEndian.AppendUint64(nil, v)
+}
+
+// decodeUint64 reads a counter of bucketMeta; an absent key is 0.
+func decodeUint64(b []byte) (uint64, error) {
+	if b == nil {
+		return 0, nil
+	}
+	if len(b) != 8 {
+		return 0, fmt.Errorf("%d-byte counter, want 8: %w", len(b), ErrCorrupt)
+	}
+	return binary.BigEndian.Uint64(b), nil
+}
