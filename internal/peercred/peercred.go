@@ -5,7 +5,8 @@
 // FromContext in a handler to learn who is calling; the kernel fills the
 // credentials in at connect time (SO_PEERCRED), so a caller cannot forge them.
 // The CA's admin API checks the uid against its admin uids; the agent uses the
-// pid to attest workloads.
+// pid to attest workloads, and the pidfd taken at handshake (Creds.PIDFD) to
+// check that the pid still names the process that connected.
 package peercred
 
 import (
@@ -13,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -29,6 +31,11 @@ type Creds struct {
 	PID int32
 	UID uint32
 	GID uint32
+	// PIDFD pins the process that connected, so that code inspecting it
+	// later by PID can tell whether the PID still names that process (see
+	// PIDFD). TransportCredentials sets it, and closes it when the
+	// connection closes; it is nil from Read and on kernels older than 5.3.
+	PIDFD *PIDFD
 }
 
 // AuthInfo is the credentials.AuthInfo that TransportCredentials attaches to
@@ -95,6 +102,17 @@ func (transportCreds) ServerHandshake(conn net.Conn) (net.Conn, credentials.Auth
 		conn.Close()
 		return nil, nil, err
 	}
+	// Take the pidfd now, while the peer is certainly connected; Read has
+	// checked that conn is a *net.UnixConn.
+	uc := conn.(*net.UnixConn)
+	c.PIDFD, err = openPIDFD(uc, c.PID)
+	if err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	if c.PIDFD != nil {
+		conn = &pidfdConn{UnixConn: uc, pidfd: c.PIDFD}
+	}
 	return conn, AuthInfo{CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.PrivacyAndIntegrity}, Creds: c}, nil
 }
 
@@ -105,3 +123,31 @@ func (transportCreds) Info() credentials.ProtocolInfo {
 func (t transportCreds) Clone() credentials.TransportCredentials { return t }
 
 func (transportCreds) OverrideServerName(string) error { return nil }
+
+// Listen creates a Unix socket at path for a server that checks peer
+// credentials: a stale socket file from a previous run is removed, and the
+// socket gets mode (0600 for admin sockets) before anyone can connect
+// through the directory.
+func Listen(path string, mode os.FileMode) (net.Listener, error) {
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return nil, fmt.Errorf("peercred: %s exists and is not a socket", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("peercred: removing stale socket: %w", err)
+		}
+	}
+	// Create the socket with no permissions for anyone else from the start,
+	// then open it up to exactly mode.
+	old := syscall.Umask(0o177)
+	ln, err := net.Listen("unix", path)
+	syscall.Umask(old)
+	if err != nil {
+		return nil, fmt.Errorf("peercred: listening on %s: %w", path, err)
+	}
+	if err := os.Chmod(path, mode); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("peercred: chmod %s: %w", path, err)
+	}
+	return ln, nil
+}

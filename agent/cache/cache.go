@@ -1,0 +1,652 @@
+package cache
+
+import (
+	"cmp"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+
+	"github.com/signet-mesh/signet/agent/attestor"
+	"github.com/signet-mesh/signet/agent/rotate"
+	"github.com/signet-mesh/signet/internal/clock"
+)
+
+// Log attribute keys.
+const (
+	logKeyEntryID  = "entry_id"
+	logKeySPIFFEID = "spiffe_id"
+)
+
+// Entry is a registration entry the agent is authorized to mint SVIDs for.
+type Entry struct {
+	ID       string
+	SPIFFEID spiffeid.ID
+	// Selectors a workload must all have to get this entry's identity.
+	Selectors []string
+	X509TTL   time.Duration
+	JWTTTL    time.Duration
+	DNSNames  []string
+	// Hint tells a workload holding several SVIDs what this one is for
+	// ("internal", "external"); the Workload API serves at most one SVID
+	// per hint.
+	Hint string
+	// Revision is the store revision at which the entry last changed.
+	Revision int64
+}
+
+// Identity is an entry with its current, unexpired SVID. The SVID's key was
+// generated on this node.
+type Identity struct {
+	Entry Entry
+	SVID  *x509svid.SVID
+}
+
+// Update is the complete state served to one workload. Updates are shared
+// between subscribers and must not be modified.
+type Update struct {
+	// Entries are all entries the workload matches, with or without a
+	// usable SVID, ordered by entry ID. None means the workload is not
+	// entitled to any identity.
+	Entries []Entry
+	// Identities are the entries that have an unexpired SVID, ordered by
+	// entry ID, so that the first one (the Workload API's default identity)
+	// stays the same across updates. Operators who need a particular SVID
+	// to come first should tell them apart by hint instead.
+	Identities []Identity
+	// Bundle and JWTBundle are the trust domain's bundles, nil until set.
+	Bundle    *x509bundle.Bundle
+	JWTBundle *jwtbundle.Bundle
+	// BundleRevision is the revision of the bundle as given to SetBundle.
+	BundleRevision int64
+	// FederatedBundles and FederatedJWTBundles are other trust domains'
+	// bundles, ordered by trust domain name.
+	FederatedBundles    []*x509bundle.Bundle
+	FederatedJWTBundles []*jwtbundle.Bundle
+}
+
+// Config configures a Cache.
+type Config struct {
+	// TrustDomain is the agent's trust domain; entries and bundles of
+	// other trust domains are refused. Required.
+	TrustDomain spiffeid.TrustDomain
+	// Clock decides which SVIDs have expired. Nil means the wall clock.
+	Clock clock.Clock
+	// Logger receives notes on entries applied or refused. Nil discards.
+	Logger *slog.Logger
+}
+
+// Cache is the agent's store of entries, SVIDs and bundles. It is safe for
+// concurrent use.
+type Cache struct {
+	td    spiffeid.TrustDomain
+	clock clock.Clock
+	log   *slog.Logger
+
+	mu      sync.Mutex
+	records map[string]*record
+	// recordsBySelector and groupsBySelector index entries and subscriber
+	// groups by each of their selectors.
+	recordsBySelector map[string]map[*record]struct{}
+	groups            map[string]*group // by selector set key
+	groupsBySelector  map[string]map[*group]struct{}
+
+	bundle     *x509bundle.Bundle
+	jwtBundle  *jwtbundle.Bundle
+	bundleRev  int64
+	fedBundles []*x509bundle.Bundle
+	fedJWT     []*jwtbundle.Bundle
+}
+
+// record is an entry with its SVID and the groups whose selectors match it.
+type record struct {
+	entry  Entry
+	svid   *x509svid.SVID
+	groups map[*group]struct{}
+}
+
+// group is the subscribers that share one selector set, with the entries
+// that set matches.
+type group struct {
+	key       string
+	selectors []string // sorted, no duplicates
+	matched   map[string]*record
+	subs      map[*Subscription]struct{}
+}
+
+// New returns an empty Cache: not Ready until SetBundle.
+func New(cfg Config) *Cache {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Cache{
+		td:                cfg.TrustDomain,
+		clock:             clock.OrReal(cfg.Clock),
+		log:               cfg.Logger.With("component", "cache"),
+		records:           make(map[string]*record),
+		recordsBySelector: make(map[string]map[*record]struct{}),
+		groups:            make(map[string]*group),
+		groupsBySelector:  make(map[string]map[*group]struct{}),
+	}
+}
+
+// ApplyEntries brings the entries up to date: upserted entries are added or
+// replace the entry with the same ID, entries named in deletedIDs are
+// removed, and when full is set every entry not in upserted is removed too.
+// Entries of another trust domain, or without an ID, are skipped.
+//
+// It returns the entries that need a new SVID: new ones, and those whose
+// SPIFFE ID, X.509 TTL or DNS names changed. An entry whose SPIFFE ID or
+// DNS names changed stops serving its old SVID at once; one whose TTL
+// changed keeps serving it until the new one is set. Entries that merely
+// lack an SVID (a mint failed) are not returned again: the caller retries
+// those itself.
+func (c *Cache) ApplyEntries(full bool, upserted []Entry, deletedIDs []string) (changed []Entry) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.clock.Now()
+	wake := make(map[*group]struct{})
+	keep := make(map[string]bool, len(upserted))
+
+	for _, e := range upserted {
+		if e.ID == "" {
+			c.log.Warn("skipping entry without an id", logKeySPIFFEID, e.SPIFFEID.String())
+			continue
+		}
+		if e.SPIFFEID.TrustDomain() != c.td {
+			c.log.Warn("skipping entry of another trust domain", logKeyEntryID, e.ID, logKeySPIFFEID, e.SPIFFEID.String())
+			continue
+		}
+		e = canonical(e)
+		keep[e.ID] = true
+		rec, ok := c.records[e.ID]
+		if !ok {
+			rec = &record{entry: e, groups: make(map[*group]struct{})}
+			c.records[e.ID] = rec
+			c.indexRecord(rec)
+			c.attachRecord(rec)
+			changed = append(changed, cloneEntry(e))
+			c.log.Debug("entry added", logKeyEntryID, e.ID, logKeySPIFFEID, e.SPIFFEID.String())
+			continue
+		}
+		old := rec.entry
+		if sameEntry(old, e) {
+			rec.entry.Revision = e.Revision
+			continue
+		}
+		wasIdentity := usable(rec.svid, now)
+		if old.SPIFFEID != e.SPIFFEID || !slices.Equal(old.DNSNames, e.DNSNames) {
+			// The SVID names the old identity; stop serving it.
+			rec.svid = nil
+		}
+		if !slices.Equal(old.Selectors, e.Selectors) {
+			c.detachRecord(rec, wasIdentity, wake)
+			c.unindexRecord(rec)
+			rec.entry = e
+			c.indexRecord(rec)
+			c.attachRecord(rec)
+			if usable(rec.svid, now) {
+				addAll(wake, rec.groups)
+			}
+		} else {
+			rec.entry = e
+			if wasIdentity {
+				addAll(wake, rec.groups)
+			}
+		}
+		if old.SPIFFEID != e.SPIFFEID || old.X509TTL != e.X509TTL || !slices.Equal(old.DNSNames, e.DNSNames) {
+			changed = append(changed, cloneEntry(e))
+		}
+		c.log.Debug("entry changed", logKeyEntryID, e.ID, logKeySPIFFEID, e.SPIFFEID.String())
+	}
+
+	remove := func(id string) {
+		rec, ok := c.records[id]
+		if !ok {
+			return
+		}
+		c.detachRecord(rec, usable(rec.svid, now), wake)
+		c.unindexRecord(rec)
+		delete(c.records, id)
+		c.log.Debug("entry removed", logKeyEntryID, id)
+	}
+	for _, id := range deletedIDs {
+		remove(id)
+	}
+	if full {
+		for id := range c.records {
+			if !keep[id] {
+				remove(id)
+			}
+		}
+	}
+	c.notify(wake)
+	return changed
+}
+
+// Entries returns every entry, ordered by ID.
+func (c *Cache) Entries() []Entry {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]Entry, 0, len(c.records))
+	for _, rec := range c.records {
+		out = append(out, cloneEntry(rec.entry))
+	}
+	slices.SortFunc(out, func(a, b Entry) int { return cmp.Compare(a.ID, b.ID) })
+	return out
+}
+
+// SetSVID makes svid the current SVID of entry entryID and pushes it to the
+// subscribers that match the entry. It fails with ErrUnknownEntry when the
+// entry is gone, and with ErrSVIDMismatch when the SVID's SPIFFE ID or DNS
+// names are no longer the entry's (it was minted for an older version).
+func (c *Cache) SetSVID(entryID string, svid *x509svid.SVID) error {
+	if svid == nil || len(svid.Certificates) == 0 || svid.Certificates[0] == nil || svid.PrivateKey == nil {
+		return wrapErr(ErrInvalidSVID)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	rec, ok := c.records[entryID]
+	if !ok {
+		return wrapErr(ErrUnknownEntry)
+	}
+	if svid.ID != rec.entry.SPIFFEID || !sameDNSNames(svid.Certificates[0].DNSNames, rec.entry.DNSNames) {
+		return wrapErr(ErrSVIDMismatch)
+	}
+	now := c.clock.Now()
+	wasIdentity := usable(rec.svid, now)
+	rec.svid = svid
+	if wasIdentity || usable(svid, now) {
+		c.notify(rec.groups)
+	}
+	return nil
+}
+
+// SVID returns the SVID held for entryID, expired or not, or nil.
+func (c *Cache) SVID(entryID string) *x509svid.SVID {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if rec, ok := c.records[entryID]; ok {
+		return rec.svid
+	}
+	return nil
+}
+
+// SetBundle sets the trust domain's X.509 and JWT bundles (a nil JWT bundle
+// means no JWT authorities) and their revision. Subscribers are woken only
+// when the contents changed. The cache keeps copies.
+func (c *Cache) SetBundle(x *x509bundle.Bundle, j *jwtbundle.Bundle, revision int64) error {
+	if x == nil {
+		return wrapErr(ErrNoBundle)
+	}
+	if j == nil {
+		j = jwtbundle.New(c.td)
+	}
+	if x.TrustDomain() != c.td || j.TrustDomain() != c.td {
+		return wrapErr(ErrTrustDomainMismatch)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.bundleRev = revision
+	if x.Equal(c.bundle) && j.Equal(c.jwtBundle) {
+		return nil
+	}
+	c.bundle, c.jwtBundle = x.Clone(), j.Clone()
+	c.notifyAll()
+	return nil
+}
+
+// SetFederatedBundles replaces the bundles of foreign trust domains that
+// workloads should trust. Subscribers are woken only when they changed.
+func (c *Cache) SetFederatedBundles(x []*x509bundle.Bundle, j []*jwtbundle.Bundle) error {
+	xs := make([]*x509bundle.Bundle, 0, len(x))
+	for _, b := range x {
+		if b.TrustDomain() == c.td {
+			return wrapErr(ErrTrustDomainMismatch)
+		}
+		xs = append(xs, b.Clone())
+	}
+	js := make([]*jwtbundle.Bundle, 0, len(j))
+	for _, b := range j {
+		if b.TrustDomain() == c.td {
+			return wrapErr(ErrTrustDomainMismatch)
+		}
+		js = append(js, b.Clone())
+	}
+	slices.SortFunc(xs, func(a, b *x509bundle.Bundle) int { return cmp.Compare(a.TrustDomain().Name(), b.TrustDomain().Name()) })
+	slices.SortFunc(js, func(a, b *jwtbundle.Bundle) int { return cmp.Compare(a.TrustDomain().Name(), b.TrustDomain().Name()) })
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if slices.EqualFunc(xs, c.fedBundles, (*x509bundle.Bundle).Equal) && slices.EqualFunc(js, c.fedJWT, (*jwtbundle.Bundle).Equal) {
+		return nil
+	}
+	c.fedBundles, c.fedJWT = xs, js
+	c.notifyAll()
+	return nil
+}
+
+// Ready reports whether the bundle has been set: until then the agent has
+// nothing trustworthy to serve.
+func (c *Cache) Ready() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.bundle != nil
+}
+
+// Stats reports how many SVIDs the cache holds and the earliest NotAfter
+// among them (zero when there are none). An earliest expiry in the past
+// means an SVID expired without being renewed.
+func (c *Cache) Stats() (svids int, earliestExpiry time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, rec := range c.records {
+		if rec.svid == nil {
+			continue
+		}
+		svids++
+		if na := rec.svid.Certificates[0].NotAfter; earliestExpiry.IsZero() || na.Before(earliestExpiry) {
+			earliestExpiry = na
+		}
+	}
+	return svids, earliestExpiry
+}
+
+// PruneExpired drops every SVID that has expired by the cache's clock and
+// pushes the new state to the subscribers that held one, so that streams
+// withdraw it. It returns how many it dropped. Expired SVIDs are never
+// served either way; pruning is what tells open streams.
+func (c *Cache) PruneExpired() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.clock.Now()
+	wake := make(map[*group]struct{})
+	n := 0
+	for _, rec := range c.records {
+		if rec.svid != nil && !usable(rec.svid, now) {
+			rec.svid = nil
+			addAll(wake, rec.groups)
+			n++
+		}
+	}
+	c.notify(wake)
+	return n
+}
+
+// Lookup returns the current state for a workload with selectors, without
+// subscribing: for one-shot calls such as FetchJWTSVID. With no selectors
+// it matches no entry and returns just the bundles.
+func (c *Cache) Lookup(selectors []string) *Update {
+	sels := normalize(selectors)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if g, ok := c.groups[key(sels)]; ok {
+		return c.build(g.matched)
+	}
+	return c.build(c.match(sels))
+}
+
+// Subscribe returns a subscription to the state of a workload with
+// selectors. See the package documentation for when Updates are delivered.
+// Close it when done.
+func (c *Cache) Subscribe(selectors []string) *Subscription {
+	sels := normalize(selectors)
+	k := key(sels)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	g, ok := c.groups[k]
+	if !ok {
+		g = &group{key: k, selectors: sels, matched: c.match(sels), subs: make(map[*Subscription]struct{})}
+		c.groups[k] = g
+		for _, s := range sels {
+			addTo(c.groupsBySelector, s, g)
+		}
+		for _, rec := range g.matched {
+			rec.groups[g] = struct{}{}
+		}
+	}
+	sub := &Subscription{c: c, g: g, ch: make(chan *Update, 1)}
+	g.subs[sub] = struct{}{}
+	sub.offer(c.build(g.matched))
+	return sub
+}
+
+// Subscription delivers a workload's state as it changes.
+type Subscription struct {
+	c *Cache
+	g *group
+	// ch has room for one Update; offer replaces an unread one.
+	ch chan *Update
+	// sent and closed are guarded by c.mu.
+	sent   bool
+	closed bool
+}
+
+// Updates returns the channel of Updates. It is closed by Close.
+func (s *Subscription) Updates() <-chan *Update { return s.ch }
+
+// Close ends the subscription and closes the Updates channel. It is
+// idempotent.
+func (s *Subscription) Close() {
+	c := s.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s.closed {
+		return
+	}
+	s.closed = true
+	delete(s.g.subs, s)
+	if len(s.g.subs) == 0 {
+		c.removeGroup(s.g)
+	}
+	close(s.ch)
+}
+
+// offer hands u to the subscriber, replacing an Update it has not read yet.
+// Before the first delivery it holds back Updates that have nothing to
+// serve. Called with c.mu held, which makes the cache the only sender.
+func (s *Subscription) offer(u *Update) {
+	if !s.sent && len(u.Entries) > 0 && (len(u.Identities) == 0 || u.Bundle == nil) {
+		return
+	}
+	s.sent = true
+	select {
+	case s.ch <- u:
+		return
+	default:
+	}
+	// Full: take back the stale Update (unless the reader just did) and
+	// put the new one in its place. Only we send, so this cannot block.
+	select {
+	case <-s.ch:
+	default:
+	}
+	s.ch <- u
+}
+
+// notify pushes fresh state to every subscriber of the given groups.
+func (c *Cache) notify(groups map[*group]struct{}) {
+	for g := range groups {
+		u := c.build(g.matched)
+		for sub := range g.subs {
+			sub.offer(u)
+		}
+	}
+}
+
+func (c *Cache) notifyAll() {
+	for _, g := range c.groups {
+		u := c.build(g.matched)
+		for sub := range g.subs {
+			sub.offer(u)
+		}
+	}
+}
+
+// build makes the Update for a set of matched entries.
+func (c *Cache) build(matched map[string]*record) *Update {
+	now := c.clock.Now()
+	recs := make([]*record, 0, len(matched))
+	for _, rec := range matched {
+		recs = append(recs, rec)
+	}
+	slices.SortFunc(recs, func(a, b *record) int { return cmp.Compare(a.entry.ID, b.entry.ID) })
+	u := &Update{
+		Entries:             make([]Entry, 0, len(recs)),
+		Bundle:              c.bundle,
+		JWTBundle:           c.jwtBundle,
+		BundleRevision:      c.bundleRev,
+		FederatedBundles:    c.fedBundles,
+		FederatedJWTBundles: c.fedJWT,
+	}
+	for _, rec := range recs {
+		u.Entries = append(u.Entries, rec.entry)
+		if usable(rec.svid, now) {
+			u.Identities = append(u.Identities, Identity{Entry: rec.entry, SVID: rec.svid})
+		}
+	}
+	return u
+}
+
+// match returns the entries a workload with sels (normalized) is entitled
+// to, looking only at entries that share one of its selectors.
+func (c *Cache) match(sels []string) map[string]*record {
+	out := make(map[string]*record)
+	for _, s := range sels {
+		for rec := range c.recordsBySelector[s] {
+			if _, done := out[rec.entry.ID]; !done && attestor.Match(rec.entry.Selectors, sels) {
+				out[rec.entry.ID] = rec
+			}
+		}
+	}
+	return out
+}
+
+// attachRecord links rec with every group its selectors match. Candidates
+// are the groups sharing rec's least common selector.
+func (c *Cache) attachRecord(rec *record) {
+	var candidates map[*group]struct{}
+	for i, s := range rec.entry.Selectors {
+		gs := c.groupsBySelector[s]
+		if i == 0 || len(gs) < len(candidates) {
+			candidates = gs
+		}
+	}
+	for g := range candidates {
+		if attestor.Match(rec.entry.Selectors, g.selectors) {
+			g.matched[rec.entry.ID] = rec
+			rec.groups[g] = struct{}{}
+		}
+	}
+}
+
+// detachRecord unlinks rec from its groups, marking for waking those that
+// lose an identity (wasIdentity) or their last entry.
+func (c *Cache) detachRecord(rec *record, wasIdentity bool, wake map[*group]struct{}) {
+	for g := range rec.groups {
+		delete(g.matched, rec.entry.ID)
+		if wasIdentity || len(g.matched) == 0 {
+			wake[g] = struct{}{}
+		}
+	}
+	clear(rec.groups)
+}
+
+func (c *Cache) indexRecord(rec *record) {
+	for _, s := range rec.entry.Selectors {
+		addTo(c.recordsBySelector, s, rec)
+	}
+}
+
+func (c *Cache) unindexRecord(rec *record) {
+	for _, s := range rec.entry.Selectors {
+		removeFrom(c.recordsBySelector, s, rec)
+	}
+}
+
+func (c *Cache) removeGroup(g *group) {
+	delete(c.groups, g.key)
+	for _, s := range g.selectors {
+		removeFrom(c.groupsBySelector, s, g)
+	}
+	for _, rec := range g.matched {
+		delete(rec.groups, g)
+	}
+}
+
+// usable reports whether svid can be served at now.
+func usable(svid *x509svid.SVID, now time.Time) bool {
+	return svid != nil && !rotate.Expired(now, svid.Certificates[0].NotAfter)
+}
+
+// canonical returns a copy of e with sorted, de-duplicated selectors and DNS
+// names, so that entries compare by content and the cache owns its slices.
+func canonical(e Entry) Entry {
+	e.Selectors = normalize(e.Selectors)
+	e.DNSNames = slices.Compact(slices.Sorted(slices.Values(e.DNSNames)))
+	return e
+}
+
+// sameEntry reports whether a and b differ in nothing but Revision.
+func sameEntry(a, b Entry) bool {
+	a.Revision = b.Revision
+	return a.ID == b.ID && a.SPIFFEID == b.SPIFFEID && a.X509TTL == b.X509TTL && a.JWTTTL == b.JWTTTL &&
+		a.Hint == b.Hint && slices.Equal(a.Selectors, b.Selectors) && slices.Equal(a.DNSNames, b.DNSNames)
+}
+
+// sameDNSNames compares a certificate's DNS names with an entry's (sorted)
+// as sets, ignoring case as DNS does.
+func sameDNSNames(cert, entry []string) bool {
+	lower := func(s []string) []string {
+		out := make([]string, len(s))
+		for i, v := range s {
+			out[i] = strings.ToLower(v)
+		}
+		return slices.Compact(slices.Sorted(slices.Values(out)))
+	}
+	return slices.Equal(lower(cert), lower(entry))
+}
+
+func cloneEntry(e Entry) Entry {
+	e.Selectors = slices.Clone(e.Selectors)
+	e.DNSNames = slices.Clone(e.DNSNames)
+	return e
+}
+
+// normalize sorts and de-duplicates selectors into a new slice.
+func normalize(sels []string) []string {
+	return slices.Compact(slices.Sorted(slices.Values(sels)))
+}
+
+// key names a normalized selector set. Selectors cannot contain NUL.
+func key(sels []string) string { return strings.Join(sels, "\x00") }
+
+func addTo[T comparable](idx map[string]map[T]struct{}, s string, v T) {
+	set, ok := idx[s]
+	if !ok {
+		set = make(map[T]struct{})
+		idx[s] = set
+	}
+	set[v] = struct{}{}
+}
+
+func removeFrom[T comparable](idx map[string]map[T]struct{}, s string, v T) {
+	if set, ok := idx[s]; ok {
+		delete(set, v)
+		if len(set) == 0 {
+			delete(idx, s)
+		}
+	}
+}
+
+func addAll(dst, src map[*group]struct{}) {
+	for g := range src {
+		dst[g] = struct{}{}
+	}
+}

@@ -1,0 +1,286 @@
+// Package client is the agent's side of the node API: attestation with a
+// join token, then an mTLS connection to the CA authenticated by the node
+// SVID, with the CA itself authenticated as spiffe://<td>/signet/server
+// against the current trust bundle.
+//
+//	svid, bundle, err := client.Attest(ctx, client.AttestParams{Address: addr, TrustDomain: td, Bootstrap: roots, JoinToken: tok, Key: key})
+//	src := client.NewSource(svid, bundle)
+//	c, err := client.Dial(addr, td, src)
+//	stream, err := c.SyncEntries(ctx)
+//
+// The Source is updated in place when the node SVID is renewed or the bundle
+// changes, and new handshakes pick it up without redialing.
+package client
+
+import (
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
+
+	nodev1 "github.com/signet-mesh/signet/proto/signet/node/v1"
+)
+
+// MaxMintBatch is how many CSRs go in one MintX509SVIDs call; it matches
+// the CA's limit.
+const MaxMintBatch = 500
+
+// ServerID returns the CA's SPIFFE ID in td.
+func ServerID(td spiffeid.TrustDomain) spiffeid.ID {
+	return spiffeid.RequireFromSegments(td, "signet", "server")
+}
+
+// AttestParams are the inputs of Attest.
+type AttestParams struct {
+	Address     string
+	TrustDomain spiffeid.TrustDomain
+	// Bootstrap holds the roots that authenticate the CA. Nil with
+	// Insecure set skips server authentication (development only).
+	Bootstrap []*x509.Certificate
+	Insecure  bool
+	JoinToken string
+	// Key becomes the node SVID's key; it never leaves the node.
+	Key crypto.Signer
+}
+
+// Attest trades a join token for a node SVID and the trust bundle.
+func Attest(ctx context.Context, p AttestParams) (*x509svid.SVID, *nodev1.Bundle, error) {
+	var tlsCfg *tls.Config
+	switch {
+	case len(p.Bootstrap) > 0:
+		b := x509bundle.FromX509Authorities(p.TrustDomain, p.Bootstrap)
+		tlsCfg = tlsconfig.TLSClientConfig(b, tlsconfig.AuthorizeID(ServerID(p.TrustDomain)))
+	case p.Insecure:
+		tlsCfg = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // --insecure-bootstrap, warned about by the caller
+	default:
+		return nil, nil, errors.New("client: a trust bundle is required to authenticate the CA")
+	}
+	tlsCfg.MinVersion = tls.VersionTLS13
+	conn, err := grpc.NewClient(p.Address, grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)))
+	if err != nil {
+		return nil, nil, fmt.Errorf("client: dialing %s: %w", p.Address, err)
+	}
+	defer conn.Close()
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, p.Key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("client: creating CSR: %w", err)
+	}
+	resp, err := nodev1.NewNodeServiceClient(conn).AttestNode(ctx, &nodev1.AttestNodeRequest{JoinToken: p.JoinToken, Csr: csr})
+	if err != nil {
+		return nil, nil, fmt.Errorf("client: attesting: %w", err)
+	}
+	svid, err := SVIDFromProto(resp.GetSvid(), p.Key)
+	if err != nil {
+		return nil, nil, err
+	}
+	if resp.GetBundle() == nil || len(resp.GetBundle().GetX509Authorities()) == 0 {
+		return nil, nil, errors.New("client: CA returned no trust bundle")
+	}
+	return svid, resp.GetBundle(), nil
+}
+
+// SVIDFromProto checks a returned SVID against the key it was requested for.
+func SVIDFromProto(p *nodev1.X509SVID, key crypto.Signer) (*x509svid.SVID, error) {
+	if p == nil || len(p.GetCertChain()) == 0 {
+		return nil, errors.New("client: CA returned no certificate")
+	}
+	var chain []*x509.Certificate
+	for _, der := range p.GetCertChain() {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return nil, fmt.Errorf("client: parsing returned certificate: %w", err)
+		}
+		chain = append(chain, c)
+	}
+	id, err := x509svid.IDFromCert(chain[0])
+	if err != nil {
+		return nil, fmt.Errorf("client: returned certificate is not an SVID: %w", err)
+	}
+	if !publicKeyEqual(chain[0].PublicKey, key.Public()) {
+		return nil, errors.New("client: returned certificate does not match the requested key")
+	}
+	return &x509svid.SVID{ID: id, Certificates: chain, PrivateKey: key}, nil
+}
+
+func publicKeyEqual(a, b crypto.PublicKey) bool {
+	ae, ok := a.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && ae.Equal(b)
+}
+
+// BundleFromProto converts the CA's bundle message.
+func BundleFromProto(td spiffeid.TrustDomain, b *nodev1.Bundle) (*x509bundle.Bundle, error) {
+	var roots []*x509.Certificate
+	for _, der := range b.GetX509Authorities() {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return nil, fmt.Errorf("client: parsing bundle root: %w", err)
+		}
+		roots = append(roots, c)
+	}
+	if len(roots) == 0 {
+		return nil, errors.New("client: bundle has no roots")
+	}
+	return x509bundle.FromX509Authorities(td, roots), nil
+}
+
+// Source holds the node SVID and the bundle the connection to the CA uses.
+// It implements x509svid.Source and x509bundle.Source; Set* take effect on
+// the next handshake.
+type Source struct {
+	mu     sync.RWMutex
+	svid   *x509svid.SVID
+	bundle *x509bundle.Bundle
+}
+
+// NewSource returns a Source holding svid and bundle.
+func NewSource(svid *x509svid.SVID, bundle *x509bundle.Bundle) *Source {
+	return &Source{svid: svid, bundle: bundle}
+}
+
+// GetX509SVID implements x509svid.Source.
+func (s *Source) GetX509SVID() (*x509svid.SVID, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.svid, nil
+}
+
+// GetX509BundleForTrustDomain implements x509bundle.Source.
+func (s *Source) GetX509BundleForTrustDomain(td spiffeid.TrustDomain) (*x509bundle.Bundle, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.bundle.TrustDomain() != td {
+		return nil, fmt.Errorf("client: no bundle for trust domain %q", td)
+	}
+	return s.bundle, nil
+}
+
+// SetSVID replaces the node SVID.
+func (s *Source) SetSVID(svid *x509svid.SVID) {
+	s.mu.Lock()
+	s.svid = svid
+	s.mu.Unlock()
+}
+
+// SetBundle replaces the bundle.
+func (s *Source) SetBundle(b *x509bundle.Bundle) {
+	s.mu.Lock()
+	s.bundle = b
+	s.mu.Unlock()
+}
+
+// Client is an mTLS connection to the CA's node API.
+type Client struct {
+	conn *grpc.ClientConn
+	node nodev1.NodeServiceClient
+}
+
+// Dial prepares a connection to the CA (gRPC connects lazily and
+// reconnects by itself).
+func Dial(address string, td spiffeid.TrustDomain, src *Source) (*Client, error) {
+	tlsCfg := tlsconfig.MTLSClientConfig(src, src, tlsconfig.AuthorizeID(ServerID(td)))
+	tlsCfg.MinVersion = tls.VersionTLS13
+	conn, err := grpc.NewClient(address, grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)))
+	if err != nil {
+		return nil, fmt.Errorf("client: dialing %s: %w", address, err)
+	}
+	return &Client{conn: conn, node: nodev1.NewNodeServiceClient(conn)}, nil
+}
+
+// Close closes the connection.
+func (c *Client) Close() error { return c.conn.Close() }
+
+// RenewNodeSVID gets a fresh node SVID for key.
+func (c *Client) RenewNodeSVID(ctx context.Context, key crypto.Signer) (*x509svid.SVID, error) {
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
+	if err != nil {
+		return nil, fmt.Errorf("client: creating CSR: %w", err)
+	}
+	resp, err := c.node.RenewNodeSVID(ctx, &nodev1.RenewNodeSVIDRequest{Csr: csr})
+	if err != nil {
+		return nil, fmt.Errorf("client: renewing node SVID: %w", err)
+	}
+	return SVIDFromProto(resp.GetSvid(), key)
+}
+
+// SyncEntries opens the entry sync stream.
+func (c *Client) SyncEntries(ctx context.Context) (nodev1.NodeService_SyncEntriesClient, error) {
+	return c.node.SyncEntries(ctx, &nodev1.SyncEntriesRequest{})
+}
+
+// MintRequest asks for one SVID.
+type MintRequest struct {
+	EntryID string
+	Key     crypto.Signer
+}
+
+// MintResult is the outcome for one MintRequest: SVID or Err.
+type MintResult struct {
+	EntryID string
+	SVID    *x509svid.SVID
+	Err     error
+}
+
+// MintX509SVIDs signs the requests in batches of MaxMintBatch. A failed
+// call returns an error (nothing in that call was minted); per-entry
+// refusals come back in the results.
+func (c *Client) MintX509SVIDs(ctx context.Context, reqs []MintRequest) ([]MintResult, error) {
+	out := make([]MintResult, 0, len(reqs))
+	for start := 0; start < len(reqs); start += MaxMintBatch {
+		batch := reqs[start:min(start+MaxMintBatch, len(reqs))]
+		params := make([]*nodev1.MintX509SVIDParams, len(batch))
+		for i, r := range batch {
+			csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, r.Key)
+			if err != nil {
+				return out, fmt.Errorf("client: creating CSR: %w", err)
+			}
+			params[i] = &nodev1.MintX509SVIDParams{EntryId: r.EntryID, Csr: csr}
+		}
+		resp, err := c.node.MintX509SVIDs(ctx, &nodev1.MintX509SVIDsRequest{Params: params})
+		if err != nil {
+			return out, fmt.Errorf("client: minting SVIDs: %w", err)
+		}
+		if len(resp.GetResults()) != len(batch) {
+			return out, fmt.Errorf("client: CA answered %d results for %d requests", len(resp.GetResults()), len(batch))
+		}
+		for i, res := range resp.GetResults() {
+			r := MintResult{EntryID: batch[i].EntryID}
+			if codes.Code(res.GetCode()) != codes.OK {
+				r.Err = status.Error(codes.Code(res.GetCode()), res.GetMessage())
+			} else {
+				r.SVID, r.Err = SVIDFromProto(res.GetSvid(), batch[i].Key)
+			}
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+// MintJWTSVID asks the CA for a JWT-SVID for entryID.
+func (c *Client) MintJWTSVID(ctx context.Context, entryID string, audience []string) (string, error) {
+	resp, err := c.node.MintJWTSVID(ctx, &nodev1.MintJWTSVIDRequest{EntryId: entryID, Audience: audience})
+	if err != nil {
+		return "", fmt.Errorf("client: minting JWT-SVID: %w", err)
+	}
+	return resp.GetToken(), nil
+}
+
+// ReportStatus tells the CA which bundle revision the agent serves.
+func (c *Client) ReportStatus(ctx context.Context, bundleRevision int64) error {
+	if _, err := c.node.ReportStatus(ctx, &nodev1.ReportStatusRequest{AppliedBundleRevision: bundleRevision}); err != nil {
+		return fmt.Errorf("client: reporting status: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,44 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/signet-mesh/signet/internal/peercred"
+)
+
+// ServeSocket serves the workload-facing gRPC services (the Workload API
+// and SDS, registered by the caller) on ln, a Unix socket from
+// peercred.Listen, until ctx ends. Every connection carries the caller's
+// peer credentials, which is how workloads are attested.
+func ServeSocket(ctx context.Context, ln net.Listener, register ...func(*grpc.Server)) error {
+	srv := grpc.NewServer(
+		grpc.Creds(peercred.TransportCredentials()),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		// Workload requests are small; refuse anything large early.
+		grpc.MaxRecvMsgSize(1<<20),
+	)
+	for _, r := range register {
+		r(srv)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("agent: serving %s: %w", ln.Addr(), err)
+	case <-ctx.Done():
+	}
+	stopped := make(chan struct{})
+	go func() { srv.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(2 * time.Second):
+		srv.Stop()
+	}
+	return nil
+}

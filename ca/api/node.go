@@ -1,0 +1,525 @@
+package api
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"golang.org/x/time/rate"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+
+	"github.com/signet-mesh/signet/ca"
+	"github.com/signet-mesh/signet/ca/registration"
+	"github.com/signet-mesh/signet/ca/rotation"
+	"github.com/signet-mesh/signet/ca/store"
+	"github.com/signet-mesh/signet/internal/clock"
+	nodev1 "github.com/signet-mesh/signet/proto/signet/node/v1"
+)
+
+// Limits of the node API, each answered with a clear status.
+const (
+	// MaxMintBatch bounds one MintX509SVIDs call: large enough that an
+	// agent with 1000 new entries needs only a couple of calls, small
+	// enough that one call cannot hold a CPU for long.
+	MaxMintBatch = 500
+	// DefaultNodeRate and DefaultNodeBurst bound the calls per second one
+	// node may make (minting, renewal): a misbehaving agent cannot starve
+	// the others. Batching keeps a healthy agent far below it.
+	DefaultNodeRate  = 50
+	DefaultNodeBurst = 100
+	// NodeSVIDTTL is the lifetime of node SVIDs (DESIGN.md).
+	NodeSVIDTTL = time.Hour
+	// attestGrace tolerates the backdated NotBefore of a node SVID minted
+	// at attestation when checking it is not older than the attestation.
+	attestGrace = time.Minute
+	// AttestorJoinToken names the join-token node attestor.
+	AttestorJoinToken = "join_token"
+)
+
+// NodeConfig configures the node API.
+type NodeConfig struct {
+	Store       store.Store
+	CA          *ca.CA
+	TrustDomain spiffeid.TrustDomain
+	// Clock defaults to the wall clock.
+	Clock clock.Clock
+	// Logger defaults to discarding.
+	Logger *slog.Logger
+	// NodeRate is the per-node request rate (calls/s); 0 means
+	// DefaultNodeRate, negative means unlimited (benchmarks only).
+	NodeRate  float64
+	NodeBurst int
+	// Connections tracks connected agents; nil makes a private one.
+	Connections *Connections
+}
+
+// NodeService implements nodev1.NodeServiceServer.
+type NodeService struct {
+	nodev1.UnimplementedNodeServiceServer
+	cfg      NodeConfig
+	log      *slog.Logger
+	limitsMu sync.Mutex
+	limits   map[spiffeid.ID]*rate.Limiter
+}
+
+// NewNodeService returns the node API with cfg's zero fields defaulted.
+func NewNodeService(cfg NodeConfig) *NodeService {
+	cfg.Clock = clock.OrReal(cfg.Clock)
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.NodeRate == 0 {
+		cfg.NodeRate = DefaultNodeRate
+	}
+	if cfg.NodeBurst <= 0 {
+		cfg.NodeBurst = DefaultNodeBurst
+	}
+	if cfg.Connections == nil {
+		cfg.Connections = NewConnections()
+	}
+	return &NodeService{cfg: cfg, log: cfg.Logger.With("component", "node_api"), limits: map[spiffeid.ID]*rate.Limiter{}}
+}
+
+// AgentID returns the SPIFFE ID a join token's node gets.
+func AgentID(td spiffeid.TrustDomain, attestor, name string) (spiffeid.ID, error) {
+	return spiffeid.FromSegments(td, "signet", "agent", attestor, name)
+}
+
+// HashJoinToken is how tokens are keyed in the store: only the hash is kept,
+// so a copy of the database does not hold usable tokens.
+func HashJoinToken(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:])
+}
+
+// AttestNode implements nodev1.NodeServiceServer.
+func (s *NodeService) AttestNode(ctx context.Context, req *nodev1.AttestNodeRequest) (*nodev1.AttestNodeResponse, error) {
+	if req.GetJoinToken() == "" {
+		return nil, status.Error(codes.InvalidArgument, "join token is required")
+	}
+	csr, err := ca.ParseCSR(req.GetCsr())
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "invalid CSR: %v", err)
+	}
+	now := s.cfg.Clock.Now()
+	var (
+		resp    *nodev1.AttestNodeResponse
+		expired bool
+		nodeID  spiffeid.ID
+	)
+	err = s.cfg.Store.Update(ctx, func(tx store.Tx) error {
+		resp, expired = nil, false
+		tok, err := tx.TakeJoinToken(HashJoinToken(req.GetJoinToken()))
+		if err != nil {
+			return err
+		}
+		// An expired token is consumed all the same: it can never be
+		// tried again.
+		if !now.Before(tok.ExpiresAt) {
+			expired = true
+			return nil
+		}
+		nodeID, err = spiffeid.FromString(tok.SPIFFEID)
+		if err != nil {
+			return fmt.Errorf("stored token has a bad SPIFFE ID: %w", err)
+		}
+		svid, err := s.cfg.CA.SignX509SVID(ctx, ca.X509SVIDParams{SPIFFEID: nodeID, PublicKey: csr.PublicKey, TTL: NodeSVIDTTL})
+		if err != nil {
+			return fmt.Errorf("signing node SVID: %w", err)
+		}
+		leaf := svid.Chain[0]
+		if err := tx.PutNode(&store.Node{
+			SPIFFEID:   nodeID.String(),
+			Attestor:   AttestorJoinToken,
+			Serial:     serialHex(leaf),
+			AttestedAt: now,
+			ExpiresAt:  leaf.NotAfter,
+		}); err != nil {
+			return err
+		}
+		if err := tx.PutSVID(svidRecord(leaf, svid.AuthorityID, nodeID.String(), "")); err != nil {
+			return err
+		}
+		bundle, err := rotation.BundleFromTx(tx, s.cfg.TrustDomain)
+		if err != nil {
+			return err
+		}
+		resp = &nodev1.AttestNodeResponse{Svid: svidProto(nodeID, svid.Chain), Bundle: bundleProto(bundle)}
+		return nil
+	})
+	switch {
+	case status.Code(err) == codes.NotFound || isNotFound(err):
+		s.log.WarnContext(ctx, "node attestation failed", "reason", "unknown or used join token")
+		return nil, status.Error(codes.PermissionDenied, "join token is unknown or was already used")
+	case err != nil:
+		return nil, toStatus(ctx, s.log, "attesting node", err)
+	case expired:
+		s.log.WarnContext(ctx, "node attestation failed", "reason", "expired join token")
+		return nil, status.Error(codes.PermissionDenied, "join token has expired")
+	}
+	s.log.InfoContext(ctx, "node attested", "spiffe_id", nodeID.String(), "serial", serialHex(mustParse(resp.Svid.CertChain[0])))
+	return resp, nil
+}
+
+// RenewNodeSVID implements nodev1.NodeServiceServer.
+func (s *NodeService) RenewNodeSVID(ctx context.Context, req *nodev1.RenewNodeSVIDRequest) (*nodev1.RenewNodeSVIDResponse, error) {
+	nodeID, leaf, err := s.callerNode(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.allow(nodeID); err != nil {
+		return nil, err
+	}
+	csr, err := ca.ParseCSR(req.GetCsr())
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "invalid CSR: %v", err)
+	}
+	var resp *nodev1.RenewNodeSVIDResponse
+	err = s.cfg.Store.Update(ctx, func(tx store.Tx) error {
+		node, err := s.authorizeNode(tx, nodeID, leaf)
+		if err != nil {
+			return err
+		}
+		svid, err := s.cfg.CA.SignX509SVID(ctx, ca.X509SVIDParams{SPIFFEID: nodeID, PublicKey: csr.PublicKey, TTL: NodeSVIDTTL})
+		if err != nil {
+			return fmt.Errorf("signing node SVID: %w", err)
+		}
+		newLeaf := svid.Chain[0]
+		node.Serial = serialHex(newLeaf)
+		node.ExpiresAt = newLeaf.NotAfter
+		if err := tx.PutNode(node); err != nil {
+			return err
+		}
+		if err := tx.PutSVID(svidRecord(newLeaf, svid.AuthorityID, nodeID.String(), "")); err != nil {
+			return err
+		}
+		resp = &nodev1.RenewNodeSVIDResponse{Svid: svidProto(nodeID, svid.Chain)}
+		return nil
+	})
+	if err != nil {
+		return nil, toStatus(ctx, s.log, "renewing node SVID", err)
+	}
+	return resp, nil
+}
+
+// SyncEntries implements nodev1.NodeServiceServer. It sends the full state,
+// then waits on the store's change notifications and sends only what
+// changed for this node: no polling.
+func (s *NodeService) SyncEntries(_ *nodev1.SyncEntriesRequest, stream nodev1.NodeService_SyncEntriesServer) error {
+	ctx := stream.Context()
+	nodeID, leaf, err := s.callerNode(ctx)
+	if err != nil {
+		return err
+	}
+	changes, cancel := s.cfg.Store.Subscribe()
+	defer cancel()
+	done := s.cfg.Connections.connect(nodeID)
+	defer done()
+
+	sent := map[string]int64{} // entry id -> revision the node has
+	var bundleRev int64 = -1
+	for first := true; ; first = false {
+		var (
+			entries []*store.Entry
+			bundle  *rotation.Bundle
+			rev     int64
+		)
+		err := s.cfg.Store.View(ctx, func(tx store.Tx) error {
+			if _, err := s.authorizeNode(tx, nodeID, leaf); err != nil {
+				return err
+			}
+			var err error
+			if entries, err = tx.ListEntries(store.EntryFilter{ParentID: nodeID.String()}); err != nil {
+				return err
+			}
+			if bundle, err = rotation.BundleFromTx(tx, s.cfg.TrustDomain); err != nil {
+				return err
+			}
+			rev, err = tx.Revision()
+			return err
+		})
+		if err != nil {
+			return toStatus(ctx, s.log, "syncing entries", err)
+		}
+		msg := &nodev1.SyncEntriesResponse{Full: first, Revision: rev}
+		seen := make(map[string]bool, len(entries))
+		for _, e := range entries {
+			seen[e.ID] = true
+			if r, ok := sent[e.ID]; !ok || r != e.Revision {
+				msg.Entries = append(msg.Entries, entryProto(e))
+				sent[e.ID] = e.Revision
+			}
+		}
+		for id := range sent {
+			if !seen[id] {
+				msg.DeletedEntryIds = append(msg.DeletedEntryIds, id)
+				delete(sent, id)
+			}
+		}
+		if bundle.Revision != bundleRev {
+			msg.Bundle = bundleProto(bundle)
+			bundleRev = bundle.Revision
+		}
+		if first || len(msg.Entries) > 0 || len(msg.DeletedEntryIds) > 0 || msg.Bundle != nil {
+			if err := stream.Send(msg); err != nil {
+				if err == io.EOF {
+					return nil
+				}
+				return err
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case _, ok := <-changes:
+			if !ok {
+				return status.Error(codes.Unavailable, "server is shutting down")
+			}
+		}
+	}
+}
+
+// MintX509SVIDs implements nodev1.NodeServiceServer.
+func (s *NodeService) MintX509SVIDs(ctx context.Context, req *nodev1.MintX509SVIDsRequest) (*nodev1.MintX509SVIDsResponse, error) {
+	nodeID, leaf, err := s.callerNode(ctx)
+	if err != nil {
+		return nil, err
+	}
+	params := req.GetParams()
+	switch {
+	case len(params) == 0:
+		return nil, status.Error(codes.InvalidArgument, "no CSRs in the request")
+	case len(params) > MaxMintBatch:
+		return nil, status.Errorf(codes.InvalidArgument, "batch of %d CSRs exceeds the limit of %d", len(params), MaxMintBatch)
+	}
+	if err := s.allow(nodeID); err != nil {
+		return nil, err
+	}
+
+	entries := make(map[string]*store.Entry, len(params))
+	err = s.cfg.Store.View(ctx, func(tx store.Tx) error {
+		if _, err := s.authorizeNode(tx, nodeID, leaf); err != nil {
+			return err
+		}
+		for _, p := range params {
+			e, err := tx.GetEntry(p.GetEntryId())
+			if isNotFound(err) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			entries[e.ID] = e
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, toStatus(ctx, s.log, "minting SVIDs", err)
+	}
+
+	results := make([]*nodev1.MintX509SVIDResult, len(params))
+	records := make([]*store.SVIDRecord, len(params))
+	s.forEachParallel(len(params), func(i int) {
+		p := params[i]
+		res := &nodev1.MintX509SVIDResult{EntryId: p.GetEntryId()}
+		results[i] = res
+		e := entries[p.GetEntryId()]
+		if e == nil || e.ParentID != nodeID.String() {
+			res.Code, res.Message = int32(codes.NotFound), "entry not found or not authorized"
+			return
+		}
+		csr, err := ca.ParseCSR(p.GetCsr())
+		if err != nil {
+			res.Code, res.Message = int32(codes.InvalidArgument), "invalid CSR: "+err.Error()
+			return
+		}
+		id, err := spiffeid.FromString(e.SPIFFEID)
+		if err != nil {
+			res.Code, res.Message = int32(codes.Internal), "stored entry has a bad SPIFFE ID"
+			return
+		}
+		svid, err := s.cfg.CA.SignX509SVID(ctx, ca.X509SVIDParams{SPIFFEID: id, PublicKey: csr.PublicKey, TTL: e.X509TTL, DNSNames: e.DNSNames})
+		if err != nil {
+			s.log.ErrorContext(ctx, "signing SVID failed", "spiffe_id", e.SPIFFEID, "error", err)
+			res.Code, res.Message = int32(codes.Internal), "signing failed"
+			return
+		}
+		res.Svid = svidProto(id, svid.Chain)
+		records[i] = svidRecord(svid.Chain[0], svid.AuthorityID, nodeID.String(), e.ID)
+	})
+
+	// Record every issued certificate before any is returned: a
+	// certificate the index does not know is never handed out.
+	err = s.cfg.Store.Batch(ctx, func(tx store.Tx) error {
+		for _, r := range records {
+			if r == nil {
+				continue
+			}
+			if err := tx.PutSVID(r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, toStatus(ctx, s.log, "recording issued SVIDs", err)
+	}
+	return &nodev1.MintX509SVIDsResponse{Results: results}, nil
+}
+
+// MintJWTSVID implements nodev1.NodeServiceServer.
+func (s *NodeService) MintJWTSVID(ctx context.Context, req *nodev1.MintJWTSVIDRequest) (*nodev1.MintJWTSVIDResponse, error) {
+	nodeID, leaf, err := s.callerNode(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(req.GetAudience()) == 0 {
+		return nil, status.Error(codes.InvalidArgument, "audience is required")
+	}
+	if err := s.allow(nodeID); err != nil {
+		return nil, err
+	}
+	var e *store.Entry
+	err = s.cfg.Store.View(ctx, func(tx store.Tx) error {
+		if _, err := s.authorizeNode(tx, nodeID, leaf); err != nil {
+			return err
+		}
+		e, err = tx.GetEntry(req.GetEntryId())
+		return err
+	})
+	if isNotFound(err) || (err == nil && e.ParentID != nodeID.String()) {
+		return nil, status.Error(codes.NotFound, "entry not found or not authorized")
+	}
+	if err != nil {
+		return nil, toStatus(ctx, s.log, "minting JWT-SVID", err)
+	}
+	id, err := spiffeid.FromString(e.SPIFFEID)
+	if err != nil {
+		return nil, toStatus(ctx, s.log, "minting JWT-SVID", err)
+	}
+	ttl := e.JWTTTL
+	if ttl <= 0 {
+		ttl = registration.DefaultJWTTTL
+	}
+	token, exp, err := s.cfg.CA.SignJWTSVID(ctx, ca.JWTSVIDParams{SPIFFEID: id, Audience: req.GetAudience(), TTL: ttl})
+	if err != nil {
+		return nil, toStatus(ctx, s.log, "signing JWT-SVID", err)
+	}
+	return &nodev1.MintJWTSVIDResponse{SpiffeId: id.String(), Token: token, ExpiresAt: exp.Unix()}, nil
+}
+
+// ReportStatus implements nodev1.NodeServiceServer.
+func (s *NodeService) ReportStatus(ctx context.Context, req *nodev1.ReportStatusRequest) (*nodev1.ReportStatusResponse, error) {
+	nodeID, leaf, err := s.callerNode(ctx)
+	if err != nil {
+		return nil, err
+	}
+	err = s.cfg.Store.Update(ctx, func(tx store.Tx) error {
+		node, err := s.authorizeNode(tx, nodeID, leaf)
+		if err != nil {
+			return err
+		}
+		if node.AppliedBundleRevision == req.GetAppliedBundleRevision() {
+			return nil
+		}
+		node.AppliedBundleRevision = req.GetAppliedBundleRevision()
+		return tx.PutNode(node)
+	})
+	if err != nil {
+		return nil, toStatus(ctx, s.log, "recording agent status", err)
+	}
+	s.cfg.Connections.setApplied(nodeID, req.GetAppliedBundleRevision())
+	return &nodev1.ReportStatusResponse{}, nil
+}
+
+// callerNode returns the agent ID from the verified client certificate.
+func (s *NodeService) callerNode(ctx context.Context) (spiffeid.ID, *x509.Certificate, error) {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return spiffeid.ID{}, nil, status.Error(codes.Unauthenticated, "no peer information")
+	}
+	ti, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(ti.State.VerifiedChains) == 0 || len(ti.State.VerifiedChains[0]) == 0 {
+		return spiffeid.ID{}, nil, status.Error(codes.Unauthenticated, "a valid node SVID is required")
+	}
+	leaf := ti.State.VerifiedChains[0][0]
+	id, err := x509svid.IDFromCert(leaf)
+	if err != nil {
+		return spiffeid.ID{}, nil, status.Errorf(codes.Unauthenticated, "client certificate is not an SVID: %v", err)
+	}
+	if id.TrustDomain() != s.cfg.TrustDomain || !registration.IsAgentID(id) {
+		return spiffeid.ID{}, nil, status.Errorf(codes.PermissionDenied, "%s is not an agent of this trust domain", id)
+	}
+	return id, leaf, nil
+}
+
+// authorizeNode checks the node still exists and leaf was issued to this
+// incarnation of it (not before an eviction and re-attestation).
+func (s *NodeService) authorizeNode(tx store.Tx, id spiffeid.ID, leaf *x509.Certificate) (*store.Node, error) {
+	node, err := tx.GetNode(id.String())
+	if isNotFound(err) {
+		return nil, status.Errorf(codes.PermissionDenied, "node %s is unknown or was evicted", id)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if leaf.NotBefore.Before(node.AttestedAt.Add(-attestGrace)) {
+		return nil, status.Errorf(codes.PermissionDenied, "node SVID of %s predates its latest attestation", id)
+	}
+	return node, nil
+}
+
+func (s *NodeService) allow(id spiffeid.ID) error {
+	if s.cfg.NodeRate < 0 {
+		return nil
+	}
+	s.limitsMu.Lock()
+	l, ok := s.limits[id]
+	if !ok {
+		l = rate.NewLimiter(rate.Limit(s.cfg.NodeRate), s.cfg.NodeBurst)
+		s.limits[id] = l
+	}
+	s.limitsMu.Unlock()
+	if !l.AllowN(s.cfg.Clock.Now(), 1) {
+		return status.Errorf(codes.ResourceExhausted, "node %s exceeded %v requests per second; retry with backoff", id, s.cfg.NodeRate)
+	}
+	return nil
+}
+
+// forEachParallel runs fn(0..n-1) on up to GOMAXPROCS goroutines: signing
+// a large batch uses every core.
+func (s *NodeService) forEachParallel(n int, fn func(int)) {
+	workers := min(runtime.GOMAXPROCS(0), n/8+1)
+	if workers <= 1 {
+		for i := range n {
+			fn(i)
+		}
+		return
+	}
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for range workers {
+		wg.Go(func() {
+			for i := range next {
+				fn(i)
+			}
+		})
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+}

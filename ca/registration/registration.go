@@ -1,0 +1,311 @@
+// Package registration validates what operators register: SPIFFE IDs,
+// selectors and entries. The admin API runs every entry through Validate
+// before anything is stored, so the store only ever holds entries an agent
+// can act on, and an operator's mistake gets an error that names it.
+package registration
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+)
+
+// Limits on what an entry may ask for.
+const (
+	// MaxX509TTL caps an entry's SVID lifetime: SVIDs are meant to be
+	// short-lived, and anything longer belongs to an upstream PKI.
+	MaxX509TTL = 7 * 24 * time.Hour
+	// MinX509TTL keeps rotation (at half life) from turning into a busy loop.
+	MinX509TTL = 10 * time.Second
+	// DefaultX509TTL is DESIGN.md's workload SVID default.
+	DefaultX509TTL = time.Hour
+	// DefaultJWTTTL is short: JWT-SVIDs are bearer tokens.
+	DefaultJWTTTL = 5 * time.Minute
+	// MaxJWTTTL caps JWT-SVID lifetime for the same reason.
+	MaxJWTTTL = 24 * time.Hour
+	// MaxSelectors and MaxDNSNames bound an entry's size.
+	MaxSelectors = 32
+	MaxDNSNames  = 32
+)
+
+// ReservedPath is the path prefix of signet's own identities (server and
+// agents); workloads may not be registered under it.
+const ReservedPath = "/signet"
+
+// Error is a validation failure; its message names the offending field and
+// value, ready to show to an operator.
+type Error struct {
+	Field string
+	Value string
+	Msg   string
+}
+
+func (e *Error) Error() string {
+	if e.Value == "" {
+		return fmt.Sprintf("%s: %s", e.Field, e.Msg)
+	}
+	return fmt.Sprintf("%s %q: %s", e.Field, e.Value, e.Msg)
+}
+
+func invalid(field, value, format string, args ...any) error {
+	return &Error{Field: field, Value: value, Msg: fmt.Sprintf(format, args...)}
+}
+
+// IsInvalid reports whether err is a validation failure (an operator's
+// input error, as opposed to a server fault).
+func IsInvalid(err error) bool {
+	var e *Error
+	return errors.As(err, &e)
+}
+
+// ParseID parses s as a SPIFFE ID of trust domain td. Unlike
+// spiffeid.FromString it explains what is wrong in operator terms.
+func ParseID(field, s string, td spiffeid.TrustDomain) (spiffeid.ID, error) {
+	if s == "" {
+		return spiffeid.ID{}, invalid(field, s, "is required")
+	}
+	if !strings.HasPrefix(s, "spiffe://") {
+		return spiffeid.ID{}, invalid(field, s, "must start with spiffe://")
+	}
+	rest := strings.TrimPrefix(s, "spiffe://")
+	if strings.Contains(s, "%") {
+		return spiffeid.ID{}, invalid(field, s, "percent-encoding is not allowed in SPIFFE IDs")
+	}
+	if strings.ContainsAny(rest, "?#") {
+		return spiffeid.ID{}, invalid(field, s, "query and fragment are not allowed in SPIFFE IDs")
+	}
+	if i := strings.IndexByte(rest, '/'); i >= 0 {
+		for seg := range strings.SplitSeq(rest[i+1:], "/") {
+			switch seg {
+			case "":
+				return spiffeid.ID{}, invalid(field, s, "path has an empty segment (a double or trailing slash)")
+			case ".", "..":
+				return spiffeid.ID{}, invalid(field, s, "path has a dot segment")
+			}
+		}
+	}
+	id, err := spiffeid.FromString(s)
+	if err != nil {
+		return spiffeid.ID{}, invalid(field, s, "malformed SPIFFE ID: %v", err)
+	}
+	if id.TrustDomain() != td {
+		return spiffeid.ID{}, invalid(field, s, "trust domain %q is not this server's trust domain %q", id.TrustDomain().Name(), td.Name())
+	}
+	return id, nil
+}
+
+// ParseWorkloadID parses the SPIFFE ID of a registration entry: in td, with
+// a non-empty path outside ReservedPath.
+func ParseWorkloadID(s string, td spiffeid.TrustDomain) (spiffeid.ID, error) {
+	id, err := ParseID("spiffe_id", s, td)
+	if err != nil {
+		return id, err
+	}
+	if id.Path() == "" {
+		return spiffeid.ID{}, invalid("spiffe_id", s, "a workload ID needs a path; the bare trust domain names the trust domain itself")
+	}
+	if id.Path() == ReservedPath || strings.HasPrefix(id.Path(), ReservedPath+"/") {
+		return spiffeid.ID{}, invalid("spiffe_id", s, "the path %s/ is reserved for signet's own server and agents", ReservedPath)
+	}
+	return id, nil
+}
+
+// AgentPathPrefix is the path prefix of every agent's SPIFFE ID.
+const AgentPathPrefix = ReservedPath + "/agent/"
+
+// IsAgentID reports whether id names a signet agent.
+func IsAgentID(id spiffeid.ID) bool {
+	return strings.HasPrefix(id.Path(), AgentPathPrefix)
+}
+
+// ParseParentID parses an entry's parent: the SPIFFE ID of an agent.
+func ParseParentID(s string, td spiffeid.TrustDomain) (spiffeid.ID, error) {
+	id, err := ParseID("parent_id", s, td)
+	if err != nil {
+		return id, err
+	}
+	if !IsAgentID(id) {
+		return spiffeid.ID{}, invalid("parent_id", s, "must be an agent's SPIFFE ID (spiffe://%s%s...)", td.Name(), AgentPathPrefix)
+	}
+	return id, nil
+}
+
+var (
+	hexSHA256  = regexp.MustCompile(`^[0-9a-f]{64}$`)
+	unixName   = regexp.MustCompile(`^[A-Za-z0-9_.][A-Za-z0-9_.-]*\$?$`)
+	pathSegRE  = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
+	dnsLabelRE = regexp.MustCompile(`^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?|\*)$`)
+)
+
+// SelectorTypes lists the selector types the agent's Unix attestor
+// produces, with a check for each value.
+var selectorTypes = map[string]func(string) error{
+	"unix:uid":    checkUint,
+	"unix:gid":    checkUint,
+	"unix:user":   checkUnixName,
+	"unix:group":  checkUnixName,
+	"unix:path":   checkAbsPath,
+	"unix:sha256": checkSHA256,
+}
+
+func checkUint(v string) error {
+	if _, err := strconv.ParseUint(v, 10, 32); err != nil {
+		return errors.New("must be a decimal number")
+	}
+	return nil
+}
+
+func checkUnixName(v string) error {
+	if !unixName.MatchString(v) || len(v) > 256 {
+		return errors.New("is not a valid user or group name")
+	}
+	return nil
+}
+
+func checkAbsPath(v string) error {
+	if !strings.HasPrefix(v, "/") {
+		return errors.New("must be an absolute path")
+	}
+	return nil
+}
+
+func checkSHA256(v string) error {
+	if !hexSHA256.MatchString(v) {
+		return errors.New("must be 64 lower-case hex digits")
+	}
+	return nil
+}
+
+// SelectorTypes returns the known selector types, sorted.
+func SelectorTypes() []string {
+	ts := make([]string, 0, len(selectorTypes))
+	for t := range selectorTypes {
+		ts = append(ts, t)
+	}
+	slices.Sort(ts)
+	return ts
+}
+
+// ParseSelector checks one "type:value" selector, for example
+// "unix:uid:1000".
+func ParseSelector(s string) error {
+	i := strings.LastIndex(s, ":")
+	// The type itself holds a colon ("unix:uid"); split after the second.
+	if first := strings.IndexByte(s, ':'); first >= 0 {
+		if second := strings.IndexByte(s[first+1:], ':'); second >= 0 {
+			i = first + 1 + second
+		} else {
+			i = -1
+		}
+	}
+	if i < 0 {
+		return invalid("selector", s, "must be type:value, for example unix:uid:1000")
+	}
+	typ, val := s[:i], s[i+1:]
+	check, ok := selectorTypes[typ]
+	if !ok {
+		return invalid("selector", s, "unknown selector type %q (known: %s)", typ, strings.Join(SelectorTypes(), ", "))
+	}
+	if val == "" {
+		return invalid("selector", s, "value is empty")
+	}
+	if err := check(val); err != nil {
+		return invalid("selector", s, "%s value %v", typ, err)
+	}
+	return nil
+}
+
+// ParsePathSegment checks a name used as one SPIFFE ID path segment (a node
+// name).
+func ParsePathSegment(field, s string) error {
+	if s == "" || s == "." || s == ".." || !pathSegRE.MatchString(s) || len(s) > 128 {
+		return invalid(field, s, "must be 1-128 letters, digits, dots, dashes or underscores")
+	}
+	return nil
+}
+
+// Entry is an entry as an operator submits it.
+type Entry struct {
+	SPIFFEID  string
+	ParentID  string
+	Selectors []string
+	X509TTL   time.Duration
+	JWTTTL    time.Duration
+	DNSNames  []string
+}
+
+// Validate checks e and returns it normalized: TTLs defaulted, selectors
+// sorted and deduplicated, DNS names lower-cased.
+func Validate(e Entry, td spiffeid.TrustDomain) (Entry, error) {
+	if _, err := ParseWorkloadID(e.SPIFFEID, td); err != nil {
+		return e, err
+	}
+	if _, err := ParseParentID(e.ParentID, td); err != nil {
+		return e, err
+	}
+	if len(e.Selectors) == 0 {
+		return e, invalid("selectors", "", "at least one selector is required")
+	}
+	if len(e.Selectors) > MaxSelectors {
+		return e, invalid("selectors", "", "at most %d selectors are allowed, got %d", MaxSelectors, len(e.Selectors))
+	}
+	for _, s := range e.Selectors {
+		if err := ParseSelector(s); err != nil {
+			return e, err
+		}
+	}
+	sels := slices.Clone(e.Selectors)
+	slices.Sort(sels)
+	e.Selectors = slices.Compact(sels)
+
+	switch {
+	case e.X509TTL == 0:
+		e.X509TTL = DefaultX509TTL
+	case e.X509TTL < MinX509TTL:
+		return e, invalid("x509_ttl", e.X509TTL.String(), "is below the minimum of %s", MinX509TTL)
+	case e.X509TTL > MaxX509TTL:
+		return e, invalid("x509_ttl", e.X509TTL.String(), "is above the maximum of %s", MaxX509TTL)
+	}
+	switch {
+	case e.JWTTTL == 0:
+		e.JWTTTL = DefaultJWTTTL
+	case e.JWTTTL < 0 || e.JWTTTL > MaxJWTTTL:
+		return e, invalid("jwt_ttl", e.JWTTTL.String(), "must be between 0 and %s", MaxJWTTTL)
+	}
+
+	if len(e.DNSNames) > MaxDNSNames {
+		return e, invalid("dns_names", "", "at most %d DNS names are allowed, got %d", MaxDNSNames, len(e.DNSNames))
+	}
+	names := make([]string, 0, len(e.DNSNames))
+	for _, n := range e.DNSNames {
+		n = strings.ToLower(n)
+		if err := checkDNSName(n); err != nil {
+			return e, invalid("dns_name", n, "%v", err)
+		}
+		names = append(names, n)
+	}
+	e.DNSNames = names
+	return e, nil
+}
+
+func checkDNSName(n string) error {
+	if n == "" || len(n) > 253 {
+		return errors.New("must be 1-253 characters")
+	}
+	labels := strings.Split(n, ".")
+	for i, l := range labels {
+		if l == "*" && i != 0 {
+			return errors.New("a wildcard may only be the first label")
+		}
+		if !dnsLabelRE.MatchString(l) {
+			return fmt.Errorf("label %q is not a valid DNS label", l)
+		}
+	}
+	return nil
+}

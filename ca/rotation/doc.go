@@ -1,0 +1,49 @@
+// Package rotation manages the CA's authorities: it creates (or imports)
+// the root, keeps an intermediate and a JWT key fresh, hands them to the
+// *ca.CA, maintains the trust bundle and its revision, and keeps the CA
+// server's own TLS certificate.
+//
+// Wiring it up:
+//
+//	c := ca.New(ca.Config{TrustDomain: td})
+//	m, err := rotation.New(rotation.Config{Store: st, Keys: km, CA: c, TrustDomain: td})
+//	if err != nil { ... }
+//	if err := m.Init(ctx); err != nil { ... } // first start: root + intermediate + JWT key
+//	go m.Run(ctx)                              // rotates until ctx is done
+//	tlsConfig.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+//		return m.ServerTLSCertificate()
+//	}
+//	b, err := m.Bundle(ctx) // or rotation.BundleFromTx inside a transaction
+//
+// # Authorities
+//
+// Every authority is a store.Authority moving through prepared -> active
+// -> retiring -> retired:
+//
+//   - Roots are trust anchors. The first Init creates one (or imports
+//     Config.ImportRoot / ImportIntermediate) as active. Roots are never
+//     rotated automatically: an operator prepares a new one (it enters the
+//     bundle), activates it once agents have it, and retires the old one.
+//     Every non-retired root is in the bundle.
+//   - Intermediates sign SVIDs. There is one active intermediate, signed
+//     by the active root; at half its life (or when the active root
+//     changes) a new one replaces it and the old one is retired. They are
+//     not in the bundle: SVIDs carry theirs in the chain, so an
+//     intermediate rotation does not change the bundle.
+//   - JWT keys sign JWT-SVIDs and are in the bundle. At half of the active
+//     key's life a successor is prepared (bundle changes); at three
+//     quarters it becomes active and the old key retiring; at the old
+//     key's NotAfter it is retired (bundle changes). Tokens are capped at
+//     their key's NotAfter, so no live token loses its key.
+//
+// Whenever the bundle's roots or JWT keys change, the same transaction
+// takes a store revision and records it under BundleRevisionKey.
+//
+// # Caveats
+//
+// There is one active intermediate per store: several CA servers sharing
+// one store (etcd) would need one per server.
+//
+// Keys are created inside the store transaction; if it then fails, the
+// new key files are left unreferenced in the key directory.
+package rotation

@@ -1,0 +1,233 @@
+package rotation
+
+import (
+	"context"
+	"crypto"
+	"crypto/tls"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/signet-mesh/signet/ca"
+	"github.com/signet-mesh/signet/ca/keys"
+	"github.com/signet-mesh/signet/ca/store"
+	"github.com/signet-mesh/signet/internal/clock"
+)
+
+// Defaults for the zero values of Config's lifetimes (DESIGN.md's
+// "Defaults").
+const (
+	DefaultRootTTL         = 365 * 24 * time.Hour
+	DefaultIntermediateTTL = 7 * 24 * time.Hour
+	// DefaultJWTKeyTTL matches the intermediate's: JWT keys rotate on the
+	// same weekly rhythm, and a retired key leaves the bundle at most a
+	// week after it stopped signing.
+	DefaultJWTKeyTTL     = 7 * 24 * time.Hour
+	DefaultServerSVIDTTL = time.Hour
+)
+
+// checkInterval is how often Run looks at the clock. Rotations happen at
+// half of a lifetime measured in hours or days, so ten seconds late is
+// never too late, and the check itself is in memory.
+const checkInterval = 10 * time.Second
+
+// BundleRevisionKey is the store meta key holding the bundle revision: the
+// decimal store revision taken when the set of roots or JWT keys in the
+// bundle last changed. Agents compare it to the revision they applied.
+const BundleRevisionKey = "bundle_revision"
+
+// ServerPath is the path of the CA server's own SPIFFE ID.
+const ServerPath = "/signet/server"
+
+// Config configures a Manager.
+type Config struct {
+	// Store holds the authorities. Required.
+	Store store.Store
+	// Keys creates and loads the authorities' private keys. Required.
+	Keys keys.Manager
+	// CA receives the signing authorities. Required.
+	CA *ca.CA
+	// TrustDomain must be the CA's. Required.
+	TrustDomain spiffeid.TrustDomain
+	// Clock drives rotation. Nil means the wall clock.
+	Clock clock.Clock
+	// Logger receives rotations. Nil discards logs.
+	Logger *slog.Logger
+
+	// KeyType of new root, intermediate and JWT keys. Empty means
+	// keys.DefaultKeyType (EC-P256).
+	KeyType keys.KeyType
+	// RootTTL of a root signet creates. Zero means DefaultRootTTL.
+	RootTTL time.Duration
+	// IntermediateTTL of each intermediate; it is rotated at half of it.
+	// Zero means DefaultIntermediateTTL.
+	IntermediateTTL time.Duration
+	// JWTKeyTTL of each JWT key. Zero means DefaultJWTKeyTTL.
+	JWTKeyTTL time.Duration
+	// ServerSVIDTTL of the CA server's TLS certificate. Zero means
+	// DefaultServerSVIDTTL.
+	ServerSVIDTTL time.Duration
+	// ServerDNSNames are added to the server certificate for clients that
+	// check a host name as well as the SPIFFE ID. Optional.
+	ServerDNSNames []string
+
+	// ImportRoot, when set, is a self-signed root from the organisation's
+	// PKI that signet uses instead of creating its own. It is imported
+	// only into a store without an active root; later starts ignore it.
+	ImportRoot *Import
+	// ImportIntermediate, when set, is a CA certificate signed by the
+	// organisation's root, which signet uses in place of a root: it signs
+	// signet's intermediates, and the self-signed certificates of its
+	// ChainFile become the bundle's trust anchors. Same rules as
+	// ImportRoot; the two are exclusive.
+	ImportIntermediate *Import
+}
+
+// Manager owns the CA's authorities: it creates or imports the root,
+// keeps a fresh intermediate and JWT key, hands them to the CA, maintains
+// the bundle revision, and keeps the CA server's TLS certificate.
+//
+// Every change to the authorities is one store transaction. Methods are
+// safe for concurrent use.
+type Manager struct {
+	cfg   Config
+	clock clock.Clock
+	log   *slog.Logger
+
+	// mu serialises reconcile: the stored authorities, the CA's and next
+	// move together.
+	mu sync.Mutex
+	// signers caches loaded private keys by KeyRef, since decrypting a
+	// soft key costs a deliberate few hundred milliseconds.
+	signers map[string]crypto.Signer
+	// next is when the stored authorities next need attention; Run does
+	// nothing before it.
+	next time.Time
+
+	server atomic.Pointer[serverCert]
+}
+
+type serverCert struct {
+	cert        *tls.Certificate
+	authorityID string
+}
+
+// New checks cfg, applies its defaults and returns a Manager. It does no
+// I/O; call Init.
+func New(cfg Config) (*Manager, error) {
+	switch {
+	case cfg.Store == nil:
+		return nil, wrapErr("%w: Store is required", ErrInvalidConfig)
+	case cfg.Keys == nil:
+		return nil, wrapErr("%w: Keys is required", ErrInvalidConfig)
+	case cfg.CA == nil:
+		return nil, wrapErr("%w: CA is required", ErrInvalidConfig)
+	case cfg.TrustDomain.IsZero():
+		return nil, wrapErr("%w: TrustDomain is required", ErrInvalidConfig)
+	case cfg.TrustDomain != cfg.CA.TrustDomain():
+		return nil, wrapErr("%w: trust domain %s differs from the CA's %s", ErrInvalidConfig, cfg.TrustDomain, cfg.CA.TrustDomain())
+	case cfg.ImportRoot != nil && cfg.ImportIntermediate != nil:
+		return nil, wrapErr("%w: ImportRoot and ImportIntermediate are exclusive", ErrInvalidConfig)
+	case cfg.RootTTL < 0 || cfg.IntermediateTTL < 0 || cfg.JWTKeyTTL < 0 || cfg.ServerSVIDTTL < 0:
+		return nil, wrapErr("%w: negative TTL", ErrInvalidConfig)
+	}
+	if _, err := keys.ParseKeyType(string(cfg.KeyType)); err != nil {
+		return nil, wrapErr("%w: %v", ErrInvalidConfig, err)
+	}
+	cfg.KeyType = orDefault(cfg.KeyType, keys.DefaultKeyType)
+	cfg.RootTTL = orDefault(cfg.RootTTL, DefaultRootTTL)
+	cfg.IntermediateTTL = orDefault(cfg.IntermediateTTL, DefaultIntermediateTTL)
+	cfg.JWTKeyTTL = orDefault(cfg.JWTKeyTTL, DefaultJWTKeyTTL)
+	cfg.ServerSVIDTTL = orDefault(cfg.ServerSVIDTTL, DefaultServerSVIDTTL)
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Manager{
+		cfg:     cfg,
+		clock:   clock.OrReal(cfg.Clock),
+		log:     log.With("component", "rotation"),
+		signers: make(map[string]crypto.Signer),
+	}, nil
+}
+
+func orDefault[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+// Init loads the authorities from the store, creating (or importing) the
+// root, an intermediate and a JWT key on first start, all in one
+// transaction, and hands them to the CA. It then signs the server's TLS
+// certificate. A restart loads the same root and keys; an intermediate or
+// JWT key that came due while the CA was down is rotated right away.
+func (m *Manager) Init(ctx context.Context) error {
+	if err := m.reconcile(ctx); err != nil {
+		return err
+	}
+	return m.renewServerCert(ctx)
+}
+
+// Run rotates until ctx is cancelled, then returns nil. Every
+// checkInterval of the Clock it rotates what is due: the intermediate at
+// half its life, the JWT key (see doc.go), retiring JWT keys past their
+// expiry, and the server certificate at half its life or when the
+// intermediate changed. A failed rotation is logged and retried on the
+// next tick; the current authorities stay in use meanwhile.
+func (m *Manager) Run(ctx context.Context) error {
+	if m.cfg.CA.X509Authority() == nil {
+		return ErrNotInitialized
+	}
+	ticker := m.clock.NewTicker(checkInterval)
+	defer ticker.Stop()
+	for {
+		m.tick(ctx)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ticker.C():
+		}
+	}
+}
+
+func (m *Manager) tick(ctx context.Context) {
+	if m.due(m.clock.Now()) {
+		if err := m.reconcile(ctx); err != nil && ctx.Err() == nil {
+			m.log.Error("rotating authorities", logError, err)
+		}
+	}
+	if m.serverCertDue() {
+		if err := m.renewServerCert(ctx); err != nil && ctx.Err() == nil {
+			m.log.Error("renewing server certificate", logError, err)
+		}
+	}
+}
+
+func (m *Manager) due(now time.Time) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return !now.Before(m.next)
+}
+
+// ShouldRotate reports whether a credential valid from notBefore to
+// notAfter is at or past half of its life at now: the point where signet
+// replaces intermediates, JWT keys and the server certificate, leaving the
+// other half as margin for failures and retries.
+func (m *Manager) ShouldRotate(now, notBefore, notAfter time.Time) bool {
+	return shouldRotate(now, notBefore, notAfter)
+}
+
+func shouldRotate(now, notBefore, notAfter time.Time) bool {
+	return !now.Before(lifePoint(notBefore, notAfter, 1, 2))
+}
+
+// lifePoint is the instant num/den of the way from notBefore to notAfter.
+func lifePoint(notBefore, notAfter time.Time, num, den int64) time.Time {
+	return notBefore.Add(notAfter.Sub(notBefore) * time.Duration(num) / time.Duration(den))
+}

@@ -1,0 +1,545 @@
+package rotation_test
+
+import (
+	"context"
+	"crypto"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+
+	"github.com/signet-mesh/signet/ca"
+	"github.com/signet-mesh/signet/ca/catest"
+	"github.com/signet-mesh/signet/ca/keys"
+	"github.com/signet-mesh/signet/ca/rotation"
+	"github.com/signet-mesh/signet/ca/store"
+	"github.com/signet-mesh/signet/internal/clock"
+)
+
+var (
+	td         = spiffeid.RequireTrustDomainFromString("example.org")
+	workloadID = spiffeid.RequireFromPath(td, "/web")
+	passphrase = []byte("test passphrase")
+)
+
+// env is one CA's data directory and clock; start opens the store and
+// builds a Manager over it, as a server process would.
+type env struct {
+	dir   string
+	clock *clock.Fake
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	return &env{dir: t.TempDir(), clock: clock.NewFake(time.Now().Truncate(time.Second))}
+}
+
+type instance struct {
+	m     *rotation.Manager
+	ca    *ca.CA
+	store store.Store
+}
+
+// start opens the env's store and key directory and returns an
+// initialised Manager; cfg's zero fields are filled in. The store closes
+// at cleanup unless stop is called first.
+func (e *env) start(t *testing.T, cfg rotation.Config) *instance {
+	t.Helper()
+	ctx := context.Background()
+	st, err := store.Open(filepath.Join(e.dir, "signet.db"), store.Options{NoSync: true})
+	if err != nil {
+		t.Fatalf("store.Open: %v", err)
+	}
+	t.Cleanup(func() { st.Close() })
+	km, err := keys.New(ctx, keys.Config{Dir: filepath.Join(e.dir, "keys"), Passphrase: passphrase})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := ca.New(ca.Config{TrustDomain: td, Clock: e.clock})
+	cfg.Store, cfg.Keys, cfg.CA, cfg.TrustDomain, cfg.Clock = st, km, c, td, e.clock
+	m, err := rotation.New(cfg)
+	if err != nil {
+		t.Fatalf("rotation.New: %v", err)
+	}
+	if err := m.Init(ctx); err != nil {
+		t.Fatalf("Init: %v", err)
+	}
+	return &instance{m: m, ca: c, store: st}
+}
+
+// run starts m.Run and waits until its ticker is armed, so the clock can
+// be advanced. The returned function stops it and checks it returned nil.
+func (e *env) run(t *testing.T, in *instance) func() {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- in.m.Run(ctx) }()
+	waitFor(t, "Run to arm its ticker", func() bool { return e.clock.Waiters() > 0 })
+	stop := func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run returned %v, want nil on cancellation", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("Run did not return after cancellation")
+		}
+	}
+	t.Cleanup(func() {
+		if ctx.Err() == nil {
+			stop()
+		}
+	})
+	return stop
+}
+
+// waitFor polls cond until it holds or a deadline passes. Run works in its
+// own goroutine, so tests wait for its effects rather than sleeping.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		<-tick.C
+	}
+}
+
+func authorities(t *testing.T, st store.Store) []*store.Authority {
+	t.Helper()
+	var out []*store.Authority
+	if err := st.View(context.Background(), func(tx store.Tx) error {
+		var err error
+		out, err = tx.ListAuthorities()
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// states summarises authorities as "kind:state" in creation order.
+func states(auths []*store.Authority) []string {
+	var out []string
+	for _, a := range auths {
+		out = append(out, string(a.Kind)+":"+string(a.State))
+	}
+	return out
+}
+
+func find(auths []*store.Authority, kind store.AuthorityKind, state store.AuthorityState) *store.Authority {
+	for _, a := range auths {
+		if a.Kind == kind && a.State == state {
+			return a
+		}
+	}
+	return nil
+}
+
+func bundle(t *testing.T, m *rotation.Manager) *rotation.Bundle {
+	t.Helper()
+	b, err := m.Bundle(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func mint(t *testing.T, c *ca.CA) *ca.X509SVID {
+	t.Helper()
+	svid, err := c.SignX509SVID(context.Background(), ca.X509SVIDParams{SPIFFEID: workloadID, PublicKey: catest.NewKey(t).Public()})
+	if err != nil {
+		t.Fatalf("SignX509SVID: %v", err)
+	}
+	return svid
+}
+
+func samePublicKey(a, b crypto.PublicKey) bool {
+	return a.(interface{ Equal(crypto.PublicKey) bool }).Equal(b)
+}
+
+func TestInitCreatesAuthorities(t *testing.T) {
+	e := newEnv(t)
+	in := e.start(t, rotation.Config{})
+	auths := authorities(t, in.store)
+	if diff := cmp.Diff([]string{"root:active", "intermediate:active", "jwt:active"}, states(auths)); diff != "" {
+		t.Fatalf("authorities (-want +got):\n%s", diff)
+	}
+	root, inter, jwt := auths[0], auths[1], auths[2]
+	if inter.ParentID != root.ID {
+		t.Errorf("intermediate parent = %q, want root %q", inter.ParentID, root.ID)
+	}
+	for _, a := range auths {
+		if a.KeyType != string(keys.KeyTypeECP256) {
+			t.Errorf("%s key type %q, want EC-P256", a.Kind, a.KeyType)
+		}
+		if _, err := os.Stat(filepath.Join(e.dir, "keys", a.KeyRef)); err != nil {
+			t.Errorf("%s key file: %v", a.Kind, err)
+		}
+	}
+	rootCert, err := x509.ParseCertificate(root.CertDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := rootCert.NotAfter.Sub(rootCert.NotBefore); got != rotation.DefaultRootTTL+ca.Backdate {
+		t.Errorf("root lifetime %v, want %v", got, rotation.DefaultRootTTL)
+	}
+
+	xa := in.ca.X509Authority()
+	if xa == nil || xa.ID != inter.ID || len(xa.UpstreamChain) != 0 || len(xa.Roots) != 1 || !xa.Roots[0].Equal(rootCert) {
+		t.Fatalf("CA authority = %+v, want intermediate %s under root %s", xa, inter.ID, root.ID)
+	}
+	if jk := in.ca.JWTKey(); jk == nil || jk.ID != jwt.ID || !jk.NotAfter.Equal(e.clock.Now().Add(rotation.DefaultJWTKeyTTL)) {
+		t.Fatalf("CA JWT key = %+v, want %s", jk, jwt.ID)
+	}
+
+	b := bundle(t, in.m)
+	if len(b.X509Authorities) != 1 || !b.X509Authorities[0].Equal(rootCert) {
+		t.Errorf("bundle roots = %d certs, want the root", len(b.X509Authorities))
+	}
+	if len(b.JWTAuthorities) != 1 || b.JWTAuthorities[0].ID != jwt.ID || !samePublicKey(b.JWTAuthorities[0].PublicKey, in.ca.JWTKey().Signer.Public()) {
+		t.Errorf("bundle JWT keys = %+v", b.JWTAuthorities)
+	}
+	if b.Revision <= 0 {
+		t.Errorf("bundle revision = %d, want > 0", b.Revision)
+	}
+
+	svid := mint(t, in.ca)
+	if _, _, err := x509svid.Verify(svid.Chain, b.X509Bundle()); err != nil {
+		t.Errorf("SVID does not verify against the bundle: %v", err)
+	}
+}
+
+func TestRestartReusesAuthorities(t *testing.T) {
+	e := newEnv(t)
+	first := e.start(t, rotation.Config{})
+	before := authorities(t, first.store)
+	rev := bundle(t, first.m).Revision
+	firstAuth, firstJWT := first.ca.X509Authority(), first.ca.JWTKey()
+	if err := first.store.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	second := e.start(t, rotation.Config{})
+	if diff := cmp.Diff(before, authorities(t, second.store)); diff != "" {
+		t.Errorf("authorities changed across restart (-before +after):\n%s", diff)
+	}
+	xa, jk := second.ca.X509Authority(), second.ca.JWTKey()
+	if xa.ID != firstAuth.ID || !xa.Certificate.Equal(firstAuth.Certificate) || !samePublicKey(xa.Signer.Public(), firstAuth.Signer.Public()) {
+		t.Errorf("intermediate after restart differs")
+	}
+	if jk.ID != firstJWT.ID || !samePublicKey(jk.Signer.Public(), firstJWT.Signer.Public()) {
+		t.Errorf("JWT key after restart differs")
+	}
+	if got := bundle(t, second.m).Revision; got != rev {
+		t.Errorf("bundle revision %d after restart, want %d", got, rev)
+	}
+}
+
+func TestRunRotatesIntermediate(t *testing.T) {
+	e := newEnv(t)
+	// A JWT key that is not due, to see the intermediate alone.
+	in := e.start(t, rotation.Config{IntermediateTTL: 4 * time.Hour, JWTKeyTTL: 30 * 24 * time.Hour})
+	old := in.ca.X509Authority()
+	rev := bundle(t, in.m).Revision
+	oldServer, err := in.m.ServerTLSCertificate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := e.run(t, in)
+
+	// Just before half-life nothing happens...
+	e.clock.Advance(2*time.Hour - time.Minute)
+	// ...at half-life the intermediate rotates.
+	e.clock.Advance(time.Minute)
+	waitFor(t, "the intermediate to rotate", func() bool { return in.ca.X509Authority().ID != old.ID })
+	stop()
+
+	cur := in.ca.X509Authority()
+	auths := authorities(t, in.store)
+	if diff := cmp.Diff([]string{"root:active", "intermediate:retired", "jwt:active", "intermediate:active"}, states(auths)); diff != "" {
+		t.Errorf("authorities (-want +got):\n%s", diff)
+	}
+	if a := find(auths, store.KindIntermediate, store.StateActive); a.ID != cur.ID || a.ParentID != auths[0].ID {
+		t.Errorf("active intermediate %s (parent %s), CA uses %s", a.ID, a.ParentID, cur.ID)
+	}
+	if !cur.Certificate.NotAfter.After(old.Certificate.NotAfter) {
+		t.Errorf("new intermediate expires %v, not after the old %v", cur.Certificate.NotAfter, old.Certificate.NotAfter)
+	}
+
+	svid := mint(t, in.ca)
+	if !svid.Chain[1].Equal(cur.Certificate) || svid.AuthorityID != cur.ID {
+		t.Errorf("new SVIDs are not signed by the new intermediate")
+	}
+	b := bundle(t, in.m)
+	if _, _, err := x509svid.Verify(svid.Chain, b.X509Bundle()); err != nil {
+		t.Errorf("new SVID does not verify: %v", err)
+	}
+	if b.Revision != rev {
+		t.Errorf("bundle revision went from %d to %d on an intermediate rotation", rev, b.Revision)
+	}
+
+	// The server certificate follows the intermediate.
+	srv, err := in.m.ServerTLSCertificate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if srv == oldServer || srv.Leaf.CheckSignatureFrom(cur.Certificate) != nil {
+		t.Errorf("server certificate was not re-signed by the new intermediate")
+	}
+}
+
+func TestRunRotatesJWTKey(t *testing.T) {
+	e := newEnv(t)
+	const ttl = 4 * time.Hour
+	in := e.start(t, rotation.Config{JWTKeyTTL: ttl, IntermediateTTL: 30 * 24 * time.Hour})
+	first := in.ca.JWTKey()
+	rev0 := bundle(t, in.m).Revision
+	e.run(t, in)
+
+	jwtIDs := func(b *rotation.Bundle) []string {
+		var ids []string
+		for _, k := range b.JWTAuthorities {
+			ids = append(ids, k.ID)
+		}
+		return ids
+	}
+
+	// Half-life: a successor is prepared and published, but does not sign.
+	e.clock.Advance(ttl / 2)
+	waitFor(t, "a prepared JWT key", func() bool { return len(bundle(t, in.m).JWTAuthorities) == 2 })
+	b1 := bundle(t, in.m)
+	if b1.Revision <= rev0 {
+		t.Errorf("bundle revision %d after a JWT key was added, want > %d", b1.Revision, rev0)
+	}
+	if in.ca.JWTKey().ID != first.ID {
+		t.Errorf("prepared key signs before it was published long enough")
+	}
+	next := b1.JWTAuthorities[1].ID
+
+	// Three quarters: the successor signs; the old key stays in the bundle.
+	e.clock.Advance(ttl / 4)
+	waitFor(t, "the JWT key to activate", func() bool { return in.ca.JWTKey().ID == next })
+	b2 := bundle(t, in.m)
+	if diff := cmp.Diff([]string{first.ID, next}, jwtIDs(b2)); diff != "" {
+		t.Errorf("bundle JWT keys while the old key retires (-want +got):\n%s", diff)
+	}
+	if b2.Revision != b1.Revision {
+		t.Errorf("bundle revision changed on activation, though its keys did not")
+	}
+	if old := find(authorities(t, in.store), store.KindJWT, store.StateRetiring); old == nil || old.ID != first.ID {
+		t.Errorf("old JWT key is not retiring")
+	}
+
+	// Tokens signed by the old key never outlive it, so at its NotAfter it
+	// leaves the bundle.
+	e.clock.Advance(ttl / 4)
+	waitFor(t, "the old JWT key to retire", func() bool { return len(bundle(t, in.m).JWTAuthorities) == 1 })
+	b3 := bundle(t, in.m)
+	if diff := cmp.Diff([]string{next}, jwtIDs(b3)); diff != "" {
+		t.Errorf("bundle JWT keys (-want +got):\n%s", diff)
+	}
+	if b3.Revision <= b2.Revision {
+		t.Errorf("bundle revision %d after a JWT key left, want > %d", b3.Revision, b2.Revision)
+	}
+}
+
+func TestServerTLSCertificate(t *testing.T) {
+	e := newEnv(t)
+	in := e.start(t, rotation.Config{ServerDNSNames: []string{"ca.example.org"}})
+	cert, err := in.m.ServerTLSCertificate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	serverID := spiffeid.RequireFromPath(td, "/signet/server")
+	if got := rotation.ServerID(td); got != serverID {
+		t.Errorf("ServerID = %s", got)
+	}
+	if diff := cmp.Diff([]string{serverID.String()}, []string{cert.Leaf.URIs[0].String()}); diff != "" || len(cert.Leaf.URIs) != 1 {
+		t.Errorf("server URI SANs (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"ca.example.org"}, cert.Leaf.DNSNames); diff != "" {
+		t.Errorf("server DNS SANs (-want +got):\n%s", diff)
+	}
+	if got := cert.Leaf.NotAfter.Sub(e.clock.Now()); got != rotation.DefaultServerSVIDTTL {
+		t.Errorf("server certificate lives %v, want %v", got, rotation.DefaultServerSVIDTTL)
+	}
+
+	// A SPIFFE client that trusts the bundle and expects the server ID
+	// completes a handshake.
+	b := bundle(t, in.m)
+	server := &tls.Config{GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+		return in.m.ServerTLSCertificate()
+	}}
+	client := tlsconfig.TLSClientConfig(b.X509Bundle(), tlsconfig.AuthorizeID(serverID))
+	handshake(t, server, client)
+}
+
+// handshake runs a TLS handshake between server and client over an
+// in-memory pipe.
+func handshake(t *testing.T, server, client *tls.Config) {
+	t.Helper()
+	sc, cc := net.Pipe()
+	defer sc.Close()
+	defer cc.Close()
+	srv := tls.Server(sc, server)
+	cli := tls.Client(cc, client)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Handshake() }()
+	if err := cli.Handshake(); err != nil {
+		t.Fatalf("client handshake: %v", err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatalf("server handshake: %v", err)
+	}
+}
+
+func TestServerCertRenewedAtHalfLife(t *testing.T) {
+	e := newEnv(t)
+	in := e.start(t, rotation.Config{ServerSVIDTTL: 10 * time.Minute})
+	old, err := in.m.ServerTLSCertificate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	authID := in.ca.X509Authority().ID
+	e.run(t, in)
+	e.clock.Advance(5 * time.Minute)
+	waitFor(t, "the server certificate to renew", func() bool {
+		c, _ := in.m.ServerTLSCertificate()
+		return c != old
+	})
+	cur, _ := in.m.ServerTLSCertificate()
+	if cur.Leaf.SerialNumber.Cmp(old.Leaf.SerialNumber) == 0 || !cur.Leaf.NotAfter.After(old.Leaf.NotAfter) {
+		t.Errorf("renewed certificate is not newer")
+	}
+	if in.ca.X509Authority().ID != authID {
+		t.Errorf("the intermediate rotated with the server certificate")
+	}
+}
+
+func TestRunBeforeInit(t *testing.T) {
+	st, err := store.Open(filepath.Join(t.TempDir(), "db"), store.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	km, err := keys.New(context.Background(), keys.Config{Dir: t.TempDir(), Passphrase: passphrase})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := rotation.New(rotation.Config{Store: st, Keys: km, CA: ca.New(ca.Config{TrustDomain: td}), TrustDomain: td})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Run(context.Background()); !errors.Is(err, rotation.ErrNotInitialized) {
+		t.Errorf("Run before Init = %v, want ErrNotInitialized", err)
+	}
+	if _, err := m.ServerTLSCertificate(); !errors.Is(err, rotation.ErrNotInitialized) {
+		t.Errorf("ServerTLSCertificate before Init = %v, want ErrNotInitialized", err)
+	}
+}
+
+func TestNewErrors(t *testing.T) {
+	st, err := store.Open(filepath.Join(t.TempDir(), "db"), store.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	km, err := keys.New(context.Background(), keys.Config{Dir: t.TempDir(), Passphrase: passphrase})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := ca.New(ca.Config{TrustDomain: td})
+	valid := func() rotation.Config {
+		return rotation.Config{Store: st, Keys: km, CA: c, TrustDomain: td}
+	}
+	tests := []struct {
+		name    string
+		mod     func(*rotation.Config)
+		wantErr string
+	}{
+		{"no store", func(c *rotation.Config) { c.Store = nil }, "Store is required"},
+		{"no keys", func(c *rotation.Config) { c.Keys = nil }, "Keys is required"},
+		{"no CA", func(c *rotation.Config) { c.CA = nil }, "CA is required"},
+		{"no trust domain", func(c *rotation.Config) { c.TrustDomain = spiffeid.TrustDomain{} }, "TrustDomain is required"},
+		{"trust domain differs from CA's", func(c *rotation.Config) { c.TrustDomain = spiffeid.RequireTrustDomainFromString("other.org") }, "differs"},
+		{"both imports", func(c *rotation.Config) { c.ImportRoot, c.ImportIntermediate = &rotation.Import{}, &rotation.Import{} }, "exclusive"},
+		{"negative TTL", func(c *rotation.Config) { c.IntermediateTTL = -time.Hour }, "negative"},
+		{"bad key type", func(c *rotation.Config) { c.KeyType = "DSA" }, "unknown key type"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := valid()
+			tt.mod(&cfg)
+			_, err := rotation.New(cfg)
+			if !errors.Is(err, rotation.ErrInvalidConfig) || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("err = %v, want ErrInvalidConfig containing %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestShouldRotate(t *testing.T) {
+	var m rotation.Manager
+	nb := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	na := nb.Add(2 * time.Hour)
+	tests := []struct {
+		now  time.Time
+		want bool
+	}{
+		{nb.Add(-time.Hour), false},
+		{nb, false},
+		{nb.Add(time.Hour - time.Nanosecond), false},
+		{nb.Add(time.Hour), true},
+		{na, true},
+		{na.Add(time.Hour), true},
+	}
+	for _, tt := range tests {
+		if got := m.ShouldRotate(tt.now, nb, na); got != tt.want {
+			t.Errorf("ShouldRotate(%v) = %v, want %v", tt.now.Sub(nb), got, tt.want)
+		}
+	}
+}
+
+func TestSPIFFEBundle(t *testing.T) {
+	e := newEnv(t)
+	in := e.start(t, rotation.Config{})
+	b := bundle(t, in.m)
+	data, err := b.SPIFFEBundle().Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"use":"x509-svid"`, `"use":"jwt-svid"`, `"spiffe_sequence"`} {
+		if !strings.Contains(string(data), want) {
+			t.Errorf("SPIFFE bundle lacks %s:\n%s", want, data)
+		}
+	}
+	parsed, err := spiffebundle.Parse(td, data)
+	if err != nil {
+		t.Fatalf("spiffebundle.Parse: %v", err)
+	}
+	if !parsed.X509Bundle().Equal(b.X509Bundle()) {
+		t.Errorf("X.509 authorities do not round-trip")
+	}
+	if _, ok := parsed.FindJWTAuthority(b.JWTAuthorities[0].ID); !ok {
+		t.Errorf("JWT authority %s missing after round trip", b.JWTAuthorities[0].ID)
+	}
+	if seq, ok := parsed.SequenceNumber(); !ok || seq != uint64(b.Revision) {
+		t.Errorf("sequence number = %d, want revision %d", seq, b.Revision)
+	}
+}

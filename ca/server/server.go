@@ -1,0 +1,327 @@
+// Package server assembles the CA: it opens the store, loads or creates the
+// authorities, and serves the node API (TLS, TCP) and the admin API (Unix
+// socket, peer credentials). cmd/signet builds a Config from flags or a file
+// and calls New then Serve.
+//
+//	srv, err := server.New(ctx, server.Config{TrustDomain: td, DataDir: dir, Passphrase: pass})
+//	nodeLn, _ := net.Listen("tcp", "127.0.0.1:8081")
+//	adminLn, _ := peercred.Listen(filepath.Join(dir, "admin.sock"), 0o600)
+//	err = srv.Serve(ctx, nodeLn, adminLn) // until ctx ends
+//	srv.Close()
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/signet-mesh/signet/ca"
+	"github.com/signet-mesh/signet/ca/api"
+	"github.com/signet-mesh/signet/ca/keys"
+	"github.com/signet-mesh/signet/ca/rotation"
+	"github.com/signet-mesh/signet/ca/store"
+	"github.com/signet-mesh/signet/internal/clock"
+	"github.com/signet-mesh/signet/internal/peercred"
+	adminv1 "github.com/signet-mesh/signet/proto/signet/admin/v1"
+	nodev1 "github.com/signet-mesh/signet/proto/signet/node/v1"
+)
+
+const (
+	// DBFile is the bbolt file under the data dir.
+	DBFile = "signet.db"
+	// KeysDir holds the encrypted soft keys under the data dir.
+	KeysDir = "keys"
+	// maxRecvMsgSize bounds one node API message: a full mint batch of
+	// CSRs fits with room to spare; anything bigger is refused by gRPC
+	// with ResourceExhausted before it is decoded.
+	maxRecvMsgSize = 4 << 20
+	// svidRetention is how long an expired SVID stays in the index, so
+	// "what was issued yesterday" can still be answered.
+	svidRetention = 24 * time.Hour
+	pruneEvery    = time.Hour
+)
+
+// Config is the CA's configuration. Zero values take the documented
+// defaults.
+type Config struct {
+	TrustDomain spiffeid.TrustDomain
+	// DataDir holds the store and the soft keys; created 0700.
+	DataDir string
+	// AdminUIDs may use the admin socket besides the server's own uid.
+	AdminUIDs []uint32
+	// KeyType of new authorities; default EC-P256.
+	KeyType keys.KeyType
+	// KMSURI selects the key manager; empty means soft keys in DataDir.
+	KMSURI string
+	// Passphrase encrypts soft keys at rest. Required for soft keys.
+	Passphrase []byte
+	// RootTTL and IntermediateTTL default to 1 year and 7 days.
+	RootTTL, IntermediateTTL time.Duration
+	// ImportRoot / ImportIntermediate put signet under existing PKI.
+	ImportRoot, ImportIntermediate *rotation.Import
+	// NodeRate is the per-node request rate limit; see api.NodeConfig.
+	NodeRate float64
+	// StoreNoSync skips fsync (tests and benchmarks of non-durable paths).
+	StoreNoSync bool
+	Clock       clock.Clock
+	Logger      *slog.Logger
+}
+
+// Server is a running CA.
+type Server struct {
+	cfg    Config
+	log    *slog.Logger
+	store  *store.Bolt
+	ca     *ca.CA
+	rot    *rotation.Manager
+	conns  *api.Connections
+	node   *api.NodeService
+	admin  *api.AdminService
+	pool   poolCache
+	closed sync.Once
+}
+
+// New opens the store under cfg.DataDir and loads (or, on first start,
+// creates) the authorities. It does not listen; see Serve.
+func New(ctx context.Context, cfg Config) (*Server, error) {
+	if cfg.TrustDomain.IsZero() {
+		return nil, errors.New("server: trust domain must be configured")
+	}
+	if cfg.DataDir == "" {
+		return nil, errors.New("server: data dir must be configured")
+	}
+	cfg.Clock = clock.OrReal(cfg.Clock)
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("server: creating data dir: %w", err)
+	}
+	km, err := keys.New(ctx, keys.Config{KMSURI: cfg.KMSURI, Dir: filepath.Join(cfg.DataDir, KeysDir), Passphrase: cfg.Passphrase})
+	if err != nil {
+		return nil, fmt.Errorf("server: key manager: %w", err)
+	}
+	st, err := store.Open(filepath.Join(cfg.DataDir, DBFile), store.Options{Logger: cfg.Logger, NoSync: cfg.StoreNoSync})
+	if err != nil {
+		return nil, fmt.Errorf("server: opening store: %w", err)
+	}
+	c := ca.New(ca.Config{TrustDomain: cfg.TrustDomain, Clock: cfg.Clock, Logger: cfg.Logger})
+	rot, err := rotation.New(rotation.Config{
+		Store:              st,
+		Keys:               km,
+		CA:                 c,
+		TrustDomain:        cfg.TrustDomain,
+		Clock:              cfg.Clock,
+		Logger:             cfg.Logger,
+		KeyType:            cfg.KeyType,
+		RootTTL:            cfg.RootTTL,
+		IntermediateTTL:    cfg.IntermediateTTL,
+		ImportRoot:         cfg.ImportRoot,
+		ImportIntermediate: cfg.ImportIntermediate,
+	})
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	if err := rot.Init(ctx); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("server: loading authorities: %w", err)
+	}
+	conns := api.NewConnections()
+	s := &Server{
+		cfg:   cfg,
+		log:   cfg.Logger.With("component", "server"),
+		store: st,
+		ca:    c,
+		rot:   rot,
+		conns: conns,
+		node: api.NewNodeService(api.NodeConfig{
+			Store: st, CA: c, TrustDomain: cfg.TrustDomain, Clock: cfg.Clock, Logger: cfg.Logger,
+			NodeRate: cfg.NodeRate, Connections: conns,
+		}),
+		admin: api.NewAdminService(api.AdminConfig{
+			Store: st, TrustDomain: cfg.TrustDomain, AdminUIDs: cfg.AdminUIDs, SelfUID: uint32(os.Getuid()),
+			Connections: conns, Clock: cfg.Clock, Logger: cfg.Logger,
+		}),
+	}
+	if err := s.pool.refresh(ctx, st, cfg.TrustDomain); err != nil {
+		st.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Store returns the server's store (for in-process callers such as dev).
+func (s *Server) Store() store.Store { return s.store }
+
+// Bundle returns the current trust bundle.
+func (s *Server) Bundle(ctx context.Context) (*rotation.Bundle, error) { return s.rot.Bundle(ctx) }
+
+// Serve serves the node API on nodeLn and the admin API on adminLn (which
+// should come from peercred.Listen) until ctx ends, then stops gracefully.
+// It returns nil on cancellation.
+func (s *Server) Serve(ctx context.Context, nodeLn, adminLn net.Listener) error {
+	tlsCfg := &tls.Config{
+		MinVersion: tls.VersionTLS13,
+		// Re-read per handshake: the server certificate and the roots
+		// that verify agents both rotate.
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+			cert, err := s.rot.ServerTLSCertificate()
+			if err != nil {
+				return nil, err
+			}
+			return &tls.Config{
+				MinVersion:   tls.VersionTLS13,
+				Certificates: []tls.Certificate{*cert},
+				// AttestNode is called without a node SVID; every other
+				// call requires one (checked per RPC).
+				ClientAuth: tls.VerifyClientCertIfGiven,
+				ClientCAs:  s.pool.get(),
+			}, nil
+		},
+	}
+	nodeSrv := grpc.NewServer(
+		grpc.Creds(credentials.NewTLS(tlsCfg)),
+		grpc.MaxRecvMsgSize(maxRecvMsgSize),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+	)
+	nodev1.RegisterNodeServiceServer(nodeSrv, s.node)
+	adminSrv := grpc.NewServer(append([]grpc.ServerOption{grpc.Creds(peercred.TransportCredentials())}, s.admin.ServerOptions()...)...)
+	adminv1.RegisterAdminServiceServer(adminSrv, s.admin)
+
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return serveGRPC(ctx, nodeSrv, nodeLn) })
+	if adminLn != nil {
+		g.Go(func() error { return serveGRPC(ctx, adminSrv, adminLn) })
+	}
+	g.Go(func() error { return s.rot.Run(ctx) })
+	g.Go(func() error { return s.watchBundle(ctx) })
+	g.Go(func() error { return s.pruneLoop(ctx) })
+	s.log.Info("serving", "trust_domain", s.cfg.TrustDomain.Name(), "node_api", nodeLn.Addr().String(), "admin_socket", addrOf(adminLn))
+	return g.Wait()
+}
+
+func addrOf(ln net.Listener) string {
+	if ln == nil {
+		return ""
+	}
+	return ln.Addr().String()
+}
+
+// serveGRPC serves until ctx ends, then drains gracefully (bounded, since
+// agents hold streams open forever).
+func serveGRPC(ctx context.Context, srv *grpc.Server, ln net.Listener) error {
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("server: serving %s: %w", ln.Addr(), err)
+	case <-ctx.Done():
+	}
+	stopped := make(chan struct{})
+	go func() { srv.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(2 * time.Second):
+		srv.Stop()
+	}
+	return nil
+}
+
+// watchBundle keeps the client-verification pool in step with the bundle.
+func (s *Server) watchBundle(ctx context.Context) error {
+	changes, cancel := s.store.Subscribe()
+	defer cancel()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case _, ok := <-changes:
+			if !ok {
+				return nil // store closed
+			}
+			if err := s.pool.refresh(ctx, s.store, s.cfg.TrustDomain); err != nil && ctx.Err() == nil {
+				s.log.Error("refreshing trust pool", "error", err)
+			}
+		}
+	}
+}
+
+func (s *Server) pruneLoop(ctx context.Context) error {
+	t := s.cfg.Clock.NewTicker(pruneEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C():
+			var n int
+			err := s.store.Update(ctx, func(tx store.Tx) error {
+				var err error
+				n, err = tx.PruneSVIDs(s.cfg.Clock.Now().Add(-svidRetention))
+				return err
+			})
+			if err != nil {
+				s.log.Error("pruning expired SVIDs", "error", err)
+			} else if n > 0 {
+				s.log.Info("pruned expired SVIDs", "count", n)
+			}
+		}
+	}
+}
+
+// Close closes the store. It is idempotent.
+func (s *Server) Close() error {
+	var err error
+	s.closed.Do(func() { err = s.store.Close() })
+	return err
+}
+
+// poolCache holds the roots that verify agents' client certificates.
+type poolCache struct {
+	mu   sync.RWMutex
+	pool *x509.CertPool
+}
+
+func (p *poolCache) get() *x509.CertPool {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.pool
+}
+
+func (p *poolCache) refresh(ctx context.Context, st store.Store, td spiffeid.TrustDomain) error {
+	var b *rotation.Bundle
+	if err := st.View(ctx, func(tx store.Tx) error {
+		var err error
+		b, err = rotation.BundleFromTx(tx, td)
+		return err
+	}); err != nil {
+		return fmt.Errorf("server: reading bundle: %w", err)
+	}
+	pool := x509.NewCertPool()
+	for _, c := range b.X509Authorities {
+		pool.AddCert(c)
+	}
+	p.mu.Lock()
+	p.pool = pool
+	p.mu.Unlock()
+	return nil
+}
+
+// Admin returns the admin API for in-process callers (signet dev). Calls
+// made this way skip the peer-credential check of the socket.
+func (s *Server) Admin() *api.AdminService { return s.admin }

@@ -1,0 +1,169 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+
+	"github.com/signet-mesh/signet/agent"
+	"github.com/signet-mesh/signet/agent/attestor"
+	"github.com/signet-mesh/signet/agent/cache"
+	"github.com/signet-mesh/signet/agent/workloadapi"
+	"github.com/signet-mesh/signet/ca/keys"
+	"github.com/signet-mesh/signet/internal/peercred"
+	sdsserver "github.com/signet-mesh/signet/sds/server"
+)
+
+func agentCommand() *command {
+	return &command{name: "agent", summary: "run the node agent", run: runAgent}
+}
+
+// agentConfig is the agent's configuration file (YAML); each key is also a
+// flag and a SIGNET_* environment variable.
+type agentConfig struct {
+	ServerAddress     string `json:"server_address"`
+	TrustDomain       string `json:"trust_domain"`
+	TrustBundle       string `json:"trust_bundle"`
+	InsecureBootstrap bool   `json:"insecure_bootstrap"`
+	JoinToken         string `json:"join_token"`
+	Socket            string `json:"socket"`
+	DataDir           string `json:"data_dir"`
+	MetricsListen     string `json:"metrics_listen"`
+	KeyPassphraseFile string `json:"key_passphrase_file"`
+	LogLevel          string `json:"log_level"`
+	LogFormat         string `json:"log_format"`
+}
+
+var agentUsages = map[string]string{
+	"server_address":      "CA node API address (host:port)",
+	"trust_domain":        "trust domain",
+	"trust_bundle":        "PEM file with the CA's roots, to authenticate the CA on first contact",
+	"insecure_bootstrap":  "attest without authenticating the CA (DEVELOPMENT ONLY)",
+	"join_token":          "single-use join token (only needed when data_dir holds no node identity)",
+	"socket":              "Unix socket for the Workload API and SDS",
+	"data_dir":            "directory for the node SVID (key encrypted) and the last bundle",
+	"metrics_listen":      "address for /metrics, /healthz and /readyz (empty: off)",
+	"key_passphrase_file": "file holding the passphrase that encrypts the node key (or env SIGNET_KEY_PASSPHRASE)",
+	"log_level":           "debug, info, warn or error",
+	"log_format":          "text or json",
+}
+
+func defaultAgentConfig() agentConfig {
+	return agentConfig{
+		ServerAddress: "127.0.0.1:8081",
+		TrustDomain:   defaultTrustDomain,
+		Socket:        "/tmp/signet/agent.sock",
+		DataDir:       "./signet-agent-data",
+		LogLevel:      "info",
+		LogFormat:     "text",
+	}
+}
+
+func (c agentConfig) toAgentConfig() (agent.Config, error) {
+	var out agent.Config
+	td, err := spiffeid.TrustDomainFromString(c.TrustDomain)
+	if err != nil {
+		return out, fmt.Errorf("trust_domain %q: %v", c.TrustDomain, err)
+	}
+	if _, _, err := net.SplitHostPort(c.ServerAddress); err != nil {
+		return out, fmt.Errorf("server_address %q: must be host:port", c.ServerAddress)
+	}
+	if c.Socket == "" {
+		return out, fmt.Errorf("socket must be configured")
+	}
+	if c.DataDir == "" {
+		return out, fmt.Errorf("data_dir must be configured")
+	}
+	if c.TrustBundle == "" && !c.InsecureBootstrap {
+		if _, err := os.Stat(filepath.Join(c.DataDir, "bundle.pem")); err != nil {
+			return out, fmt.Errorf("trust_bundle must be configured (or insecure_bootstrap for development)")
+		}
+	}
+	out = agent.Config{
+		ServerAddress:     c.ServerAddress,
+		TrustDomain:       td,
+		InsecureBootstrap: c.InsecureBootstrap,
+		JoinToken:         c.JoinToken,
+		DataDir:           c.DataDir,
+	}
+	if c.TrustBundle != "" {
+		if out.TrustBundle, err = agent.LoadBundleFile(c.TrustBundle); err != nil {
+			return out, fmt.Errorf("trust_bundle: %v", err)
+		}
+	}
+	return out, nil
+}
+
+func runAgent(ctx context.Context, env *cliEnv, args []string) error {
+	fs := newFlagSet(env, "agent", "signet agent --server-address HOST:PORT --trust-bundle bundle.pem --join-token TOKEN --socket PATH --data-dir DIR")
+	cfg := defaultAgentConfig()
+	_, apply := registerConfigFlags(fs, &cfg, agentUsages, env.getenv)
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := exactArgs(fs, pos); err != nil {
+		return err
+	}
+	if err := apply(); err != nil {
+		return err
+	}
+	logger, err := newLogger(env.stderr, cfg.LogLevel, cfg.LogFormat)
+	if err != nil {
+		return err
+	}
+	acfg, err := cfg.toAgentConfig()
+	if err != nil {
+		return err
+	}
+	if acfg.KeyPassphrase, err = keys.LoadPassphrase(cfg.KeyPassphraseFile, passphraseEnv); err != nil {
+		return fmt.Errorf("key_passphrase_file: %v", err)
+	}
+	if cfg.InsecureBootstrap {
+		logger.Warn("INSECURE BOOTSTRAP: the CA is not authenticated on first contact; anyone able to intercept the connection can impersonate it. Use --trust-bundle outside development.")
+	}
+	acfg.Logger = logger
+	return runAgentProcess(ctx, acfg, cfg.Socket)
+}
+
+// runAgentProcess wires an agent to its socket: the Workload API and SDS,
+// both attesting callers with the Unix attestor and serving from the
+// agent's cache.
+func runAgentProcess(ctx context.Context, cfg agent.Config, socket string) error {
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	c := cache.New(cache.Config{TrustDomain: cfg.TrustDomain, Logger: logger})
+	cfg.Cache = c
+	a, err := agent.New(cfg)
+	if err != nil {
+		return err
+	}
+	att := attestor.New(attestor.Config{Logger: logger})
+	wl := workloadapi.New(workloadapi.Config{Cache: c, Attestor: att, JWTMinter: a, Logger: logger})
+	sds := sdsserver.New(sdsserver.Config{Source: sdsSource{c}, Attestor: att, Logger: logger})
+
+	if err := os.MkdirAll(filepath.Dir(socket), 0o755); err != nil {
+		return fmt.Errorf("socket directory: %w", err)
+	}
+	// Any local process may connect: attestation decides what it gets.
+	ln, err := peercred.Listen(socket, 0o777)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(socket)
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		return agent.ServeSocket(ctx, ln, func(s *grpc.Server) { wl.Register(s); sds.Register(s) })
+	})
+	g.Go(func() error { return a.Run(ctx) })
+	return g.Wait()
+}

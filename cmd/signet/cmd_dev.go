@@ -1,0 +1,198 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/signet-mesh/signet/agent"
+	"github.com/signet-mesh/signet/agent/attestor"
+	"github.com/signet-mesh/signet/agent/cache"
+	"github.com/signet-mesh/signet/agent/workloadapi"
+	"github.com/signet-mesh/signet/ca/server"
+	"github.com/signet-mesh/signet/internal/fileutil"
+	"github.com/signet-mesh/signet/internal/peercred"
+	adminv1 "github.com/signet-mesh/signet/proto/signet/admin/v1"
+	sdsserver "github.com/signet-mesh/signet/sds/server"
+)
+
+func devCommand() *command {
+	return &command{name: "dev", summary: "run a CA and an agent in one process (start here)", run: runDev}
+}
+
+// devNodeName names the dev agent, so its SPIFFE ID is stable across runs.
+const devNodeName = "dev"
+
+func runDev(ctx context.Context, env *cliEnv, args []string) error {
+	fs := newFlagSet(env, "dev", "signet dev [--data-dir ./signet-data] [--trust-domain example.org]")
+	dataDir := fs.String("data-dir", defaultDataDir, "directory for all state; sockets are created in it")
+	tdName := fs.String("trust-domain", defaultTrustDomain, "trust domain")
+	logLevel := fs.String("log-level", "warn", "debug, info, warn or error")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := exactArgs(fs, pos); err != nil {
+		return err
+	}
+	td, err := spiffeid.TrustDomainFromString(*tdName)
+	if err != nil {
+		return fmt.Errorf("--trust-domain %q: %v", *tdName, err)
+	}
+	logger, err := newLogger(env.stderr, *logLevel, "text")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(*dataDir, 0o700); err != nil {
+		return fmt.Errorf("creating data dir: %w", err)
+	}
+	pass, err := devPassphrase(env, *dataDir)
+	if err != nil {
+		return err
+	}
+
+	srv, err := server.New(ctx, server.Config{TrustDomain: td, DataDir: filepath.Join(*dataDir, "server"), Passphrase: pass, Logger: logger})
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	nodeLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	adminPath := filepath.Join(*dataDir, adminSocketName)
+	adminLn, err := peercred.Listen(adminPath, 0o600)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(adminPath)
+
+	// Register the dev agent and the caller's entry through the admin API
+	// in-process, as an operator would over the socket.
+	admin := srv.Admin()
+	tok, err := admin.CreateJoinToken(ctx, &adminv1.CreateJoinTokenRequest{NodeName: devNodeName})
+	if err != nil {
+		return fmt.Errorf("creating dev join token: %w", err)
+	}
+	uid := strconv.Itoa(os.Getuid())
+	workloadID := spiffeid.RequireFromPath(td, "/dev/uid/"+uid)
+	_, err = admin.CreateEntries(ctx, &adminv1.CreateEntriesRequest{Entries: []*adminv1.Entry{{
+		SpiffeId:  workloadID.String(),
+		ParentId:  tok.SpiffeId,
+		Selectors: []string{"unix:uid:" + uid},
+	}}})
+	if err != nil && status.Code(err) != codes.AlreadyExists {
+		return fmt.Errorf("registering the dev entry: %w", err)
+	}
+	bundle, err := srv.Bundle(ctx)
+	if err != nil {
+		return err
+	}
+
+	c := cache.New(cache.Config{TrustDomain: td, Logger: logger})
+	a, err := agent.New(agent.Config{
+		ServerAddress: nodeLn.Addr().String(),
+		TrustDomain:   td,
+		TrustBundle:   bundle.X509Authorities,
+		JoinToken:     tok.Token,
+		DataDir:       filepath.Join(*dataDir, "agent"),
+		KeyPassphrase: pass,
+		Cache:         c,
+		Logger:        logger,
+	})
+	if err != nil {
+		return err
+	}
+	agentPath := filepath.Join(*dataDir, agentSocketName)
+	agentLn, err := peercred.Listen(agentPath, 0o777)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(agentPath)
+	att := attestor.New(attestor.Config{Logger: logger})
+	wl := workloadapi.New(workloadapi.Config{Cache: c, Attestor: att, JWTMinter: a, Logger: logger})
+	sds := sdsserver.New(sdsserver.Config{Source: sdsSource{c}, Attestor: att, Logger: logger})
+
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return srv.Serve(ctx, nodeLn, adminLn) })
+	g.Go(func() error { return a.Run(ctx) })
+	g.Go(func() error {
+		return agent.ServeSocket(ctx, agentLn, func(s *grpc.Server) { wl.Register(s); sds.Register(s) })
+	})
+	g.Go(func() error {
+		if err := waitForSVID(ctx, c, "unix:uid:"+uid); err != nil {
+			return nil // shutting down
+		}
+		printDevBanner(env, td, agentPath, adminPath, workloadID)
+		return nil
+	})
+	err = g.Wait()
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// waitForSVID returns once the cache serves an SVID to a workload with the
+// given selector.
+func waitForSVID(ctx context.Context, c *cache.Cache, selector string) error {
+	sub := c.Subscribe([]string{selector})
+	defer sub.Close()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case u := <-sub.Updates():
+			if u != nil && len(u.Identities) > 0 {
+				return nil
+			}
+		}
+	}
+}
+
+func printDevBanner(env *cliEnv, td spiffeid.TrustDomain, agentPath, adminPath string, id spiffeid.ID) {
+	fmt.Fprintf(env.stdout, `signet dev is running (Ctrl-C to stop)
+
+  trust domain   %s
+  agent socket   %s   (SPIFFE Workload API and Envoy SDS)
+  admin socket   %s   (export %s=%s)
+  your identity  %s
+
+Try:
+  go run ./cmd/signet workload fetch --socket %s
+  %s=%s go run ./cmd/signet entry list
+`, td.Name(), agentPath, adminPath, adminSocketEnv, adminPath, id, agentPath, adminSocketEnv, adminPath)
+}
+
+// devPassphrase returns SIGNET_KEY_PASSPHRASE, or a random passphrase kept
+// in the data dir. Dev only: it sits beside the keys it protects.
+func devPassphrase(env *cliEnv, dataDir string) ([]byte, error) {
+	if v := env.getenv(passphraseEnv); v != "" {
+		return []byte(v), nil
+	}
+	path := filepath.Join(dataDir, "dev-passphrase")
+	if data, err := os.ReadFile(path); err == nil && len(data) > 0 {
+		return data, nil
+	}
+	b := make([]byte, 24)
+	rand.Read(b)
+	pass := []byte(base64.RawURLEncoding.EncodeToString(b))
+	if err := fileutil.WriteAtomic(path, pass, 0o600); err != nil {
+		return nil, fmt.Errorf("writing dev passphrase: %w", err)
+	}
+	slog.New(slog.NewTextHandler(env.stderr, nil)).Warn("dev mode: generated a key passphrase and stored it beside the keys; set " + passphraseEnv + " for anything but development")
+	return pass, nil
+}

@@ -1,0 +1,166 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/signet-mesh/signet/ca/keys"
+	"github.com/signet-mesh/signet/ca/server"
+	"github.com/signet-mesh/signet/internal/peercred"
+)
+
+func serverCommand() *command {
+	return &command{name: "server", summary: "run the CA server", run: runServer}
+}
+
+// serverConfig is the server's configuration file (YAML); each key is also
+// a flag and a SIGNET_* environment variable.
+type serverConfig struct {
+	TrustDomain       string   `json:"trust_domain"`
+	DataDir           string   `json:"data_dir"`
+	Listen            string   `json:"listen"`
+	AdminSocket       string   `json:"admin_socket"`
+	AdminUIDs         []uint32 `json:"admin_uids"`
+	MetricsListen     string   `json:"metrics_listen"`
+	KeyType           string   `json:"key_type"`
+	KMSURI            string   `json:"kms_uri"`
+	KeyPassphraseFile string   `json:"key_passphrase_file"`
+	RootTTL           duration `json:"root_ttl"`
+	IntermediateTTL   duration `json:"intermediate_ttl"`
+	LogLevel          string   `json:"log_level"`
+	LogFormat         string   `json:"log_format"`
+}
+
+var serverUsages = map[string]string{
+	"trust_domain":        "trust domain of the CA",
+	"data_dir":            "directory for the store and encrypted keys",
+	"listen":              "node API address (TCP, TLS)",
+	"admin_socket":        "admin API Unix socket (mode 0600; default <data_dir>/admin.sock)",
+	"admin_uids":          "comma-separated uids allowed on the admin socket besides the server's own",
+	"metrics_listen":      "address for /metrics, /healthz and /readyz (empty: off)",
+	"key_type":            "key type of new authorities: EC-P256, EC-P384, RSA-3072, RSA-4096",
+	"kms_uri":             "key manager URI (softkms: default; pkcs11:..., awskms:..., cloudkms:...)",
+	"key_passphrase_file": "file holding the passphrase that encrypts keys at rest (or env SIGNET_KEY_PASSPHRASE)",
+	"root_ttl":            "lifetime of new roots",
+	"intermediate_ttl":    "lifetime of the per-server intermediate",
+	"log_level":           "debug, info, warn or error",
+	"log_format":          "text or json",
+}
+
+func defaultServerConfig() serverConfig {
+	return serverConfig{
+		TrustDomain: defaultTrustDomain,
+		DataDir:     defaultDataDir,
+		Listen:      "127.0.0.1:8081",
+		KeyType:     string(keys.KeyTypeECP256),
+		LogLevel:    "info",
+		LogFormat:   "text",
+	}
+}
+
+// passphraseEnv holds the key passphrase itself, for deployments that
+// inject secrets as environment variables.
+const passphraseEnv = "SIGNET_KEY_PASSPHRASE"
+
+// toServerConfig validates c and builds the typed configuration, naming
+// the key of any bad value.
+func (c serverConfig) toServerConfig(getenv func(string) string) (server.Config, string, error) {
+	var out server.Config
+	td, err := spiffeid.TrustDomainFromString(c.TrustDomain)
+	if err != nil {
+		return out, "", fmt.Errorf("trust_domain %q: %v", c.TrustDomain, err)
+	}
+	if c.DataDir == "" {
+		return out, "", fmt.Errorf("data_dir must be configured")
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return out, "", fmt.Errorf("listen %q: must be host:port", c.Listen)
+	}
+	if c.MetricsListen != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
+			return out, "", fmt.Errorf("metrics_listen %q: must be host:port", c.MetricsListen)
+		}
+	}
+	kt, err := keys.ParseKeyType(c.KeyType)
+	if err != nil {
+		return out, "", fmt.Errorf("key_type %q: %v", c.KeyType, err)
+	}
+	if c.RootTTL < 0 || c.IntermediateTTL < 0 {
+		return out, "", fmt.Errorf("root_ttl and intermediate_ttl must be positive")
+	}
+	var pass []byte
+	if c.KMSURI == "" || c.KMSURI == "softkms:" {
+		pass, err = keys.LoadPassphrase(c.KeyPassphraseFile, passphraseEnv)
+		if err != nil {
+			return out, "", fmt.Errorf("key_passphrase_file: %v", err)
+		}
+	}
+	admin := c.AdminSocket
+	if admin == "" {
+		admin = filepath.Join(c.DataDir, adminSocketName)
+	}
+	out = server.Config{
+		TrustDomain:     td,
+		DataDir:         c.DataDir,
+		AdminUIDs:       c.AdminUIDs,
+		KeyType:         kt,
+		KMSURI:          c.KMSURI,
+		Passphrase:      pass,
+		RootTTL:         durationOf(c.RootTTL),
+		IntermediateTTL: durationOf(c.IntermediateTTL),
+	}
+	return out, admin, nil
+}
+
+func runServer(ctx context.Context, env *cliEnv, args []string) error {
+	fs := newFlagSet(env, "server", "signet server [--config server.yaml] [flags]")
+	cfg := defaultServerConfig()
+	_, apply := registerConfigFlags(fs, &cfg, serverUsages, env.getenv)
+	checkOnly := fs.Bool("check-config", false, "validate the configuration and exit")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := exactArgs(fs, pos); err != nil {
+		return err
+	}
+	if err := apply(); err != nil {
+		return err
+	}
+	logger, err := newLogger(env.stderr, cfg.LogLevel, cfg.LogFormat)
+	if err != nil {
+		return err
+	}
+	scfg, adminPath, err := cfg.toServerConfig(env.getenv)
+	if err != nil {
+		return err
+	}
+	if *checkOnly {
+		fmt.Fprintln(env.stdout, "configuration is valid")
+		return nil
+	}
+	scfg.Logger = logger
+	srv, err := server.New(ctx, scfg)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	nodeLn, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(adminPath), 0o700); err != nil {
+		return fmt.Errorf("admin_socket directory: %w", err)
+	}
+	adminLn, err := peercred.Listen(adminPath, 0o600)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(adminPath)
+	return srv.Serve(ctx, nodeLn, adminLn)
+}

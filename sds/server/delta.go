@@ -1,0 +1,134 @@
+package server
+
+import (
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+)
+
+// deltaStream is the state of one DeltaSecrets stream. Only serve's goroutine
+// touches it.
+//
+// known holds, per subscribed name, what the client has: a resource version,
+// or "" once the client has been told the secret does not exist. A push sends
+// each subscribed secret whose version differs from known, and lists in
+// removed_resources each unavailable secret the client was not yet told
+// about. A name without an entry (new subscription) is always answered.
+type deltaStream struct {
+	srv  *Server
+	send func(*discoveryv3.DeltaDiscoveryResponse) error
+	log  *slog.Logger
+
+	snap       *Snapshot // latest state from the source; nil until the first
+	started    bool      // the first request has been handled
+	subscribed map[string]struct{}
+	known      map[string]string
+	nonce      string // nonce of the latest response
+}
+
+func (st *deltaStream) request(req *discoveryv3.DeltaDiscoveryRequest) error {
+	if err := checkTypeURL(req.GetTypeUrl()); err != nil {
+		return err
+	}
+	if st.subscribed == nil {
+		st.subscribed = make(map[string]struct{})
+		st.known = make(map[string]string)
+	}
+	// Subscription changes apply whatever the nonce: the protocol says a
+	// stale nonce must not make the server drop them.
+	if nonce := req.GetResponseNonce(); nonce != "" {
+		switch detail := req.GetErrorDetail(); {
+		case nonce != st.nonce:
+			st.log.Debug("request with stale nonce", keyNonce, nonce)
+		case detail != nil:
+			st.srv.countNACK(apiDelta)
+			st.log.Warn("client rejected secrets", keyNonce, nonce, keyError, detail.GetMessage())
+		default:
+			st.log.Debug("client acknowledged secrets", keyNonce, nonce)
+		}
+	}
+	for _, name := range req.GetResourceNamesUnsubscribe() {
+		delete(st.subscribed, name)
+		delete(st.known, name)
+	}
+	initial := req.GetInitialResourceVersions()
+	for _, name := range req.GetResourceNamesSubscribe() {
+		if name == "" {
+			continue
+		}
+		st.subscribed[name] = struct{}{}
+		// A (re)subscribed name is answered even if the server believes the
+		// client has it; only a reconnecting client's initial versions are
+		// trusted.
+		delete(st.known, name)
+		if v := initial[name]; !st.started && v != "" {
+			st.known[name] = v
+		}
+	}
+	st.started = true
+	return st.push()
+}
+
+func (st *deltaStream) update(snap *Snapshot) error {
+	st.snap = snap
+	return st.push()
+}
+
+// push sends what the client does not have yet: changed secrets in resources,
+// and secrets that do not exist (any more) for this caller in
+// removed_resources.
+func (st *deltaStream) push() error {
+	if st.snap == nil || len(st.subscribed) == 0 {
+		return nil
+	}
+	var (
+		all     []resource
+		changed []resource
+		removed []string
+	)
+	for _, name := range slices.Sorted(maps.Keys(st.subscribed)) {
+		have, told := st.known[name]
+		r, ok := st.srv.build(st.log, st.snap, name)
+		switch {
+		case ok:
+			all = append(all, r)
+			if !told || have != r.version {
+				changed = append(changed, r)
+			}
+		case !told || have != "":
+			removed = append(removed, name)
+			logAbsent(st.log, name)
+		}
+	}
+	if len(changed) == 0 && len(removed) == 0 {
+		return nil
+	}
+	resp := &discoveryv3.DeltaDiscoveryResponse{
+		SystemVersionInfo: setVersion(all),
+		TypeUrl:           SecretTypeURL,
+		RemovedResources:  removed,
+		Nonce:             st.srv.nextNonce(),
+	}
+	names := make([]string, 0, len(changed))
+	for _, r := range changed {
+		resp.Resources = append(resp.Resources, &discoveryv3.Resource{Name: r.name, Version: r.version, Resource: r.any})
+		names = append(names, r.name)
+	}
+	if err := st.send(resp); err != nil {
+		return fmt.Errorf("sending secrets: %w", err)
+	}
+	for _, r := range changed {
+		st.known[r.name] = r.version
+	}
+	for _, name := range removed {
+		st.known[name] = ""
+	}
+	st.nonce = resp.Nonce
+	st.srv.countPush(apiDelta, len(changed))
+	st.log.Debug("pushed secrets", keyResources, names, keyRemoved, removed,
+		keyVersion, resp.SystemVersionInfo, keyNonce, resp.Nonce, keyBundleRevision, st.snap.BundleRevision)
+	return nil
+}

@@ -1,0 +1,356 @@
+package server
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	secretv3 "github.com/envoyproxy/go-control-plane/envoy/service/secret/v3"
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/signet-mesh/signet/internal/clock"
+	"github.com/signet-mesh/signet/internal/peercred"
+)
+
+// fetchSnapshotTimeout bounds how long FetchSecrets waits for the Source's
+// first snapshot. A unary call has no later chance to deliver the secrets, so
+// an agent that has not synced yet answers Unavailable rather than hanging
+// the caller until its own deadline.
+const fetchSnapshotTimeout = 5 * time.Second
+
+// Attestor returns the selectors of the calling process (unix:uid:1000, ...).
+// It is called once per stream, and once per FetchSecrets call, with the
+// kernel's peer credentials of the connection. An error means the caller
+// cannot be identified; the call then fails with PermissionDenied.
+// Implementations must be safe for concurrent use and honour ctx.
+type Attestor interface {
+	Attest(ctx context.Context, c peercred.Creds) ([]string, error)
+}
+
+// Source is the agent's SVID and bundle cache, seen through the selectors of
+// one caller: cmd/signet adapts agent/cache to it. Subscribe must be safe for
+// concurrent use.
+type Source interface {
+	// Subscribe starts following the identities that selectors entitle the
+	// caller to. The caller must Close the Subscription.
+	Subscribe(selectors []string) Subscription
+}
+
+// Subscription delivers a caller's state as it changes.
+type Subscription interface {
+	// Updates returns a channel of capacity 1 holding the latest Snapshot the
+	// receiver has not taken yet: the source replaces an unread snapshot
+	// rather than queueing behind it (latest wins), so a slow stream never
+	// blocks the cache and never sees stale state. The current state, if the
+	// cache has one, is delivered first; each later value is the full state,
+	// not a diff. Snapshots are shared and must not be modified. A closed
+	// channel means the source shut down.
+	Updates() <-chan *Snapshot
+	// Close releases the subscription. It is idempotent.
+	Close()
+}
+
+// Snapshot is the complete state one caller may see at one moment. It is
+// read by many streams at once: once handed to the server, neither it nor the
+// SVIDs and bundles it points to may be modified, and it must not be copied.
+type Snapshot struct {
+	// Identities are the caller's SVIDs; the first is served as "default".
+	Identities []Identity
+	// Bundle is the trust bundle of the agent's own trust domain, served as
+	// "ROOTCA". Nil until the agent has one.
+	Bundle *x509bundle.Bundle
+	// FederatedBundles are the bundles of federated trust domains.
+	FederatedBundles []*x509bundle.Bundle
+	// BundleRevision identifies the bundle content (it grows with each change
+	// of the bundle set); the server logs it when it pushes bundles, so an
+	// operator can tell which revision a proxy received.
+	BundleRevision int64
+
+	// encoded memoizes the encoded secrets of this snapshot by name, so that
+	// a snapshot shared by many streams is encoded once, not once per
+	// stream. Sources should hand the same *Snapshot to every subscriber
+	// that sees the same state.
+	encoded sync.Map // name -> resource
+}
+
+// Identity is one SVID the caller is entitled to.
+type Identity struct {
+	SVID *x509svid.SVID
+}
+
+// Metrics are optional hooks that count protocol events; cmd/signet wires
+// them to Prometheus counters. Nil fields are skipped. They are called from
+// every stream's goroutine and must be cheap and safe for concurrent use.
+// api is "stream" (StreamSecrets), "delta" (DeltaSecrets) or "fetch"
+// (FetchSecrets).
+type Metrics struct {
+	// Pushed is called after each response is sent, with the number of
+	// secrets it carries.
+	Pushed func(api string, secrets int)
+	// Rejected is called for each NACK: a request that reports, in
+	// error_detail, that the client failed to apply the last response.
+	Rejected func(api string)
+}
+
+// Config configures a Server.
+type Config struct {
+	// Source supplies the callers' SVIDs and bundles. Required.
+	Source Source
+	// Attestor identifies callers. Required.
+	Attestor Attestor
+	// Clock times FetchSecrets' wait for a first snapshot. Nil means the
+	// wall clock.
+	Clock clock.Clock
+	// Logger receives protocol events. Nil discards them.
+	Logger *slog.Logger
+	// Metrics counts pushes and NACKs. The zero value counts nothing.
+	Metrics Metrics
+}
+
+// Server implements envoy.service.secret.v3.SecretDiscoveryService. It is
+// safe for concurrent use; each stream is served by its handler goroutine
+// plus one goroutine that receives requests.
+type Server struct {
+	secretv3.UnimplementedSecretDiscoveryServiceServer
+
+	source   Source
+	attestor Attestor
+	clock    clock.Clock
+	log      *slog.Logger
+	metrics  Metrics
+	nonces   atomic.Uint64
+}
+
+// New returns a Server. It panics if cfg.Source or cfg.Attestor is nil: that
+// is a wiring bug in cmd/signet, not a runtime condition.
+func New(cfg Config) *Server {
+	if cfg.Source == nil || cfg.Attestor == nil {
+		panic("sds/server: Config.Source and Config.Attestor are required")
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Server{
+		source:   cfg.Source,
+		attestor: cfg.Attestor,
+		clock:    clock.OrReal(cfg.Clock),
+		log:      log.With(keyComponent, "sds"),
+		metrics:  cfg.Metrics,
+	}
+}
+
+// Register adds the SDS service to g. g must be built with
+// grpc.Creds(peercred.TransportCredentials()) on a Unix socket, or every call
+// fails with PermissionDenied.
+func (s *Server) Register(g *grpc.Server) {
+	secretv3.RegisterSecretDiscoveryServiceServer(g, s)
+}
+
+// StreamSecrets serves the state-of-the-world protocol (see doc.go).
+func (s *Server) StreamSecrets(stream secretv3.SecretDiscoveryService_StreamSecretsServer) error {
+	ctx := stream.Context()
+	selectors, log, err := s.attest(ctx, apiStream)
+	if err != nil {
+		return err
+	}
+	sub := s.source.Subscribe(selectors)
+	defer sub.Close()
+	st := &sotwStream{srv: s, send: stream.Send, log: log}
+	return serve(ctx, stream.Recv, sub, st)
+}
+
+// DeltaSecrets serves the incremental protocol (see doc.go).
+func (s *Server) DeltaSecrets(stream secretv3.SecretDiscoveryService_DeltaSecretsServer) error {
+	ctx := stream.Context()
+	selectors, log, err := s.attest(ctx, apiDelta)
+	if err != nil {
+		return err
+	}
+	sub := s.source.Subscribe(selectors)
+	defer sub.Close()
+	st := &deltaStream{srv: s, send: stream.Send, log: log}
+	return serve(ctx, stream.Recv, sub, st)
+}
+
+// FetchSecrets answers one request with the current secrets. Unlike the
+// streams it fails when a name is not available: NotFound when the caller is
+// not entitled to it (or it does not exist; the two are not told apart, so
+// a caller cannot probe for other workloads' identities), InvalidArgument for
+// a name that is not a valid resource name.
+func (s *Server) FetchSecrets(ctx context.Context, req *discoveryv3.DiscoveryRequest) (*discoveryv3.DiscoveryResponse, error) {
+	if err := checkTypeURL(req.GetTypeUrl()); err != nil {
+		return nil, err
+	}
+	names := uniqueNames(req.GetResourceNames())
+	if len(names) == 0 {
+		return nil, status.Error(codes.InvalidArgument, "sds: resource_names is empty: name the secrets to fetch")
+	}
+	for _, name := range names {
+		if !ValidName(name) {
+			return nil, status.Errorf(codes.InvalidArgument, "sds: %q is not a secret name: want %q, %q, %q, spiffe://<trust domain> or a SPIFFE ID", name, DefaultName, RootCAName, AllBundlesName)
+		}
+	}
+	selectors, log, err := s.attest(ctx, apiFetch)
+	if err != nil {
+		return nil, err
+	}
+	snap, err := s.firstSnapshot(ctx, selectors)
+	if err != nil {
+		log.Warn("fetching secrets", keyError, err)
+		return nil, status.Error(codes.Unavailable, "sds: secrets are not available yet, retry later")
+	}
+	resp := &discoveryv3.DiscoveryResponse{TypeUrl: SecretTypeURL, Nonce: s.nextNonce()}
+	versions := make(map[string]string, len(names))
+	var missing []string
+	for _, name := range names {
+		r, ok := s.build(log, snap, name)
+		if !ok {
+			missing = append(missing, name)
+			continue
+		}
+		resp.Resources = append(resp.Resources, r.any)
+		versions[name] = r.version
+	}
+	if len(missing) > 0 {
+		log.Info("secrets not available to caller", keyResources, missing)
+		return nil, status.Errorf(codes.NotFound, "sds: secrets %q do not exist or the caller is not entitled to them", missing)
+	}
+	resp.VersionInfo = setVersion(versions)
+	s.countPush(apiFetch, len(resp.Resources))
+	return resp, nil
+}
+
+// attest identifies the caller of a handler. Failures are logged here, once,
+// and returned as PermissionDenied without internals.
+func (s *Server) attest(ctx context.Context, api string) ([]string, *slog.Logger, error) {
+	log := s.log.With(keyAPI, api)
+	creds, err := peercred.FromContext(ctx)
+	if err != nil {
+		log.Warn("reading caller credentials", keyError, err)
+		return nil, nil, status.Error(codes.PermissionDenied, "sds: caller has no Unix peer credentials")
+	}
+	log = log.With(keyPID, creds.PID, keyUID, creds.UID)
+	selectors, err := s.attestor.Attest(ctx, creds)
+	if err != nil {
+		log.Warn("attesting caller", keyError, err)
+		return nil, nil, status.Error(codes.PermissionDenied, "sds: caller attestation failed")
+	}
+	return selectors, log, nil
+}
+
+// firstSnapshot returns the current state for selectors, waiting at most
+// fetchSnapshotTimeout for the source to have one.
+func (s *Server) firstSnapshot(ctx context.Context, selectors []string) (*Snapshot, error) {
+	sub := s.source.Subscribe(selectors)
+	defer sub.Close()
+	timer := s.clock.NewTimer(fetchSnapshotTimeout)
+	defer timer.Stop()
+	select {
+	case snap, ok := <-sub.Updates():
+		if !ok {
+			return nil, errSourceClosed
+		}
+		return snap, nil
+	case <-timer.C():
+		return nil, errNoSnapshot
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// nextNonce returns a nonce never used before by this server, on any stream.
+func (s *Server) nextNonce() string {
+	return strconv.FormatUint(s.nonces.Add(1), 10)
+}
+
+func (s *Server) countPush(api string, secrets int) {
+	if s.metrics.Pushed != nil {
+		s.metrics.Pushed(api, secrets)
+	}
+}
+
+func (s *Server) countNACK(api string) {
+	if s.metrics.Rejected != nil {
+		s.metrics.Rejected(api)
+	}
+}
+
+// Names of the APIs, for logs and Metrics.
+const (
+	apiStream = "stream"
+	apiDelta  = "delta"
+	apiFetch  = "fetch"
+)
+
+// protocolStream is the per-stream state machine of one protocol variant.
+// serve calls its methods from a single goroutine.
+type protocolStream[Req any] interface {
+	// request handles one message from the client.
+	request(req Req) error
+	// update takes a new snapshot from the source and pushes what changed.
+	update(snap *Snapshot) error
+}
+
+// serve runs a stream: a receive goroutine hands requests over, and this
+// goroutine owns the stream state, so the state needs no locks. It returns
+// nil when the client ends the stream.
+func serve[Req any](ctx context.Context, recv func() (Req, error), sub Subscription, st protocolStream[Req]) error {
+	reqs := make(chan Req)
+	recvErr := make(chan error, 1)
+	go func() {
+		for {
+			req, err := recv()
+			if err != nil {
+				recvErr <- err
+				return
+			}
+			select {
+			case reqs <- req:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-recvErr:
+			if err == io.EOF || status.Code(err) == codes.Canceled {
+				return nil
+			}
+			return err
+		case req := <-reqs:
+			if err := st.request(req); err != nil {
+				return err
+			}
+		case snap, ok := <-sub.Updates():
+			if !ok {
+				return status.Error(codes.Unavailable, "sds: identity source closed")
+			}
+			if err := st.update(snap); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// checkTypeURL accepts the Secret type URL, or an empty one (the type is
+// implied by the SDS service).
+func checkTypeURL(typeURL string) error {
+	if typeURL != "" && typeURL != SecretTypeURL {
+		return status.Errorf(codes.InvalidArgument, "sds: type_url %q is not served here: want %q", typeURL, SecretTypeURL)
+	}
+	return nil
+}
