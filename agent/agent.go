@@ -313,7 +313,9 @@ func (a *Agent) applyBundle(ctx context.Context, b *nodev1.Bundle) error {
 		}
 		jb.AddJWTAuthority(k.GetKeyId(), pub)
 	}
-	a.cache.SetBundle(xb, jb, b.GetRevision())
+	if err := a.cache.SetBundle(xb, jb, b.GetRevision()); err != nil {
+		return err
+	}
 	a.mu.Lock()
 	a.src.SetBundle(xb)
 	a.mu.Unlock()
@@ -421,7 +423,12 @@ func (a *Agent) mint(ctx context.Context, ids []string) error {
 			continue
 		}
 		leaf := r.SVID.Certificates[0]
-		a.cache.SetSVID(r.EntryID, r.SVID)
+		if err := a.cache.SetSVID(r.EntryID, r.SVID); err != nil {
+			// The entry changed or went away while this mint was in
+			// flight; the change queued its own mint.
+			a.log.Debug("discarding minted SVID", "entry_id", r.EntryID, "error", err)
+			continue
+		}
 		a.scheduleRotation(r.EntryID, leaf)
 		a.log.Debug("SVID minted", "entry_id", r.EntryID, "spiffe_id", r.SVID.ID.String(), "serial", fmt.Sprintf("%032x", leaf.SerialNumber), "not_after", leaf.NotAfter)
 	}
@@ -450,9 +457,22 @@ func (a *Agent) queueMintLater(ids []string) {
 	a.pendingMu.Unlock()
 }
 
+// rotationTime is when to replace leaf. The CA backdates NotBefore to
+// absorb clock skew, so the lifetime is counted from when the agent got the
+// certificate; otherwise a short-lived SVID would be due the moment it
+// arrived.
+func (a *Agent) rotationTime(leaf *x509.Certificate) time.Time {
+	from := leaf.NotBefore
+	if now := a.cfg.Clock.Now(); now.After(from) {
+		from = now
+	}
+	return rotate.RotateAt(from, leaf.NotAfter, mrand.Float64())
+}
+
 func (a *Agent) scheduleRotation(entryID string, leaf *x509.Certificate) {
+	at := a.rotationTime(leaf)
 	a.rotateMu.Lock()
-	a.rotateAt[entryID] = rotate.RotateAt(leaf.NotBefore, leaf.NotAfter, mrand.Float64())
+	a.rotateAt[entryID] = at
 	a.rotateMu.Unlock()
 	select {
 	case a.rescedule <- struct{}{}:
@@ -479,12 +499,20 @@ func (a *Agent) rotateLoop(ctx context.Context) error {
 			}
 		}
 		a.rotateMu.Unlock()
+		// Expired SVIDs (possible only while the CA is unreachable) are
+		// dropped at their expiry, so open streams stop serving them.
+		if n := a.cache.PruneExpired(); n > 0 {
+			a.log.Warn("SVIDs expired before they could be rotated", "count", n)
+		}
+		if _, earliest := a.cache.Stats(); !earliest.IsZero() && earliest.Before(next) {
+			next = earliest.Add(time.Millisecond)
+		}
 		if len(due) > 0 {
 			a.log.Debug("rotating SVIDs", "count", len(due))
 			a.queueMint(due...)
 		}
 		timer.Stop()
-		timer.Reset(next.Sub(now))
+		timer.Reset(max(next.Sub(now), 0))
 		select {
 		case <-ctx.Done():
 			return nil
@@ -501,8 +529,7 @@ func (a *Agent) nodeRenewLoop(ctx context.Context) error {
 		a.mu.Lock()
 		svid, _ := a.src.GetX509SVID()
 		a.mu.Unlock()
-		leaf := svid.Certificates[0]
-		at := rotate.RotateAt(leaf.NotBefore, leaf.NotAfter, mrand.Float64())
+		at := a.rotationTime(svid.Certificates[0])
 		t := a.cfg.Clock.NewTimer(at.Sub(a.cfg.Clock.Now()))
 		select {
 		case <-ctx.Done():

@@ -396,6 +396,18 @@ func (c *Cache) Lookup(selectors []string) *Update {
 // selectors. See the package documentation for when Updates are delivered.
 // Close it when done.
 func (c *Cache) Subscribe(selectors []string) *Subscription {
+	return c.subscribe(selectors, false)
+}
+
+// SubscribeBundles is Subscribe for consumers that serve only bundles
+// (FetchX509Bundles, FetchJWTBundles): the first Update is delivered as
+// soon as the bundle is set, without waiting for the workload's first SVID,
+// and so are later bundle changes.
+func (c *Cache) SubscribeBundles(selectors []string) *Subscription {
+	return c.subscribe(selectors, true)
+}
+
+func (c *Cache) subscribe(selectors []string, bundlesOnly bool) *Subscription {
 	sels := normalize(selectors)
 	k := key(sels)
 	c.mu.Lock()
@@ -411,7 +423,7 @@ func (c *Cache) Subscribe(selectors []string) *Subscription {
 			rec.groups[g] = struct{}{}
 		}
 	}
-	sub := &Subscription{c: c, g: g, ch: make(chan *Update, 1)}
+	sub := &Subscription{c: c, g: g, ch: make(chan *Update, 1), bundlesOnly: bundlesOnly}
 	g.subs[sub] = struct{}{}
 	sub.offer(c.build(g.matched))
 	return sub
@@ -422,7 +434,8 @@ type Subscription struct {
 	c *Cache
 	g *group
 	// ch has room for one Update; offer replaces an unread one.
-	ch chan *Update
+	ch          chan *Update
+	bundlesOnly bool
 	// sent and closed are guarded by c.mu.
 	sent   bool
 	closed bool
@@ -450,9 +463,10 @@ func (s *Subscription) Close() {
 
 // offer hands u to the subscriber, replacing an Update it has not read yet.
 // Before the first delivery it holds back Updates that have nothing to
-// serve. Called with c.mu held, which makes the cache the only sender.
+// serve: no bundle, or (unless bundlesOnly) no usable SVID. Called with
+// c.mu held, which makes the cache the only sender.
 func (s *Subscription) offer(u *Update) {
-	if !s.sent && len(u.Entries) > 0 && (len(u.Identities) == 0 || u.Bundle == nil) {
+	if !s.sent && len(u.Entries) > 0 && (u.Bundle == nil || (!s.bundlesOnly && len(u.Identities) == 0)) {
 		return
 	}
 	s.sent = true

@@ -28,7 +28,7 @@ var (
 	start = time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 )
 
-func newCache(t *testing.T) (*cache.Cache, *clock.Fake) {
+func newCache(t testing.TB) (*cache.Cache, *clock.Fake) {
 	t.Helper()
 	clk := clock.NewFake(start)
 	return cache.New(cache.Config{TrustDomain: td, Clock: clk}), clk
@@ -214,6 +214,34 @@ func TestFirstUpdateWhenReady(t *testing.T) {
 	want := summary{Entries: []string{"e1"}, Identities: []string{"e1#1"}, Bundle: 1, Revision: 1}
 	if diff := cmp.Diff(want, next(t, sub)); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
+
+// TestSubscribeBundles: a bundle-only subscriber is served as soon as the
+// bundle is set, and on every bundle change, with or without an SVID.
+func TestSubscribeBundles(t *testing.T) {
+	c, _ := newCache(t)
+	web := entry("e1", "/web", "unix:uid:1000")
+	c.ApplyEntries(true, []cache.Entry{web}, nil)
+	sub := c.SubscribeBundles([]string{"unix:uid:1000"})
+	defer sub.Close()
+	none(t, "no bundle", sub)
+	if err := c.SetBundle(bundle(1), nil, 1); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(summary{Entries: []string{"e1"}, Bundle: 1, Revision: 1}, next(t, sub)); diff != "" {
+		t.Errorf("first update (-want +got):\n%s", diff)
+	}
+	if err := c.SetBundle(bundle(1, 2), nil, 2); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(summary{Entries: []string{"e1"}, Bundle: 2, Revision: 2}, next(t, sub)); diff != "" {
+		t.Errorf("bundle change (-want +got):\n%s", diff)
+	}
+	other := c.SubscribeBundles([]string{"unix:uid:0"})
+	defer other.Close()
+	if got := next(t, other); len(got.Entries) != 0 {
+		t.Errorf("unentitled bundle subscriber: %+v, want no entries", got)
 	}
 }
 

@@ -31,7 +31,8 @@
 // unread Update with a newer one, so a slow reader never blocks the cache
 // and always reads the newest full state. The first Update arrives as soon
 // as the workload has at least one usable SVID and the bundle is set, or at
-// once if it matches no entry (so a server can answer PermissionDenied).
+// once if it matches no entry (so a server can answer PermissionDenied);
+// SubscribeBundles, for bundle-only consumers, does not wait for an SVID.
 // After that a subscriber is woken only when its own state changes: one of
 // its identities (an SVID renewed, an entry it holds changed or deleted),
 // the bundles, or losing its last entry. An SVID renewed for entry X wakes

@@ -53,7 +53,7 @@ type testCA struct {
 	serial int64
 }
 
-func newCA(t *testing.T) *testCA {
+func newCA(t testing.TB) *testCA {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -82,7 +82,7 @@ func newCA(t *testing.T) *testCA {
 
 // svid returns an X509-SVID for id valid from notBefore to notAfter, with
 // a fresh P-256 key.
-func (ca *testCA) svidAt(t *testing.T, id spiffeid.ID, notBefore, notAfter time.Time) *x509svid.SVID {
+func (ca *testCA) svidAt(t testing.TB, id spiffeid.ID, notBefore, notAfter time.Time) *x509svid.SVID {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -112,7 +112,7 @@ func (ca *testCA) svidAt(t *testing.T, id spiffeid.ID, notBefore, notAfter time.
 	return &x509svid.SVID{ID: id, Certificates: []*x509.Certificate{leaf}, PrivateKey: key}
 }
 
-func (ca *testCA) svid(t *testing.T, id spiffeid.ID) *x509svid.SVID {
+func (ca *testCA) svid(t testing.TB, id spiffeid.ID) *x509svid.SVID {
 	return ca.svidAt(t, id, time.Now().Add(-time.Minute), time.Now().Add(time.Hour))
 }
 
@@ -127,7 +127,7 @@ type fakeMinter struct {
 	calls []string // "entry-id aud1,aud2"
 }
 
-func newMinter(t *testing.T) *fakeMinter {
+func newMinter(t testing.TB) *fakeMinter {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -177,7 +177,7 @@ func (failingAttestor) Attest(context.Context, peercred.Creds) ([]string, error)
 	return nil, errors.New("attestor: process exited or was replaced")
 }
 
-func newEnv(t *testing.T, att workloadapi.Attestor) *env {
+func newEnv(t testing.TB, att workloadapi.Attestor) *env {
 	t.Helper()
 	if att == nil {
 		att = attestor.New(attestor.Config{})
@@ -198,12 +198,12 @@ func newEnv(t *testing.T, att workloadapi.Attestor) *env {
 }
 
 // ready sets the trust bundle: the agent is now serving.
-func (e *env) ready(t *testing.T) {
+func (e *env) ready(t testing.TB) {
 	t.Helper()
 	e.setBundle(t, 1, e.ca.root)
 }
 
-func (e *env) setBundle(t *testing.T, rev int64, roots ...*x509.Certificate) {
+func (e *env) setBundle(t testing.TB, rev int64, roots ...*x509.Certificate) {
 	t.Helper()
 	if err := e.cache.SetBundle(x509bundle.FromX509Authorities(td, roots), e.minter.jwtBundle(), rev); err != nil {
 		t.Fatal(err)
@@ -212,7 +212,7 @@ func (e *env) setBundle(t *testing.T, rev int64, roots ...*x509.Certificate) {
 
 // register adds an entry for path with selectors, and tells the minter its
 // SPIFFE ID. It has no SVID until mint.
-func (e *env) register(t *testing.T, id, path, hint string, selectors ...string) cache.Entry {
+func (e *env) register(t testing.TB, id, path, hint string, selectors ...string) cache.Entry {
 	t.Helper()
 	en := cache.Entry{ID: id, SPIFFEID: spiffeid.RequireFromPath(td, path), Selectors: selectors, X509TTL: time.Hour, Hint: hint}
 	e.cache.ApplyEntries(false, []cache.Entry{en}, nil)
@@ -222,7 +222,7 @@ func (e *env) register(t *testing.T, id, path, hint string, selectors ...string)
 	return en
 }
 
-func (e *env) mint(t *testing.T, en cache.Entry) *x509svid.SVID {
+func (e *env) mint(t testing.TB, en cache.Entry) *x509svid.SVID {
 	t.Helper()
 	s := e.ca.svid(t, en.SPIFFEID)
 	if err := e.cache.SetSVID(en.ID, s); err != nil {
@@ -232,7 +232,7 @@ func (e *env) mint(t *testing.T, en cache.Entry) *x509svid.SVID {
 }
 
 // client is go-spiffe's Workload API client.
-func (e *env) client(t *testing.T) *spiffewl.Client {
+func (e *env) client(t testing.TB) *spiffewl.Client {
 	t.Helper()
 	c, err := spiffewl.New(context.Background(), spiffewl.WithAddr(e.addr))
 	if err != nil {
@@ -244,7 +244,7 @@ func (e *env) client(t *testing.T) *spiffewl.Client {
 
 // raw is a bare gRPC client: it sends the security header only when the
 // context carries it (see withHeader).
-func (e *env) raw(t *testing.T) workload.SpiffeWorkloadAPIClient {
+func (e *env) raw(t testing.TB) workload.SpiffeWorkloadAPIClient {
 	t.Helper()
 	cc, err := grpc.NewClient(e.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {

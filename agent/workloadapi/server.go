@@ -116,10 +116,11 @@ func (s *Server) FetchX509SVID(_ *workload.X509SVIDRequest, stream grpc.ServerSt
 // FetchX509Bundles streams the X.509 bundles the caller should trust.
 func (s *Server) FetchX509Bundles(_ *workload.X509BundlesRequest, stream grpc.ServerStreamingServer[workload.X509BundlesResponse]) error {
 	ctx := stream.Context()
+	log := s.log.With(logKeyMethod, "FetchX509Bundles")
 	if err := checkHeader(ctx); err != nil {
 		return err
 	}
-	sels, log, err := s.attest(ctx, s.log.With(logKeyMethod, "FetchX509Bundles"))
+	sels, log, err := s.attest(ctx, log)
 	if err != nil {
 		return err
 	}
@@ -296,19 +297,18 @@ func (s *Server) attest(ctx context.Context, log *slog.Logger) ([]string, *slog.
 func (s *Server) stream(ctx context.Context, log *slog.Logger, sels []string, build func(*cache.Update) (proto.Message, error), send func(proto.Message) error) error {
 	sub := s.cache.Subscribe(sels)
 	defer sub.Close()
-	return s.serve(ctx, log, sub, nil, build, send)
+	return s.serve(ctx, log, sub, build, send)
 }
 
-// streamBundles is stream for bundle-only calls: those must not wait for
-// the workload's first SVID, so the current state is sent at once.
+// streamBundles is stream for bundle-only calls, which do not wait for the
+// workload's first SVID.
 func (s *Server) streamBundles(ctx context.Context, log *slog.Logger, sels []string, build func(*cache.Update) (proto.Message, error), send func(proto.Message) error) error {
-	// Subscribe first so that no change between the two is missed.
-	sub := s.cache.Subscribe(sels)
+	sub := s.cache.SubscribeBundles(sels)
 	defer sub.Close()
-	return s.serve(ctx, log, sub, s.cache.Lookup(sels), build, send)
+	return s.serve(ctx, log, sub, build, send)
 }
 
-func (s *Server) serve(ctx context.Context, log *slog.Logger, sub *cache.Subscription, first *cache.Update, build func(*cache.Update) (proto.Message, error), send func(proto.Message) error) error {
+func (s *Server) serve(ctx context.Context, log *slog.Logger, sub *cache.Subscription, build func(*cache.Update) (proto.Message, error), send func(proto.Message) error) error {
 	s.streams.Add(1)
 	defer s.streams.Add(-1)
 	var last proto.Message
@@ -326,11 +326,6 @@ func (s *Server) serve(ctx context.Context, log *slog.Logger, sub *cache.Subscri
 		}
 		last = m
 		return nil
-	}
-	if first != nil {
-		if err := handle(first); err != nil {
-			return err
-		}
 	}
 	for {
 		select {

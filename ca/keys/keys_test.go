@@ -29,10 +29,26 @@ func newSoftManager(t *testing.T, pass string) (Manager, string) {
 // TestSoftRoundTrip creates a key of each type, loads it back and checks it
 // signs as the same key, and that the file on disk is private and encrypted.
 func TestSoftRoundTrip(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	m, dir := newSoftManager(t, "correct horse")
+	t.Run("types", func(t *testing.T) { testSoftTypes(t, ctx, m, dir) })
+	// No temporary files are left behind.
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".") {
+			t.Errorf("leftover file %s", e.Name())
+		}
+	}
+}
+
+func testSoftTypes(t *testing.T, ctx context.Context, m Manager, dir string) {
 	for _, kt := range []KeyType{KeyTypeECP256, KeyTypeECP384, KeyTypeRSA3072, KeyTypeRSA4096} {
 		t.Run(string(kt), func(t *testing.T) {
+			t.Parallel()
 			name := "root-" + strings.ToLower(string(kt))
 			signer, ref, err := m.Create(ctx, name, kt)
 			if err != nil {
@@ -74,19 +90,10 @@ func TestSoftRoundTrip(t *testing.T) {
 			}
 		})
 	}
-	// No temporary files are left behind.
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), ".") {
-			t.Errorf("leftover file %s", e.Name())
-		}
-	}
 }
 
 func TestSoftErrors(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	m, dir := newSoftManager(t, "right")
 	_, ref, err := m.Create(ctx, "jwt-1", "")
@@ -130,6 +137,7 @@ func TestSoftErrors(t *testing.T) {
 }
 
 func TestImport(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	m, _ := newSoftManager(t, "pw")
 	key, err := GenerateSigner(KeyTypeECP384)
@@ -150,6 +158,7 @@ func TestImport(t *testing.T) {
 }
 
 func TestNewErrors(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	tests := []struct {
 		name    string
@@ -173,6 +182,7 @@ func TestNewErrors(t *testing.T) {
 }
 
 func TestParseKeyType(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		in      string
 		want    KeyType
@@ -243,6 +253,7 @@ func TestLoadPassphrase(t *testing.T) {
 // TestKMSKeyName pins how signet names keys in each KMS, since those names
 // cannot be exercised here without the KMS.
 func TestKMSKeyName(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		uri     string
 		want    string

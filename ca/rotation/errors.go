@@ -15,9 +15,6 @@ var (
 	// ErrInvalidImport: an imported CA certificate, chain or key is
 	// unusable (not a CA, key mismatch, expired, does not chain).
 	ErrInvalidImport = errors.New("rotation: invalid import")
-	// ErrNoActiveRoot: no root is active, so no intermediate can be
-	// signed.
-	ErrNoActiveRoot = errors.New("rotation: no active root")
 )
 
 // wrapErr prefixes an error with the package name, as every error this

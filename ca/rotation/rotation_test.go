@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -49,6 +50,26 @@ type instance struct {
 	m     *rotation.Manager
 	ca    *ca.CA
 	store store.Store
+}
+
+// initErr is start for an Init expected to fail: it returns Init's error.
+func (e *env) initErr(t *testing.T, cfg rotation.Config) error {
+	t.Helper()
+	st, err := store.Open(filepath.Join(e.dir, "signet.db"), store.Options{NoSync: true})
+	if err != nil {
+		t.Fatalf("store.Open: %v", err)
+	}
+	defer st.Close()
+	km, err := keys.New(context.Background(), keys.Config{Dir: filepath.Join(e.dir, "keys"), Passphrase: passphrase})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Store, cfg.Keys, cfg.CA, cfg.TrustDomain, cfg.Clock = st, km, ca.New(ca.Config{TrustDomain: td, Clock: e.clock}), td, e.clock
+	m, err := rotation.New(cfg)
+	if err != nil {
+		t.Fatalf("rotation.New: %v", err)
+	}
+	return m.Init(context.Background())
 }
 
 // start opens the env's store and key directory and returns an
@@ -133,12 +154,14 @@ func authorities(t *testing.T, st store.Store) []*store.Authority {
 	return out
 }
 
-// states summarises authorities as "kind:state" in creation order.
+// states summarises authorities as sorted "kind:state" strings
+// (authorities created in the same transaction have no defined order).
 func states(auths []*store.Authority) []string {
 	var out []string
 	for _, a := range auths {
 		out = append(out, string(a.Kind)+":"+string(a.State))
 	}
+	slices.Sort(out)
 	return out
 }
 
@@ -169,18 +192,35 @@ func mint(t *testing.T, c *ca.CA) *ca.X509SVID {
 	return svid
 }
 
+// verifyAt checks chain against the bundle at the fake clock's time, which
+// x509svid.Verify (wall clock) cannot.
+func verifyAt(chain []*x509.Certificate, b *rotation.Bundle, now time.Time) error {
+	roots, inters := x509.NewCertPool(), x509.NewCertPool()
+	for _, c := range b.X509Authorities {
+		roots.AddCert(c)
+	}
+	for _, c := range chain[1:] {
+		inters.AddCert(c)
+	}
+	_, err := chain[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inters, CurrentTime: now})
+	return err
+}
+
 func samePublicKey(a, b crypto.PublicKey) bool {
 	return a.(interface{ Equal(crypto.PublicKey) bool }).Equal(b)
 }
 
 func TestInitCreatesAuthorities(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	in := e.start(t, rotation.Config{})
 	auths := authorities(t, in.store)
-	if diff := cmp.Diff([]string{"root:active", "intermediate:active", "jwt:active"}, states(auths)); diff != "" {
+	if diff := cmp.Diff([]string{"intermediate:active", "jwt:active", "root:active"}, states(auths)); diff != "" {
 		t.Fatalf("authorities (-want +got):\n%s", diff)
 	}
-	root, inter, jwt := auths[0], auths[1], auths[2]
+	root := find(auths, store.KindRoot, store.StateActive)
+	inter := find(auths, store.KindIntermediate, store.StateActive)
+	jwt := find(auths, store.KindJWT, store.StateActive)
 	if inter.ParentID != root.ID {
 		t.Errorf("intermediate parent = %q, want root %q", inter.ParentID, root.ID)
 	}
@@ -226,6 +266,7 @@ func TestInitCreatesAuthorities(t *testing.T) {
 }
 
 func TestRestartReusesAuthorities(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	first := e.start(t, rotation.Config{})
 	before := authorities(t, first.store)
@@ -252,6 +293,7 @@ func TestRestartReusesAuthorities(t *testing.T) {
 }
 
 func TestRunRotatesIntermediate(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	// A JWT key that is not due, to see the intermediate alone.
 	in := e.start(t, rotation.Config{IntermediateTTL: 4 * time.Hour, JWTKeyTTL: 30 * 24 * time.Hour})
@@ -272,10 +314,11 @@ func TestRunRotatesIntermediate(t *testing.T) {
 
 	cur := in.ca.X509Authority()
 	auths := authorities(t, in.store)
-	if diff := cmp.Diff([]string{"root:active", "intermediate:retired", "jwt:active", "intermediate:active"}, states(auths)); diff != "" {
+	if diff := cmp.Diff([]string{"intermediate:active", "intermediate:retired", "jwt:active", "root:active"}, states(auths)); diff != "" {
 		t.Errorf("authorities (-want +got):\n%s", diff)
 	}
-	if a := find(auths, store.KindIntermediate, store.StateActive); a.ID != cur.ID || a.ParentID != auths[0].ID {
+	root := find(auths, store.KindRoot, store.StateActive)
+	if a := find(auths, store.KindIntermediate, store.StateActive); a.ID != cur.ID || a.ParentID != root.ID {
 		t.Errorf("active intermediate %s (parent %s), CA uses %s", a.ID, a.ParentID, cur.ID)
 	}
 	if !cur.Certificate.NotAfter.After(old.Certificate.NotAfter) {
@@ -287,7 +330,7 @@ func TestRunRotatesIntermediate(t *testing.T) {
 		t.Errorf("new SVIDs are not signed by the new intermediate")
 	}
 	b := bundle(t, in.m)
-	if _, _, err := x509svid.Verify(svid.Chain, b.X509Bundle()); err != nil {
+	if err := verifyAt(svid.Chain, b, e.clock.Now()); err != nil {
 		t.Errorf("new SVID does not verify: %v", err)
 	}
 	if b.Revision != rev {
@@ -305,6 +348,7 @@ func TestRunRotatesIntermediate(t *testing.T) {
 }
 
 func TestRunRotatesJWTKey(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	const ttl = 4 * time.Hour
 	in := e.start(t, rotation.Config{JWTKeyTTL: ttl, IntermediateTTL: 30 * 24 * time.Hour})
@@ -347,12 +391,16 @@ func TestRunRotatesJWTKey(t *testing.T) {
 	}
 
 	// Tokens signed by the old key never outlive it, so at its NotAfter it
-	// leaves the bundle.
+	// leaves the bundle. That is also the new key's half-life, so its own
+	// successor is prepared at the same time.
 	e.clock.Advance(ttl / 4)
-	waitFor(t, "the old JWT key to retire", func() bool { return len(bundle(t, in.m).JWTAuthorities) == 1 })
+	waitFor(t, "the old JWT key to retire", func() bool { return !slices.Contains(jwtIDs(bundle(t, in.m)), first.ID) })
 	b3 := bundle(t, in.m)
-	if diff := cmp.Diff([]string{next}, jwtIDs(b3)); diff != "" {
-		t.Errorf("bundle JWT keys (-want +got):\n%s", diff)
+	if ids := jwtIDs(b3); len(ids) != 2 || ids[0] != next {
+		t.Errorf("bundle JWT keys = %v, want %s and its prepared successor", ids, next)
+	}
+	if in.ca.JWTKey().ID != next {
+		t.Errorf("JWT key %s signs, want %s", in.ca.JWTKey().ID, next)
 	}
 	if b3.Revision <= b2.Revision {
 		t.Errorf("bundle revision %d after a JWT key left, want > %d", b3.Revision, b2.Revision)
@@ -360,6 +408,7 @@ func TestRunRotatesJWTKey(t *testing.T) {
 }
 
 func TestServerTLSCertificate(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	in := e.start(t, rotation.Config{ServerDNSNames: []string{"ca.example.org"}})
 	cert, err := in.m.ServerTLSCertificate()
@@ -410,6 +459,7 @@ func handshake(t *testing.T, server, client *tls.Config) {
 }
 
 func TestServerCertRenewedAtHalfLife(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	in := e.start(t, rotation.Config{ServerSVIDTTL: 10 * time.Minute})
 	old, err := in.m.ServerTLSCertificate()
@@ -433,6 +483,7 @@ func TestServerCertRenewedAtHalfLife(t *testing.T) {
 }
 
 func TestRunBeforeInit(t *testing.T) {
+	t.Parallel()
 	st, err := store.Open(filepath.Join(t.TempDir(), "db"), store.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
@@ -455,6 +506,7 @@ func TestRunBeforeInit(t *testing.T) {
 }
 
 func TestNewErrors(t *testing.T) {
+	t.Parallel()
 	st, err := store.Open(filepath.Join(t.TempDir(), "db"), store.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
@@ -495,6 +547,7 @@ func TestNewErrors(t *testing.T) {
 }
 
 func TestShouldRotate(t *testing.T) {
+	t.Parallel()
 	var m rotation.Manager
 	nb := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	na := nb.Add(2 * time.Hour)
@@ -517,6 +570,7 @@ func TestShouldRotate(t *testing.T) {
 }
 
 func TestSPIFFEBundle(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	in := e.start(t, rotation.Config{})
 	b := bundle(t, in.m)

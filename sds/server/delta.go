@@ -13,10 +13,11 @@ import (
 // touches it.
 //
 // known holds, per subscribed name, what the client has: a resource version,
-// or "" once the client has been told the secret does not exist. A push sends
-// each subscribed secret whose version differs from known, and lists in
-// removed_resources each unavailable secret the client was not yet told
-// about. A name without an entry (new subscription) is always answered.
+// or "" once the client has been told the secret does not exist. A new
+// snapshot sends each subscribed secret whose version differs from known, and
+// lists in removed_resources each unavailable secret the client was not yet
+// told about. A request checks only the names it subscribes; a name without
+// an entry in known (a new subscription) is always answered.
 type deltaStream struct {
 	srv  *Server
 	send func(*discoveryv3.DeltaDiscoveryResponse) error
@@ -55,11 +56,10 @@ func (st *deltaStream) request(req *discoveryv3.DeltaDiscoveryRequest) error {
 		delete(st.known, name)
 	}
 	initial := req.GetInitialResourceVersions()
-	for _, name := range req.GetResourceNamesSubscribe() {
-		if name == "" {
-			continue
-		}
+	var check []string
+	for _, name := range uniqueNames(req.GetResourceNamesSubscribe()) {
 		st.subscribed[name] = struct{}{}
+		check = append(check, name)
 		// A (re)subscribed name is answered even if the server believes the
 		// client has it; only a reconnecting client's initial versions are
 		// trusted.
@@ -69,36 +69,33 @@ func (st *deltaStream) request(req *discoveryv3.DeltaDiscoveryRequest) error {
 		}
 	}
 	st.started = true
-	return st.push()
+	return st.push(check)
 }
 
 func (st *deltaStream) update(snap *Snapshot) error {
 	st.snap = snap
-	return st.push()
+	return st.push(slices.Sorted(maps.Keys(st.subscribed)))
 }
 
-// push sends what the client does not have yet: changed secrets in resources,
-// and secrets that do not exist (any more) for this caller in
-// removed_resources.
-func (st *deltaStream) push() error {
-	if st.snap == nil || len(st.subscribed) == 0 {
+// push answers for names, which are subscribed: secrets whose version
+// differs from what the client has go in resources, and secrets that do not
+// exist (any more) for this caller, and that the client was not yet told
+// about, go in removed_resources. It sends nothing when there is no news.
+func (st *deltaStream) push(names []string) error {
+	if st.snap == nil || len(names) == 0 {
 		return nil
 	}
 	var (
-		all     []resource
 		changed []resource
 		removed []string
 	)
-	for _, name := range slices.Sorted(maps.Keys(st.subscribed)) {
+	for _, name := range names {
 		have, told := st.known[name]
 		r, ok := st.srv.build(st.log, st.snap, name)
 		switch {
-		case ok:
-			all = append(all, r)
-			if !told || have != r.version {
-				changed = append(changed, r)
-			}
-		case !told || have != "":
+		case ok && (!told || have != r.version):
+			changed = append(changed, r)
+		case !ok && (!told || have != ""):
 			removed = append(removed, name)
 			logAbsent(st.log, name)
 		}
@@ -106,29 +103,28 @@ func (st *deltaStream) push() error {
 	if len(changed) == 0 && len(removed) == 0 {
 		return nil
 	}
+	// Record before sending: if Send fails the stream is over anyway.
 	resp := &discoveryv3.DeltaDiscoveryResponse{
-		SystemVersionInfo: setVersion(all),
-		TypeUrl:           SecretTypeURL,
-		RemovedResources:  removed,
-		Nonce:             st.srv.nextNonce(),
+		TypeUrl:          SecretTypeURL,
+		RemovedResources: removed,
+		Nonce:            st.srv.nextNonce(),
 	}
-	names := make([]string, 0, len(changed))
-	for _, r := range changed {
-		resp.Resources = append(resp.Resources, &discoveryv3.Resource{Name: r.name, Version: r.version, Resource: r.any})
-		names = append(names, r.name)
-	}
-	if err := st.send(resp); err != nil {
-		return fmt.Errorf("sending secrets: %w", err)
-	}
+	sentNames := make([]string, 0, len(changed))
 	for _, r := range changed {
 		st.known[r.name] = r.version
+		resp.Resources = append(resp.Resources, &discoveryv3.Resource{Name: r.name, Version: r.version, Resource: r.any})
+		sentNames = append(sentNames, r.name)
 	}
 	for _, name := range removed {
 		st.known[name] = ""
 	}
+	resp.SystemVersionInfo = setVersion(st.known)
+	if err := st.send(resp); err != nil {
+		return fmt.Errorf("sending secrets: %w", err)
+	}
 	st.nonce = resp.Nonce
 	st.srv.countPush(apiDelta, len(changed))
-	st.log.Debug("pushed secrets", keyResources, names, keyRemoved, removed,
+	st.log.Debug("pushed secrets", keyResources, sentNames, keyRemoved, removed,
 		keyVersion, resp.SystemVersionInfo, keyNonce, resp.Nonce, keyBundleRevision, st.snap.BundleRevision)
 	return nil
 }

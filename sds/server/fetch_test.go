@@ -2,13 +2,18 @@ package server_test
 
 import (
 	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	secretv3 "github.com/envoyproxy/go-control-plane/envoy/service/secret/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/signet-mesh/signet/internal/clock"
+	"github.com/signet-mesh/signet/sds/internal/sdstest"
 	"github.com/signet-mesh/signet/sds/server"
 )
 
@@ -67,5 +72,37 @@ func TestFetchSecretsErrors(t *testing.T) {
 				t.Errorf("error %q leaks the attestor's internal error", err)
 			}
 		})
+	}
+}
+
+// TestFetchSecretsBeforeFirstSnapshot checks that Fetch does not hang on an
+// agent that has no state yet: it gives up after a bounded wait.
+func TestFetchSecretsBeforeFirstSnapshot(t *testing.T) {
+	clk := clock.NewFake(time.Now())
+	srv := server.New(server.Config{Source: sdstest.NewSource(), Attestor: &sdstest.Attestor{}, Clock: clk})
+	path := filepath.Join(t.TempDir(), "sds.sock")
+	sdstest.Serve(t, path, srv)
+	client := secretv3.NewSecretDiscoveryServiceClient(dial(t, path))
+
+	errc := make(chan error, 1)
+	go func() {
+		_, err := client.FetchSecrets(t.Context(), &discoveryv3.DiscoveryRequest{ResourceNames: []string{"default"}})
+		errc <- err
+	}()
+	deadline := time.Now().Add(replyTimeout)
+	for clk.Waiters() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("FetchSecrets never started waiting")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	clk.Advance(time.Minute)
+	select {
+	case err := <-errc:
+		if status.Code(err) != codes.Unavailable {
+			t.Fatalf("error = %v, want Unavailable", err)
+		}
+	case <-time.After(replyTimeout):
+		t.Fatal("FetchSecrets did not return after the wait expired")
 	}
 }

@@ -184,6 +184,15 @@ func TestRotationShortTTL(t *testing.T) {
 		serials[leaf.SerialNumber.String()] = true
 	}
 	waitFor(t, 40*time.Second, "three rotations", func() bool { check(); return len(serials) >= 4 })
+	// Rotation happens at about half the TTL, not in a loop: over 10 s a
+	// 10 s SVID is replaced about twice.
+	windowStart := len(serials)
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		check()
+	}
+	if n := len(serials) - windowStart; n < 1 || n > 4 {
+		t.Fatalf("%d rotations in 10 s of a 10 s SVID; want about 2", n)
+	}
 
 	// CA outage shorter than the TTL: the agent serves the last SVID, then
 	// rotation resumes when the CA is back.
