@@ -25,6 +25,59 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// MTLSMode is how a workload's inbound connections are secured.
+type MTLSMode int32
+
+const (
+	MTLSMode_MTLS_MODE_UNSPECIFIED MTLSMode = 0
+	MTLSMode_MTLS_MODE_STRICT      MTLSMode = 1
+	MTLSMode_MTLS_MODE_PERMISSIVE  MTLSMode = 2
+	MTLSMode_MTLS_MODE_DISABLE     MTLSMode = 3
+)
+
+// Enum value maps for MTLSMode.
+var (
+	MTLSMode_name = map[int32]string{
+		0: "MTLS_MODE_UNSPECIFIED",
+		1: "MTLS_MODE_STRICT",
+		2: "MTLS_MODE_PERMISSIVE",
+		3: "MTLS_MODE_DISABLE",
+	}
+	MTLSMode_value = map[string]int32{
+		"MTLS_MODE_UNSPECIFIED": 0,
+		"MTLS_MODE_STRICT":      1,
+		"MTLS_MODE_PERMISSIVE":  2,
+		"MTLS_MODE_DISABLE":     3,
+	}
+)
+
+func (x MTLSMode) Enum() *MTLSMode {
+	p := new(MTLSMode)
+	*p = x
+	return p
+}
+
+func (x MTLSMode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (MTLSMode) Descriptor() protoreflect.EnumDescriptor {
+	return file_signet_admin_v1_admin_proto_enumTypes[0].Descriptor()
+}
+
+func (MTLSMode) Type() protoreflect.EnumType {
+	return &file_signet_admin_v1_admin_proto_enumTypes[0]
+}
+
+func (x MTLSMode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use MTLSMode.Descriptor instead.
+func (MTLSMode) EnumDescriptor() ([]byte, []int) {
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{0}
+}
+
 type CreateJoinTokenRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Seconds; 0 means the server default (10 minutes).
@@ -1157,6 +1210,1346 @@ func (x *GetBundleResponse) GetSpiffeBundle() []byte {
 	return nil
 }
 
+type Authority struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// "root" or "intermediate" (or "jwt").
+	Kind string `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	// "prepared", "active", "retiring" or "retired".
+	State   string `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
+	KeyType string `protobuf:"bytes,4,opt,name=key_type,json=keyType,proto3" json:"key_type,omitempty"`
+	// Unix seconds.
+	NotBefore int64  `protobuf:"varint,5,opt,name=not_before,json=notBefore,proto3" json:"not_before,omitempty"`
+	NotAfter  int64  `protobuf:"varint,6,opt,name=not_after,json=notAfter,proto3" json:"not_after,omitempty"`
+	ParentId  string `protobuf:"bytes,7,opt,name=parent_id,json=parentId,proto3" json:"parent_id,omitempty"`
+	// Unexpired SVIDs whose chain leads to this authority.
+	UnexpiredSvids int64 `protobuf:"varint,8,opt,name=unexpired_svids,json=unexpiredSvids,proto3" json:"unexpired_svids,omitempty"`
+	// Connected agents that have applied a bundle containing this authority,
+	// out of connected_agents.
+	AgentsApplied   int64 `protobuf:"varint,9,opt,name=agents_applied,json=agentsApplied,proto3" json:"agents_applied,omitempty"`
+	ConnectedAgents int64 `protobuf:"varint,10,opt,name=connected_agents,json=connectedAgents,proto3" json:"connected_agents,omitempty"`
+	// Set when the authority is close to expiry (30 days, or a third of its
+	// life left).
+	ExpiringSoon bool `protobuf:"varint,11,opt,name=expiring_soon,json=expiringSoon,proto3" json:"expiring_soon,omitempty"`
+	// DER certificate (for roots and intermediates).
+	Certificate   []byte `protobuf:"bytes,12,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Authority) Reset() {
+	*x = Authority{}
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Authority) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Authority) ProtoMessage() {}
+
+func (x *Authority) ProtoReflect() protoreflect.Message {
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Authority.ProtoReflect.Descriptor instead.
+func (*Authority) Descriptor() ([]byte, []int) {
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *Authority) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Authority) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *Authority) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *Authority) GetKeyType() string {
+	if x != nil {
+		return x.KeyType
+	}
+	return ""
+}
+
+func (x *Authority) GetNotBefore() int64 {
+	if x != nil {
+		return x.NotBefore
+	}
+	return 0
+}
+
+func (x *Authority) GetNotAfter() int64 {
+	if x != nil {
+		return x.NotAfter
+	}
+	return 0
+}
+
+func (x *Authority) GetParentId() string {
+	if x != nil {
+		return x.ParentId
+	}
+	return ""
+}
+
+func (x *Authority) GetUnexpiredSvids() int64 {
+	if x != nil {
+		return x.UnexpiredSvids
+	}
+	return 0
+}
+
+func (x *Authority) GetAgentsApplied() int64 {
+	if x != nil {
+		return x.AgentsApplied
+	}
+	return 0
+}
+
+func (x *Authority) GetConnectedAgents() int64 {
+	if x != nil {
+		return x.ConnectedAgents
+	}
+	return 0
+}
+
+func (x *Authority) GetExpiringSoon() bool {
+	if x != nil {
+		return x.ExpiringSoon
+	}
+	return false
+}
+
+func (x *Authority) GetCertificate() []byte {
+	if x != nil {
+		return x.Certificate
+	}
+	return nil
+}
+
+type ListAuthoritiesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAuthoritiesRequest) Reset() {
+	*x = ListAuthoritiesRequest{}
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAuthoritiesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAuthoritiesRequest) ProtoMessage() {}
+
+func (x *ListAuthoritiesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAuthoritiesRequest.ProtoReflect.Descriptor instead.
+func (*ListAuthoritiesRequest) Descriptor() ([]byte, []int) {
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{22}
+}
+
+type ListAuthoritiesResponse struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Authorities    []*Authority           `protobuf:"bytes,1,rep,name=authorities,proto3" json:"authorities,omitempty"`
+	BundleRevision int64                  `protobuf:"varint,2,opt,name=bundle_revision,json=bundleRevision,proto3" json:"bundle_revision,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ListAuthoritiesResponse) Reset() {
+	*x = ListAuthoritiesResponse{}
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAuthoritiesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAuthoritiesResponse) ProtoMessage() {}
+
+func (x *ListAuthoritiesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAuthoritiesResponse.ProtoReflect.Descriptor instead.
+func (*ListAuthoritiesResponse) Descriptor() ([]byte, []int) {
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ListAuthoritiesResponse) GetAuthorities() []*Authority {
+	if x != nil {
+		return x.Authorities
+	}
+	return nil
+}
+
+func (x *ListAuthoritiesResponse) GetBundleRevision() int64 {
+	if x != nil {
+		return x.BundleRevision
+	}
+	return 0
+}
+
+type PrepareRootRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Optional: import this root (PEM certificate and PEM private key)
+	// instead of generating one.
+	CertPem []byte `protobuf:"bytes,1,opt,name=cert_pem,json=certPem,proto3" json:"cert_pem,omitempty"`
+	KeyPem  []byte `protobuf:"bytes,2,opt,name=key_pem,json=keyPem,proto3" json:"key_pem,omitempty"`
+	// Optional: instead of a root, return a CSR for an intermediate that an
+	// upstream CA will sign; import the signed certificate later with
+	// cert_pem (+ chain_pem) and csr_key_id.
+	CsrOnly       bool   `protobuf:"varint,3,opt,name=csr_only,json=csrOnly,proto3" json:"csr_only,omitempty"`
+	ChainPem      []byte `protobuf:"bytes,4,opt,name=chain_pem,json=chainPem,proto3" json:"chain_pem,omitempty"`
+	CsrKeyId      string `protobuf:"bytes,5,opt,name=csr_key_id,json=csrKeyId,proto3" json:"csr_key_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PrepareRootRequest) Reset() {
+	*x = PrepareRootRequest{}
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PrepareRootRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PrepareRootRequest) ProtoMessage() {}
+
+func (x *PrepareRootRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PrepareRootRequest.ProtoReflect.Descriptor instead.
+func (*PrepareRootRequest) Descriptor() ([]byte, []int) {
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *PrepareRootRequest) GetCertPem() []byte {
+	if x != nil {
+		return x.CertPem
+	}
+	return nil
+}
+
+func (x *PrepareRootRequest) GetKeyPem() []byte {
+	if x != nil {
+		return x.KeyPem
+	}
+	return nil
+}
+
+func (x *PrepareRootRequest) GetCsrOnly() bool {
+	if x != nil {
+		return x.CsrOnly
+	}
+	return false
+}
+
+func (x *PrepareRootRequest) GetChainPem() []byte {
+	if x != nil {
+		return x.ChainPem
+	}
+	return nil
+}
+
+func (x *PrepareRootRequest) GetCsrKeyId() string {
+	if x != nil {
+		return x.CsrKeyId
+	}
+	return ""
+}
+
+type PrepareRootResponse struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Authority *Authority             `protobuf:"bytes,1,opt,name=authority,proto3" json:"authority,omitempty"`
+	// Set for csr_only: PEM CSR and the key id to import with.
+	CsrPem        []byte `protobuf:"bytes,2,opt,name=csr_pem,json=csrPem,proto3" json:"csr_pem,omitempty"`
+	CsrKeyId      string `protobuf:"bytes,3,opt,name=csr_key_id,json=csrKeyId,proto3" json:"csr_key_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PrepareRootResponse) Reset() {
+	*x = PrepareRootResponse{}
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PrepareRootResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PrepareRootResponse) ProtoMessage() {}
+
+func (x *PrepareRootResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PrepareRootResponse.ProtoReflect.Descriptor instead.
+func (*PrepareRootResponse) Descriptor() ([]byte, []int) {
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *PrepareRootResponse) GetAuthority() *Authority {
+	if x != nil {
+		return x.Authority
+	}
+	return nil
+}
+
+func (x *PrepareRootResponse) GetCsrPem() []byte {
+	if x != nil {
+		return x.CsrPem
+	}
+	return nil
+}
+
+func (x *PrepareRootResponse) GetCsrKeyId() string {
+	if x != nil {
+		return x.CsrKeyId
+	}
+	return ""
+}
+
+type ActivateRootRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Empty means the only prepared root.
+	Id    string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Force bool   `protobuf:"varint,2,opt,name=force,proto3" json:"force,omitempty"`
+	// Make agents re-mint every SVID now (spread with jitter).
+	RotateNow     bool `protobuf:"varint,3,opt,name=rotate_now,json=rotateNow,proto3" json:"rotate_now,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ActivateRootRequest) Reset() {
+	*x = ActivateRootRequest{}
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ActivateRootRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ActivateRootRequest) ProtoMessage() {}
+
+func (x *ActivateRootRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ActivateRootRequest.ProtoReflect.Descriptor instead.
+func (*ActivateRootRequest) Descriptor() ([]byte, []int) {
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *ActivateRootRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ActivateRootRequest) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
+}
+
+func (x *ActivateRootRequest) GetRotateNow() bool {
+	if x != nil {
+		return x.RotateNow
+	}
+	return false
+}
+
+type ActivateRootResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Authority     *Authority             `protobuf:"bytes,1,opt,name=authority,proto3" json:"authority,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ActivateRootResponse) Reset() {
+	*x = ActivateRootResponse{}
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ActivateRootResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ActivateRootResponse) ProtoMessage() {}
+
+func (x *ActivateRootResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ActivateRootResponse.ProtoReflect.Descriptor instead.
+func (*ActivateRootResponse) Descriptor() ([]byte, []int) {
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *ActivateRootResponse) GetAuthority() *Authority {
+	if x != nil {
+		return x.Authority
+	}
+	return nil
+}
+
+type RetireRootRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Empty means the only retiring root.
+	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Force         bool   `protobuf:"varint,2,opt,name=force,proto3" json:"force,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetireRootRequest) Reset() {
+	*x = RetireRootRequest{}
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetireRootRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetireRootRequest) ProtoMessage() {}
+
+func (x *RetireRootRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetireRootRequest.ProtoReflect.Descriptor instead.
+func (*RetireRootRequest) Descriptor() ([]byte, []int) {
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *RetireRootRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *RetireRootRequest) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
+}
+
+type RetireRootResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Authority     *Authority             `protobuf:"bytes,1,opt,name=authority,proto3" json:"authority,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetireRootResponse) Reset() {
+	*x = RetireRootResponse{}
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetireRootResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetireRootResponse) ProtoMessage() {}
+
+func (x *RetireRootResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetireRootResponse.ProtoReflect.Descriptor instead.
+func (*RetireRootResponse) Descriptor() ([]byte, []int) {
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *RetireRootResponse) GetAuthority() *Authority {
+	if x != nil {
+		return x.Authority
+	}
+	return nil
+}
+
+type MTLSPolicy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Exactly one scope: a SPIFFE ID, a SPIFFE ID path prefix
+	// ("spiffe://td/path/"), or neither for the trust-domain default.
+	SpiffeId string `protobuf:"bytes,2,opt,name=spiffe_id,json=spiffeId,proto3" json:"spiffe_id,omitempty"`
+	Prefix   string `protobuf:"bytes,3,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	// 0 means every port.
+	Port uint32   `protobuf:"varint,4,opt,name=port,proto3" json:"port,omitempty"`
+	Mode MTLSMode `protobuf:"varint,5,opt,name=mode,proto3,enum=signet.admin.v1.MTLSMode" json:"mode,omitempty"`
+	// Ports that pass plaintext in every mode (health checks).
+	ExemptPorts []uint32 `protobuf:"varint,6,rep,packed,name=exempt_ports,json=exemptPorts,proto3" json:"exempt_ports,omitempty"`
+	// STRICT in dry run: refused connections are let through and counted.
+	DryRun        bool  `protobuf:"varint,7,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	Revision      int64 `protobuf:"varint,8,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MTLSPolicy) Reset() {
+	*x = MTLSPolicy{}
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MTLSPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MTLSPolicy) ProtoMessage() {}
+
+func (x *MTLSPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MTLSPolicy.ProtoReflect.Descriptor instead.
+func (*MTLSPolicy) Descriptor() ([]byte, []int) {
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *MTLSPolicy) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *MTLSPolicy) GetSpiffeId() string {
+	if x != nil {
+		return x.SpiffeId
+	}
+	return ""
+}
+
+func (x *MTLSPolicy) GetPrefix() string {
+	if x != nil {
+		return x.Prefix
+	}
+	return ""
+}
+
+func (x *MTLSPolicy) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *MTLSPolicy) GetMode() MTLSMode {
+	if x != nil {
+		return x.Mode
+	}
+	return MTLSMode_MTLS_MODE_UNSPECIFIED
+}
+
+func (x *MTLSPolicy) GetExemptPorts() []uint32 {
+	if x != nil {
+		return x.ExemptPorts
+	}
+	return nil
+}
+
+func (x *MTLSPolicy) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+func (x *MTLSPolicy) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+type SetMTLSPolicyRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Policy *MTLSPolicy            `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
+	// Apply STRICT even though plaintext was seen recently.
+	Force         bool `protobuf:"varint,2,opt,name=force,proto3" json:"force,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetMTLSPolicyRequest) Reset() {
+	*x = SetMTLSPolicyRequest{}
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetMTLSPolicyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetMTLSPolicyRequest) ProtoMessage() {}
+
+func (x *SetMTLSPolicyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetMTLSPolicyRequest.ProtoReflect.Descriptor instead.
+func (*SetMTLSPolicyRequest) Descriptor() ([]byte, []int) {
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *SetMTLSPolicyRequest) GetPolicy() *MTLSPolicy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+func (x *SetMTLSPolicyRequest) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
+}
+
+type SetMTLSPolicyResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Policy *MTLSPolicy            `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
+	// Workloads in scope that received plaintext in the last 10 minutes
+	// (set when the request was refused, or forced).
+	PlaintextWorkloads []string `protobuf:"bytes,2,rep,name=plaintext_workloads,json=plaintextWorkloads,proto3" json:"plaintext_workloads,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *SetMTLSPolicyResponse) Reset() {
+	*x = SetMTLSPolicyResponse{}
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetMTLSPolicyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetMTLSPolicyResponse) ProtoMessage() {}
+
+func (x *SetMTLSPolicyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetMTLSPolicyResponse.ProtoReflect.Descriptor instead.
+func (*SetMTLSPolicyResponse) Descriptor() ([]byte, []int) {
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *SetMTLSPolicyResponse) GetPolicy() *MTLSPolicy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+func (x *SetMTLSPolicyResponse) GetPlaintextWorkloads() []string {
+	if x != nil {
+		return x.PlaintextWorkloads
+	}
+	return nil
+}
+
+type ListMTLSPoliciesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListMTLSPoliciesRequest) Reset() {
+	*x = ListMTLSPoliciesRequest{}
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListMTLSPoliciesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListMTLSPoliciesRequest) ProtoMessage() {}
+
+func (x *ListMTLSPoliciesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListMTLSPoliciesRequest.ProtoReflect.Descriptor instead.
+func (*ListMTLSPoliciesRequest) Descriptor() ([]byte, []int) {
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{33}
+}
+
+type ListMTLSPoliciesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Policies      []*MTLSPolicy          `protobuf:"bytes,1,rep,name=policies,proto3" json:"policies,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListMTLSPoliciesResponse) Reset() {
+	*x = ListMTLSPoliciesResponse{}
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListMTLSPoliciesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListMTLSPoliciesResponse) ProtoMessage() {}
+
+func (x *ListMTLSPoliciesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListMTLSPoliciesResponse.ProtoReflect.Descriptor instead.
+func (*ListMTLSPoliciesResponse) Descriptor() ([]byte, []int) {
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *ListMTLSPoliciesResponse) GetPolicies() []*MTLSPolicy {
+	if x != nil {
+		return x.Policies
+	}
+	return nil
+}
+
+type DeleteMTLSPolicyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteMTLSPolicyRequest) Reset() {
+	*x = DeleteMTLSPolicyRequest{}
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteMTLSPolicyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteMTLSPolicyRequest) ProtoMessage() {}
+
+func (x *DeleteMTLSPolicyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteMTLSPolicyRequest.ProtoReflect.Descriptor instead.
+func (*DeleteMTLSPolicyRequest) Descriptor() ([]byte, []int) {
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *DeleteMTLSPolicyRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type DeleteMTLSPolicyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteMTLSPolicyResponse) Reset() {
+	*x = DeleteMTLSPolicyResponse{}
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteMTLSPolicyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteMTLSPolicyResponse) ProtoMessage() {}
+
+func (x *DeleteMTLSPolicyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteMTLSPolicyResponse.ProtoReflect.Descriptor instead.
+func (*DeleteMTLSPolicyResponse) Descriptor() ([]byte, []int) {
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{36}
+}
+
+type WorkloadMTLSStatus struct {
+	state                protoimpl.MessageState `protogen:"open.v1"`
+	SpiffeId             string                 `protobuf:"bytes,1,opt,name=spiffe_id,json=spiffeId,proto3" json:"spiffe_id,omitempty"`
+	Mode                 MTLSMode               `protobuf:"varint,2,opt,name=mode,proto3,enum=signet.admin.v1.MTLSMode" json:"mode,omitempty"`
+	MtlsConnections      int64                  `protobuf:"varint,3,opt,name=mtls_connections,json=mtlsConnections,proto3" json:"mtls_connections,omitempty"`
+	PlaintextConnections int64                  `protobuf:"varint,4,opt,name=plaintext_connections,json=plaintextConnections,proto3" json:"plaintext_connections,omitempty"`
+	RefusedConnections   int64                  `protobuf:"varint,5,opt,name=refused_connections,json=refusedConnections,proto3" json:"refused_connections,omitempty"`
+	Ready                bool                   `protobuf:"varint,6,opt,name=ready,proto3" json:"ready,omitempty"`
+	// Sources of recent plaintext connections (ip:port without the port).
+	PlaintextSources []string `protobuf:"bytes,7,rep,name=plaintext_sources,json=plaintextSources,proto3" json:"plaintext_sources,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *WorkloadMTLSStatus) Reset() {
+	*x = WorkloadMTLSStatus{}
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WorkloadMTLSStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WorkloadMTLSStatus) ProtoMessage() {}
+
+func (x *WorkloadMTLSStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WorkloadMTLSStatus.ProtoReflect.Descriptor instead.
+func (*WorkloadMTLSStatus) Descriptor() ([]byte, []int) {
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *WorkloadMTLSStatus) GetSpiffeId() string {
+	if x != nil {
+		return x.SpiffeId
+	}
+	return ""
+}
+
+func (x *WorkloadMTLSStatus) GetMode() MTLSMode {
+	if x != nil {
+		return x.Mode
+	}
+	return MTLSMode_MTLS_MODE_UNSPECIFIED
+}
+
+func (x *WorkloadMTLSStatus) GetMtlsConnections() int64 {
+	if x != nil {
+		return x.MtlsConnections
+	}
+	return 0
+}
+
+func (x *WorkloadMTLSStatus) GetPlaintextConnections() int64 {
+	if x != nil {
+		return x.PlaintextConnections
+	}
+	return 0
+}
+
+func (x *WorkloadMTLSStatus) GetRefusedConnections() int64 {
+	if x != nil {
+		return x.RefusedConnections
+	}
+	return 0
+}
+
+func (x *WorkloadMTLSStatus) GetReady() bool {
+	if x != nil {
+		return x.Ready
+	}
+	return false
+}
+
+func (x *WorkloadMTLSStatus) GetPlaintextSources() []string {
+	if x != nil {
+		return x.PlaintextSources
+	}
+	return nil
+}
+
+type GetMTLSStatusRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetMTLSStatusRequest) Reset() {
+	*x = GetMTLSStatusRequest{}
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetMTLSStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetMTLSStatusRequest) ProtoMessage() {}
+
+func (x *GetMTLSStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetMTLSStatusRequest.ProtoReflect.Descriptor instead.
+func (*GetMTLSStatusRequest) Descriptor() ([]byte, []int) {
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{38}
+}
+
+type GetMTLSStatusResponse struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Workloads []*WorkloadMTLSStatus  `protobuf:"bytes,1,rep,name=workloads,proto3" json:"workloads,omitempty"`
+	// Seconds covered by the counts.
+	WindowSeconds int64 `protobuf:"varint,2,opt,name=window_seconds,json=windowSeconds,proto3" json:"window_seconds,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetMTLSStatusResponse) Reset() {
+	*x = GetMTLSStatusResponse{}
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetMTLSStatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetMTLSStatusResponse) ProtoMessage() {}
+
+func (x *GetMTLSStatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetMTLSStatusResponse.ProtoReflect.Descriptor instead.
+func (*GetMTLSStatusResponse) Descriptor() ([]byte, []int) {
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *GetMTLSStatusResponse) GetWorkloads() []*WorkloadMTLSStatus {
+	if x != nil {
+		return x.Workloads
+	}
+	return nil
+}
+
+func (x *GetMTLSStatusResponse) GetWindowSeconds() int64 {
+	if x != nil {
+		return x.WindowSeconds
+	}
+	return 0
+}
+
+type ExportAuditRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Unix nanoseconds; 0 means unbounded.
+	Since    int64    `protobuf:"varint,1,opt,name=since,proto3" json:"since,omitempty"`
+	Until    int64    `protobuf:"varint,2,opt,name=until,proto3" json:"until,omitempty"`
+	Types    []string `protobuf:"bytes,3,rep,name=types,proto3" json:"types,omitempty"`
+	SpiffeId string   `protobuf:"bytes,4,opt,name=spiffe_id,json=spiffeId,proto3" json:"spiffe_id,omitempty"`
+	// Keep streaming new records as they are written.
+	Follow        bool `protobuf:"varint,5,opt,name=follow,proto3" json:"follow,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportAuditRequest) Reset() {
+	*x = ExportAuditRequest{}
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportAuditRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportAuditRequest) ProtoMessage() {}
+
+func (x *ExportAuditRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportAuditRequest.ProtoReflect.Descriptor instead.
+func (*ExportAuditRequest) Descriptor() ([]byte, []int) {
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *ExportAuditRequest) GetSince() int64 {
+	if x != nil {
+		return x.Since
+	}
+	return 0
+}
+
+func (x *ExportAuditRequest) GetUntil() int64 {
+	if x != nil {
+		return x.Until
+	}
+	return 0
+}
+
+func (x *ExportAuditRequest) GetTypes() []string {
+	if x != nil {
+		return x.Types
+	}
+	return nil
+}
+
+func (x *ExportAuditRequest) GetSpiffeId() string {
+	if x != nil {
+		return x.SpiffeId
+	}
+	return ""
+}
+
+func (x *ExportAuditRequest) GetFollow() bool {
+	if x != nil {
+		return x.Follow
+	}
+	return false
+}
+
+type ExportAuditResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One record in the export encoding (JSON), chain fields included.
+	RecordJson    []byte `protobuf:"bytes,1,opt,name=record_json,json=recordJson,proto3" json:"record_json,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportAuditResponse) Reset() {
+	*x = ExportAuditResponse{}
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportAuditResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportAuditResponse) ProtoMessage() {}
+
+func (x *ExportAuditResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportAuditResponse.ProtoReflect.Descriptor instead.
+func (*ExportAuditResponse) Descriptor() ([]byte, []int) {
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *ExportAuditResponse) GetRecordJson() []byte {
+	if x != nil {
+		return x.RecordJson
+	}
+	return nil
+}
+
+type PruneAuditRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Unix nanoseconds: remove exported records older than this.
+	Before        int64 `protobuf:"varint,1,opt,name=before,proto3" json:"before,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PruneAuditRequest) Reset() {
+	*x = PruneAuditRequest{}
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PruneAuditRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PruneAuditRequest) ProtoMessage() {}
+
+func (x *PruneAuditRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PruneAuditRequest.ProtoReflect.Descriptor instead.
+func (*PruneAuditRequest) Descriptor() ([]byte, []int) {
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *PruneAuditRequest) GetBefore() int64 {
+	if x != nil {
+		return x.Before
+	}
+	return 0
+}
+
+type PruneAuditResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Removed       int64                  `protobuf:"varint,1,opt,name=removed,proto3" json:"removed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PruneAuditResponse) Reset() {
+	*x = PruneAuditResponse{}
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PruneAuditResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PruneAuditResponse) ProtoMessage() {}
+
+func (x *PruneAuditResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PruneAuditResponse.ProtoReflect.Descriptor instead.
+func (*PruneAuditResponse) Descriptor() ([]byte, []int) {
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *PruneAuditResponse) GetRemoved() int64 {
+	if x != nil {
+		return x.Removed
+	}
+	return 0
+}
+
 var File_signet_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_signet_admin_v1_admin_proto_rawDesc = "" +
@@ -1234,7 +2627,102 @@ const file_signet_admin_v1_admin_proto_rawDesc = "" +
 	"\ftrust_domain\x18\x01 \x01(\tR\vtrustDomain\x12)\n" +
 	"\x10x509_authorities\x18\x02 \x03(\fR\x0fx509Authorities\x12\x1a\n" +
 	"\brevision\x18\x03 \x01(\x03R\brevision\x12#\n" +
-	"\rspiffe_bundle\x18\x04 \x01(\fR\fspiffeBundle2\xa9\x06\n" +
+	"\rspiffe_bundle\x18\x04 \x01(\fR\fspiffeBundle\"\xfb\x02\n" +
+	"\tAuthority\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x14\n" +
+	"\x05state\x18\x03 \x01(\tR\x05state\x12\x19\n" +
+	"\bkey_type\x18\x04 \x01(\tR\akeyType\x12\x1d\n" +
+	"\n" +
+	"not_before\x18\x05 \x01(\x03R\tnotBefore\x12\x1b\n" +
+	"\tnot_after\x18\x06 \x01(\x03R\bnotAfter\x12\x1b\n" +
+	"\tparent_id\x18\a \x01(\tR\bparentId\x12'\n" +
+	"\x0funexpired_svids\x18\b \x01(\x03R\x0eunexpiredSvids\x12%\n" +
+	"\x0eagents_applied\x18\t \x01(\x03R\ragentsApplied\x12)\n" +
+	"\x10connected_agents\x18\n" +
+	" \x01(\x03R\x0fconnectedAgents\x12#\n" +
+	"\rexpiring_soon\x18\v \x01(\bR\fexpiringSoon\x12 \n" +
+	"\vcertificate\x18\f \x01(\fR\vcertificate\"\x18\n" +
+	"\x16ListAuthoritiesRequest\"\x80\x01\n" +
+	"\x17ListAuthoritiesResponse\x12<\n" +
+	"\vauthorities\x18\x01 \x03(\v2\x1a.signet.admin.v1.AuthorityR\vauthorities\x12'\n" +
+	"\x0fbundle_revision\x18\x02 \x01(\x03R\x0ebundleRevision\"\x9e\x01\n" +
+	"\x12PrepareRootRequest\x12\x19\n" +
+	"\bcert_pem\x18\x01 \x01(\fR\acertPem\x12\x17\n" +
+	"\akey_pem\x18\x02 \x01(\fR\x06keyPem\x12\x19\n" +
+	"\bcsr_only\x18\x03 \x01(\bR\acsrOnly\x12\x1b\n" +
+	"\tchain_pem\x18\x04 \x01(\fR\bchainPem\x12\x1c\n" +
+	"\n" +
+	"csr_key_id\x18\x05 \x01(\tR\bcsrKeyId\"\x86\x01\n" +
+	"\x13PrepareRootResponse\x128\n" +
+	"\tauthority\x18\x01 \x01(\v2\x1a.signet.admin.v1.AuthorityR\tauthority\x12\x17\n" +
+	"\acsr_pem\x18\x02 \x01(\fR\x06csrPem\x12\x1c\n" +
+	"\n" +
+	"csr_key_id\x18\x03 \x01(\tR\bcsrKeyId\"Z\n" +
+	"\x13ActivateRootRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
+	"\x05force\x18\x02 \x01(\bR\x05force\x12\x1d\n" +
+	"\n" +
+	"rotate_now\x18\x03 \x01(\bR\trotateNow\"P\n" +
+	"\x14ActivateRootResponse\x128\n" +
+	"\tauthority\x18\x01 \x01(\v2\x1a.signet.admin.v1.AuthorityR\tauthority\"9\n" +
+	"\x11RetireRootRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
+	"\x05force\x18\x02 \x01(\bR\x05force\"N\n" +
+	"\x12RetireRootResponse\x128\n" +
+	"\tauthority\x18\x01 \x01(\v2\x1a.signet.admin.v1.AuthorityR\tauthority\"\xec\x01\n" +
+	"\n" +
+	"MTLSPolicy\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
+	"\tspiffe_id\x18\x02 \x01(\tR\bspiffeId\x12\x16\n" +
+	"\x06prefix\x18\x03 \x01(\tR\x06prefix\x12\x12\n" +
+	"\x04port\x18\x04 \x01(\rR\x04port\x12-\n" +
+	"\x04mode\x18\x05 \x01(\x0e2\x19.signet.admin.v1.MTLSModeR\x04mode\x12!\n" +
+	"\fexempt_ports\x18\x06 \x03(\rR\vexemptPorts\x12\x17\n" +
+	"\adry_run\x18\a \x01(\bR\x06dryRun\x12\x1a\n" +
+	"\brevision\x18\b \x01(\x03R\brevision\"a\n" +
+	"\x14SetMTLSPolicyRequest\x123\n" +
+	"\x06policy\x18\x01 \x01(\v2\x1b.signet.admin.v1.MTLSPolicyR\x06policy\x12\x14\n" +
+	"\x05force\x18\x02 \x01(\bR\x05force\"}\n" +
+	"\x15SetMTLSPolicyResponse\x123\n" +
+	"\x06policy\x18\x01 \x01(\v2\x1b.signet.admin.v1.MTLSPolicyR\x06policy\x12/\n" +
+	"\x13plaintext_workloads\x18\x02 \x03(\tR\x12plaintextWorkloads\"\x19\n" +
+	"\x17ListMTLSPoliciesRequest\"S\n" +
+	"\x18ListMTLSPoliciesResponse\x127\n" +
+	"\bpolicies\x18\x01 \x03(\v2\x1b.signet.admin.v1.MTLSPolicyR\bpolicies\")\n" +
+	"\x17DeleteMTLSPolicyRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x1a\n" +
+	"\x18DeleteMTLSPolicyResponse\"\xb4\x02\n" +
+	"\x12WorkloadMTLSStatus\x12\x1b\n" +
+	"\tspiffe_id\x18\x01 \x01(\tR\bspiffeId\x12-\n" +
+	"\x04mode\x18\x02 \x01(\x0e2\x19.signet.admin.v1.MTLSModeR\x04mode\x12)\n" +
+	"\x10mtls_connections\x18\x03 \x01(\x03R\x0fmtlsConnections\x123\n" +
+	"\x15plaintext_connections\x18\x04 \x01(\x03R\x14plaintextConnections\x12/\n" +
+	"\x13refused_connections\x18\x05 \x01(\x03R\x12refusedConnections\x12\x14\n" +
+	"\x05ready\x18\x06 \x01(\bR\x05ready\x12+\n" +
+	"\x11plaintext_sources\x18\a \x03(\tR\x10plaintextSources\"\x16\n" +
+	"\x14GetMTLSStatusRequest\"\x81\x01\n" +
+	"\x15GetMTLSStatusResponse\x12A\n" +
+	"\tworkloads\x18\x01 \x03(\v2#.signet.admin.v1.WorkloadMTLSStatusR\tworkloads\x12%\n" +
+	"\x0ewindow_seconds\x18\x02 \x01(\x03R\rwindowSeconds\"\x8b\x01\n" +
+	"\x12ExportAuditRequest\x12\x14\n" +
+	"\x05since\x18\x01 \x01(\x03R\x05since\x12\x14\n" +
+	"\x05until\x18\x02 \x01(\x03R\x05until\x12\x14\n" +
+	"\x05types\x18\x03 \x03(\tR\x05types\x12\x1b\n" +
+	"\tspiffe_id\x18\x04 \x01(\tR\bspiffeId\x12\x16\n" +
+	"\x06follow\x18\x05 \x01(\bR\x06follow\"6\n" +
+	"\x13ExportAuditResponse\x12\x1f\n" +
+	"\vrecord_json\x18\x01 \x01(\fR\n" +
+	"recordJson\"+\n" +
+	"\x11PruneAuditRequest\x12\x16\n" +
+	"\x06before\x18\x01 \x01(\x03R\x06before\".\n" +
+	"\x12PruneAuditResponse\x12\x18\n" +
+	"\aremoved\x18\x01 \x01(\x03R\aremoved*l\n" +
+	"\bMTLSMode\x12\x19\n" +
+	"\x15MTLS_MODE_UNSPECIFIED\x10\x00\x12\x14\n" +
+	"\x10MTLS_MODE_STRICT\x10\x01\x12\x18\n" +
+	"\x14MTLS_MODE_PERMISSIVE\x10\x02\x12\x15\n" +
+	"\x11MTLS_MODE_DISABLE\x10\x032\xe2\r\n" +
 	"\fAdminService\x12d\n" +
 	"\x0fCreateJoinToken\x12'.signet.admin.v1.CreateJoinTokenRequest\x1a(.signet.admin.v1.CreateJoinTokenResponse\x12^\n" +
 	"\rCreateEntries\x12%.signet.admin.v1.CreateEntriesRequest\x1a&.signet.admin.v1.CreateEntriesResponse\x12X\n" +
@@ -1244,7 +2732,19 @@ const file_signet_admin_v1_admin_proto_rawDesc = "" +
 	"\tListNodes\x12!.signet.admin.v1.ListNodesRequest\x1a\".signet.admin.v1.ListNodesResponse\x12R\n" +
 	"\tEvictNode\x12!.signet.admin.v1.EvictNodeRequest\x1a\".signet.admin.v1.EvictNodeResponse\x12R\n" +
 	"\tListSVIDs\x12!.signet.admin.v1.ListSVIDsRequest\x1a\".signet.admin.v1.ListSVIDsResponse\x12R\n" +
-	"\tGetBundle\x12!.signet.admin.v1.GetBundleRequest\x1a\".signet.admin.v1.GetBundleResponseB\xbc\x01\n" +
+	"\tGetBundle\x12!.signet.admin.v1.GetBundleRequest\x1a\".signet.admin.v1.GetBundleResponse\x12d\n" +
+	"\x0fListAuthorities\x12'.signet.admin.v1.ListAuthoritiesRequest\x1a(.signet.admin.v1.ListAuthoritiesResponse\x12X\n" +
+	"\vPrepareRoot\x12#.signet.admin.v1.PrepareRootRequest\x1a$.signet.admin.v1.PrepareRootResponse\x12[\n" +
+	"\fActivateRoot\x12$.signet.admin.v1.ActivateRootRequest\x1a%.signet.admin.v1.ActivateRootResponse\x12U\n" +
+	"\n" +
+	"RetireRoot\x12\".signet.admin.v1.RetireRootRequest\x1a#.signet.admin.v1.RetireRootResponse\x12^\n" +
+	"\rSetMTLSPolicy\x12%.signet.admin.v1.SetMTLSPolicyRequest\x1a&.signet.admin.v1.SetMTLSPolicyResponse\x12g\n" +
+	"\x10ListMTLSPolicies\x12(.signet.admin.v1.ListMTLSPoliciesRequest\x1a).signet.admin.v1.ListMTLSPoliciesResponse\x12g\n" +
+	"\x10DeleteMTLSPolicy\x12(.signet.admin.v1.DeleteMTLSPolicyRequest\x1a).signet.admin.v1.DeleteMTLSPolicyResponse\x12^\n" +
+	"\rGetMTLSStatus\x12%.signet.admin.v1.GetMTLSStatusRequest\x1a&.signet.admin.v1.GetMTLSStatusResponse\x12Z\n" +
+	"\vExportAudit\x12#.signet.admin.v1.ExportAuditRequest\x1a$.signet.admin.v1.ExportAuditResponse0\x01\x12U\n" +
+	"\n" +
+	"PruneAudit\x12\".signet.admin.v1.PruneAuditRequest\x1a#.signet.admin.v1.PruneAuditResponseB\xbc\x01\n" +
 	"\x13com.signet.admin.v1B\n" +
 	"AdminProtoP\x01Z;github.com/signet-mesh/signet/proto/signet/admin/v1;adminv1\xa2\x02\x03SAX\xaa\x02\x0fSignet.Admin.V1\xca\x02\x0fSignet\\Admin\\V1\xe2\x02\x1bSignet\\Admin\\V1\\GPBMetadata\xea\x02\x11Signet::Admin::V1b\x06proto3"
 
@@ -1260,60 +2760,115 @@ func file_signet_admin_v1_admin_proto_rawDescGZIP() []byte {
 	return file_signet_admin_v1_admin_proto_rawDescData
 }
 
-var file_signet_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_signet_admin_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_signet_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
 var file_signet_admin_v1_admin_proto_goTypes = []any{
-	(*CreateJoinTokenRequest)(nil),  // 0: signet.admin.v1.CreateJoinTokenRequest
-	(*CreateJoinTokenResponse)(nil), // 1: signet.admin.v1.CreateJoinTokenResponse
-	(*Entry)(nil),                   // 2: signet.admin.v1.Entry
-	(*CreateEntriesRequest)(nil),    // 3: signet.admin.v1.CreateEntriesRequest
-	(*CreateEntriesResponse)(nil),   // 4: signet.admin.v1.CreateEntriesResponse
-	(*ListEntriesRequest)(nil),      // 5: signet.admin.v1.ListEntriesRequest
-	(*ListEntriesResponse)(nil),     // 6: signet.admin.v1.ListEntriesResponse
-	(*GetEntryRequest)(nil),         // 7: signet.admin.v1.GetEntryRequest
-	(*GetEntryResponse)(nil),        // 8: signet.admin.v1.GetEntryResponse
-	(*DeleteEntryRequest)(nil),      // 9: signet.admin.v1.DeleteEntryRequest
-	(*DeleteEntryResponse)(nil),     // 10: signet.admin.v1.DeleteEntryResponse
-	(*Node)(nil),                    // 11: signet.admin.v1.Node
-	(*ListNodesRequest)(nil),        // 12: signet.admin.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),       // 13: signet.admin.v1.ListNodesResponse
-	(*EvictNodeRequest)(nil),        // 14: signet.admin.v1.EvictNodeRequest
-	(*EvictNodeResponse)(nil),       // 15: signet.admin.v1.EvictNodeResponse
-	(*SVID)(nil),                    // 16: signet.admin.v1.SVID
-	(*ListSVIDsRequest)(nil),        // 17: signet.admin.v1.ListSVIDsRequest
-	(*ListSVIDsResponse)(nil),       // 18: signet.admin.v1.ListSVIDsResponse
-	(*GetBundleRequest)(nil),        // 19: signet.admin.v1.GetBundleRequest
-	(*GetBundleResponse)(nil),       // 20: signet.admin.v1.GetBundleResponse
+	(MTLSMode)(0),                    // 0: signet.admin.v1.MTLSMode
+	(*CreateJoinTokenRequest)(nil),   // 1: signet.admin.v1.CreateJoinTokenRequest
+	(*CreateJoinTokenResponse)(nil),  // 2: signet.admin.v1.CreateJoinTokenResponse
+	(*Entry)(nil),                    // 3: signet.admin.v1.Entry
+	(*CreateEntriesRequest)(nil),     // 4: signet.admin.v1.CreateEntriesRequest
+	(*CreateEntriesResponse)(nil),    // 5: signet.admin.v1.CreateEntriesResponse
+	(*ListEntriesRequest)(nil),       // 6: signet.admin.v1.ListEntriesRequest
+	(*ListEntriesResponse)(nil),      // 7: signet.admin.v1.ListEntriesResponse
+	(*GetEntryRequest)(nil),          // 8: signet.admin.v1.GetEntryRequest
+	(*GetEntryResponse)(nil),         // 9: signet.admin.v1.GetEntryResponse
+	(*DeleteEntryRequest)(nil),       // 10: signet.admin.v1.DeleteEntryRequest
+	(*DeleteEntryResponse)(nil),      // 11: signet.admin.v1.DeleteEntryResponse
+	(*Node)(nil),                     // 12: signet.admin.v1.Node
+	(*ListNodesRequest)(nil),         // 13: signet.admin.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),        // 14: signet.admin.v1.ListNodesResponse
+	(*EvictNodeRequest)(nil),         // 15: signet.admin.v1.EvictNodeRequest
+	(*EvictNodeResponse)(nil),        // 16: signet.admin.v1.EvictNodeResponse
+	(*SVID)(nil),                     // 17: signet.admin.v1.SVID
+	(*ListSVIDsRequest)(nil),         // 18: signet.admin.v1.ListSVIDsRequest
+	(*ListSVIDsResponse)(nil),        // 19: signet.admin.v1.ListSVIDsResponse
+	(*GetBundleRequest)(nil),         // 20: signet.admin.v1.GetBundleRequest
+	(*GetBundleResponse)(nil),        // 21: signet.admin.v1.GetBundleResponse
+	(*Authority)(nil),                // 22: signet.admin.v1.Authority
+	(*ListAuthoritiesRequest)(nil),   // 23: signet.admin.v1.ListAuthoritiesRequest
+	(*ListAuthoritiesResponse)(nil),  // 24: signet.admin.v1.ListAuthoritiesResponse
+	(*PrepareRootRequest)(nil),       // 25: signet.admin.v1.PrepareRootRequest
+	(*PrepareRootResponse)(nil),      // 26: signet.admin.v1.PrepareRootResponse
+	(*ActivateRootRequest)(nil),      // 27: signet.admin.v1.ActivateRootRequest
+	(*ActivateRootResponse)(nil),     // 28: signet.admin.v1.ActivateRootResponse
+	(*RetireRootRequest)(nil),        // 29: signet.admin.v1.RetireRootRequest
+	(*RetireRootResponse)(nil),       // 30: signet.admin.v1.RetireRootResponse
+	(*MTLSPolicy)(nil),               // 31: signet.admin.v1.MTLSPolicy
+	(*SetMTLSPolicyRequest)(nil),     // 32: signet.admin.v1.SetMTLSPolicyRequest
+	(*SetMTLSPolicyResponse)(nil),    // 33: signet.admin.v1.SetMTLSPolicyResponse
+	(*ListMTLSPoliciesRequest)(nil),  // 34: signet.admin.v1.ListMTLSPoliciesRequest
+	(*ListMTLSPoliciesResponse)(nil), // 35: signet.admin.v1.ListMTLSPoliciesResponse
+	(*DeleteMTLSPolicyRequest)(nil),  // 36: signet.admin.v1.DeleteMTLSPolicyRequest
+	(*DeleteMTLSPolicyResponse)(nil), // 37: signet.admin.v1.DeleteMTLSPolicyResponse
+	(*WorkloadMTLSStatus)(nil),       // 38: signet.admin.v1.WorkloadMTLSStatus
+	(*GetMTLSStatusRequest)(nil),     // 39: signet.admin.v1.GetMTLSStatusRequest
+	(*GetMTLSStatusResponse)(nil),    // 40: signet.admin.v1.GetMTLSStatusResponse
+	(*ExportAuditRequest)(nil),       // 41: signet.admin.v1.ExportAuditRequest
+	(*ExportAuditResponse)(nil),      // 42: signet.admin.v1.ExportAuditResponse
+	(*PruneAuditRequest)(nil),        // 43: signet.admin.v1.PruneAuditRequest
+	(*PruneAuditResponse)(nil),       // 44: signet.admin.v1.PruneAuditResponse
 }
 var file_signet_admin_v1_admin_proto_depIdxs = []int32{
-	2,  // 0: signet.admin.v1.CreateEntriesRequest.entries:type_name -> signet.admin.v1.Entry
-	2,  // 1: signet.admin.v1.CreateEntriesResponse.entries:type_name -> signet.admin.v1.Entry
-	2,  // 2: signet.admin.v1.ListEntriesResponse.entries:type_name -> signet.admin.v1.Entry
-	2,  // 3: signet.admin.v1.GetEntryResponse.entry:type_name -> signet.admin.v1.Entry
-	11, // 4: signet.admin.v1.ListNodesResponse.nodes:type_name -> signet.admin.v1.Node
-	16, // 5: signet.admin.v1.ListSVIDsResponse.svids:type_name -> signet.admin.v1.SVID
-	0,  // 6: signet.admin.v1.AdminService.CreateJoinToken:input_type -> signet.admin.v1.CreateJoinTokenRequest
-	3,  // 7: signet.admin.v1.AdminService.CreateEntries:input_type -> signet.admin.v1.CreateEntriesRequest
-	5,  // 8: signet.admin.v1.AdminService.ListEntries:input_type -> signet.admin.v1.ListEntriesRequest
-	7,  // 9: signet.admin.v1.AdminService.GetEntry:input_type -> signet.admin.v1.GetEntryRequest
-	9,  // 10: signet.admin.v1.AdminService.DeleteEntry:input_type -> signet.admin.v1.DeleteEntryRequest
-	12, // 11: signet.admin.v1.AdminService.ListNodes:input_type -> signet.admin.v1.ListNodesRequest
-	14, // 12: signet.admin.v1.AdminService.EvictNode:input_type -> signet.admin.v1.EvictNodeRequest
-	17, // 13: signet.admin.v1.AdminService.ListSVIDs:input_type -> signet.admin.v1.ListSVIDsRequest
-	19, // 14: signet.admin.v1.AdminService.GetBundle:input_type -> signet.admin.v1.GetBundleRequest
-	1,  // 15: signet.admin.v1.AdminService.CreateJoinToken:output_type -> signet.admin.v1.CreateJoinTokenResponse
-	4,  // 16: signet.admin.v1.AdminService.CreateEntries:output_type -> signet.admin.v1.CreateEntriesResponse
-	6,  // 17: signet.admin.v1.AdminService.ListEntries:output_type -> signet.admin.v1.ListEntriesResponse
-	8,  // 18: signet.admin.v1.AdminService.GetEntry:output_type -> signet.admin.v1.GetEntryResponse
-	10, // 19: signet.admin.v1.AdminService.DeleteEntry:output_type -> signet.admin.v1.DeleteEntryResponse
-	13, // 20: signet.admin.v1.AdminService.ListNodes:output_type -> signet.admin.v1.ListNodesResponse
-	15, // 21: signet.admin.v1.AdminService.EvictNode:output_type -> signet.admin.v1.EvictNodeResponse
-	18, // 22: signet.admin.v1.AdminService.ListSVIDs:output_type -> signet.admin.v1.ListSVIDsResponse
-	20, // 23: signet.admin.v1.AdminService.GetBundle:output_type -> signet.admin.v1.GetBundleResponse
-	15, // [15:24] is the sub-list for method output_type
-	6,  // [6:15] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	3,  // 0: signet.admin.v1.CreateEntriesRequest.entries:type_name -> signet.admin.v1.Entry
+	3,  // 1: signet.admin.v1.CreateEntriesResponse.entries:type_name -> signet.admin.v1.Entry
+	3,  // 2: signet.admin.v1.ListEntriesResponse.entries:type_name -> signet.admin.v1.Entry
+	3,  // 3: signet.admin.v1.GetEntryResponse.entry:type_name -> signet.admin.v1.Entry
+	12, // 4: signet.admin.v1.ListNodesResponse.nodes:type_name -> signet.admin.v1.Node
+	17, // 5: signet.admin.v1.ListSVIDsResponse.svids:type_name -> signet.admin.v1.SVID
+	22, // 6: signet.admin.v1.ListAuthoritiesResponse.authorities:type_name -> signet.admin.v1.Authority
+	22, // 7: signet.admin.v1.PrepareRootResponse.authority:type_name -> signet.admin.v1.Authority
+	22, // 8: signet.admin.v1.ActivateRootResponse.authority:type_name -> signet.admin.v1.Authority
+	22, // 9: signet.admin.v1.RetireRootResponse.authority:type_name -> signet.admin.v1.Authority
+	0,  // 10: signet.admin.v1.MTLSPolicy.mode:type_name -> signet.admin.v1.MTLSMode
+	31, // 11: signet.admin.v1.SetMTLSPolicyRequest.policy:type_name -> signet.admin.v1.MTLSPolicy
+	31, // 12: signet.admin.v1.SetMTLSPolicyResponse.policy:type_name -> signet.admin.v1.MTLSPolicy
+	31, // 13: signet.admin.v1.ListMTLSPoliciesResponse.policies:type_name -> signet.admin.v1.MTLSPolicy
+	0,  // 14: signet.admin.v1.WorkloadMTLSStatus.mode:type_name -> signet.admin.v1.MTLSMode
+	38, // 15: signet.admin.v1.GetMTLSStatusResponse.workloads:type_name -> signet.admin.v1.WorkloadMTLSStatus
+	1,  // 16: signet.admin.v1.AdminService.CreateJoinToken:input_type -> signet.admin.v1.CreateJoinTokenRequest
+	4,  // 17: signet.admin.v1.AdminService.CreateEntries:input_type -> signet.admin.v1.CreateEntriesRequest
+	6,  // 18: signet.admin.v1.AdminService.ListEntries:input_type -> signet.admin.v1.ListEntriesRequest
+	8,  // 19: signet.admin.v1.AdminService.GetEntry:input_type -> signet.admin.v1.GetEntryRequest
+	10, // 20: signet.admin.v1.AdminService.DeleteEntry:input_type -> signet.admin.v1.DeleteEntryRequest
+	13, // 21: signet.admin.v1.AdminService.ListNodes:input_type -> signet.admin.v1.ListNodesRequest
+	15, // 22: signet.admin.v1.AdminService.EvictNode:input_type -> signet.admin.v1.EvictNodeRequest
+	18, // 23: signet.admin.v1.AdminService.ListSVIDs:input_type -> signet.admin.v1.ListSVIDsRequest
+	20, // 24: signet.admin.v1.AdminService.GetBundle:input_type -> signet.admin.v1.GetBundleRequest
+	23, // 25: signet.admin.v1.AdminService.ListAuthorities:input_type -> signet.admin.v1.ListAuthoritiesRequest
+	25, // 26: signet.admin.v1.AdminService.PrepareRoot:input_type -> signet.admin.v1.PrepareRootRequest
+	27, // 27: signet.admin.v1.AdminService.ActivateRoot:input_type -> signet.admin.v1.ActivateRootRequest
+	29, // 28: signet.admin.v1.AdminService.RetireRoot:input_type -> signet.admin.v1.RetireRootRequest
+	32, // 29: signet.admin.v1.AdminService.SetMTLSPolicy:input_type -> signet.admin.v1.SetMTLSPolicyRequest
+	34, // 30: signet.admin.v1.AdminService.ListMTLSPolicies:input_type -> signet.admin.v1.ListMTLSPoliciesRequest
+	36, // 31: signet.admin.v1.AdminService.DeleteMTLSPolicy:input_type -> signet.admin.v1.DeleteMTLSPolicyRequest
+	39, // 32: signet.admin.v1.AdminService.GetMTLSStatus:input_type -> signet.admin.v1.GetMTLSStatusRequest
+	41, // 33: signet.admin.v1.AdminService.ExportAudit:input_type -> signet.admin.v1.ExportAuditRequest
+	43, // 34: signet.admin.v1.AdminService.PruneAudit:input_type -> signet.admin.v1.PruneAuditRequest
+	2,  // 35: signet.admin.v1.AdminService.CreateJoinToken:output_type -> signet.admin.v1.CreateJoinTokenResponse
+	5,  // 36: signet.admin.v1.AdminService.CreateEntries:output_type -> signet.admin.v1.CreateEntriesResponse
+	7,  // 37: signet.admin.v1.AdminService.ListEntries:output_type -> signet.admin.v1.ListEntriesResponse
+	9,  // 38: signet.admin.v1.AdminService.GetEntry:output_type -> signet.admin.v1.GetEntryResponse
+	11, // 39: signet.admin.v1.AdminService.DeleteEntry:output_type -> signet.admin.v1.DeleteEntryResponse
+	14, // 40: signet.admin.v1.AdminService.ListNodes:output_type -> signet.admin.v1.ListNodesResponse
+	16, // 41: signet.admin.v1.AdminService.EvictNode:output_type -> signet.admin.v1.EvictNodeResponse
+	19, // 42: signet.admin.v1.AdminService.ListSVIDs:output_type -> signet.admin.v1.ListSVIDsResponse
+	21, // 43: signet.admin.v1.AdminService.GetBundle:output_type -> signet.admin.v1.GetBundleResponse
+	24, // 44: signet.admin.v1.AdminService.ListAuthorities:output_type -> signet.admin.v1.ListAuthoritiesResponse
+	26, // 45: signet.admin.v1.AdminService.PrepareRoot:output_type -> signet.admin.v1.PrepareRootResponse
+	28, // 46: signet.admin.v1.AdminService.ActivateRoot:output_type -> signet.admin.v1.ActivateRootResponse
+	30, // 47: signet.admin.v1.AdminService.RetireRoot:output_type -> signet.admin.v1.RetireRootResponse
+	33, // 48: signet.admin.v1.AdminService.SetMTLSPolicy:output_type -> signet.admin.v1.SetMTLSPolicyResponse
+	35, // 49: signet.admin.v1.AdminService.ListMTLSPolicies:output_type -> signet.admin.v1.ListMTLSPoliciesResponse
+	37, // 50: signet.admin.v1.AdminService.DeleteMTLSPolicy:output_type -> signet.admin.v1.DeleteMTLSPolicyResponse
+	40, // 51: signet.admin.v1.AdminService.GetMTLSStatus:output_type -> signet.admin.v1.GetMTLSStatusResponse
+	42, // 52: signet.admin.v1.AdminService.ExportAudit:output_type -> signet.admin.v1.ExportAuditResponse
+	44, // 53: signet.admin.v1.AdminService.PruneAudit:output_type -> signet.admin.v1.PruneAuditResponse
+	35, // [35:54] is the sub-list for method output_type
+	16, // [16:35] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_signet_admin_v1_admin_proto_init() }
@@ -1326,13 +2881,14 @@ func file_signet_admin_v1_admin_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_signet_admin_v1_admin_proto_rawDesc), len(file_signet_admin_v1_admin_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   21,
+			NumEnums:      1,
+			NumMessages:   44,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_signet_admin_v1_admin_proto_goTypes,
 		DependencyIndexes: file_signet_admin_v1_admin_proto_depIdxs,
+		EnumInfos:         file_signet_admin_v1_admin_proto_enumTypes,
 		MessageInfos:      file_signet_admin_v1_admin_proto_msgTypes,
 	}.Build()
 	File_signet_admin_v1_admin_proto = out.File

@@ -23,15 +23,25 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	AdminService_CreateJoinToken_FullMethodName = "/signet.admin.v1.AdminService/CreateJoinToken"
-	AdminService_CreateEntries_FullMethodName   = "/signet.admin.v1.AdminService/CreateEntries"
-	AdminService_ListEntries_FullMethodName     = "/signet.admin.v1.AdminService/ListEntries"
-	AdminService_GetEntry_FullMethodName        = "/signet.admin.v1.AdminService/GetEntry"
-	AdminService_DeleteEntry_FullMethodName     = "/signet.admin.v1.AdminService/DeleteEntry"
-	AdminService_ListNodes_FullMethodName       = "/signet.admin.v1.AdminService/ListNodes"
-	AdminService_EvictNode_FullMethodName       = "/signet.admin.v1.AdminService/EvictNode"
-	AdminService_ListSVIDs_FullMethodName       = "/signet.admin.v1.AdminService/ListSVIDs"
-	AdminService_GetBundle_FullMethodName       = "/signet.admin.v1.AdminService/GetBundle"
+	AdminService_CreateJoinToken_FullMethodName  = "/signet.admin.v1.AdminService/CreateJoinToken"
+	AdminService_CreateEntries_FullMethodName    = "/signet.admin.v1.AdminService/CreateEntries"
+	AdminService_ListEntries_FullMethodName      = "/signet.admin.v1.AdminService/ListEntries"
+	AdminService_GetEntry_FullMethodName         = "/signet.admin.v1.AdminService/GetEntry"
+	AdminService_DeleteEntry_FullMethodName      = "/signet.admin.v1.AdminService/DeleteEntry"
+	AdminService_ListNodes_FullMethodName        = "/signet.admin.v1.AdminService/ListNodes"
+	AdminService_EvictNode_FullMethodName        = "/signet.admin.v1.AdminService/EvictNode"
+	AdminService_ListSVIDs_FullMethodName        = "/signet.admin.v1.AdminService/ListSVIDs"
+	AdminService_GetBundle_FullMethodName        = "/signet.admin.v1.AdminService/GetBundle"
+	AdminService_ListAuthorities_FullMethodName  = "/signet.admin.v1.AdminService/ListAuthorities"
+	AdminService_PrepareRoot_FullMethodName      = "/signet.admin.v1.AdminService/PrepareRoot"
+	AdminService_ActivateRoot_FullMethodName     = "/signet.admin.v1.AdminService/ActivateRoot"
+	AdminService_RetireRoot_FullMethodName       = "/signet.admin.v1.AdminService/RetireRoot"
+	AdminService_SetMTLSPolicy_FullMethodName    = "/signet.admin.v1.AdminService/SetMTLSPolicy"
+	AdminService_ListMTLSPolicies_FullMethodName = "/signet.admin.v1.AdminService/ListMTLSPolicies"
+	AdminService_DeleteMTLSPolicy_FullMethodName = "/signet.admin.v1.AdminService/DeleteMTLSPolicy"
+	AdminService_GetMTLSStatus_FullMethodName    = "/signet.admin.v1.AdminService/GetMTLSStatus"
+	AdminService_ExportAudit_FullMethodName      = "/signet.admin.v1.AdminService/ExportAudit"
+	AdminService_PruneAudit_FullMethodName       = "/signet.admin.v1.AdminService/PruneAudit"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -53,6 +63,19 @@ type AdminServiceClient interface {
 	EvictNode(ctx context.Context, in *EvictNodeRequest, opts ...grpc.CallOption) (*EvictNodeResponse, error)
 	ListSVIDs(ctx context.Context, in *ListSVIDsRequest, opts ...grpc.CallOption) (*ListSVIDsResponse, error)
 	GetBundle(ctx context.Context, in *GetBundleRequest, opts ...grpc.CallOption) (*GetBundleResponse, error)
+	// Root rotation: prepared -> active -> retiring -> retired.
+	ListAuthorities(ctx context.Context, in *ListAuthoritiesRequest, opts ...grpc.CallOption) (*ListAuthoritiesResponse, error)
+	PrepareRoot(ctx context.Context, in *PrepareRootRequest, opts ...grpc.CallOption) (*PrepareRootResponse, error)
+	ActivateRoot(ctx context.Context, in *ActivateRootRequest, opts ...grpc.CallOption) (*ActivateRootResponse, error)
+	RetireRoot(ctx context.Context, in *RetireRootRequest, opts ...grpc.CallOption) (*RetireRootResponse, error)
+	// mTLS policies and readiness for STRICT.
+	SetMTLSPolicy(ctx context.Context, in *SetMTLSPolicyRequest, opts ...grpc.CallOption) (*SetMTLSPolicyResponse, error)
+	ListMTLSPolicies(ctx context.Context, in *ListMTLSPoliciesRequest, opts ...grpc.CallOption) (*ListMTLSPoliciesResponse, error)
+	DeleteMTLSPolicy(ctx context.Context, in *DeleteMTLSPolicyRequest, opts ...grpc.CallOption) (*DeleteMTLSPolicyResponse, error)
+	GetMTLSStatus(ctx context.Context, in *GetMTLSStatusRequest, opts ...grpc.CallOption) (*GetMTLSStatusResponse, error)
+	// Audit trail.
+	ExportAudit(ctx context.Context, in *ExportAuditRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExportAuditResponse], error)
+	PruneAudit(ctx context.Context, in *PruneAuditRequest, opts ...grpc.CallOption) (*PruneAuditResponse, error)
 }
 
 type adminServiceClient struct {
@@ -153,6 +176,115 @@ func (c *adminServiceClient) GetBundle(ctx context.Context, in *GetBundleRequest
 	return out, nil
 }
 
+func (c *adminServiceClient) ListAuthorities(ctx context.Context, in *ListAuthoritiesRequest, opts ...grpc.CallOption) (*ListAuthoritiesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListAuthoritiesResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListAuthorities_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) PrepareRoot(ctx context.Context, in *PrepareRootRequest, opts ...grpc.CallOption) (*PrepareRootResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PrepareRootResponse)
+	err := c.cc.Invoke(ctx, AdminService_PrepareRoot_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ActivateRoot(ctx context.Context, in *ActivateRootRequest, opts ...grpc.CallOption) (*ActivateRootResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ActivateRootResponse)
+	err := c.cc.Invoke(ctx, AdminService_ActivateRoot_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) RetireRoot(ctx context.Context, in *RetireRootRequest, opts ...grpc.CallOption) (*RetireRootResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RetireRootResponse)
+	err := c.cc.Invoke(ctx, AdminService_RetireRoot_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) SetMTLSPolicy(ctx context.Context, in *SetMTLSPolicyRequest, opts ...grpc.CallOption) (*SetMTLSPolicyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetMTLSPolicyResponse)
+	err := c.cc.Invoke(ctx, AdminService_SetMTLSPolicy_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ListMTLSPolicies(ctx context.Context, in *ListMTLSPoliciesRequest, opts ...grpc.CallOption) (*ListMTLSPoliciesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListMTLSPoliciesResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListMTLSPolicies_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) DeleteMTLSPolicy(ctx context.Context, in *DeleteMTLSPolicyRequest, opts ...grpc.CallOption) (*DeleteMTLSPolicyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteMTLSPolicyResponse)
+	err := c.cc.Invoke(ctx, AdminService_DeleteMTLSPolicy_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) GetMTLSStatus(ctx context.Context, in *GetMTLSStatusRequest, opts ...grpc.CallOption) (*GetMTLSStatusResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetMTLSStatusResponse)
+	err := c.cc.Invoke(ctx, AdminService_GetMTLSStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ExportAudit(ctx context.Context, in *ExportAuditRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExportAuditResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &AdminService_ServiceDesc.Streams[0], AdminService_ExportAudit_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ExportAuditRequest, ExportAuditResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AdminService_ExportAuditClient = grpc.ServerStreamingClient[ExportAuditResponse]
+
+func (c *adminServiceClient) PruneAudit(ctx context.Context, in *PruneAuditRequest, opts ...grpc.CallOption) (*PruneAuditResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PruneAuditResponse)
+	err := c.cc.Invoke(ctx, AdminService_PruneAudit_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -172,6 +304,19 @@ type AdminServiceServer interface {
 	EvictNode(context.Context, *EvictNodeRequest) (*EvictNodeResponse, error)
 	ListSVIDs(context.Context, *ListSVIDsRequest) (*ListSVIDsResponse, error)
 	GetBundle(context.Context, *GetBundleRequest) (*GetBundleResponse, error)
+	// Root rotation: prepared -> active -> retiring -> retired.
+	ListAuthorities(context.Context, *ListAuthoritiesRequest) (*ListAuthoritiesResponse, error)
+	PrepareRoot(context.Context, *PrepareRootRequest) (*PrepareRootResponse, error)
+	ActivateRoot(context.Context, *ActivateRootRequest) (*ActivateRootResponse, error)
+	RetireRoot(context.Context, *RetireRootRequest) (*RetireRootResponse, error)
+	// mTLS policies and readiness for STRICT.
+	SetMTLSPolicy(context.Context, *SetMTLSPolicyRequest) (*SetMTLSPolicyResponse, error)
+	ListMTLSPolicies(context.Context, *ListMTLSPoliciesRequest) (*ListMTLSPoliciesResponse, error)
+	DeleteMTLSPolicy(context.Context, *DeleteMTLSPolicyRequest) (*DeleteMTLSPolicyResponse, error)
+	GetMTLSStatus(context.Context, *GetMTLSStatusRequest) (*GetMTLSStatusResponse, error)
+	// Audit trail.
+	ExportAudit(*ExportAuditRequest, grpc.ServerStreamingServer[ExportAuditResponse]) error
+	PruneAudit(context.Context, *PruneAuditRequest) (*PruneAuditResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -208,6 +353,36 @@ func (UnimplementedAdminServiceServer) ListSVIDs(context.Context, *ListSVIDsRequ
 }
 func (UnimplementedAdminServiceServer) GetBundle(context.Context, *GetBundleRequest) (*GetBundleResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetBundle not implemented")
+}
+func (UnimplementedAdminServiceServer) ListAuthorities(context.Context, *ListAuthoritiesRequest) (*ListAuthoritiesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListAuthorities not implemented")
+}
+func (UnimplementedAdminServiceServer) PrepareRoot(context.Context, *PrepareRootRequest) (*PrepareRootResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PrepareRoot not implemented")
+}
+func (UnimplementedAdminServiceServer) ActivateRoot(context.Context, *ActivateRootRequest) (*ActivateRootResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ActivateRoot not implemented")
+}
+func (UnimplementedAdminServiceServer) RetireRoot(context.Context, *RetireRootRequest) (*RetireRootResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RetireRoot not implemented")
+}
+func (UnimplementedAdminServiceServer) SetMTLSPolicy(context.Context, *SetMTLSPolicyRequest) (*SetMTLSPolicyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetMTLSPolicy not implemented")
+}
+func (UnimplementedAdminServiceServer) ListMTLSPolicies(context.Context, *ListMTLSPoliciesRequest) (*ListMTLSPoliciesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListMTLSPolicies not implemented")
+}
+func (UnimplementedAdminServiceServer) DeleteMTLSPolicy(context.Context, *DeleteMTLSPolicyRequest) (*DeleteMTLSPolicyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteMTLSPolicy not implemented")
+}
+func (UnimplementedAdminServiceServer) GetMTLSStatus(context.Context, *GetMTLSStatusRequest) (*GetMTLSStatusResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetMTLSStatus not implemented")
+}
+func (UnimplementedAdminServiceServer) ExportAudit(*ExportAuditRequest, grpc.ServerStreamingServer[ExportAuditResponse]) error {
+	return status.Error(codes.Unimplemented, "method ExportAudit not implemented")
+}
+func (UnimplementedAdminServiceServer) PruneAudit(context.Context, *PruneAuditRequest) (*PruneAuditResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PruneAudit not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -392,6 +567,179 @@ func _AdminService_GetBundle_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_ListAuthorities_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListAuthoritiesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListAuthorities(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListAuthorities_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListAuthorities(ctx, req.(*ListAuthoritiesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_PrepareRoot_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PrepareRootRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).PrepareRoot(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_PrepareRoot_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).PrepareRoot(ctx, req.(*PrepareRootRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ActivateRoot_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ActivateRootRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ActivateRoot(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ActivateRoot_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ActivateRoot(ctx, req.(*ActivateRootRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_RetireRoot_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RetireRootRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).RetireRoot(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_RetireRoot_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).RetireRoot(ctx, req.(*RetireRootRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_SetMTLSPolicy_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetMTLSPolicyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).SetMTLSPolicy(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_SetMTLSPolicy_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).SetMTLSPolicy(ctx, req.(*SetMTLSPolicyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ListMTLSPolicies_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListMTLSPoliciesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListMTLSPolicies(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListMTLSPolicies_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListMTLSPolicies(ctx, req.(*ListMTLSPoliciesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_DeleteMTLSPolicy_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteMTLSPolicyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).DeleteMTLSPolicy(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_DeleteMTLSPolicy_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).DeleteMTLSPolicy(ctx, req.(*DeleteMTLSPolicyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_GetMTLSStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetMTLSStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).GetMTLSStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_GetMTLSStatus_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).GetMTLSStatus(ctx, req.(*GetMTLSStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ExportAudit_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(ExportAuditRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(AdminServiceServer).ExportAudit(m, &grpc.GenericServerStream[ExportAuditRequest, ExportAuditResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AdminService_ExportAuditServer = grpc.ServerStreamingServer[ExportAuditResponse]
+
+func _AdminService_PruneAudit_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PruneAuditRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).PruneAudit(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_PruneAudit_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).PruneAudit(ctx, req.(*PruneAuditRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -435,7 +783,49 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "GetBundle",
 			Handler:    _AdminService_GetBundle_Handler,
 		},
+		{
+			MethodName: "ListAuthorities",
+			Handler:    _AdminService_ListAuthorities_Handler,
+		},
+		{
+			MethodName: "PrepareRoot",
+			Handler:    _AdminService_PrepareRoot_Handler,
+		},
+		{
+			MethodName: "ActivateRoot",
+			Handler:    _AdminService_ActivateRoot_Handler,
+		},
+		{
+			MethodName: "RetireRoot",
+			Handler:    _AdminService_RetireRoot_Handler,
+		},
+		{
+			MethodName: "SetMTLSPolicy",
+			Handler:    _AdminService_SetMTLSPolicy_Handler,
+		},
+		{
+			MethodName: "ListMTLSPolicies",
+			Handler:    _AdminService_ListMTLSPolicies_Handler,
+		},
+		{
+			MethodName: "DeleteMTLSPolicy",
+			Handler:    _AdminService_DeleteMTLSPolicy_Handler,
+		},
+		{
+			MethodName: "GetMTLSStatus",
+			Handler:    _AdminService_GetMTLSStatus_Handler,
+		},
+		{
+			MethodName: "PruneAudit",
+			Handler:    _AdminService_PruneAudit_Handler,
+		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "ExportAudit",
+			Handler:       _AdminService_ExportAudit_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "signet/admin/v1/admin.proto",
 }

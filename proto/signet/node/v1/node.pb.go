@@ -577,9 +577,16 @@ type SyncEntriesResponse struct {
 	// Set when the bundle changed (always on the first message).
 	Bundle *Bundle `protobuf:"bytes,4,opt,name=bundle,proto3" json:"bundle,omitempty"`
 	// The store revision this message brings the receiver up to.
-	Revision      int64 `protobuf:"varint,5,opt,name=revision,proto3" json:"revision,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Revision int64 `protobuf:"varint,5,opt,name=revision,proto3" json:"revision,omitempty"`
+	// Set when the mTLS policies changed (always on the first message): the
+	// complete set.
+	MtlsPolicies *MTLSPolicies `protobuf:"bytes,6,opt,name=mtls_policies,json=mtlsPolicies,proto3" json:"mtls_policies,omitempty"`
+	// Increases when an operator asks every SVID to be re-minted now (root
+	// activation with --rotate-now); agents re-mint, spread with jitter, when
+	// it grows past what they have seen.
+	RotateGeneration int64 `protobuf:"varint,7,opt,name=rotate_generation,json=rotateGeneration,proto3" json:"rotate_generation,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *SyncEntriesResponse) Reset() {
@@ -647,6 +654,159 @@ func (x *SyncEntriesResponse) GetRevision() int64 {
 	return 0
 }
 
+func (x *SyncEntriesResponse) GetMtlsPolicies() *MTLSPolicies {
+	if x != nil {
+		return x.MtlsPolicies
+	}
+	return nil
+}
+
+func (x *SyncEntriesResponse) GetRotateGeneration() int64 {
+	if x != nil {
+		return x.RotateGeneration
+	}
+	return 0
+}
+
+// MTLSPolicies is the whole policy set of the trust domain.
+type MTLSPolicies struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Policies      []*MTLSPolicy          `protobuf:"bytes,1,rep,name=policies,proto3" json:"policies,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MTLSPolicies) Reset() {
+	*x = MTLSPolicies{}
+	mi := &file_signet_node_v1_node_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MTLSPolicies) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MTLSPolicies) ProtoMessage() {}
+
+func (x *MTLSPolicies) ProtoReflect() protoreflect.Message {
+	mi := &file_signet_node_v1_node_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MTLSPolicies.ProtoReflect.Descriptor instead.
+func (*MTLSPolicies) Descriptor() ([]byte, []int) {
+	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *MTLSPolicies) GetPolicies() []*MTLSPolicy {
+	if x != nil {
+		return x.Policies
+	}
+	return nil
+}
+
+// MTLSPolicy mirrors signet.admin.v1.MTLSPolicy for agents.
+type MTLSPolicy struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Id       string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	SpiffeId string                 `protobuf:"bytes,2,opt,name=spiffe_id,json=spiffeId,proto3" json:"spiffe_id,omitempty"`
+	Prefix   string                 `protobuf:"bytes,3,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	Port     uint32                 `protobuf:"varint,4,opt,name=port,proto3" json:"port,omitempty"`
+	// "STRICT", "PERMISSIVE" or "DISABLE".
+	Mode          string   `protobuf:"bytes,5,opt,name=mode,proto3" json:"mode,omitempty"`
+	ExemptPorts   []uint32 `protobuf:"varint,6,rep,packed,name=exempt_ports,json=exemptPorts,proto3" json:"exempt_ports,omitempty"`
+	DryRun        bool     `protobuf:"varint,7,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MTLSPolicy) Reset() {
+	*x = MTLSPolicy{}
+	mi := &file_signet_node_v1_node_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MTLSPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MTLSPolicy) ProtoMessage() {}
+
+func (x *MTLSPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_signet_node_v1_node_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MTLSPolicy.ProtoReflect.Descriptor instead.
+func (*MTLSPolicy) Descriptor() ([]byte, []int) {
+	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *MTLSPolicy) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *MTLSPolicy) GetSpiffeId() string {
+	if x != nil {
+		return x.SpiffeId
+	}
+	return ""
+}
+
+func (x *MTLSPolicy) GetPrefix() string {
+	if x != nil {
+		return x.Prefix
+	}
+	return ""
+}
+
+func (x *MTLSPolicy) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *MTLSPolicy) GetMode() string {
+	if x != nil {
+		return x.Mode
+	}
+	return ""
+}
+
+func (x *MTLSPolicy) GetExemptPorts() []uint32 {
+	if x != nil {
+		return x.ExemptPorts
+	}
+	return nil
+}
+
+func (x *MTLSPolicy) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
 type MintX509SVIDsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Params        []*MintX509SVIDParams  `protobuf:"bytes,1,rep,name=params,proto3" json:"params,omitempty"`
@@ -656,7 +816,7 @@ type MintX509SVIDsRequest struct {
 
 func (x *MintX509SVIDsRequest) Reset() {
 	*x = MintX509SVIDsRequest{}
-	mi := &file_signet_node_v1_node_proto_msgTypes[10]
+	mi := &file_signet_node_v1_node_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -668,7 +828,7 @@ func (x *MintX509SVIDsRequest) String() string {
 func (*MintX509SVIDsRequest) ProtoMessage() {}
 
 func (x *MintX509SVIDsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_node_v1_node_proto_msgTypes[10]
+	mi := &file_signet_node_v1_node_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -681,7 +841,7 @@ func (x *MintX509SVIDsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MintX509SVIDsRequest.ProtoReflect.Descriptor instead.
 func (*MintX509SVIDsRequest) Descriptor() ([]byte, []int) {
-	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{10}
+	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *MintX509SVIDsRequest) GetParams() []*MintX509SVIDParams {
@@ -702,7 +862,7 @@ type MintX509SVIDParams struct {
 
 func (x *MintX509SVIDParams) Reset() {
 	*x = MintX509SVIDParams{}
-	mi := &file_signet_node_v1_node_proto_msgTypes[11]
+	mi := &file_signet_node_v1_node_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -714,7 +874,7 @@ func (x *MintX509SVIDParams) String() string {
 func (*MintX509SVIDParams) ProtoMessage() {}
 
 func (x *MintX509SVIDParams) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_node_v1_node_proto_msgTypes[11]
+	mi := &file_signet_node_v1_node_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -727,7 +887,7 @@ func (x *MintX509SVIDParams) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MintX509SVIDParams.ProtoReflect.Descriptor instead.
 func (*MintX509SVIDParams) Descriptor() ([]byte, []int) {
-	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{11}
+	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *MintX509SVIDParams) GetEntryId() string {
@@ -753,7 +913,7 @@ type MintX509SVIDsResponse struct {
 
 func (x *MintX509SVIDsResponse) Reset() {
 	*x = MintX509SVIDsResponse{}
-	mi := &file_signet_node_v1_node_proto_msgTypes[12]
+	mi := &file_signet_node_v1_node_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -765,7 +925,7 @@ func (x *MintX509SVIDsResponse) String() string {
 func (*MintX509SVIDsResponse) ProtoMessage() {}
 
 func (x *MintX509SVIDsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_node_v1_node_proto_msgTypes[12]
+	mi := &file_signet_node_v1_node_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -778,7 +938,7 @@ func (x *MintX509SVIDsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MintX509SVIDsResponse.ProtoReflect.Descriptor instead.
 func (*MintX509SVIDsResponse) Descriptor() ([]byte, []int) {
-	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{12}
+	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *MintX509SVIDsResponse) GetResults() []*MintX509SVIDResult {
@@ -802,7 +962,7 @@ type MintX509SVIDResult struct {
 
 func (x *MintX509SVIDResult) Reset() {
 	*x = MintX509SVIDResult{}
-	mi := &file_signet_node_v1_node_proto_msgTypes[13]
+	mi := &file_signet_node_v1_node_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -814,7 +974,7 @@ func (x *MintX509SVIDResult) String() string {
 func (*MintX509SVIDResult) ProtoMessage() {}
 
 func (x *MintX509SVIDResult) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_node_v1_node_proto_msgTypes[13]
+	mi := &file_signet_node_v1_node_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -827,7 +987,7 @@ func (x *MintX509SVIDResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MintX509SVIDResult.ProtoReflect.Descriptor instead.
 func (*MintX509SVIDResult) Descriptor() ([]byte, []int) {
-	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{13}
+	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *MintX509SVIDResult) GetEntryId() string {
@@ -868,7 +1028,7 @@ type MintJWTSVIDRequest struct {
 
 func (x *MintJWTSVIDRequest) Reset() {
 	*x = MintJWTSVIDRequest{}
-	mi := &file_signet_node_v1_node_proto_msgTypes[14]
+	mi := &file_signet_node_v1_node_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -880,7 +1040,7 @@ func (x *MintJWTSVIDRequest) String() string {
 func (*MintJWTSVIDRequest) ProtoMessage() {}
 
 func (x *MintJWTSVIDRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_node_v1_node_proto_msgTypes[14]
+	mi := &file_signet_node_v1_node_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -893,7 +1053,7 @@ func (x *MintJWTSVIDRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MintJWTSVIDRequest.ProtoReflect.Descriptor instead.
 func (*MintJWTSVIDRequest) Descriptor() ([]byte, []int) {
-	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{14}
+	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *MintJWTSVIDRequest) GetEntryId() string {
@@ -921,7 +1081,7 @@ type MintJWTSVIDResponse struct {
 
 func (x *MintJWTSVIDResponse) Reset() {
 	*x = MintJWTSVIDResponse{}
-	mi := &file_signet_node_v1_node_proto_msgTypes[15]
+	mi := &file_signet_node_v1_node_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -933,7 +1093,7 @@ func (x *MintJWTSVIDResponse) String() string {
 func (*MintJWTSVIDResponse) ProtoMessage() {}
 
 func (x *MintJWTSVIDResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_node_v1_node_proto_msgTypes[15]
+	mi := &file_signet_node_v1_node_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -946,7 +1106,7 @@ func (x *MintJWTSVIDResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MintJWTSVIDResponse.ProtoReflect.Descriptor instead.
 func (*MintJWTSVIDResponse) Descriptor() ([]byte, []int) {
-	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{15}
+	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *MintJWTSVIDResponse) GetSpiffeId() string {
@@ -974,13 +1134,17 @@ type ReportStatusRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The bundle revision the agent now serves to workloads.
 	AppliedBundleRevision int64 `protobuf:"varint,1,opt,name=applied_bundle_revision,json=appliedBundleRevision,proto3" json:"applied_bundle_revision,omitempty"`
-	unknownFields         protoimpl.UnknownFields
-	sizeCache             protoimpl.SizeCache
+	// Inbound connection counts of the node's proxies since the last report.
+	Connections []*ConnectionCounts `protobuf:"bytes,2,rep,name=connections,proto3" json:"connections,omitempty"`
+	// The rotate_generation the agent has acted on.
+	RotateGeneration int64 `protobuf:"varint,3,opt,name=rotate_generation,json=rotateGeneration,proto3" json:"rotate_generation,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *ReportStatusRequest) Reset() {
 	*x = ReportStatusRequest{}
-	mi := &file_signet_node_v1_node_proto_msgTypes[16]
+	mi := &file_signet_node_v1_node_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -992,7 +1156,7 @@ func (x *ReportStatusRequest) String() string {
 func (*ReportStatusRequest) ProtoMessage() {}
 
 func (x *ReportStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_node_v1_node_proto_msgTypes[16]
+	mi := &file_signet_node_v1_node_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1005,7 +1169,7 @@ func (x *ReportStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportStatusRequest.ProtoReflect.Descriptor instead.
 func (*ReportStatusRequest) Descriptor() ([]byte, []int) {
-	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{16}
+	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ReportStatusRequest) GetAppliedBundleRevision() int64 {
@@ -1013,6 +1177,107 @@ func (x *ReportStatusRequest) GetAppliedBundleRevision() int64 {
 		return x.AppliedBundleRevision
 	}
 	return 0
+}
+
+func (x *ReportStatusRequest) GetConnections() []*ConnectionCounts {
+	if x != nil {
+		return x.Connections
+	}
+	return nil
+}
+
+func (x *ReportStatusRequest) GetRotateGeneration() int64 {
+	if x != nil {
+		return x.RotateGeneration
+	}
+	return 0
+}
+
+// ConnectionCounts counts one workload's inbound connections by kind.
+type ConnectionCounts struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	SpiffeId  string                 `protobuf:"bytes,1,opt,name=spiffe_id,json=spiffeId,proto3" json:"spiffe_id,omitempty"`
+	Port      uint32                 `protobuf:"varint,2,opt,name=port,proto3" json:"port,omitempty"`
+	Mtls      int64                  `protobuf:"varint,3,opt,name=mtls,proto3" json:"mtls,omitempty"`
+	Plaintext int64                  `protobuf:"varint,4,opt,name=plaintext,proto3" json:"plaintext,omitempty"`
+	// Connections STRICT refused, or would have refused in dry run.
+	Refused int64 `protobuf:"varint,5,opt,name=refused,proto3" json:"refused,omitempty"`
+	// Sources (IP addresses) of plaintext connections.
+	PlaintextSources []string `protobuf:"bytes,6,rep,name=plaintext_sources,json=plaintextSources,proto3" json:"plaintext_sources,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *ConnectionCounts) Reset() {
+	*x = ConnectionCounts{}
+	mi := &file_signet_node_v1_node_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConnectionCounts) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConnectionCounts) ProtoMessage() {}
+
+func (x *ConnectionCounts) ProtoReflect() protoreflect.Message {
+	mi := &file_signet_node_v1_node_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConnectionCounts.ProtoReflect.Descriptor instead.
+func (*ConnectionCounts) Descriptor() ([]byte, []int) {
+	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ConnectionCounts) GetSpiffeId() string {
+	if x != nil {
+		return x.SpiffeId
+	}
+	return ""
+}
+
+func (x *ConnectionCounts) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *ConnectionCounts) GetMtls() int64 {
+	if x != nil {
+		return x.Mtls
+	}
+	return 0
+}
+
+func (x *ConnectionCounts) GetPlaintext() int64 {
+	if x != nil {
+		return x.Plaintext
+	}
+	return 0
+}
+
+func (x *ConnectionCounts) GetRefused() int64 {
+	if x != nil {
+		return x.Refused
+	}
+	return 0
+}
+
+func (x *ConnectionCounts) GetPlaintextSources() []string {
+	if x != nil {
+		return x.PlaintextSources
+	}
+	return nil
 }
 
 type ReportStatusResponse struct {
@@ -1023,7 +1288,7 @@ type ReportStatusResponse struct {
 
 func (x *ReportStatusResponse) Reset() {
 	*x = ReportStatusResponse{}
-	mi := &file_signet_node_v1_node_proto_msgTypes[17]
+	mi := &file_signet_node_v1_node_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1035,7 +1300,7 @@ func (x *ReportStatusResponse) String() string {
 func (*ReportStatusResponse) ProtoMessage() {}
 
 func (x *ReportStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_node_v1_node_proto_msgTypes[17]
+	mi := &file_signet_node_v1_node_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1048,7 +1313,7 @@ func (x *ReportStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportStatusResponse.ProtoReflect.Descriptor instead.
 func (*ReportStatusResponse) Descriptor() ([]byte, []int) {
-	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{17}
+	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{20}
 }
 
 var File_signet_node_v1_node_proto protoreflect.FileDescriptor
@@ -1094,13 +1359,26 @@ const file_signet_node_v1_node_proto_rawDesc = "" +
 	"\x03csr\x18\x01 \x01(\fR\x03csr\"E\n" +
 	"\x15RenewNodeSVIDResponse\x12,\n" +
 	"\x04svid\x18\x01 \x01(\v2\x18.signet.node.v1.X509SVIDR\x04svid\"\x14\n" +
-	"\x12SyncEntriesRequest\"\xd2\x01\n" +
+	"\x12SyncEntriesRequest\"\xc2\x02\n" +
 	"\x13SyncEntriesResponse\x12\x12\n" +
 	"\x04full\x18\x01 \x01(\bR\x04full\x12/\n" +
 	"\aentries\x18\x02 \x03(\v2\x15.signet.node.v1.EntryR\aentries\x12*\n" +
 	"\x11deleted_entry_ids\x18\x03 \x03(\tR\x0fdeletedEntryIds\x12.\n" +
 	"\x06bundle\x18\x04 \x01(\v2\x16.signet.node.v1.BundleR\x06bundle\x12\x1a\n" +
-	"\brevision\x18\x05 \x01(\x03R\brevision\"R\n" +
+	"\brevision\x18\x05 \x01(\x03R\brevision\x12A\n" +
+	"\rmtls_policies\x18\x06 \x01(\v2\x1c.signet.node.v1.MTLSPoliciesR\fmtlsPolicies\x12+\n" +
+	"\x11rotate_generation\x18\a \x01(\x03R\x10rotateGeneration\"F\n" +
+	"\fMTLSPolicies\x126\n" +
+	"\bpolicies\x18\x01 \x03(\v2\x1a.signet.node.v1.MTLSPolicyR\bpolicies\"\xb5\x01\n" +
+	"\n" +
+	"MTLSPolicy\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
+	"\tspiffe_id\x18\x02 \x01(\tR\bspiffeId\x12\x16\n" +
+	"\x06prefix\x18\x03 \x01(\tR\x06prefix\x12\x12\n" +
+	"\x04port\x18\x04 \x01(\rR\x04port\x12\x12\n" +
+	"\x04mode\x18\x05 \x01(\tR\x04mode\x12!\n" +
+	"\fexempt_ports\x18\x06 \x03(\rR\vexemptPorts\x12\x17\n" +
+	"\adry_run\x18\a \x01(\bR\x06dryRun\"R\n" +
 	"\x14MintX509SVIDsRequest\x12:\n" +
 	"\x06params\x18\x01 \x03(\v2\".signet.node.v1.MintX509SVIDParamsR\x06params\"A\n" +
 	"\x12MintX509SVIDParams\x12\x19\n" +
@@ -1120,9 +1398,18 @@ const file_signet_node_v1_node_proto_rawDesc = "" +
 	"\tspiffe_id\x18\x01 \x01(\tR\bspiffeId\x12\x14\n" +
 	"\x05token\x18\x02 \x01(\tR\x05token\x12\x1d\n" +
 	"\n" +
-	"expires_at\x18\x03 \x01(\x03R\texpiresAt\"M\n" +
+	"expires_at\x18\x03 \x01(\x03R\texpiresAt\"\xbe\x01\n" +
 	"\x13ReportStatusRequest\x126\n" +
-	"\x17applied_bundle_revision\x18\x01 \x01(\x03R\x15appliedBundleRevision\"\x16\n" +
+	"\x17applied_bundle_revision\x18\x01 \x01(\x03R\x15appliedBundleRevision\x12B\n" +
+	"\vconnections\x18\x02 \x03(\v2 .signet.node.v1.ConnectionCountsR\vconnections\x12+\n" +
+	"\x11rotate_generation\x18\x03 \x01(\x03R\x10rotateGeneration\"\xbc\x01\n" +
+	"\x10ConnectionCounts\x12\x1b\n" +
+	"\tspiffe_id\x18\x01 \x01(\tR\bspiffeId\x12\x12\n" +
+	"\x04port\x18\x02 \x01(\rR\x04port\x12\x12\n" +
+	"\x04mtls\x18\x03 \x01(\x03R\x04mtls\x12\x1c\n" +
+	"\tplaintext\x18\x04 \x01(\x03R\tplaintext\x12\x18\n" +
+	"\arefused\x18\x05 \x01(\x03R\arefused\x12+\n" +
+	"\x11plaintext_sources\x18\x06 \x03(\tR\x10plaintextSources\"\x16\n" +
 	"\x14ReportStatusResponse2\xab\x04\n" +
 	"\vNodeService\x12S\n" +
 	"\n" +
@@ -1146,7 +1433,7 @@ func file_signet_node_v1_node_proto_rawDescGZIP() []byte {
 	return file_signet_node_v1_node_proto_rawDescData
 }
 
-var file_signet_node_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_signet_node_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_signet_node_v1_node_proto_goTypes = []any{
 	(*X509SVID)(nil),              // 0: signet.node.v1.X509SVID
 	(*JWTKey)(nil),                // 1: signet.node.v1.JWTKey
@@ -1158,14 +1445,17 @@ var file_signet_node_v1_node_proto_goTypes = []any{
 	(*RenewNodeSVIDResponse)(nil), // 7: signet.node.v1.RenewNodeSVIDResponse
 	(*SyncEntriesRequest)(nil),    // 8: signet.node.v1.SyncEntriesRequest
 	(*SyncEntriesResponse)(nil),   // 9: signet.node.v1.SyncEntriesResponse
-	(*MintX509SVIDsRequest)(nil),  // 10: signet.node.v1.MintX509SVIDsRequest
-	(*MintX509SVIDParams)(nil),    // 11: signet.node.v1.MintX509SVIDParams
-	(*MintX509SVIDsResponse)(nil), // 12: signet.node.v1.MintX509SVIDsResponse
-	(*MintX509SVIDResult)(nil),    // 13: signet.node.v1.MintX509SVIDResult
-	(*MintJWTSVIDRequest)(nil),    // 14: signet.node.v1.MintJWTSVIDRequest
-	(*MintJWTSVIDResponse)(nil),   // 15: signet.node.v1.MintJWTSVIDResponse
-	(*ReportStatusRequest)(nil),   // 16: signet.node.v1.ReportStatusRequest
-	(*ReportStatusResponse)(nil),  // 17: signet.node.v1.ReportStatusResponse
+	(*MTLSPolicies)(nil),          // 10: signet.node.v1.MTLSPolicies
+	(*MTLSPolicy)(nil),            // 11: signet.node.v1.MTLSPolicy
+	(*MintX509SVIDsRequest)(nil),  // 12: signet.node.v1.MintX509SVIDsRequest
+	(*MintX509SVIDParams)(nil),    // 13: signet.node.v1.MintX509SVIDParams
+	(*MintX509SVIDsResponse)(nil), // 14: signet.node.v1.MintX509SVIDsResponse
+	(*MintX509SVIDResult)(nil),    // 15: signet.node.v1.MintX509SVIDResult
+	(*MintJWTSVIDRequest)(nil),    // 16: signet.node.v1.MintJWTSVIDRequest
+	(*MintJWTSVIDResponse)(nil),   // 17: signet.node.v1.MintJWTSVIDResponse
+	(*ReportStatusRequest)(nil),   // 18: signet.node.v1.ReportStatusRequest
+	(*ConnectionCounts)(nil),      // 19: signet.node.v1.ConnectionCounts
+	(*ReportStatusResponse)(nil),  // 20: signet.node.v1.ReportStatusResponse
 }
 var file_signet_node_v1_node_proto_depIdxs = []int32{
 	1,  // 0: signet.node.v1.Bundle.jwt_authorities:type_name -> signet.node.v1.JWTKey
@@ -1174,26 +1464,29 @@ var file_signet_node_v1_node_proto_depIdxs = []int32{
 	0,  // 3: signet.node.v1.RenewNodeSVIDResponse.svid:type_name -> signet.node.v1.X509SVID
 	3,  // 4: signet.node.v1.SyncEntriesResponse.entries:type_name -> signet.node.v1.Entry
 	2,  // 5: signet.node.v1.SyncEntriesResponse.bundle:type_name -> signet.node.v1.Bundle
-	11, // 6: signet.node.v1.MintX509SVIDsRequest.params:type_name -> signet.node.v1.MintX509SVIDParams
-	13, // 7: signet.node.v1.MintX509SVIDsResponse.results:type_name -> signet.node.v1.MintX509SVIDResult
-	0,  // 8: signet.node.v1.MintX509SVIDResult.svid:type_name -> signet.node.v1.X509SVID
-	4,  // 9: signet.node.v1.NodeService.AttestNode:input_type -> signet.node.v1.AttestNodeRequest
-	6,  // 10: signet.node.v1.NodeService.RenewNodeSVID:input_type -> signet.node.v1.RenewNodeSVIDRequest
-	8,  // 11: signet.node.v1.NodeService.SyncEntries:input_type -> signet.node.v1.SyncEntriesRequest
-	10, // 12: signet.node.v1.NodeService.MintX509SVIDs:input_type -> signet.node.v1.MintX509SVIDsRequest
-	14, // 13: signet.node.v1.NodeService.MintJWTSVID:input_type -> signet.node.v1.MintJWTSVIDRequest
-	16, // 14: signet.node.v1.NodeService.ReportStatus:input_type -> signet.node.v1.ReportStatusRequest
-	5,  // 15: signet.node.v1.NodeService.AttestNode:output_type -> signet.node.v1.AttestNodeResponse
-	7,  // 16: signet.node.v1.NodeService.RenewNodeSVID:output_type -> signet.node.v1.RenewNodeSVIDResponse
-	9,  // 17: signet.node.v1.NodeService.SyncEntries:output_type -> signet.node.v1.SyncEntriesResponse
-	12, // 18: signet.node.v1.NodeService.MintX509SVIDs:output_type -> signet.node.v1.MintX509SVIDsResponse
-	15, // 19: signet.node.v1.NodeService.MintJWTSVID:output_type -> signet.node.v1.MintJWTSVIDResponse
-	17, // 20: signet.node.v1.NodeService.ReportStatus:output_type -> signet.node.v1.ReportStatusResponse
-	15, // [15:21] is the sub-list for method output_type
-	9,  // [9:15] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	10, // 6: signet.node.v1.SyncEntriesResponse.mtls_policies:type_name -> signet.node.v1.MTLSPolicies
+	11, // 7: signet.node.v1.MTLSPolicies.policies:type_name -> signet.node.v1.MTLSPolicy
+	13, // 8: signet.node.v1.MintX509SVIDsRequest.params:type_name -> signet.node.v1.MintX509SVIDParams
+	15, // 9: signet.node.v1.MintX509SVIDsResponse.results:type_name -> signet.node.v1.MintX509SVIDResult
+	0,  // 10: signet.node.v1.MintX509SVIDResult.svid:type_name -> signet.node.v1.X509SVID
+	19, // 11: signet.node.v1.ReportStatusRequest.connections:type_name -> signet.node.v1.ConnectionCounts
+	4,  // 12: signet.node.v1.NodeService.AttestNode:input_type -> signet.node.v1.AttestNodeRequest
+	6,  // 13: signet.node.v1.NodeService.RenewNodeSVID:input_type -> signet.node.v1.RenewNodeSVIDRequest
+	8,  // 14: signet.node.v1.NodeService.SyncEntries:input_type -> signet.node.v1.SyncEntriesRequest
+	12, // 15: signet.node.v1.NodeService.MintX509SVIDs:input_type -> signet.node.v1.MintX509SVIDsRequest
+	16, // 16: signet.node.v1.NodeService.MintJWTSVID:input_type -> signet.node.v1.MintJWTSVIDRequest
+	18, // 17: signet.node.v1.NodeService.ReportStatus:input_type -> signet.node.v1.ReportStatusRequest
+	5,  // 18: signet.node.v1.NodeService.AttestNode:output_type -> signet.node.v1.AttestNodeResponse
+	7,  // 19: signet.node.v1.NodeService.RenewNodeSVID:output_type -> signet.node.v1.RenewNodeSVIDResponse
+	9,  // 20: signet.node.v1.NodeService.SyncEntries:output_type -> signet.node.v1.SyncEntriesResponse
+	14, // 21: signet.node.v1.NodeService.MintX509SVIDs:output_type -> signet.node.v1.MintX509SVIDsResponse
+	17, // 22: signet.node.v1.NodeService.MintJWTSVID:output_type -> signet.node.v1.MintJWTSVIDResponse
+	20, // 23: signet.node.v1.NodeService.ReportStatus:output_type -> signet.node.v1.ReportStatusResponse
+	18, // [18:24] is the sub-list for method output_type
+	12, // [12:18] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_signet_node_v1_node_proto_init() }
@@ -1207,7 +1500,7 @@ func file_signet_node_v1_node_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_signet_node_v1_node_proto_rawDesc), len(file_signet_node_v1_node_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   18,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
