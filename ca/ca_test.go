@@ -484,4 +484,3 @@ func TestTemplates(t *testing.T) {
 		t.Errorf("zero root TTL: err = %v, want ErrInvalidParams", err)
 	}
 }
-

@@ -98,8 +98,14 @@ func SVIDFromProto(p *nodev1.X509SVID, key crypto.Signer) (*x509svid.SVID, error
 		return nil, errors.New("client: CA returned no certificate")
 	}
 	var chain []*x509.Certificate
-	for _, der := range p.GetCertChain() {
-		c, err := x509.ParseCertificate(der)
+	for i, der := range p.GetCertChain() {
+		var c *x509.Certificate
+		var err error
+		if i == 0 {
+			c, err = x509.ParseCertificate(der)
+		} else {
+			c, err = parseShared(der)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("client: parsing returned certificate: %w", err)
 		}
@@ -113,6 +119,35 @@ func SVIDFromProto(p *nodev1.X509SVID, key crypto.Signer) (*x509svid.SVID, error
 		return nil, errors.New("client: returned certificate does not match the requested key")
 	}
 	return &x509svid.SVID{ID: id, Certificates: chain, PrivateKey: key}, nil
+}
+
+// intermediates holds parsed CA certificates by their DER: every SVID of a
+// node carries the same intermediate, and sharing one parsed copy instead
+// of a thousand keeps the agent small.
+var intermediates struct {
+	sync.Mutex
+	byDER map[string]*x509.Certificate
+}
+
+// maxSharedIntermediates bounds the map; intermediates rotate weekly, so a
+// handful are live at a time and a full reset is harmless.
+const maxSharedIntermediates = 64
+
+func parseShared(der []byte) (*x509.Certificate, error) {
+	intermediates.Lock()
+	defer intermediates.Unlock()
+	if c, ok := intermediates.byDER[string(der)]; ok {
+		return c, nil
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, err
+	}
+	if intermediates.byDER == nil || len(intermediates.byDER) >= maxSharedIntermediates {
+		intermediates.byDER = map[string]*x509.Certificate{}
+	}
+	intermediates.byDER[string(der)] = c
+	return c, nil
 }
 
 func publicKeyEqual(a, b crypto.PublicKey) bool {

@@ -24,9 +24,10 @@
 //
 // # Caveats
 //
-// Only soft keys are exercised by this package's tests. PKCS#11 needs cgo
-// (without it the backend reports itself unavailable) and a module; the
-// cloud backends need their cloud.
+// Soft keys are always tested; PKCS#11 is tested against SoftHSM when the
+// softhsm2 package is installed. PKCS#11 needs cgo (without it the backend
+// reports itself unavailable). The cloud backends are untested here: they
+// need their cloud.
 //
 // Create never replaces an existing key: a name in use fails with
 // ErrKeyExists. A key created for a transaction that then fails stays on

@@ -170,6 +170,9 @@ func TestNewErrors(t *testing.T) {
 		{"softkms uri without passphrase", Config{KMSURI: "softkms:", Dir: t.TempDir()}, "passphrase required"},
 		{"backend not linked", Config{KMSURI: "awskms:region=us-east-1"}, "not linked"},
 		{"unknown scheme", Config{KMSURI: "nope:x"}, "kms uri"},
+		// With cgo the module fails to load; without it the backend is a
+		// stub. Either way New fails cleanly.
+		{"pkcs11 without a module", Config{KMSURI: "pkcs11:module-path=/nonexistent/libp11.so;token=signet?pin-value=1234"}, "opening pkcs11"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

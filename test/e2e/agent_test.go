@@ -36,6 +36,11 @@ type testAgent struct {
 // startAgent attests a new agent named name with a fresh join token.
 func startAgent(t *testing.T, s *testServer, name string) *testAgent {
 	t.Helper()
+	return startAgentTB(t, s, name)
+}
+
+func startAgentTB(t testing.TB, s *testServer, name string) *testAgent {
+	t.Helper()
 	var tok struct {
 		Token    string `json:"token"`
 		SPIFFEID string `json:"spiffe_id"`
@@ -50,7 +55,7 @@ func startAgent(t *testing.T, s *testServer, name string) *testAgent {
 	return a
 }
 
-func (a *testAgent) run(t *testing.T, extra ...string) {
+func (a *testAgent) run(t testing.TB, extra ...string) {
 	t.Helper()
 	args := append([]string{"agent", "--server-address", a.server.addr, "--trust-domain", a.server.td,
 		"--trust-bundle", a.server.bundleFile(t), "--socket", a.socket, "--data-dir", filepath.Join(a.dir, "data"), "--log-level", "debug"}, extra...)
@@ -68,6 +73,11 @@ func (a *testAgent) addr() string { return "unix://" + a.socket }
 
 // entryFor registers id for this test process's uid under agent a.
 func (a *testAgent) entryFor(t *testing.T, id string, extra ...string) string {
+	t.Helper()
+	return a.entryForTB(t, id, extra...)
+}
+
+func (a *testAgent) entryForTB(t testing.TB, id string, extra ...string) string {
 	t.Helper()
 	args := append([]string{"entry", "create", "--spiffe-id", id, "--parent-id", a.nodeID, "--selector", "unix:uid:" + strconv.Itoa(os.Getuid())}, extra...)
 	return strings.TrimSpace(a.server.cli(t, args...))
