@@ -10,6 +10,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/signet-mesh/signet/ca/keys"
+	"github.com/signet-mesh/signet/ca/rotation"
 	"github.com/signet-mesh/signet/ca/server"
 	"github.com/signet-mesh/signet/internal/peercred"
 )
@@ -34,22 +35,35 @@ type serverConfig struct {
 	IntermediateTTL   duration `json:"intermediate_ttl"`
 	LogLevel          string   `json:"log_level"`
 	LogFormat         string   `json:"log_format"`
+	// Importing existing PKI on first start (ignored once a root exists).
+	ImportRootCert          string `json:"import_root_cert"`
+	ImportRootKey           string `json:"import_root_key"`
+	ImportIntermediateCert  string `json:"import_intermediate_cert"`
+	ImportIntermediateChain string `json:"import_intermediate_chain"`
+	ImportIntermediateKey   string `json:"import_intermediate_key"`
+	ImportKeyPassphraseFile string `json:"import_key_passphrase_file"`
 }
 
 var serverUsages = map[string]string{
-	"trust_domain":        "trust domain of the CA",
-	"data_dir":            "directory for the store and encrypted keys",
-	"listen":              "node API address (TCP, TLS)",
-	"admin_socket":        "admin API Unix socket (mode 0600; default <data_dir>/admin.sock)",
-	"admin_uids":          "comma-separated uids allowed on the admin socket besides the server's own",
-	"metrics_listen":      "address for /metrics, /healthz and /readyz (empty: off)",
-	"key_type":            "key type of new authorities: EC-P256, EC-P384, RSA-3072, RSA-4096",
-	"kms_uri":             "key manager URI (softkms: default; pkcs11:..., awskms:..., cloudkms:...)",
-	"key_passphrase_file": "file holding the passphrase that encrypts keys at rest (or env SIGNET_KEY_PASSPHRASE)",
-	"root_ttl":            "lifetime of new roots",
-	"intermediate_ttl":    "lifetime of the per-server intermediate",
-	"log_level":           "debug, info, warn or error",
-	"log_format":          "text or json",
+	"trust_domain":               "trust domain of the CA",
+	"data_dir":                   "directory for the store and encrypted keys",
+	"listen":                     "node API address (TCP, TLS)",
+	"admin_socket":               "admin API Unix socket (mode 0600; default <data_dir>/admin.sock)",
+	"admin_uids":                 "comma-separated uids allowed on the admin socket besides the server's own",
+	"metrics_listen":             "address for /metrics, /healthz and /readyz (empty: off)",
+	"key_type":                   "key type of new authorities: EC-P256, EC-P384, RSA-3072, RSA-4096",
+	"kms_uri":                    "key manager URI (softkms: default; pkcs11:..., awskms:..., cloudkms:...)",
+	"key_passphrase_file":        "file holding the passphrase that encrypts keys at rest (or env SIGNET_KEY_PASSPHRASE)",
+	"root_ttl":                   "lifetime of new roots",
+	"intermediate_ttl":           "lifetime of the per-server intermediate",
+	"log_level":                  "debug, info, warn or error",
+	"log_format":                 "text or json",
+	"import_root_cert":           "first start only: use this self-signed root (PEM) instead of creating one",
+	"import_root_key":            "private key (PEM) of import_root_cert",
+	"import_intermediate_cert":   "first start only: sign SVIDs under this CA certificate issued by your own PKI",
+	"import_intermediate_chain":  "PEM chain above import_intermediate_cert, up to the root(s) that become the trust bundle",
+	"import_intermediate_key":    "private key (PEM) of import_intermediate_cert",
+	"import_key_passphrase_file": "passphrase of an encrypted import key",
 }
 
 func defaultServerConfig() serverConfig {
@@ -100,21 +114,59 @@ func (c serverConfig) toServerConfig(getenv func(string) string) (server.Config,
 			return out, "", fmt.Errorf("key_passphrase_file: %v", err)
 		}
 	}
+	var importPass []byte
+	if c.ImportKeyPassphraseFile != "" {
+		if importPass, err = keys.LoadPassphrase(c.ImportKeyPassphraseFile, ""); err != nil {
+			return out, "", fmt.Errorf("import_key_passphrase_file: %v", err)
+		}
+	}
+	importRoot, err := importFiles("import_root", c.ImportRootCert, "", c.ImportRootKey, importPass)
+	if err != nil {
+		return out, "", err
+	}
+	importInter, err := importFiles("import_intermediate", c.ImportIntermediateCert, c.ImportIntermediateChain, c.ImportIntermediateKey, importPass)
+	if err != nil {
+		return out, "", err
+	}
+	if importRoot != nil && importInter != nil {
+		return out, "", fmt.Errorf("import_root_cert and import_intermediate_cert are exclusive: signet needs one CA to sign its intermediates")
+	}
 	admin := c.AdminSocket
 	if admin == "" {
 		admin = filepath.Join(c.DataDir, adminSocketName)
 	}
 	out = server.Config{
-		TrustDomain:     td,
-		DataDir:         c.DataDir,
-		AdminUIDs:       c.AdminUIDs,
-		KeyType:         kt,
-		KMSURI:          c.KMSURI,
-		Passphrase:      pass,
-		RootTTL:         durationOf(c.RootTTL),
-		IntermediateTTL: durationOf(c.IntermediateTTL),
+		TrustDomain:        td,
+		DataDir:            c.DataDir,
+		AdminUIDs:          c.AdminUIDs,
+		KeyType:            kt,
+		KMSURI:             c.KMSURI,
+		Passphrase:         pass,
+		RootTTL:            durationOf(c.RootTTL),
+		IntermediateTTL:    durationOf(c.IntermediateTTL),
+		ImportRoot:         importRoot,
+		ImportIntermediate: importInter,
 	}
 	return out, admin, nil
+}
+
+// importFiles checks an import's files exist and builds its description.
+func importFiles(prefix, cert, chain, key string, pass []byte) (*rotation.Import, error) {
+	if cert == "" && key == "" && chain == "" {
+		return nil, nil
+	}
+	if cert == "" || key == "" {
+		return nil, fmt.Errorf("%s_cert and %s_key must be given together", prefix, prefix)
+	}
+	for name, path := range map[string]string{prefix + "_cert": cert, prefix + "_key": key, prefix + "_chain": chain} {
+		if path == "" {
+			continue
+		}
+		if _, err := os.Stat(path); err != nil {
+			return nil, fmt.Errorf("%s: %v", name, err)
+		}
+	}
+	return &rotation.Import{CertFile: cert, ChainFile: chain, KeyFile: key, KeyPassphrase: pass}, nil
 }
 
 func runServer(ctx context.Context, env *cliEnv, args []string) error {

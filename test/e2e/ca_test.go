@@ -1,9 +1,15 @@
 package e2e
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"math/big"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -222,4 +228,47 @@ func contains(ss []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// TestServerImportRoot: an organisation's own root, imported on first
+// start, is the bundle, and the server keeps using it after a restart.
+func TestServerImportRoot(t *testing.T) {
+	t.Parallel()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(42),
+		Subject:               pkix.Name{Organization: []string{"Example Corp"}, CommonName: "Example Corp Root"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(2 * 365 * 24 * time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		URIs:                  []*url.URL{{Scheme: "spiffe", Host: "example.org"}},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "root.pem"), filepath.Join(dir, "root.key")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600)
+
+	s := startServer(t, "--import-root-cert", certFile, "--import-root-key", keyFile)
+	roots := parsePEMCerts(t, s.cli(t, "bundle", "show"))
+	if len(roots) != 1 || roots[0].SerialNumber.Int64() != 42 {
+		t.Fatalf("bundle after import: %v", roots)
+	}
+	s.stop()
+	s.restart(t)
+	if again := parsePEMCerts(t, s.cli(t, "bundle", "show")); len(again) != 1 || !again[0].Equal(roots[0]) {
+		t.Fatal("imported root not kept across a restart")
+	}
 }
