@@ -3,7 +3,9 @@ package ca
 import (
 	"crypto"
 	"crypto/x509"
+	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -62,6 +64,29 @@ type x509State struct {
 	chain         []*x509.Certificate // Certificate, then UpstreamChain
 	roots         *x509.CertPool
 	intermediates *x509.CertPool
+
+	// The authority's own chain up to the roots is the same for every
+	// SVID it signs, so it is verified once, on first use; each SVID then
+	// needs only its own signature checked against the authority.
+	issuerOnce sync.Once
+	issuerErr  error
+}
+
+// verifyIssuer checks, once per authority, that the authority chains to the
+// roots; its expiry is checked on every signing.
+func (s *x509State) verifyIssuer(now time.Time) error {
+	s.issuerOnce.Do(func() {
+		_, err := s.auth.Certificate.Verify(x509.VerifyOptions{
+			Roots:         s.roots,
+			Intermediates: s.intermediates,
+			CurrentTime:   now,
+			KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
+		})
+		if err != nil {
+			s.issuerErr = fmt.Errorf("authority %s does not chain to the roots: %w", s.auth.ID, err)
+		}
+	})
+	return s.issuerErr
 }
 
 // JWTKey is the key that signs JWT-SVIDs.

@@ -134,13 +134,18 @@ func (c *CA) checkID(id spiffeid.ID) error {
 // that does not chain to the roots is caught here instead of in every
 // workload's TLS handshake.
 func checkX509SVID(s *x509State, leaf *x509.Certificate, p X509SVIDParams, now time.Time) error {
-	if _, err := leaf.Verify(x509.VerifyOptions{
-		Roots:         s.roots,
-		Intermediates: s.intermediates,
-		CurrentTime:   now,
-		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
-	}); err != nil {
+	// The chain verifies: the authority chains to the roots (checked once
+	// per authority), and the leaf is signed by the authority and valid
+	// within its lifetime.
+	if err := s.verifyIssuer(now); err != nil {
+		return err
+	}
+	issuer := s.auth.Certificate
+	if err := leaf.CheckSignatureFrom(issuer); err != nil {
 		return fmt.Errorf("chain does not verify: %w", err)
+	}
+	if now.Before(leaf.NotBefore) || now.After(leaf.NotAfter) || now.Before(issuer.NotBefore) || now.After(issuer.NotAfter) {
+		return fmt.Errorf("chain does not verify: not valid at %v", now)
 	}
 	if len(leaf.URIs) != 1 || leaf.URIs[0].String() != p.SPIFFEID.String() {
 		return fmt.Errorf("URI SANs %v, want exactly [%s]", leaf.URIs, p.SPIFFEID)
