@@ -1,8 +1,6 @@
 package server_test
 
 import (
-	"bytes"
-	"crypto/x509"
 	"encoding/pem"
 	"path/filepath"
 	"slices"
@@ -349,11 +347,4 @@ func checkSPIFFEValidator(tb testing.TB, secret *tlsv3.Secret, bundles ...*x509b
 	for i, td := range cfg.GetTrustDomains() {
 		checkPEMBundle(tb, secret.GetName(), td.GetTrustBundle().GetInlineBytes(), bundles[i])
 	}
-}
-
-// certPEM is the PEM of a certificate, for comparing raw secrets.
-func certPEM(cert *x509.Certificate) []byte {
-	var buf bytes.Buffer
-	_ = pem.Encode(&buf, &pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw})
-	return buf.Bytes()
 }
