@@ -69,6 +69,18 @@ type Update struct {
 	// bundles, ordered by trust domain name.
 	FederatedBundles    []*x509bundle.Bundle
 	FederatedJWTBundles []*jwtbundle.Bundle
+
+	derivedOnce sync.Once
+	derived     any
+}
+
+// Derived returns convert(u), computed once per Update however many
+// subscribers share it: a consumer that serves Updates in another form
+// (the SDS adapter) converts, and encodes, each state once. Every caller
+// of one Update must pass an equivalent convert.
+func (u *Update) Derived(convert func(*Update) any) any {
+	u.derivedOnce.Do(func() { u.derived = convert(u) })
+	return u.derived
 }
 
 // Config configures a Cache.
@@ -407,7 +419,22 @@ func (c *Cache) SubscribeBundles(selectors []string) *Subscription {
 	return c.subscribe(selectors, true)
 }
 
+// SubscribeFunc is Subscribe for consumers that convert Updates into
+// their own form (the SDS adapter): instead of a channel send, deliver is
+// called with each Update the subscriber should see, under the same rules.
+// It is called with the cache locked, so it must be quick, must not block,
+// and must not call the cache. Saving the channel hop saves a goroutine per
+// subscriber. Close the returned Subscription to stop; its Updates channel
+// is not used.
+func (c *Cache) SubscribeFunc(selectors []string, deliver func(*Update)) *Subscription {
+	return c.subscribeWith(selectors, false, deliver)
+}
+
 func (c *Cache) subscribe(selectors []string, bundlesOnly bool) *Subscription {
+	return c.subscribeWith(selectors, bundlesOnly, nil)
+}
+
+func (c *Cache) subscribeWith(selectors []string, bundlesOnly bool, deliver func(*Update)) *Subscription {
 	sels := normalize(selectors)
 	k := key(sels)
 	c.mu.Lock()
@@ -423,7 +450,7 @@ func (c *Cache) subscribe(selectors []string, bundlesOnly bool) *Subscription {
 			rec.groups[g] = struct{}{}
 		}
 	}
-	sub := &Subscription{c: c, g: g, ch: make(chan *Update, 1), bundlesOnly: bundlesOnly}
+	sub := &Subscription{c: c, g: g, ch: make(chan *Update, 1), bundlesOnly: bundlesOnly, deliver: deliver}
 	g.subs[sub] = struct{}{}
 	sub.offer(c.build(g.matched))
 	return sub
@@ -436,6 +463,7 @@ type Subscription struct {
 	// ch has room for one Update; offer replaces an unread one.
 	ch          chan *Update
 	bundlesOnly bool
+	deliver     func(*Update) // replaces ch when set (SubscribeFunc)
 	// sent and closed are guarded by c.mu.
 	sent   bool
 	closed bool
@@ -470,6 +498,10 @@ func (s *Subscription) offer(u *Update) {
 		return
 	}
 	s.sent = true
+	if s.deliver != nil {
+		s.deliver(u)
+		return
+	}
 	select {
 	case s.ch <- u:
 		return
