@@ -149,7 +149,7 @@ func (b *Bolt) lead() {
 		calls = append(calls, c)
 	}
 	for len(calls) > 0 {
-		failed, res, revised, err := b.runGroup(calls)
+		failed, res, revised, audited, err := b.runGroup(calls)
 		if failed >= 0 {
 			b.log.Debug("rerunning group commit without a failed function", logKeyGroupSize, len(calls), logKeyError, res.err)
 			calls[failed].deliver(res)
@@ -157,8 +157,8 @@ func (b *Bolt) lead() {
 			continue
 		}
 		err = b.txErr("committing batch", err)
-		if err == nil && revised {
-			b.subs.notify()
+		if err == nil {
+			b.notify(revised, audited)
 		}
 		for _, c := range calls {
 			c.deliver(batchResult{err: err})
@@ -172,8 +172,9 @@ var errFnFailed = errors.New("a batch function failed")
 
 // runGroup runs calls in one transaction and commits it unless one fails;
 // then it returns that one's index and result, and nothing is written.
-// err is bbolt's (begin or commit); revised says a fn took a revision.
-func (b *Bolt) runGroup(calls []*batchCall) (failed int, res batchResult, revised bool, err error) {
+// err is bbolt's (begin or commit); revised says a fn took a revision,
+// audited that one appended to the audit log.
+func (b *Bolt) runGroup(calls []*batchCall) (failed int, res batchResult, revised, audited bool, err error) {
 	failed = -1
 	err = b.db.Update(func(tx *bbolt.Tx) error {
 		for i, c := range calls {
@@ -183,13 +184,14 @@ func (b *Bolt) runGroup(calls []*batchCall) (failed int, res batchResult, revise
 				return errFnFailed
 			}
 			revised = revised || t.revised
+			audited = audited || t.audited
 		}
 		return nil
 	})
 	if failed >= 0 {
 		err = nil
 	}
-	return failed, res, revised, err
+	return failed, res, revised, audited, err
 }
 
 // runFn calls fn, turning a panic into a result so the leader can carry on

@@ -55,7 +55,8 @@ type Bolt struct {
 	mu    sync.Mutex
 	queue []*batchCall
 
-	subs subscribers
+	subs      subscribers // commits that took a revision
+	auditSubs subscribers // commits that appended audit records
 }
 
 var _ Store = (*Bolt)(nil)
@@ -88,10 +89,11 @@ func Open(path string, opts Options) (*Bolt, error) {
 		return nil, fmt.Errorf("opening store %s: %w", path, err)
 	}
 	return &Bolt{
-		db:     db,
-		log:    logger,
-		writer: make(chan struct{}, 1),
-		subs:   subscribers{chans: make(map[chan struct{}]struct{})},
+		db:        db,
+		log:       logger,
+		writer:    make(chan struct{}, 1),
+		subs:      subscribers{chans: make(map[chan struct{}]struct{})},
+		auditSubs: subscribers{chans: make(map[chan struct{}]struct{})},
 	}, nil
 }
 
@@ -138,15 +140,29 @@ func (b *Bolt) Update(ctx context.Context, fn func(Tx) error) error {
 	if err != nil {
 		return b.txErr("committing transaction", err)
 	}
-	if t.revised {
+	b.notify(t.revised, t.audited)
+	return nil
+}
+
+// notify wakes the subscribers of what a commit changed.
+func (b *Bolt) notify(revised, audited bool) {
+	if revised {
 		b.subs.notify()
 	}
-	return nil
+	if audited {
+		b.auditSubs.notify()
+	}
 }
 
 // Subscribe implements Store. The channel is closed by cancel or Close.
 func (b *Bolt) Subscribe() (<-chan struct{}, func()) {
 	return b.subs.add()
+}
+
+// SubscribeAudit implements Store. The channel is closed by cancel or
+// Close.
+func (b *Bolt) SubscribeAudit() (<-chan struct{}, func()) {
+	return b.auditSubs.add()
 }
 
 // Close implements Store. It waits for the running transactions.
@@ -156,6 +172,7 @@ func (b *Bolt) Close() error {
 	}
 	err := b.db.Close()
 	b.subs.close()
+	b.auditSubs.close()
 	if err != nil {
 		return fmt.Errorf("closing store: %w", err)
 	}

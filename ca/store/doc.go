@@ -45,6 +45,12 @@
 // Streams that push changes to agents wait on Subscribe instead of polling:
 // it signals after each commit that took a revision.
 //
+// The audit log is kept here so that a change and its record commit in one
+// transaction, but package audit writes and reads it (audit.Append inside
+// the change's Update or Batch); the store only keeps the records in seq
+// order and refuses one that does not follow the head. SubscribeAudit
+// signals after each commit that appended a record.
+//
 // # Caveats
 //
 // A Tx is valid only inside the function it was passed to. Do not start a
@@ -76,5 +82,10 @@
 // signet (a higher schema version) is refused, not downgraded.
 //
 // PruneSVIDs reads the whole SVID index. Run it periodically, not per
-// request.
+// request. It never touches the audit log: audit records are removed only
+// by audit.Prune, once exported.
+//
+// Appending audit records from several goroutines is safe (there is one
+// writer), but each append reads the head, so records of one Batch group
+// take consecutive seqs in the order the group ran.
 package store

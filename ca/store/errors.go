@@ -12,6 +12,9 @@ var (
 	ErrReadOnly = errors.New("store: read-only transaction")
 	// ErrClosed: the store was closed.
 	ErrClosed = errors.New("store: closed")
+	// ErrConflict: a write does not follow the state it was meant for:
+	// AppendAudit of a record whose seq or prev hash is not the head's.
+	ErrConflict = errors.New("store: conflict")
 	// ErrCorrupt: a stored record could not be decoded.
 	ErrCorrupt = errors.New("store: corrupt record")
 )

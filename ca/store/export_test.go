@@ -14,6 +14,8 @@ import (
 var (
 	DecodeRecord  = decodeRecord
 	EncodeRecord  = encodeRecord
+	EncodeAudit   = encodeAudit
+	DecodeAudit   = decodeAuditValue
 	SchemaVersion = schemaVersion
 )
 
@@ -33,8 +35,9 @@ func (b *Bolt) QueueLen() int {
 // successive IDs, so tests can count commits.
 func TxID(tx Tx) int { return tx.(*boltTx).tx.ID() }
 
-// Check verifies bbolt's page structure, that every record decodes, and
-// that the entry indexes match the entries exactly.
+// Check verifies bbolt's page structure, that every record decodes, that
+// the entry indexes match the entries exactly, and that the audit records
+// follow each other up to the audit head.
 func (b *Bolt) Check() error {
 	return b.db.View(func(tx *bbolt.Tx) error {
 		var errs []error
@@ -54,6 +57,7 @@ func (b *Bolt) Check() error {
 		if _, err := list[SVIDRecord](t, bucketSVIDs); err != nil {
 			errs = append(errs, err)
 		}
+		errs = append(errs, t.checkAudit()...)
 		entries, err := list[Entry](t, bucketEntries)
 		if err != nil {
 			return errors.Join(append(errs, err)...)
@@ -76,4 +80,31 @@ func (b *Bolt) Check() error {
 		}
 		return errors.Join(errs...)
 	})
+}
+
+// checkAudit checks that the audit records have consecutive seqs, that
+// each names its predecessor's hash, and that the newest is the head.
+func (t *boltTx) checkAudit() []error {
+	var (
+		errs []error
+		prev *AuditRecord
+	)
+	err := t.ForEachAudit(0, func(r *AuditRecord) error {
+		if prev != nil && (r.Seq != prev.Seq+1 || r.PrevHash != prev.Hash) {
+			errs = append(errs, fmt.Errorf("audit record %d (prev hash %q) does not follow record %d (hash %q)", r.Seq, r.PrevHash, prev.Seq, prev.Hash))
+		}
+		prev = r
+		return nil
+	})
+	if err != nil {
+		return append(errs, err)
+	}
+	seq, hash, err := t.AuditHead()
+	if err != nil {
+		return append(errs, err)
+	}
+	if prev != nil && (prev.Seq != seq || prev.Hash != hash) {
+		errs = append(errs, fmt.Errorf("newest audit record is %d (hash %q), the head %d (hash %q)", prev.Seq, prev.Hash, seq, hash))
+	}
+	return errs
 }

@@ -24,17 +24,25 @@ var (
 	// bucketMeta holds the schema version, the revision counter and the
 	// singletons of GetMeta/PutMeta.
 	bucketMeta = []byte("meta")
-	// bucketAudit is reserved for the hash-chained audit log, which must be
-	// written in the same transaction as the change it records.
+	// bucketAudit is the hash-chained audit log, written in the same
+	// transaction as the change each record records: big-endian
+	// AuditRecord.Seq -> binary record (encodeAudit), so key order is seq
+	// order.
 	bucketAudit = []byte("audit")
+	// bucketMTLSPolicies holds the mTLS policies: MTLSPolicy.ID -> JSON.
+	bucketMTLSPolicies = []byte("mtls_policies")
 )
 
 // Keys of bucketMeta that the store owns. PutMeta refuses them so a caller
-// cannot corrupt the schema version or rewind the revision counter. Both
-// hold an 8-byte big-endian unsigned integer.
+// cannot corrupt the schema version, rewind the revision counter or fork
+// the audit chain. The first two hold an 8-byte big-endian unsigned
+// integer; metaAuditHead holds the head's seq that way, followed by its
+// hash. An absent metaAuditHead is an empty log, so files of schema 1
+// written before the audit log need no migration.
 const (
 	metaSchemaVersion = "schema_version"
 	metaRevision      = "revision"
+	metaAuditHead     = "audit_head"
 )
 
 // migrations[i] moves a store file from schema version i to version i+1; a
@@ -48,6 +56,8 @@ var migrations = []func(tx *bbolt.Tx) error{
 			bucketAuthorities, bucketEntries, bucketEntryKeys, bucketEntriesByParent,
 			bucketNodes, bucketJoinTokens, bucketSVIDs, bucketMeta, bucketAudit)
 	},
+	// Version 2: mTLS policies.
+	func(tx *bbolt.Tx) error { return createBuckets(tx, bucketMTLSPolicies) },
 }
 
 func createBuckets(tx *bbolt.Tx, names ...[]byte) error {
@@ -65,6 +75,7 @@ func createBuckets(tx *bbolt.Tx, names ...[]byte) error {
 var allBuckets = [][]byte{
 	bucketAuthorities, bucketEntries, bucketEntryKeys, bucketEntriesByParent,
 	bucketNodes, bucketJoinTokens, bucketSVIDs, bucketMeta, bucketAudit,
+	bucketMTLSPolicies,
 }
 
 // schemaVersion is the layout this code reads and writes.

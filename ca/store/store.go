@@ -34,6 +34,12 @@ type Store interface {
 	// channel is closed by cancel (which may be called more than once) and
 	// when the store is closed.
 	Subscribe() (<-chan struct{}, func())
+	// SubscribeAudit is Subscribe for the audit log: its channel receives a
+	// value after each committed transaction that called AppendAudit.
+	// It is apart from Subscribe because every issuance appends a
+	// record: agent streams must not wake for those. Audit followers
+	// (export in follow mode) read the new records in a new View.
+	SubscribeAudit() (<-chan struct{}, func())
 	// Close releases the store. It is idempotent; calls after Close fail
 	// with ErrClosed.
 	Close() error
@@ -106,6 +112,44 @@ type Tx interface {
 	// version, settings). GetMeta returns ErrNotFound for an unset key.
 	GetMeta(key string) ([]byte, error)
 	PutMeta(key string, value []byte) error
+
+	// PutMTLSPolicy creates or replaces the policy with p.ID. The caller
+	// sets p.Revision (see NextRevision) so agents see the change.
+	PutMTLSPolicy(p *MTLSPolicy) error
+	// GetMTLSPolicy returns ErrNotFound when id is unknown.
+	GetMTLSPolicy(id string) (*MTLSPolicy, error)
+	// DeleteMTLSPolicy returns ErrNotFound when id is unknown.
+	DeleteMTLSPolicy(id string) error
+	// ListMTLSPolicies returns every policy ordered by ID.
+	ListMTLSPolicies() ([]*MTLSPolicy, error)
+
+	// The audit log is append-only and ordered by AuditRecord.Seq. The
+	// store keeps its structure (seqs follow each other, each record
+	// names its predecessor's hash) but not its meaning: package audit
+	// computes the hashes, signs checkpoints and decides what to prune.
+	// Append audit records in the transaction of the change they record,
+	// so that either both commit or neither does.
+
+	// AuditHead returns the Seq and Hash of the newest audit record ever
+	// appended, or (0, "") before the first one. The head is kept apart
+	// from the records, so it survives DeleteAuditBefore and seqs never
+	// restart.
+	AuditHead() (seq uint64, hash string, err error)
+	// AppendAudit stores r as the newest audit record and makes it the
+	// head. r.Seq must be the head's seq + 1 and, unless r is the first
+	// record, r.PrevHash the head's hash; otherwise it fails with
+	// ErrConflict and writes nothing. The store does not compute or check
+	// r.Hash.
+	AppendAudit(r *AuditRecord) error
+	// ForEachAudit calls fn for every audit record with Seq >= fromSeq,
+	// in Seq order, decoding one at a time: a walk over millions of
+	// records holds one in memory. An error from fn stops the walk and is
+	// returned as is. fn must not write to the audit log.
+	ForEachAudit(fromSeq uint64, fn func(*AuditRecord) error) error
+	// DeleteAuditBefore deletes the audit records with Seq < seq and
+	// returns how many it deleted. The head is unchanged. Only package
+	// audit's Prune should call it: it keeps the rest verifiable.
+	DeleteAuditBefore(seq uint64) (int, error)
 }
 
 // AuthorityKind says what an authority signs.
@@ -158,6 +202,10 @@ type Authority struct {
 	NotAfter       time.Time `json:"not_after"`
 	CreatedAt      time.Time `json:"created_at"`
 	StateChangedAt time.Time `json:"state_changed_at"`
+	// BundleRevision is the bundle revision at which a root entered the
+	// trust bundle (prepare); an agent that reported applying it or a later
+	// one trusts the root. Zero for roots present since the first start.
+	BundleRevision int64 `json:"bundle_revision,omitempty"`
 }
 
 // Entry is a registration entry: which workloads on which node get which
@@ -218,4 +266,29 @@ type SVIDRecord struct {
 	AuthorityID string    `json:"authority_id"`
 	NotBefore   time.Time `json:"not_before"`
 	NotAfter    time.Time `json:"not_after"`
+}
+
+// AuditRecord is one record of the audit log as stored. Package audit
+// owns the meaning of the fields and how Hash is computed; its Record is
+// the exported form. Unlike the other records it is not stored as JSON
+// (see encodeAudit).
+type AuditRecord struct {
+	// Seq numbers records from 1 with no gaps; it is the record's key.
+	Seq uint64
+	// Time is when the change happened; it is read back in UTC.
+	Time    time.Time
+	Type    string
+	Outcome string
+	Actor   string
+	Subject string
+	// Details are the event's facts (serial, entry ID, digests). An
+	// empty map is read back as nil.
+	Details map[string]string
+	// KeyID and Signature are set on checkpoints only.
+	KeyID     string
+	Signature string
+	// PrevHash is the previous record's Hash; Hash covers every other
+	// field. Both are lower-case hex.
+	PrevHash string
+	Hash     string
 }

@@ -17,6 +17,9 @@ type boltTx struct {
 	// revised records that NextRevision was called, so the commit wakes
 	// subscribers.
 	revised bool
+	// audited records that AppendAudit was called, so the commit wakes
+	// audit subscribers.
+	audited bool
 }
 
 var _ Tx = (*boltTx)(nil)
@@ -421,7 +424,7 @@ func (t *boltTx) PutMeta(key string, value []byte) error {
 	if err := t.writable(); err != nil {
 		return fmt.Errorf("putting meta %q: %w", key, err)
 	}
-	if key == metaSchemaVersion || key == metaRevision {
+	if key == metaSchemaVersion || key == metaRevision || key == metaAuditHead {
 		return fmt.Errorf("putting meta %q: the key is reserved for the store itself", key)
 	}
 	// bbolt keeps the value slice until commit; the caller may reuse it.

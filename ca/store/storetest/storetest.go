@@ -60,6 +60,15 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ContextCanceled", testContextCanceled},
 		{"Subscribe", testSubscribe},
 		{"Close", testClose},
+		{"MTLSPolicies", testMTLSPolicies},
+		{"AuditRoundTrip", testAuditRoundTrip},
+		{"AuditOrder", testAuditOrder},
+		{"AuditSeqEnforced", testAuditSeqEnforced},
+		{"AuditRollback", testAuditRollback},
+		{"AuditBatch", testAuditBatch},
+		{"AuditEarlyStop", testAuditEarlyStop},
+		{"AuditDeleteBefore", testAuditDeleteBefore},
+		{"SubscribeAudit", testSubscribeAudit},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -823,6 +832,9 @@ func writeEverything(tx store.Tx) error {
 	if err := tx.PutSVID(svid(serialN(1), t0)); err != nil {
 		return err
 	}
+	if err := tx.AppendAudit(auditRecord(1, "")); err != nil {
+		return err
+	}
 	return tx.PutMeta("k", []byte("v"))
 }
 
@@ -853,6 +865,12 @@ func checkEmpty(t *testing.T, st store.Store) {
 		}
 		if rev, err := tx.Revision(); err != nil || rev != 0 {
 			t.Errorf("Revision = %d, %v; want 0", rev, err)
+		}
+		if seq, hash, err := tx.AuditHead(); err != nil || seq != 0 || hash != "" {
+			t.Errorf("AuditHead = %d, %q, %v; want 0, \"\"", seq, hash, err)
+		}
+		if seqs := auditSeqs(t, tx, 0); len(seqs) != 0 {
+			t.Errorf("audit records %v, want none", seqs)
 		}
 		return nil
 	})
@@ -944,6 +962,8 @@ func testReadOnlyView(t *testing.T, st store.Store) {
 		{"PruneSVIDs", func(tx store.Tx) error { _, err := tx.PruneSVIDs(t0.Add(time.Hour)); return err }},
 		{"NextRevision", func(tx store.Tx) error { _, err := tx.NextRevision(); return err }},
 		{"PutMeta", func(tx store.Tx) error { return tx.PutMeta("k", []byte("w")) }},
+		{"AppendAudit", func(tx store.Tx) error { return tx.AppendAudit(auditRecord(2, auditHash(1))) }},
+		{"DeleteAuditBefore", func(tx store.Tx) error { _, err := tx.DeleteAuditBefore(2); return err }},
 	}
 	for _, w := range writes {
 		t.Run(w.name, func(t *testing.T) {
@@ -1150,6 +1170,8 @@ func testSubscribe(t *testing.T, st store.Store) {
 func testClose(t *testing.T, st store.Store) {
 	ch, cancel := st.Subscribe()
 	defer cancel()
+	auditCh, auditCancel := st.SubscribeAudit()
+	defer auditCancel()
 	if err := st.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
@@ -1163,6 +1185,14 @@ func testClose(t *testing.T, st store.Store) {
 		}
 	case <-time.After(waitTimeout):
 		t.Errorf("Subscribe channel not closed within %v of Close", waitTimeout)
+	}
+	select {
+	case _, ok := <-auditCh:
+		if ok {
+			t.Errorf("SubscribeAudit: received a value after Close, want a closed channel")
+		}
+	case <-time.After(waitTimeout):
+		t.Errorf("SubscribeAudit channel not closed within %v of Close", waitTimeout)
 	}
 	after, cancelAfter := st.Subscribe()
 	defer cancelAfter()
