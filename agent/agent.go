@@ -58,6 +58,9 @@ type Config struct {
 	Backoff backoff.Config
 	Clock   clock.Clock
 	Logger  *slog.Logger
+	// Metrics receives the agent's metrics (see NewMetrics); nil records
+	// none.
+	Metrics *Metrics
 }
 
 // Agent is a node agent: it holds the node's identity, follows the CA's
@@ -81,6 +84,12 @@ type Agent struct {
 	rotateMu  sync.Mutex
 	rotateAt  map[string]time.Time
 	rescedule chan struct{}
+
+	// rotateNow follows root activate --rotate-now (rotate_now.go).
+	rotateNow rotateNow
+
+	// mtls holds the mTLS policies and the proxies' counts (policy.go).
+	mtls *mtlsState
 }
 
 // New checks cfg and returns an Agent; Run starts it.
@@ -108,7 +117,7 @@ func New(cfg Config) (*Agent, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("agent: creating data dir: %w", err)
 	}
-	return &Agent{
+	a := &Agent{
 		cfg:       cfg,
 		log:       cfg.Logger.With("component", "agent"),
 		cache:     cfg.Cache,
@@ -116,7 +125,10 @@ func New(cfg Config) (*Agent, error) {
 		wake:      make(chan struct{}, 1),
 		rotateAt:  map[string]time.Time{},
 		rescedule: make(chan struct{}, 1),
-	}, nil
+		mtls:      newMTLSState(),
+	}
+	cfg.Metrics.bind(a)
+	return a, nil
 }
 
 // Cache returns the cache the agent feeds.
@@ -149,6 +161,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	g.Go(func() error { return a.mintLoop(ctx) })
 	g.Go(func() error { return a.rotateLoop(ctx) })
 	g.Go(func() error { return a.nodeRenewLoop(ctx) })
+	g.Go(func() error { return a.reportConnectionsLoop(ctx) })
 	return g.Wait()
 }
 
@@ -193,8 +206,10 @@ func (a *Agent) identity(ctx context.Context) (*x509svid.SVID, []*x509.Certifica
 		}
 		return err
 	}, func(err error, d time.Duration) {
+		a.cfg.Metrics.setBackoff(opAttest, d)
 		a.log.Warn("attestation failed; retrying", "error", err, "retry_in", d)
 	})
+	a.cfg.Metrics.setBackoff(opAttest, 0)
 	if err != nil {
 		return nil, nil, fmt.Errorf("agent: %w", err)
 	}
@@ -225,10 +240,12 @@ func (a *Agent) syncLoop(ctx context.Context) error {
 	b := backoff.New(a.cfg.Backoff)
 	for {
 		err := a.syncOnce(ctx, b)
+		a.cfg.Metrics.setConnected(false)
 		if ctx.Err() != nil {
 			return nil
 		}
 		d := b.Next()
+		a.cfg.Metrics.setBackoff(opSync, d)
 		a.log.Warn("entry sync interrupted; retrying", "error", err, "retry_in", d)
 		if backoff.Sleep(ctx, a.cfg.Clock, d) != nil {
 			return nil
@@ -247,6 +264,8 @@ func (a *Agent) syncOnce(ctx context.Context, b *backoff.Backoff) error {
 			return err
 		}
 		b.Reset()
+		a.cfg.Metrics.setConnected(true)
+		a.cfg.Metrics.setBackoff(opSync, 0)
 		if err := a.apply(ctx, msg); err != nil {
 			return err
 		}
@@ -277,6 +296,9 @@ func (a *Agent) apply(ctx context.Context, msg *nodev1.SyncEntriesResponse) erro
 			return err
 		}
 	}
+	if p := msg.GetMtlsPolicies(); p != nil {
+		a.applyPolicies(p)
+	}
 	changed := a.cache.ApplyEntries(msg.GetFull(), entries, msg.GetDeletedEntryIds())
 	ids := make([]string, 0, len(changed))
 	for _, e := range changed {
@@ -296,6 +318,7 @@ func (a *Agent) apply(ctx context.Context, msg *nodev1.SyncEntriesResponse) erro
 	}
 	a.rotateMu.Unlock()
 	a.queueMint(ids...)
+	a.applyRotateGeneration(msg.GetRotateGeneration())
 	return nil
 }
 
@@ -324,6 +347,8 @@ func (a *Agent) applyBundle(ctx context.Context, b *nodev1.Bundle) error {
 	}
 	a.log.Info("bundle applied", "revision", b.GetRevision(), "roots", len(xb.X509Authorities()))
 	go func() {
+		a.mtls.reportMu.Lock() // see mtlsState.reportMu
+		defer a.mtls.reportMu.Unlock()
 		cctx, cancel := context.WithTimeout(ctx, callTimeout)
 		defer cancel()
 		if err := a.conn().ReportStatus(cctx, b.GetRevision()); err != nil && ctx.Err() == nil {
@@ -379,6 +404,7 @@ func (a *Agent) mintLoop(ctx context.Context) error {
 			}
 			a.queueMint(ids...)
 			d := b.Next()
+			a.cfg.Metrics.setBackoff(opMint, d)
 			a.log.Warn("minting SVIDs failed; retrying", "count", len(ids), "error", err, "retry_in", d)
 			if backoff.Sleep(ctx, a.cfg.Clock, d) != nil {
 				return nil
@@ -386,6 +412,7 @@ func (a *Agent) mintLoop(ctx context.Context) error {
 			continue
 		}
 		b.Reset()
+		a.cfg.Metrics.setBackoff(opMint, 0)
 	}
 }
 
@@ -395,10 +422,12 @@ func (a *Agent) mint(ctx context.Context, ids []string) error {
 		known[e.ID] = true
 	}
 	reqs := make([]client.MintRequest, 0, len(ids))
+	renewing := map[string]bool{} // entries that hold an SVID: a rotation
 	for _, id := range ids {
 		if !known[id] {
 			continue // deleted since it was queued
 		}
+		renewing[id] = a.cache.SVID(id) != nil
 		key, err := a.cfg.NewKey()
 		if err != nil {
 			return fmt.Errorf("generating key: %w", err)
@@ -419,6 +448,9 @@ func (a *Agent) mint(ctx context.Context, ids []string) error {
 				continue
 			}
 			a.log.Warn("minting SVID failed", "entry_id", r.EntryID, "error", r.Err)
+			if renewing[r.EntryID] {
+				a.cfg.Metrics.rotationFailed(kindWorkload)
+			}
 			retry = append(retry, r.EntryID)
 			continue
 		}
@@ -430,12 +462,18 @@ func (a *Agent) mint(ctx context.Context, ids []string) error {
 			continue
 		}
 		a.scheduleRotation(r.EntryID, leaf)
+		if renewing[r.EntryID] {
+			a.cfg.Metrics.rotated(kindWorkload)
+		}
 		a.log.Debug("SVID minted", "entry_id", r.EntryID, "spiffe_id", r.SVID.ID.String(), "serial", fmt.Sprintf("%032x", leaf.SerialNumber), "not_after", leaf.NotAfter)
 	}
 	if err != nil {
 		// Requests past the failed batch were not minted.
 		for _, r := range reqs[len(results):] {
 			retry = append(retry, r.EntryID)
+			if renewing[r.EntryID] {
+				a.cfg.Metrics.rotationFailed(kindWorkload)
+			}
 		}
 		a.queueMintLater(retry)
 		return err
@@ -529,13 +567,16 @@ func (a *Agent) nodeRenewLoop(ctx context.Context) error {
 		a.mu.Lock()
 		svid, _ := a.src.GetX509SVID()
 		a.mu.Unlock()
-		at := a.rotationTime(svid.Certificates[0])
+		at := a.nodeRotateAt(svid, a.rotationTime(svid.Certificates[0]))
 		t := a.cfg.Clock.NewTimer(at.Sub(a.cfg.Clock.Now()))
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return nil
 		case <-t.C():
+		case <-a.rotateNow.wakeChan():
+			t.Stop()
+			continue
 		}
 		err := backoff.Retry(ctx, a.cfg.Clock, b, func(ctx context.Context) error {
 			key, err := a.cfg.NewKey()
@@ -554,9 +595,13 @@ func (a *Agent) nodeRenewLoop(ctx context.Context) error {
 			a.mu.Lock()
 			a.src.SetSVID(fresh)
 			a.mu.Unlock()
+			a.cfg.Metrics.rotated(kindNode)
+			a.cfg.Metrics.setBackoff(opRenew, 0)
 			a.log.Info("node SVID renewed", "spiffe_id", fresh.ID.String(), "serial", fmt.Sprintf("%032x", fresh.Certificates[0].SerialNumber), "not_after", fresh.Certificates[0].NotAfter)
 			return nil
 		}, func(err error, d time.Duration) {
+			a.cfg.Metrics.rotationFailed(kindNode)
+			a.cfg.Metrics.setBackoff(opRenew, d)
 			a.log.Warn("renewing node SVID failed; retrying", "error", err, "retry_in", d)
 		})
 		if err != nil {

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/signet-mesh/signet/ca/audit"
 	"github.com/signet-mesh/signet/ca/registration"
 	"github.com/signet-mesh/signet/ca/rotation"
 	"github.com/signet-mesh/signet/ca/store"
@@ -46,6 +47,11 @@ type AdminConfig struct {
 	Connections *Connections
 	Clock       clock.Clock
 	Logger      *slog.Logger
+	// Roots rotates roots (root.go); nil answers the root RPCs with
+	// Unimplemented.
+	Roots RootRotation
+	// CheckpointSigner signs audit exports' checkpoints.
+	CheckpointSigner CheckpointSigner
 }
 
 // AdminService implements adminv1.AdminServiceServer.
@@ -147,7 +153,14 @@ func (s *AdminService) CreateJoinToken(ctx context.Context, req *adminv1.CreateJ
 	}
 	now := s.cfg.Clock.Now()
 	tok := &store.JoinToken{Hash: HashJoinToken(token), ID: tokenID, SPIFFEID: nodeID.String(), ExpiresAt: now.Add(ttl), CreatedAt: now}
-	if err := s.cfg.Store.Update(ctx, func(tx store.Tx) error { return tx.PutJoinToken(tok) }); err != nil {
+	err = s.cfg.Store.Update(ctx, func(tx store.Tx) error {
+		if err := tx.PutJoinToken(tok); err != nil {
+			return err
+		}
+		return recordAudit(tx, audit.Record{Type: audit.TypeTokenCreated, Outcome: audit.OutcomeSuccess, Actor: adminActor(ctx), Subject: tok.SPIFFEID,
+			Details: map[string]string{audit.DetailTokenID: tok.ID, audit.DetailNotAfter: audit.FormatTime(tok.ExpiresAt), audit.DetailMethod: "CreateJoinToken"}}, now)
+	})
+	if err != nil {
 		return nil, toStatus(ctx, s.log, "creating join token", err)
 	}
 	s.log.InfoContext(ctx, "join token created", "token_id", tokenID, "spiffe_id", nodeID.String(), "expires_at", tok.ExpiresAt)
@@ -207,6 +220,9 @@ func (s *AdminService) CreateEntries(ctx context.Context, req *adminv1.CreateEnt
 				if isAlreadyExists(err) {
 					return status.Errorf(codes.AlreadyExists, "%san entry for %s with parent %s and selectors %s already exists", entryErrPrefix(i, len(entries)), e.SPIFFEID, e.ParentID, strings.Join(e.Selectors, ","))
 				}
+				return err
+			}
+			if err := recordAudit(tx, entryRecord(audit.TypeEntryCreated, adminActor(ctx), e, "CreateEntries"), now); err != nil {
 				return err
 			}
 		}
@@ -296,11 +312,17 @@ func (s *AdminService) GetEntry(ctx context.Context, req *adminv1.GetEntryReques
 // DeleteEntry implements adminv1.AdminServiceServer.
 func (s *AdminService) DeleteEntry(ctx context.Context, req *adminv1.DeleteEntryRequest) (*adminv1.DeleteEntryResponse, error) {
 	err := s.cfg.Store.Update(ctx, func(tx store.Tx) error {
+		e, err := tx.GetEntry(req.GetId())
+		if err != nil {
+			return err
+		}
 		if err := tx.DeleteEntry(req.GetId()); err != nil {
 			return err
 		}
-		_, err := tx.NextRevision()
-		return err
+		if _, err := tx.NextRevision(); err != nil {
+			return err
+		}
+		return recordAudit(tx, entryRecord(audit.TypeEntryDeleted, adminActor(ctx), e, "DeleteEntry"), s.cfg.Clock.Now())
 	})
 	if isNotFound(err) {
 		return nil, status.Errorf(codes.NotFound, "entry %q not found", req.GetId())
@@ -346,8 +368,11 @@ func (s *AdminService) EvictNode(ctx context.Context, req *adminv1.EvictNodeRequ
 			return err
 		}
 		// Wake the node's sync stream so it ends now.
-		_, err := tx.NextRevision()
-		return err
+		if _, err := tx.NextRevision(); err != nil {
+			return err
+		}
+		return recordAudit(tx, audit.Record{Type: audit.TypeNodeEvicted, Outcome: audit.OutcomeSuccess, Actor: adminActor(ctx), Subject: req.GetSpiffeId(),
+			Details: map[string]string{audit.DetailMethod: "EvictNode"}}, s.cfg.Clock.Now())
 	})
 	if isNotFound(err) {
 		return nil, status.Errorf(codes.NotFound, "node %q not found", req.GetSpiffeId())

@@ -12,6 +12,8 @@ import (
 type Connections struct {
 	mu    sync.Mutex
 	nodes map[spiffeid.ID]*connState
+	// traffic holds the proxies' connection counts (mtls_traffic.go).
+	traffic *mtlsTraffic
 }
 
 type connState struct {
@@ -21,7 +23,7 @@ type connState struct {
 
 // NewConnections returns an empty registry.
 func NewConnections() *Connections {
-	return &Connections{nodes: map[spiffeid.ID]*connState{}}
+	return &Connections{nodes: map[spiffeid.ID]*connState{}, traffic: newMTLSTraffic()}
 }
 
 func (c *Connections) connect(id spiffeid.ID) (done func()) {

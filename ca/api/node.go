@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/signet-mesh/signet/ca"
+	"github.com/signet-mesh/signet/ca/audit"
 	"github.com/signet-mesh/signet/ca/registration"
 	"github.com/signet-mesh/signet/ca/rotation"
 	"github.com/signet-mesh/signet/ca/store"
@@ -63,6 +65,12 @@ type NodeConfig struct {
 	NodeBurst int
 	// Connections tracks connected agents; nil makes a private one.
 	Connections *Connections
+	// Metrics are hooks counting issuance and attestation; the zero value
+	// counts nothing.
+	Metrics NodeMetrics
+	// NoAudit skips the audit records of workload SVIDs. It exists only so
+	// a benchmark can measure what auditing costs; never set it otherwise.
+	NoAudit bool
 }
 
 // NodeService implements nodev1.NodeServiceServer.
@@ -107,10 +115,12 @@ func HashJoinToken(token string) string {
 // AttestNode implements nodev1.NodeServiceServer.
 func (s *NodeService) AttestNode(ctx context.Context, req *nodev1.AttestNodeRequest) (*nodev1.AttestNodeResponse, error) {
 	if req.GetJoinToken() == "" {
+		s.attested(AttestInvalid)
 		return nil, status.Error(codes.InvalidArgument, "join token is required")
 	}
 	csr, err := ca.ParseCSR(req.GetCsr())
 	if err != nil {
+		s.attested(AttestInvalid)
 		return nil, status.Errorf(codes.InvalidArgument, "invalid CSR: %v", err)
 	}
 	now := s.cfg.Clock.Now()
@@ -129,13 +139,16 @@ func (s *NodeService) AttestNode(ctx context.Context, req *nodev1.AttestNodeRequ
 		// tried again.
 		if !now.Before(tok.ExpiresAt) {
 			expired = true
-			return nil
+			return recordAudit(tx, audit.Record{Type: audit.TypeNodeAttested, Outcome: audit.OutcomeFailure, Subject: tok.SPIFFEID,
+				Details: map[string]string{audit.DetailAttestor: AttestorJoinToken, audit.DetailTokenID: tok.ID, audit.DetailReason: "join token expired (consumed)"}}, now)
 		}
 		nodeID, err = spiffeid.FromString(tok.SPIFFEID)
 		if err != nil {
 			return fmt.Errorf("stored token has a bad SPIFFE ID: %w", err)
 		}
+		start := time.Now()
 		svid, err := s.cfg.CA.SignX509SVID(ctx, ca.X509SVIDParams{SPIFFEID: nodeID, PublicKey: csr.PublicKey, TTL: NodeSVIDTTL})
+		s.signed(SVIDKindNode, start)
 		if err != nil {
 			return fmt.Errorf("signing node SVID: %w", err)
 		}
@@ -152,6 +165,16 @@ func (s *NodeService) AttestNode(ctx context.Context, req *nodev1.AttestNodeRequ
 		if err := tx.PutSVID(svidRecord(leaf, svid.AuthorityID, nodeID.String(), "")); err != nil {
 			return err
 		}
+		for _, r := range []audit.Record{
+			{Type: audit.TypeTokenUsed, Outcome: audit.OutcomeSuccess, Actor: nodeID.String(), Subject: nodeID.String(), Details: map[string]string{audit.DetailTokenID: tok.ID}},
+			{Type: audit.TypeNodeAttested, Outcome: audit.OutcomeSuccess, Actor: nodeID.String(), Subject: nodeID.String(),
+				Details: map[string]string{audit.DetailAttestor: AttestorJoinToken, audit.DetailTokenID: tok.ID, audit.DetailSerial: serialHex(leaf)}},
+			issuedRecord(nodeID.String(), leaf, svid.AuthorityID, "", req.GetCsr()),
+		} {
+			if err := recordAudit(tx, r, now); err != nil {
+				return err
+			}
+		}
 		bundle, err := rotation.BundleFromTx(tx, s.cfg.TrustDomain)
 		if err != nil {
 			return err
@@ -161,15 +184,28 @@ func (s *NodeService) AttestNode(ctx context.Context, req *nodev1.AttestNodeRequ
 	})
 	switch {
 	case status.Code(err) == codes.NotFound || isNotFound(err):
+		s.attested(AttestUnknownToken)
 		s.log.WarnContext(ctx, "node attestation failed", "reason", "unknown or used join token")
+		// Nothing changed, but a failed attempt is recorded too.
+		if aerr := s.cfg.Store.Update(ctx, func(tx store.Tx) error {
+			return recordAudit(tx, audit.Record{Type: audit.TypeNodeAttested, Outcome: audit.OutcomeFailure,
+				Details: map[string]string{audit.DetailAttestor: AttestorJoinToken, audit.DetailReason: "unknown or already used join token"}}, now)
+		}); aerr != nil {
+			return nil, toStatus(ctx, s.log, "recording failed attestation", aerr)
+		}
 		return nil, status.Error(codes.PermissionDenied, "join token is unknown or was already used")
 	case err != nil:
+		s.attested(AttestError)
 		return nil, toStatus(ctx, s.log, "attesting node", err)
 	case expired:
+		s.attested(AttestExpiredToken)
 		s.log.WarnContext(ctx, "node attestation failed", "reason", "expired join token")
 		return nil, status.Error(codes.PermissionDenied, "join token has expired")
 	}
-	s.log.InfoContext(ctx, "node attested", "spiffe_id", nodeID.String(), "serial", serialHex(mustParse(resp.Svid.CertChain[0])))
+	s.attested(AttestSuccess)
+	s.issued(SVIDKindNode, OutcomeSuccess)
+	nodeLeaf := mustParse(resp.Svid.CertChain[0])
+	s.log.InfoContext(ctx, "node attested", "spiffe_id", nodeID.String(), "serial", serialHex(nodeLeaf), "not_after", nodeLeaf.NotAfter)
 	return resp, nil
 }
 
@@ -192,7 +228,9 @@ func (s *NodeService) RenewNodeSVID(ctx context.Context, req *nodev1.RenewNodeSV
 		if err != nil {
 			return err
 		}
+		start := time.Now()
 		svid, err := s.cfg.CA.SignX509SVID(ctx, ca.X509SVIDParams{SPIFFEID: nodeID, PublicKey: csr.PublicKey, TTL: NodeSVIDTTL})
+		s.signed(SVIDKindNode, start)
 		if err != nil {
 			return fmt.Errorf("signing node SVID: %w", err)
 		}
@@ -205,11 +243,21 @@ func (s *NodeService) RenewNodeSVID(ctx context.Context, req *nodev1.RenewNodeSV
 		if err := tx.PutSVID(svidRecord(newLeaf, svid.AuthorityID, nodeID.String(), "")); err != nil {
 			return err
 		}
+		now := s.cfg.Clock.Now()
+		if err := recordAudit(tx, audit.Record{Type: audit.TypeNodeRenewed, Outcome: audit.OutcomeSuccess, Actor: nodeID.String(), Subject: nodeID.String(),
+			Details: map[string]string{audit.DetailSerial: serialHex(newLeaf)}}, now); err != nil {
+			return err
+		}
+		if err := recordAudit(tx, issuedRecord(nodeID.String(), newLeaf, svid.AuthorityID, "", req.GetCsr()), now); err != nil {
+			return err
+		}
 		resp = &nodev1.RenewNodeSVIDResponse{Svid: svidProto(nodeID, svid.Chain)}
 		return nil
 	})
+	err = toStatus(ctx, s.log, "renewing node SVID", err)
+	s.issuedErr(SVIDKindNode, err)
 	if err != nil {
-		return nil, toStatus(ctx, s.log, "renewing node SVID", err)
+		return nil, err
 	}
 	return resp, nil
 }
@@ -230,12 +278,16 @@ func (s *NodeService) SyncEntries(_ *nodev1.SyncEntriesRequest, stream nodev1.No
 
 	sent := map[string]int64{} // entry id -> revision the node has
 	var bundleRev int64 = -1
+	var policiesSent string // policySetVersion of the mTLS policies the node has
+	var rotateGenSent int64 // rotate generation the node has (root activate --rotate-now)
 	for first := true; ; first = false {
 		var (
-			entries []*store.Entry
-			bundle  *rotation.Bundle
-			rev     int64
+			entries  []*store.Entry
+			bundle   *rotation.Bundle
+			rev      int64
+			policies []*store.MTLSPolicy
 		)
+		var rotateGen int64
 		err := s.cfg.Store.View(ctx, func(tx store.Tx) error {
 			if _, err := s.authorizeNode(tx, nodeID, leaf); err != nil {
 				return err
@@ -247,13 +299,19 @@ func (s *NodeService) SyncEntries(_ *nodev1.SyncEntriesRequest, stream nodev1.No
 			if bundle, err = rotation.BundleFromTx(tx, s.cfg.TrustDomain); err != nil {
 				return err
 			}
+			if policies, err = tx.ListMTLSPolicies(); err != nil {
+				return err
+			}
+			if rotateGen, err = rotation.RotateGenerationFromTx(tx); err != nil {
+				return err
+			}
 			rev, err = tx.Revision()
 			return err
 		})
 		if err != nil {
 			return toStatus(ctx, s.log, "syncing entries", err)
 		}
-		msg := &nodev1.SyncEntriesResponse{Full: first, Revision: rev}
+		msg := &nodev1.SyncEntriesResponse{Full: first, Revision: rev, RotateGeneration: rotateGen}
 		seen := make(map[string]bool, len(entries))
 		for _, e := range entries {
 			seen[e.ID] = true
@@ -272,7 +330,12 @@ func (s *NodeService) SyncEntries(_ *nodev1.SyncEntriesRequest, stream nodev1.No
 			msg.Bundle = bundleProto(bundle)
 			bundleRev = bundle.Revision
 		}
-		if first || len(msg.Entries) > 0 || len(msg.DeletedEntryIds) > 0 || msg.Bundle != nil {
+		if v := policySetVersion(policies); first || v != policiesSent {
+			msg.MtlsPolicies = nodePolicies(policies)
+			policiesSent = v
+		}
+		if first || len(msg.Entries) > 0 || len(msg.DeletedEntryIds) > 0 || msg.Bundle != nil || msg.MtlsPolicies != nil || rotateGen != rotateGenSent {
+			rotateGenSent = rotateGen
 			if err := stream.Send(msg); err != nil {
 				if err == io.EOF {
 					return nil
@@ -331,6 +394,7 @@ func (s *NodeService) MintX509SVIDs(ctx context.Context, req *nodev1.MintX509SVI
 
 	results := make([]*nodev1.MintX509SVIDResult, len(params))
 	records := make([]*store.SVIDRecord, len(params))
+	audits := make([]audit.Record, len(params))
 	s.forEachParallel(len(params), func(i int) {
 		p := params[i]
 		res := &nodev1.MintX509SVIDResult{EntryId: p.GetEntryId()}
@@ -350,7 +414,9 @@ func (s *NodeService) MintX509SVIDs(ctx context.Context, req *nodev1.MintX509SVI
 			res.Code, res.Message = int32(codes.Internal), "stored entry has a bad SPIFFE ID"
 			return
 		}
+		start := time.Now()
 		svid, err := s.cfg.CA.SignX509SVID(ctx, ca.X509SVIDParams{SPIFFEID: id, PublicKey: csr.PublicKey, TTL: e.X509TTL, DNSNames: e.DNSNames})
+		s.signed(SVIDKindWorkload, start)
 		if err != nil {
 			s.log.ErrorContext(ctx, "signing SVID failed", "spiffe_id", e.SPIFFEID, "error", err)
 			res.Code, res.Message = int32(codes.Internal), "signing failed"
@@ -358,21 +424,33 @@ func (s *NodeService) MintX509SVIDs(ctx context.Context, req *nodev1.MintX509SVI
 		}
 		res.Svid = svidProto(id, svid.Chain)
 		records[i] = svidRecord(svid.Chain[0], svid.AuthorityID, nodeID.String(), e.ID)
+		if !s.cfg.NoAudit {
+			audits[i] = issuedRecord(nodeID.String(), svid.Chain[0], svid.AuthorityID, e.ID, p.GetCsr())
+		}
 	})
 
-	// Record every issued certificate before any is returned: a
-	// certificate the index does not know is never handed out.
+	// Record every issued certificate, in the index and the audit log,
+	// before any is returned: a certificate that is not recorded is never
+	// handed out.
+	now := s.cfg.Clock.Now()
 	err = s.cfg.Store.Batch(ctx, func(tx store.Tx) error {
-		for _, r := range records {
+		for i, r := range records {
 			if r == nil {
 				continue
 			}
 			if err := tx.PutSVID(r); err != nil {
 				return err
 			}
+			if s.cfg.NoAudit {
+				continue
+			}
+			if err := recordAudit(tx, audits[i], now); err != nil {
+				return err
+			}
 		}
 		return nil
 	})
+	s.issuedBatch(results, err)
 	if err != nil {
 		return nil, toStatus(ctx, s.log, "recording issued SVIDs", err)
 	}
@@ -400,6 +478,7 @@ func (s *NodeService) MintJWTSVID(ctx context.Context, req *nodev1.MintJWTSVIDRe
 		return err
 	})
 	if isNotFound(err) || (err == nil && e.ParentID != nodeID.String()) {
+		s.issued(SVIDKindJWT, OutcomeDenied)
 		return nil, status.Error(codes.NotFound, "entry not found or not authorized")
 	}
 	if err != nil {
@@ -413,9 +492,25 @@ func (s *NodeService) MintJWTSVID(ctx context.Context, req *nodev1.MintJWTSVIDRe
 	if ttl <= 0 {
 		ttl = registration.DefaultJWTTTL
 	}
+	start := time.Now()
 	token, exp, err := s.cfg.CA.SignJWTSVID(ctx, ca.JWTSVIDParams{SPIFFEID: id, Audience: req.GetAudience(), TTL: ttl})
+	s.signed(SVIDKindJWT, start)
+	s.issuedErr(SVIDKindJWT, err)
 	if err != nil {
 		return nil, toStatus(ctx, s.log, "signing JWT-SVID", err)
+	}
+	// Fail closed: a token whose issuance is not recorded is not returned.
+	err = s.cfg.Store.Batch(ctx, func(tx store.Tx) error {
+		return recordAudit(tx, audit.Record{Type: audit.TypeJWTIssued, Outcome: audit.OutcomeSuccess, Actor: nodeID.String(), Subject: id.String(),
+			Details: map[string]string{
+				audit.DetailEntryID:   e.ID,
+				audit.DetailAudience:  strings.Join(req.GetAudience(), ","),
+				audit.DetailNotAfter:  audit.FormatTime(exp),
+				audit.DetailJWTSHA256: audit.SHA256Hex([]byte(token)),
+			}}, s.cfg.Clock.Now())
+	})
+	if err != nil {
+		return nil, toStatus(ctx, s.log, "recording JWT-SVID issuance", err)
 	}
 	return &nodev1.MintJWTSVIDResponse{SpiffeId: id.String(), Token: token, ExpiresAt: exp.Unix()}, nil
 }
@@ -426,10 +521,19 @@ func (s *NodeService) ReportStatus(ctx context.Context, req *nodev1.ReportStatus
 	if err != nil {
 		return nil, err
 	}
+	if n := len(req.GetConnections()); n > maxReportedCounts {
+		return nil, status.Errorf(codes.InvalidArgument, "%d connection counts exceed the limit of %d per report", n, maxReportedCounts)
+	}
+	var owned map[string]bool // workloads the node may report counts for
 	err = s.cfg.Store.Update(ctx, func(tx store.Tx) error {
 		node, err := s.authorizeNode(tx, nodeID, leaf)
 		if err != nil {
 			return err
+		}
+		if len(req.GetConnections()) > 0 {
+			if owned, err = workloadsOf(tx, nodeID); err != nil {
+				return err
+			}
 		}
 		if node.AppliedBundleRevision == req.GetAppliedBundleRevision() {
 			return nil
@@ -441,6 +545,7 @@ func (s *NodeService) ReportStatus(ctx context.Context, req *nodev1.ReportStatus
 		return nil, toStatus(ctx, s.log, "recording agent status", err)
 	}
 	s.cfg.Connections.setApplied(nodeID, req.GetAppliedBundleRevision())
+	s.recordConnections(ctx, nodeID, req.GetConnections(), owned)
 	return &nodev1.ReportStatusResponse{}, nil
 }
 

@@ -29,20 +29,35 @@ import (
 //   - when the bundle's roots or JWT keys changed, take a new bundle
 //     revision.
 //
-// Root prepare/activate/retire only change authority states; calling
-// reconcile afterwards re-issues the intermediate under whichever root is
-// active and refreshes the CA's trust anchors.
+// Root prepare/activate/retire (roots.go) change authority states through
+// reconcileWith, so the intermediate is re-issued under whichever root is
+// active, in the same transaction.
 func (m *Manager) reconcile(ctx context.Context) error {
+	return m.reconcileWith(ctx, "", nil)
+}
+
+// reconcileWith is reconcile with change applied first, in the same
+// transaction. step names the change for the crash points (see
+// Config.CrashPoint): step+".commit" just before the transaction commits,
+// step+".committed" after it committed and before the CA is handed the
+// result.
+func (m *Manager) reconcileWith(ctx context.Context, step string, change func(tx store.Tx, now time.Time) error) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 
 	var (
-		xa   *ca.X509Authority
-		jk   *ca.JWTKey
-		next time.Time
+		xa        *ca.X509Authority
+		jk        *ca.JWTKey
+		next      time.Time
+		changeErr error
 	)
 	err := m.cfg.Store.Update(ctx, func(tx store.Tx) error {
 		now := m.clock.Now()
+		if change != nil {
+			if changeErr = change(tx, now); changeErr != nil {
+				return changeErr
+			}
+		}
 		root, rootCreated, err := m.ensureRoot(ctx, tx, now)
 		if err != nil {
 			return err
@@ -79,10 +94,20 @@ func (m *Manager) reconcile(ctx context.Context) error {
 		if shouldRotate(now, root.NotBefore, root.NotAfter) {
 			m.log.Warn("root is past half of its life; prepare and activate a new root", logAuthorityID, root.ID, logNotAfter, root.NotAfter)
 		}
+		if step != "" {
+			m.crashPoint(step + ".commit")
+		}
 		return nil
 	})
+	if changeErr != nil {
+		// The change's own error (a refusal) reaches the caller as is.
+		return changeErr
+	}
 	if err != nil {
 		return wrapErr("updating authorities: %w", err)
+	}
+	if step != "" {
+		m.crashPoint(step + ".committed")
 	}
 	m.cfg.CA.SetX509Authority(xa)
 	m.cfg.CA.SetJWTKey(jk)

@@ -84,6 +84,11 @@ type Config struct {
 	// ChainFile become the bundle's trust anchors. Same rules as
 	// ImportRoot; the two are exclusive.
 	ImportIntermediate *Import
+
+	// CrashPoint, for crash-safety tests only, is called at named points
+	// of the root rotation steps (CrashPoints lists them); a test binary
+	// makes it kill the process there. Nil does nothing.
+	CrashPoint func(point string)
 }
 
 // Manager owns the CA's authorities: it creates or imports the root,
@@ -106,6 +111,8 @@ type Manager struct {
 	// next is when the stored authorities next need attention; Run does
 	// nothing before it.
 	next time.Time
+	// expiryCheckedAt is when warnExpiring last looked (guarded by mu).
+	expiryCheckedAt time.Time
 
 	server atomic.Pointer[serverCert]
 }
@@ -207,6 +214,7 @@ func (m *Manager) tick(ctx context.Context) {
 			m.log.Error("renewing server certificate", logError, err)
 		}
 	}
+	m.warnExpiring(ctx)
 }
 
 func (m *Manager) due(now time.Time) bool {

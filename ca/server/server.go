@@ -27,6 +27,8 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/signet-mesh/signet/ca"
@@ -75,10 +77,20 @@ type Config struct {
 	ImportRoot, ImportIntermediate *rotation.Import
 	// NodeRate is the per-node request rate limit; see api.NodeConfig.
 	NodeRate float64
+	// CrashPoint is for crash-safety tests only; see
+	// rotation.Config.CrashPoint. Nil does nothing.
+	CrashPoint func(point string)
 	// StoreNoSync skips fsync (tests and benchmarks of non-durable paths).
 	StoreNoSync bool
-	Clock       clock.Clock
-	Logger      *slog.Logger
+	// MTLSWindow is how far back `mtls status` and the STRICT readiness
+	// check look at the proxies' connection counts; 0 means
+	// api.DefaultMTLSWindow (10 minutes).
+	MTLSWindow time.Duration
+	Clock      clock.Clock
+	Logger     *slog.Logger
+	// Metrics receives the CA's metrics (see NewMetrics); nil records
+	// none.
+	Metrics *Metrics
 }
 
 // Server is a running CA.
@@ -92,6 +104,7 @@ type Server struct {
 	node   *api.NodeService
 	admin  *api.AdminService
 	pool   poolCache
+	signer signerCheck
 	closed sync.Once
 }
 
@@ -119,9 +132,11 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: opening store: %w", err)
 	}
+	// Components write through sst, which times commits for the metrics.
+	sst := cfg.Metrics.instrument(st)
 	c := ca.New(ca.Config{TrustDomain: cfg.TrustDomain, Clock: cfg.Clock, Logger: cfg.Logger})
 	rot, err := rotation.New(rotation.Config{
-		Store:              st,
+		Store:              sst,
 		Keys:               km,
 		CA:                 c,
 		TrustDomain:        cfg.TrustDomain,
@@ -132,6 +147,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		IntermediateTTL:    cfg.IntermediateTTL,
 		ImportRoot:         cfg.ImportRoot,
 		ImportIntermediate: cfg.ImportIntermediate,
+		CrashPoint:         cfg.CrashPoint,
 	})
 	if err != nil {
 		st.Close()
@@ -142,6 +158,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("server: loading authorities: %w", err)
 	}
 	conns := api.NewConnections()
+	conns.SetMTLSWindow(cfg.MTLSWindow)
 	s := &Server{
 		cfg:   cfg,
 		log:   cfg.Logger.With("component", "server"),
@@ -150,18 +167,20 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		rot:   rot,
 		conns: conns,
 		node: api.NewNodeService(api.NodeConfig{
-			Store: st, CA: c, TrustDomain: cfg.TrustDomain, Clock: cfg.Clock, Logger: cfg.Logger,
-			NodeRate: cfg.NodeRate, Connections: conns,
+			Store: sst, CA: c, TrustDomain: cfg.TrustDomain, Clock: cfg.Clock, Logger: cfg.Logger,
+			NodeRate: cfg.NodeRate, Connections: conns, Metrics: cfg.Metrics.nodeHooks(),
 		}),
 		admin: api.NewAdminService(api.AdminConfig{
-			Store: st, TrustDomain: cfg.TrustDomain, AdminUIDs: cfg.AdminUIDs, SelfUID: uint32(os.Getuid()),
-			Connections: conns, Clock: cfg.Clock, Logger: cfg.Logger,
+			Store: sst, TrustDomain: cfg.TrustDomain, AdminUIDs: cfg.AdminUIDs, SelfUID: uint32(os.Getuid()),
+			Connections: conns, Clock: cfg.Clock, Logger: cfg.Logger, Roots: rot,
+			CheckpointSigner: rot.CheckpointSigner,
 		}),
 	}
 	if err := s.pool.refresh(ctx, st, cfg.TrustDomain); err != nil {
 		st.Close()
 		return nil, err
 	}
+	cfg.Metrics.bind(s)
 	return s, nil
 }
 
@@ -202,6 +221,9 @@ func (s *Server) Serve(ctx context.Context, nodeLn, adminLn net.Listener) error 
 	nodev1.RegisterNodeServiceServer(nodeSrv, s.node)
 	adminSrv := grpc.NewServer(append([]grpc.ServerOption{grpc.Creds(peercred.TransportCredentials())}, s.admin.ServerOptions()...)...)
 	adminv1.RegisterAdminServiceServer(adminSrv, s.admin)
+	// Exec probes (signet healthcheck --admin-socket) ask this.
+	healthSrv := health.NewServer()
+	healthpb.RegisterHealthServer(adminSrv, healthSrv)
 
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return serveGRPC(ctx, nodeSrv, nodeLn) })
@@ -211,6 +233,8 @@ func (s *Server) Serve(ctx context.Context, nodeLn, adminLn net.Listener) error 
 	g.Go(func() error { return s.rot.Run(ctx) })
 	g.Go(func() error { return s.watchBundle(ctx) })
 	g.Go(func() error { return s.pruneLoop(ctx) })
+	g.Go(func() error { return s.checkpointLoop(ctx) })
+	g.Go(func() error { return s.watchHealth(ctx, healthSrv) })
 	s.log.Info("serving", "trust_domain", s.cfg.TrustDomain.Name(), "node_api", nodeLn.Addr().String(), "admin_socket", addrOf(adminLn))
 	return g.Wait()
 }

@@ -12,10 +12,13 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/signet-mesh/signet/agent"
 	"github.com/signet-mesh/signet/agent/attestor"
 	"github.com/signet-mesh/signet/agent/cache"
+	"github.com/signet-mesh/signet/agent/proxyapi"
 	"github.com/signet-mesh/signet/agent/workloadapi"
 	"github.com/signet-mesh/signet/ca/keys"
 	"github.com/signet-mesh/signet/internal/peercred"
@@ -37,6 +40,7 @@ type agentConfig struct {
 	TrustBundle       string `json:"trust_bundle"`
 	InsecureBootstrap bool   `json:"insecure_bootstrap"`
 	JoinToken         string `json:"join_token"`
+	JoinTokenFile     string `json:"join_token_file"`
 	Socket            string `json:"socket"`
 	DataDir           string `json:"data_dir"`
 	MetricsListen     string `json:"metrics_listen"`
@@ -51,6 +55,7 @@ var agentUsages = map[string]string{
 	"trust_bundle":        "PEM file with the CA's roots, to authenticate the CA on first contact",
 	"insecure_bootstrap":  "attest without authenticating the CA (DEVELOPMENT ONLY)",
 	"join_token":          "single-use join token (only needed when data_dir holds no node identity)",
+	"join_token_file":     "file holding the join token, e.g. a mounted Secret (a missing file is ignored)",
 	"socket":              "Unix socket for the Workload API and SDS",
 	"data_dir":            "directory for the node SVID (key encrypted) and the last bundle",
 	"metrics_listen":      "address for /metrics, /healthz and /readyz (empty: off)",
@@ -85,6 +90,15 @@ func (c agentConfig) toAgentConfig() (agent.Config, error) {
 	if c.DataDir == "" {
 		return out, fmt.Errorf("data_dir must be configured")
 	}
+	if c.MetricsListen != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
+			return out, fmt.Errorf("metrics_listen %q: must be host:port", c.MetricsListen)
+		}
+	}
+	joinToken, err := c.joinToken()
+	if err != nil {
+		return out, err
+	}
 	if c.TrustBundle == "" && !c.InsecureBootstrap {
 		if _, err := os.Stat(filepath.Join(c.DataDir, "bundle.pem")); err != nil {
 			return out, fmt.Errorf("trust_bundle must be configured (or insecure_bootstrap for development)")
@@ -94,7 +108,7 @@ func (c agentConfig) toAgentConfig() (agent.Config, error) {
 		ServerAddress:     c.ServerAddress,
 		TrustDomain:       td,
 		InsecureBootstrap: c.InsecureBootstrap,
-		JoinToken:         c.JoinToken,
+		JoinToken:         joinToken,
 		DataDir:           c.DataDir,
 	}
 	if c.TrustBundle != "" {
@@ -109,6 +123,7 @@ func runAgent(ctx context.Context, env *cliEnv, args []string) error {
 	fs := newFlagSet(env, "agent", "signet agent --server-address HOST:PORT --trust-bundle bundle.pem --join-token TOKEN --socket PATH --data-dir DIR")
 	cfg := defaultAgentConfig()
 	_, apply := registerConfigFlags(fs, &cfg, agentUsages, env.getenv)
+	checkOnly := fs.Bool("check-config", false, "validate the configuration and exit")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -130,17 +145,22 @@ func runAgent(ctx context.Context, env *cliEnv, args []string) error {
 	if acfg.KeyPassphrase, err = keys.LoadPassphrase(cfg.KeyPassphraseFile, passphraseEnv); err != nil {
 		return fmt.Errorf("key_passphrase_file: %v", err)
 	}
+	if *checkOnly {
+		fmt.Fprintln(env.stdout, "configuration is valid")
+		return nil
+	}
 	if cfg.InsecureBootstrap {
 		logger.Warn("INSECURE BOOTSTRAP: the CA is not authenticated on first contact; anyone able to intercept the connection can impersonate it. Use --trust-bundle outside development.")
 	}
 	acfg.Logger = logger
-	return runAgentProcess(ctx, acfg, cfg.Socket)
+	return runAgentProcess(ctx, acfg, cfg.Socket, cfg.MetricsListen)
 }
 
 // runAgentProcess wires an agent to its socket: the Workload API and SDS,
 // both attesting callers with the Unix attestor and serving from the
-// agent's cache.
-func runAgentProcess(ctx context.Context, cfg agent.Config, socket string) error {
+// agent's cache. metricsListen, when set, serves the agent's metrics and
+// readiness.
+func runAgentProcess(ctx context.Context, cfg agent.Config, socket, metricsListen string) error {
 	logger := cfg.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -151,6 +171,12 @@ func runAgentProcess(ctx context.Context, cfg agent.Config, socket string) error
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(agentGCPercent)
 	}
+	tel, err := listenTelemetry(metricsListen)
+	if err != nil {
+		return err
+	}
+	defer tel.close()
+	cfg.Metrics = newAgentMetrics(tel)
 	c := cache.New(cache.Config{TrustDomain: cfg.TrustDomain, Logger: logger})
 	cfg.Cache = c
 	a, err := agent.New(cfg)
@@ -159,7 +185,9 @@ func runAgentProcess(ctx context.Context, cfg agent.Config, socket string) error
 	}
 	att := attestor.New(attestor.Config{Logger: logger})
 	wl := workloadapi.New(workloadapi.Config{Cache: c, Attestor: att, JWTMinter: a, Logger: logger})
-	sds := sdsserver.New(sdsserver.Config{Source: sdsSource{c}, Attestor: att, Logger: logger})
+	sds := sdsserver.New(sdsserver.Config{Source: sdsSource{c}, Attestor: att, Logger: logger, Metrics: sdsMetrics(cfg.Metrics)})
+	px := proxyapi.New(proxyapi.Config{Cache: c, Attestor: att, Policies: a, Reporter: proxyReporter(a, cfg.Metrics), Logger: logger})
+	hs := health.NewServer() // for `signet healthcheck --socket`
 
 	if err := os.MkdirAll(filepath.Dir(socket), 0o755); err != nil {
 		return fmt.Errorf("socket directory: %w", err)
@@ -172,8 +200,16 @@ func runAgentProcess(ctx context.Context, cfg agent.Config, socket string) error
 	defer os.Remove(socket)
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		return agent.ServeSocket(ctx, ln, func(s *grpc.Server) { wl.Register(s); sds.Register(s) })
+		opts := []grpc.ServerOption{grpc.ChainStreamInterceptor(cfg.Metrics.StreamInterceptor())}
+		return agent.ServeSocketWith(ctx, ln, opts, func(s *grpc.Server) {
+			wl.Register(s)
+			sds.Register(s)
+			px.Register(s)
+			healthpb.RegisterHealthServer(s, hs)
+		})
 	})
 	g.Go(func() error { return a.Run(ctx) })
+	g.Go(func() error { return a.ServeHealth(ctx, hs) })
+	g.Go(func() error { return tel.serve(ctx, a.Ready) })
 	return g.Wait()
 }

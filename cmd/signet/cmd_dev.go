@@ -16,11 +16,14 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
 	"github.com/signet-mesh/signet/agent"
 	"github.com/signet-mesh/signet/agent/attestor"
 	"github.com/signet-mesh/signet/agent/cache"
+	"github.com/signet-mesh/signet/agent/proxyapi"
 	"github.com/signet-mesh/signet/agent/workloadapi"
 	"github.com/signet-mesh/signet/ca/server"
 	"github.com/signet-mesh/signet/internal/fileutil"
@@ -125,12 +128,20 @@ func runDev(ctx context.Context, env *cliEnv, args []string) error {
 	att := attestor.New(attestor.Config{Logger: logger})
 	wl := workloadapi.New(workloadapi.Config{Cache: c, Attestor: att, JWTMinter: a, Logger: logger})
 	sds := sdsserver.New(sdsserver.Config{Source: sdsSource{c}, Attestor: att, Logger: logger})
+	px := proxyapi.New(proxyapi.Config{Cache: c, Attestor: att, Policies: a, Reporter: a, Logger: logger})
 
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return srv.Serve(ctx, nodeLn, adminLn) })
 	g.Go(func() error { return a.Run(ctx) })
+	hs := health.NewServer() // for `signet healthcheck --socket`
+	g.Go(func() error { return a.ServeHealth(ctx, hs) })
 	g.Go(func() error {
-		return agent.ServeSocket(ctx, agentLn, func(s *grpc.Server) { wl.Register(s); sds.Register(s) })
+		return agent.ServeSocket(ctx, agentLn, func(s *grpc.Server) {
+			wl.Register(s)
+			sds.Register(s)
+			px.Register(s)
+			healthpb.RegisterHealthServer(s, hs)
+		})
 	})
 	g.Go(func() error {
 		if err := waitForSVID(ctx, c, "unix:uid:"+uid); err != nil {

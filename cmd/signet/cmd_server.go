@@ -33,6 +33,7 @@ type serverConfig struct {
 	KeyPassphraseFile string   `json:"key_passphrase_file"`
 	RootTTL           duration `json:"root_ttl"`
 	IntermediateTTL   duration `json:"intermediate_ttl"`
+	MTLSWindow        duration `json:"mtls_window"`
 	LogLevel          string   `json:"log_level"`
 	LogFormat         string   `json:"log_format"`
 	// Importing existing PKI on first start (ignored once a root exists).
@@ -56,6 +57,7 @@ var serverUsages = map[string]string{
 	"key_passphrase_file":        "file holding the passphrase that encrypts keys at rest (or env SIGNET_KEY_PASSPHRASE)",
 	"root_ttl":                   "lifetime of new roots",
 	"intermediate_ttl":           "lifetime of the per-server intermediate",
+	"mtls_window":                "how far back mtls status and the STRICT readiness check look at connection counts (default 10m)",
 	"log_level":                  "debug, info, warn or error",
 	"log_format":                 "text or json",
 	"import_root_cert":           "first start only: use this self-signed root (PEM) instead of creating one",
@@ -107,6 +109,9 @@ func (c serverConfig) toServerConfig(getenv func(string) string) (server.Config,
 	if c.RootTTL < 0 || c.IntermediateTTL < 0 {
 		return out, "", fmt.Errorf("root_ttl and intermediate_ttl must be positive")
 	}
+	if c.MTLSWindow < 0 {
+		return out, "", fmt.Errorf("mtls_window %s: must be positive", durationOf(c.MTLSWindow))
+	}
 	var pass []byte
 	if c.KMSURI == "" || c.KMSURI == "softkms:" {
 		pass, err = keys.LoadPassphrase(c.KeyPassphraseFile, passphraseEnv)
@@ -144,6 +149,7 @@ func (c serverConfig) toServerConfig(getenv func(string) string) (server.Config,
 		Passphrase:         pass,
 		RootTTL:            durationOf(c.RootTTL),
 		IntermediateTTL:    durationOf(c.IntermediateTTL),
+		MTLSWindow:         durationOf(c.MTLSWindow),
 		ImportRoot:         importRoot,
 		ImportIntermediate: importInter,
 	}
@@ -197,6 +203,15 @@ func runServer(ctx context.Context, env *cliEnv, args []string) error {
 		return nil
 	}
 	scfg.Logger = logger
+	if scfg.CrashPoint, err = crashHook(env.getenv, env.stderr); err != nil {
+		return err
+	}
+	tel, err := listenTelemetry(cfg.MetricsListen)
+	if err != nil {
+		return err
+	}
+	defer tel.close()
+	scfg.Metrics = newServerMetrics(tel)
 	srv, err := server.New(ctx, scfg)
 	if err != nil {
 		return err
@@ -214,5 +229,5 @@ func runServer(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	defer os.Remove(adminPath)
-	return srv.Serve(ctx, nodeLn, adminLn)
+	return tel.run(ctx, srv.Ready, func(ctx context.Context) error { return srv.Serve(ctx, nodeLn, adminLn) })
 }

@@ -47,6 +47,7 @@ func registerConfigFlags(fs *flag.FlagSet, cfg any, usages map[string]string, ge
 				return fmt.Errorf("reading config: %w", err)
 			}
 			if err := yaml.UnmarshalStrict(data, cfg); err != nil {
+				err = configValueError(data, cfg, err)
 				return fmt.Errorf("config %s: %s", *configPath, strings.TrimPrefix(err.Error(), "error unmarshaling JSON: while decoding JSON: "))
 			}
 		}

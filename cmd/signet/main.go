@@ -40,7 +40,12 @@ func commands() []*command {
 		nodeCommand(),
 		svidCommand(),
 		bundleCommand(),
+		rootCommand(),
 		workloadCommand(),
+		auditCommand(),
+		mtlsCommand(),
+		proxyCommand(),
+		healthcheckCommand(),
 	}
 }
 

@@ -1946,7 +1946,8 @@ type SetMTLSPolicyResponse struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Policy *MTLSPolicy            `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
 	// Workloads in scope that received plaintext in the last 10 minutes
-	// (set when the request was refused, or forced).
+	// and would refuse it under the new policy: set when forced. Without
+	// force the request fails with FailedPrecondition naming them.
 	PlaintextWorkloads []string `protobuf:"bytes,2,rep,name=plaintext_workloads,json=plaintextWorkloads,proto3" json:"plaintext_workloads,omitempty"`
 	unknownFields      protoimpl.UnknownFields
 	sizeCache          protoimpl.SizeCache
@@ -2077,8 +2078,11 @@ func (x *ListMTLSPoliciesResponse) GetPolicies() []*MTLSPolicy {
 }
 
 type DeleteMTLSPolicyRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Delete even though workloads that received plaintext in the last 10
+	// minutes would fall under STRICT without this policy.
+	Force         bool `protobuf:"varint,2,opt,name=force,proto3" json:"force,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2120,10 +2124,19 @@ func (x *DeleteMTLSPolicyRequest) GetId() string {
 	return ""
 }
 
+func (x *DeleteMTLSPolicyRequest) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
+}
+
 type DeleteMTLSPolicyResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// As SetMTLSPolicyResponse.plaintext_workloads: set when forced.
+	PlaintextWorkloads []string `protobuf:"bytes,1,rep,name=plaintext_workloads,json=plaintextWorkloads,proto3" json:"plaintext_workloads,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *DeleteMTLSPolicyResponse) Reset() {
@@ -2156,6 +2169,13 @@ func (*DeleteMTLSPolicyResponse) Descriptor() ([]byte, []int) {
 	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{36}
 }
 
+func (x *DeleteMTLSPolicyResponse) GetPlaintextWorkloads() []string {
+	if x != nil {
+		return x.PlaintextWorkloads
+	}
+	return nil
+}
+
 type WorkloadMTLSStatus struct {
 	state                protoimpl.MessageState `protogen:"open.v1"`
 	SpiffeId             string                 `protobuf:"bytes,1,opt,name=spiffe_id,json=spiffeId,proto3" json:"spiffe_id,omitempty"`
@@ -2166,8 +2186,13 @@ type WorkloadMTLSStatus struct {
 	Ready                bool                   `protobuf:"varint,6,opt,name=ready,proto3" json:"ready,omitempty"`
 	// Sources of recent plaintext connections (ip:port without the port).
 	PlaintextSources []string `protobuf:"bytes,7,rep,name=plaintext_sources,json=plaintextSources,proto3" json:"plaintext_sources,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// The mode is STRICT in dry run: refused_connections counts what it let
+	// through.
+	DryRun bool `protobuf:"varint,8,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	// Per port: the ports with a port policy, an exemption or counts.
+	Ports         []*PortMTLSStatus `protobuf:"bytes,9,rep,name=ports,proto3" json:"ports,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *WorkloadMTLSStatus) Reset() {
@@ -2249,6 +2274,114 @@ func (x *WorkloadMTLSStatus) GetPlaintextSources() []string {
 	return nil
 }
 
+func (x *WorkloadMTLSStatus) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+func (x *WorkloadMTLSStatus) GetPorts() []*PortMTLSStatus {
+	if x != nil {
+		return x.Ports
+	}
+	return nil
+}
+
+// PortMTLSStatus is a workload's mode and counts on one port.
+type PortMTLSStatus struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Port   uint32                 `protobuf:"varint,1,opt,name=port,proto3" json:"port,omitempty"`
+	Mode   MTLSMode               `protobuf:"varint,2,opt,name=mode,proto3,enum=signet.admin.v1.MTLSMode" json:"mode,omitempty"`
+	DryRun bool                   `protobuf:"varint,3,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	// Plaintext passes on this port in every mode (health checks).
+	Exempt               bool  `protobuf:"varint,4,opt,name=exempt,proto3" json:"exempt,omitempty"`
+	MtlsConnections      int64 `protobuf:"varint,5,opt,name=mtls_connections,json=mtlsConnections,proto3" json:"mtls_connections,omitempty"`
+	PlaintextConnections int64 `protobuf:"varint,6,opt,name=plaintext_connections,json=plaintextConnections,proto3" json:"plaintext_connections,omitempty"`
+	RefusedConnections   int64 `protobuf:"varint,7,opt,name=refused_connections,json=refusedConnections,proto3" json:"refused_connections,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
+}
+
+func (x *PortMTLSStatus) Reset() {
+	*x = PortMTLSStatus{}
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PortMTLSStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PortMTLSStatus) ProtoMessage() {}
+
+func (x *PortMTLSStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PortMTLSStatus.ProtoReflect.Descriptor instead.
+func (*PortMTLSStatus) Descriptor() ([]byte, []int) {
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *PortMTLSStatus) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *PortMTLSStatus) GetMode() MTLSMode {
+	if x != nil {
+		return x.Mode
+	}
+	return MTLSMode_MTLS_MODE_UNSPECIFIED
+}
+
+func (x *PortMTLSStatus) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+func (x *PortMTLSStatus) GetExempt() bool {
+	if x != nil {
+		return x.Exempt
+	}
+	return false
+}
+
+func (x *PortMTLSStatus) GetMtlsConnections() int64 {
+	if x != nil {
+		return x.MtlsConnections
+	}
+	return 0
+}
+
+func (x *PortMTLSStatus) GetPlaintextConnections() int64 {
+	if x != nil {
+		return x.PlaintextConnections
+	}
+	return 0
+}
+
+func (x *PortMTLSStatus) GetRefusedConnections() int64 {
+	if x != nil {
+		return x.RefusedConnections
+	}
+	return 0
+}
+
 type GetMTLSStatusRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -2257,7 +2390,7 @@ type GetMTLSStatusRequest struct {
 
 func (x *GetMTLSStatusRequest) Reset() {
 	*x = GetMTLSStatusRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[38]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2269,7 +2402,7 @@ func (x *GetMTLSStatusRequest) String() string {
 func (*GetMTLSStatusRequest) ProtoMessage() {}
 
 func (x *GetMTLSStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[38]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2282,7 +2415,7 @@ func (x *GetMTLSStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMTLSStatusRequest.ProtoReflect.Descriptor instead.
 func (*GetMTLSStatusRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{38}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{39}
 }
 
 type GetMTLSStatusResponse struct {
@@ -2296,7 +2429,7 @@ type GetMTLSStatusResponse struct {
 
 func (x *GetMTLSStatusResponse) Reset() {
 	*x = GetMTLSStatusResponse{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[39]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2308,7 +2441,7 @@ func (x *GetMTLSStatusResponse) String() string {
 func (*GetMTLSStatusResponse) ProtoMessage() {}
 
 func (x *GetMTLSStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[39]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2321,7 +2454,7 @@ func (x *GetMTLSStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMTLSStatusResponse.ProtoReflect.Descriptor instead.
 func (*GetMTLSStatusResponse) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{39}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *GetMTLSStatusResponse) GetWorkloads() []*WorkloadMTLSStatus {
@@ -2353,7 +2486,7 @@ type ExportAuditRequest struct {
 
 func (x *ExportAuditRequest) Reset() {
 	*x = ExportAuditRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[40]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2365,7 +2498,7 @@ func (x *ExportAuditRequest) String() string {
 func (*ExportAuditRequest) ProtoMessage() {}
 
 func (x *ExportAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[40]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2378,7 +2511,7 @@ func (x *ExportAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportAuditRequest.ProtoReflect.Descriptor instead.
 func (*ExportAuditRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{40}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ExportAuditRequest) GetSince() int64 {
@@ -2426,7 +2559,7 @@ type ExportAuditResponse struct {
 
 func (x *ExportAuditResponse) Reset() {
 	*x = ExportAuditResponse{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[41]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2438,7 +2571,7 @@ func (x *ExportAuditResponse) String() string {
 func (*ExportAuditResponse) ProtoMessage() {}
 
 func (x *ExportAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[41]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2451,7 +2584,7 @@ func (x *ExportAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportAuditResponse.ProtoReflect.Descriptor instead.
 func (*ExportAuditResponse) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{41}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ExportAuditResponse) GetRecordJson() []byte {
@@ -2471,7 +2604,7 @@ type PruneAuditRequest struct {
 
 func (x *PruneAuditRequest) Reset() {
 	*x = PruneAuditRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[42]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2483,7 +2616,7 @@ func (x *PruneAuditRequest) String() string {
 func (*PruneAuditRequest) ProtoMessage() {}
 
 func (x *PruneAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[42]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2496,7 +2629,7 @@ func (x *PruneAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PruneAuditRequest.ProtoReflect.Descriptor instead.
 func (*PruneAuditRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{42}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *PruneAuditRequest) GetBefore() int64 {
@@ -2515,7 +2648,7 @@ type PruneAuditResponse struct {
 
 func (x *PruneAuditResponse) Reset() {
 	*x = PruneAuditResponse{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[43]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2527,7 +2660,7 @@ func (x *PruneAuditResponse) String() string {
 func (*PruneAuditResponse) ProtoMessage() {}
 
 func (x *PruneAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[43]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2540,7 +2673,7 @@ func (x *PruneAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PruneAuditResponse.ProtoReflect.Descriptor instead.
 func (*PruneAuditResponse) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{43}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *PruneAuditResponse) GetRemoved() int64 {
@@ -2689,10 +2822,12 @@ const file_signet_admin_v1_admin_proto_rawDesc = "" +
 	"\x13plaintext_workloads\x18\x02 \x03(\tR\x12plaintextWorkloads\"\x19\n" +
 	"\x17ListMTLSPoliciesRequest\"S\n" +
 	"\x18ListMTLSPoliciesResponse\x127\n" +
-	"\bpolicies\x18\x01 \x03(\v2\x1b.signet.admin.v1.MTLSPolicyR\bpolicies\")\n" +
+	"\bpolicies\x18\x01 \x03(\v2\x1b.signet.admin.v1.MTLSPolicyR\bpolicies\"?\n" +
 	"\x17DeleteMTLSPolicyRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"\x1a\n" +
-	"\x18DeleteMTLSPolicyResponse\"\xb4\x02\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
+	"\x05force\x18\x02 \x01(\bR\x05force\"K\n" +
+	"\x18DeleteMTLSPolicyResponse\x12/\n" +
+	"\x13plaintext_workloads\x18\x01 \x03(\tR\x12plaintextWorkloads\"\x84\x03\n" +
 	"\x12WorkloadMTLSStatus\x12\x1b\n" +
 	"\tspiffe_id\x18\x01 \x01(\tR\bspiffeId\x12-\n" +
 	"\x04mode\x18\x02 \x01(\x0e2\x19.signet.admin.v1.MTLSModeR\x04mode\x12)\n" +
@@ -2700,7 +2835,17 @@ const file_signet_admin_v1_admin_proto_rawDesc = "" +
 	"\x15plaintext_connections\x18\x04 \x01(\x03R\x14plaintextConnections\x12/\n" +
 	"\x13refused_connections\x18\x05 \x01(\x03R\x12refusedConnections\x12\x14\n" +
 	"\x05ready\x18\x06 \x01(\bR\x05ready\x12+\n" +
-	"\x11plaintext_sources\x18\a \x03(\tR\x10plaintextSources\"\x16\n" +
+	"\x11plaintext_sources\x18\a \x03(\tR\x10plaintextSources\x12\x17\n" +
+	"\adry_run\x18\b \x01(\bR\x06dryRun\x125\n" +
+	"\x05ports\x18\t \x03(\v2\x1f.signet.admin.v1.PortMTLSStatusR\x05ports\"\x95\x02\n" +
+	"\x0ePortMTLSStatus\x12\x12\n" +
+	"\x04port\x18\x01 \x01(\rR\x04port\x12-\n" +
+	"\x04mode\x18\x02 \x01(\x0e2\x19.signet.admin.v1.MTLSModeR\x04mode\x12\x17\n" +
+	"\adry_run\x18\x03 \x01(\bR\x06dryRun\x12\x16\n" +
+	"\x06exempt\x18\x04 \x01(\bR\x06exempt\x12)\n" +
+	"\x10mtls_connections\x18\x05 \x01(\x03R\x0fmtlsConnections\x123\n" +
+	"\x15plaintext_connections\x18\x06 \x01(\x03R\x14plaintextConnections\x12/\n" +
+	"\x13refused_connections\x18\a \x01(\x03R\x12refusedConnections\"\x16\n" +
 	"\x14GetMTLSStatusRequest\"\x81\x01\n" +
 	"\x15GetMTLSStatusResponse\x12A\n" +
 	"\tworkloads\x18\x01 \x03(\v2#.signet.admin.v1.WorkloadMTLSStatusR\tworkloads\x12%\n" +
@@ -2761,7 +2906,7 @@ func file_signet_admin_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_signet_admin_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_signet_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
+var file_signet_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
 var file_signet_admin_v1_admin_proto_goTypes = []any{
 	(MTLSMode)(0),                    // 0: signet.admin.v1.MTLSMode
 	(*CreateJoinTokenRequest)(nil),   // 1: signet.admin.v1.CreateJoinTokenRequest
@@ -2802,12 +2947,13 @@ var file_signet_admin_v1_admin_proto_goTypes = []any{
 	(*DeleteMTLSPolicyRequest)(nil),  // 36: signet.admin.v1.DeleteMTLSPolicyRequest
 	(*DeleteMTLSPolicyResponse)(nil), // 37: signet.admin.v1.DeleteMTLSPolicyResponse
 	(*WorkloadMTLSStatus)(nil),       // 38: signet.admin.v1.WorkloadMTLSStatus
-	(*GetMTLSStatusRequest)(nil),     // 39: signet.admin.v1.GetMTLSStatusRequest
-	(*GetMTLSStatusResponse)(nil),    // 40: signet.admin.v1.GetMTLSStatusResponse
-	(*ExportAuditRequest)(nil),       // 41: signet.admin.v1.ExportAuditRequest
-	(*ExportAuditResponse)(nil),      // 42: signet.admin.v1.ExportAuditResponse
-	(*PruneAuditRequest)(nil),        // 43: signet.admin.v1.PruneAuditRequest
-	(*PruneAuditResponse)(nil),       // 44: signet.admin.v1.PruneAuditResponse
+	(*PortMTLSStatus)(nil),           // 39: signet.admin.v1.PortMTLSStatus
+	(*GetMTLSStatusRequest)(nil),     // 40: signet.admin.v1.GetMTLSStatusRequest
+	(*GetMTLSStatusResponse)(nil),    // 41: signet.admin.v1.GetMTLSStatusResponse
+	(*ExportAuditRequest)(nil),       // 42: signet.admin.v1.ExportAuditRequest
+	(*ExportAuditResponse)(nil),      // 43: signet.admin.v1.ExportAuditResponse
+	(*PruneAuditRequest)(nil),        // 44: signet.admin.v1.PruneAuditRequest
+	(*PruneAuditResponse)(nil),       // 45: signet.admin.v1.PruneAuditResponse
 }
 var file_signet_admin_v1_admin_proto_depIdxs = []int32{
 	3,  // 0: signet.admin.v1.CreateEntriesRequest.entries:type_name -> signet.admin.v1.Entry
@@ -2825,50 +2971,52 @@ var file_signet_admin_v1_admin_proto_depIdxs = []int32{
 	31, // 12: signet.admin.v1.SetMTLSPolicyResponse.policy:type_name -> signet.admin.v1.MTLSPolicy
 	31, // 13: signet.admin.v1.ListMTLSPoliciesResponse.policies:type_name -> signet.admin.v1.MTLSPolicy
 	0,  // 14: signet.admin.v1.WorkloadMTLSStatus.mode:type_name -> signet.admin.v1.MTLSMode
-	38, // 15: signet.admin.v1.GetMTLSStatusResponse.workloads:type_name -> signet.admin.v1.WorkloadMTLSStatus
-	1,  // 16: signet.admin.v1.AdminService.CreateJoinToken:input_type -> signet.admin.v1.CreateJoinTokenRequest
-	4,  // 17: signet.admin.v1.AdminService.CreateEntries:input_type -> signet.admin.v1.CreateEntriesRequest
-	6,  // 18: signet.admin.v1.AdminService.ListEntries:input_type -> signet.admin.v1.ListEntriesRequest
-	8,  // 19: signet.admin.v1.AdminService.GetEntry:input_type -> signet.admin.v1.GetEntryRequest
-	10, // 20: signet.admin.v1.AdminService.DeleteEntry:input_type -> signet.admin.v1.DeleteEntryRequest
-	13, // 21: signet.admin.v1.AdminService.ListNodes:input_type -> signet.admin.v1.ListNodesRequest
-	15, // 22: signet.admin.v1.AdminService.EvictNode:input_type -> signet.admin.v1.EvictNodeRequest
-	18, // 23: signet.admin.v1.AdminService.ListSVIDs:input_type -> signet.admin.v1.ListSVIDsRequest
-	20, // 24: signet.admin.v1.AdminService.GetBundle:input_type -> signet.admin.v1.GetBundleRequest
-	23, // 25: signet.admin.v1.AdminService.ListAuthorities:input_type -> signet.admin.v1.ListAuthoritiesRequest
-	25, // 26: signet.admin.v1.AdminService.PrepareRoot:input_type -> signet.admin.v1.PrepareRootRequest
-	27, // 27: signet.admin.v1.AdminService.ActivateRoot:input_type -> signet.admin.v1.ActivateRootRequest
-	29, // 28: signet.admin.v1.AdminService.RetireRoot:input_type -> signet.admin.v1.RetireRootRequest
-	32, // 29: signet.admin.v1.AdminService.SetMTLSPolicy:input_type -> signet.admin.v1.SetMTLSPolicyRequest
-	34, // 30: signet.admin.v1.AdminService.ListMTLSPolicies:input_type -> signet.admin.v1.ListMTLSPoliciesRequest
-	36, // 31: signet.admin.v1.AdminService.DeleteMTLSPolicy:input_type -> signet.admin.v1.DeleteMTLSPolicyRequest
-	39, // 32: signet.admin.v1.AdminService.GetMTLSStatus:input_type -> signet.admin.v1.GetMTLSStatusRequest
-	41, // 33: signet.admin.v1.AdminService.ExportAudit:input_type -> signet.admin.v1.ExportAuditRequest
-	43, // 34: signet.admin.v1.AdminService.PruneAudit:input_type -> signet.admin.v1.PruneAuditRequest
-	2,  // 35: signet.admin.v1.AdminService.CreateJoinToken:output_type -> signet.admin.v1.CreateJoinTokenResponse
-	5,  // 36: signet.admin.v1.AdminService.CreateEntries:output_type -> signet.admin.v1.CreateEntriesResponse
-	7,  // 37: signet.admin.v1.AdminService.ListEntries:output_type -> signet.admin.v1.ListEntriesResponse
-	9,  // 38: signet.admin.v1.AdminService.GetEntry:output_type -> signet.admin.v1.GetEntryResponse
-	11, // 39: signet.admin.v1.AdminService.DeleteEntry:output_type -> signet.admin.v1.DeleteEntryResponse
-	14, // 40: signet.admin.v1.AdminService.ListNodes:output_type -> signet.admin.v1.ListNodesResponse
-	16, // 41: signet.admin.v1.AdminService.EvictNode:output_type -> signet.admin.v1.EvictNodeResponse
-	19, // 42: signet.admin.v1.AdminService.ListSVIDs:output_type -> signet.admin.v1.ListSVIDsResponse
-	21, // 43: signet.admin.v1.AdminService.GetBundle:output_type -> signet.admin.v1.GetBundleResponse
-	24, // 44: signet.admin.v1.AdminService.ListAuthorities:output_type -> signet.admin.v1.ListAuthoritiesResponse
-	26, // 45: signet.admin.v1.AdminService.PrepareRoot:output_type -> signet.admin.v1.PrepareRootResponse
-	28, // 46: signet.admin.v1.AdminService.ActivateRoot:output_type -> signet.admin.v1.ActivateRootResponse
-	30, // 47: signet.admin.v1.AdminService.RetireRoot:output_type -> signet.admin.v1.RetireRootResponse
-	33, // 48: signet.admin.v1.AdminService.SetMTLSPolicy:output_type -> signet.admin.v1.SetMTLSPolicyResponse
-	35, // 49: signet.admin.v1.AdminService.ListMTLSPolicies:output_type -> signet.admin.v1.ListMTLSPoliciesResponse
-	37, // 50: signet.admin.v1.AdminService.DeleteMTLSPolicy:output_type -> signet.admin.v1.DeleteMTLSPolicyResponse
-	40, // 51: signet.admin.v1.AdminService.GetMTLSStatus:output_type -> signet.admin.v1.GetMTLSStatusResponse
-	42, // 52: signet.admin.v1.AdminService.ExportAudit:output_type -> signet.admin.v1.ExportAuditResponse
-	44, // 53: signet.admin.v1.AdminService.PruneAudit:output_type -> signet.admin.v1.PruneAuditResponse
-	35, // [35:54] is the sub-list for method output_type
-	16, // [16:35] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	39, // 15: signet.admin.v1.WorkloadMTLSStatus.ports:type_name -> signet.admin.v1.PortMTLSStatus
+	0,  // 16: signet.admin.v1.PortMTLSStatus.mode:type_name -> signet.admin.v1.MTLSMode
+	38, // 17: signet.admin.v1.GetMTLSStatusResponse.workloads:type_name -> signet.admin.v1.WorkloadMTLSStatus
+	1,  // 18: signet.admin.v1.AdminService.CreateJoinToken:input_type -> signet.admin.v1.CreateJoinTokenRequest
+	4,  // 19: signet.admin.v1.AdminService.CreateEntries:input_type -> signet.admin.v1.CreateEntriesRequest
+	6,  // 20: signet.admin.v1.AdminService.ListEntries:input_type -> signet.admin.v1.ListEntriesRequest
+	8,  // 21: signet.admin.v1.AdminService.GetEntry:input_type -> signet.admin.v1.GetEntryRequest
+	10, // 22: signet.admin.v1.AdminService.DeleteEntry:input_type -> signet.admin.v1.DeleteEntryRequest
+	13, // 23: signet.admin.v1.AdminService.ListNodes:input_type -> signet.admin.v1.ListNodesRequest
+	15, // 24: signet.admin.v1.AdminService.EvictNode:input_type -> signet.admin.v1.EvictNodeRequest
+	18, // 25: signet.admin.v1.AdminService.ListSVIDs:input_type -> signet.admin.v1.ListSVIDsRequest
+	20, // 26: signet.admin.v1.AdminService.GetBundle:input_type -> signet.admin.v1.GetBundleRequest
+	23, // 27: signet.admin.v1.AdminService.ListAuthorities:input_type -> signet.admin.v1.ListAuthoritiesRequest
+	25, // 28: signet.admin.v1.AdminService.PrepareRoot:input_type -> signet.admin.v1.PrepareRootRequest
+	27, // 29: signet.admin.v1.AdminService.ActivateRoot:input_type -> signet.admin.v1.ActivateRootRequest
+	29, // 30: signet.admin.v1.AdminService.RetireRoot:input_type -> signet.admin.v1.RetireRootRequest
+	32, // 31: signet.admin.v1.AdminService.SetMTLSPolicy:input_type -> signet.admin.v1.SetMTLSPolicyRequest
+	34, // 32: signet.admin.v1.AdminService.ListMTLSPolicies:input_type -> signet.admin.v1.ListMTLSPoliciesRequest
+	36, // 33: signet.admin.v1.AdminService.DeleteMTLSPolicy:input_type -> signet.admin.v1.DeleteMTLSPolicyRequest
+	40, // 34: signet.admin.v1.AdminService.GetMTLSStatus:input_type -> signet.admin.v1.GetMTLSStatusRequest
+	42, // 35: signet.admin.v1.AdminService.ExportAudit:input_type -> signet.admin.v1.ExportAuditRequest
+	44, // 36: signet.admin.v1.AdminService.PruneAudit:input_type -> signet.admin.v1.PruneAuditRequest
+	2,  // 37: signet.admin.v1.AdminService.CreateJoinToken:output_type -> signet.admin.v1.CreateJoinTokenResponse
+	5,  // 38: signet.admin.v1.AdminService.CreateEntries:output_type -> signet.admin.v1.CreateEntriesResponse
+	7,  // 39: signet.admin.v1.AdminService.ListEntries:output_type -> signet.admin.v1.ListEntriesResponse
+	9,  // 40: signet.admin.v1.AdminService.GetEntry:output_type -> signet.admin.v1.GetEntryResponse
+	11, // 41: signet.admin.v1.AdminService.DeleteEntry:output_type -> signet.admin.v1.DeleteEntryResponse
+	14, // 42: signet.admin.v1.AdminService.ListNodes:output_type -> signet.admin.v1.ListNodesResponse
+	16, // 43: signet.admin.v1.AdminService.EvictNode:output_type -> signet.admin.v1.EvictNodeResponse
+	19, // 44: signet.admin.v1.AdminService.ListSVIDs:output_type -> signet.admin.v1.ListSVIDsResponse
+	21, // 45: signet.admin.v1.AdminService.GetBundle:output_type -> signet.admin.v1.GetBundleResponse
+	24, // 46: signet.admin.v1.AdminService.ListAuthorities:output_type -> signet.admin.v1.ListAuthoritiesResponse
+	26, // 47: signet.admin.v1.AdminService.PrepareRoot:output_type -> signet.admin.v1.PrepareRootResponse
+	28, // 48: signet.admin.v1.AdminService.ActivateRoot:output_type -> signet.admin.v1.ActivateRootResponse
+	30, // 49: signet.admin.v1.AdminService.RetireRoot:output_type -> signet.admin.v1.RetireRootResponse
+	33, // 50: signet.admin.v1.AdminService.SetMTLSPolicy:output_type -> signet.admin.v1.SetMTLSPolicyResponse
+	35, // 51: signet.admin.v1.AdminService.ListMTLSPolicies:output_type -> signet.admin.v1.ListMTLSPoliciesResponse
+	37, // 52: signet.admin.v1.AdminService.DeleteMTLSPolicy:output_type -> signet.admin.v1.DeleteMTLSPolicyResponse
+	41, // 53: signet.admin.v1.AdminService.GetMTLSStatus:output_type -> signet.admin.v1.GetMTLSStatusResponse
+	43, // 54: signet.admin.v1.AdminService.ExportAudit:output_type -> signet.admin.v1.ExportAuditResponse
+	45, // 55: signet.admin.v1.AdminService.PruneAudit:output_type -> signet.admin.v1.PruneAuditResponse
+	37, // [37:56] is the sub-list for method output_type
+	18, // [18:37] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_signet_admin_v1_admin_proto_init() }
@@ -2882,7 +3030,7 @@ func file_signet_admin_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_signet_admin_v1_admin_proto_rawDesc), len(file_signet_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   44,
+			NumMessages:   45,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

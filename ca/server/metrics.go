@@ -1,0 +1,257 @@
+package server
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/signet-mesh/signet/ca/api"
+	"github.com/signet-mesh/signet/ca/rotation"
+	"github.com/signet-mesh/signet/ca/store"
+	"github.com/signet-mesh/signet/internal/clock"
+)
+
+// Names of the CA's metrics. Dashboards (deploy/grafana) and alerts use
+// them; renaming one is a breaking change.
+const (
+	// MetricSVIDsIssued counts requested SVIDs by kind (workload, node,
+	// jwt) and outcome (success, denied, invalid, error).
+	MetricSVIDsIssued = "signet_svids_issued_total"
+	// MetricMintDuration is the time the CA takes to sign and check one
+	// SVID, by kind.
+	MetricMintDuration = "signet_svid_mint_duration_seconds"
+	// MetricNodeAttestations counts AttestNode calls by result (success,
+	// unknown_token, expired_token, invalid, error).
+	MetricNodeAttestations = "signet_node_attestations_total"
+	// MetricEntries is the number of registration entries.
+	MetricEntries = "signet_registration_entries"
+	// MetricConnectedAgents is the number of agents holding an entry-sync
+	// stream open.
+	MetricConnectedAgents = "signet_connected_agents"
+	// MetricBundleRevision is the trust bundle's revision.
+	MetricBundleRevision = "signet_bundle_revision"
+	// MetricAuthorityExpiry is the seconds until each authority that is
+	// not retired expires, by authority_id, kind and state. Negative once
+	// expired.
+	MetricAuthorityExpiry = "signet_authority_time_to_expiry_seconds"
+	// MetricAuditRecords counts the audit records ever written: the
+	// sequence number of the log's head, so it survives restarts and
+	// pruning.
+	MetricAuditRecords = "signet_audit_records_written_total"
+	// MetricStoreCommitDuration is the time from asking the store for a
+	// read-write transaction to its durable commit, by op (update, batch).
+	MetricStoreCommitDuration = "signet_store_commit_duration_seconds"
+)
+
+// Histogram buckets, in seconds. Signing with a soft key takes well under a
+// millisecond, an HSM or cloud KMS tens to hundreds; a bbolt commit is one
+// or two fsyncs, a millisecond on SSDs and tens on network disks.
+var (
+	mintBuckets   = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}
+	commitBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}
+)
+
+// stateTimeout bounds the store read a scrape makes.
+const stateTimeout = 5 * time.Second
+
+// Metrics is the CA's metric set. Create it with NewMetrics, pass it in
+// Config.Metrics, and serve the registry it was registered with (see
+// internal/telemetry). A nil *Metrics records nothing. One Metrics serves
+// one Server.
+type Metrics struct {
+	svidsIssued  *prometheus.CounterVec
+	mintDuration *prometheus.HistogramVec
+	attestations *prometheus.CounterVec
+	storeCommit  *prometheus.HistogramVec
+	state        *stateCollector
+}
+
+// NewMetrics creates the CA's metrics and registers them with reg. It
+// panics if they are already registered there (a wiring bug).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		svidsIssued: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: MetricSVIDsIssued,
+			Help: "SVIDs requested from the CA, by kind (workload, node, jwt) and outcome (success, denied, invalid, error).",
+		}, []string{"kind", "outcome"}),
+		mintDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    MetricMintDuration,
+			Help:    "Time to sign and check one SVID, by kind.",
+			Buckets: mintBuckets,
+		}, []string{"kind"}),
+		attestations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: MetricNodeAttestations,
+			Help: "Node attestations, by result (success, unknown_token, expired_token, invalid, error).",
+		}, []string{"result"}),
+		storeCommit: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    MetricStoreCommitDuration,
+			Help:    "Time from requesting a read-write store transaction to its durable commit, by op (update, batch).",
+			Buckets: commitBuckets,
+		}, []string{"op"}),
+		state: newStateCollector(),
+	}
+	// Show the common series at zero from the first scrape, so rate()
+	// and alerts work before the first event.
+	for _, kind := range []string{api.SVIDKindWorkload, api.SVIDKindNode, api.SVIDKindJWT} {
+		for _, outcome := range []string{api.OutcomeSuccess, api.OutcomeDenied, api.OutcomeInvalid, api.OutcomeError} {
+			m.svidsIssued.WithLabelValues(kind, outcome)
+		}
+	}
+	for _, r := range []string{api.AttestSuccess, api.AttestUnknownToken, api.AttestExpiredToken, api.AttestInvalid, api.AttestError} {
+		m.attestations.WithLabelValues(r)
+	}
+	reg.MustRegister(m.svidsIssued, m.mintDuration, m.attestations, m.storeCommit, m.state)
+	return m
+}
+
+// nodeHooks returns the node API's hooks; zero for a nil m.
+func (m *Metrics) nodeHooks() api.NodeMetrics {
+	if m == nil {
+		return api.NodeMetrics{}
+	}
+	return api.NodeMetrics{
+		SVIDIssued: func(kind, outcome string) { m.svidsIssued.WithLabelValues(kind, outcome).Inc() },
+		Signed: func(kind string, d time.Duration) {
+			m.mintDuration.WithLabelValues(kind).Observe(d.Seconds())
+		},
+		NodeAttested: func(result string) { m.attestations.WithLabelValues(result).Inc() },
+	}
+}
+
+// instrument returns st with its commits timed; st itself for a nil m.
+func (m *Metrics) instrument(st store.Store) store.Store {
+	if m == nil {
+		return st
+	}
+	return &meteredStore{Store: st, update: m.storeCommit.WithLabelValues("update"), batch: m.storeCommit.WithLabelValues("batch")}
+}
+
+// bind points the scrape-time metrics at s.
+func (m *Metrics) bind(s *Server) {
+	if m == nil {
+		return
+	}
+	m.state.src.Store(&stateSource{store: s.store, conns: s.conns, clock: s.cfg.Clock, td: s.cfg.TrustDomain})
+}
+
+// meteredStore times the read-write transactions of the store it wraps.
+// Only committed transactions are observed: a failed one says nothing
+// about commit latency.
+type meteredStore struct {
+	store.Store
+	update, batch prometheus.Observer
+}
+
+func (s *meteredStore) Update(ctx context.Context, fn func(store.Tx) error) error {
+	start := time.Now()
+	err := s.Store.Update(ctx, fn)
+	if err == nil {
+		s.update.Observe(time.Since(start).Seconds())
+	}
+	return err
+}
+
+func (s *meteredStore) Batch(ctx context.Context, fn func(store.Tx) error) error {
+	start := time.Now()
+	err := s.Store.Batch(ctx, fn)
+	if err == nil {
+		s.batch.Observe(time.Since(start).Seconds())
+	}
+	return err
+}
+
+// stateSource is what the scrape-time metrics read.
+type stateSource struct {
+	store store.Store
+	conns *api.Connections
+	clock clock.Clock
+	td    spiffeid.TrustDomain
+}
+
+// stateCollector reads the CA's state at scrape time, in one read
+// transaction: entries, bundle revision, authority expiry and the audit
+// log's length come from the store, connected agents from the connection
+// registry. Before bind it collects nothing.
+type stateCollector struct {
+	src       atomic.Pointer[stateSource]
+	entries   *prometheus.Desc
+	connected *prometheus.Desc
+	revision  *prometheus.Desc
+	expiry    *prometheus.Desc
+	audit     *prometheus.Desc
+}
+
+func newStateCollector() *stateCollector {
+	return &stateCollector{
+		entries:   prometheus.NewDesc(MetricEntries, "Registration entries in the store.", nil, nil),
+		connected: prometheus.NewDesc(MetricConnectedAgents, "Agents holding an entry-sync stream open to this server.", nil, nil),
+		revision:  prometheus.NewDesc(MetricBundleRevision, "Revision of the trust bundle.", nil, nil),
+		expiry: prometheus.NewDesc(MetricAuthorityExpiry, "Seconds until each authority that is not retired expires, by authority_id, kind and state (negative once expired).",
+			[]string{"authority_id", "kind", "state"}, nil),
+		audit: prometheus.NewDesc(MetricAuditRecords, "Audit records ever written (the sequence number of the log's head).", nil, nil),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.entries
+	ch <- c.connected
+	ch <- c.revision
+	ch <- c.expiry
+	ch <- c.audit
+}
+
+// Collect implements prometheus.Collector.
+func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
+	src := c.src.Load()
+	if src == nil {
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(c.connected, prometheus.GaugeValue, float64(len(src.conns.Snapshot())))
+
+	ctx, cancel := context.WithTimeout(context.Background(), stateTimeout)
+	defer cancel()
+	var (
+		entries  int
+		rev      int64
+		auths    []*store.Authority
+		auditSeq uint64
+	)
+	err := src.store.View(ctx, func(tx store.Tx) error {
+		es, err := tx.ListEntries(store.EntryFilter{})
+		if err != nil {
+			return err
+		}
+		entries = len(es)
+		b, err := rotation.BundleFromTx(tx, src.td)
+		if err != nil {
+			return err
+		}
+		rev = b.Revision
+		if auths, err = tx.ListAuthorities(); err != nil {
+			return err
+		}
+		auditSeq, _, err = tx.AuditHead()
+		return err
+	})
+	if err != nil {
+		// The store is closing or failing: say so instead of
+		// reporting stale or zero values.
+		ch <- prometheus.NewInvalidMetric(c.entries, err)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(c.entries, prometheus.GaugeValue, float64(entries))
+	ch <- prometheus.MustNewConstMetric(c.revision, prometheus.GaugeValue, float64(rev))
+	ch <- prometheus.MustNewConstMetric(c.audit, prometheus.CounterValue, float64(auditSeq))
+	now := src.clock.Now()
+	for _, a := range auths {
+		if a.State == store.StateRetired {
+			continue
+		}
+		ch <- prometheus.MustNewConstMetric(c.expiry, prometheus.GaugeValue, a.NotAfter.Sub(now).Seconds(),
+			a.ID, string(a.Kind), string(a.State))
+	}
+}

@@ -1,0 +1,261 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// mapEnv is a getenv over a map.
+func mapEnv(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+// loadServerConfig runs the server's loader as runServer does: defaults,
+// then file, then environment, then flags.
+func loadServerConfig(t *testing.T, file string, env map[string]string, args ...string) (serverConfig, error) {
+	t.Helper()
+	fs := flag.NewFlagSet("server", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	cfg := defaultServerConfig()
+	_, apply := registerConfigFlags(fs, &cfg, serverUsages, mapEnv(env))
+	if file != "" {
+		args = append([]string{"--config", file}, args...)
+	}
+	if err := fs.Parse(args); err != nil {
+		t.Fatalf("parsing %v: %v", args, err)
+	}
+	return cfg, apply()
+}
+
+func writeFile(t *testing.T, name, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestConfigPrecedence: each layer overrides the one before it, key by
+// key: defaults < file < SIGNET_* environment < flags.
+func TestConfigPrecedence(t *testing.T) {
+	file := writeFile(t, "server.yaml", `
+trust_domain: file.example
+data_dir: /from/file
+listen: 10.0.0.1:1
+log_level: debug
+admin_uids: [1, 2]
+root_ttl: 48h
+metrics_listen: 127.0.0.1:9000
+`)
+	def := defaultServerConfig()
+	fromFile := def
+	fromFile.TrustDomain = "file.example"
+	fromFile.DataDir = "/from/file"
+	fromFile.Listen = "10.0.0.1:1"
+	fromFile.LogLevel = "debug"
+	fromFile.AdminUIDs = []uint32{1, 2}
+	fromFile.RootTTL = duration(48 * 60 * 60 * 1e9)
+	fromFile.MetricsListen = "127.0.0.1:9000"
+
+	tests := []struct {
+		name string
+		file string
+		env  map[string]string
+		args []string
+		want func(c *serverConfig)
+	}{
+		{name: "defaults", want: func(c *serverConfig) { *c = def }},
+		{name: "file over defaults", file: file, want: func(c *serverConfig) { *c = fromFile }},
+		{
+			name: "environment over file",
+			file: file,
+			env:  map[string]string{"SIGNET_TRUST_DOMAIN": "env.example", "SIGNET_ADMIN_UIDS": "3", "SIGNET_LOG_FORMAT": "json"},
+			want: func(c *serverConfig) {
+				*c = fromFile
+				c.TrustDomain = "env.example"
+				c.AdminUIDs = []uint32{3}
+				c.LogFormat = "json"
+			},
+		},
+		{
+			name: "flags over environment and file",
+			file: file,
+			env:  map[string]string{"SIGNET_TRUST_DOMAIN": "env.example", "SIGNET_LISTEN": "10.0.0.2:2"},
+			args: []string{"--trust-domain", "flag.example", "--root-ttl", "24h"},
+			want: func(c *serverConfig) {
+				*c = fromFile
+				c.TrustDomain = "flag.example"
+				c.Listen = "10.0.0.2:2"
+				c.RootTTL = duration(24 * 60 * 60 * 1e9)
+			},
+		},
+		{
+			// A flag given explicitly wins even when it repeats the
+			// default.
+			name: "flag equal to the default still overrides",
+			file: file,
+			env:  map[string]string{"SIGNET_LOG_LEVEL": "warn"},
+			args: []string{"--log-level", "info"},
+			want: func(c *serverConfig) { *c = fromFile; c.LogLevel = "info" },
+		},
+		{
+			name: "environment without a file",
+			env:  map[string]string{"SIGNET_DATA_DIR": "/from/env", "SIGNET_METRICS_LISTEN": "127.0.0.1:9100"},
+			want: func(c *serverConfig) { *c = def; c.DataDir = "/from/env"; c.MetricsListen = "127.0.0.1:9100" },
+		},
+		{
+			name: "empty environment variable is unset",
+			file: file,
+			env:  map[string]string{"SIGNET_DATA_DIR": ""},
+			want: func(c *serverConfig) { *c = fromFile },
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := loadServerConfig(t, tc.file, tc.env, tc.args...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var want serverConfig
+			tc.want(&want)
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("config mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestConfigErrors: a bad file, variable or flag fails, naming the key.
+func TestConfigErrors(t *testing.T) {
+	tests := []struct {
+		name    string
+		file    string
+		env     map[string]string
+		args    []string
+		wantErr string
+	}{
+		{name: "unknown key", file: "trust_domian: example.org\n", wantErr: `unknown field "trust_domian"`},
+		{name: "unknown nested in valid file", file: "trust_domain: example.org\nmetrics:\n  listen: x\n", wantErr: `unknown field "metrics"`},
+		{name: "wrong type", file: "admin_uids: root\n", wantErr: "admin_uids"},
+		{name: "bad duration", file: "root_ttl: forever\n", wantErr: `root_ttl: "forever" is not a duration`},
+		{name: "unquoted duration", file: "trust_domain: example.org\nintermediate_ttl: 5\n", wantErr: "intermediate_ttl: must be a quoted duration"},
+		{name: "wrong type names the key", file: "admin_uids: root\n", wantErr: "admin_uids: cannot unmarshal"},
+		{name: "bad environment value", env: map[string]string{"SIGNET_ROOT_TTL": "soon"}, wantErr: "SIGNET_ROOT_TTL"},
+		{name: "bad environment uid", env: map[string]string{"SIGNET_ADMIN_UIDS": "1,x"}, wantErr: "SIGNET_ADMIN_UIDS"},
+		{name: "bad flag value", args: []string{"--intermediate-ttl", "weekly"}, wantErr: "--intermediate-ttl"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var path string
+			if tc.file != "" {
+				path = writeFile(t, "server.yaml", tc.file)
+			}
+			_, err := loadServerConfig(t, path, tc.env, tc.args...)
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("error = %v, want it to contain %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+// TestEveryFlagHasAConfigKey: the server's and the agent's flags are their
+// config keys, each with a usage, plus --config and --check-config.
+func TestEveryFlagHasAConfigKey(t *testing.T) {
+	for _, tc := range []struct {
+		command string
+		cfg     any
+		usages  map[string]string
+	}{
+		{"server", serverConfig{}, serverUsages},
+		{"agent", agentConfig{}, agentUsages},
+	} {
+		t.Run(tc.command, func(t *testing.T) {
+			keys := map[string]bool{}
+			typ := reflect.TypeOf(tc.cfg)
+			for i := range typ.NumField() {
+				k := jsonKey(typ.Field(i))
+				if k == "" {
+					t.Errorf("field %s has no config key", typ.Field(i).Name)
+					continue
+				}
+				keys[k] = true
+				if tc.usages[k] == "" {
+					t.Errorf("config key %s has no usage text", k)
+				}
+			}
+			for k := range tc.usages {
+				if !keys[k] {
+					t.Errorf("usage for %s, which is not a config key", k)
+				}
+			}
+			var stderr bytes.Buffer
+			env := &cliEnv{stdout: io.Discard, stderr: &stderr, getenv: mapEnv(nil)}
+			run(context.Background(), env, []string{tc.command, "-h"})
+			flags := 0
+			for line := range strings.SplitSeq(stderr.String(), "\n") {
+				if !strings.HasPrefix(line, "  -") {
+					continue
+				}
+				name, _, _ := strings.Cut(strings.TrimPrefix(line, "  -"), " ")
+				flags++
+				switch name {
+				case "config", "check-config":
+					continue
+				}
+				if !keys[strings.ReplaceAll(name, "-", "_")] {
+					t.Errorf("flag --%s has no config key", name)
+				}
+			}
+			if flags < len(keys) {
+				t.Errorf("usage lists %d flags for %d config keys:\n%s", flags, len(keys), stderr.String())
+			}
+		})
+	}
+}
+
+// TestJoinTokenFile: join_token wins, the file is read and trimmed, and a
+// missing file means no token.
+func TestJoinTokenFile(t *testing.T) {
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "token")
+	os.WriteFile(tokenFile, []byte("  abc123\n"), 0o600)
+	big := filepath.Join(dir, "big")
+	os.WriteFile(big, bytes.Repeat([]byte("x"), maxJoinTokenFile+1), 0o600)
+	tests := []struct {
+		name    string
+		cfg     agentConfig
+		want    string
+		wantErr string
+	}{
+		{name: "none", cfg: agentConfig{}},
+		{name: "inline", cfg: agentConfig{JoinToken: "inline", JoinTokenFile: tokenFile}, want: "inline"},
+		{name: "file", cfg: agentConfig{JoinTokenFile: tokenFile}, want: "abc123"},
+		{name: "missing file", cfg: agentConfig{JoinTokenFile: filepath.Join(dir, "nope")}},
+		{name: "directory", cfg: agentConfig{JoinTokenFile: dir}, wantErr: "join_token_file"},
+		{name: "too large", cfg: agentConfig{JoinTokenFile: big}, wantErr: "too large"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := tc.cfg.joinToken()
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Errorf("error = %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Errorf("joinToken() = %q, %v; want %q", got, err, tc.want)
+			}
+		})
+	}
+}
