@@ -165,15 +165,14 @@ func (s *NodeService) AttestNode(ctx context.Context, req *nodev1.AttestNodeRequ
 		if err := tx.PutSVID(svidRecord(leaf, svid.AuthorityID, nodeID.String(), "")); err != nil {
 			return err
 		}
-		for _, r := range []audit.Record{
-			{Type: audit.TypeTokenUsed, Outcome: audit.OutcomeSuccess, Actor: nodeID.String(), Subject: nodeID.String(), Details: map[string]string{audit.DetailTokenID: tok.ID}},
-			{Type: audit.TypeNodeAttested, Outcome: audit.OutcomeSuccess, Actor: nodeID.String(), Subject: nodeID.String(),
-				Details: map[string]string{audit.DetailAttestor: AttestorJoinToken, audit.DetailTokenID: tok.ID, audit.DetailSerial: serialHex(leaf)}},
-			issuedRecord(nodeID.String(), leaf, svid.AuthorityID, "", req.GetCsr()),
-		} {
-			if err := recordAudit(tx, r, now); err != nil {
-				return err
-			}
+		// One record for the one change: the token spent, the node
+		// attested, and its SVID's issuance details.
+		r := issuedRecord(nodeID.String(), leaf, svid.AuthorityID, "", req.GetCsr())
+		r.Type = audit.TypeNodeAttested
+		r.Details[audit.DetailAttestor] = AttestorJoinToken
+		r.Details[audit.DetailTokenID] = tok.ID
+		if err := recordAudit(tx, r, now); err != nil {
+			return err
 		}
 		bundle, err := rotation.BundleFromTx(tx, s.cfg.TrustDomain)
 		if err != nil {
@@ -243,12 +242,9 @@ func (s *NodeService) RenewNodeSVID(ctx context.Context, req *nodev1.RenewNodeSV
 		if err := tx.PutSVID(svidRecord(newLeaf, svid.AuthorityID, nodeID.String(), "")); err != nil {
 			return err
 		}
-		now := s.cfg.Clock.Now()
-		if err := recordAudit(tx, audit.Record{Type: audit.TypeNodeRenewed, Outcome: audit.OutcomeSuccess, Actor: nodeID.String(), Subject: nodeID.String(),
-			Details: map[string]string{audit.DetailSerial: serialHex(newLeaf)}}, now); err != nil {
-			return err
-		}
-		if err := recordAudit(tx, issuedRecord(nodeID.String(), newLeaf, svid.AuthorityID, "", req.GetCsr()), now); err != nil {
+		r := issuedRecord(nodeID.String(), newLeaf, svid.AuthorityID, "", req.GetCsr())
+		r.Type = audit.TypeNodeRenewed
+		if err := recordAudit(tx, r, s.cfg.Clock.Now()); err != nil {
 			return err
 		}
 		resp = &nodev1.RenewNodeSVIDResponse{Svid: svidProto(nodeID, svid.Chain)}

@@ -15,8 +15,17 @@ import (
 // certificate committed durably to bbolt before it is returned (group
 // commit shares one fsync among concurrent callers). Compare with
 // BenchmarkMintInProcess in package ca, the in-process ceiling.
-func BenchmarkMintRPC(b *testing.B) {
-	c := startCA(b, testOpts{nodeRate: -1})
+func BenchmarkMintRPC(b *testing.B) { benchmarkMintRPC(b, false) }
+
+// BenchmarkMintRPCNoAudit is BenchmarkMintRPC with the audit records of
+// issuance switched off, to measure what auditing costs (target: under
+// 10%). Run both in one go:
+//
+//	go test -run '^$' -bench 'MintRPC' -count 5 ./ca/server/
+func BenchmarkMintRPCNoAudit(b *testing.B) { benchmarkMintRPC(b, true) }
+
+func benchmarkMintRPC(b *testing.B, noAudit bool) {
+	c := startCA(b, testOpts{nodeRate: -1, noAudit: noAudit})
 	n := c.attest(b, "bench")
 	entry := c.entry(b, "spiffe://example.org/bench", n.id.String())
 	req := &nodev1.MintX509SVIDsRequest{Params: []*nodev1.MintX509SVIDParams{{EntryId: entry, Csr: csr(b, newKey(b))}}}

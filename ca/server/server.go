@@ -82,6 +82,12 @@ type Config struct {
 	CrashPoint func(point string)
 	// StoreNoSync skips fsync (tests and benchmarks of non-durable paths).
 	StoreNoSync bool
+	// WrapStore, if set, wraps the store every component writes through.
+	// Tests use it to inject write failures.
+	WrapStore func(store.Store) store.Store
+	// NoAudit skips the audit records of workload SVIDs: only for the
+	// benchmark that measures what auditing costs.
+	NoAudit bool
 	// MTLSWindow is how far back `mtls status` and the STRICT readiness
 	// check look at the proxies' connection counts; 0 means
 	// api.DefaultMTLSWindow (10 minutes).
@@ -134,6 +140,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	// Components write through sst, which times commits for the metrics.
 	sst := cfg.Metrics.instrument(st)
+	if cfg.WrapStore != nil {
+		sst = cfg.WrapStore(sst)
+	}
 	c := ca.New(ca.Config{TrustDomain: cfg.TrustDomain, Clock: cfg.Clock, Logger: cfg.Logger})
 	rot, err := rotation.New(rotation.Config{
 		Store:              sst,
@@ -168,7 +177,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		conns: conns,
 		node: api.NewNodeService(api.NodeConfig{
 			Store: sst, CA: c, TrustDomain: cfg.TrustDomain, Clock: cfg.Clock, Logger: cfg.Logger,
-			NodeRate: cfg.NodeRate, Connections: conns, Metrics: cfg.Metrics.nodeHooks(),
+			NodeRate: cfg.NodeRate, Connections: conns, Metrics: cfg.Metrics.nodeHooks(), NoAudit: cfg.NoAudit,
 		}),
 		admin: api.NewAdminService(api.AdminConfig{
 			Store: sst, TrustDomain: cfg.TrustDomain, AdminUIDs: cfg.AdminUIDs, SelfUID: uint32(os.Getuid()),

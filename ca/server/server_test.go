@@ -28,6 +28,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/signet-mesh/signet/ca"
+	"github.com/signet-mesh/signet/ca/store"
 	"github.com/signet-mesh/signet/internal/clock"
 	"github.com/signet-mesh/signet/internal/peercred"
 	adminv1 "github.com/signet-mesh/signet/proto/signet/admin/v1"
@@ -45,9 +46,11 @@ type testCA struct {
 }
 
 type testOpts struct {
-	clock    clock.Clock
-	nodeRate float64
-	noSync   bool
+	clock     clock.Clock
+	nodeRate  float64
+	noSync    bool
+	noAudit   bool
+	wrapStore func(store.Store) store.Store
 }
 
 func startCA(tb testing.TB, o testOpts) *testCA {
@@ -58,7 +61,8 @@ func startCA(tb testing.TB, o testOpts) *testCA {
 	}
 	tb.Cleanup(func() { os.RemoveAll(dir) })
 	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := New(ctx, Config{TrustDomain: td, DataDir: filepath.Join(dir, "data"), Passphrase: []byte("test"), Clock: o.clock, NodeRate: o.nodeRate, StoreNoSync: o.noSync})
+	srv, err := New(ctx, Config{TrustDomain: td, DataDir: filepath.Join(dir, "data"), Passphrase: []byte("test"), Clock: o.clock, NodeRate: o.nodeRate, StoreNoSync: o.noSync,
+		NoAudit: o.noAudit, WrapStore: o.wrapStore})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -126,6 +130,11 @@ type node struct {
 func (c *testCA) attest(tb testing.TB, name string) *node {
 	tb.Helper()
 	tok, _ := c.token(tb, name, time.Minute)
+	return c.attestWithToken(tb, tok)
+}
+
+func (c *testCA) attestWithToken(tb testing.TB, tok string) *node {
+	tb.Helper()
 	key := newKey(tb)
 	resp, err := c.anonClient(tb).AttestNode(context.Background(), &nodev1.AttestNodeRequest{JoinToken: tok, Csr: csr(tb, key)})
 	if err != nil {
