@@ -12,4 +12,10 @@
 // When the CA is unreachable, every call backs off exponentially with full
 // jitter (internal/backoff) and the cache keeps serving the SVIDs it holds
 // until they expire.
+//
+// The agent also keeps the mTLS policy set that comes with the entry sync
+// (MTLSPolicies, served to proxies by agent/proxyapi), and sums the inbound
+// connection counts its proxies report (AddConnections), which it forwards
+// to the CA in ReportStatus every ConnectionReportInterval when there are
+// any (see policy.go).
 package agent

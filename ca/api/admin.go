@@ -100,7 +100,7 @@ type Actor struct {
 	User string
 }
 
-func (a Actor) String() string { return fmt.Sprintf("uid:%d(%s)", a.UID, a.User) }
+func (a Actor) String() string { return audit.AdminActor(a.UID, a.User) }
 
 type actorKey struct{}
 

@@ -20,4 +20,27 @@
 // record exists: evicting a node (deleting its record) cuts it off at once,
 // even though its certificate has not expired. Admins are identified by the
 // kernel's peer credentials on the admin socket.
+//
+// # mTLS policies and readiness for STRICT
+//
+// SetMTLSPolicy, ListMTLSPolicies and DeleteMTLSPolicy keep the policy set
+// in the store (one policy per scope and port; its ID is derived from them,
+// so setting a scope again replaces its policy). Every change takes a
+// revision, so each SyncEntries stream wakes and sends the whole set again;
+// the first message of a stream always carries it. The effective mode of a
+// workload is internal/mtlspolicy.Effective, the same function the agents
+// run.
+//
+// Agents report their proxies' inbound connection counts in ReportStatus:
+// deltas, per workload and port, by kind (mTLS, plaintext, refused or
+// would-be-refused) with the plaintext sources. Counts for a workload the
+// node does not parent are dropped. They are kept in memory only, on the
+// shared Connections, in a sliding window (Connections.SetMTLSWindow,
+// default DefaultMTLSWindow: 10 minutes) cut into 20 slots. GetMTLSStatus
+// sums the window per workload: a workload is ready for STRICT when it saw
+// no plaintext and nothing refused. A change of the policy set that would
+// make a workload refuse plaintext it received in the window (on a port
+// where it was not STRICT before, and is now, without dry run or
+// exemption) is refused with FailedPrecondition naming the workloads and
+// their sources, unless forced; both outcomes are audited.
 package api

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/signet-mesh/signet/ca/audit"
 	"github.com/signet-mesh/signet/ca/registration"
 	"github.com/signet-mesh/signet/ca/store"
 	"github.com/signet-mesh/signet/internal/mtlspolicy"
@@ -42,7 +43,9 @@ const (
 // never blocks on it.
 
 // SetMTLSPolicy implements adminv1.AdminServiceServer. It creates the
-// policy for its scope and port, or replaces the one there.
+// policy for its scope and port, or replaces the one there. A refusal for
+// readiness is audited too (outcome failure), in a transaction of its own
+// that changes nothing else.
 func (s *AdminService) SetMTLSPolicy(ctx context.Context, req *adminv1.SetMTLSPolicyRequest) (*adminv1.SetMTLSPolicyResponse, error) {
 	p, err := validateMTLSPolicy(req.GetPolicy(), s.cfg.TrustDomain)
 	if err != nil {
@@ -50,9 +53,12 @@ func (s *AdminService) SetMTLSPolicy(ctx context.Context, req *adminv1.SetMTLSPo
 	}
 	now := s.cfg.Clock.Now()
 	traffic := s.cfg.Connections.traffic.snapshot(now)
-	var refusing []string
+	var (
+		refusing []string
+		refused  error
+	)
 	err = s.cfg.Store.Update(ctx, func(tx store.Tx) error {
-		refusing = nil
+		refusing, refused = nil, nil
 		stored, err := tx.ListMTLSPolicies()
 		if err != nil {
 			return err
@@ -64,23 +70,59 @@ func (s *AdminService) SetMTLSPolicy(ctx context.Context, req *adminv1.SetMTLSPo
 		}
 		after = append(after, policyFromStore(p))
 		refusing = refusesPlaintext(before, after, traffic)
+		rec := s.policyRecord(ctx, audit.TypeMTLSPolicySet, p, refusing, "SetMTLSPolicy")
 		if len(refusing) > 0 && !req.GetForce() {
-			return status.Error(codes.FailedPrecondition, readinessMessage("to set "+string(p.Mode)+" on "+policyFromStore(p).Scope(), refusing, traffic, s.cfg.Connections.MTLSWindow()))
+			refused = status.Error(codes.FailedPrecondition, readinessMessage("to set "+p.Mode+" on "+policyFromStore(p).Scope(), refusing, traffic, s.cfg.Connections.MTLSWindow()))
+			rec.Outcome, rec.Details[audit.DetailReason] = audit.OutcomeFailure, "plaintext seen in the window"
+			// audit: mtls.policy_set (refused)
+			return recordAudit(tx, rec, now)
 		}
 		if p.Revision, err = tx.NextRevision(); err != nil {
 			return err
 		}
 		p.UpdatedAt = now
+		if err := tx.PutMTLSPolicy(p); err != nil {
+			return err
+		}
 		// audit: mtls.policy_set
-		return tx.PutMTLSPolicy(p)
+		return recordAudit(tx, rec, now)
 	})
+	if err == nil {
+		err = refused
+	}
 	if err != nil {
 		return nil, toStatus(ctx, s.log, "setting mtls policy", err)
 	}
-	actor, _ := ActorFromContext(ctx)
 	s.log.InfoContext(ctx, "mtls policy set", "policy_id", p.ID, "scope", policyFromStore(p).Scope(), "port", p.Port,
-		"mode", p.Mode, "dry_run", p.DryRun, "forced_over", refusing, "actor", actor.String())
+		"mode", p.Mode, "dry_run", p.DryRun, "forced_over", refusing, "actor", adminActor(ctx))
 	return &adminv1.SetMTLSPolicyResponse{Policy: adminPolicyProto(p), PlaintextWorkloads: refusing}, nil
+}
+
+// policyRecord is the audit record of a change to p.
+func (s *AdminService) policyRecord(ctx context.Context, typ string, p *store.MTLSPolicy, forcedOver []string, method string) audit.Record {
+	subject := p.SPIFFEID
+	switch {
+	case p.Prefix != "":
+		subject = p.Prefix
+	case subject == "":
+		subject = s.cfg.TrustDomain.IDString()
+	}
+	exempt := make([]string, 0, len(p.ExemptPorts))
+	for _, e := range p.ExemptPorts {
+		exempt = append(exempt, strconv.FormatUint(uint64(e), 10))
+	}
+	d := map[string]string{
+		audit.DetailPolicyID:    p.ID,
+		audit.DetailMode:        p.Mode,
+		audit.DetailPort:        strconv.FormatUint(uint64(p.Port), 10),
+		audit.DetailExemptPorts: strings.Join(exempt, ","),
+		audit.DetailDryRun:      strconv.FormatBool(p.DryRun),
+		audit.DetailMethod:      method,
+	}
+	if len(forcedOver) > 0 {
+		d[audit.DetailForcedOver] = strings.Join(forcedOver, ",")
+	}
+	return audit.Record{Type: typ, Outcome: audit.OutcomeSuccess, Actor: adminActor(ctx), Subject: subject, Details: d}
 }
 
 // ListMTLSPolicies implements adminv1.AdminServiceServer.
@@ -107,35 +149,51 @@ func (s *AdminService) DeleteMTLSPolicy(ctx context.Context, req *adminv1.Delete
 	if id == "" {
 		return nil, status.Error(codes.InvalidArgument, "id: is required (see mtls list)")
 	}
-	traffic := s.cfg.Connections.traffic.snapshot(s.cfg.Clock.Now())
-	var refusing []string
+	now := s.cfg.Clock.Now()
+	traffic := s.cfg.Connections.traffic.snapshot(now)
+	var (
+		refusing []string
+		refused  error
+	)
 	err := s.cfg.Store.Update(ctx, func(tx store.Tx) error {
-		refusing = nil
+		refusing, refused = nil, nil
+		old, err := tx.GetMTLSPolicy(id)
+		if isNotFound(err) {
+			return status.Errorf(codes.NotFound, "mtls policy %q not found", id)
+		}
+		if err != nil {
+			return err
+		}
 		stored, err := tx.ListMTLSPolicies()
 		if err != nil {
 			return err
 		}
 		before := policiesFromStore(stored)
 		after := slices.DeleteFunc(slices.Clone(before), func(q mtlspolicy.Policy) bool { return q.ID == id })
-		if len(after) == len(before) {
-			return status.Errorf(codes.NotFound, "mtls policy %q not found", id)
-		}
 		refusing = refusesPlaintext(before, after, traffic)
+		rec := s.policyRecord(ctx, audit.TypeMTLSPolicyDeleted, old, refusing, "DeleteMTLSPolicy")
 		if len(refusing) > 0 && !req.GetForce() {
-			return status.Error(codes.FailedPrecondition, readinessMessage("to delete policy "+id, refusing, traffic, s.cfg.Connections.MTLSWindow()))
+			refused = status.Error(codes.FailedPrecondition, readinessMessage("to delete policy "+id, refusing, traffic, s.cfg.Connections.MTLSWindow()))
+			rec.Outcome, rec.Details[audit.DetailReason] = audit.OutcomeFailure, "plaintext seen in the window"
+			// audit: mtls.policy_deleted (refused)
+			return recordAudit(tx, rec, now)
 		}
 		if err := tx.DeleteMTLSPolicy(id); err != nil {
 			return err
 		}
-		// audit: mtls.policy_delete
-		_, err = tx.NextRevision()
-		return err
+		if _, err := tx.NextRevision(); err != nil {
+			return err
+		}
+		// audit: mtls.policy_deleted
+		return recordAudit(tx, rec, now)
 	})
+	if err == nil {
+		err = refused
+	}
 	if err != nil {
 		return nil, toStatus(ctx, s.log, "deleting mtls policy", err)
 	}
-	actor, _ := ActorFromContext(ctx)
-	s.log.InfoContext(ctx, "mtls policy deleted", "policy_id", id, "forced_over", refusing, "actor", actor.String())
+	s.log.InfoContext(ctx, "mtls policy deleted", "policy_id", id, "forced_over", refusing, "actor", adminActor(ctx))
 	return &adminv1.DeleteMTLSPolicyResponse{PlaintextWorkloads: refusing}, nil
 }
 

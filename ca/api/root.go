@@ -56,7 +56,7 @@ func (s *AdminService) PrepareRoot(ctx context.Context, req *adminv1.PrepareRoot
 		KeyPEM:   req.GetKeyPem(),
 		CSRKeyID: req.GetCsrKeyId(),
 		CSROnly:  req.GetCsrOnly(),
-		Actor:    actorName(ctx),
+		Actor:    adminActor(ctx),
 	})
 	if err != nil {
 		return nil, rootStatus(ctx, s.log, "preparing root", err)
@@ -79,7 +79,7 @@ func (s *AdminService) ActivateRoot(ctx context.Context, req *adminv1.ActivateRo
 		Agents:    agents,
 		Force:     req.GetForce(),
 		RotateNow: req.GetRotateNow(),
-		Actor:     actorName(ctx),
+		Actor:     adminActor(ctx),
 	})
 	if err != nil {
 		return nil, rootStatus(ctx, s.log, "activating root", err)
@@ -92,7 +92,7 @@ func (s *AdminService) RetireRoot(ctx context.Context, req *adminv1.RetireRootRe
 	if s.cfg.Roots == nil {
 		return nil, status.Error(codes.Unimplemented, "root rotation is not available on this server")
 	}
-	a, err := s.cfg.Roots.RetireRoot(ctx, rotation.RetireParams{ID: req.GetId(), Force: req.GetForce(), Actor: actorName(ctx)})
+	a, err := s.cfg.Roots.RetireRoot(ctx, rotation.RetireParams{ID: req.GetId(), Force: req.GetForce(), Actor: adminActor(ctx)})
 	if err != nil {
 		return nil, rootStatus(ctx, s.log, "retiring root", err)
 	}
@@ -110,12 +110,6 @@ func (s *AdminService) agentRevisions() map[string]int64 {
 	return out
 }
 
-func actorName(ctx context.Context) string {
-	if a, ok := ActorFromContext(ctx); ok {
-		return a.String()
-	}
-	return ""
-}
 
 // authorityProto converts a; agents (connected agent -> applied bundle
 // revision) fills the applied counts of roots in the bundle.

@@ -128,6 +128,16 @@ const (
 	DetailReason = "reason"
 	// DetailMethod is the admin API method of an admin change.
 	DetailMethod = "method"
+	// mTLS policy changes: the policy's ID, mode ("STRICT", ...), port
+	// (0: every port), exempt ports (comma-separated) and dry run
+	// ("true"/"false"); forced_over lists the workloads (comma-separated)
+	// that still received plaintext when STRICT was forced on them.
+	DetailPolicyID    = "policy_id"
+	DetailMode        = "mode"
+	DetailPort        = "port"
+	DetailExemptPorts = "exempt_ports"
+	DetailDryRun      = "dry_run"
+	DetailForcedOver  = "forced_over"
 	// DetailFirstSeq, on a checkpoint, is the seq of the oldest record the
 	// log held; on audit.pruned, the oldest one left.
 	DetailFirstSeq = "first_seq"

@@ -39,6 +39,31 @@
 // Whenever the bundle's roots or JWT keys change, the same transaction
 // takes a store revision and records it under BundleRevisionKey.
 //
+// # Root rotation
+//
+// Each step is one transaction that also re-issues the intermediate under
+// whichever root is active, so a crash leaves the state before or after
+// the step, never between (tests crash the process at Config.CrashPoint):
+//
+//	res, _ := m.PrepareRoot(ctx, rotation.PrepareParams{})           // new root in the bundle
+//	// ...wait until every connected agent applied res.Authority.BundleRevision
+//	_, err := m.ActivateRoot(ctx, rotation.ActivateParams{Agents: applied, RotateNow: true})
+//	// ...wait until no current SVID chains to the old root
+//	_, err = m.RetireRoot(ctx, rotation.RetireParams{})              // old root leaves the bundle
+//
+// ActivateRoot refuses (ErrUnsafe) while a connected agent has not applied
+// the bundle revision at which the root entered the bundle, RetireRoot
+// while the newest unexpired SVID of some entry and node, or of some node,
+// chains to the root; Force overrides both. RotateNow increments the
+// rotate generation (RotateGenerationKey) that the node API sends to
+// agents, which then re-mint every SVID at once, spread with jitter.
+// PrepareRoot can also import a root, or make a CSR for the organisation's
+// CA and import the signed certificate later.
+//
+// Run logs a warning, hourly, for every root or active intermediate that
+// is expiring soon (ExpiringSoon); SecondsToExpiry is the same data for
+// metrics, Authorities adds SVID counts for `signet root status`.
+//
 // # Caveats
 //
 // There is one active intermediate per store: several CA servers sharing

@@ -11,4 +11,11 @@ const (
 	logSPIFFEID    = "spiffe_id"
 	logRevision    = "bundle_revision"
 	logError       = "error"
+	// Root rotation steps (roots.go).
+	logActor       = "actor"
+	logCSRKeyID    = "csr_key_id"
+	logStaleAgents = "stale_agents"
+	logRotateNow   = "rotate_now"
+	logSVIDs       = "svids"
+	logExpiresIn   = "expires_in"
 )

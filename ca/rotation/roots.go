@@ -19,6 +19,7 @@ import (
 
 	"go.step.sm/crypto/pemutil"
 
+	"github.com/signet-mesh/signet/ca/audit"
 	"github.com/signet-mesh/signet/ca/store"
 )
 
@@ -202,7 +203,7 @@ func (m *Manager) warnExpiring(ctx context.Context) {
 			msg = "root is close to expiry; prepare, activate and retire a new root"
 		}
 		m.log.Warn(msg, logAuthorityID, e.ID, logKind, e.Kind, logState, e.State, logNotAfter, e.NotAfter,
-			"expires_in", time.Duration(e.Seconds*float64(time.Second)).Round(time.Second).String())
+			logExpiresIn, time.Duration(e.Seconds*float64(time.Second)).Round(time.Second).String())
 	}
 }
 
@@ -285,8 +286,14 @@ func (m *Manager) PrepareRoot(ctx context.Context, p PrepareParams) (*PrepareRes
 		if err := tx.PutAuthority(root); err != nil {
 			return err
 		}
-		// audit: authority.prepared (root.ID, imported or created, p.Actor)
-		m.log.Info("root prepared", logAuthorityID, root.ID, logNotAfter, root.NotAfter, logRevision, root.BundleRevision, "actor", p.Actor)
+		how := "created"
+		if imp != nil {
+			how = "imported"
+		}
+		if err := auditAuthority(tx, audit.TypeAuthorityPrepared, p.Actor, root, now, map[string]string{audit.DetailMethod: "PrepareRoot (" + how + ")"}); err != nil {
+			return err
+		}
+		m.log.Info("root prepared", logAuthorityID, root.ID, logNotAfter, root.NotAfter, logRevision, root.BundleRevision, logActor, p.Actor)
 		return nil
 	})
 	if err != nil {
@@ -458,13 +465,16 @@ func (m *Manager) prepareCSR(ctx context.Context, p PrepareParams) (*PrepareResu
 		}
 		csrPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})
 		pending[id] = pendingCSR{KeyRef: ref, KeyType: string(m.cfg.KeyType), CreatedAt: m.clock.Now()}
-		// audit: authority.csr_created (id, p.Actor)
+		if _, err := audit.Append(tx, audit.Record{Type: audit.TypeAuthorityPrepared, Outcome: audit.OutcomeSuccess, Actor: p.Actor,
+			Details: map[string]string{audit.DetailKeyID: id, audit.DetailMethod: "PrepareRoot (CSR for an upstream CA)"}}, m.clock.Now()); err != nil {
+			return err
+		}
 		return writePendingCSRs(tx, pending)
 	})
 	if err != nil {
 		return nil, wrapErr("making CSR: %w", err)
 	}
-	m.log.Info("root CSR created", "csr_key_id", id, "actor", p.Actor)
+	m.log.Info("root CSR created", logCSRKeyID, id, logActor, p.Actor)
 	return &PrepareResult{CSRPEM: csrPEM, CSRKeyID: id}, nil
 }
 
@@ -558,12 +568,18 @@ func (m *Manager) ActivateRoot(ctx context.Context, p ActivateParams) (*store.Au
 		if _, err := tx.NextRevision(); err != nil {
 			return err
 		}
+		details := map[string]string{audit.DetailMethod: "ActivateRoot", "rotate_now": strconv.FormatBool(p.RotateNow)}
 		if len(stale) > 0 {
-			// audit: authority.activated forced (root.ID, stale agents, p.Actor)
-			m.log.Warn("root activated with --force before every agent applied its bundle", logAuthorityID, root.ID, "stale_agents", strings.Join(stale, ","), "actor", p.Actor)
+			details["forced"] = "true"
+			details["stale_agents"] = strings.Join(stale, ",")
 		}
-		// audit: authority.activated (root.ID, rotate_now, p.Actor)
-		m.log.Info("root activated", logAuthorityID, root.ID, "rotate_now", p.RotateNow, "actor", p.Actor)
+		if err := auditAuthority(tx, audit.TypeAuthorityActivated, p.Actor, root, now, details); err != nil {
+			return err
+		}
+		if len(stale) > 0 {
+			m.log.Warn("root activated with --force before every agent applied its bundle", logAuthorityID, root.ID, logStaleAgents, strings.Join(stale, ","), logActor, p.Actor)
+		}
+		m.log.Info("root activated", logAuthorityID, root.ID, logRotateNow, p.RotateNow, logActor, p.Actor)
 		return nil
 	})
 	if err != nil {
@@ -631,12 +647,18 @@ func (m *Manager) RetireRoot(ctx context.Context, p RetireParams) (*store.Author
 		if err != nil {
 			return err
 		}
+		details := map[string]string{audit.DetailMethod: "RetireRoot"}
 		if len(blockers) > 0 {
-			// audit: authority.retired forced (root.ID, len(blockers), p.Actor)
-			m.log.Warn("root retired with --force while current SVIDs chain to it", logAuthorityID, root.ID, "svids", len(blockers), "actor", p.Actor)
+			details["forced"] = "true"
+			details["current_svids"] = strconv.Itoa(len(blockers))
 		}
-		// audit: authority.retired (root.ID, p.Actor)
-		m.log.Info("root retired", logAuthorityID, root.ID, logRevision, rev, "actor", p.Actor)
+		if err := auditAuthority(tx, audit.TypeAuthorityRetired, p.Actor, root, now, details); err != nil {
+			return err
+		}
+		if len(blockers) > 0 {
+			m.log.Warn("root retired with --force while current SVIDs chain to it", logAuthorityID, root.ID, logSVIDs, len(blockers), logActor, p.Actor)
+		}
+		m.log.Info("root retired", logAuthorityID, root.ID, logRevision, rev, logActor, p.Actor)
 		return nil
 	})
 	if err != nil {
@@ -837,4 +859,14 @@ func (m *Manager) crashPoint(point string) {
 	if f := m.cfg.CrashPoint; f != nil {
 		f(point)
 	}
+}
+
+// auditAuthority records one root rotation step in tx, the step's own
+// transaction.
+func auditAuthority(tx store.Tx, typ, actor string, a *store.Authority, now time.Time, details map[string]string) error {
+	details[audit.DetailAuthorityID] = a.ID
+	details[audit.DetailKind] = string(a.Kind)
+	details[audit.DetailNotAfter] = audit.FormatTime(a.NotAfter)
+	_, err := audit.Append(tx, audit.Record{Type: typ, Outcome: audit.OutcomeSuccess, Actor: actor, Details: details}, now)
+	return err
 }

@@ -101,6 +101,22 @@ func TestAuditEveryChange(t *testing.T) {
 			_, err := c.admin.DeleteEntry(ctx, &adminv1.DeleteEntryRequest{Id: entryID})
 			return err
 		}, audit.TypeEntryDeleted, audit.OutcomeSuccess, fixed(admin), fixed("spiffe://example.org/audited")},
+		{"root prepare", func() error {
+			_, err := c.admin.PrepareRoot(ctx, &adminv1.PrepareRootRequest{})
+			return err
+		}, audit.TypeAuthorityPrepared, audit.OutcomeSuccess, fixed(admin), fixed("")},
+		{"root activate", func() error {
+			_, err := c.admin.ActivateRoot(ctx, &adminv1.ActivateRootRequest{Force: true})
+			return err
+		}, audit.TypeAuthorityActivated, audit.OutcomeSuccess, fixed(admin), fixed("")},
+		{"root retire", func() error {
+			_, err := c.admin.RetireRoot(ctx, &adminv1.RetireRootRequest{Force: true})
+			return err
+		}, audit.TypeAuthorityRetired, audit.OutcomeSuccess, fixed(admin), fixed("")},
+		{"mtls set", func() error {
+			_, err := c.admin.SetMTLSPolicy(ctx, &adminv1.SetMTLSPolicyRequest{Policy: &adminv1.MTLSPolicy{Mode: adminv1.MTLSMode_MTLS_MODE_STRICT, SpiffeId: "spiffe://example.org/web"}, Force: true})
+			return err
+		}, audit.TypeMTLSPolicySet, audit.OutcomeSuccess, fixed(admin), fixed("spiffe://example.org/web")},
 		{"node evict", func() error {
 			_, err := c.admin.EvictNode(ctx, &adminv1.EvictNodeRequest{SpiffeId: nodeID})
 			return err

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/signet-mesh/signet/ca/api"
+	"github.com/signet-mesh/signet/ca/audit"
 	"github.com/signet-mesh/signet/internal/clock"
 	adminv1 "github.com/signet-mesh/signet/proto/signet/admin/v1"
 	nodev1 "github.com/signet-mesh/signet/proto/signet/node/v1"
@@ -250,4 +251,64 @@ func (s mtlsStatus) find(id string) *adminv1.WorkloadMTLSStatus {
 		}
 	}
 	return nil
+}
+
+// TestMTLSPolicyAudit: every policy change, and every refusal for
+// readiness, leaves one audit record in its transaction.
+func TestMTLSPolicyAudit(t *testing.T) {
+	c := startCA(t, testOpts{})
+	n := c.attest(t, "audited")
+	const web = "spiffe://example.org/web"
+	c.entry(t, web, n.id.String())
+	ctx := context.Background()
+	if _, err := n.client.ReportStatus(ctx, &nodev1.ReportStatusRequest{Connections: []*nodev1.ConnectionCounts{{SpiffeId: web, Port: 80, Plaintext: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	head := auditHead(t, c)
+
+	set := func(p *adminv1.MTLSPolicy, force bool) (*adminv1.SetMTLSPolicyResponse, error) {
+		return c.admin.SetMTLSPolicy(ctx, &adminv1.SetMTLSPolicyRequest{Policy: p, Force: force})
+	}
+	dry, err := set(&adminv1.MTLSPolicy{Prefix: "spiffe://example.org/ns/", Mode: strictMode, DryRun: true, ExemptPorts: []uint32{15021, 9090}}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := set(&adminv1.MTLSPolicy{Mode: strictMode}, false); status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("STRICT over plaintext: %v", err)
+	}
+	if _, err := set(&adminv1.MTLSPolicy{Mode: strictMode}, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.admin.DeleteMTLSPolicy(ctx, &adminv1.DeleteMTLSPolicyRequest{Id: dry.Policy.Id}); err != nil {
+		t.Fatal(err)
+	}
+
+	recs := auditSince(t, c, head)
+	want := []struct {
+		typ, outcome, subject string
+		details               map[string]string
+	}{
+		{audit.TypeMTLSPolicySet, audit.OutcomeSuccess, "spiffe://example.org/ns/", map[string]string{
+			audit.DetailPolicyID: dry.Policy.Id, audit.DetailMode: "STRICT", audit.DetailDryRun: "true", audit.DetailExemptPorts: "9090,15021", audit.DetailPort: "0"}},
+		{audit.TypeMTLSPolicySet, audit.OutcomeFailure, "spiffe://example.org", map[string]string{
+			audit.DetailMode: "STRICT", audit.DetailForcedOver: web, audit.DetailReason: "plaintext seen in the window"}},
+		{audit.TypeMTLSPolicySet, audit.OutcomeSuccess, "spiffe://example.org", map[string]string{
+			audit.DetailMode: "STRICT", audit.DetailForcedOver: web}},
+		{audit.TypeMTLSPolicyDeleted, audit.OutcomeSuccess, "spiffe://example.org/ns/", map[string]string{
+			audit.DetailPolicyID: dry.Policy.Id, audit.DetailMethod: "DeleteMTLSPolicy"}},
+	}
+	if len(recs) != len(want) {
+		t.Fatalf("%d audit records, want %d: %+v", len(recs), len(want), recs)
+	}
+	for i, w := range want {
+		r := recs[i]
+		if r.Type != w.typ || r.Outcome != w.outcome || r.Subject != w.subject || r.Actor == "" {
+			t.Errorf("record %d = %s %s %q by %q, want %s %s %q", i, r.Type, r.Outcome, r.Subject, r.Actor, w.typ, w.outcome, w.subject)
+		}
+		for k, v := range w.details {
+			if r.Details[k] != v {
+				t.Errorf("record %d detail %s = %q, want %q", i, k, r.Details[k], v)
+			}
+		}
+	}
 }

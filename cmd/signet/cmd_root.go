@@ -172,7 +172,7 @@ func runRootStatus(ctx context.Context, env *cliEnv, args []string) error {
 	if af.output == "json" {
 		return printJSON(env.stdout, out)
 	}
-	if err := printTable(env.stdout, []string{"ID", "KIND", "STATE", "KEY TYPE", "NOT AFTER", "SVIDS", "AGENTS APPLIED", ""}, rows); err != nil {
+	if err := printTable(env.stdout, []string{"ID", "KIND", "STATE", "KEY TYPE", "NOT AFTER", "SVIDS", "AGENTS APPLIED", "WARNING"}, rows); err != nil {
 		return err
 	}
 	fmt.Fprintf(env.stdout, "\nbundle revision %d\n", resp.BundleRevision)

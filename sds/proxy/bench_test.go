@@ -58,6 +58,10 @@ func benchServers(b *testing.B, handler func(net.Conn)) (directAddr string, dire
 	return direct.Addr().String(), tlsconfig.MTLSClientConfig(e.client, e.bundle, tlsconfig.AuthorizeID(serverID)), out.Addr().String()
 }
 
+// benchRound is what the sink acknowledges: a byte back for every
+// benchRound bytes received.
+const benchRound = 64 * benchChunk
+
 // BenchmarkThroughput streams 1 MiB writes over one connection to a server
 // that discards them; MB/s is the figure.
 func BenchmarkThroughput(b *testing.B) {
@@ -65,14 +69,22 @@ func BenchmarkThroughput(b *testing.B) {
 		defer c.Close()
 		// The same reads for both: 64 KiB at a time, as the proxies do.
 		buf := make([]byte, 64<<10)
+		var total int64
 		for {
-			if _, err := c.Read(buf); err != nil {
+			n, err := c.Read(buf)
+			if total/benchRound != (total+int64(n))/benchRound {
+				c.Write([]byte{1})
+			}
+			total += int64(n)
+			if err != nil {
 				break
 			}
 		}
-		c.Write([]byte{1}) // tells the client everything arrived
+		c.Write([]byte{2}) // tells the client everything arrived
 	}
 	directAddr, directCfg, pairAddr := benchServers(b, sink)
+	dialDirect := func() (net.Conn, error) { return tlsDial(directAddr, directCfg) }
+	dialPair := func() (net.Conn, error) { return net.Dial("tcp", pairAddr) }
 	run := func(b *testing.B, dial func() (net.Conn, error)) {
 		c, err := dial()
 		if err != nil {
@@ -90,46 +102,45 @@ func BenchmarkThroughput(b *testing.B) {
 		if err := c.(interface{ CloseWrite() error }).CloseWrite(); err != nil {
 			b.Fatal(err)
 		}
-		if _, err := c.Read(make([]byte, 1)); err != nil {
+		if _, err := io.ReadAll(c); err != nil {
 			b.Fatalf("waiting for the sink: %v", err)
 		}
 	}
-	dialDirect := func() (net.Conn, error) { return tlsDial(directAddr, directCfg) }
-	dialPair := func() (net.Conn, error) { return net.Dial("tcp", pairAddr) }
 	b.Run("direct", func(b *testing.B) { run(b, dialDirect) })
 	b.Run("pair", func(b *testing.B) { run(b, dialPair) })
 
-	// alternating moves 64 MiB over each path in turn, b.N times, so that
-	// both see the same machine (other load, frequency); pair/direct is
+	// alternating moves 64 MiB over each path in turn, b.N times, on two
+	// connections kept open, so that both paths see the same machine
+	// (other load, CPU frequency) in their steady state; pair/direct is
 	// the ratio of their throughputs.
 	b.Run("alternating", func(b *testing.B) {
-		const round = 64
+		var conns [2]net.Conn
+		for i, dial := range []func() (net.Conn, error){dialDirect, dialPair} {
+			c, err := dial()
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			conns[i] = c
+		}
 		buf := make([]byte, benchChunk)
+		ack := make([]byte, 1)
 		var took [2]time.Duration
 		for range b.N {
-			for i, dial := range []func() (net.Conn, error){dialDirect, dialPair} {
-				c, err := dial()
-				if err != nil {
-					b.Fatal(err)
-				}
-				if _, err := c.Write([]byte{0}); err != nil { // handshake done before the clock starts
-					b.Fatal(err)
-				}
+			for i, c := range conns {
 				start := time.Now()
-				for range round {
+				for range benchRound / benchChunk {
 					if _, err := c.Write(buf); err != nil {
 						b.Fatal(err)
 					}
 				}
-				c.(interface{ CloseWrite() error }).CloseWrite()
-				if _, err := c.Read(make([]byte, 1)); err != nil {
+				if _, err := c.Read(ack); err != nil {
 					b.Fatalf("waiting for the sink: %v", err)
 				}
 				took[i] += time.Since(start)
-				c.Close()
 			}
 		}
-		mb := float64(b.N*round*benchChunk) / 1e6
+		mb := float64(b.N*benchRound) / 1e6
 		b.ReportMetric(mb/took[0].Seconds(), "direct-MB/s")
 		b.ReportMetric(mb/took[1].Seconds(), "pair-MB/s")
 		b.ReportMetric(took[0].Seconds()/took[1].Seconds(), "pair/direct")

@@ -12,7 +12,7 @@ import (
 
 // copyBufferSize is the buffer of one direction of a spliced connection:
 // four TLS records, so that a bulk transfer costs few system calls.
-const copyBufferSize = 256 << 10
+const copyBufferSize = 64 << 10
 
 var copyBuffers = sync.Pool{New: func() any { b := make([]byte, copyBufferSize); return &b }}
 

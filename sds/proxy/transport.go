@@ -8,7 +8,7 @@ import (
 
 // transportBufferSize is the read buffer under a TLS connection: one system
 // call takes in up to four full records.
-const transportBufferSize = 256 << 10
+const transportBufferSize = 64 << 10
 
 // transport is the TCP connection under a tls.Conn. Its reads go through a
 // buffer (which also holds the bytes peeked at to detect TLS), so that a

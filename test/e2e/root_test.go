@@ -21,6 +21,9 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
+
+	sdsclient "github.com/signet-mesh/signet/sds/client"
+	sdsserver "github.com/signet-mesh/signet/sds/server"
 )
 
 // authority is `signet root list|status -o json`'s item.
@@ -290,9 +293,11 @@ func onlyRoot(t testing.TB, src *workloadapi.X509Source, td spiffeid.TrustDomain
 // TestRootRotation runs the whole rotation twice in a row with real
 // processes (a CA with a 40 s intermediate, two agents, 30 s SVIDs) while
 // two go-spiffe workloads open a new mTLS connection every 50 ms, and
-// requires that not one fails. On the way: activate is refused while an
+// requires that not one fails. On the way: every bundle change reaches the
+// workloads and an SDS client within seconds, activate is refused while an
 // agent is stale (stopped with SIGSTOP) and retire while old SVIDs are
-// current.
+// current; at the end every SVID chains to the new root, the only one in
+// the bundle, and intermediates have rotated by themselves too.
 func TestRootRotation(t *testing.T) {
 	t.Parallel()
 	s := startServer(t, "--intermediate-ttl", "40s")
@@ -308,6 +313,29 @@ func TestRootRotation(t *testing.T) {
 	srcA, srcB := x509Source(t, a), x509Source(t, b)
 	loop := startMTLSLoop(t, srcA, srcB, serverID, clientID, 50*time.Millisecond)
 	waitFor(t, 30*time.Second, "mTLS traffic", func() bool { return loop.ok.Load() >= 5 })
+	// A proxy of node-a follows the roots over SDS, as Envoy does.
+	sds := sdsclient.New(sdsclient.Config{SocketPath: a.socket, ResourceNames: []string{sdsserver.RootCAName}})
+	sdsCtx, stopSDS := context.WithCancel(context.Background())
+	defer stopSDS()
+	go sds.Run(sdsCtx)
+	// bundlesHold waits until the SDS ROOTCA and both workloads' bundles
+	// hold n roots: "agents push the new bundle within seconds".
+	bundlesHold := func(n int) {
+		t.Helper()
+		waitFor(t, 5*time.Second, fmt.Sprintf("SDS and Workload API bundles with %d roots", n), func() bool {
+			sec, ok := sds.Secret(sdsserver.RootCAName)
+			if !ok || len(sec.Authorities) != n {
+				return false
+			}
+			for _, src := range []*workloadapi.X509Source{srcA, srcB} {
+				if b, err := src.GetX509BundleForTrustDomain(td); err != nil || len(b.X509Authorities()) != n {
+					return false
+				}
+			}
+			return true
+		})
+	}
+	bundlesHold(1)
 
 	for round := 1; round <= 2; round++ {
 		old := checkStates(t, s.authorities(t))
@@ -332,6 +360,7 @@ func TestRootRotation(t *testing.T) {
 			resume(t, b)
 		}
 		s.waitApplied(t, id, 2, 2)
+		bundlesHold(2)
 		if got := strings.TrimSpace(s.cli(t, "root", "activate", id, "--rotate-now")); got != id {
 			t.Fatalf("activated %q, want %s", got, id)
 		}
@@ -347,6 +376,7 @@ func TestRootRotation(t *testing.T) {
 		if len(roots) != 1 {
 			t.Fatalf("bundle holds %d roots after retire, want 1", len(roots))
 		}
+		bundlesHold(1)
 		waitFor(t, 30*time.Second, "both workloads to trust only the new root", func() bool {
 			return onlyRoot(t, srcA, td, roots[0]) && onlyRoot(t, srcB, td, roots[0])
 		})
