@@ -110,7 +110,6 @@ func (s *AdminService) agentRevisions() map[string]int64 {
 	return out
 }
 
-
 // authorityProto converts a; agents (connected agent -> applied bundle
 // revision) fills the applied counts of roots in the bundle.
 func authorityProto(a *rotation.AuthorityStatus, agents map[string]int64) *adminv1.Authority {
