@@ -88,6 +88,15 @@ func (t *boltTx) appendAudit(r *AuditRecord) error {
 
 func (t *boltTx) ForEachAudit(fromSeq uint64, fn func(*AuditRecord) error) error {
 	c := t.tx.Bucket(bucketAudit).Cursor()
+	// Long walks (exports) give the mapped pages back as they go, so the
+	// CA's memory does not grow with the log.
+	const releaseEvery = 4096
+	n := 0
+	defer func() {
+		if n >= releaseEvery/8 { // a chunk of an export, not a peek at the head
+			releasePages(t.tx)
+		}
+	}()
 	for k, data := c.Seek(auditKey(fromSeq)); k != nil; k, data = c.Next() {
 		r, err := decodeAudit(k, data)
 		if err != nil {
@@ -95,6 +104,9 @@ func (t *boltTx) ForEachAudit(fromSeq uint64, fn func(*AuditRecord) error) error
 		}
 		if err := fn(r); err != nil {
 			return err
+		}
+		if n++; n%releaseEvery == 0 {
+			releasePages(t.tx)
 		}
 	}
 	return nil
