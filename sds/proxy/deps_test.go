@@ -16,8 +16,8 @@ func TestDependencies(t *testing.T) {
 	}
 	const module = "github.com/signet-mesh/signet/"
 	for pkg, forbidden := range map[string][]string{
-		module + "sds/proxy":          {module + "agent", module + "ca", module + "cmd"},
-		module + "agent/proxyapi":     {module + "ca", module + "sds", module + "cmd", module + "agent/client"},
+		module + "sds/proxy":           {module + "agent", module + "ca", module + "cmd"},
+		module + "agent/proxyapi":      {module + "ca", module + "sds", module + "cmd", module + "agent/client"},
 		module + "internal/mtlspolicy": {module + "agent", module + "ca", module + "sds", module + "cmd", module + "proto"},
 	} {
 		out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", pkg).CombinedOutput()
