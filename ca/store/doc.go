@@ -1,6 +1,7 @@
 // Package store keeps the CA's state: authorities, registration entries,
-// attested nodes, join tokens, the index of issued SVIDs, and a revision
-// counter that tells agents when entries or the bundle changed.
+// attested nodes, join tokens, the index of issued SVIDs, the mTLS
+// policies, and a revision counter that tells agents when entries, the
+// bundle or the policies changed.
 //
 // Store is the interface the CA codes against; Bolt, returned by Open,
 // implements it over one bbolt file. Another backend must pass the

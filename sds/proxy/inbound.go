@@ -79,10 +79,10 @@ func (p *Proxy) handleInbound(ctx context.Context, c net.Conn, in Inbound, port 
 	if dryRun {
 		cfg = p.dryRunTLS
 	}
-	// The TLS side reads through a large buffer (see transport), starting
+	// The TLS side reads through the transport (see transport.go), starting
 	// with the bytes peeked at.
 	peeked, _ := br.Peek(br.Buffered())
-	tr := newTransport(c, bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(peeked)), c), transportBufferSize))
+	tr := newTransport(c, bytes.Clone(peeked))
 	tc := tls.Server(tr, cfg)
 	hctx, cancel := context.WithTimeout(ctx, p.cfg.HandshakeTimeout)
 	err = tc.HandshakeContext(hctx)

@@ -6,15 +6,8 @@ import (
 	"io"
 	"net"
 	"os"
-	"sync"
 	"time"
 )
-
-// copyBufferSize is the buffer of one direction of a spliced connection:
-// four TLS records, so that a bulk transfer costs few system calls.
-const copyBufferSize = 64 << 10
-
-var copyBuffers = sync.Pool{New: func() any { b := make([]byte, copyBufferSize); return &b }}
 
 // end is one side of a spliced connection: the connection, and the
 // transport under it when it is TLS (to batch its writes).
@@ -41,6 +34,11 @@ func pipe(a, b end) {
 	<-done
 	a.conn.Close()
 	b.conn.Close()
+	for _, e := range []end{a, b} {
+		if e.tr != nil {
+			e.tr.release()
+		}
+	}
 }
 
 func copyHalf(dst, src end) {
@@ -52,9 +50,9 @@ func copyHalf(dst, src end) {
 		finish(dst.conn, src.conn, err)
 		return
 	}
-	bp := copyBuffers.Get().(*[]byte)
-	err := copyLoop(dst, src, *bp)
-	copyBuffers.Put(bp)
+	var buf adaptiveBuffer
+	err := copyLoop(dst, src, &buf)
+	buf.release()
 	finish(dst.conn, src.conn, err)
 }
 
@@ -62,12 +60,13 @@ func copyHalf(dst, src end) {
 // room left is not worth another read.
 const maxRecordPayload = 16 << 10
 
-// copyLoop is io.CopyBuffer with TLS writes batched (see transport) and
-// TLS reads gathered: a TLS read returns one record (16 KiB at most), so
-// after one the loop takes the records already received too, and writes
-// them in one system call.
-func copyLoop(dst, src end, buf []byte) error {
+// copyLoop is io.CopyBuffer with an adaptive buffer (see buffers.go), TLS
+// writes batched (see transport) and TLS reads gathered: a TLS read
+// returns one record (16 KiB at most), so after one the loop takes the
+// records already received too, and writes them in one system call.
+func copyLoop(dst, src end, ab *adaptiveBuffer) error {
 	for {
+		buf := ab.bytes()
 		n, rerr := src.conn.Read(buf)
 		if rerr == nil && src.tr != nil && n > 0 {
 			n, rerr = gather(src.conn, buf, n)
@@ -92,21 +91,8 @@ func copyLoop(dst, src end, buf []byte) error {
 		if rerr != nil {
 			return rerr
 		}
+		ab.adapt(n)
 	}
-}
-
-func finish(dst, src net.Conn, err error) {
-	if err != nil {
-		dst.Close()
-		src.Close()
-		return
-	}
-	if cw, ok := dst.(interface{ CloseWrite() error }); ok {
-		if cw.CloseWrite() == nil {
-			return
-		}
-	}
-	dst.Close()
 }
 
 // gather reads more into buf[n:] from a TLS connection without waiting:
@@ -131,4 +117,20 @@ func gather(c net.Conn, buf []byte, n int) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// finish ends one direction: after an error both connections close; at
+// EOF the destination is half-closed (or closed, if it cannot be).
+func finish(dst, src net.Conn, err error) {
+	if err != nil {
+		dst.Close()
+		src.Close()
+		return
+	}
+	if cw, ok := dst.(interface{ CloseWrite() error }); ok {
+		if cw.CloseWrite() == nil {
+			return
+		}
+	}
+	dst.Close()
 }

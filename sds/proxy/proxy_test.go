@@ -295,3 +295,34 @@ func commonPrefix(a, b []byte) int {
 	}
 	return n
 }
+
+// TestBulkThenInteractive: after a bulk transfer (big buffers, read-ahead)
+// a connection still delivers small messages at once.
+func TestBulkThenInteractive(t *testing.T) {
+	e := newEnv(t)
+	in, out := listen(t), listen(t)
+	p := e.startProxy(t, proxy.Config{Policy: proxy.StaticPolicy{Workload: mode(mtlspolicy.Strict)}}, proxy.Inbound{Listener: in, Upstream: e.upstream})
+	waitReady(t, p)
+	e.startProxy(t, proxy.Config{SPIFFEID: clientID, Credentials: proxy.NewStaticCredentials(e.client, e.bundle), Policy: proxy.StaticPolicy{Workload: mode(mtlspolicy.Permissive)}},
+		proxy.Outbound{Listener: out, Remote: in.Addr().String(), PeerID: serverID})
+	c, err := net.Dial("tcp", out.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(waitTimeout))
+	bulk := bytes.Repeat([]byte("0123456789abcdef"), 1<<18) // 4 MiB
+	go c.Write(bulk)
+	if _, err := io.ReadFull(c, make([]byte, len(bulk))); err != nil {
+		t.Fatalf("bulk echo: %v", err)
+	}
+	for i := range 20 {
+		start := time.Now()
+		if err := echoOnce(c); err != nil {
+			t.Fatalf("small message %d after the bulk transfer: %v", i, err)
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Fatalf("small message %d took %s", i, d)
+		}
+	}
+}
