@@ -181,3 +181,21 @@ func parsePEMCertificates(data []byte) ([]*x509.Certificate, error) {
 		out = append(out, c)
 	}
 }
+
+// adminCall dials the admin socket and makes one call, bounded by
+// callCtx; a failure comes back as the operator's error message.
+func adminCall[T any](ctx context.Context, af *adminFlags, call func(context.Context, adminv1.AdminServiceClient) (T, error)) (T, error) {
+	var zero T
+	client, closeFn, err := af.dial()
+	if err != nil {
+		return zero, err
+	}
+	defer closeFn()
+	ctx, cancel := callCtx(ctx)
+	defer cancel()
+	resp, err := call(ctx, client)
+	if err != nil {
+		return zero, rpcError(af, err)
+	}
+	return resp, nil
+}

@@ -247,16 +247,9 @@ func runAuditVerify(ctx context.Context, env *cliEnv, args []string) error {
 // serverRootKeys returns the public keys of every root the server has held,
 // retired ones included, so old checkpoints verify too.
 func serverRootKeys(ctx context.Context, af *adminFlags) (audit.Keys, error) {
-	client, closeFn, err := af.dial()
+	resp, err := listAuthorities(ctx, af)
 	if err != nil {
 		return nil, err
-	}
-	defer closeFn()
-	cctx, cancel := callCtx(ctx)
-	defer cancel()
-	resp, err := client.ListAuthorities(cctx, &adminv1.ListAuthoritiesRequest{})
-	if err != nil {
-		return nil, rpcError(af, err)
 	}
 	var certs []*x509.Certificate
 	for _, a := range resp.GetAuthorities() {
@@ -291,16 +284,11 @@ func runAuditPrune(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	client, closeFn, err := af.dial()
+	resp, err := adminCall(ctx, &af, func(ctx context.Context, c adminv1.AdminServiceClient) (*adminv1.PruneAuditResponse, error) {
+		return c.PruneAudit(ctx, &adminv1.PruneAuditRequest{Before: t})
+	})
 	if err != nil {
 		return err
-	}
-	defer closeFn()
-	cctx, cancel := callCtx(ctx)
-	defer cancel()
-	resp, err := client.PruneAudit(cctx, &adminv1.PruneAuditRequest{Before: t})
-	if err != nil {
-		return rpcError(&af, err)
 	}
 	fmt.Fprintf(env.stdout, "removed %d records\n", resp.GetRemoved())
 	return nil

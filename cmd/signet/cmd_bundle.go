@@ -29,16 +29,11 @@ func runBundleShow(ctx context.Context, env *cliEnv, args []string) error {
 	if *format != "pem" && *format != "spiffe" {
 		return fmt.Errorf("unknown --format %q: use pem or spiffe", *format)
 	}
-	client, closeFn, err := af.dial()
+	resp, err := adminCall(ctx, &af, func(ctx context.Context, c adminv1.AdminServiceClient) (*adminv1.GetBundleResponse, error) {
+		return c.GetBundle(ctx, &adminv1.GetBundleRequest{})
+	})
 	if err != nil {
 		return err
-	}
-	defer closeFn()
-	ctx, cancel := callCtx(ctx)
-	defer cancel()
-	resp, err := client.GetBundle(ctx, &adminv1.GetBundleRequest{})
-	if err != nil {
-		return rpcError(&af, err)
 	}
 	if *format == "spiffe" {
 		_, err := fmt.Fprintln(env.stdout, string(resp.SpiffeBundle))

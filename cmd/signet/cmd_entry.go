@@ -158,16 +158,11 @@ func runEntryCreate(ctx context.Context, env *cliEnv, args []string) error {
 			DnsNames:       dns,
 		}}
 	}
-	client, closeFn, err := af.dial()
+	resp, err := adminCall(ctx, &af, func(ctx context.Context, c adminv1.AdminServiceClient) (*adminv1.CreateEntriesResponse, error) {
+		return c.CreateEntries(ctx, &adminv1.CreateEntriesRequest{Entries: entries})
+	})
 	if err != nil {
 		return err
-	}
-	defer closeFn()
-	ctx, cancel := callCtx(ctx)
-	defer cancel()
-	resp, err := client.CreateEntries(ctx, &adminv1.CreateEntriesRequest{Entries: entries})
-	if err != nil {
-		return rpcError(&af, err)
 	}
 	if af.output == "json" {
 		out := make([]entryJSON, 0, len(resp.Entries))
@@ -198,16 +193,11 @@ func runEntryList(ctx context.Context, env *cliEnv, args []string) error {
 	if err := af.validate(); err != nil {
 		return err
 	}
-	client, closeFn, err := af.dial()
+	resp, err := adminCall(ctx, &af, func(ctx context.Context, c adminv1.AdminServiceClient) (*adminv1.ListEntriesResponse, error) {
+		return c.ListEntries(ctx, &adminv1.ListEntriesRequest{SpiffeId: *spiffeID, ParentId: *parentID})
+	})
 	if err != nil {
 		return err
-	}
-	defer closeFn()
-	ctx, cancel := callCtx(ctx)
-	defer cancel()
-	resp, err := client.ListEntries(ctx, &adminv1.ListEntriesRequest{SpiffeId: *spiffeID, ParentId: *parentID})
-	if err != nil {
-		return rpcError(&af, err)
 	}
 	if af.output == "json" {
 		out := make([]entryJSON, 0, len(resp.Entries))
@@ -237,16 +227,11 @@ func runEntryShow(ctx context.Context, env *cliEnv, args []string) error {
 	if err := af.validate(); err != nil {
 		return err
 	}
-	client, closeFn, err := af.dial()
+	resp, err := adminCall(ctx, &af, func(ctx context.Context, c adminv1.AdminServiceClient) (*adminv1.GetEntryResponse, error) {
+		return c.GetEntry(ctx, &adminv1.GetEntryRequest{Id: pos[0]})
+	})
 	if err != nil {
 		return err
-	}
-	defer closeFn()
-	ctx, cancel := callCtx(ctx)
-	defer cancel()
-	resp, err := client.GetEntry(ctx, &adminv1.GetEntryRequest{Id: pos[0]})
-	if err != nil {
-		return rpcError(&af, err)
 	}
 	e := entryToJSON(resp.Entry)
 	if af.output == "json" {
@@ -274,15 +259,10 @@ func runEntryDelete(ctx context.Context, env *cliEnv, args []string) error {
 	if err := exactArgs(fs, pos, "ID"); err != nil {
 		return err
 	}
-	client, closeFn, err := af.dial()
-	if err != nil {
+	if _, err := adminCall(ctx, &af, func(ctx context.Context, c adminv1.AdminServiceClient) (*adminv1.DeleteEntryResponse, error) {
+		return c.DeleteEntry(ctx, &adminv1.DeleteEntryRequest{Id: pos[0]})
+	}); err != nil {
 		return err
-	}
-	defer closeFn()
-	ctx, cancel := callCtx(ctx)
-	defer cancel()
-	if _, err := client.DeleteEntry(ctx, &adminv1.DeleteEntryRequest{Id: pos[0]}); err != nil {
-		return rpcError(&af, err)
 	}
 	fmt.Fprintf(env.stderr, "deleted entry %s\n", pos[0])
 	return nil

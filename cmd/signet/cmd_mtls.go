@@ -177,16 +177,11 @@ func runMTLSSet(ctx context.Context, env *cliEnv, args []string) error {
 	if *dryRun && mode != adminv1.MTLSMode_MTLS_MODE_STRICT {
 		return fmt.Errorf("--dry-run goes with --mode STRICT: it lets through what STRICT would refuse")
 	}
-	client, closeFn, err := af.dial()
+	resp, err := adminCall(ctx, &af, func(ctx context.Context, c adminv1.AdminServiceClient) (*adminv1.SetMTLSPolicyResponse, error) {
+		return c.SetMTLSPolicy(ctx, &adminv1.SetMTLSPolicyRequest{Policy: p, Force: *force})
+	})
 	if err != nil {
 		return err
-	}
-	defer closeFn()
-	ctx, cancel := callCtx(ctx)
-	defer cancel()
-	resp, err := client.SetMTLSPolicy(ctx, &adminv1.SetMTLSPolicyRequest{Policy: p, Force: *force})
-	if err != nil {
-		return rpcError(&af, err)
 	}
 	if len(resp.PlaintextWorkloads) > 0 {
 		fmt.Fprintf(env.stderr, "warning: forced over workloads that received plaintext recently; their plaintext clients are now refused: %s\n",
@@ -214,16 +209,11 @@ func runMTLSList(ctx context.Context, env *cliEnv, args []string) error {
 	if err := af.validate(); err != nil {
 		return err
 	}
-	client, closeFn, err := af.dial()
+	resp, err := adminCall(ctx, &af, func(ctx context.Context, c adminv1.AdminServiceClient) (*adminv1.ListMTLSPoliciesResponse, error) {
+		return c.ListMTLSPolicies(ctx, &adminv1.ListMTLSPoliciesRequest{})
+	})
 	if err != nil {
 		return err
-	}
-	defer closeFn()
-	ctx, cancel := callCtx(ctx)
-	defer cancel()
-	resp, err := client.ListMTLSPolicies(ctx, &adminv1.ListMTLSPoliciesRequest{})
-	if err != nil {
-		return rpcError(&af, err)
 	}
 	out := make([]mtlsPolicyJSON, 0, len(resp.Policies))
 	for _, p := range resp.Policies {
@@ -254,16 +244,11 @@ func runMTLSDelete(ctx context.Context, env *cliEnv, args []string) error {
 	if err := exactArgs(fs, pos, "ID"); err != nil {
 		return err
 	}
-	client, closeFn, err := af.dial()
+	resp, err := adminCall(ctx, &af, func(ctx context.Context, c adminv1.AdminServiceClient) (*adminv1.DeleteMTLSPolicyResponse, error) {
+		return c.DeleteMTLSPolicy(ctx, &adminv1.DeleteMTLSPolicyRequest{Id: pos[0], Force: *force})
+	})
 	if err != nil {
 		return err
-	}
-	defer closeFn()
-	ctx, cancel := callCtx(ctx)
-	defer cancel()
-	resp, err := client.DeleteMTLSPolicy(ctx, &adminv1.DeleteMTLSPolicyRequest{Id: pos[0], Force: *force})
-	if err != nil {
-		return rpcError(&af, err)
 	}
 	if len(resp.PlaintextWorkloads) > 0 {
 		fmt.Fprintf(env.stderr, "warning: forced over workloads that received plaintext recently: %s\n", strings.Join(resp.PlaintextWorkloads, ", "))
@@ -286,16 +271,11 @@ func runMTLSStatus(ctx context.Context, env *cliEnv, args []string) error {
 	if err := af.validate(); err != nil {
 		return err
 	}
-	client, closeFn, err := af.dial()
+	resp, err := adminCall(ctx, &af, func(ctx context.Context, c adminv1.AdminServiceClient) (*adminv1.GetMTLSStatusResponse, error) {
+		return c.GetMTLSStatus(ctx, &adminv1.GetMTLSStatusRequest{})
+	})
 	if err != nil {
 		return err
-	}
-	defer closeFn()
-	ctx, cancel := callCtx(ctx)
-	defer cancel()
-	resp, err := client.GetMTLSStatus(ctx, &adminv1.GetMTLSStatusRequest{})
-	if err != nil {
-		return rpcError(&af, err)
 	}
 	out := make([]mtlsStatusJSON, 0, len(resp.Workloads))
 	for _, w := range resp.Workloads {

@@ -40,16 +40,11 @@ func runNodeList(ctx context.Context, env *cliEnv, args []string) error {
 	if err := af.validate(); err != nil {
 		return err
 	}
-	client, closeFn, err := af.dial()
+	resp, err := adminCall(ctx, &af, func(ctx context.Context, c adminv1.AdminServiceClient) (*adminv1.ListNodesResponse, error) {
+		return c.ListNodes(ctx, &adminv1.ListNodesRequest{})
+	})
 	if err != nil {
 		return err
-	}
-	defer closeFn()
-	ctx, cancel := callCtx(ctx)
-	defer cancel()
-	resp, err := client.ListNodes(ctx, &adminv1.ListNodesRequest{})
-	if err != nil {
-		return rpcError(&af, err)
 	}
 	out := make([]nodeJSON, 0, len(resp.Nodes))
 	rows := make([][]string, 0, len(resp.Nodes))
@@ -79,15 +74,10 @@ func runNodeEvict(ctx context.Context, env *cliEnv, args []string) error {
 	if err := exactArgs(fs, pos, "SPIFFE_ID"); err != nil {
 		return err
 	}
-	client, closeFn, err := af.dial()
-	if err != nil {
+	if _, err := adminCall(ctx, &af, func(ctx context.Context, c adminv1.AdminServiceClient) (*adminv1.EvictNodeResponse, error) {
+		return c.EvictNode(ctx, &adminv1.EvictNodeRequest{SpiffeId: pos[0]})
+	}); err != nil {
 		return err
-	}
-	defer closeFn()
-	ctx, cancel := callCtx(ctx)
-	defer cancel()
-	if _, err := client.EvictNode(ctx, &adminv1.EvictNodeRequest{SpiffeId: pos[0]}); err != nil {
-		return rpcError(&af, err)
 	}
 	fmt.Fprintf(env.stderr, "evicted node %s\n", pos[0])
 	return nil

@@ -93,16 +93,11 @@ func parseRootArgs(fs *flag.FlagSet, af *adminFlags, args []string, optionalID b
 
 // listAuthorities calls ListAuthorities.
 func listAuthorities(ctx context.Context, af *adminFlags) (*adminv1.ListAuthoritiesResponse, error) {
-	client, closeFn, err := af.dial()
+	resp, err := adminCall(ctx, af, func(ctx context.Context, c adminv1.AdminServiceClient) (*adminv1.ListAuthoritiesResponse, error) {
+		return c.ListAuthorities(ctx, &adminv1.ListAuthoritiesRequest{})
+	})
 	if err != nil {
 		return nil, err
-	}
-	defer closeFn()
-	ctx, cancel := callCtx(ctx)
-	defer cancel()
-	resp, err := client.ListAuthorities(ctx, &adminv1.ListAuthoritiesRequest{})
-	if err != nil {
-		return nil, rpcError(af, err)
 	}
 	return resp, nil
 }
@@ -216,16 +211,11 @@ func runRootPrepare(ctx context.Context, env *cliEnv, args []string) error {
 	case *keyFile != "" || *chain != "" || *csrKeyID != "":
 		return errors.New("--key, --chain and --csr-key-id go with --from-file")
 	}
-	client, closeFn, err := af.dial()
+	resp, err := adminCall(ctx, af, func(ctx context.Context, c adminv1.AdminServiceClient) (*adminv1.PrepareRootResponse, error) {
+		return c.PrepareRoot(ctx, req)
+	})
 	if err != nil {
 		return err
-	}
-	defer closeFn()
-	cctx, cancel := callCtx(ctx)
-	defer cancel()
-	resp, err := client.PrepareRoot(cctx, req)
-	if err != nil {
-		return rpcError(af, err)
 	}
 	if req.CsrOnly {
 		if err := os.WriteFile(*csrOut, resp.CsrPem, 0o644); err != nil {
@@ -255,16 +245,11 @@ func runRootActivate(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	client, closeFn, err := af.dial()
+	resp, err := adminCall(ctx, af, func(ctx context.Context, c adminv1.AdminServiceClient) (*adminv1.ActivateRootResponse, error) {
+		return c.ActivateRoot(ctx, &adminv1.ActivateRootRequest{Id: id, Force: *force, RotateNow: *rotateNow})
+	})
 	if err != nil {
 		return err
-	}
-	defer closeFn()
-	cctx, cancel := callCtx(ctx)
-	defer cancel()
-	resp, err := client.ActivateRoot(cctx, &adminv1.ActivateRootRequest{Id: id, Force: *force, RotateNow: *rotateNow})
-	if err != nil {
-		return rpcError(af, err)
 	}
 	j := authorityToJSON(resp.Authority)
 	if af.output == "json" {
@@ -286,16 +271,11 @@ func runRootRetire(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	client, closeFn, err := af.dial()
+	resp, err := adminCall(ctx, af, func(ctx context.Context, c adminv1.AdminServiceClient) (*adminv1.RetireRootResponse, error) {
+		return c.RetireRoot(ctx, &adminv1.RetireRootRequest{Id: id, Force: *force})
+	})
 	if err != nil {
 		return err
-	}
-	defer closeFn()
-	cctx, cancel := callCtx(ctx)
-	defer cancel()
-	resp, err := client.RetireRoot(cctx, &adminv1.RetireRootRequest{Id: id, Force: *force})
-	if err != nil {
-		return rpcError(af, err)
 	}
 	j := authorityToJSON(resp.Authority)
 	if af.output == "json" {

@@ -42,16 +42,11 @@ func runSVIDList(ctx context.Context, env *cliEnv, args []string) error {
 			return err
 		}
 	}
-	client, closeFn, err := af.dial()
+	resp, err := adminCall(ctx, &af, func(ctx context.Context, c adminv1.AdminServiceClient) (*adminv1.ListSVIDsResponse, error) {
+		return c.ListSVIDs(ctx, &adminv1.ListSVIDsRequest{Valid: *valid, SpiffeId: *spiffeID})
+	})
 	if err != nil {
 		return err
-	}
-	defer closeFn()
-	ctx, cancel := callCtx(ctx)
-	defer cancel()
-	resp, err := client.ListSVIDs(ctx, &adminv1.ListSVIDsRequest{Valid: *valid, SpiffeId: *spiffeID})
-	if err != nil {
-		return rpcError(&af, err)
 	}
 	out := make([]svidJSON, 0, len(resp.Svids))
 	rows := make([][]string, 0, len(resp.Svids))

@@ -40,16 +40,11 @@ func runTokenCreate(ctx context.Context, env *cliEnv, args []string) error {
 	if *ttl <= 0 {
 		return fmt.Errorf("--ttl %s must be positive", *ttl)
 	}
-	client, closeFn, err := af.dial()
+	resp, err := adminCall(ctx, &af, func(ctx context.Context, c adminv1.AdminServiceClient) (*adminv1.CreateJoinTokenResponse, error) {
+		return c.CreateJoinToken(ctx, &adminv1.CreateJoinTokenRequest{TtlSeconds: int64(ttl.Round(time.Second) / time.Second), NodeName: *name})
+	})
 	if err != nil {
 		return err
-	}
-	defer closeFn()
-	ctx, cancel := callCtx(ctx)
-	defer cancel()
-	resp, err := client.CreateJoinToken(ctx, &adminv1.CreateJoinTokenRequest{TtlSeconds: int64(ttl.Round(time.Second) / time.Second), NodeName: *name})
-	if err != nil {
-		return rpcError(&af, err)
 	}
 	if af.output == "json" {
 		return printJSON(env.stdout, tokenJSON{Token: resp.Token, SPIFFEID: resp.SpiffeId, ExpiresAt: unixTime(resp.ExpiresAt)})
