@@ -64,6 +64,10 @@ var _ Store = (*Bolt)(nil)
 // Open opens the store file at path, creating it (mode 0600, it holds the
 // CA's state) if needed, and brings its layout up to date. The directory
 // must exist. A file written by a newer signet is refused.
+// initialMmapSize is address space, not memory: pages are resident only
+// once read.
+const initialMmapSize = 1 << 30
+
 func Open(path string, opts Options) (*Bolt, error) {
 	logger := opts.Logger
 	if logger == nil {
@@ -77,6 +81,15 @@ func Open(path string, opts Options) (*Bolt, error) {
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{
 		Timeout: timeout,
 		NoSync:  opts.NoSync,
+		// Every commit otherwise rewrites the freelist too: with the
+		// SVID index and audit log growing all day, that is most of the
+		// pages a small commit writes. bbolt rebuilds the list by scanning
+		// on open instead (etcd runs bbolt the same way).
+		NoFreelistSync: true,
+		FreelistType:   bbolt.FreelistMapType,
+		// Map a large window up front: growing the map waits for every
+		// open read transaction, a stall on the issuance path.
+		InitialMmapSize: initialMmapSize,
 	})
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("opening store %s: another process holds its lock: %w", path, err)
