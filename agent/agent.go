@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	mrand "math/rand/v2"
 	"os"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -30,6 +31,10 @@ import (
 	"github.com/signet-mesh/signet/internal/clock"
 	nodev1 "github.com/signet-mesh/signet/proto/signet/node/v1"
 )
+
+// burstMint is the batch size from which the agent returns freed memory
+// to the OS right after minting.
+const burstMint = 100
 
 // callTimeout bounds one unary call to the CA.
 const callTimeout = 30 * time.Second
@@ -440,6 +445,12 @@ func (a *Agent) mint(ctx context.Context, ids []string) error {
 	cctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
 	results, err := a.conn().MintX509SVIDs(cctx, reqs)
+	if len(reqs) >= burstMint {
+		// A burst (a new node, a mass rotation) allocates keys, CSRs and
+		// responses for every entry at once; give that memory back to the
+		// node now instead of holding it at the high-water mark.
+		defer debug.FreeOSMemory()
+	}
 	var retry []string
 	for _, r := range results {
 		if r.Err != nil {

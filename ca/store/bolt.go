@@ -101,6 +101,9 @@ func Open(path string, opts Options) (*Bolt, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("opening store %s: %w", path, err)
 	}
+	// Rebuilding the freelist on open (NoFreelistSync) read every page;
+	// don't keep the whole file resident for it.
+	_ = db.View(func(tx *bbolt.Tx) error { releasePages(tx); return nil })
 	return &Bolt{
 		db:        db,
 		log:       logger,
