@@ -2,11 +2,14 @@ package server
 
 import (
 	"context"
+	"path"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
 
 	"github.com/signet-mesh/signet/ca/api"
 	"github.com/signet-mesh/signet/ca/rotation"
@@ -44,6 +47,8 @@ const (
 	// MetricStoreCommitDuration is the time from asking the store for a
 	// read-write transaction to its durable commit, by op (update, batch).
 	MetricStoreCommitDuration = "signet_store_commit_duration_seconds"
+	// MetricNodeAPIRequests counts node API calls by method and code.
+	MetricNodeAPIRequests = "signet_node_api_requests_total"
 )
 
 // Histogram buckets, in seconds. Signing with a soft key takes well under a
@@ -66,6 +71,7 @@ type Metrics struct {
 	mintDuration *prometheus.HistogramVec
 	attestations *prometheus.CounterVec
 	storeCommit  *prometheus.HistogramVec
+	requests     *prometheus.CounterVec
 	state        *stateCollector
 }
 
@@ -91,6 +97,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Time from requesting a read-write store transaction to its durable commit, by op (update, batch).",
 			Buckets: commitBuckets,
 		}, []string{"op"}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: MetricNodeAPIRequests,
+			Help: "Node API calls, by method and gRPC status code: shows how well agents batch.",
+		}, []string{"method", "code"}),
 		state: newStateCollector(),
 	}
 	// Show the common series at zero from the first scrape, so rate()
@@ -103,7 +113,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, r := range []string{api.AttestSuccess, api.AttestUnknownToken, api.AttestExpiredToken, api.AttestInvalid, api.AttestError} {
 		m.attestations.WithLabelValues(r)
 	}
-	reg.MustRegister(m.svidsIssued, m.mintDuration, m.attestations, m.storeCommit, m.state)
+	reg.MustRegister(m.svidsIssued, m.mintDuration, m.attestations, m.storeCommit, m.requests, m.state)
 	return m
 }
 
@@ -253,5 +263,16 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(c.expiry, prometheus.GaugeValue, a.NotAfter.Sub(now).Seconds(),
 			a.ID, string(a.Kind), string(a.State))
+	}
+}
+
+// countRequests counts node API calls by method and status code.
+func (m *Metrics) countRequests() grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		resp, err := h(ctx, req)
+		if m != nil {
+			m.requests.WithLabelValues(path.Base(info.FullMethod), status.Code(err).String()).Inc()
+		}
+		return resp, err
 	}
 }

@@ -335,3 +335,22 @@ func TestWorkloadAPIErrors(t *testing.T) {
 		t.Errorf("starting agent: %v, want Unavailable", err)
 	}
 }
+
+// TestAgentBatchesMints: 1000 new entries for one node cost a handful of
+// mint calls, not 1000, and every SVID is issued.
+func TestAgentBatchesMints(t *testing.T) {
+	t.Parallel()
+	metrics := freeAddr(t)
+	s := startServer(t, "--metrics-listen", metrics)
+	a := startAgent(t, s, "batcher")
+	file := filepath.Join(s.dir, "entries.yaml")
+	writeEntries(t, file, a.nodeID, 1000, func(int) string { return "unix:uid:" + strconv.Itoa(os.Getuid()) })
+	s.cli(t, "entry", "create", "--file", file)
+	fetchUntil(t, a, 60*time.Second, func(x *workloadapi.X509Context) bool { return len(x.SVIDs) == 1000 })
+	issued, _ := metric(scrape(t, metrics), "signet_svids_issued_total", map[string]string{"kind": "workload", "outcome": "success"})
+	calls, ok := metric(scrape(t, metrics), "signet_node_api_requests_total", map[string]string{"method": "MintX509SVIDs"})
+	if !ok || issued < 1000 || calls > 10 {
+		t.Fatalf("%v workload SVIDs issued in %v MintX509SVIDs calls; want 1000 in at most 10", issued, calls)
+	}
+	t.Logf("1000 SVIDs in %v mint calls", calls)
+}
