@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -599,5 +600,69 @@ func BenchmarkBatchPut(b *testing.B) {
 				}
 			})
 		})
+	}
+}
+
+// TestMigrateSVIDKeys: a version 2 file keyed its SVID index by serial;
+// opening it rekeys every record by expiry, and they can still be found,
+// listed in expiry order and pruned.
+func TestMigrateSVIDKeys(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "v2.db")
+	st, err := store.Open(path, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+
+	// Turn the file back into version 2 with serial-keyed records.
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	db, err := bbolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bbolt.Tx) error {
+		v := make([]byte, 8)
+		binary.BigEndian.PutUint64(v, 2)
+		if err := tx.Bucket([]byte("meta")).Put([]byte("schema_version"), v); err != nil {
+			return err
+		}
+		for i, hours := range []int{3, 1, 2} {
+			serial := fmt.Sprintf("%032x", i+1)
+			data, _ := json.Marshal(store.SVIDRecord{Serial: serial, SPIFFEID: "spiffe://example.org/w", NotAfter: t0.Add(time.Duration(hours) * time.Hour)})
+			if err := tx.Bucket([]byte("svids")).Put([]byte(serial), data); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	st, err = store.Open(path, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var order []string
+	err = st.Update(context.Background(), func(tx store.Tx) error {
+		if _, err := tx.GetSVID(fmt.Sprintf("%032x", 1)); err != nil {
+			return err
+		}
+		if err := tx.ForEachSVID(func(r *store.SVIDRecord) error { order = append(order, r.Serial[31:]); return nil }); err != nil {
+			return err
+		}
+		n, err := tx.PruneSVIDs(t0.Add(90 * time.Minute))
+		if n != 1 {
+			return fmt.Errorf("pruned %d, want 1", n)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"2", "3", "1"}, order); diff != "" {
+		t.Errorf("order after migration (-want +got):\n%s", diff)
 	}
 }

@@ -58,6 +58,37 @@ var migrations = []func(tx *bbolt.Tx) error{
 	},
 	// Version 2: mTLS policies.
 	func(tx *bbolt.Tx) error { return createBuckets(tx, bucketMTLSPolicies) },
+	// Version 3: the SVID index keyed by expiry then serial (svidKey).
+	rekeySVIDs,
+}
+
+// rekeySVIDs moves every SVID record from its serial key to svidKey.
+func rekeySVIDs(tx *bbolt.Tx) error {
+	b := tx.Bucket(bucketSVIDs)
+	type kv struct{ old, new, data []byte }
+	var moves []kv
+	err := b.ForEach(func(k, data []byte) error {
+		var r SVIDRecord
+		if err := decodeRecord(bucketSVIDs, k, data, &r); err != nil {
+			return err
+		}
+		moves = append(moves, kv{append([]byte(nil), k...), svidKey(&r), append([]byte(nil), data...)})
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("rekeying svids: %w", err)
+	}
+	for _, m := range moves {
+		if err := b.Delete(m.old); err != nil {
+			return fmt.Errorf("rekeying svids: %w", err)
+		}
+	}
+	for _, m := range moves {
+		if err := b.Put(m.new, m.data); err != nil {
+			return fmt.Errorf("rekeying svids: %w", err)
+		}
+	}
+	return nil
 }
 
 func createBuckets(tx *bbolt.Tx, names ...[]byte) error {

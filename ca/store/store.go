@@ -91,10 +91,11 @@ type Tx interface {
 
 	// PutSVID records an issued certificate in the SVID index.
 	PutSVID(r *SVIDRecord) error
-	// GetSVID returns ErrNotFound when the serial is unknown.
+	// GetSVID returns ErrNotFound when the serial is unknown. It may walk
+	// the whole index: the index is kept in expiry order.
 	GetSVID(serial string) (*SVIDRecord, error)
 	// ForEachSVID calls fn for every indexed certificate, ordered by
-	// serial, without loading them all at once. An error from fn stops the
+	// expiry (NotAfter), then serial, without loading them all at once. An error from fn stops the
 	// walk and is returned.
 	ForEachSVID(fn func(*SVIDRecord) error) error
 	// PruneSVIDs deletes the records whose NotAfter is before t and returns

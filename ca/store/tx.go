@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"cmp"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -335,19 +336,51 @@ func (t *boltTx) PutSVID(r *SVIDRecord) error {
 	if err := t.writable(); err != nil {
 		return fmt.Errorf("putting svid %q: %w", r.Serial, err)
 	}
-	if err := put(t, bucketSVIDs, r.Serial, r); err != nil {
+	if err := put(t, bucketSVIDs, string(svidKey(r)), r); err != nil {
 		return fmt.Errorf("putting svid %q: %w", r.Serial, err)
 	}
 	return nil
 }
 
+// svidKey orders the SVID index by expiry, then serial. Every new SVID
+// expires after nearly all stored ones, so issuance appends at the end of
+// the bucket and a commit rewrites a page or two instead of one random
+// page per certificate; pruning reads only the expired prefix.
+func svidKey(r *SVIDRecord) []byte {
+	k := make([]byte, 8, 8+len(r.Serial))
+	binary.BigEndian.PutUint64(k, uint64(r.NotAfter.Unix()))
+	return append(k, r.Serial...)
+}
+
+// svidKeyExpiry is the expiry (Unix seconds) a key sorts by.
+func svidKeyExpiry(k []byte) int64 {
+	if len(k) < 8 {
+		return 0
+	}
+	return int64(binary.BigEndian.Uint64(k[:8]))
+}
+
+// GetSVID walks the index: it is keyed by expiry for issuance and pruning,
+// and lookups by serial are rare (an operator's question).
 func (t *boltTx) GetSVID(serial string) (*SVIDRecord, error) {
-	r, err := get[SVIDRecord](t, bucketSVIDs, serial)
-	if err != nil {
+	var found *SVIDRecord
+	err := t.ForEachSVID(func(r *SVIDRecord) error {
+		if r.Serial == serial {
+			found = r
+			return errStopWalk
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errStopWalk) {
 		return nil, fmt.Errorf("getting svid %q: %w", serial, err)
 	}
-	return r, nil
+	if found == nil {
+		return nil, fmt.Errorf("getting svid %q: %w", serial, ErrNotFound)
+	}
+	return found, nil
 }
+
+var errStopWalk = errors.New("stop walk")
 
 func (t *boltTx) ForEachSVID(fn func(*SVIDRecord) error) error {
 	c := t.tx.Bucket(bucketSVIDs).Cursor()
@@ -367,19 +400,21 @@ func (t *boltTx) PruneSVIDs(before time.Time) (int, error) {
 	if err := t.writable(); err != nil {
 		return 0, fmt.Errorf("pruning svids: %w", err)
 	}
+	// The index is ordered by expiry: read the expired prefix only.
 	// Collect first, delete after: deleting under a moving cursor can
 	// skip keys in bbolt.
-	var expired [][]byte
-	err := t.ForEachSVID(func(r *SVIDRecord) error {
-		if r.NotAfter.Before(before) {
-			expired = append(expired, []byte(r.Serial))
-		}
-		return nil
-	})
-	if err != nil {
-		return 0, fmt.Errorf("pruning svids: %w", err)
-	}
 	b := t.tx.Bucket(bucketSVIDs)
+	var expired [][]byte
+	c := b.Cursor()
+	for k, data := c.First(); k != nil && svidKeyExpiry(k) <= before.Unix(); k, data = c.Next() {
+		r := new(SVIDRecord)
+		if err := decodeRecord(bucketSVIDs, k, data, r); err != nil {
+			return 0, fmt.Errorf("pruning svids: %w", err)
+		}
+		if r.NotAfter.Before(before) {
+			expired = append(expired, append([]byte(nil), k...))
+		}
+	}
 	for _, k := range expired {
 		if err := b.Delete(k); err != nil {
 			return 0, fmt.Errorf("pruning svid %q: %w", k, err)
