@@ -70,17 +70,28 @@ type Update struct {
 	FederatedBundles    []*x509bundle.Bundle
 	FederatedJWTBundles []*jwtbundle.Bundle
 
-	derivedOnce sync.Once
-	derived     any
+	derivedMu sync.Mutex
+	derived   map[any]any
 }
 
-// Derived returns convert(u), computed once per Update however many
-// subscribers share it: a consumer that serves Updates in another form
-// (the SDS adapter) converts, and encodes, each state once. Every caller
-// of one Update must pass an equivalent convert.
-func (u *Update) Derived(convert func(*Update) any) any {
-	u.derivedOnce.Do(func() { u.derived = convert(u) })
-	return u.derived
+// Derived returns convert(u), computed once per Update and key however
+// many subscribers share the Update: consumers that serve Updates in
+// another form (a Workload API response, an SDS snapshot) build and encode
+// each state once, and every stream holds the same copy. Each caller
+// passes its own key (an unexported type) and always the same convert for
+// it.
+func (u *Update) Derived(key any, convert func(*Update) any) any {
+	u.derivedMu.Lock()
+	defer u.derivedMu.Unlock()
+	if v, ok := u.derived[key]; ok {
+		return v
+	}
+	v := convert(u)
+	if u.derived == nil {
+		u.derived = map[any]any{}
+	}
+	u.derived[key] = v
+	return v
 }
 
 // Config configures a Cache.

@@ -103,7 +103,7 @@ func (s *Server) FetchX509SVID(_ *workload.X509SVIDRequest, stream grpc.ServerSt
 	if err != nil {
 		return err
 	}
-	return s.stream(ctx, log, sels, func(u *cache.Update) (proto.Message, error) {
+	return s.stream(ctx, log, sels, x509SVIDKey{}, func(u *cache.Update) (proto.Message, error) {
 		resp, err := s.x509SVIDResponse(u, log)
 		if err != nil {
 			log.Error("building X509-SVID response", logKeyError, err)
@@ -124,7 +124,7 @@ func (s *Server) FetchX509Bundles(_ *workload.X509BundlesRequest, stream grpc.Se
 	if err != nil {
 		return err
 	}
-	return s.streamBundles(ctx, log, sels, func(u *cache.Update) (proto.Message, error) {
+	return s.streamBundles(ctx, log, sels, x509BundlesKey{}, func(u *cache.Update) (proto.Message, error) {
 		return x509BundlesResponse(u), nil
 	}, func(m proto.Message) error { return stream.Send(m.(*workload.X509BundlesResponse)) })
 }
@@ -141,7 +141,7 @@ func (s *Server) FetchJWTBundles(_ *workload.JWTBundlesRequest, stream grpc.Serv
 	if err != nil {
 		return err
 	}
-	return s.streamBundles(ctx, log, sels, func(u *cache.Update) (proto.Message, error) {
+	return s.streamBundles(ctx, log, sels, jwtBundlesKey{}, func(u *cache.Update) (proto.Message, error) {
 		resp, err := jwtBundlesResponse(u)
 		if err != nil {
 			log.Error("building JWT bundles response", logKeyError, err)
@@ -294,21 +294,36 @@ func (s *Server) attest(ctx context.Context, log *slog.Logger) ([]string, *slog.
 // sent (or build returns nil: nothing to serve right now). It ends cleanly
 // when the client goes away, and with PermissionDenied when the workload
 // loses its last entry.
-func (s *Server) stream(ctx context.Context, log *slog.Logger, sels []string, build func(*cache.Update) (proto.Message, error), send func(proto.Message) error) error {
+// Keys of the responses built from a cache update (cache.Update.Derived):
+// streams of workloads with the same selectors share each response, built
+// and held once.
+type (
+	x509SVIDKey    struct{}
+	x509BundlesKey struct{}
+	jwtBundlesKey  struct{}
+)
+
+// built is a response, or the error building it, as memoized per update.
+type built struct {
+	m   proto.Message
+	err error
+}
+
+func (s *Server) stream(ctx context.Context, log *slog.Logger, sels []string, key any, build func(*cache.Update) (proto.Message, error), send func(proto.Message) error) error {
 	sub := s.cache.Subscribe(sels)
 	defer sub.Close()
-	return s.serve(ctx, log, sub, build, send)
+	return s.serve(ctx, log, sub, key, build, send)
 }
 
 // streamBundles is stream for bundle-only calls, which do not wait for the
 // workload's first SVID.
-func (s *Server) streamBundles(ctx context.Context, log *slog.Logger, sels []string, build func(*cache.Update) (proto.Message, error), send func(proto.Message) error) error {
+func (s *Server) streamBundles(ctx context.Context, log *slog.Logger, sels []string, key any, build func(*cache.Update) (proto.Message, error), send func(proto.Message) error) error {
 	sub := s.cache.SubscribeBundles(sels)
 	defer sub.Close()
-	return s.serve(ctx, log, sub, build, send)
+	return s.serve(ctx, log, sub, key, build, send)
 }
 
-func (s *Server) serve(ctx context.Context, log *slog.Logger, sub *cache.Subscription, build func(*cache.Update) (proto.Message, error), send func(proto.Message) error) error {
+func (s *Server) serve(ctx context.Context, log *slog.Logger, sub *cache.Subscription, key any, build func(*cache.Update) (proto.Message, error), send func(proto.Message) error) error {
 	s.streams.Add(1)
 	defer s.streams.Add(-1)
 	var last proto.Message
@@ -317,8 +332,12 @@ func (s *Server) serve(ctx context.Context, log *slog.Logger, sub *cache.Subscri
 			log.Info("caller has no registration entry")
 			return status.Error(codes.PermissionDenied, "no identity issued")
 		}
-		m, err := build(u)
-		if err != nil || m == nil || (last != nil && proto.Equal(m, last)) {
+		b := u.Derived(key, func(u *cache.Update) any {
+			m, err := build(u)
+			return built{m, err}
+		}).(built)
+		m, err := b.m, b.err
+		if err != nil || m == nil || m == last || (last != nil && proto.Equal(m, last)) {
 			return err
 		}
 		if err := send(m); err != nil {

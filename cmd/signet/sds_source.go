@@ -30,7 +30,7 @@ func (s *sdsSubscription) Updates() <-chan *sdsserver.Snapshot { return s.out }
 
 // deliver runs with the cache locked, the only sender on out.
 func (s *sdsSubscription) deliver(u *cache.Update) {
-	snap := u.Derived(toSnapshot).(*sdsserver.Snapshot)
+	snap := u.Derived(snapshotKey{}, toSnapshot).(*sdsserver.Snapshot)
 	select {
 	case <-s.out: // drop the unread, older snapshot
 	default:
@@ -44,6 +44,9 @@ func (s *sdsSubscription) Close() {
 		close(s.out)
 	})
 }
+
+// snapshotKey keys the SDS form of a cache update (cache.Update.Derived).
+type snapshotKey struct{}
 
 // toSnapshot converts a cache update; it runs once per update (see
 // cache.Update.Derived), so streams that share the update share the

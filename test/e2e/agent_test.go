@@ -39,7 +39,7 @@ func startAgent(t *testing.T, s *testServer, name string) *testAgent {
 	return startAgentTB(t, s, name)
 }
 
-func startAgentTB(t testing.TB, s *testServer, name string) *testAgent {
+func startAgentTB(t testing.TB, s *testServer, name string, extra ...string) *testAgent {
 	t.Helper()
 	var tok struct {
 		Token    string `json:"token"`
@@ -51,7 +51,7 @@ func startAgentTB(t testing.TB, s *testServer, name string) *testAgent {
 	dir := shortTempDir(t)
 	os.Chmod(dir, 0o755) // workloads of other uids reach the socket
 	a := &testAgent{name: name, dir: dir, socket: filepath.Join(dir, "agent.sock"), server: s, nodeID: tok.SPIFFEID}
-	a.run(t, "--join-token", tok.Token)
+	a.run(t, append([]string{"--join-token", tok.Token}, extra...)...)
 	return a
 }
 
