@@ -16,6 +16,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/signet-mesh/signet/internal/backoff"
 	"github.com/signet-mesh/signet/internal/clock"
 	"github.com/signet-mesh/signet/internal/mtlspolicy"
 	agentv1 "github.com/signet-mesh/signet/proto/signet/agent/v1"
@@ -300,7 +301,9 @@ func (p *Proxy) currentPolicy(port uint32) Decision {
 
 // serve accepts on ln until it is closed.
 func (p *Proxy) serve(ctx context.Context, ln net.Listener, handle func(net.Conn)) error {
-	var delay time.Duration
+	// Out of file descriptors and the like: back off a little, as
+	// net/http does, with the project's one retry policy.
+	b := backoff.New(backoff.Config{Initial: 5 * time.Millisecond, Max: time.Second})
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -309,16 +312,16 @@ func (p *Proxy) serve(ctx context.Context, ln net.Listener, handle func(net.Conn
 			}
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
-				// Out of file descriptors and the like: back off a little,
-				// as net/http does.
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				delay := b.Next()
 				p.log.Warn("accept failed; retrying", "error", err, "retry_in", delay)
-				time.Sleep(delay)
+				if backoff.Sleep(ctx, nil, delay) != nil {
+					return nil
+				}
 				continue
 			}
 			return fmt.Errorf("proxy: accepting on %s: %w", ln.Addr(), err)
 		}
-		delay = 0
+		b.Reset()
 		if !p.track(c) {
 			c.Close()
 			continue
