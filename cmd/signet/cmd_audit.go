@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"go.step.sm/crypto/pemutil"
+
 	"github.com/signet-mesh/signet/ca/audit"
 	"github.com/signet-mesh/signet/ca/rotation"
 	adminv1 "github.com/signet-mesh/signet/proto/signet/admin/v1"
@@ -155,7 +157,7 @@ func bundleKeys(path string) (audit.Keys, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--bundle: %w", err)
 	}
-	certs, err := parsePEMCertificates(data)
+	certs, err := pemutil.ParseCertificateBundle(data)
 	if err != nil || len(certs) == 0 {
 		return nil, fmt.Errorf("--bundle %s: no PEM certificates (use the output of signet bundle show)", path)
 	}
