@@ -229,6 +229,7 @@ func (s *Server) Serve(ctx context.Context, nodeLn, adminLn net.Listener) error 
 		// A fixed pool of workers serves the RPCs instead of a goroutine
 		// per call: less stack growth and scheduling under load.
 		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
+		grpc.SharedWriteBuffer(true),
 		grpc.ChainUnaryInterceptor(s.cfg.Metrics.countRequests()),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	)

@@ -72,7 +72,8 @@ func rekeySVIDs(tx *bbolt.Tx) error {
 		if err := decodeRecord(bucketSVIDs, k, data, &r); err != nil {
 			return err
 		}
-		moves = append(moves, kv{append([]byte(nil), k...), svidKey(&r), append([]byte(nil), data...)})
+		moves = append(moves, kv{old: append([]byte(nil), k...), new: nil, data: append([]byte(nil), data...)})
+		moves[len(moves)-1].new = svidKey(r.NotAfter, 0) // sequence below
 		return nil
 	})
 	if err != nil {
@@ -84,6 +85,11 @@ func rekeySVIDs(tx *bbolt.Tx) error {
 		}
 	}
 	for _, m := range moves {
+		seq, err := b.NextSequence()
+		if err != nil {
+			return fmt.Errorf("rekeying svids: %w", err)
+		}
+		binary.BigEndian.PutUint64(m.new[8:], seq)
 		if err := b.Put(m.new, m.data); err != nil {
 			return fmt.Errorf("rekeying svids: %w", err)
 		}

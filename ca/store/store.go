@@ -95,7 +95,8 @@ type Tx interface {
 	// the whole index: the index is kept in expiry order.
 	GetSVID(serial string) (*SVIDRecord, error)
 	// ForEachSVID calls fn for every indexed certificate, ordered by
-	// expiry (NotAfter), then serial, without loading them all at once. An error from fn stops the
+	// expiry (NotAfter, to the second), then order of issuance, without
+	// loading them all at once. An error from fn stops the
 	// walk and is returned.
 	ForEachSVID(fn func(*SVIDRecord) error) error
 	// PruneSVIDs deletes the records whose NotAfter is before t and returns

@@ -336,20 +336,27 @@ func (t *boltTx) PutSVID(r *SVIDRecord) error {
 	if err := t.writable(); err != nil {
 		return fmt.Errorf("putting svid %q: %w", r.Serial, err)
 	}
-	if err := put(t, bucketSVIDs, string(svidKey(r)), r); err != nil {
+	b := t.tx.Bucket(bucketSVIDs)
+	seq, err := b.NextSequence()
+	if err != nil {
+		return fmt.Errorf("putting svid %q: %w", r.Serial, err)
+	}
+	if err := put(t, bucketSVIDs, string(svidKey(r.NotAfter, seq)), r); err != nil {
 		return fmt.Errorf("putting svid %q: %w", r.Serial, err)
 	}
 	return nil
 }
 
-// svidKey orders the SVID index by expiry, then serial. Every new SVID
-// expires after nearly all stored ones, so issuance appends at the end of
-// the bucket and a commit rewrites a page or two instead of one random
-// page per certificate; pruning reads only the expired prefix.
-func svidKey(r *SVIDRecord) []byte {
-	k := make([]byte, 8, 8+len(r.Serial))
-	binary.BigEndian.PutUint64(k, uint64(r.NotAfter.Unix()))
-	return append(k, r.Serial...)
+// svidKey orders the SVID index by expiry, then by order of issuance (the
+// bucket's sequence). Every new SVID expires after nearly all stored ones,
+// so issuance appends at the end of the bucket and a commit rewrites a page
+// or two instead of one random page per certificate; pruning reads only
+// the expired prefix.
+func svidKey(notAfter time.Time, seq uint64) []byte {
+	k := make([]byte, 16)
+	binary.BigEndian.PutUint64(k, uint64(notAfter.Unix()))
+	binary.BigEndian.PutUint64(k[8:], seq)
+	return k
 }
 
 // svidKeyExpiry is the expiry (Unix seconds) a key sorts by.
