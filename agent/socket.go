@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
 
+	"github.com/signet-mesh/signet/internal/grpcserve"
 	"github.com/signet-mesh/signet/internal/peercred"
 )
 
@@ -37,19 +38,8 @@ func ServeSocketWith(ctx context.Context, ln net.Listener, opts []grpc.ServerOpt
 	for _, r := range register {
 		r(srv)
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("agent: serving %s: %w", ln.Addr(), err)
-	case <-ctx.Done():
-	}
-	stopped := make(chan struct{})
-	go func() { srv.GracefulStop(); close(stopped) }()
-	select {
-	case <-stopped:
-	case <-time.After(2 * time.Second):
-		srv.Stop()
+	if err := grpcserve.Serve(ctx, srv, ln); err != nil {
+		return fmt.Errorf("agent: %w", err)
 	}
 	return nil
 }

@@ -38,6 +38,7 @@ import (
 	"github.com/signet-mesh/signet/ca/rotation"
 	"github.com/signet-mesh/signet/ca/store"
 	"github.com/signet-mesh/signet/internal/clock"
+	"github.com/signet-mesh/signet/internal/grpcserve"
 	"github.com/signet-mesh/signet/internal/peercred"
 	adminv1 "github.com/signet-mesh/signet/proto/signet/admin/v1"
 	nodev1 "github.com/signet-mesh/signet/proto/signet/node/v1"
@@ -241,9 +242,9 @@ func (s *Server) Serve(ctx context.Context, nodeLn, adminLn net.Listener) error 
 	healthpb.RegisterHealthServer(adminSrv, healthSrv)
 
 	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return serveGRPC(ctx, nodeSrv, nodeLn) })
+	g.Go(func() error { return serveAPI(ctx, nodeSrv, nodeLn) })
 	if adminLn != nil {
-		g.Go(func() error { return serveGRPC(ctx, adminSrv, adminLn) })
+		g.Go(func() error { return serveAPI(ctx, adminSrv, adminLn) })
 	}
 	g.Go(func() error { return s.rot.Run(ctx) })
 	g.Go(func() error { return s.watchBundle(ctx) })
@@ -254,31 +255,19 @@ func (s *Server) Serve(ctx context.Context, nodeLn, adminLn net.Listener) error 
 	return g.Wait()
 }
 
+// serveAPI serves one of the CA's gRPC servers until ctx ends.
+func serveAPI(ctx context.Context, srv *grpc.Server, ln net.Listener) error {
+	if err := grpcserve.Serve(ctx, srv, ln); err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
+	return nil
+}
+
 func addrOf(ln net.Listener) string {
 	if ln == nil {
 		return ""
 	}
 	return ln.Addr().String()
-}
-
-// serveGRPC serves until ctx ends, then drains gracefully (bounded, since
-// agents hold streams open forever).
-func serveGRPC(ctx context.Context, srv *grpc.Server, ln net.Listener) error {
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("server: serving %s: %w", ln.Addr(), err)
-	case <-ctx.Done():
-	}
-	stopped := make(chan struct{})
-	go func() { srv.GracefulStop(); close(stopped) }()
-	select {
-	case <-stopped:
-	case <-time.After(2 * time.Second):
-		srv.Stop()
-	}
-	return nil
 }
 
 // watchBundle keeps the client-verification pool in step with the bundle.

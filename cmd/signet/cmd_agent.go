@@ -124,14 +124,7 @@ func runAgent(ctx context.Context, env *cliEnv, args []string) error {
 	cfg := defaultAgentConfig()
 	_, apply := registerConfigFlags(fs, &cfg, agentUsages, env.getenv)
 	checkOnly := fs.Bool("check-config", false, "validate the configuration and exit")
-	pos, err := parseFlags(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := exactArgs(fs, pos); err != nil {
-		return err
-	}
-	if err := apply(); err != nil {
+	if err := loadConfig(fs, args, apply); err != nil {
 		return err
 	}
 	logger, err := newLogger(env.stderr, cfg.LogLevel, cfg.LogFormat)

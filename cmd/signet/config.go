@@ -182,3 +182,16 @@ func setValue(v reflect.Value, s string) error {
 }
 
 func durationOf(d duration) time.Duration { return time.Duration(d) }
+
+// loadConfig parses a daemon's flags (it takes no positional arguments)
+// and applies the file, the environment and the flags to its config.
+func loadConfig(fs *flag.FlagSet, args []string, apply func() error) error {
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := exactArgs(fs, pos); err != nil {
+		return err
+	}
+	return apply()
+}
