@@ -56,7 +56,13 @@ func signetBinary(t testing.TB) string {
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			binErr = fmt.Errorf("building signet: %v\n%s", err, out)
+			return
 		}
+		// go test caches a package's result by the files the test itself
+		// opened, and knows nothing of what `go build` read: touch every
+		// source file of the module, so that a change anywhere in signet
+		// reruns these tests instead of replaying a cached pass.
+		binErr = touchSources(filepath.Join("..", ".."))
 	})
 	if binErr != nil {
 		t.Fatal(binErr)
@@ -269,4 +275,28 @@ func (s *testServer) bundleFile(t testing.TB) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// touchSources opens (and closes) every Go source, go.mod and go.sum file
+// under root, so go test records them as inputs of this package's result.
+func touchSources(root string) error {
+	return filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if name := d.Name(); path != root && (strings.HasPrefix(name, ".") || name == "testdata") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if name := d.Name(); strings.HasSuffix(name, ".go") || name == "go.mod" || name == "go.sum" {
+			f, err := os.Open(path)
+			if err != nil {
+				return err
+			}
+			f.Close()
+		}
+		return nil
+	})
 }
