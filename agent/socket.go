@@ -4,13 +4,10 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/keepalive"
 
 	"github.com/signet-mesh/signet/internal/grpcserve"
-	"github.com/signet-mesh/signet/internal/peercred"
 )
 
 // ServeSocket serves the workload-facing gRPC services (the Workload API
@@ -24,17 +21,7 @@ func ServeSocket(ctx context.Context, ln net.Listener, register ...func(*grpc.Se
 // ServeSocketWith is ServeSocket with extra gRPC server options, applied
 // after the defaults: cmd/signet adds the metrics' stream interceptor.
 func ServeSocketWith(ctx context.Context, ln net.Listener, opts []grpc.ServerOption, register ...func(*grpc.Server)) error {
-	srv := grpc.NewServer(append([]grpc.ServerOption{
-		grpc.Creds(peercred.TransportCredentials()),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
-		// Workload requests are small; refuse anything large early.
-		grpc.MaxRecvMsgSize(1 << 20),
-		// Hundreds of proxies each hold a connection: pool write buffers
-		// between flushes and read straight into the framer, instead of
-		// 64 KB of buffers per idle connection.
-		grpc.SharedWriteBuffer(true),
-		grpc.ReadBufferSize(0),
-	}, opts...)...)
+	srv := grpc.NewServer(append(grpcserve.LocalSocketOptions(), opts...)...)
 	for _, r := range register {
 		r(srv)
 	}

@@ -141,6 +141,11 @@ type group struct {
 	selectors []string // sorted, no duplicates
 	matched   map[string]*record
 	subs      map[*Subscription]struct{}
+	// last is the Update last built for the group's subscribers. A new
+	// subscriber gets it too while it is still exact, so that streams
+	// opened one after another share one Update, and whatever consumers
+	// derive from it (encoded responses) is built once.
+	last *Update
 }
 
 // New returns an empty Cache: not Ready until SetBundle.
@@ -410,7 +415,7 @@ func (c *Cache) Lookup(selectors []string) *Update {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if g, ok := c.groups[key(sels)]; ok {
-		return c.build(g.matched)
+		return c.current(g)
 	}
 	return c.build(c.match(sels))
 }
@@ -463,7 +468,7 @@ func (c *Cache) subscribeWith(selectors []string, bundlesOnly bool, deliver func
 	}
 	sub := &Subscription{c: c, g: g, ch: make(chan *Update, 1), bundlesOnly: bundlesOnly, deliver: deliver}
 	g.subs[sub] = struct{}{}
-	sub.offer(c.build(g.matched))
+	sub.offer(c.current(g))
 	return sub
 }
 
@@ -530,20 +535,36 @@ func (s *Subscription) offer(u *Update) {
 // notify pushes fresh state to every subscriber of the given groups.
 func (c *Cache) notify(groups map[*group]struct{}) {
 	for g := range groups {
-		u := c.build(g.matched)
-		for sub := range g.subs {
-			sub.offer(u)
-		}
+		c.notifyGroup(g)
 	}
 }
 
 func (c *Cache) notifyAll() {
 	for _, g := range c.groups {
-		u := c.build(g.matched)
-		for sub := range g.subs {
-			sub.offer(u)
-		}
+		c.notifyGroup(g)
 	}
+}
+
+func (c *Cache) notifyGroup(g *group) {
+	u := c.build(g.matched)
+	g.last = u
+	for sub := range g.subs {
+		sub.offer(u)
+	}
+}
+
+// current returns the group's state for a new subscriber: the Update its
+// other subscribers hold, unless an SVID in it has expired since it was
+// built (expiry alone notifies no one), in which case a fresh one.
+// Every other change to what build would return goes through notify,
+// which replaces g.last.
+func (c *Cache) current(g *group) *Update {
+	now := c.clock.Now()
+	if u := g.last; u != nil && !slices.ContainsFunc(u.Identities, func(id Identity) bool { return !usable(id.SVID, now) }) {
+		return u
+	}
+	g.last = c.build(g.matched)
+	return g.last
 }
 
 // build makes the Update for a set of matched entries.

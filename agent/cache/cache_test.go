@@ -299,6 +299,44 @@ func TestLatestWins(t *testing.T) {
 	none(t, "after reading the latest", sub)
 }
 
+// TestSubscribersShareUpdates: proxies that open streams one after another
+// share one Update (and so one encoding of it) until the state changes.
+func TestSubscribersShareUpdates(t *testing.T) {
+	c, clk := newCache(t)
+	e := entry("e", "/e", "unix:uid:1")
+	c.ApplyEntries(true, []cache.Entry{e}, nil)
+	mustSetSVID(t, c, e, 1, start.Add(time.Hour))
+	if err := c.SetBundle(bundle(1), nil, 1); err != nil {
+		t.Fatal(err)
+	}
+	first := c.Subscribe([]string{"unix:uid:1"})
+	defer first.Close()
+	u1 := <-first.Updates()
+	second := c.Subscribe([]string{"unix:uid:1"})
+	defer second.Close()
+	if u := <-second.Updates(); u != u1 {
+		t.Error("a second subscriber with no change in between got a new Update")
+	}
+
+	mustSetSVID(t, c, e, 2, start.Add(2*time.Hour))
+	u2 := <-first.Updates()
+	if u := <-second.Updates(); u != u2 {
+		t.Error("subscribers got different Updates for one change")
+	}
+	third := c.Subscribe([]string{"unix:uid:1"})
+	defer third.Close()
+	if u := <-third.Updates(); u != u2 {
+		t.Error("a subscriber after a change did not get the current Update")
+	}
+
+	// Expiry notifies no one, but a new subscriber must not get the
+	// expired SVID from the shared Update.
+	clk.Advance(3 * time.Hour)
+	if u := c.Lookup([]string{"unix:uid:1"}); u == u2 || len(u.Identities) != 0 {
+		t.Errorf("Lookup after the shared Update's SVID expired: same Update %v, %d identities", u == u2, len(u.Identities))
+	}
+}
+
 func TestDeleteEntry(t *testing.T) {
 	c, _ := newCache(t)
 	later := start.Add(time.Hour)

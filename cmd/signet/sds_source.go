@@ -1,8 +1,6 @@
 package main
 
 import (
-	"sync"
-
 	"github.com/signet-mesh/signet/agent/cache"
 	sdsserver "github.com/signet-mesh/signet/sds/server"
 )
@@ -11,38 +9,14 @@ import (
 // does not import agent/, so the two meet here.
 type sdsSource struct{ c *cache.Cache }
 
-func (s sdsSource) Subscribe(selectors []string) sdsserver.Subscription {
-	sub := &sdsSubscription{out: make(chan *sdsserver.Snapshot, 1)}
-	sub.in = s.c.SubscribeFunc(selectors, sub.deliver)
-	return sub
-}
-
-// sdsSubscription converts cache updates to SDS snapshots as the cache
-// delivers them, latest wins, without a goroutine of its own: an agent
-// holds one per proxy stream.
-type sdsSubscription struct {
-	in        *cache.Subscription
-	out       chan *sdsserver.Snapshot
-	closeOnce sync.Once
-}
-
-func (s *sdsSubscription) Updates() <-chan *sdsserver.Snapshot { return s.out }
-
-// deliver runs with the cache locked, the only sender on out.
-func (s *sdsSubscription) deliver(u *cache.Update) {
-	snap := u.Derived(snapshotKey{}, toSnapshot).(*sdsserver.Snapshot)
-	select {
-	case <-s.out: // drop the unread, older snapshot
-	default:
-	}
-	s.out <- snap
-}
-
-func (s *sdsSubscription) Close() {
-	s.closeOnce.Do(func() {
-		s.in.Close() // no deliver runs after this returns
-		close(s.out)
+// Subscribe hands each cache update to notify as an SDS snapshot, from the
+// cache's own delivery (with the cache locked, as Source allows), so a
+// proxy stream costs no goroutine here.
+func (s sdsSource) Subscribe(selectors []string, notify func(*sdsserver.Snapshot)) (cancel func()) {
+	sub := s.c.SubscribeFunc(selectors, func(u *cache.Update) {
+		notify(u.Derived(snapshotKey{}, toSnapshot).(*sdsserver.Snapshot))
 	})
+	return sub.Close // no delivery runs after Close returns
 }
 
 // snapshotKey keys the SDS form of a cache update (cache.Update.Derived).

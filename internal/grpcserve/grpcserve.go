@@ -9,11 +9,32 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/signet-mesh/signet/internal/peercred"
 )
 
 // DrainTimeout bounds a graceful stop: agents and proxies hold streams open
 // forever, so after it the remaining connections are closed.
 const DrainTimeout = 2 * time.Second
+
+// LocalSocketOptions are the options of the agent's workload socket: a Unix
+// socket (from peercred.Listen) where every workload and proxy on the node
+// holds long-lived streams. The SDS tests serve with them too, so what they
+// measure per stream is what the agent spends.
+func LocalSocketOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.Creds(peercred.TransportCredentials()),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		// Workload requests are small; refuse anything large early.
+		grpc.MaxRecvMsgSize(1 << 20),
+		// Hundreds of proxies each hold a connection: pool write buffers
+		// between flushes and read straight into the framer, instead of
+		// 64 KB of buffers per idle connection.
+		grpc.SharedWriteBuffer(true),
+		grpc.ReadBufferSize(0),
+	}
+}
 
 // Serve serves srv on ln until ctx ends, then stops it gracefully, bounded
 // by DrainTimeout. It returns nil on cancellation, or the error that made

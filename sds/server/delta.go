@@ -9,15 +9,15 @@ import (
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 )
 
-// deltaStream is the state of one DeltaSecrets stream. Only serve's goroutine
-// touches it.
+// deltaStream is the state of one DeltaSecrets stream (see serve for who
+// calls it when).
 //
 // known holds, per subscribed name, what the client has: a resource version,
 // or "" once the client has been told the secret does not exist. A new
 // snapshot sends each subscribed secret whose version differs from known, and
 // lists in removed_resources each unavailable secret the client was not yet
-// told about. A request checks only the names it subscribes; a name without
-// an entry in known (a new subscription) is always answered.
+// told about. A name without an entry in known (a new subscription, or one
+// subscribed again) is always answered.
 type deltaStream struct {
 	srv  *Server
 	send func(*discoveryv3.DeltaDiscoveryResponse) error
@@ -56,10 +56,8 @@ func (st *deltaStream) request(req *discoveryv3.DeltaDiscoveryRequest) error {
 		delete(st.known, name)
 	}
 	initial := req.GetInitialResourceVersions()
-	var check []string
 	for _, name := range uniqueNames(req.GetResourceNamesSubscribe()) {
 		st.subscribed[name] = struct{}{}
-		check = append(check, name)
 		// A (re)subscribed name is answered even if the server believes the
 		// client has it; only a reconnecting client's initial versions are
 		// trusted.
@@ -69,22 +67,20 @@ func (st *deltaStream) request(req *discoveryv3.DeltaDiscoveryRequest) error {
 		}
 	}
 	st.started = true
-	return st.push(check)
+	return nil
 }
 
-func (st *deltaStream) update(snap *Snapshot) error {
-	st.snap = snap
-	return st.push(slices.Sorted(maps.Keys(st.subscribed)))
-}
+func (st *deltaStream) update(snap *Snapshot) { st.snap = snap }
 
-// push answers for names, which are subscribed: secrets whose version
-// differs from what the client has go in resources, and secrets that do not
-// exist (any more) for this caller, and that the client was not yet told
-// about, go in removed_resources. It sends nothing when there is no news.
-func (st *deltaStream) push(names []string) error {
-	if st.snap == nil || len(names) == 0 {
+// push answers for the subscribed names: secrets whose version differs
+// from what the client has go in resources, and secrets that do not exist
+// (any more) for this caller, and that the client was not yet told about,
+// go in removed_resources. It sends nothing when there is no news.
+func (st *deltaStream) push() error {
+	if st.snap == nil || len(st.subscribed) == 0 {
 		return nil
 	}
+	names := slices.Sorted(maps.Keys(st.subscribed))
 	var (
 		changed []resource
 		removed []string

@@ -110,8 +110,11 @@
 //
 // # Resource use
 //
-// A stream costs its gRPC handler goroutine, one goroutine that receives
-// requests, one Subscription, and a few small maps (name to version). Each
-// snapshot memoizes its encoded secrets, so streams sharing a snapshot
-// encode each secret once. Pushes to one stream never wait for another.
+// An idle stream costs its gRPC handler goroutine, blocked receiving the
+// next request, one subscription, and a few small maps (name to version).
+// Pushes run on a goroutine per stream that lives only while there is
+// something to send, so a rotation briefly starts one per watching stream,
+// and pushes to one stream never wait for another. Each snapshot memoizes
+// its encoded secrets, so streams sharing a snapshot encode each secret
+// once.
 package server

@@ -179,11 +179,15 @@ func TestHeapPerStream(t *testing.T) {
 		conns int
 		// maxHeap is a loose regression bound on heap bytes per stream.
 		maxHeap uint64
+		// maxGoroutines bounds goroutines per idle stream: the handler
+		// alone, plus gRPC's three per connection (reader, writer,
+		// keepalive).
+		maxGoroutines float64
 	}{
 		// Each Envoy has its own connection: the connection's buffers count.
-		{name: "connection per stream", conns: fanoutStreams, maxHeap: 256 << 10},
+		{name: "connection per stream", conns: fanoutStreams, maxHeap: 64 << 10, maxGoroutines: 4.1},
 		// Many streams multiplexed on few connections: the stream alone.
-		{name: "10 connections", conns: 10, maxHeap: 64 << 10},
+		{name: "10 connections", conns: 10, maxHeap: 16 << 10, maxGoroutines: 1.1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -235,6 +239,9 @@ func TestHeapPerStream(t *testing.T) {
 				fanoutStreams, tt.conns, heap, stack, goroutines, raceEnabled)
 			if !raceEnabled && heap > tt.maxHeap {
 				t.Errorf("heap per stream = %d bytes, want at most %d", heap, tt.maxHeap)
+			}
+			if goroutines > tt.maxGoroutines {
+				t.Errorf("goroutines per idle stream = %.2f, want at most %.2f", goroutines, tt.maxGoroutines)
 			}
 		})
 	}

@@ -41,22 +41,13 @@ type Attestor interface {
 // concurrent use.
 type Source interface {
 	// Subscribe starts following the identities that selectors entitle the
-	// caller to. The caller must Close the Subscription.
-	Subscribe(selectors []string) Subscription
-}
-
-// Subscription delivers a caller's state as it changes.
-type Subscription interface {
-	// Updates returns a channel of capacity 1 holding the latest Snapshot the
-	// receiver has not taken yet: the source replaces an unread snapshot
-	// rather than queueing behind it (latest wins), so a slow stream never
-	// blocks the cache and never sees stale state. The current state, if the
-	// cache has one, is delivered first; each later value is the full state,
-	// not a diff. Snapshots are shared and must not be modified. A closed
-	// channel means the source shut down.
-	Updates() <-chan *Snapshot
-	// Close releases the subscription. It is idempotent.
-	Close()
+	// caller to: notify receives the current state, if the source has one,
+	// and then each new state, always whole, never a diff. Snapshots are
+	// shared and must not be modified. notify may be called with the
+	// source's locks held, so it must return at once and must not call the
+	// source. cancel stops the subscription; no notify runs after it
+	// returns. cancel is idempotent.
+	Subscribe(selectors []string, notify func(*Snapshot)) (cancel func())
 }
 
 // Snapshot is the complete state one caller may see at one moment. It is
@@ -117,8 +108,8 @@ type Config struct {
 }
 
 // Server implements envoy.service.secret.v3.SecretDiscoveryService. It is
-// safe for concurrent use; each stream is served by its handler goroutine
-// plus one goroutine that receives requests.
+// safe for concurrent use; an idle stream holds only its handler goroutine
+// (see serve).
 type Server struct {
 	secretv3.UnimplementedSecretDiscoveryServiceServer
 
@@ -163,10 +154,7 @@ func (s *Server) StreamSecrets(stream secretv3.SecretDiscoveryService_StreamSecr
 	if err != nil {
 		return err
 	}
-	sub := s.source.Subscribe(selectors)
-	defer sub.Close()
-	st := &sotwStream{srv: s, send: stream.Send, log: log}
-	return serve(ctx, stream.Recv, sub, st)
+	return serve(stream.Recv, s.source, selectors, &sotwStream{srv: s, send: stream.Send, log: log}, log)
 }
 
 // DeltaSecrets serves the incremental protocol (see doc.go).
@@ -176,10 +164,7 @@ func (s *Server) DeltaSecrets(stream secretv3.SecretDiscoveryService_DeltaSecret
 	if err != nil {
 		return err
 	}
-	sub := s.source.Subscribe(selectors)
-	defer sub.Close()
-	st := &deltaStream{srv: s, send: stream.Send, log: log}
-	return serve(ctx, stream.Recv, sub, st)
+	return serve(stream.Recv, s.source, selectors, &deltaStream{srv: s, send: stream.Send, log: log}, log)
 }
 
 // FetchSecrets answers one request with the current secrets. Unlike the
@@ -251,15 +236,18 @@ func (s *Server) attest(ctx context.Context, api string) ([]string, *slog.Logger
 // firstSnapshot returns the current state for selectors, waiting at most
 // fetchSnapshotTimeout for the source to have one.
 func (s *Server) firstSnapshot(ctx context.Context, selectors []string) (*Snapshot, error) {
-	sub := s.source.Subscribe(selectors)
-	defer sub.Close()
+	first := make(chan *Snapshot, 1)
+	cancel := s.source.Subscribe(selectors, func(snap *Snapshot) {
+		select {
+		case first <- snap:
+		default: // the first one is all this call needs
+		}
+	})
+	defer cancel()
 	timer := s.clock.NewTimer(fetchSnapshotTimeout)
 	defer timer.Stop()
 	select {
-	case snap, ok := <-sub.Updates():
-		if !ok {
-			return nil, errSourceClosed
-		}
+	case snap := <-first:
 		return snap, nil
 	case <-timer.C():
 		return nil, errNoSnapshot
@@ -293,57 +281,129 @@ const (
 )
 
 // protocolStream is the per-stream state machine of one protocol variant.
-// serve calls its methods from a single goroutine.
+// Its methods are called with the stream's lock held, never concurrently.
 type protocolStream[Req any] interface {
-	// request handles one message from the client.
+	// request applies one message from the client to the stream's state;
+	// what it makes due is sent by the next push. An error ends the stream.
 	request(req Req) error
-	// update takes a new snapshot from the source and pushes what changed.
-	update(snap *Snapshot) error
+	// update takes a new snapshot from the source.
+	update(snap *Snapshot)
+	// push sends whatever the client should have and has not been sent.
+	push() error
 }
 
-// serve runs a stream: a receive goroutine hands requests over, and this
-// goroutine owns the stream state, so the state needs no locks. It returns
-// nil when the client ends the stream.
-func serve[Req any](ctx context.Context, recv func() (Req, error), sub Subscription, st protocolStream[Req]) error {
-	reqs := make(chan Req)
-	recvErr := make(chan error, 1)
-	go func() {
-		for {
-			req, err := recv()
-			if err != nil {
-				recvErr <- err
-				return
-			}
-			select {
-			case reqs <- req:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-
+// serve runs a stream on its handler goroutine, which receives requests
+// and applies them to st. Everything that sends runs on a push goroutine
+// that exists only while there is something to push: after a request, or
+// when the source has a new snapshot. An idle stream, the common state of
+// thousands of proxy streams, so holds a single goroutine blocked in recv,
+// with the small stack of a receive. serve returns nil when the client
+// ends the stream.
+func serve[Req any](recv func() (Req, error), src Source, selectors []string, st protocolStream[Req], log *slog.Logger) error {
+	s := &stream[Req]{st: st, log: log}
+	cancel := src.Subscribe(selectors, s.offer)
+	defer cancel()
+	defer s.end()
 	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case err := <-recvErr:
+		req, err := recv()
+		if err != nil {
 			if err == io.EOF || status.Code(err) == codes.Canceled {
 				return nil
 			}
 			return err
-		case req := <-reqs:
-			if err := st.request(req); err != nil {
-				return err
+		}
+		s.mu.Lock()
+		err = s.st.request(req)
+		s.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		s.schedule(nil)
+	}
+}
+
+// stream is what serve shares between a stream's handler goroutine and
+// its push goroutine.
+type stream[Req any] struct {
+	log *slog.Logger
+
+	mu   sync.Mutex // guards st and done; held while sending
+	st   protocolStream[Req]
+	done bool // the handler returned: nothing may be sent any more
+
+	// schedMu guards the hand-over to the push goroutine. It is never held
+	// while sending, so offer, which the source calls with its own locks
+	// held, does not wait for a slow client.
+	schedMu sync.Mutex
+	pending *Snapshot // newest snapshot st has not taken; nil if none
+	due     bool      // a push is due
+	running bool      // a push goroutine is running
+}
+
+// offer is the Source's notify: it hands snap to the push goroutine.
+func (s *stream[Req]) offer(snap *Snapshot) { s.schedule(snap) }
+
+// schedule makes a push due, with snap as the newest state if not nil,
+// and starts the push goroutine unless it is running.
+func (s *stream[Req]) schedule(snap *Snapshot) {
+	s.schedMu.Lock()
+	if snap != nil {
+		s.pending = snap
+	}
+	s.due = true
+	start := !s.running
+	s.running = true
+	s.schedMu.Unlock()
+	if start {
+		go s.pushLoop()
+	}
+}
+
+// pushLoop pushes until no push is due. A push that fails is logged: a
+// failed Send means the transport is gone, and the handler's recv then
+// fails and ends the stream.
+func (s *stream[Req]) pushLoop() {
+	for {
+		s.schedMu.Lock()
+		if !s.due {
+			s.running = false
+			s.schedMu.Unlock()
+			return
+		}
+		snap := s.pending
+		s.pending, s.due = nil, false
+		s.schedMu.Unlock()
+
+		s.mu.Lock()
+		if !s.done {
+			if snap != nil {
+				s.st.update(snap)
 			}
-		case snap, ok := <-sub.Updates():
-			if !ok {
-				return status.Error(codes.Unavailable, "sds: identity source closed")
-			}
-			if err := st.update(snap); err != nil {
-				return err
+			if err := s.st.push(); err != nil {
+				logPushFailure(s.log, err)
 			}
 		}
+		s.mu.Unlock()
 	}
+}
+
+// logPushFailure logs a failed push: quietly when the client went away,
+// loudly otherwise.
+func logPushFailure(log *slog.Logger, err error) {
+	switch status.Code(err) {
+	case codes.Canceled, codes.Unavailable, codes.DeadlineExceeded:
+		log.Debug("push failed: stream is over", keyError, err)
+	default:
+		log.Warn("push failed", keyError, err)
+	}
+}
+
+// end stops all sending; it waits for a Send in progress, which gRPC
+// unblocks once the stream is over.
+func (s *stream[Req]) end() {
+	s.mu.Lock()
+	s.done = true
+	s.mu.Unlock()
 }
 
 // checkTypeURL accepts the Secret type URL, or an empty one (the type is

@@ -8,14 +8,16 @@ import (
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 )
 
-// sotwStream is the state of one StreamSecrets stream. Only serve's
-// goroutine touches it.
+// sotwStream is the state of one StreamSecrets stream (see serve for who
+// calls it when).
 //
 // The stream remembers, per subscribed name, the version it last sent (sent).
 // A new snapshot pushes exactly the subscribed secrets whose current version
 // differs from that record, so an unchanged secret is never sent twice and a
 // NACKed version is not resent (the record already holds it). A request
-// pushes only the names it newly subscribes: an ACK costs no encoding.
+// that newly subscribes a name makes it due, as it has no record; an ACK
+// makes nothing due. Encodings are memoized per snapshot, so comparing
+// versions costs no encoding.
 type sotwStream struct {
 	srv  *Server
 	send func(*discoveryv3.DiscoveryResponse) error
@@ -49,25 +51,16 @@ func (st *sotwStream) request(req *discoveryv3.DiscoveryRequest) error {
 			st.log.Debug("client acknowledged secrets", keyNonce, nonce, keyVersion, st.acked)
 		}
 	}
-	added := st.subscribe(uniqueNames(req.GetResourceNames()))
-	return st.push(added)
+	st.subscribe(uniqueNames(req.GetResourceNames()))
+	return nil
 }
 
-func (st *sotwStream) update(snap *Snapshot) error {
-	st.snap = snap
-	return st.push(st.names)
-}
+func (st *sotwStream) update(snap *Snapshot) { st.snap = snap }
 
-// subscribe replaces the subscribed names and returns the newly subscribed
-// ones. Records of names no longer subscribed are dropped, so subscribing to
-// them again sends them again, as the protocol requires for newly requested
-// resources.
-func (st *sotwStream) subscribe(names []string) (added []string) {
-	for _, name := range names {
-		if !slices.Contains(st.names, name) {
-			added = append(added, name)
-		}
-	}
+// subscribe replaces the subscribed names. Records of names no longer
+// subscribed are dropped, so subscribing to them again sends them again, as
+// the protocol requires for newly requested resources.
+func (st *sotwStream) subscribe(names []string) {
 	for name := range st.sent {
 		if !slices.Contains(names, name) {
 			delete(st.sent, name)
@@ -79,19 +72,18 @@ func (st *sotwStream) subscribe(names []string) (added []string) {
 		}
 	}
 	st.names = names
-	return added
 }
 
-// push sends those of names whose secret changed since it was last sent on
-// this stream, and nothing when none did. Unavailable secrets are left out:
-// SotW has no way to say "does not exist" (see doc.go). version_info
+// push sends the subscribed secrets that changed since they were last sent
+// on this stream, and nothing when none did. Unavailable secrets are left
+// out: SotW has no way to say "does not exist" (see doc.go). version_info
 // describes everything the client has been sent and still subscribes to.
-func (st *sotwStream) push(names []string) error {
-	if st.snap == nil || len(names) == 0 {
+func (st *sotwStream) push() error {
+	if st.snap == nil || len(st.names) == 0 {
 		return nil
 	}
 	var changed []resource
-	for _, name := range names {
+	for _, name := range st.names {
 		r, ok := st.srv.build(st.log, st.snap, name)
 		if !ok {
 			delete(st.sent, name) // if it comes back, send it again

@@ -171,31 +171,47 @@ func TestSDSFanout(t *testing.T) {
 // one rotation to 1000 SDS streams (target p99 under 250 ms) and the
 // agent's resident memory per open SDS stream (target under 20 KB). Envoy
 // multiplexes its SDS streams on one connection to the agent; "shared"
-// puts 10 streams on each connection, "own" gives every stream its own
-// connection (the cost of a proxy that holds a single secret):
+// puts 10 streams on each connection, "pair" 2 (a sidecar with its
+// certificate and its validation context), "own" gives every stream its
+// own connection (a proxy that holds a single secret). The agent's Go
+// runtime metrics split the figure into goroutine stacks and heap:
 //
 //	go test -run '^$' -bench AgentSDS -benchtime 1x ./test/e2e/
 func BenchmarkAgentSDS(b *testing.B) {
 	for _, bc := range []struct {
 		name    string
 		perConn int
-	}{{"shared", 10}, {"own", 1}} {
+	}{{"shared", 10}, {"pair", 2}, {"own", 1}} {
 		b.Run(bc.name, func(b *testing.B) {
 			for range b.N {
 				s := startServer(b)
-				a := startAgentTB(b, s, "sdsbench")
+				metricsAddr := freeAddr(b)
+				a := startAgentTB(b, s, "sdsbench", "--metrics-listen", metricsAddr)
 				a.entryForTB(b, "spiffe://example.org/proxy", "--x509-ttl", "30s")
 				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 				// One stream first, so the agent is warm and holds the SVID.
 				w := openSDS(b, ctx, a)
 				waitFor(b, 30*time.Second, "first SDS response", func() bool { return w.next() == nil })
-				before := vmRSS(b, a.cmd.Process.Pid)
+				before, runtimeBefore := vmRSS(b, a.cmd.Process.Pid), scrape(b, metricsAddr)
 				const n = 1000
-				var after int64
-				delays := sdsFanout(b, a, n, bc.perConn, func() { after = vmRSS(b, a.cmd.Process.Pid) })
+				var (
+					after        int64
+					runtimeAfter []sample
+				)
+				delays := sdsFanout(b, a, n, bc.perConn, func() {
+					after, runtimeAfter = vmRSS(b, a.cmd.Process.Pid), scrape(b, metricsAddr)
+				})
 				b.ReportMetric(float64(percentile(delays, 0.5).Microseconds())/1000, "p50-ms")
 				b.ReportMetric(float64(percentile(delays, 0.99).Microseconds())/1000, "p99-ms")
 				b.ReportMetric(float64(after-before)/n/1024, "KB-RSS/stream")
+				perStream := func(name string) float64 {
+					v0, _ := metric(runtimeBefore, name, nil)
+					v1, _ := metric(runtimeAfter, name, nil)
+					return (v1 - v0) / n
+				}
+				b.ReportMetric(perStream("go_goroutines"), "goroutines/stream")
+				b.ReportMetric(perStream("go_memstats_stack_inuse_bytes")/1024, "KB-stack/stream")
+				b.ReportMetric(perStream("go_memstats_heap_inuse_bytes")/1024, "KB-heap/stream")
 				cancel()
 				a.stop()
 				s.stop()

@@ -41,6 +41,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"google.golang.org/grpc"
 
+	"github.com/signet-mesh/signet/internal/grpcserve"
 	"github.com/signet-mesh/signet/internal/peercred"
 	"github.com/signet-mesh/signet/sds/server"
 )
@@ -157,7 +158,7 @@ func (s *Source) Set(snap *server.Snapshot) {
 	defer s.mu.Unlock()
 	s.snap = snap
 	for sub := range s.subs {
-		sub.offer(snap)
+		sub.notify(snap)
 	}
 }
 
@@ -169,16 +170,20 @@ func (s *Source) Current() *server.Snapshot {
 }
 
 // Subscribe implements server.Source.
-func (s *Source) Subscribe(selectors []string) server.Subscription {
+func (s *Source) Subscribe(selectors []string, notify func(*server.Snapshot)) (cancel func()) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	sub := &subscription{src: s, ch: make(chan *server.Snapshot, 1)}
+	sub := &subscription{notify: notify}
 	s.subs[sub] = struct{}{}
 	s.selectors = append(s.selectors, slices.Clone(selectors))
 	if s.snap != nil {
-		sub.offer(s.snap)
+		notify(s.snap)
 	}
-	return sub
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		delete(s.subs, sub)
+	}
 }
 
 // Subscribers reports how many subscriptions are open.
@@ -208,26 +213,7 @@ func (s *Source) WaitSubscribers(tb testing.TB, n int) {
 }
 
 type subscription struct {
-	src *Source
-	ch  chan *server.Snapshot
-}
-
-func (sub *subscription) Updates() <-chan *server.Snapshot { return sub.ch }
-
-func (sub *subscription) Close() {
-	sub.src.mu.Lock()
-	defer sub.src.mu.Unlock()
-	delete(sub.src.subs, sub)
-}
-
-// offer replaces an unread snapshot with snap. Callers hold src.mu, so there
-// is one sender at a time and the send never blocks.
-func (sub *subscription) offer(snap *server.Snapshot) {
-	select {
-	case <-sub.ch:
-	default:
-	}
-	sub.ch <- snap
+	notify func(*server.Snapshot)
 }
 
 // Attestor is a fake server.Attestor that returns fixed selectors, or Err.
@@ -270,7 +256,7 @@ func Serve(tb testing.TB, path string, srv *server.Server) (stop func()) {
 	if err != nil {
 		tb.Fatalf("sdstest: listening on %s: %v", path, err)
 	}
-	g := grpc.NewServer(grpc.Creds(peercred.TransportCredentials()))
+	g := grpc.NewServer(grpcserve.LocalSocketOptions()...)
 	srv.Register(g)
 	done := make(chan struct{})
 	go func() {
