@@ -11,6 +11,8 @@ import (
 
 	"go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/signet-mesh/signet/internal/clock"
 )
 
 // Options configures Open.
@@ -24,7 +26,17 @@ type Options struct {
 	// NoSync skips fsync on commit: a crash can lose or corrupt data. For
 	// tests only.
 	NoSync bool
+	// MaxCommitDelay caps how long a busy store's group commit waits for
+	// more callers to join it (see Batch). Zero means
+	// DefaultMaxCommitDelay; negative turns the wait off.
+	MaxCommitDelay time.Duration
+	// Clock times that wait. Nil means the wall clock.
+	Clock clock.Clock
 }
+
+// DefaultMaxCommitDelay is the default Options.MaxCommitDelay: a group
+// commit on the disks of this workplace takes 0.5 to 1 ms.
+const DefaultMaxCommitDelay = 2 * time.Millisecond
 
 // Log attribute keys.
 const (
@@ -54,6 +66,13 @@ type Bolt struct {
 	// mu guards queue, the Batch calls waiting for a leader to take them.
 	mu    sync.Mutex
 	queue []*batchCall
+
+	// The commit delay (see gather). The fields describe the previous
+	// group commit; only the writer touches them.
+	clock          clock.Clock
+	maxCommitDelay time.Duration
+	lastGroupSize  int
+	lastCommit     time.Duration
 
 	subs      subscribers // commits that took a revision
 	auditSubs subscribers // commits that appended audit records
@@ -104,12 +123,18 @@ func Open(path string, opts Options) (*Bolt, error) {
 	// Rebuilding the freelist on open (NoFreelistSync) read every page;
 	// don't keep the whole file resident for it.
 	_ = db.View(func(tx *bbolt.Tx) error { releasePages(tx); return nil })
+	maxDelay := opts.MaxCommitDelay
+	if maxDelay == 0 {
+		maxDelay = DefaultMaxCommitDelay
+	}
 	return &Bolt{
-		db:        db,
-		log:       logger,
-		writer:    make(chan struct{}, 1),
-		subs:      subscribers{chans: make(map[chan struct{}]struct{})},
-		auditSubs: subscribers{chans: make(map[chan struct{}]struct{})},
+		db:             db,
+		log:            logger,
+		clock:          clock.OrReal(opts.Clock),
+		maxCommitDelay: maxDelay,
+		writer:         make(chan struct{}, 1),
+		subs:           subscribers{chans: make(map[chan struct{}]struct{})},
+		auditSubs:      subscribers{chans: make(map[chan struct{}]struct{})},
 	}, nil
 }
 

@@ -20,6 +20,7 @@ import (
 
 	"github.com/signet-mesh/signet/ca/store"
 	"github.com/signet-mesh/signet/ca/store/storetest"
+	"github.com/signet-mesh/signet/internal/clock"
 )
 
 const waitTimeout = 10 * time.Second
@@ -31,8 +32,13 @@ var t0 = time.Date(2030, 1, 2, 3, 4, 5, 6007, time.UTC)
 // consistent, the way bbolt's own btesting does.
 func openBolt(t *testing.T) *store.Bolt {
 	t.Helper()
+	return openBoltWith(t, store.Options{})
+}
+
+func openBoltWith(t *testing.T, opts store.Options) *store.Bolt {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "signet.db")
-	st, err := store.Open(path, store.Options{})
+	st, err := store.Open(path, opts)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -403,6 +409,86 @@ func TestBatchGroupCommit(t *testing.T) {
 	}
 	if got := nextTxID(t, st); got != heldID+3 {
 		t.Errorf("transaction after the batch has ID %d, want %d: the groups took more than two commits", got, heldID+3)
+	}
+}
+
+// TestBatchCommitDelay checks the commit delay: a lone caller never
+// waits, and once a commit has carried several callers, the next leader
+// waits as long as that commit took, so that callers arriving meanwhile
+// share its transaction.
+func TestBatchCommitDelay(t *testing.T) {
+	clk := clock.NewFake(t0)
+	st := openBoltWith(t, store.Options{Clock: clk, MaxCommitDelay: 5 * time.Millisecond})
+	batch := func(advance time.Duration) (txID <-chan int) {
+		c := make(chan int, 1)
+		go func() {
+			var id int
+			err := st.Batch(t.Context(), func(tx store.Tx) error {
+				id = store.TxID(tx)
+				clk.Advance(advance) // the commit "takes" this long
+				return tx.PutMeta("k", []byte("v"))
+			})
+			if err != nil {
+				t.Errorf("Batch: %v", err)
+			}
+			c <- id
+		}()
+		return c
+	}
+	wait := func(c <-chan int, what string) int {
+		t.Helper()
+		select {
+		case id := <-c:
+			return id
+		case <-time.After(waitTimeout):
+			t.Fatalf("%s: Batch did not return", what)
+			return 0
+		}
+	}
+
+	// A lone caller commits at once, with no clock advance.
+	wait(batch(0), "lone caller")
+
+	// A commit of two callers that took 3ms makes the store busy.
+	_, release := holdWriter(t, st)
+	first, second := batch(3*time.Millisecond), batch(0)
+	waitQueued(t, st, 2)
+	release()
+	if a, b := wait(first, "first of a pair"), wait(second, "second of a pair"); a != b {
+		t.Fatalf("queued pair committed in transactions %d and %d, want one", a, b)
+	}
+
+	// The next leader waits 3ms on the clock; callers arriving meanwhile
+	// join its commit.
+	leader := batch(0)
+	waitFor(t, "the leader waiting on the clock", func() bool { return clk.Waiters() == 1 })
+	joiners := []<-chan int{batch(0), batch(0)}
+	waitQueued(t, st, 3)
+	clk.Advance(3*time.Millisecond - time.Nanosecond)
+	if st.QueueLen() != 3 {
+		t.Fatalf("the leader took the queue before its delay was up")
+	}
+	clk.Advance(time.Nanosecond)
+	id := wait(leader, "leader")
+	for _, j := range joiners {
+		if got := wait(j, "joiner"); got != id {
+			t.Errorf("a caller that arrived during the delay committed in transaction %d, the leader in %d", got, id)
+		}
+	}
+
+	// That commit took no time on the clock: the next one does not wait.
+	wait(batch(0), "caller after an instant commit")
+}
+
+// waitFor polls cond until it holds or waitTimeout passes.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 
