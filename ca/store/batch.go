@@ -180,19 +180,20 @@ func (b *Bolt) lead() {
 }
 
 // gather waits, before a busy store's commit, for more callers to join
-// it: as long as the previous commit took, at most maxCommitDelay. A
-// commit's fsync blocks the Go scheduler's P that issued it (the runtime
+// it: twice as long as the previous commit took, at most maxCommitDelay.
+// A commit's fsync blocks the Go scheduler's P that issued it (the runtime
 // rarely takes back a P from a syscall this short), so each commit takes
 // one CPU out of service for as long as it syncs: measured here, half the
-// time of a loaded CA with back-to-back commits. Waiting about one commit's
-// time lets about twice as many callers share each fsync, and the wait
-// itself holds no CPU. This is PostgreSQL's commit_delay, applied only
-// under load: after a commit of one caller, nobody waits.
+// time of a loaded CA with back-to-back commits. Waiting twice a commit's
+// time (the wait holds no CPU) leaves the fsync a third of the time and
+// lets about three times as many callers share each one. This is
+// PostgreSQL's commit_delay, applied only under load: after a commit of
+// one caller, nobody waits.
 func (b *Bolt) gather() {
 	if b.maxCommitDelay < 0 || b.lastGroupSize < 2 {
 		return
 	}
-	d := min(b.lastCommit, b.maxCommitDelay)
+	d := min(2*b.lastCommit, b.maxCommitDelay)
 	if d <= 0 {
 		return
 	}

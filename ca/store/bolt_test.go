@@ -414,11 +414,11 @@ func TestBatchGroupCommit(t *testing.T) {
 
 // TestBatchCommitDelay checks the commit delay: a lone caller never
 // waits, and once a commit has carried several callers, the next leader
-// waits as long as that commit took, so that callers arriving meanwhile
-// share its transaction.
+// waits twice as long as that commit took, so that callers arriving
+// meanwhile share its transaction.
 func TestBatchCommitDelay(t *testing.T) {
 	clk := clock.NewFake(t0)
-	st := openBoltWith(t, store.Options{Clock: clk, MaxCommitDelay: 5 * time.Millisecond})
+	st := openBoltWith(t, store.Options{Clock: clk, MaxCommitDelay: 10 * time.Millisecond})
 	batch := func(advance time.Duration) (txID <-chan int) {
 		c := make(chan int, 1)
 		go func() {
@@ -458,13 +458,13 @@ func TestBatchCommitDelay(t *testing.T) {
 		t.Fatalf("queued pair committed in transactions %d and %d, want one", a, b)
 	}
 
-	// The next leader waits 3ms on the clock; callers arriving meanwhile
+	// The next leader waits 6ms on the clock; callers arriving meanwhile
 	// join its commit.
 	leader := batch(0)
 	waitFor(t, "the leader waiting on the clock", func() bool { return clk.Waiters() == 1 })
 	joiners := []<-chan int{batch(0), batch(0)}
 	waitQueued(t, st, 3)
-	clk.Advance(3*time.Millisecond - time.Nanosecond)
+	clk.Advance(6*time.Millisecond - time.Nanosecond)
 	if st.QueueLen() != 3 {
 		t.Fatalf("the leader took the queue before its delay was up")
 	}
