@@ -36,8 +36,10 @@
 //	})
 //
 // On hot paths where many goroutines write at once (recording issued
-// SVIDs), use Batch: concurrent calls share one commit and one fsync. The
-// function may run more than once, so it must not have effects outside tx:
+// SVIDs), use Batch: concurrent calls share one commit and one fsync (and
+// under load a commit waits up to Options.MaxCommitDelay for more callers
+// to share it). The function may run more than once, so it must not have
+// effects outside tx:
 //
 //	err = st.Batch(ctx, func(tx store.Tx) error {
 //		return tx.PutSVID(rec)
