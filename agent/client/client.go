@@ -29,6 +29,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/experimental"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
 
 	nodev1 "github.com/signet-mesh/signet/proto/signet/node/v1"
@@ -227,7 +229,11 @@ type Client struct {
 func Dial(address string, td spiffeid.TrustDomain, src *Source) (*Client, error) {
 	tlsCfg := tlsconfig.MTLSClientConfig(src, src, tlsconfig.AuthorizeID(ServerID(td)))
 	tlsCfg.MinVersion = tls.VersionTLS13
-	conn, err := grpc.NewClient(address, grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)))
+	conn, err := grpc.NewClient(address, grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)),
+		// The agent hears from the CA in bursts (a batch of minted SVIDs
+		// can be megabytes) and then not for minutes: pooled receive
+		// buffers would hold the burst's size idle in between.
+		experimental.WithBufferPool(mem.NopBufferPool{}))
 	if err != nil {
 		return nil, fmt.Errorf("client: dialing %s: %w", address, err)
 	}

@@ -25,8 +25,11 @@ import (
 	sdsserver "github.com/signet-mesh/signet/sds/server"
 )
 
-// agentGCPercent is the agent's GOGC default (Go's is 100).
-const agentGCPercent = 50
+// agentGCPercent is the agent's GOGC default (Go's is 100). With 1000
+// SVIDs the agent's live heap is about 7 MB; 25 keeps its peak within
+// 2 MB of that, for GC work that costs a 1000-entry sync about a quarter
+// of a second (BenchmarkAgentRSS, BenchmarkAgentSync1000).
+const agentGCPercent = 25
 
 func agentCommand() *command {
 	return &command{name: "agent", summary: "run the node agent", run: runAgent}
