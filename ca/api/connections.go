@@ -61,6 +61,17 @@ func (c *Connections) Connected(id spiffeid.ID) bool {
 	return ok
 }
 
+// AppliedRevisions is Snapshot keyed by the agents' SPIFFE IDs as
+// strings, the form root activation checks take.
+func (c *Connections) AppliedRevisions() map[string]int64 {
+	snap := c.Snapshot()
+	out := make(map[string]int64, len(snap))
+	for id, rev := range snap {
+		out[id.String()] = rev
+	}
+	return out
+}
+
 // Snapshot returns each connected agent with the bundle revision it last
 // reported applying.
 func (c *Connections) Snapshot() map[spiffeid.ID]int64 {

@@ -102,12 +102,7 @@ func (s *AdminService) RetireRoot(ctx context.Context, req *adminv1.RetireRootRe
 // agentRevisions is the connected agents with the bundle revision each
 // last reported applying, keyed by SPIFFE ID.
 func (s *AdminService) agentRevisions() map[string]int64 {
-	snap := s.cfg.Connections.Snapshot()
-	out := make(map[string]int64, len(snap))
-	for id, rev := range snap {
-		out[id.String()] = rev
-	}
-	return out
+	return s.cfg.Connections.AppliedRevisions()
 }
 
 // authorityProto converts a; agents (connected agent -> applied bundle

@@ -60,6 +60,12 @@
 // PrepareRoot can also import a root, or make a CSR for the organisation's
 // CA and import the signed certificate later.
 //
+// With Config.AutoRotateRoots, Run takes these steps itself (schedule.go):
+// prepare at half of the active root's life, activate at five sixths once
+// every connected agent trusts the new root, retire the old root once no
+// current SVID chains to it. The checks are the operator's, never forced;
+// a root imported from the organisation's PKI is left to the operator.
+//
 // Run logs a warning, hourly, for every root or active intermediate that
 // is expiring soon (ExpiringSoon); SecondsToExpiry is the same data for
 // metrics, Authorities adds SVID counts for `signet root status`.

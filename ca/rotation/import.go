@@ -48,6 +48,7 @@ func (m *Manager) importRoot(ctx context.Context, tx store.Tx, imp *Import, self
 		return nil, err
 	}
 	a := newAuthority(id, store.KindRoot, state, cert.Raw, ref, describeKey(key.Public()), "", cert.NotBefore, cert.NotAfter, now)
+	a.Imported = true
 	for _, c := range chain {
 		a.UpstreamChainDER = append(a.UpstreamChainDER, c.Raw)
 	}

@@ -388,6 +388,7 @@ func (m *Manager) importPrepared(ctx context.Context, tx store.Tx, imp *parsedIm
 		}
 	}
 	a := newAuthority(id, store.KindRoot, store.StatePrepared, imp.cert.Raw, ref, describeKey(key.Public()), "", imp.cert.NotBefore, imp.cert.NotAfter, now)
+	a.Imported = true
 	for _, c := range imp.chain {
 		a.UpstreamChainDER = append(a.UpstreamChainDER, c.Raw)
 	}

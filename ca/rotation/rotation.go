@@ -85,6 +85,17 @@ type Config struct {
 	// ImportRoot; the two are exclusive.
 	ImportIntermediate *Import
 
+	// AutoRotateRoots turns on the automatic root schedule for operators
+	// who want no manual steps (see scheduleRoots): prepare a new root at
+	// half of the active root's life, activate it at five sixths, retire
+	// the old one once nothing current chains to it.
+	AutoRotateRoots bool
+	// ConnectedAgents returns the connected agents (SPIFFE ID) and the
+	// bundle revision each has applied: the schedule activates a root only
+	// once all of them trust it, as `signet root activate` does. Required
+	// with AutoRotateRoots.
+	ConnectedAgents func() map[string]int64
+
 	// CrashPoint, for crash-safety tests only, is called at named points
 	// of the root rotation steps (CrashPoints lists them); a test binary
 	// makes it kill the process there. Nil does nothing.
@@ -113,6 +124,9 @@ type Manager struct {
 	next time.Time
 	// expiryCheckedAt is when warnExpiring last looked (guarded by mu).
 	expiryCheckedAt time.Time
+	// schedule is the automatic root schedule's state; only Run's
+	// goroutine touches it.
+	schedule scheduleState
 
 	server atomic.Pointer[serverCert]
 }
@@ -140,6 +154,8 @@ func New(cfg Config) (*Manager, error) {
 		return nil, wrapErr("%w: ImportRoot and ImportIntermediate are exclusive", ErrInvalidConfig)
 	case cfg.RootTTL < 0 || cfg.IntermediateTTL < 0 || cfg.JWTKeyTTL < 0 || cfg.ServerSVIDTTL < 0:
 		return nil, wrapErr("%w: negative TTL", ErrInvalidConfig)
+	case cfg.AutoRotateRoots && cfg.ConnectedAgents == nil:
+		return nil, wrapErr("%w: ConnectedAgents is required with AutoRotateRoots", ErrInvalidConfig)
 	}
 	if _, err := keys.ParseKeyType(string(cfg.KeyType)); err != nil {
 		return nil, wrapErr("%w: %v", ErrInvalidConfig, err)
@@ -215,6 +231,9 @@ func (m *Manager) tick(ctx context.Context) {
 		}
 	}
 	m.warnExpiring(ctx)
+	if m.cfg.AutoRotateRoots {
+		m.scheduleRoots(ctx)
+	}
 }
 
 func (m *Manager) due(now time.Time) bool {

@@ -75,6 +75,9 @@ type Config struct {
 	Passphrase []byte
 	// RootTTL and IntermediateTTL default to 1 year and 7 days.
 	RootTTL, IntermediateTTL time.Duration
+	// AutoRotateRoots turns on the automatic root schedule
+	// (rotation.Config.AutoRotateRoots).
+	AutoRotateRoots bool
 	// ImportRoot / ImportIntermediate put signet under existing PKI.
 	ImportRoot, ImportIntermediate *rotation.Import
 	// NodeRate is the per-node request rate limit; see api.NodeConfig.
@@ -146,6 +149,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		sst = cfg.WrapStore(sst)
 	}
 	c := ca.New(ca.Config{TrustDomain: cfg.TrustDomain, Clock: cfg.Clock, Logger: cfg.Logger})
+	conns := api.NewConnections()
 	rot, err := rotation.New(rotation.Config{
 		Store:              sst,
 		Keys:               km,
@@ -158,6 +162,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		IntermediateTTL:    cfg.IntermediateTTL,
 		ImportRoot:         cfg.ImportRoot,
 		ImportIntermediate: cfg.ImportIntermediate,
+		AutoRotateRoots:    cfg.AutoRotateRoots,
+		ConnectedAgents:    conns.AppliedRevisions,
 		CrashPoint:         cfg.CrashPoint,
 	})
 	if err != nil {
@@ -168,7 +174,6 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		st.Close()
 		return nil, fmt.Errorf("server: loading authorities: %w", err)
 	}
-	conns := api.NewConnections()
 	conns.SetMTLSWindow(cfg.MTLSWindow)
 	s := &Server{
 		cfg:   cfg,

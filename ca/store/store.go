@@ -208,6 +208,10 @@ type Authority struct {
 	// trust bundle (prepare); an agent that reported applying it or a later
 	// one trusts the root. Zero for roots present since the first start.
 	BundleRevision int64 `json:"bundle_revision,omitempty"`
+	// Imported marks a root or CA certificate that came from the
+	// organisation's PKI rather than being created by signet; the
+	// automatic root schedule never replaces one.
+	Imported bool `json:"imported,omitempty"`
 }
 
 // Entry is a registration entry: which workloads on which node get which

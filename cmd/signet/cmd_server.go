@@ -33,6 +33,7 @@ type serverConfig struct {
 	KeyPassphraseFile string   `json:"key_passphrase_file"`
 	RootTTL           duration `json:"root_ttl"`
 	IntermediateTTL   duration `json:"intermediate_ttl"`
+	RootRotation      string   `json:"root_rotation"`
 	MTLSWindow        duration `json:"mtls_window"`
 	LogLevel          string   `json:"log_level"`
 	LogFormat         string   `json:"log_format"`
@@ -57,6 +58,7 @@ var serverUsages = map[string]string{
 	"key_passphrase_file":        "file holding the passphrase that encrypts keys at rest (or env SIGNET_KEY_PASSPHRASE)",
 	"root_ttl":                   "lifetime of new roots",
 	"intermediate_ttl":           "lifetime of the per-server intermediate",
+	"root_rotation":              "manual (signet root prepare/activate/retire) or auto (prepare at 1/2 of the root's life, activate at 5/6, retire when safe)",
 	"mtls_window":                "how far back mtls status and the STRICT readiness check look at connection counts (default 10m)",
 	"log_level":                  "debug, info, warn or error",
 	"log_format":                 "text or json",
@@ -109,6 +111,14 @@ func (c serverConfig) toServerConfig(getenv func(string) string) (server.Config,
 	if c.RootTTL < 0 || c.IntermediateTTL < 0 {
 		return out, "", fmt.Errorf("root_ttl and intermediate_ttl must be positive")
 	}
+	var autoRoots bool
+	switch c.RootRotation {
+	case "", "manual":
+	case "auto":
+		autoRoots = true
+	default:
+		return out, "", fmt.Errorf("root_rotation %q: want manual or auto", c.RootRotation)
+	}
 	if c.MTLSWindow < 0 {
 		return out, "", fmt.Errorf("mtls_window %s: must be positive", durationOf(c.MTLSWindow))
 	}
@@ -149,6 +159,7 @@ func (c serverConfig) toServerConfig(getenv func(string) string) (server.Config,
 		Passphrase:         pass,
 		RootTTL:            durationOf(c.RootTTL),
 		IntermediateTTL:    durationOf(c.IntermediateTTL),
+		AutoRotateRoots:    autoRoots,
 		MTLSWindow:         durationOf(c.MTLSWindow),
 		ImportRoot:         importRoot,
 		ImportIntermediate: importInter,

@@ -219,6 +219,7 @@ func TestConfigExamplesBroken(t *testing.T) {
 		{"server: bad address", "server", bytes.Replace(server, []byte("listen: 0.0.0.0:8081"), []byte("listen: 8081"), 1), `listen "8081": must be host:port`},
 		{"server: bad duration", "server", bytes.Replace(server, []byte("root_ttl: 8760h"), []byte("root_ttl: 1year"), 1), "root_ttl"},
 		{"server: bad key type", "server", bytes.Replace(server, []byte("key_type: EC-P256"), []byte("key_type: DSA"), 1), "key_type"},
+		{"server: bad root rotation", "server", bytes.Replace(server, []byte("root_rotation: manual"), []byte("root_rotation: weekly"), 1), `root_rotation "weekly": want manual or auto`},
 		{"agent: misspelt key", "agent", append(bytes.Clone(agent), "sokcet: /run/x.sock\n"...), `unknown field "sokcet"`},
 		{"agent: wrong type", "agent", append(bytes.Clone(agent), "insecure_bootstrap: sometimes\n"...), "insecure_bootstrap"},
 		{"agent: bad metrics address", "agent", bytes.Replace(agent, []byte("metrics_listen: 127.0.0.1:9091"), []byte("metrics_listen: 9091"), 1), "metrics_listen"},
