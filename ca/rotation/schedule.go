@@ -14,7 +14,9 @@ const ScheduleActor = "signet (automatic root schedule)"
 
 // scheduleEvery is how often the schedule looks at the roots. Its steps
 // fall months apart, and a refused retirement scans the SVID index, so
-// once a minute is often enough and cheap enough.
+// once a minute is often enough and cheap enough; roots that live less
+// than 100 minutes (tests, demos) are looked at every 1/100 of their life,
+// down to Run's own checkInterval.
 const scheduleEvery = time.Minute
 
 // scheduleState is what the schedule remembers between looks.
@@ -42,8 +44,8 @@ func (m *Manager) scheduleRoots(ctx context.Context) {
 	if now.Before(m.schedule.next) {
 		return
 	}
-	m.schedule.next = now.Add(scheduleEvery)
-	note, err := m.scheduleStep(ctx, now)
+	note, life, err := m.scheduleStep(ctx, now)
+	m.schedule.next = now.Add(min(scheduleEvery, max(life/100, checkInterval)))
 	switch {
 	case err != nil && errors.Is(err, ErrUnsafe):
 		note = err.Error()
@@ -60,38 +62,40 @@ func (m *Manager) scheduleRoots(ctx context.Context) {
 }
 
 // scheduleStep takes the step due at now, if any. It returns why it is
-// waiting when a step is due but cannot be taken yet.
-func (m *Manager) scheduleStep(ctx context.Context, now time.Time) (waiting string, err error) {
+// waiting when a step is due but cannot be taken yet, and the lifetime of
+// the active root.
+func (m *Manager) scheduleStep(ctx context.Context, now time.Time) (waiting string, life time.Duration, err error) {
 	var auths []*store.Authority
 	err = m.cfg.Store.View(ctx, func(tx store.Tx) error {
 		auths, err = tx.ListAuthorities()
 		return err
 	})
 	if err != nil {
-		return "", err
+		return "", 0, err
 	}
 	active := rootsIn(auths, store.StateActive)
 	if len(active) != 1 {
-		return "", nil // nothing to measure the schedule by
+		return "", 0, nil // nothing to measure the schedule by
 	}
 	root := active[0]
+	life = root.NotAfter.Sub(root.NotBefore)
 	if retiring := rootsIn(auths, store.StateRetiring); len(retiring) > 0 {
 		_, err := m.RetireRoot(ctx, RetireParams{ID: retiring[0].ID, Actor: ScheduleActor})
-		return "", err
+		return "", life, err
 	}
 	if prepared := rootsIn(auths, store.StatePrepared); len(prepared) > 0 {
 		if now.Before(lifePoint(root.NotBefore, root.NotAfter, 5, 6)) {
-			return "", nil
+			return "", life, nil
 		}
 		_, err := m.ActivateRoot(ctx, ActivateParams{ID: prepared[0].ID, Agents: m.cfg.ConnectedAgents(), Actor: ScheduleActor})
-		return "", err
+		return "", life, err
 	}
 	if now.Before(lifePoint(root.NotBefore, root.NotAfter, 1, 2)) {
-		return "", nil
+		return "", life, nil
 	}
 	if root.Imported {
-		return "root " + root.ID + " was imported from your PKI: prepare its successor with signet root prepare --from-file", nil
+		return "root " + root.ID + " was imported from your PKI: prepare its successor with signet root prepare --from-file", life, nil
 	}
 	_, err = m.PrepareRoot(ctx, PrepareParams{Actor: ScheduleActor})
-	return "", err
+	return "", life, err
 }
