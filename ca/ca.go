@@ -1,10 +1,12 @@
 package ca
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/x509"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -53,6 +55,11 @@ type X509Authority struct {
 	// first, excluding the trust anchor. It is sent with every SVID so
 	// that peers holding only the anchor can build the path.
 	UpstreamChain []*x509.Certificate
+	// CrossSigned are Certificate re-issued by roots on their way out of
+	// the bundle (same subject and key). They are sent with every SVID
+	// too, so that peers that still trust only such a root can build a
+	// path to it.
+	CrossSigned []*x509.Certificate
 	// Roots are the trust anchors every minted chain is checked against.
 	Roots []*x509.Certificate
 }
@@ -61,7 +68,7 @@ type X509Authority struct {
 // swap rather than once per signature.
 type x509State struct {
 	auth          *X509Authority
-	chain         []*x509.Certificate // Certificate, then UpstreamChain
+	chain         []*x509.Certificate // Certificate, UpstreamChain, CrossSigned
 	roots         *x509.CertPool
 	intermediates *x509.CertPool
 
@@ -84,6 +91,17 @@ func (s *x509State) verifyIssuer(now time.Time) error {
 		})
 		if err != nil {
 			s.issuerErr = fmt.Errorf("authority %s does not chain to the roots: %w", s.auth.ID, err)
+			return
+		}
+		for _, x := range s.auth.CrossSigned {
+			if !bytes.Equal(x.RawSubject, s.auth.Certificate.RawSubject) || !bytes.Equal(x.RawSubjectPublicKeyInfo, s.auth.Certificate.RawSubjectPublicKeyInfo) {
+				s.issuerErr = fmt.Errorf("authority %s: cross-signed certificate %s has another subject or key", s.auth.ID, x.SerialNumber.Text(16))
+				return
+			}
+			if _, err := x.Verify(x509.VerifyOptions{Roots: s.roots, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+				s.issuerErr = fmt.Errorf("authority %s: cross-signed certificate does not chain to the roots: %w", s.auth.ID, err)
+				return
+			}
 		}
 	})
 	return s.issuerErr
@@ -127,7 +145,7 @@ func (c *CA) SetX509Authority(a *X509Authority) {
 	}
 	s := &x509State{
 		auth:          a,
-		chain:         append([]*x509.Certificate{a.Certificate}, a.UpstreamChain...),
+		chain:         slices.Concat([]*x509.Certificate{a.Certificate}, a.UpstreamChain, a.CrossSigned),
 		roots:         x509.NewCertPool(),
 		intermediates: x509.NewCertPool(),
 	}

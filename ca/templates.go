@@ -148,6 +148,41 @@ func caTemplate(td spiffeid.TrustDomain, pub crypto.PublicKey, cn string, now, n
 	}, nil
 }
 
+// NewCrossSignedTemplate returns a template that re-issues the CA
+// certificate cert under another parent (cross-signing): the same subject,
+// key identifier, URI, key usages and path constraints, so that it can
+// stand in as the issuer of everything cert signed, with a new serial and
+// the validity capped by the parent's. Sign it for cert's public key.
+func NewCrossSignedTemplate(cert, parent *x509.Certificate) (*x509.Certificate, error) {
+	if !cert.IsCA {
+		return nil, fmt.Errorf("%w: cross-signing a certificate that is not a CA", ErrInvalidParams)
+	}
+	notAfter := cert.NotAfter
+	if parent.NotAfter.Before(notAfter) {
+		notAfter = parent.NotAfter
+	}
+	if !notAfter.After(cert.NotBefore) {
+		return nil, fmt.Errorf("%w: parent expired at %v", ErrAuthorityExpired, parent.NotAfter)
+	}
+	serial, err := NewSerial()
+	if err != nil {
+		return nil, err
+	}
+	return &x509.Certificate{
+		SerialNumber:          serial,
+		RawSubject:            cert.RawSubject,
+		URIs:                  cert.URIs,
+		NotBefore:             cert.NotBefore,
+		NotAfter:              notAfter,
+		KeyUsage:              cert.KeyUsage,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLen:            cert.MaxPathLen,
+		MaxPathLenZero:        cert.MaxPathLenZero,
+		SubjectKeyId:          cert.SubjectKeyId,
+	}, nil
+}
+
 // CreateCertificate signs tmpl for pub with parent's key and returns the
 // parsed certificate. For a self-signed root, parent is tmpl.
 func CreateCertificate(tmpl, parent *x509.Certificate, pub crypto.PublicKey, key crypto.Signer) (*x509.Certificate, error) {

@@ -66,6 +66,10 @@ func (m *Manager) reconcileWith(ctx context.Context, step string, change func(tx
 		if err != nil {
 			return err
 		}
+		cross, err := m.ensureCrossSigned(ctx, tx, inter, now)
+		if err != nil {
+			return err
+		}
 		jwt, jwtSigner, jwtChanged, err := m.ensureJWTKeys(ctx, tx, now)
 		if err != nil {
 			return err
@@ -82,7 +86,7 @@ func (m *Manager) reconcileWith(ctx context.Context, step string, change func(tx
 		if err != nil {
 			return err
 		}
-		if xa, err = x509Authority(inter, interSigner, root, bundle.X509Authorities); err != nil {
+		if xa, err = x509Authority(inter, interSigner, root, cross, bundle.X509Authorities); err != nil {
 			return err
 		}
 		jk = &ca.JWTKey{ID: jwt.ID, Signer: jwtSigner, NotAfter: jwt.NotAfter}
@@ -378,9 +382,9 @@ func (m *Manager) signer(ctx context.Context, a *store.Authority) (crypto.Signer
 }
 
 // x509Authority builds what the CA signs with: the intermediate, the
-// chain above it up to (not including) the trust anchor, and the bundle's
-// anchors to check against.
-func x509Authority(inter *store.Authority, signer crypto.Signer, root *store.Authority, anchors []*x509.Certificate) (*ca.X509Authority, error) {
+// chain above it up to (not including) the trust anchor, its cross-signed
+// twin if any (cross), and the bundle's anchors to check against.
+func x509Authority(inter *store.Authority, signer crypto.Signer, root *store.Authority, cross *x509.Certificate, anchors []*x509.Certificate) (*ca.X509Authority, error) {
 	cert, err := x509.ParseCertificate(inter.CertDER)
 	if err != nil {
 		return nil, wrapErr("intermediate %s: %w", inter.ID, err)
@@ -389,13 +393,74 @@ func x509Authority(inter *store.Authority, signer crypto.Signer, root *store.Aut
 	if err != nil {
 		return nil, err
 	}
-	return &ca.X509Authority{
+	xa := &ca.X509Authority{
 		ID:            inter.ID,
 		Certificate:   cert,
 		Signer:        signer,
 		UpstreamChain: rc.upstream,
 		Roots:         anchors,
-	}, nil
+	}
+	if cross != nil {
+		xa.CrossSigned = []*x509.Certificate{cross}
+	}
+	return xa, nil
+}
+
+// ensureCrossSigned returns the active intermediate cross-signed by the
+// retiring root, issuing it on first need, or nil when there is no
+// retiring root to cross-sign with. Peers outside signet's bundle
+// distribution (a federated domain, a device with a pinned copy) may
+// still trust only the old root while SVIDs move to the new one; sent in
+// each SVID's chain, the cross-signed intermediate gives them a path. A
+// root imported with an upstream chain (an intermediate of the
+// organisation's PKI) is not used: its anchors are the organisation's.
+func (m *Manager) ensureCrossSigned(ctx context.Context, tx store.Tx, inter *store.Authority, now time.Time) (*x509.Certificate, error) {
+	auths, err := tx.ListAuthorities()
+	if err != nil {
+		return nil, err
+	}
+	var old *store.Authority
+	for _, r := range rootsIn(auths, store.StateRetiring) {
+		if r.ID != inter.ParentID && len(r.UpstreamChainDER) == 0 && now.Before(r.NotAfter) {
+			old = r
+		}
+	}
+	if old == nil {
+		return nil, nil
+	}
+	if inter.CrossSignedBy == old.ID && len(inter.CrossSignedDER) > 0 {
+		cert, err := x509.ParseCertificate(inter.CrossSignedDER)
+		if err != nil {
+			return nil, wrapErr("cross-signed intermediate %s: %w", inter.ID, err)
+		}
+		return cert, nil
+	}
+	interCert, err := x509.ParseCertificate(inter.CertDER)
+	if err != nil {
+		return nil, wrapErr("intermediate %s: %w", inter.ID, err)
+	}
+	oldCert, err := x509.ParseCertificate(old.CertDER)
+	if err != nil {
+		return nil, wrapErr("root %s: %w", old.ID, err)
+	}
+	oldSigner, err := m.signer(ctx, old)
+	if err != nil {
+		return nil, err
+	}
+	tmpl, err := ca.NewCrossSignedTemplate(interCert, oldCert)
+	if err != nil {
+		return nil, err
+	}
+	cert, err := ca.CreateCertificate(tmpl, oldCert, interCert.PublicKey, oldSigner)
+	if err != nil {
+		return nil, err
+	}
+	inter.CrossSignedDER, inter.CrossSignedBy = cert.Raw, old.ID
+	if err := tx.PutAuthority(inter); err != nil {
+		return nil, err
+	}
+	m.log.Info("intermediate cross-signed by the retiring root", logAuthorityID, inter.ID, "root_id", old.ID, logNotAfter, cert.NotAfter)
+	return cert, nil
 }
 
 // nextEvent is when the authorities next need reconcile: the active

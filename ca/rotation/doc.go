@@ -60,6 +60,11 @@
 // PrepareRoot can also import a root, or make a CSR for the organisation's
 // CA and import the signed certificate later.
 //
+// While a root is retiring, the active intermediate is also issued by it
+// (cross-signed, ensureCrossSigned) and the CA sends that certificate in
+// every SVID's chain, so that peers still trusting only the old root
+// accept SVIDs of the new one; it is dropped when the old root retires.
+//
 // With Config.AutoRotateRoots, Run takes these steps itself (schedule.go):
 // prepare at half of the active root's life, activate at five sixths once
 // every connected agent trusts the new root, retire the old root once no

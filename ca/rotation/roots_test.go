@@ -1,6 +1,7 @@
 package rotation_test
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/rand"
@@ -376,8 +377,10 @@ func TestPrepareFromCSR(t *testing.T) {
 		t.Fatal(err)
 	}
 	svid := mint(t, in.ca)
-	if len(svid.Chain) != 3 {
-		t.Errorf("chain has %d certificates, want leaf, intermediate, signet CA", len(svid.Chain))
+	// Leaf, intermediate, signet CA, and the intermediate cross-signed by
+	// the retiring signet root.
+	if len(svid.Chain) != 4 {
+		t.Errorf("chain has %d certificates, want leaf, intermediate, signet CA, cross-signed intermediate", len(svid.Chain))
 	}
 	if err := verifyAt(svid.Chain, &rotation.Bundle{X509Authorities: []*x509.Certificate{orgRoot.cert}}, e.clock.Now()); err != nil {
 		t.Errorf("SVIDs do not chain to the organisation root: %v", err)
@@ -665,4 +668,83 @@ func (e *env) startMemKeys(t *testing.T, km *memKeys, cfg rotation.Config) *inst
 		t.Fatal(err)
 	}
 	return &instance{m: m, ca: c, store: st}
+}
+
+// TestCrossSignedIntermediate: while the old root is retiring, every SVID
+// carries its intermediate cross-signed by the old root too, so that a
+// peer still trusting only the old root accepts SVIDs from the new one;
+// intermediate rotations keep it, a restart reuses it, and once the old
+// root is retired it is no longer sent.
+func TestCrossSignedIntermediate(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t)
+	km := newMemKeys()
+	in := e.startMemKeys(t, km, rotation.Config{IntermediateTTL: time.Hour})
+	oldRoot := mustParse(t, find(authorities(t, in.store), store.KindRoot, store.StateActive).CertDER)
+	if n := len(mint(t, in.ca).Chain); n != 2 {
+		t.Fatalf("chain before any rotation has %d certificates, want leaf and intermediate", n)
+	}
+	onlyOld := &rotation.Bundle{X509Authorities: []*x509.Certificate{oldRoot}}
+
+	if _, err := in.m.PrepareRoot(ctx, rotation.PrepareParams{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := in.m.ActivateRoot(ctx, rotation.ActivateParams{}); err != nil {
+		t.Fatal(err)
+	}
+	newRoot := mustParse(t, find(authorities(t, in.store), store.KindRoot, store.StateActive).CertDER)
+	onlyNew := &rotation.Bundle{X509Authorities: []*x509.Certificate{newRoot}}
+	checkCross := func(when string) *x509.Certificate {
+		t.Helper()
+		svid := mint(t, in.ca)
+		if len(svid.Chain) != 3 {
+			t.Fatalf("%s: chain has %d certificates, want leaf, intermediate, cross-signed intermediate", when, len(svid.Chain))
+		}
+		inter, cross := svid.Chain[1], svid.Chain[2]
+		if !bytes.Equal(cross.RawSubject, inter.RawSubject) || !bytes.Equal(cross.RawSubjectPublicKeyInfo, inter.RawSubjectPublicKeyInfo) {
+			t.Errorf("%s: cross-signed certificate has another subject or key than the intermediate", when)
+		}
+		if cross.CheckSignatureFrom(oldRoot) != nil || cross.NotAfter.After(oldRoot.NotAfter) {
+			t.Errorf("%s: cross-signed certificate is not issued by the old root within its life", when)
+		}
+		for name, b := range map[string]*rotation.Bundle{"only the old root": onlyOld, "only the new root": onlyNew} {
+			if err := verifyAt(svid.Chain, b, e.clock.Now()); err != nil {
+				t.Errorf("%s: a peer trusting %s rejects the SVID: %v", when, name, err)
+			}
+		}
+		return cross
+	}
+	first := checkCross("after activation")
+
+	// The intermediate rotates while the old root is still retiring.
+	e.clock.Advance(31 * time.Minute)
+	if err := in.m.Init(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if second := checkCross("after an intermediate rotation"); second.Equal(first) {
+		t.Error("the new intermediate kept the previous one's cross-signed certificate")
+	}
+
+	// A restart reuses the stored cross-signed certificate.
+	before := mint(t, in.ca).Chain[2]
+	if err := in.store.Close(); err != nil {
+		t.Fatal(err)
+	}
+	in = e.startMemKeys(t, km, rotation.Config{IntermediateTTL: time.Hour})
+	if after := checkCross("after a restart"); !after.Equal(before) {
+		t.Error("a restart issued a new cross-signed certificate")
+	}
+
+	// Retired: SVIDs chain to the new root only.
+	if _, err := in.m.RetireRoot(ctx, rotation.RetireParams{Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	svid := mint(t, in.ca)
+	if len(svid.Chain) != 2 {
+		t.Errorf("after retirement the chain has %d certificates, want leaf and intermediate", len(svid.Chain))
+	}
+	if verifyAt(svid.Chain, onlyOld, e.clock.Now()) == nil {
+		t.Error("after retirement an SVID still chains to the old root")
+	}
 }

@@ -208,6 +208,12 @@ type Authority struct {
 	// trust bundle (prepare); an agent that reported applying it or a later
 	// one trusts the root. Zero for roots present since the first start.
 	BundleRevision int64 `json:"bundle_revision,omitempty"`
+	// CrossSignedDER is, for an intermediate, the same certificate issued
+	// by the root named in CrossSignedBy: a root on its way out of the
+	// bundle, so that peers still trusting only that root accept what the
+	// intermediate signs.
+	CrossSignedDER []byte `json:"cross_signed_der,omitempty"`
+	CrossSignedBy  string `json:"cross_signed_by,omitempty"`
 	// Imported marks a root or CA certificate that came from the
 	// organisation's PKI rather than being created by signet; the
 	// automatic root schedule never replaces one.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -349,6 +350,7 @@ func TestRootRotation(t *testing.T) {
 			s.waitApplied(t, old.ID, 2, 2)
 			pause(t, b)
 		}
+		oldRoots := s.bundleRoots(t)
 		id := strings.TrimSpace(s.cli(t, "root", "prepare"))
 		if round == 1 {
 			s.waitApplied(t, id, 1, 2) // node-a has it; node-b is stopped
@@ -369,6 +371,19 @@ func TestRootRotation(t *testing.T) {
 			if r := s.run(t, "root", "retire"); r.code != 1 || !strings.Contains(r.stderr, "still chain to root "+old.ID) {
 				t.Fatalf("retire right after activation: exit %d, %s", r.code, r.stderr)
 			}
+			// A peer outside signet's bundle distribution, still trusting
+			// only the old root, accepts the new root's SVIDs: they carry
+			// the intermediate cross-signed by the old root.
+			newRoots := slices.DeleteFunc(s.bundleRoots(t), func(c *x509.Certificate) bool { return c.Equal(oldRoots[0]) })
+			waitFor(t, 30*time.Second, "an SVID of the new root that the old root alone verifies", func() bool {
+				svid, err := srcA.GetX509SVID()
+				if err != nil {
+					return false
+				}
+				_, _, errNew := x509svid.Verify(svid.Certificates, x509bundle.FromX509Authorities(td, newRoots))
+				_, _, errOld := x509svid.Verify(svid.Certificates, x509bundle.FromX509Authorities(td, oldRoots))
+				return errNew == nil && errOld == nil
+			})
 		}
 		s.retireWhenAllowed(t, old.ID)
 
