@@ -206,6 +206,7 @@ func (c *Cache) ApplyEntries(full bool, upserted []Entry, deletedIDs []string) (
 		old := rec.entry
 		if sameEntry(old, e) {
 			rec.entry.Revision = e.Revision
+			invalidate(rec.groups)
 			continue
 		}
 		wasIdentity := usable(rec.svid, now)
@@ -224,6 +225,7 @@ func (c *Cache) ApplyEntries(full bool, upserted []Entry, deletedIDs []string) (
 			}
 		} else {
 			rec.entry = e
+			invalidate(rec.groups)
 			if wasIdentity {
 				addAll(wake, rec.groups)
 			}
@@ -555,9 +557,10 @@ func (c *Cache) notifyGroup(g *group) {
 
 // current returns the group's state for a new subscriber: the Update its
 // other subscribers hold, unless an SVID in it has expired since it was
-// built (expiry alone notifies no one), in which case a fresh one.
-// Every other change to what build would return goes through notify,
-// which replaces g.last.
+// built (expiry alone notifies no one), in which case a fresh one. Every
+// other change to what build would return either goes through notify,
+// which replaces g.last, or invalidates it (attachRecord, detachRecord,
+// invalidate).
 func (c *Cache) current(g *group) *Update {
 	now := c.clock.Now()
 	if u := g.last; u != nil && !slices.ContainsFunc(u.Identities, func(id Identity) bool { return !usable(id.SVID, now) }) {
@@ -620,7 +623,17 @@ func (c *Cache) attachRecord(rec *record) {
 		if attestor.Match(rec.entry.Selectors, g.selectors) {
 			g.matched[rec.entry.ID] = rec
 			rec.groups[g] = struct{}{}
+			g.last = nil
 		}
+	}
+}
+
+// invalidate drops the shared Update of groups whose state changed
+// without waking them (an entry without an SVID came or changed): their
+// next subscriber must get a fresh one.
+func invalidate(groups map[*group]struct{}) {
+	for g := range groups {
+		g.last = nil
 	}
 }
 
@@ -629,6 +642,7 @@ func (c *Cache) attachRecord(rec *record) {
 func (c *Cache) detachRecord(rec *record, wasIdentity bool, wake map[*group]struct{}) {
 	for g := range rec.groups {
 		delete(g.matched, rec.entry.ID)
+		g.last = nil
 		if wasIdentity || len(g.matched) == 0 {
 			wake[g] = struct{}{}
 		}

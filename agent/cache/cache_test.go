@@ -329,6 +329,13 @@ func TestSubscribersShareUpdates(t *testing.T) {
 		t.Error("a subscriber after a change did not get the current Update")
 	}
 
+	// An entry without an SVID yet wakes no one, but a new subscriber
+	// must see it among the entries.
+	c.ApplyEntries(false, []cache.Entry{entry("pending", "/pending", "unix:uid:1")}, nil)
+	if got := ids(c.Lookup([]string{"unix:uid:1"}).Entries); !slices.Equal(got, []string{"e", "pending"}) {
+		t.Errorf("entries after adding one without an SVID: %v, want [e pending]", got)
+	}
+
 	// Expiry notifies no one, but a new subscriber must not get the
 	// expired SVID from the shared Update.
 	clk.Advance(3 * time.Hour)

@@ -296,9 +296,8 @@ type protocolStream[Req any] interface {
 // and applies them to st. Everything that sends runs on a push goroutine
 // that exists only while there is something to push: after a request, or
 // when the source has a new snapshot. An idle stream, the common state of
-// thousands of proxy streams, so holds a single goroutine blocked in recv,
-// with the small stack of a receive. serve returns nil when the client
-// ends the stream.
+// thousands of proxy streams, so holds a single goroutine, blocked in
+// recv. serve returns nil when the client ends the stream.
 func serve[Req any](recv func() (Req, error), src Source, selectors []string, st protocolStream[Req], log *slog.Logger) error {
 	s := &stream[Req]{st: st, log: log}
 	cancel := src.Subscribe(selectors, s.offer)
