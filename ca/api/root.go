@@ -20,6 +20,7 @@ type RootRotation interface {
 	PrepareRoot(ctx context.Context, p rotation.PrepareParams) (*rotation.PrepareResult, error)
 	ActivateRoot(ctx context.Context, p rotation.ActivateParams) (*store.Authority, error)
 	RetireRoot(ctx context.Context, p rotation.RetireParams) (*store.Authority, error)
+	Schedule(ctx context.Context) (rotation.ScheduleStatus, error)
 }
 
 var _ RootRotation = (*rotation.Manager)(nil)
@@ -38,7 +39,16 @@ func (s *AdminService) ListAuthorities(ctx context.Context, _ *adminv1.ListAutho
 	if err != nil {
 		return nil, rootStatus(ctx, s.log, "listing authorities", err)
 	}
-	out := &adminv1.ListAuthoritiesResponse{BundleRevision: rev}
+	sched, err := s.cfg.Roots.Schedule(ctx)
+	if err != nil {
+		return nil, rootStatus(ctx, s.log, "reading the root schedule", err)
+	}
+	out := &adminv1.ListAuthoritiesResponse{BundleRevision: rev, RootSchedule: &adminv1.RootSchedule{
+		Automatic: sched.Automatic, NextStep: sched.NextStep, Waiting: sched.Waiting,
+	}}
+	if !sched.NextStepAt.IsZero() {
+		out.RootSchedule.NextStepAt = sched.NextStepAt.Unix()
+	}
 	for i := range auths {
 		out.Authorities = append(out.Authorities, authorityProto(&auths[i], agents))
 	}
@@ -118,6 +128,7 @@ func authorityProto(a *rotation.AuthorityStatus, agents map[string]int64) *admin
 		ParentId:       a.ParentID,
 		UnexpiredSvids: a.UnexpiredSVIDs,
 		ExpiringSoon:   a.ExpiringSoon,
+		CrossSignedBy:  a.CrossSignedBy,
 	}
 	if a.Kind != store.KindJWT {
 		out.Certificate = a.CertDER

@@ -20,10 +20,15 @@ type fakeRoots struct {
 	auths    []rotation.AuthorityStatus
 	err      error
 	activate rotation.ActivateParams
+	schedule rotation.ScheduleStatus
 }
 
 func (f *fakeRoots) Authorities(context.Context) ([]rotation.AuthorityStatus, int64, error) {
 	return f.auths, 9, f.err
+}
+
+func (f *fakeRoots) Schedule(context.Context) (rotation.ScheduleStatus, error) {
+	return f.schedule, nil
 }
 
 func (f *fakeRoots) PrepareRoot(context.Context, rotation.PrepareParams) (*rotation.PrepareResult, error) {

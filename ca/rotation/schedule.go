@@ -19,10 +19,65 @@ const ScheduleActor = "signet (automatic root schedule)"
 // down to Run's own checkInterval.
 const scheduleEvery = time.Minute
 
-// scheduleState is what the schedule remembers between looks.
+// scheduleState is what the schedule remembers between looks. Run's
+// goroutine writes it; note is read by ScheduleStatus under Manager.mu.
 type scheduleState struct {
 	next time.Time // when to look next
 	note string    // the last reason for waiting that was logged
+}
+
+// ScheduleStatus describes the automatic root schedule for `signet root
+// status`.
+type ScheduleStatus struct {
+	// Automatic reports whether the schedule runs (Config.AutoRotateRoots).
+	Automatic bool
+	// NextStep is "prepare", "activate <id>" or "retire <id>", or empty
+	// when the schedule has nothing to do (off, or an imported root).
+	NextStep string
+	// NextStepAt is when NextStep is due; zero for a retirement, taken as
+	// soon as it is safe.
+	NextStepAt time.Time
+	// Waiting is why a due step has not been taken, if it has not.
+	Waiting string
+}
+
+// Schedule returns the automatic root schedule's next step.
+func (m *Manager) Schedule(ctx context.Context) (ScheduleStatus, error) {
+	st := ScheduleStatus{Automatic: m.cfg.AutoRotateRoots}
+	if !st.Automatic {
+		return st, nil
+	}
+	var auths []*store.Authority
+	err := m.cfg.Store.View(ctx, func(tx store.Tx) (err error) {
+		auths, err = tx.ListAuthorities()
+		return err
+	})
+	if err != nil {
+		return st, wrapErr("reading authorities: %w", err)
+	}
+	m.mu.Lock()
+	st.Waiting = m.schedule.note
+	m.mu.Unlock()
+	active := rootsIn(auths, store.StateActive)
+	if len(active) != 1 {
+		return st, nil
+	}
+	root := active[0]
+	switch retiring, prepared := rootsIn(auths, store.StateRetiring), rootsIn(auths, store.StatePrepared); {
+	case len(retiring) > 0:
+		st.NextStep = "retire " + retiring[0].ID
+	case len(prepared) > 0:
+		st.NextStep, st.NextStepAt = "activate "+prepared[0].ID, lifePoint(root.NotBefore, root.NotAfter, 5, 6)
+	case root.Imported:
+		st.Waiting = importedNote(root)
+	default:
+		st.NextStep, st.NextStepAt = "prepare", lifePoint(root.NotBefore, root.NotAfter, 1, 2)
+	}
+	return st, nil
+}
+
+func importedNote(root *store.Authority) string {
+	return "root " + root.ID + " was imported from your PKI: prepare its successor with signet root prepare --from-file"
 }
 
 // scheduleRoots takes the automatic root schedule's next step, if one is
@@ -55,10 +110,13 @@ func (m *Manager) scheduleRoots(ctx context.Context) {
 		}
 		return
 	}
-	if note != "" && note != m.schedule.note {
+	m.mu.Lock()
+	changed := note != m.schedule.note
+	m.schedule.note = note
+	m.mu.Unlock()
+	if note != "" && changed {
 		m.log.Info("automatic root schedule is waiting", "reason", note)
 	}
-	m.schedule.note = note
 }
 
 // scheduleStep takes the step due at now, if any. It returns why it is
@@ -94,7 +152,7 @@ func (m *Manager) scheduleStep(ctx context.Context, now time.Time) (waiting stri
 		return "", life, nil
 	}
 	if root.Imported {
-		return "root " + root.ID + " was imported from your PKI: prepare its successor with signet root prepare --from-file", life, nil
+		return importedNote(root), life, nil
 	}
 	_, err = m.PrepareRoot(ctx, PrepareParams{Actor: ScheduleActor})
 	return "", life, err

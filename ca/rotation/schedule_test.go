@@ -220,3 +220,40 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	defer l.mu.Unlock()
 	return l.w.Write(p)
 }
+
+// TestScheduleStatus: what `signet root status` shows of the schedule.
+func TestScheduleStatus(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t)
+	in := e.startMemKeys(t, newMemKeys(), rotation.Config{
+		RootTTL: 6 * time.Hour, AutoRotateRoots: true, ConnectedAgents: func() map[string]int64 { return nil },
+	})
+	root := find(authorities(t, in.store), store.KindRoot, store.StateActive)
+	life := root.NotAfter.Sub(root.NotBefore)
+	check := func(want rotation.ScheduleStatus) {
+		t.Helper()
+		got, err := in.m.Schedule(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Automatic != want.Automatic || got.NextStep != want.NextStep || !got.NextStepAt.Equal(want.NextStepAt) {
+			t.Errorf("Schedule() = %+v, want %+v", got, want)
+		}
+	}
+	check(rotation.ScheduleStatus{Automatic: true, NextStep: "prepare", NextStepAt: root.NotBefore.Add(life / 2)})
+	res, err := in.m.PrepareRoot(ctx, rotation.PrepareParams{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(rotation.ScheduleStatus{Automatic: true, NextStep: "activate " + res.Authority.ID, NextStepAt: root.NotBefore.Add(life * 5 / 6)})
+	if _, err := in.m.ActivateRoot(ctx, rotation.ActivateParams{}); err != nil {
+		t.Fatal(err)
+	}
+	check(rotation.ScheduleStatus{Automatic: true, NextStep: "retire " + root.ID})
+
+	manual := newEnv(t).startMemKeys(t, newMemKeys(), rotation.Config{})
+	if got, err := manual.m.Schedule(ctx); err != nil || got.Automatic || got.NextStep != "" {
+		t.Errorf("Schedule() without the schedule = %+v, %v; want nothing", got, err)
+	}
+}

@@ -40,13 +40,16 @@ type authorityJSON struct {
 	// ExpiringSoon: within 30 days of expiry (for lives over 90 days), or
 	// less than a third of its life left.
 	ExpiringSoon bool `json:"expiring_soon"`
+	// CrossSignedBy is, for an intermediate, the retiring root that
+	// cross-signed it.
+	CrossSignedBy string `json:"cross_signed_by,omitempty"`
 }
 
 func authorityToJSON(a *adminv1.Authority) authorityJSON {
 	j := authorityJSON{
 		ID: a.Id, Kind: a.Kind, State: a.State, KeyType: a.KeyType,
 		NotBefore: unixTime(a.NotBefore), NotAfter: unixTime(a.NotAfter), ParentID: a.ParentId,
-		UnexpiredSVIDs: a.UnexpiredSvids, ExpiringSoon: a.ExpiringSoon,
+		UnexpiredSVIDs: a.UnexpiredSvids, ExpiringSoon: a.ExpiringSoon, CrossSignedBy: a.CrossSignedBy,
 	}
 	if a.Kind == "root" && a.State != "retired" {
 		applied, connected := a.AgentsApplied, a.ConnectedAgents
@@ -171,7 +174,27 @@ func runRootStatus(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	fmt.Fprintf(env.stdout, "\nbundle revision %d\n", resp.BundleRevision)
+	fmt.Fprintln(env.stdout, describeSchedule(resp.RootSchedule))
 	return nil
+}
+
+// describeSchedule is the root status line about the automatic schedule.
+func describeSchedule(s *adminv1.RootSchedule) string {
+	if !s.GetAutomatic() {
+		return "root rotation: manual (root_rotation: auto lets the server take the steps)"
+	}
+	line := "root rotation: automatic"
+	switch {
+	case s.GetNextStep() == "":
+	case s.GetNextStepAt() == 0:
+		line += "; next: " + s.GetNextStep() + " as soon as no current SVID chains to it"
+	default:
+		line += "; next: " + s.GetNextStep() + " at " + unixTime(s.GetNextStepAt())
+	}
+	if s.GetWaiting() != "" {
+		line += "\nwaiting: " + s.GetWaiting()
+	}
+	return line
 }
 
 func runRootPrepare(ctx context.Context, env *cliEnv, args []string) error {

@@ -27,11 +27,12 @@ type fakeRootAdmin struct {
 	activate *adminv1.ActivateRootRequest
 	retire   *adminv1.RetireRootRequest
 	prepare  *adminv1.PrepareRootRequest
+	schedule *adminv1.RootSchedule
 	err      error
 }
 
 func (f *fakeRootAdmin) ListAuthorities(context.Context, *adminv1.ListAuthoritiesRequest) (*adminv1.ListAuthoritiesResponse, error) {
-	return &adminv1.ListAuthoritiesResponse{Authorities: f.auths, BundleRevision: 7}, nil
+	return &adminv1.ListAuthoritiesResponse{Authorities: f.auths, BundleRevision: 7, RootSchedule: f.schedule}, nil
 }
 
 func (f *fakeRootAdmin) PrepareRoot(_ context.Context, req *adminv1.PrepareRootRequest) (*adminv1.PrepareRootResponse, error) {
@@ -112,10 +113,32 @@ r2  root          active    EC-P384   2030-01-02T03:04:05Z  2      2/3
 i2  intermediate  active    EC-P256   2030-01-02T03:04:05Z  2      -               
 
 bundle revision 7
+root rotation: manual (root_rotation: auto lets the server take the steps)
 `
 	if diff := cmp.Diff(want, stdout.String()); diff != "" {
 		t.Errorf("root status (-want +got):\n%s", diff)
 	}
+
+	// With the automatic schedule, status says what comes next.
+	for _, tc := range []struct {
+		schedule *adminv1.RootSchedule
+		want     string
+	}{
+		{&adminv1.RootSchedule{Automatic: true, NextStep: "activate r3", NextStepAt: now},
+			"root rotation: automatic; next: activate r3 at 2030-01-02T03:04:05Z\n"},
+		{&adminv1.RootSchedule{Automatic: true, NextStep: "retire r1", Waiting: "2 current SVIDs still chain to root r1"},
+			"root rotation: automatic; next: retire r1 as soon as no current SVID chains to it\nwaiting: 2 current SVIDs still chain to root r1\n"},
+	} {
+		f.schedule = tc.schedule
+		stdout.Reset()
+		if err := run(ctx, env, []string{"root", "status"}); err != nil {
+			t.Fatal(err)
+		}
+		if got := stdout.String(); !strings.HasSuffix(got, "bundle revision 7\n"+tc.want) {
+			t.Errorf("root status with %v ends:\n%s\nwant it to end with:\n%s", tc.schedule, got[max(0, len(got)-200):], tc.want)
+		}
+	}
+	f.schedule = nil
 
 	stdout.Reset()
 	if err := run(ctx, env, []string{"root", "list", "-o", "json"}); err != nil {

@@ -1232,7 +1232,11 @@ type Authority struct {
 	// life left).
 	ExpiringSoon bool `protobuf:"varint,11,opt,name=expiring_soon,json=expiringSoon,proto3" json:"expiring_soon,omitempty"`
 	// DER certificate (for roots and intermediates).
-	Certificate   []byte `protobuf:"bytes,12,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	Certificate []byte `protobuf:"bytes,12,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	// For an intermediate: the ID of the retiring root that cross-signed it
+	// (the cross-signed certificate is sent in SVID chains while that root
+	// is retiring).
+	CrossSignedBy string `protobuf:"bytes,13,opt,name=cross_signed_by,json=crossSignedBy,proto3" json:"cross_signed_by,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1351,6 +1355,90 @@ func (x *Authority) GetCertificate() []byte {
 	return nil
 }
 
+func (x *Authority) GetCrossSignedBy() string {
+	if x != nil {
+		return x.CrossSignedBy
+	}
+	return ""
+}
+
+// RootSchedule describes the automatic root schedule.
+type RootSchedule struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Whether the server runs the schedule (root_rotation: auto).
+	Automatic bool `protobuf:"varint,1,opt,name=automatic,proto3" json:"automatic,omitempty"`
+	// The next step: "prepare", "activate <id>" or "retire <id>"; empty
+	// when there is none (the active root is imported, or the schedule is
+	// off).
+	NextStep string `protobuf:"bytes,2,opt,name=next_step,json=nextStep,proto3" json:"next_step,omitempty"`
+	// Unix seconds when the next step is due; 0 for a retirement, which is
+	// taken as soon as no current SVID chains to the old root.
+	NextStepAt int64 `protobuf:"varint,3,opt,name=next_step_at,json=nextStepAt,proto3" json:"next_step_at,omitempty"`
+	// Why the schedule is waiting, when a due step was refused or cannot be
+	// taken by the schedule.
+	Waiting       string `protobuf:"bytes,4,opt,name=waiting,proto3" json:"waiting,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RootSchedule) Reset() {
+	*x = RootSchedule{}
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RootSchedule) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RootSchedule) ProtoMessage() {}
+
+func (x *RootSchedule) ProtoReflect() protoreflect.Message {
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RootSchedule.ProtoReflect.Descriptor instead.
+func (*RootSchedule) Descriptor() ([]byte, []int) {
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *RootSchedule) GetAutomatic() bool {
+	if x != nil {
+		return x.Automatic
+	}
+	return false
+}
+
+func (x *RootSchedule) GetNextStep() string {
+	if x != nil {
+		return x.NextStep
+	}
+	return ""
+}
+
+func (x *RootSchedule) GetNextStepAt() int64 {
+	if x != nil {
+		return x.NextStepAt
+	}
+	return 0
+}
+
+func (x *RootSchedule) GetWaiting() string {
+	if x != nil {
+		return x.Waiting
+	}
+	return ""
+}
+
 type ListAuthoritiesRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1359,7 +1447,7 @@ type ListAuthoritiesRequest struct {
 
 func (x *ListAuthoritiesRequest) Reset() {
 	*x = ListAuthoritiesRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[22]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1371,7 +1459,7 @@ func (x *ListAuthoritiesRequest) String() string {
 func (*ListAuthoritiesRequest) ProtoMessage() {}
 
 func (x *ListAuthoritiesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[22]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1384,20 +1472,21 @@ func (x *ListAuthoritiesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuthoritiesRequest.ProtoReflect.Descriptor instead.
 func (*ListAuthoritiesRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{22}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{23}
 }
 
 type ListAuthoritiesResponse struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	Authorities    []*Authority           `protobuf:"bytes,1,rep,name=authorities,proto3" json:"authorities,omitempty"`
 	BundleRevision int64                  `protobuf:"varint,2,opt,name=bundle_revision,json=bundleRevision,proto3" json:"bundle_revision,omitempty"`
+	RootSchedule   *RootSchedule          `protobuf:"bytes,3,opt,name=root_schedule,json=rootSchedule,proto3" json:"root_schedule,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ListAuthoritiesResponse) Reset() {
 	*x = ListAuthoritiesResponse{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[23]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1409,7 +1498,7 @@ func (x *ListAuthoritiesResponse) String() string {
 func (*ListAuthoritiesResponse) ProtoMessage() {}
 
 func (x *ListAuthoritiesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[23]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1422,7 +1511,7 @@ func (x *ListAuthoritiesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuthoritiesResponse.ProtoReflect.Descriptor instead.
 func (*ListAuthoritiesResponse) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{23}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListAuthoritiesResponse) GetAuthorities() []*Authority {
@@ -1437,6 +1526,13 @@ func (x *ListAuthoritiesResponse) GetBundleRevision() int64 {
 		return x.BundleRevision
 	}
 	return 0
+}
+
+func (x *ListAuthoritiesResponse) GetRootSchedule() *RootSchedule {
+	if x != nil {
+		return x.RootSchedule
+	}
+	return nil
 }
 
 type PrepareRootRequest struct {
@@ -1457,7 +1553,7 @@ type PrepareRootRequest struct {
 
 func (x *PrepareRootRequest) Reset() {
 	*x = PrepareRootRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[24]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1469,7 +1565,7 @@ func (x *PrepareRootRequest) String() string {
 func (*PrepareRootRequest) ProtoMessage() {}
 
 func (x *PrepareRootRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[24]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1482,7 +1578,7 @@ func (x *PrepareRootRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrepareRootRequest.ProtoReflect.Descriptor instead.
 func (*PrepareRootRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{24}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *PrepareRootRequest) GetCertPem() []byte {
@@ -1532,7 +1628,7 @@ type PrepareRootResponse struct {
 
 func (x *PrepareRootResponse) Reset() {
 	*x = PrepareRootResponse{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[25]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1544,7 +1640,7 @@ func (x *PrepareRootResponse) String() string {
 func (*PrepareRootResponse) ProtoMessage() {}
 
 func (x *PrepareRootResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[25]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1557,7 +1653,7 @@ func (x *PrepareRootResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrepareRootResponse.ProtoReflect.Descriptor instead.
 func (*PrepareRootResponse) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{25}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *PrepareRootResponse) GetAuthority() *Authority {
@@ -1594,7 +1690,7 @@ type ActivateRootRequest struct {
 
 func (x *ActivateRootRequest) Reset() {
 	*x = ActivateRootRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[26]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1606,7 +1702,7 @@ func (x *ActivateRootRequest) String() string {
 func (*ActivateRootRequest) ProtoMessage() {}
 
 func (x *ActivateRootRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[26]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1619,7 +1715,7 @@ func (x *ActivateRootRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActivateRootRequest.ProtoReflect.Descriptor instead.
 func (*ActivateRootRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{26}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ActivateRootRequest) GetId() string {
@@ -1652,7 +1748,7 @@ type ActivateRootResponse struct {
 
 func (x *ActivateRootResponse) Reset() {
 	*x = ActivateRootResponse{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[27]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1664,7 +1760,7 @@ func (x *ActivateRootResponse) String() string {
 func (*ActivateRootResponse) ProtoMessage() {}
 
 func (x *ActivateRootResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[27]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1677,7 +1773,7 @@ func (x *ActivateRootResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActivateRootResponse.ProtoReflect.Descriptor instead.
 func (*ActivateRootResponse) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{27}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ActivateRootResponse) GetAuthority() *Authority {
@@ -1698,7 +1794,7 @@ type RetireRootRequest struct {
 
 func (x *RetireRootRequest) Reset() {
 	*x = RetireRootRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[28]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1710,7 +1806,7 @@ func (x *RetireRootRequest) String() string {
 func (*RetireRootRequest) ProtoMessage() {}
 
 func (x *RetireRootRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[28]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1723,7 +1819,7 @@ func (x *RetireRootRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetireRootRequest.ProtoReflect.Descriptor instead.
 func (*RetireRootRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{28}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RetireRootRequest) GetId() string {
@@ -1749,7 +1845,7 @@ type RetireRootResponse struct {
 
 func (x *RetireRootResponse) Reset() {
 	*x = RetireRootResponse{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[29]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1761,7 +1857,7 @@ func (x *RetireRootResponse) String() string {
 func (*RetireRootResponse) ProtoMessage() {}
 
 func (x *RetireRootResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[29]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1774,7 +1870,7 @@ func (x *RetireRootResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetireRootResponse.ProtoReflect.Descriptor instead.
 func (*RetireRootResponse) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{29}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RetireRootResponse) GetAuthority() *Authority {
@@ -1805,7 +1901,7 @@ type MTLSPolicy struct {
 
 func (x *MTLSPolicy) Reset() {
 	*x = MTLSPolicy{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[30]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1817,7 +1913,7 @@ func (x *MTLSPolicy) String() string {
 func (*MTLSPolicy) ProtoMessage() {}
 
 func (x *MTLSPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[30]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1830,7 +1926,7 @@ func (x *MTLSPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MTLSPolicy.ProtoReflect.Descriptor instead.
 func (*MTLSPolicy) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{30}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *MTLSPolicy) GetId() string {
@@ -1900,7 +1996,7 @@ type SetMTLSPolicyRequest struct {
 
 func (x *SetMTLSPolicyRequest) Reset() {
 	*x = SetMTLSPolicyRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[31]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1912,7 +2008,7 @@ func (x *SetMTLSPolicyRequest) String() string {
 func (*SetMTLSPolicyRequest) ProtoMessage() {}
 
 func (x *SetMTLSPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[31]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1925,7 +2021,7 @@ func (x *SetMTLSPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetMTLSPolicyRequest.ProtoReflect.Descriptor instead.
 func (*SetMTLSPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{31}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *SetMTLSPolicyRequest) GetPolicy() *MTLSPolicy {
@@ -1955,7 +2051,7 @@ type SetMTLSPolicyResponse struct {
 
 func (x *SetMTLSPolicyResponse) Reset() {
 	*x = SetMTLSPolicyResponse{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[32]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1967,7 +2063,7 @@ func (x *SetMTLSPolicyResponse) String() string {
 func (*SetMTLSPolicyResponse) ProtoMessage() {}
 
 func (x *SetMTLSPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[32]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1980,7 +2076,7 @@ func (x *SetMTLSPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetMTLSPolicyResponse.ProtoReflect.Descriptor instead.
 func (*SetMTLSPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{32}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *SetMTLSPolicyResponse) GetPolicy() *MTLSPolicy {
@@ -2005,7 +2101,7 @@ type ListMTLSPoliciesRequest struct {
 
 func (x *ListMTLSPoliciesRequest) Reset() {
 	*x = ListMTLSPoliciesRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[33]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2017,7 +2113,7 @@ func (x *ListMTLSPoliciesRequest) String() string {
 func (*ListMTLSPoliciesRequest) ProtoMessage() {}
 
 func (x *ListMTLSPoliciesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[33]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2030,7 +2126,7 @@ func (x *ListMTLSPoliciesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMTLSPoliciesRequest.ProtoReflect.Descriptor instead.
 func (*ListMTLSPoliciesRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{33}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{34}
 }
 
 type ListMTLSPoliciesResponse struct {
@@ -2042,7 +2138,7 @@ type ListMTLSPoliciesResponse struct {
 
 func (x *ListMTLSPoliciesResponse) Reset() {
 	*x = ListMTLSPoliciesResponse{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[34]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2054,7 +2150,7 @@ func (x *ListMTLSPoliciesResponse) String() string {
 func (*ListMTLSPoliciesResponse) ProtoMessage() {}
 
 func (x *ListMTLSPoliciesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[34]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2067,7 +2163,7 @@ func (x *ListMTLSPoliciesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMTLSPoliciesResponse.ProtoReflect.Descriptor instead.
 func (*ListMTLSPoliciesResponse) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{34}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ListMTLSPoliciesResponse) GetPolicies() []*MTLSPolicy {
@@ -2089,7 +2185,7 @@ type DeleteMTLSPolicyRequest struct {
 
 func (x *DeleteMTLSPolicyRequest) Reset() {
 	*x = DeleteMTLSPolicyRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[35]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2101,7 +2197,7 @@ func (x *DeleteMTLSPolicyRequest) String() string {
 func (*DeleteMTLSPolicyRequest) ProtoMessage() {}
 
 func (x *DeleteMTLSPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[35]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2114,7 +2210,7 @@ func (x *DeleteMTLSPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteMTLSPolicyRequest.ProtoReflect.Descriptor instead.
 func (*DeleteMTLSPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{35}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *DeleteMTLSPolicyRequest) GetId() string {
@@ -2141,7 +2237,7 @@ type DeleteMTLSPolicyResponse struct {
 
 func (x *DeleteMTLSPolicyResponse) Reset() {
 	*x = DeleteMTLSPolicyResponse{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[36]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2153,7 +2249,7 @@ func (x *DeleteMTLSPolicyResponse) String() string {
 func (*DeleteMTLSPolicyResponse) ProtoMessage() {}
 
 func (x *DeleteMTLSPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[36]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2166,7 +2262,7 @@ func (x *DeleteMTLSPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteMTLSPolicyResponse.ProtoReflect.Descriptor instead.
 func (*DeleteMTLSPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{36}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *DeleteMTLSPolicyResponse) GetPlaintextWorkloads() []string {
@@ -2197,7 +2293,7 @@ type WorkloadMTLSStatus struct {
 
 func (x *WorkloadMTLSStatus) Reset() {
 	*x = WorkloadMTLSStatus{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[37]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2209,7 +2305,7 @@ func (x *WorkloadMTLSStatus) String() string {
 func (*WorkloadMTLSStatus) ProtoMessage() {}
 
 func (x *WorkloadMTLSStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[37]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2222,7 +2318,7 @@ func (x *WorkloadMTLSStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkloadMTLSStatus.ProtoReflect.Descriptor instead.
 func (*WorkloadMTLSStatus) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{37}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *WorkloadMTLSStatus) GetSpiffeId() string {
@@ -2305,7 +2401,7 @@ type PortMTLSStatus struct {
 
 func (x *PortMTLSStatus) Reset() {
 	*x = PortMTLSStatus{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[38]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2317,7 +2413,7 @@ func (x *PortMTLSStatus) String() string {
 func (*PortMTLSStatus) ProtoMessage() {}
 
 func (x *PortMTLSStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[38]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2330,7 +2426,7 @@ func (x *PortMTLSStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortMTLSStatus.ProtoReflect.Descriptor instead.
 func (*PortMTLSStatus) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{38}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *PortMTLSStatus) GetPort() uint32 {
@@ -2390,7 +2486,7 @@ type GetMTLSStatusRequest struct {
 
 func (x *GetMTLSStatusRequest) Reset() {
 	*x = GetMTLSStatusRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[39]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2402,7 +2498,7 @@ func (x *GetMTLSStatusRequest) String() string {
 func (*GetMTLSStatusRequest) ProtoMessage() {}
 
 func (x *GetMTLSStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[39]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2415,7 +2511,7 @@ func (x *GetMTLSStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMTLSStatusRequest.ProtoReflect.Descriptor instead.
 func (*GetMTLSStatusRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{39}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{40}
 }
 
 type GetMTLSStatusResponse struct {
@@ -2429,7 +2525,7 @@ type GetMTLSStatusResponse struct {
 
 func (x *GetMTLSStatusResponse) Reset() {
 	*x = GetMTLSStatusResponse{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[40]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2441,7 +2537,7 @@ func (x *GetMTLSStatusResponse) String() string {
 func (*GetMTLSStatusResponse) ProtoMessage() {}
 
 func (x *GetMTLSStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[40]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2454,7 +2550,7 @@ func (x *GetMTLSStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMTLSStatusResponse.ProtoReflect.Descriptor instead.
 func (*GetMTLSStatusResponse) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{40}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *GetMTLSStatusResponse) GetWorkloads() []*WorkloadMTLSStatus {
@@ -2486,7 +2582,7 @@ type ExportAuditRequest struct {
 
 func (x *ExportAuditRequest) Reset() {
 	*x = ExportAuditRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[41]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2498,7 +2594,7 @@ func (x *ExportAuditRequest) String() string {
 func (*ExportAuditRequest) ProtoMessage() {}
 
 func (x *ExportAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[41]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2511,7 +2607,7 @@ func (x *ExportAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportAuditRequest.ProtoReflect.Descriptor instead.
 func (*ExportAuditRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{41}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ExportAuditRequest) GetSince() int64 {
@@ -2559,7 +2655,7 @@ type ExportAuditResponse struct {
 
 func (x *ExportAuditResponse) Reset() {
 	*x = ExportAuditResponse{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[42]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2571,7 +2667,7 @@ func (x *ExportAuditResponse) String() string {
 func (*ExportAuditResponse) ProtoMessage() {}
 
 func (x *ExportAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[42]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2584,7 +2680,7 @@ func (x *ExportAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportAuditResponse.ProtoReflect.Descriptor instead.
 func (*ExportAuditResponse) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{42}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ExportAuditResponse) GetRecordJson() []byte {
@@ -2604,7 +2700,7 @@ type PruneAuditRequest struct {
 
 func (x *PruneAuditRequest) Reset() {
 	*x = PruneAuditRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[43]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2616,7 +2712,7 @@ func (x *PruneAuditRequest) String() string {
 func (*PruneAuditRequest) ProtoMessage() {}
 
 func (x *PruneAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[43]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2629,7 +2725,7 @@ func (x *PruneAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PruneAuditRequest.ProtoReflect.Descriptor instead.
 func (*PruneAuditRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{43}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *PruneAuditRequest) GetBefore() int64 {
@@ -2648,7 +2744,7 @@ type PruneAuditResponse struct {
 
 func (x *PruneAuditResponse) Reset() {
 	*x = PruneAuditResponse{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[44]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2660,7 +2756,7 @@ func (x *PruneAuditResponse) String() string {
 func (*PruneAuditResponse) ProtoMessage() {}
 
 func (x *PruneAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[44]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2673,7 +2769,7 @@ func (x *PruneAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PruneAuditResponse.ProtoReflect.Descriptor instead.
 func (*PruneAuditResponse) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{44}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *PruneAuditResponse) GetRemoved() int64 {
@@ -2760,7 +2856,7 @@ const file_signet_admin_v1_admin_proto_rawDesc = "" +
 	"\ftrust_domain\x18\x01 \x01(\tR\vtrustDomain\x12)\n" +
 	"\x10x509_authorities\x18\x02 \x03(\fR\x0fx509Authorities\x12\x1a\n" +
 	"\brevision\x18\x03 \x01(\x03R\brevision\x12#\n" +
-	"\rspiffe_bundle\x18\x04 \x01(\fR\fspiffeBundle\"\xfb\x02\n" +
+	"\rspiffe_bundle\x18\x04 \x01(\fR\fspiffeBundle\"\xa3\x03\n" +
 	"\tAuthority\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x14\n" +
@@ -2775,11 +2871,19 @@ const file_signet_admin_v1_admin_proto_rawDesc = "" +
 	"\x10connected_agents\x18\n" +
 	" \x01(\x03R\x0fconnectedAgents\x12#\n" +
 	"\rexpiring_soon\x18\v \x01(\bR\fexpiringSoon\x12 \n" +
-	"\vcertificate\x18\f \x01(\fR\vcertificate\"\x18\n" +
-	"\x16ListAuthoritiesRequest\"\x80\x01\n" +
+	"\vcertificate\x18\f \x01(\fR\vcertificate\x12&\n" +
+	"\x0fcross_signed_by\x18\r \x01(\tR\rcrossSignedBy\"\x85\x01\n" +
+	"\fRootSchedule\x12\x1c\n" +
+	"\tautomatic\x18\x01 \x01(\bR\tautomatic\x12\x1b\n" +
+	"\tnext_step\x18\x02 \x01(\tR\bnextStep\x12 \n" +
+	"\fnext_step_at\x18\x03 \x01(\x03R\n" +
+	"nextStepAt\x12\x18\n" +
+	"\awaiting\x18\x04 \x01(\tR\awaiting\"\x18\n" +
+	"\x16ListAuthoritiesRequest\"\xc4\x01\n" +
 	"\x17ListAuthoritiesResponse\x12<\n" +
 	"\vauthorities\x18\x01 \x03(\v2\x1a.signet.admin.v1.AuthorityR\vauthorities\x12'\n" +
-	"\x0fbundle_revision\x18\x02 \x01(\x03R\x0ebundleRevision\"\x9e\x01\n" +
+	"\x0fbundle_revision\x18\x02 \x01(\x03R\x0ebundleRevision\x12B\n" +
+	"\rroot_schedule\x18\x03 \x01(\v2\x1d.signet.admin.v1.RootScheduleR\frootSchedule\"\x9e\x01\n" +
 	"\x12PrepareRootRequest\x12\x19\n" +
 	"\bcert_pem\x18\x01 \x01(\fR\acertPem\x12\x17\n" +
 	"\akey_pem\x18\x02 \x01(\fR\x06keyPem\x12\x19\n" +
@@ -2906,7 +3010,7 @@ func file_signet_admin_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_signet_admin_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_signet_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
+var file_signet_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
 var file_signet_admin_v1_admin_proto_goTypes = []any{
 	(MTLSMode)(0),                    // 0: signet.admin.v1.MTLSMode
 	(*CreateJoinTokenRequest)(nil),   // 1: signet.admin.v1.CreateJoinTokenRequest
@@ -2931,29 +3035,30 @@ var file_signet_admin_v1_admin_proto_goTypes = []any{
 	(*GetBundleRequest)(nil),         // 20: signet.admin.v1.GetBundleRequest
 	(*GetBundleResponse)(nil),        // 21: signet.admin.v1.GetBundleResponse
 	(*Authority)(nil),                // 22: signet.admin.v1.Authority
-	(*ListAuthoritiesRequest)(nil),   // 23: signet.admin.v1.ListAuthoritiesRequest
-	(*ListAuthoritiesResponse)(nil),  // 24: signet.admin.v1.ListAuthoritiesResponse
-	(*PrepareRootRequest)(nil),       // 25: signet.admin.v1.PrepareRootRequest
-	(*PrepareRootResponse)(nil),      // 26: signet.admin.v1.PrepareRootResponse
-	(*ActivateRootRequest)(nil),      // 27: signet.admin.v1.ActivateRootRequest
-	(*ActivateRootResponse)(nil),     // 28: signet.admin.v1.ActivateRootResponse
-	(*RetireRootRequest)(nil),        // 29: signet.admin.v1.RetireRootRequest
-	(*RetireRootResponse)(nil),       // 30: signet.admin.v1.RetireRootResponse
-	(*MTLSPolicy)(nil),               // 31: signet.admin.v1.MTLSPolicy
-	(*SetMTLSPolicyRequest)(nil),     // 32: signet.admin.v1.SetMTLSPolicyRequest
-	(*SetMTLSPolicyResponse)(nil),    // 33: signet.admin.v1.SetMTLSPolicyResponse
-	(*ListMTLSPoliciesRequest)(nil),  // 34: signet.admin.v1.ListMTLSPoliciesRequest
-	(*ListMTLSPoliciesResponse)(nil), // 35: signet.admin.v1.ListMTLSPoliciesResponse
-	(*DeleteMTLSPolicyRequest)(nil),  // 36: signet.admin.v1.DeleteMTLSPolicyRequest
-	(*DeleteMTLSPolicyResponse)(nil), // 37: signet.admin.v1.DeleteMTLSPolicyResponse
-	(*WorkloadMTLSStatus)(nil),       // 38: signet.admin.v1.WorkloadMTLSStatus
-	(*PortMTLSStatus)(nil),           // 39: signet.admin.v1.PortMTLSStatus
-	(*GetMTLSStatusRequest)(nil),     // 40: signet.admin.v1.GetMTLSStatusRequest
-	(*GetMTLSStatusResponse)(nil),    // 41: signet.admin.v1.GetMTLSStatusResponse
-	(*ExportAuditRequest)(nil),       // 42: signet.admin.v1.ExportAuditRequest
-	(*ExportAuditResponse)(nil),      // 43: signet.admin.v1.ExportAuditResponse
-	(*PruneAuditRequest)(nil),        // 44: signet.admin.v1.PruneAuditRequest
-	(*PruneAuditResponse)(nil),       // 45: signet.admin.v1.PruneAuditResponse
+	(*RootSchedule)(nil),             // 23: signet.admin.v1.RootSchedule
+	(*ListAuthoritiesRequest)(nil),   // 24: signet.admin.v1.ListAuthoritiesRequest
+	(*ListAuthoritiesResponse)(nil),  // 25: signet.admin.v1.ListAuthoritiesResponse
+	(*PrepareRootRequest)(nil),       // 26: signet.admin.v1.PrepareRootRequest
+	(*PrepareRootResponse)(nil),      // 27: signet.admin.v1.PrepareRootResponse
+	(*ActivateRootRequest)(nil),      // 28: signet.admin.v1.ActivateRootRequest
+	(*ActivateRootResponse)(nil),     // 29: signet.admin.v1.ActivateRootResponse
+	(*RetireRootRequest)(nil),        // 30: signet.admin.v1.RetireRootRequest
+	(*RetireRootResponse)(nil),       // 31: signet.admin.v1.RetireRootResponse
+	(*MTLSPolicy)(nil),               // 32: signet.admin.v1.MTLSPolicy
+	(*SetMTLSPolicyRequest)(nil),     // 33: signet.admin.v1.SetMTLSPolicyRequest
+	(*SetMTLSPolicyResponse)(nil),    // 34: signet.admin.v1.SetMTLSPolicyResponse
+	(*ListMTLSPoliciesRequest)(nil),  // 35: signet.admin.v1.ListMTLSPoliciesRequest
+	(*ListMTLSPoliciesResponse)(nil), // 36: signet.admin.v1.ListMTLSPoliciesResponse
+	(*DeleteMTLSPolicyRequest)(nil),  // 37: signet.admin.v1.DeleteMTLSPolicyRequest
+	(*DeleteMTLSPolicyResponse)(nil), // 38: signet.admin.v1.DeleteMTLSPolicyResponse
+	(*WorkloadMTLSStatus)(nil),       // 39: signet.admin.v1.WorkloadMTLSStatus
+	(*PortMTLSStatus)(nil),           // 40: signet.admin.v1.PortMTLSStatus
+	(*GetMTLSStatusRequest)(nil),     // 41: signet.admin.v1.GetMTLSStatusRequest
+	(*GetMTLSStatusResponse)(nil),    // 42: signet.admin.v1.GetMTLSStatusResponse
+	(*ExportAuditRequest)(nil),       // 43: signet.admin.v1.ExportAuditRequest
+	(*ExportAuditResponse)(nil),      // 44: signet.admin.v1.ExportAuditResponse
+	(*PruneAuditRequest)(nil),        // 45: signet.admin.v1.PruneAuditRequest
+	(*PruneAuditResponse)(nil),       // 46: signet.admin.v1.PruneAuditResponse
 }
 var file_signet_admin_v1_admin_proto_depIdxs = []int32{
 	3,  // 0: signet.admin.v1.CreateEntriesRequest.entries:type_name -> signet.admin.v1.Entry
@@ -2963,60 +3068,61 @@ var file_signet_admin_v1_admin_proto_depIdxs = []int32{
 	12, // 4: signet.admin.v1.ListNodesResponse.nodes:type_name -> signet.admin.v1.Node
 	17, // 5: signet.admin.v1.ListSVIDsResponse.svids:type_name -> signet.admin.v1.SVID
 	22, // 6: signet.admin.v1.ListAuthoritiesResponse.authorities:type_name -> signet.admin.v1.Authority
-	22, // 7: signet.admin.v1.PrepareRootResponse.authority:type_name -> signet.admin.v1.Authority
-	22, // 8: signet.admin.v1.ActivateRootResponse.authority:type_name -> signet.admin.v1.Authority
-	22, // 9: signet.admin.v1.RetireRootResponse.authority:type_name -> signet.admin.v1.Authority
-	0,  // 10: signet.admin.v1.MTLSPolicy.mode:type_name -> signet.admin.v1.MTLSMode
-	31, // 11: signet.admin.v1.SetMTLSPolicyRequest.policy:type_name -> signet.admin.v1.MTLSPolicy
-	31, // 12: signet.admin.v1.SetMTLSPolicyResponse.policy:type_name -> signet.admin.v1.MTLSPolicy
-	31, // 13: signet.admin.v1.ListMTLSPoliciesResponse.policies:type_name -> signet.admin.v1.MTLSPolicy
-	0,  // 14: signet.admin.v1.WorkloadMTLSStatus.mode:type_name -> signet.admin.v1.MTLSMode
-	39, // 15: signet.admin.v1.WorkloadMTLSStatus.ports:type_name -> signet.admin.v1.PortMTLSStatus
-	0,  // 16: signet.admin.v1.PortMTLSStatus.mode:type_name -> signet.admin.v1.MTLSMode
-	38, // 17: signet.admin.v1.GetMTLSStatusResponse.workloads:type_name -> signet.admin.v1.WorkloadMTLSStatus
-	1,  // 18: signet.admin.v1.AdminService.CreateJoinToken:input_type -> signet.admin.v1.CreateJoinTokenRequest
-	4,  // 19: signet.admin.v1.AdminService.CreateEntries:input_type -> signet.admin.v1.CreateEntriesRequest
-	6,  // 20: signet.admin.v1.AdminService.ListEntries:input_type -> signet.admin.v1.ListEntriesRequest
-	8,  // 21: signet.admin.v1.AdminService.GetEntry:input_type -> signet.admin.v1.GetEntryRequest
-	10, // 22: signet.admin.v1.AdminService.DeleteEntry:input_type -> signet.admin.v1.DeleteEntryRequest
-	13, // 23: signet.admin.v1.AdminService.ListNodes:input_type -> signet.admin.v1.ListNodesRequest
-	15, // 24: signet.admin.v1.AdminService.EvictNode:input_type -> signet.admin.v1.EvictNodeRequest
-	18, // 25: signet.admin.v1.AdminService.ListSVIDs:input_type -> signet.admin.v1.ListSVIDsRequest
-	20, // 26: signet.admin.v1.AdminService.GetBundle:input_type -> signet.admin.v1.GetBundleRequest
-	23, // 27: signet.admin.v1.AdminService.ListAuthorities:input_type -> signet.admin.v1.ListAuthoritiesRequest
-	25, // 28: signet.admin.v1.AdminService.PrepareRoot:input_type -> signet.admin.v1.PrepareRootRequest
-	27, // 29: signet.admin.v1.AdminService.ActivateRoot:input_type -> signet.admin.v1.ActivateRootRequest
-	29, // 30: signet.admin.v1.AdminService.RetireRoot:input_type -> signet.admin.v1.RetireRootRequest
-	32, // 31: signet.admin.v1.AdminService.SetMTLSPolicy:input_type -> signet.admin.v1.SetMTLSPolicyRequest
-	34, // 32: signet.admin.v1.AdminService.ListMTLSPolicies:input_type -> signet.admin.v1.ListMTLSPoliciesRequest
-	36, // 33: signet.admin.v1.AdminService.DeleteMTLSPolicy:input_type -> signet.admin.v1.DeleteMTLSPolicyRequest
-	40, // 34: signet.admin.v1.AdminService.GetMTLSStatus:input_type -> signet.admin.v1.GetMTLSStatusRequest
-	42, // 35: signet.admin.v1.AdminService.ExportAudit:input_type -> signet.admin.v1.ExportAuditRequest
-	44, // 36: signet.admin.v1.AdminService.PruneAudit:input_type -> signet.admin.v1.PruneAuditRequest
-	2,  // 37: signet.admin.v1.AdminService.CreateJoinToken:output_type -> signet.admin.v1.CreateJoinTokenResponse
-	5,  // 38: signet.admin.v1.AdminService.CreateEntries:output_type -> signet.admin.v1.CreateEntriesResponse
-	7,  // 39: signet.admin.v1.AdminService.ListEntries:output_type -> signet.admin.v1.ListEntriesResponse
-	9,  // 40: signet.admin.v1.AdminService.GetEntry:output_type -> signet.admin.v1.GetEntryResponse
-	11, // 41: signet.admin.v1.AdminService.DeleteEntry:output_type -> signet.admin.v1.DeleteEntryResponse
-	14, // 42: signet.admin.v1.AdminService.ListNodes:output_type -> signet.admin.v1.ListNodesResponse
-	16, // 43: signet.admin.v1.AdminService.EvictNode:output_type -> signet.admin.v1.EvictNodeResponse
-	19, // 44: signet.admin.v1.AdminService.ListSVIDs:output_type -> signet.admin.v1.ListSVIDsResponse
-	21, // 45: signet.admin.v1.AdminService.GetBundle:output_type -> signet.admin.v1.GetBundleResponse
-	24, // 46: signet.admin.v1.AdminService.ListAuthorities:output_type -> signet.admin.v1.ListAuthoritiesResponse
-	26, // 47: signet.admin.v1.AdminService.PrepareRoot:output_type -> signet.admin.v1.PrepareRootResponse
-	28, // 48: signet.admin.v1.AdminService.ActivateRoot:output_type -> signet.admin.v1.ActivateRootResponse
-	30, // 49: signet.admin.v1.AdminService.RetireRoot:output_type -> signet.admin.v1.RetireRootResponse
-	33, // 50: signet.admin.v1.AdminService.SetMTLSPolicy:output_type -> signet.admin.v1.SetMTLSPolicyResponse
-	35, // 51: signet.admin.v1.AdminService.ListMTLSPolicies:output_type -> signet.admin.v1.ListMTLSPoliciesResponse
-	37, // 52: signet.admin.v1.AdminService.DeleteMTLSPolicy:output_type -> signet.admin.v1.DeleteMTLSPolicyResponse
-	41, // 53: signet.admin.v1.AdminService.GetMTLSStatus:output_type -> signet.admin.v1.GetMTLSStatusResponse
-	43, // 54: signet.admin.v1.AdminService.ExportAudit:output_type -> signet.admin.v1.ExportAuditResponse
-	45, // 55: signet.admin.v1.AdminService.PruneAudit:output_type -> signet.admin.v1.PruneAuditResponse
-	37, // [37:56] is the sub-list for method output_type
-	18, // [18:37] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	23, // 7: signet.admin.v1.ListAuthoritiesResponse.root_schedule:type_name -> signet.admin.v1.RootSchedule
+	22, // 8: signet.admin.v1.PrepareRootResponse.authority:type_name -> signet.admin.v1.Authority
+	22, // 9: signet.admin.v1.ActivateRootResponse.authority:type_name -> signet.admin.v1.Authority
+	22, // 10: signet.admin.v1.RetireRootResponse.authority:type_name -> signet.admin.v1.Authority
+	0,  // 11: signet.admin.v1.MTLSPolicy.mode:type_name -> signet.admin.v1.MTLSMode
+	32, // 12: signet.admin.v1.SetMTLSPolicyRequest.policy:type_name -> signet.admin.v1.MTLSPolicy
+	32, // 13: signet.admin.v1.SetMTLSPolicyResponse.policy:type_name -> signet.admin.v1.MTLSPolicy
+	32, // 14: signet.admin.v1.ListMTLSPoliciesResponse.policies:type_name -> signet.admin.v1.MTLSPolicy
+	0,  // 15: signet.admin.v1.WorkloadMTLSStatus.mode:type_name -> signet.admin.v1.MTLSMode
+	40, // 16: signet.admin.v1.WorkloadMTLSStatus.ports:type_name -> signet.admin.v1.PortMTLSStatus
+	0,  // 17: signet.admin.v1.PortMTLSStatus.mode:type_name -> signet.admin.v1.MTLSMode
+	39, // 18: signet.admin.v1.GetMTLSStatusResponse.workloads:type_name -> signet.admin.v1.WorkloadMTLSStatus
+	1,  // 19: signet.admin.v1.AdminService.CreateJoinToken:input_type -> signet.admin.v1.CreateJoinTokenRequest
+	4,  // 20: signet.admin.v1.AdminService.CreateEntries:input_type -> signet.admin.v1.CreateEntriesRequest
+	6,  // 21: signet.admin.v1.AdminService.ListEntries:input_type -> signet.admin.v1.ListEntriesRequest
+	8,  // 22: signet.admin.v1.AdminService.GetEntry:input_type -> signet.admin.v1.GetEntryRequest
+	10, // 23: signet.admin.v1.AdminService.DeleteEntry:input_type -> signet.admin.v1.DeleteEntryRequest
+	13, // 24: signet.admin.v1.AdminService.ListNodes:input_type -> signet.admin.v1.ListNodesRequest
+	15, // 25: signet.admin.v1.AdminService.EvictNode:input_type -> signet.admin.v1.EvictNodeRequest
+	18, // 26: signet.admin.v1.AdminService.ListSVIDs:input_type -> signet.admin.v1.ListSVIDsRequest
+	20, // 27: signet.admin.v1.AdminService.GetBundle:input_type -> signet.admin.v1.GetBundleRequest
+	24, // 28: signet.admin.v1.AdminService.ListAuthorities:input_type -> signet.admin.v1.ListAuthoritiesRequest
+	26, // 29: signet.admin.v1.AdminService.PrepareRoot:input_type -> signet.admin.v1.PrepareRootRequest
+	28, // 30: signet.admin.v1.AdminService.ActivateRoot:input_type -> signet.admin.v1.ActivateRootRequest
+	30, // 31: signet.admin.v1.AdminService.RetireRoot:input_type -> signet.admin.v1.RetireRootRequest
+	33, // 32: signet.admin.v1.AdminService.SetMTLSPolicy:input_type -> signet.admin.v1.SetMTLSPolicyRequest
+	35, // 33: signet.admin.v1.AdminService.ListMTLSPolicies:input_type -> signet.admin.v1.ListMTLSPoliciesRequest
+	37, // 34: signet.admin.v1.AdminService.DeleteMTLSPolicy:input_type -> signet.admin.v1.DeleteMTLSPolicyRequest
+	41, // 35: signet.admin.v1.AdminService.GetMTLSStatus:input_type -> signet.admin.v1.GetMTLSStatusRequest
+	43, // 36: signet.admin.v1.AdminService.ExportAudit:input_type -> signet.admin.v1.ExportAuditRequest
+	45, // 37: signet.admin.v1.AdminService.PruneAudit:input_type -> signet.admin.v1.PruneAuditRequest
+	2,  // 38: signet.admin.v1.AdminService.CreateJoinToken:output_type -> signet.admin.v1.CreateJoinTokenResponse
+	5,  // 39: signet.admin.v1.AdminService.CreateEntries:output_type -> signet.admin.v1.CreateEntriesResponse
+	7,  // 40: signet.admin.v1.AdminService.ListEntries:output_type -> signet.admin.v1.ListEntriesResponse
+	9,  // 41: signet.admin.v1.AdminService.GetEntry:output_type -> signet.admin.v1.GetEntryResponse
+	11, // 42: signet.admin.v1.AdminService.DeleteEntry:output_type -> signet.admin.v1.DeleteEntryResponse
+	14, // 43: signet.admin.v1.AdminService.ListNodes:output_type -> signet.admin.v1.ListNodesResponse
+	16, // 44: signet.admin.v1.AdminService.EvictNode:output_type -> signet.admin.v1.EvictNodeResponse
+	19, // 45: signet.admin.v1.AdminService.ListSVIDs:output_type -> signet.admin.v1.ListSVIDsResponse
+	21, // 46: signet.admin.v1.AdminService.GetBundle:output_type -> signet.admin.v1.GetBundleResponse
+	25, // 47: signet.admin.v1.AdminService.ListAuthorities:output_type -> signet.admin.v1.ListAuthoritiesResponse
+	27, // 48: signet.admin.v1.AdminService.PrepareRoot:output_type -> signet.admin.v1.PrepareRootResponse
+	29, // 49: signet.admin.v1.AdminService.ActivateRoot:output_type -> signet.admin.v1.ActivateRootResponse
+	31, // 50: signet.admin.v1.AdminService.RetireRoot:output_type -> signet.admin.v1.RetireRootResponse
+	34, // 51: signet.admin.v1.AdminService.SetMTLSPolicy:output_type -> signet.admin.v1.SetMTLSPolicyResponse
+	36, // 52: signet.admin.v1.AdminService.ListMTLSPolicies:output_type -> signet.admin.v1.ListMTLSPoliciesResponse
+	38, // 53: signet.admin.v1.AdminService.DeleteMTLSPolicy:output_type -> signet.admin.v1.DeleteMTLSPolicyResponse
+	42, // 54: signet.admin.v1.AdminService.GetMTLSStatus:output_type -> signet.admin.v1.GetMTLSStatusResponse
+	44, // 55: signet.admin.v1.AdminService.ExportAudit:output_type -> signet.admin.v1.ExportAuditResponse
+	46, // 56: signet.admin.v1.AdminService.PruneAudit:output_type -> signet.admin.v1.PruneAuditResponse
+	38, // [38:57] is the sub-list for method output_type
+	19, // [19:38] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_signet_admin_v1_admin_proto_init() }
@@ -3030,7 +3136,7 @@ func file_signet_admin_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_signet_admin_v1_admin_proto_rawDesc), len(file_signet_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   45,
+			NumMessages:   46,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
