@@ -49,6 +49,9 @@ const (
 	MetricStoreCommitDuration = "signet_store_commit_duration_seconds"
 	// MetricNodeAPIRequests counts node API calls by method and code.
 	MetricNodeAPIRequests = "signet_node_api_requests_total"
+	// MetricStoreGroupCommitCalls is how many Batch calls (recordings of
+	// issued SVIDs, mostly) each group commit carried.
+	MetricStoreGroupCommitCalls = "signet_store_group_commit_calls"
 )
 
 // Histogram buckets, in seconds. Signing with a soft key takes well under a
@@ -71,6 +74,7 @@ type Metrics struct {
 	mintDuration *prometheus.HistogramVec
 	attestations *prometheus.CounterVec
 	storeCommit  *prometheus.HistogramVec
+	groupCommit  prometheus.Histogram
 	requests     *prometheus.CounterVec
 	state        *stateCollector
 }
@@ -97,6 +101,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Time from requesting a read-write store transaction to its durable commit, by op (update, batch).",
 			Buckets: commitBuckets,
 		}, []string{"op"}),
+		groupCommit: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    MetricStoreGroupCommitCalls,
+			Help:    "Batch calls carried by each group commit (one fsync): above 1 under load.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 10),
+		}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: MetricNodeAPIRequests,
 			Help: "Node API calls, by method and gRPC status code: shows how well agents batch.",
@@ -113,7 +122,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, r := range []string{api.AttestSuccess, api.AttestUnknownToken, api.AttestExpiredToken, api.AttestInvalid, api.AttestError} {
 		m.attestations.WithLabelValues(r)
 	}
-	reg.MustRegister(m.svidsIssued, m.mintDuration, m.attestations, m.storeCommit, m.requests, m.state)
+	reg.MustRegister(m.svidsIssued, m.mintDuration, m.attestations, m.storeCommit, m.groupCommit, m.requests, m.state)
 	return m
 }
 
@@ -129,6 +138,14 @@ func (m *Metrics) nodeHooks() api.NodeMetrics {
 		},
 		NodeAttested: func(result string) { m.attestations.WithLabelValues(result).Inc() },
 	}
+}
+
+// groupCommitHook returns the store's OnGroupCommit; nil for a nil m.
+func (m *Metrics) groupCommitHook() func(int) {
+	if m == nil {
+		return nil
+	}
+	return func(calls int) { m.groupCommit.Observe(float64(calls)) }
 }
 
 // instrument returns st with its commits timed; st itself for a nil m.

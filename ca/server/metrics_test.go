@@ -161,6 +161,10 @@ func TestMetrics(t *testing.T) {
 	if got, _ := gauge(t, reg, MetricStoreCommitDuration, map[string]string{"op": "update"}); got < 3 {
 		t.Errorf("%s{op=update} count = %v, want at least 3 (token, attestation, entry)", MetricStoreCommitDuration, got)
 	}
+	// The mint's recording was a group commit of its own.
+	if got, _ := gauge(t, reg, MetricStoreGroupCommitCalls, nil); got < 1 {
+		t.Errorf("%s count = %v, want at least 1", MetricStoreGroupCommitCalls, got)
+	}
 
 	if got, ok := gauge(t, reg, MetricEntries, nil); !ok || got != 1 {
 		t.Errorf("%s = %v (present %v), want 1", MetricEntries, got, ok)

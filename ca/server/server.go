@@ -139,7 +139,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: key manager: %w", err)
 	}
-	st, err := store.Open(filepath.Join(cfg.DataDir, DBFile), store.Options{Logger: cfg.Logger, NoSync: cfg.StoreNoSync})
+	st, err := store.Open(filepath.Join(cfg.DataDir, DBFile), store.Options{Logger: cfg.Logger, NoSync: cfg.StoreNoSync, OnGroupCommit: cfg.Metrics.groupCommitHook()})
 	if err != nil {
 		return nil, fmt.Errorf("server: opening store: %w", err)
 	}

@@ -171,6 +171,9 @@ func (b *Bolt) lead() {
 		err = b.txErr("committing batch", err)
 		if err == nil {
 			b.notify(revised, audited)
+			if b.onGroupCommit != nil {
+				b.onGroupCommit(len(calls))
+			}
 		}
 		for _, c := range calls {
 			c.deliver(batchResult{err: err})

@@ -32,6 +32,10 @@ type Options struct {
 	MaxCommitDelay time.Duration
 	// Clock times that wait. Nil means the wall clock.
 	Clock clock.Clock
+	// OnGroupCommit, if set, is called after each group commit with the
+	// number of Batch calls it carried: how well concurrent writers share
+	// fsyncs. It must be quick.
+	OnGroupCommit func(calls int)
 }
 
 // DefaultMaxCommitDelay is the default Options.MaxCommitDelay: a group
@@ -71,6 +75,7 @@ type Bolt struct {
 	// group commit; only the writer touches them.
 	clock          clock.Clock
 	maxCommitDelay time.Duration
+	onGroupCommit  func(calls int)
 	lastGroupSize  int
 	lastCommit     time.Duration
 
@@ -132,6 +137,7 @@ func Open(path string, opts Options) (*Bolt, error) {
 		log:            logger,
 		clock:          clock.OrReal(opts.Clock),
 		maxCommitDelay: maxDelay,
+		onGroupCommit:  opts.OnGroupCommit,
 		writer:         make(chan struct{}, 1),
 		subs:           subscribers{chans: make(map[chan struct{}]struct{})},
 		auditSubs:      subscribers{chans: make(map[chan struct{}]struct{})},
