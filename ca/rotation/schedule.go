@@ -100,7 +100,8 @@ func (m *Manager) scheduleRoots(ctx context.Context) {
 		return
 	}
 	note, life, err := m.scheduleStep(ctx, now)
-	m.schedule.next = now.Add(min(scheduleEvery, max(life/100, checkInterval)))
+	// Half a tick early, so that jitter in Run's ticks never skips a look.
+	m.schedule.next = now.Add(min(scheduleEvery, max(life/100, checkInterval)) - checkInterval/2)
 	switch {
 	case err != nil && errors.Is(err, ErrUnsafe):
 		note = err.Error()

@@ -257,3 +257,32 @@ func TestScheduleStatus(t *testing.T) {
 		t.Errorf("Schedule() without the schedule = %+v, %v; want nothing", got, err)
 	}
 }
+
+// TestScheduleLooksEveryTick: for short roots the schedule looks at every
+// one of Run's ticks, even when the ticks come a little early, so a step is
+// never taken more than a tick after it is due. (A look skipped to jitter
+// once made a 90-second root expire before its successor was activated.)
+func TestScheduleLooksEveryTick(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t)
+	in := e.startMemKeys(t, newMemKeys(), rotation.Config{
+		RootTTL: 10 * time.Minute, AutoRotateRoots: true, ConnectedAgents: func() map[string]int64 { return nil },
+	})
+	root := find(authorities(t, in.store), store.KindRoot, store.StateActive)
+	due := root.NotBefore.Add(root.NotAfter.Sub(root.NotBefore) / 2)
+	const tick = 10*time.Second - 10*time.Millisecond // a tick that fires a little early
+	for {
+		e.clock.Advance(tick)
+		in.m.Tick(ctx)
+		if find(authorities(t, in.store), store.KindRoot, store.StatePrepared) != nil {
+			break
+		}
+		if late := e.clock.Now().Sub(due); late > tick {
+			t.Fatalf("no root prepared %v after it was due", late)
+		}
+	}
+	if late := e.clock.Now().Sub(due); late < 0 || late > tick {
+		t.Errorf("root prepared %v after it was due, want within one tick", late)
+	}
+}

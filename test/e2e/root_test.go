@@ -443,6 +443,9 @@ func TestRootRotationAutomatic(t *testing.T) {
 	fetchUntil(t, b, 30*time.Second, hasOnly(clientID.String()))
 	loop := startMTLSLoop(t, x509Source(t, a), x509Source(t, b), serverID, clientID, 50*time.Millisecond)
 	first := checkStates(t, s.authorities(t))
+	if out := s.cli(t, "root", "status"); !strings.Contains(out, "root rotation: automatic; next: prepare at ") {
+		t.Errorf("root status does not show the schedule's next step:\n%s", out)
+	}
 
 	// Prepared at 45 s, activated at 75 s, retired once the SVIDs moved.
 	waitFor(t, 120*time.Second, "the first root retired by the schedule", func() bool {
