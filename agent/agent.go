@@ -84,6 +84,9 @@ type Agent struct {
 	pendingMu sync.Mutex
 	pending   map[string]bool
 	wake      chan struct{}
+	// caBack is signalled when the entry sync stream (re)connects: the CA
+	// is reachable, so a mint retry need not wait out its backoff.
+	caBack chan struct{}
 
 	// rotateAt is when each entry's current SVID should be replaced.
 	rotateMu  sync.Mutex
@@ -128,6 +131,7 @@ func New(cfg Config) (*Agent, error) {
 		cache:     cfg.Cache,
 		pending:   map[string]bool{},
 		wake:      make(chan struct{}, 1),
+		caBack:    make(chan struct{}, 1),
 		rotateAt:  map[string]time.Time{},
 		rescedule: make(chan struct{}, 1),
 		mtls:      newMTLSState(),
@@ -263,10 +267,16 @@ func (a *Agent) syncOnce(ctx context.Context, b *backoff.Backoff) error {
 	if err != nil {
 		return err
 	}
-	for {
+	for first := true; ; first = false {
 		msg, err := stream.Recv()
 		if err != nil {
 			return err
+		}
+		if first {
+			select {
+			case a.caBack <- struct{}{}:
+			default:
+			}
 		}
 		b.Reset()
 		a.cfg.Metrics.setConnected(true)
@@ -408,10 +418,10 @@ func (a *Agent) mintLoop(ctx context.Context) error {
 				return nil
 			}
 			a.queueMint(ids...)
-			d := b.Next()
+			d := a.mintRetryDelay(b, ids)
 			a.cfg.Metrics.setBackoff(opMint, d)
 			a.log.Warn("minting SVIDs failed; retrying", "count", len(ids), "error", err, "retry_in", d)
-			if backoff.Sleep(ctx, a.cfg.Clock, d) != nil {
+			if !a.waitMintRetry(ctx, b, d) {
 				return nil
 			}
 			continue
@@ -419,6 +429,45 @@ func (a *Agent) mintLoop(ctx context.Context) error {
 		b.Reset()
 		a.cfg.Metrics.setBackoff(opMint, 0)
 	}
+}
+
+// mintRetryDelay is the backoff's next delay, but never more than a
+// quarter of the time left to the earliest expiry among the SVIDs being
+// replaced: a backoff sized for a long CA outage must not let an SVID
+// lapse minutes after the CA came back. SVIDs of an hour leave more than
+// the backoff's cap, so only SVIDs about to expire retry faster.
+func (a *Agent) mintRetryDelay(b *backoff.Backoff, ids []string) time.Duration {
+	d := b.Next()
+	now := a.cfg.Clock.Now()
+	for _, id := range ids {
+		svid := a.cache.SVID(id)
+		if svid == nil {
+			continue
+		}
+		if left := svid.Certificates[0].NotAfter.Sub(now); left > 0 {
+			d = min(d, max(left/4, minMintRetry))
+		}
+	}
+	return d
+}
+
+// minMintRetry is the shortest delay between mint attempts.
+const minMintRetry = 100 * time.Millisecond
+
+// waitMintRetry waits d before the next mint attempt, or less if the entry
+// sync stream reconnects meanwhile: the CA is back, so retry now. It
+// reports false when ctx ended.
+func (a *Agent) waitMintRetry(ctx context.Context, b *backoff.Backoff, d time.Duration) bool {
+	t := a.cfg.Clock.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C():
+	case <-a.caBack:
+		b.Reset()
+	}
+	return true
 }
 
 func (a *Agent) mint(ctx context.Context, ids []string) error {
