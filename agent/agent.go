@@ -500,6 +500,15 @@ func (a *Agent) mint(ctx context.Context, ids []string) error {
 		// node now instead of holding it at the high-water mark.
 		defer debug.FreeOSMemory()
 	}
+	// Publish the batch to the cache as one change: a workload entitled to
+	// all of it gets one update, not one per SVID.
+	var minted []cache.EntrySVID
+	for _, r := range results {
+		if r.Err == nil {
+			minted = append(minted, cache.EntrySVID{EntryID: r.EntryID, SVID: r.SVID})
+		}
+	}
+	setErrs := a.cache.SetSVIDs(minted)
 	var retry []string
 	for _, r := range results {
 		if r.Err != nil {
@@ -515,10 +524,12 @@ func (a *Agent) mint(ctx context.Context, ids []string) error {
 			continue
 		}
 		leaf := r.SVID.Certificates[0]
-		if err := a.cache.SetSVID(r.EntryID, r.SVID); err != nil {
+		setErr := setErrs[0]
+		setErrs = setErrs[1:]
+		if setErr != nil {
 			// The entry changed or went away while this mint was in
 			// flight; the change queued its own mint.
-			a.log.Debug("discarding minted SVID", "entry_id", r.EntryID, "error", err)
+			a.log.Debug("discarding minted SVID", "entry_id", r.EntryID, "error", setErr)
 			continue
 		}
 		a.scheduleRotation(r.EntryID, leaf)

@@ -277,25 +277,47 @@ func (c *Cache) Entries() []Entry {
 // entry is gone, and with ErrSVIDMismatch when the SVID's SPIFFE ID or DNS
 // names are no longer the entry's (it was minted for an older version).
 func (c *Cache) SetSVID(entryID string, svid *x509svid.SVID) error {
-	if svid == nil || len(svid.Certificates) == 0 || svid.Certificates[0] == nil || svid.PrivateKey == nil {
-		return wrapErr(ErrInvalidSVID)
-	}
+	return c.SetSVIDs([]EntrySVID{{EntryID: entryID, SVID: svid}})[0]
+}
+
+// EntrySVID is an SVID for an entry, as SetSVIDs takes them.
+type EntrySVID struct {
+	EntryID string
+	SVID    *x509svid.SVID
+}
+
+// SetSVIDs is SetSVID for a batch, such as the SVIDs of one mint call: each
+// affected subscriber is told once, with all of them, instead of once per
+// SVID. It returns SetSVID's error for each, nil for those stored.
+func (c *Cache) SetSVIDs(svids []EntrySVID) []error {
+	errs := make([]error, len(svids))
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	rec, ok := c.records[entryID]
-	if !ok {
-		return wrapErr(ErrUnknownEntry)
-	}
-	if svid.ID != rec.entry.SPIFFEID || !sameDNSNames(svid.Certificates[0].DNSNames, rec.entry.DNSNames) {
-		return wrapErr(ErrSVIDMismatch)
-	}
 	now := c.clock.Now()
-	wasIdentity := usable(rec.svid, now)
-	rec.svid = svid
-	if wasIdentity || usable(svid, now) {
-		c.notify(rec.groups)
+	wake := make(map[*group]struct{})
+	for i, s := range svids {
+		svid := s.SVID
+		if svid == nil || len(svid.Certificates) == 0 || svid.Certificates[0] == nil || svid.PrivateKey == nil {
+			errs[i] = wrapErr(ErrInvalidSVID)
+			continue
+		}
+		rec, ok := c.records[s.EntryID]
+		if !ok {
+			errs[i] = wrapErr(ErrUnknownEntry)
+			continue
+		}
+		if svid.ID != rec.entry.SPIFFEID || !sameDNSNames(svid.Certificates[0].DNSNames, rec.entry.DNSNames) {
+			errs[i] = wrapErr(ErrSVIDMismatch)
+			continue
+		}
+		wasIdentity := usable(rec.svid, now)
+		rec.svid = svid
+		if wasIdentity || usable(svid, now) {
+			addAll(wake, rec.groups)
+		}
 	}
-	return nil
+	c.notify(wake)
+	return errs
 }
 
 // SVID returns the SVID held for entryID, expired or not, or nil.

@@ -344,6 +344,46 @@ func TestSubscribersShareUpdates(t *testing.T) {
 	}
 }
 
+// TestSetSVIDsOneUpdate: a batch of SVIDs reaches a subscriber entitled
+// to all of them as one update; a refused SVID does not stop the others.
+func TestSetSVIDsOneUpdate(t *testing.T) {
+	c, _ := newCache(t)
+	var entries []cache.Entry
+	for _, id := range []string{"a", "b", "c"} {
+		entries = append(entries, entry(id, "/"+id, "unix:uid:1"))
+	}
+	c.ApplyEntries(true, entries, nil)
+	if err := c.SetBundle(bundle(1), nil, 1); err != nil {
+		t.Fatal(err)
+	}
+	mustSetSVID(t, c, entries[0], 1, start.Add(time.Hour))
+	sub := c.Subscribe([]string{"unix:uid:1"})
+	defer sub.Close()
+	<-sub.Updates()
+
+	var deliveries []*cache.Update // SubscribeFunc sees every offer, unlike a channel
+	counted := c.SubscribeFunc([]string{"unix:uid:1"}, func(u *cache.Update) { deliveries = append(deliveries, u) })
+	defer counted.Close()
+	deliveries = nil
+
+	errs := c.SetSVIDs([]cache.EntrySVID{
+		{EntryID: "b", SVID: svid(entries[1].SPIFFEID, 2, start.Add(time.Hour))},
+		{EntryID: "gone", SVID: svid(entries[1].SPIFFEID, 3, start.Add(time.Hour))},
+		{EntryID: "c", SVID: svid(entries[2].SPIFFEID, 4, start.Add(time.Hour))},
+	})
+	if errs[0] != nil || !errors.Is(errs[1], cache.ErrUnknownEntry) || errs[2] != nil {
+		t.Errorf("SetSVIDs errors = %v, want nil, ErrUnknownEntry, nil", errs)
+	}
+	want := summary{Entries: []string{"a", "b", "c"}, Identities: []string{"a#1", "b#2", "c#4"}, Bundle: 1, Revision: 1}
+	if diff := cmp.Diff(want, next(t, sub)); diff != "" {
+		t.Errorf("update after the batch (-want +got):\n%s", diff)
+	}
+	none(t, "after the batch's one update", sub)
+	if len(deliveries) != 1 {
+		t.Errorf("the batch was delivered as %d updates, want 1", len(deliveries))
+	}
+}
+
 func TestDeleteEntry(t *testing.T) {
 	c, _ := newCache(t)
 	later := start.Add(time.Hour)
