@@ -47,33 +47,67 @@ func (m *Manager) Schedule(ctx context.Context) (ScheduleStatus, error) {
 	if !st.Automatic {
 		return st, nil
 	}
-	var auths []*store.Authority
-	err := m.cfg.Store.View(ctx, func(tx store.Tx) (err error) {
-		auths, err = tx.ListAuthorities()
-		return err
-	})
+	auths, err := m.readAuthorities(ctx)
 	if err != nil {
-		return st, wrapErr("reading authorities: %w", err)
+		return st, err
 	}
 	m.mu.Lock()
 	st.Waiting = m.schedule.note
 	m.mu.Unlock()
-	active := rootsIn(auths, store.StateActive)
-	if len(active) != 1 {
-		return st, nil
-	}
-	root := active[0]
-	switch retiring, prepared := rootsIn(auths, store.StateRetiring), rootsIn(auths, store.StatePrepared); {
-	case len(retiring) > 0:
-		st.NextStep = "retire " + retiring[0].ID
-	case len(prepared) > 0:
-		st.NextStep, st.NextStepAt = "activate "+prepared[0].ID, lifePoint(root.NotBefore, root.NotAfter, 5, 6)
-	case root.Imported:
-		st.Waiting = importedNote(root)
+	step, ok := nextRootStep(auths)
+	switch {
+	case !ok:
+	case step.action == "":
+		st.Waiting = importedNote(step.root)
+	case step.target != nil:
+		st.NextStep, st.NextStepAt = step.action+" "+step.target.ID, step.due
 	default:
-		st.NextStep, st.NextStepAt = "prepare", lifePoint(root.NotBefore, root.NotAfter, 1, 2)
+		st.NextStep, st.NextStepAt = step.action, step.due
 	}
 	return st, nil
+}
+
+// rootStep is the automatic schedule's next step for a set of authorities.
+type rootStep struct {
+	// action is "prepare", "activate" or "retire"; empty when the active
+	// root is imported and is left to the operator.
+	action string
+	root   *store.Authority // the active root, which times the schedule
+	target *store.Authority // the root activated or retired
+	due    time.Time        // zero: as soon as the step's checks allow
+}
+
+// nextRootStep decides the schedule's next step (see scheduleRoots); ok is
+// false without a single active root to time it by.
+func nextRootStep(auths []*store.Authority) (step rootStep, ok bool) {
+	active := rootsIn(auths, store.StateActive)
+	if len(active) != 1 {
+		return rootStep{}, false
+	}
+	root := active[0]
+	step.root = root
+	switch retiring, prepared := rootsIn(auths, store.StateRetiring), rootsIn(auths, store.StatePrepared); {
+	case len(retiring) > 0:
+		step.action, step.target = "retire", retiring[0]
+	case len(prepared) > 0:
+		step.action, step.target, step.due = "activate", prepared[0], lifePoint(root.NotBefore, root.NotAfter, 5, 6)
+	case root.Imported:
+		step.due = lifePoint(root.NotBefore, root.NotAfter, 1, 2)
+	default:
+		step.action, step.due = "prepare", lifePoint(root.NotBefore, root.NotAfter, 1, 2)
+	}
+	return step, true
+}
+
+func (m *Manager) readAuthorities(ctx context.Context) (auths []*store.Authority, err error) {
+	err = m.cfg.Store.View(ctx, func(tx store.Tx) error {
+		auths, err = tx.ListAuthorities()
+		return err
+	})
+	if err != nil {
+		return nil, wrapErr("reading authorities: %w", err)
+	}
+	return auths, nil
 }
 
 func importedNote(root *store.Authority) string {
@@ -103,7 +137,7 @@ func (m *Manager) scheduleRoots(ctx context.Context) {
 	// Half a tick early, so that jitter in Run's ticks never skips a look.
 	m.schedule.next = now.Add(min(scheduleEvery, max(life/100, checkInterval)) - checkInterval/2)
 	switch {
-	case err != nil && errors.Is(err, ErrUnsafe):
+	case errors.Is(err, ErrUnsafe):
 		note = err.Error()
 	case err != nil:
 		if ctx.Err() == nil {
@@ -124,37 +158,27 @@ func (m *Manager) scheduleRoots(ctx context.Context) {
 // waiting when a step is due but cannot be taken yet, and the lifetime of
 // the active root.
 func (m *Manager) scheduleStep(ctx context.Context, now time.Time) (waiting string, life time.Duration, err error) {
-	var auths []*store.Authority
-	err = m.cfg.Store.View(ctx, func(tx store.Tx) error {
-		auths, err = tx.ListAuthorities()
-		return err
-	})
+	auths, err := m.readAuthorities(ctx)
 	if err != nil {
 		return "", 0, err
 	}
-	active := rootsIn(auths, store.StateActive)
-	if len(active) != 1 {
-		return "", 0, nil // nothing to measure the schedule by
+	step, ok := nextRootStep(auths)
+	if !ok {
+		return "", 0, nil // nothing to time the schedule by
 	}
-	root := active[0]
-	life = root.NotAfter.Sub(root.NotBefore)
-	if retiring := rootsIn(auths, store.StateRetiring); len(retiring) > 0 {
-		_, err := m.RetireRoot(ctx, RetireParams{ID: retiring[0].ID, Actor: ScheduleActor})
-		return "", life, err
-	}
-	if prepared := rootsIn(auths, store.StatePrepared); len(prepared) > 0 {
-		if now.Before(lifePoint(root.NotBefore, root.NotAfter, 5, 6)) {
-			return "", life, nil
-		}
-		_, err := m.ActivateRoot(ctx, ActivateParams{ID: prepared[0].ID, Agents: m.cfg.ConnectedAgents(), Actor: ScheduleActor})
-		return "", life, err
-	}
-	if now.Before(lifePoint(root.NotBefore, root.NotAfter, 1, 2)) {
+	life = step.root.NotAfter.Sub(step.root.NotBefore)
+	if now.Before(step.due) {
 		return "", life, nil
 	}
-	if root.Imported {
-		return importedNote(root), life, nil
+	switch step.action {
+	case "retire":
+		_, err = m.RetireRoot(ctx, RetireParams{ID: step.target.ID, Actor: ScheduleActor})
+	case "activate":
+		_, err = m.ActivateRoot(ctx, ActivateParams{ID: step.target.ID, Agents: m.cfg.ConnectedAgents(), Actor: ScheduleActor})
+	case "prepare":
+		_, err = m.PrepareRoot(ctx, PrepareParams{Actor: ScheduleActor})
+	default:
+		return importedNote(step.root), life, nil
 	}
-	_, err = m.PrepareRoot(ctx, PrepareParams{Actor: ScheduleActor})
 	return "", life, err
 }

@@ -300,7 +300,7 @@ type protocolStream[Req any] interface {
 // recv. serve returns nil when the client ends the stream.
 func serve[Req any](recv func() (Req, error), src Source, selectors []string, st protocolStream[Req], log *slog.Logger) error {
 	s := &stream[Req]{st: st, log: log}
-	cancel := src.Subscribe(selectors, s.offer)
+	cancel := src.Subscribe(selectors, s.schedule) // the source's notify
 	defer cancel()
 	defer s.end()
 	for {
@@ -331,19 +331,17 @@ type stream[Req any] struct {
 	done bool // the handler returned: nothing may be sent any more
 
 	// schedMu guards the hand-over to the push goroutine. It is never held
-	// while sending, so offer, which the source calls with its own locks
-	// held, does not wait for a slow client.
+	// while sending, so schedule, which the source calls with its own
+	// locks held, does not wait for a slow client.
 	schedMu sync.Mutex
 	pending *Snapshot // newest snapshot st has not taken; nil if none
 	due     bool      // a push is due
 	running bool      // a push goroutine is running
 }
 
-// offer is the Source's notify: it hands snap to the push goroutine.
-func (s *stream[Req]) offer(snap *Snapshot) { s.schedule(snap) }
-
 // schedule makes a push due, with snap as the newest state if not nil,
-// and starts the push goroutine unless it is running.
+// and starts the push goroutine unless it is running. It is the source's
+// notify, and is called after each request with nil.
 func (s *stream[Req]) schedule(snap *Snapshot) {
 	s.schedMu.Lock()
 	if snap != nil {
