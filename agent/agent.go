@@ -29,6 +29,7 @@ import (
 	"github.com/signet-mesh/signet/agent/rotate"
 	"github.com/signet-mesh/signet/internal/backoff"
 	"github.com/signet-mesh/signet/internal/clock"
+	"github.com/signet-mesh/signet/internal/nodeapi"
 	nodev1 "github.com/signet-mesh/signet/proto/signet/node/v1"
 )
 
@@ -232,7 +233,7 @@ func (a *Agent) identity(ctx context.Context) (*x509svid.SVID, []*x509.Certifica
 	if err := saveBundle(a.cfg.DataDir, xb.X509Authorities()); err != nil {
 		return nil, nil, fmt.Errorf("agent: saving bundle: %w", err)
 	}
-	a.log.Info("node attested", "spiffe_id", svid.ID.String(), "serial", fmt.Sprintf("%032x", svid.Certificates[0].SerialNumber), "not_after", svid.Certificates[0].NotAfter)
+	a.log.Info("node attested", "spiffe_id", svid.ID.String(), "serial", nodeapi.FormatSerial(svid.Certificates[0].SerialNumber), "not_after", svid.Certificates[0].NotAfter)
 	return svid, xb.X509Authorities(), nil
 }
 
@@ -536,7 +537,7 @@ func (a *Agent) mint(ctx context.Context, ids []string) error {
 		if renewing[r.EntryID] {
 			a.cfg.Metrics.rotated(kindWorkload)
 		}
-		a.log.Debug("SVID minted", "entry_id", r.EntryID, "spiffe_id", r.SVID.ID.String(), "serial", fmt.Sprintf("%032x", leaf.SerialNumber), "not_after", leaf.NotAfter)
+		a.log.Debug("SVID minted", "entry_id", r.EntryID, "spiffe_id", r.SVID.ID.String(), "serial", nodeapi.FormatSerial(leaf.SerialNumber), "not_after", leaf.NotAfter)
 	}
 	if err != nil {
 		// Requests past the failed batch were not minted.
@@ -668,7 +669,7 @@ func (a *Agent) nodeRenewLoop(ctx context.Context) error {
 			a.mu.Unlock()
 			a.cfg.Metrics.rotated(kindNode)
 			a.cfg.Metrics.setBackoff(opRenew, 0)
-			a.log.Info("node SVID renewed", "spiffe_id", fresh.ID.String(), "serial", fmt.Sprintf("%032x", fresh.Certificates[0].SerialNumber), "not_after", fresh.Certificates[0].NotAfter)
+			a.log.Info("node SVID renewed", "spiffe_id", fresh.ID.String(), "serial", nodeapi.FormatSerial(fresh.Certificates[0].SerialNumber), "not_after", fresh.Certificates[0].NotAfter)
 			return nil
 		}, func(err error, d time.Duration) {
 			a.cfg.Metrics.rotationFailed(kindNode)

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/signet-mesh/signet/internal/nodeapi"
 )
 
 const (
@@ -54,7 +56,7 @@ func NewSerial() (*big.Int, error) {
 
 // FormatSerial renders a serial as the 32 lower-case hex digits that the
 // SVID index and the CLI use.
-func FormatSerial(n *big.Int) string { return fmt.Sprintf("%032x", n) }
+func FormatSerial(n *big.Int) string { return nodeapi.FormatSerial(n) }
 
 // SubjectKeyID computes a key identifier as RFC 5280 section 4.2.1.2
 // method 1: the SHA-1 of the subjectPublicKey BIT STRING. Every signet

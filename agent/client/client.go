@@ -33,17 +33,16 @@ import (
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
 
+	"github.com/signet-mesh/signet/internal/nodeapi"
 	nodev1 "github.com/signet-mesh/signet/proto/signet/node/v1"
 )
 
-// MaxMintBatch is how many CSRs go in one MintX509SVIDs call; it matches
-// the CA's limit.
-const MaxMintBatch = 500
+// MaxMintBatch is how many CSRs go in one MintX509SVIDs call; it is the
+// CA's limit.
+const MaxMintBatch = nodeapi.MaxMintBatch
 
 // ServerID returns the CA's SPIFFE ID in td.
-func ServerID(td spiffeid.TrustDomain) spiffeid.ID {
-	return spiffeid.RequireFromSegments(td, "signet", "server")
-}
+func ServerID(td spiffeid.TrustDomain) spiffeid.ID { return nodeapi.ServerID(td) }
 
 // AttestParams are the inputs of Attest.
 type AttestParams struct {

@@ -27,15 +27,14 @@ import (
 	"github.com/signet-mesh/signet/ca/rotation"
 	"github.com/signet-mesh/signet/ca/store"
 	"github.com/signet-mesh/signet/internal/clock"
+	"github.com/signet-mesh/signet/internal/nodeapi"
 	nodev1 "github.com/signet-mesh/signet/proto/signet/node/v1"
 )
 
 // Limits of the node API, each answered with a clear status.
 const (
-	// MaxMintBatch bounds one MintX509SVIDs call: large enough that an
-	// agent with 1000 new entries needs only a couple of calls, small
-	// enough that one call cannot hold a CPU for long.
-	MaxMintBatch = 500
+	// MaxMintBatch bounds one MintX509SVIDs call (nodeapi.MaxMintBatch).
+	MaxMintBatch = nodeapi.MaxMintBatch
 	// DefaultNodeRate and DefaultNodeBurst bound the calls per second one
 	// node may make (minting, renewal): a misbehaving agent cannot starve
 	// the others. Batching keeps a healthy agent far below it.
@@ -571,13 +570,13 @@ func (s *NodeService) callerNode(ctx context.Context) (spiffeid.ID, *x509.Certif
 func (s *NodeService) authorizeNode(tx store.Tx, id spiffeid.ID, leaf *x509.Certificate) (*store.Node, error) {
 	node, err := tx.GetNode(id.String())
 	if isNotFound(err) {
-		return nil, status.Errorf(codes.PermissionDenied, "node %s is unknown or was evicted", id)
+		return nil, nodeapi.RejectNode(nodeapi.ReasonUnknown, fmt.Sprintf("node %s is unknown or was evicted", id))
 	}
 	if err != nil {
 		return nil, err
 	}
 	if leaf.NotBefore.Before(node.AttestedAt.Add(-attestGrace)) {
-		return nil, status.Errorf(codes.PermissionDenied, "node SVID of %s predates its latest attestation", id)
+		return nil, nodeapi.RejectNode(nodeapi.ReasonSuperseded, fmt.Sprintf("node SVID of %s predates its latest attestation", id))
 	}
 	return node, nil
 }

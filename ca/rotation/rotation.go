@@ -39,9 +39,6 @@ const checkInterval = 10 * time.Second
 // bundle last changed. Agents compare it to the revision they applied.
 const BundleRevisionKey = "bundle_revision"
 
-// ServerPath is the path of the CA server's own SPIFFE ID.
-const ServerPath = "/signet/server"
-
 // Config configures a Manager.
 type Config struct {
 	// Store holds the authorities. Required.

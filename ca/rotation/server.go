@@ -8,16 +8,11 @@ import (
 
 	"github.com/signet-mesh/signet/ca"
 	"github.com/signet-mesh/signet/ca/keys"
+	"github.com/signet-mesh/signet/internal/nodeapi"
 )
 
 // ServerID returns the CA server's SPIFFE ID in td.
-func ServerID(td spiffeid.TrustDomain) spiffeid.ID {
-	id, err := spiffeid.FromPath(td, ServerPath)
-	if err != nil {
-		panic(err) // ServerPath is a valid constant path
-	}
-	return id
-}
+func ServerID(td spiffeid.TrustDomain) spiffeid.ID { return nodeapi.ServerID(td) }
 
 // ServerTLSCertificate returns the CA server's current TLS certificate: an
 // X509-SVID for spiffe://<td>/signet/server signed by the active

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
+
+	"github.com/signet-mesh/signet/internal/nodeapi"
 )
 
 func workloadCommand() *command {
@@ -52,7 +54,7 @@ func runWorkloadFetch(ctx context.Context, env *cliEnv, args []string) error {
 	for _, s := range resp.SVIDs {
 		leaf := s.Certificates[0]
 		out = append(out, workloadSVIDJSON{
-			SPIFFEID: s.ID.String(), Serial: fmt.Sprintf("%032x", leaf.SerialNumber),
+			SPIFFEID: s.ID.String(), Serial: nodeapi.FormatSerial(leaf.SerialNumber),
 			NotBefore: leaf.NotBefore.UTC().Format(time.RFC3339), ExpiresAt: leaf.NotAfter.UTC().Format(time.RFC3339), Hint: s.Hint,
 		})
 	}
