@@ -84,7 +84,10 @@ type CreateJoinTokenRequest struct {
 	TtlSeconds int64 `protobuf:"varint,1,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"`
 	// Optional; the token id otherwise. Becomes the last path segment of the
 	// node's SPIFFE ID.
-	NodeName      string `protobuf:"bytes,2,opt,name=node_name,json=nodeName,proto3" json:"node_name,omitempty"`
+	NodeName string `protobuf:"bytes,2,opt,name=node_name,json=nodeName,proto3" json:"node_name,omitempty"`
+	// Create the token even though a live node has that name. The node is
+	// superseded when the token is used; the audit record names it.
+	Force         bool `protobuf:"varint,3,opt,name=force,proto3" json:"force,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -133,14 +136,25 @@ func (x *CreateJoinTokenRequest) GetNodeName() string {
 	return ""
 }
 
+func (x *CreateJoinTokenRequest) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
+}
+
 type CreateJoinTokenResponse struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Token    string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
 	SpiffeId string                 `protobuf:"bytes,2,opt,name=spiffe_id,json=spiffeId,proto3" json:"spiffe_id,omitempty"`
 	// Unix seconds.
-	ExpiresAt     int64 `protobuf:"varint,3,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ExpiresAt int64 `protobuf:"varint,3,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	// The token's public id (what token list shows and revoke takes).
+	Id string `protobuf:"bytes,4,opt,name=id,proto3" json:"id,omitempty"`
+	// With force: the live node this token will supersede.
+	ReplacedNodeId string `protobuf:"bytes,5,opt,name=replaced_node_id,json=replacedNodeId,proto3" json:"replaced_node_id,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *CreateJoinTokenResponse) Reset() {
@@ -194,6 +208,275 @@ func (x *CreateJoinTokenResponse) GetExpiresAt() int64 {
 	return 0
 }
 
+func (x *CreateJoinTokenResponse) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *CreateJoinTokenResponse) GetReplacedNodeId() string {
+	if x != nil {
+		return x.ReplacedNodeId
+	}
+	return ""
+}
+
+// JoinToken is an unused token as listed: never its secret.
+type JoinToken struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Id       string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	NodeName string                 `protobuf:"bytes,2,opt,name=node_name,json=nodeName,proto3" json:"node_name,omitempty"`
+	SpiffeId string                 `protobuf:"bytes,3,opt,name=spiffe_id,json=spiffeId,proto3" json:"spiffe_id,omitempty"`
+	// Unix seconds.
+	ExpiresAt     int64 `protobuf:"varint,4,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	CreatedAt     int64 `protobuf:"varint,5,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JoinToken) Reset() {
+	*x = JoinToken{}
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinToken) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinToken) ProtoMessage() {}
+
+func (x *JoinToken) ProtoReflect() protoreflect.Message {
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinToken.ProtoReflect.Descriptor instead.
+func (*JoinToken) Descriptor() ([]byte, []int) {
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *JoinToken) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *JoinToken) GetNodeName() string {
+	if x != nil {
+		return x.NodeName
+	}
+	return ""
+}
+
+func (x *JoinToken) GetSpiffeId() string {
+	if x != nil {
+		return x.SpiffeId
+	}
+	return ""
+}
+
+func (x *JoinToken) GetExpiresAt() int64 {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return 0
+}
+
+func (x *JoinToken) GetCreatedAt() int64 {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return 0
+}
+
+type ListJoinTokensRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListJoinTokensRequest) Reset() {
+	*x = ListJoinTokensRequest{}
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListJoinTokensRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListJoinTokensRequest) ProtoMessage() {}
+
+func (x *ListJoinTokensRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListJoinTokensRequest.ProtoReflect.Descriptor instead.
+func (*ListJoinTokensRequest) Descriptor() ([]byte, []int) {
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{3}
+}
+
+type ListJoinTokensResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tokens        []*JoinToken           `protobuf:"bytes,1,rep,name=tokens,proto3" json:"tokens,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListJoinTokensResponse) Reset() {
+	*x = ListJoinTokensResponse{}
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListJoinTokensResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListJoinTokensResponse) ProtoMessage() {}
+
+func (x *ListJoinTokensResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListJoinTokensResponse.ProtoReflect.Descriptor instead.
+func (*ListJoinTokensResponse) Descriptor() ([]byte, []int) {
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ListJoinTokensResponse) GetTokens() []*JoinToken {
+	if x != nil {
+		return x.Tokens
+	}
+	return nil
+}
+
+type RevokeJoinTokenRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Exactly one of id and node_name.
+	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	NodeName      string `protobuf:"bytes,2,opt,name=node_name,json=nodeName,proto3" json:"node_name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeJoinTokenRequest) Reset() {
+	*x = RevokeJoinTokenRequest{}
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeJoinTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeJoinTokenRequest) ProtoMessage() {}
+
+func (x *RevokeJoinTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeJoinTokenRequest.ProtoReflect.Descriptor instead.
+func (*RevokeJoinTokenRequest) Descriptor() ([]byte, []int) {
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *RevokeJoinTokenRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *RevokeJoinTokenRequest) GetNodeName() string {
+	if x != nil {
+		return x.NodeName
+	}
+	return ""
+}
+
+type RevokeJoinTokenResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Revoked       []*JoinToken           `protobuf:"bytes,1,rep,name=revoked,proto3" json:"revoked,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeJoinTokenResponse) Reset() {
+	*x = RevokeJoinTokenResponse{}
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeJoinTokenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeJoinTokenResponse) ProtoMessage() {}
+
+func (x *RevokeJoinTokenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeJoinTokenResponse.ProtoReflect.Descriptor instead.
+func (*RevokeJoinTokenResponse) Descriptor() ([]byte, []int) {
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *RevokeJoinTokenResponse) GetRevoked() []*JoinToken {
+	if x != nil {
+		return x.Revoked
+	}
+	return nil
+}
+
 type Entry struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	Id             string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -212,7 +495,7 @@ type Entry struct {
 
 func (x *Entry) Reset() {
 	*x = Entry{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[2]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -224,7 +507,7 @@ func (x *Entry) String() string {
 func (*Entry) ProtoMessage() {}
 
 func (x *Entry) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[2]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -237,7 +520,7 @@ func (x *Entry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Entry.ProtoReflect.Descriptor instead.
 func (*Entry) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{2}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Entry) GetId() string {
@@ -313,7 +596,7 @@ type CreateEntriesRequest struct {
 
 func (x *CreateEntriesRequest) Reset() {
 	*x = CreateEntriesRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[3]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -325,7 +608,7 @@ func (x *CreateEntriesRequest) String() string {
 func (*CreateEntriesRequest) ProtoMessage() {}
 
 func (x *CreateEntriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[3]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -338,7 +621,7 @@ func (x *CreateEntriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEntriesRequest.ProtoReflect.Descriptor instead.
 func (*CreateEntriesRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{3}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CreateEntriesRequest) GetEntries() []*Entry {
@@ -357,7 +640,7 @@ type CreateEntriesResponse struct {
 
 func (x *CreateEntriesResponse) Reset() {
 	*x = CreateEntriesResponse{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[4]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -369,7 +652,7 @@ func (x *CreateEntriesResponse) String() string {
 func (*CreateEntriesResponse) ProtoMessage() {}
 
 func (x *CreateEntriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[4]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -382,7 +665,7 @@ func (x *CreateEntriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEntriesResponse.ProtoReflect.Descriptor instead.
 func (*CreateEntriesResponse) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{4}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CreateEntriesResponse) GetEntries() []*Entry {
@@ -403,7 +686,7 @@ type ListEntriesRequest struct {
 
 func (x *ListEntriesRequest) Reset() {
 	*x = ListEntriesRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[5]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -415,7 +698,7 @@ func (x *ListEntriesRequest) String() string {
 func (*ListEntriesRequest) ProtoMessage() {}
 
 func (x *ListEntriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[5]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -428,7 +711,7 @@ func (x *ListEntriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEntriesRequest.ProtoReflect.Descriptor instead.
 func (*ListEntriesRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{5}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListEntriesRequest) GetSpiffeId() string {
@@ -454,7 +737,7 @@ type ListEntriesResponse struct {
 
 func (x *ListEntriesResponse) Reset() {
 	*x = ListEntriesResponse{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[6]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -466,7 +749,7 @@ func (x *ListEntriesResponse) String() string {
 func (*ListEntriesResponse) ProtoMessage() {}
 
 func (x *ListEntriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[6]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -479,7 +762,7 @@ func (x *ListEntriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEntriesResponse.ProtoReflect.Descriptor instead.
 func (*ListEntriesResponse) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{6}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListEntriesResponse) GetEntries() []*Entry {
@@ -498,7 +781,7 @@ type GetEntryRequest struct {
 
 func (x *GetEntryRequest) Reset() {
 	*x = GetEntryRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[7]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -510,7 +793,7 @@ func (x *GetEntryRequest) String() string {
 func (*GetEntryRequest) ProtoMessage() {}
 
 func (x *GetEntryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[7]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -523,7 +806,7 @@ func (x *GetEntryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEntryRequest.ProtoReflect.Descriptor instead.
 func (*GetEntryRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{7}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetEntryRequest) GetId() string {
@@ -542,7 +825,7 @@ type GetEntryResponse struct {
 
 func (x *GetEntryResponse) Reset() {
 	*x = GetEntryResponse{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[8]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -554,7 +837,7 @@ func (x *GetEntryResponse) String() string {
 func (*GetEntryResponse) ProtoMessage() {}
 
 func (x *GetEntryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[8]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -567,7 +850,7 @@ func (x *GetEntryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEntryResponse.ProtoReflect.Descriptor instead.
 func (*GetEntryResponse) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{8}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetEntryResponse) GetEntry() *Entry {
@@ -586,7 +869,7 @@ type DeleteEntryRequest struct {
 
 func (x *DeleteEntryRequest) Reset() {
 	*x = DeleteEntryRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[9]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -598,7 +881,7 @@ func (x *DeleteEntryRequest) String() string {
 func (*DeleteEntryRequest) ProtoMessage() {}
 
 func (x *DeleteEntryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[9]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -611,7 +894,7 @@ func (x *DeleteEntryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteEntryRequest.ProtoReflect.Descriptor instead.
 func (*DeleteEntryRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{9}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *DeleteEntryRequest) GetId() string {
@@ -629,7 +912,7 @@ type DeleteEntryResponse struct {
 
 func (x *DeleteEntryResponse) Reset() {
 	*x = DeleteEntryResponse{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[10]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -641,7 +924,7 @@ func (x *DeleteEntryResponse) String() string {
 func (*DeleteEntryResponse) ProtoMessage() {}
 
 func (x *DeleteEntryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[10]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -654,7 +937,174 @@ func (x *DeleteEntryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteEntryResponse.ProtoReflect.Descriptor instead.
 func (*DeleteEntryResponse) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{10}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{15}
+}
+
+// StringList is a list whose presence matters: an absent list leaves a
+// field unchanged, a present empty one clears it.
+type StringList struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Values        []string               `protobuf:"bytes,1,rep,name=values,proto3" json:"values,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StringList) Reset() {
+	*x = StringList{}
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StringList) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StringList) ProtoMessage() {}
+
+func (x *StringList) ProtoReflect() protoreflect.Message {
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StringList.ProtoReflect.Descriptor instead.
+func (*StringList) Descriptor() ([]byte, []int) {
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *StringList) GetValues() []string {
+	if x != nil {
+		return x.Values
+	}
+	return nil
+}
+
+type UpdateEntryRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Each field left unset keeps its value.
+	X509TtlSeconds *int64      `protobuf:"varint,2,opt,name=x509_ttl_seconds,json=x509TtlSeconds,proto3,oneof" json:"x509_ttl_seconds,omitempty"`
+	JwtTtlSeconds  *int64      `protobuf:"varint,3,opt,name=jwt_ttl_seconds,json=jwtTtlSeconds,proto3,oneof" json:"jwt_ttl_seconds,omitempty"`
+	DnsNames       *StringList `protobuf:"bytes,4,opt,name=dns_names,json=dnsNames,proto3" json:"dns_names,omitempty"`
+	Selectors      *StringList `protobuf:"bytes,5,opt,name=selectors,proto3" json:"selectors,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *UpdateEntryRequest) Reset() {
+	*x = UpdateEntryRequest{}
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateEntryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateEntryRequest) ProtoMessage() {}
+
+func (x *UpdateEntryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateEntryRequest.ProtoReflect.Descriptor instead.
+func (*UpdateEntryRequest) Descriptor() ([]byte, []int) {
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *UpdateEntryRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *UpdateEntryRequest) GetX509TtlSeconds() int64 {
+	if x != nil && x.X509TtlSeconds != nil {
+		return *x.X509TtlSeconds
+	}
+	return 0
+}
+
+func (x *UpdateEntryRequest) GetJwtTtlSeconds() int64 {
+	if x != nil && x.JwtTtlSeconds != nil {
+		return *x.JwtTtlSeconds
+	}
+	return 0
+}
+
+func (x *UpdateEntryRequest) GetDnsNames() *StringList {
+	if x != nil {
+		return x.DnsNames
+	}
+	return nil
+}
+
+func (x *UpdateEntryRequest) GetSelectors() *StringList {
+	if x != nil {
+		return x.Selectors
+	}
+	return nil
+}
+
+type UpdateEntryResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Entry         *Entry                 `protobuf:"bytes,1,opt,name=entry,proto3" json:"entry,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateEntryResponse) Reset() {
+	*x = UpdateEntryResponse{}
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateEntryResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateEntryResponse) ProtoMessage() {}
+
+func (x *UpdateEntryResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateEntryResponse.ProtoReflect.Descriptor instead.
+func (*UpdateEntryResponse) Descriptor() ([]byte, []int) {
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *UpdateEntryResponse) GetEntry() *Entry {
+	if x != nil {
+		return x.Entry
+	}
+	return nil
 }
 
 type Node struct {
@@ -674,7 +1124,7 @@ type Node struct {
 
 func (x *Node) Reset() {
 	*x = Node{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[11]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -686,7 +1136,7 @@ func (x *Node) String() string {
 func (*Node) ProtoMessage() {}
 
 func (x *Node) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[11]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -699,7 +1149,7 @@ func (x *Node) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Node.ProtoReflect.Descriptor instead.
 func (*Node) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{11}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Node) GetSpiffeId() string {
@@ -759,7 +1209,7 @@ type ListNodesRequest struct {
 
 func (x *ListNodesRequest) Reset() {
 	*x = ListNodesRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[12]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -771,7 +1221,7 @@ func (x *ListNodesRequest) String() string {
 func (*ListNodesRequest) ProtoMessage() {}
 
 func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[12]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -784,7 +1234,7 @@ func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodesRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{12}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{20}
 }
 
 type ListNodesResponse struct {
@@ -796,7 +1246,7 @@ type ListNodesResponse struct {
 
 func (x *ListNodesResponse) Reset() {
 	*x = ListNodesResponse{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[13]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -808,7 +1258,7 @@ func (x *ListNodesResponse) String() string {
 func (*ListNodesResponse) ProtoMessage() {}
 
 func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[13]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -821,7 +1271,7 @@ func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
 func (*ListNodesResponse) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{13}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListNodesResponse) GetNodes() []*Node {
@@ -840,7 +1290,7 @@ type EvictNodeRequest struct {
 
 func (x *EvictNodeRequest) Reset() {
 	*x = EvictNodeRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[14]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -852,7 +1302,7 @@ func (x *EvictNodeRequest) String() string {
 func (*EvictNodeRequest) ProtoMessage() {}
 
 func (x *EvictNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[14]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -865,7 +1315,7 @@ func (x *EvictNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvictNodeRequest.ProtoReflect.Descriptor instead.
 func (*EvictNodeRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{14}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *EvictNodeRequest) GetSpiffeId() string {
@@ -883,7 +1333,7 @@ type EvictNodeResponse struct {
 
 func (x *EvictNodeResponse) Reset() {
 	*x = EvictNodeResponse{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[15]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -895,7 +1345,7 @@ func (x *EvictNodeResponse) String() string {
 func (*EvictNodeResponse) ProtoMessage() {}
 
 func (x *EvictNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[15]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -908,7 +1358,7 @@ func (x *EvictNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvictNodeResponse.ProtoReflect.Descriptor instead.
 func (*EvictNodeResponse) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{15}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{23}
 }
 
 type SVID struct {
@@ -930,7 +1380,7 @@ type SVID struct {
 
 func (x *SVID) Reset() {
 	*x = SVID{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[16]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -942,7 +1392,7 @@ func (x *SVID) String() string {
 func (*SVID) ProtoMessage() {}
 
 func (x *SVID) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[16]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -955,7 +1405,7 @@ func (x *SVID) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SVID.ProtoReflect.Descriptor instead.
 func (*SVID) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{16}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SVID) GetSerial() string {
@@ -1018,7 +1468,7 @@ type ListSVIDsRequest struct {
 
 func (x *ListSVIDsRequest) Reset() {
 	*x = ListSVIDsRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[17]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1030,7 +1480,7 @@ func (x *ListSVIDsRequest) String() string {
 func (*ListSVIDsRequest) ProtoMessage() {}
 
 func (x *ListSVIDsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[17]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1043,7 +1493,7 @@ func (x *ListSVIDsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSVIDsRequest.ProtoReflect.Descriptor instead.
 func (*ListSVIDsRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{17}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListSVIDsRequest) GetValid() bool {
@@ -1069,7 +1519,7 @@ type ListSVIDsResponse struct {
 
 func (x *ListSVIDsResponse) Reset() {
 	*x = ListSVIDsResponse{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[18]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1081,7 +1531,7 @@ func (x *ListSVIDsResponse) String() string {
 func (*ListSVIDsResponse) ProtoMessage() {}
 
 func (x *ListSVIDsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[18]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1094,7 +1544,7 @@ func (x *ListSVIDsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSVIDsResponse.ProtoReflect.Descriptor instead.
 func (*ListSVIDsResponse) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{18}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListSVIDsResponse) GetSvids() []*SVID {
@@ -1112,7 +1562,7 @@ type GetBundleRequest struct {
 
 func (x *GetBundleRequest) Reset() {
 	*x = GetBundleRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[19]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1124,7 +1574,7 @@ func (x *GetBundleRequest) String() string {
 func (*GetBundleRequest) ProtoMessage() {}
 
 func (x *GetBundleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[19]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1137,7 +1587,7 @@ func (x *GetBundleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBundleRequest.ProtoReflect.Descriptor instead.
 func (*GetBundleRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{19}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{27}
 }
 
 type GetBundleResponse struct {
@@ -1154,7 +1604,7 @@ type GetBundleResponse struct {
 
 func (x *GetBundleResponse) Reset() {
 	*x = GetBundleResponse{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[20]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1166,7 +1616,7 @@ func (x *GetBundleResponse) String() string {
 func (*GetBundleResponse) ProtoMessage() {}
 
 func (x *GetBundleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[20]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1179,7 +1629,7 @@ func (x *GetBundleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBundleResponse.ProtoReflect.Descriptor instead.
 func (*GetBundleResponse) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{20}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GetBundleResponse) GetTrustDomain() string {
@@ -1243,7 +1693,7 @@ type Authority struct {
 
 func (x *Authority) Reset() {
 	*x = Authority{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[21]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1255,7 +1705,7 @@ func (x *Authority) String() string {
 func (*Authority) ProtoMessage() {}
 
 func (x *Authority) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[21]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1268,7 +1718,7 @@ func (x *Authority) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Authority.ProtoReflect.Descriptor instead.
 func (*Authority) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{21}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Authority) GetId() string {
@@ -1383,7 +1833,7 @@ type RootSchedule struct {
 
 func (x *RootSchedule) Reset() {
 	*x = RootSchedule{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[22]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1395,7 +1845,7 @@ func (x *RootSchedule) String() string {
 func (*RootSchedule) ProtoMessage() {}
 
 func (x *RootSchedule) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[22]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1408,7 +1858,7 @@ func (x *RootSchedule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RootSchedule.ProtoReflect.Descriptor instead.
 func (*RootSchedule) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{22}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RootSchedule) GetAutomatic() bool {
@@ -1447,7 +1897,7 @@ type ListAuthoritiesRequest struct {
 
 func (x *ListAuthoritiesRequest) Reset() {
 	*x = ListAuthoritiesRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[23]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1459,7 +1909,7 @@ func (x *ListAuthoritiesRequest) String() string {
 func (*ListAuthoritiesRequest) ProtoMessage() {}
 
 func (x *ListAuthoritiesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[23]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1472,7 +1922,7 @@ func (x *ListAuthoritiesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuthoritiesRequest.ProtoReflect.Descriptor instead.
 func (*ListAuthoritiesRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{23}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{31}
 }
 
 type ListAuthoritiesResponse struct {
@@ -1486,7 +1936,7 @@ type ListAuthoritiesResponse struct {
 
 func (x *ListAuthoritiesResponse) Reset() {
 	*x = ListAuthoritiesResponse{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[24]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1498,7 +1948,7 @@ func (x *ListAuthoritiesResponse) String() string {
 func (*ListAuthoritiesResponse) ProtoMessage() {}
 
 func (x *ListAuthoritiesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[24]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1511,7 +1961,7 @@ func (x *ListAuthoritiesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuthoritiesResponse.ProtoReflect.Descriptor instead.
 func (*ListAuthoritiesResponse) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{24}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListAuthoritiesResponse) GetAuthorities() []*Authority {
@@ -1553,7 +2003,7 @@ type PrepareRootRequest struct {
 
 func (x *PrepareRootRequest) Reset() {
 	*x = PrepareRootRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[25]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1565,7 +2015,7 @@ func (x *PrepareRootRequest) String() string {
 func (*PrepareRootRequest) ProtoMessage() {}
 
 func (x *PrepareRootRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[25]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1578,7 +2028,7 @@ func (x *PrepareRootRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrepareRootRequest.ProtoReflect.Descriptor instead.
 func (*PrepareRootRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{25}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *PrepareRootRequest) GetCertPem() []byte {
@@ -1628,7 +2078,7 @@ type PrepareRootResponse struct {
 
 func (x *PrepareRootResponse) Reset() {
 	*x = PrepareRootResponse{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[26]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1640,7 +2090,7 @@ func (x *PrepareRootResponse) String() string {
 func (*PrepareRootResponse) ProtoMessage() {}
 
 func (x *PrepareRootResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[26]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1653,7 +2103,7 @@ func (x *PrepareRootResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrepareRootResponse.ProtoReflect.Descriptor instead.
 func (*PrepareRootResponse) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{26}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *PrepareRootResponse) GetAuthority() *Authority {
@@ -1690,7 +2140,7 @@ type ActivateRootRequest struct {
 
 func (x *ActivateRootRequest) Reset() {
 	*x = ActivateRootRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[27]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1702,7 +2152,7 @@ func (x *ActivateRootRequest) String() string {
 func (*ActivateRootRequest) ProtoMessage() {}
 
 func (x *ActivateRootRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[27]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1715,7 +2165,7 @@ func (x *ActivateRootRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActivateRootRequest.ProtoReflect.Descriptor instead.
 func (*ActivateRootRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{27}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ActivateRootRequest) GetId() string {
@@ -1748,7 +2198,7 @@ type ActivateRootResponse struct {
 
 func (x *ActivateRootResponse) Reset() {
 	*x = ActivateRootResponse{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[28]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1760,7 +2210,7 @@ func (x *ActivateRootResponse) String() string {
 func (*ActivateRootResponse) ProtoMessage() {}
 
 func (x *ActivateRootResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[28]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1773,7 +2223,7 @@ func (x *ActivateRootResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActivateRootResponse.ProtoReflect.Descriptor instead.
 func (*ActivateRootResponse) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{28}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ActivateRootResponse) GetAuthority() *Authority {
@@ -1794,7 +2244,7 @@ type RetireRootRequest struct {
 
 func (x *RetireRootRequest) Reset() {
 	*x = RetireRootRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[29]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1806,7 +2256,7 @@ func (x *RetireRootRequest) String() string {
 func (*RetireRootRequest) ProtoMessage() {}
 
 func (x *RetireRootRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[29]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1819,7 +2269,7 @@ func (x *RetireRootRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetireRootRequest.ProtoReflect.Descriptor instead.
 func (*RetireRootRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{29}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *RetireRootRequest) GetId() string {
@@ -1845,7 +2295,7 @@ type RetireRootResponse struct {
 
 func (x *RetireRootResponse) Reset() {
 	*x = RetireRootResponse{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[30]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1857,7 +2307,7 @@ func (x *RetireRootResponse) String() string {
 func (*RetireRootResponse) ProtoMessage() {}
 
 func (x *RetireRootResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[30]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1870,7 +2320,7 @@ func (x *RetireRootResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetireRootResponse.ProtoReflect.Descriptor instead.
 func (*RetireRootResponse) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{30}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *RetireRootResponse) GetAuthority() *Authority {
@@ -1901,7 +2351,7 @@ type MTLSPolicy struct {
 
 func (x *MTLSPolicy) Reset() {
 	*x = MTLSPolicy{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[31]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1913,7 +2363,7 @@ func (x *MTLSPolicy) String() string {
 func (*MTLSPolicy) ProtoMessage() {}
 
 func (x *MTLSPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[31]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1926,7 +2376,7 @@ func (x *MTLSPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MTLSPolicy.ProtoReflect.Descriptor instead.
 func (*MTLSPolicy) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{31}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *MTLSPolicy) GetId() string {
@@ -1989,14 +2439,17 @@ type SetMTLSPolicyRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Policy *MTLSPolicy            `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
 	// Apply STRICT even though plaintext was seen recently.
-	Force         bool `protobuf:"varint,2,opt,name=force,proto3" json:"force,omitempty"`
+	Force bool `protobuf:"varint,2,opt,name=force,proto3" json:"force,omitempty"`
+	// Install nothing: answer with what the policy would refuse, per
+	// workload, over the last window (SetMTLSPolicyResponse.would_refuse).
+	Preview       bool `protobuf:"varint,3,opt,name=preview,proto3" json:"preview,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SetMTLSPolicyRequest) Reset() {
 	*x = SetMTLSPolicyRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[32]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2008,7 +2461,7 @@ func (x *SetMTLSPolicyRequest) String() string {
 func (*SetMTLSPolicyRequest) ProtoMessage() {}
 
 func (x *SetMTLSPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[32]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2021,7 +2474,7 @@ func (x *SetMTLSPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetMTLSPolicyRequest.ProtoReflect.Descriptor instead.
 func (*SetMTLSPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{32}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *SetMTLSPolicyRequest) GetPolicy() *MTLSPolicy {
@@ -2038,6 +2491,13 @@ func (x *SetMTLSPolicyRequest) GetForce() bool {
 	return false
 }
 
+func (x *SetMTLSPolicyRequest) GetPreview() bool {
+	if x != nil {
+		return x.Preview
+	}
+	return false
+}
+
 type SetMTLSPolicyResponse struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Policy *MTLSPolicy            `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
@@ -2045,13 +2505,18 @@ type SetMTLSPolicyResponse struct {
 	// and would refuse it under the new policy: set when forced. Without
 	// force the request fails with FailedPrecondition naming them.
 	PlaintextWorkloads []string `protobuf:"bytes,2,rep,name=plaintext_workloads,json=plaintextWorkloads,proto3" json:"plaintext_workloads,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// With preview: every workload in scope whose effective mode would
+	// change, with its counts over the window and, for STRICT, the
+	// plaintext connections it would have refused.
+	WouldRefuse   []*WorkloadMTLSStatus `protobuf:"bytes,3,rep,name=would_refuse,json=wouldRefuse,proto3" json:"would_refuse,omitempty"`
+	Preview       bool                  `protobuf:"varint,4,opt,name=preview,proto3" json:"preview,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SetMTLSPolicyResponse) Reset() {
 	*x = SetMTLSPolicyResponse{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[33]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2063,7 +2528,7 @@ func (x *SetMTLSPolicyResponse) String() string {
 func (*SetMTLSPolicyResponse) ProtoMessage() {}
 
 func (x *SetMTLSPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[33]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2076,7 +2541,7 @@ func (x *SetMTLSPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetMTLSPolicyResponse.ProtoReflect.Descriptor instead.
 func (*SetMTLSPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{33}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *SetMTLSPolicyResponse) GetPolicy() *MTLSPolicy {
@@ -2093,6 +2558,20 @@ func (x *SetMTLSPolicyResponse) GetPlaintextWorkloads() []string {
 	return nil
 }
 
+func (x *SetMTLSPolicyResponse) GetWouldRefuse() []*WorkloadMTLSStatus {
+	if x != nil {
+		return x.WouldRefuse
+	}
+	return nil
+}
+
+func (x *SetMTLSPolicyResponse) GetPreview() bool {
+	if x != nil {
+		return x.Preview
+	}
+	return false
+}
+
 type ListMTLSPoliciesRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -2101,7 +2580,7 @@ type ListMTLSPoliciesRequest struct {
 
 func (x *ListMTLSPoliciesRequest) Reset() {
 	*x = ListMTLSPoliciesRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[34]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2113,7 +2592,7 @@ func (x *ListMTLSPoliciesRequest) String() string {
 func (*ListMTLSPoliciesRequest) ProtoMessage() {}
 
 func (x *ListMTLSPoliciesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[34]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2126,7 +2605,7 @@ func (x *ListMTLSPoliciesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMTLSPoliciesRequest.ProtoReflect.Descriptor instead.
 func (*ListMTLSPoliciesRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{34}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{42}
 }
 
 type ListMTLSPoliciesResponse struct {
@@ -2138,7 +2617,7 @@ type ListMTLSPoliciesResponse struct {
 
 func (x *ListMTLSPoliciesResponse) Reset() {
 	*x = ListMTLSPoliciesResponse{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[35]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2150,7 +2629,7 @@ func (x *ListMTLSPoliciesResponse) String() string {
 func (*ListMTLSPoliciesResponse) ProtoMessage() {}
 
 func (x *ListMTLSPoliciesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[35]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2163,7 +2642,7 @@ func (x *ListMTLSPoliciesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMTLSPoliciesResponse.ProtoReflect.Descriptor instead.
 func (*ListMTLSPoliciesResponse) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{35}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ListMTLSPoliciesResponse) GetPolicies() []*MTLSPolicy {
@@ -2185,7 +2664,7 @@ type DeleteMTLSPolicyRequest struct {
 
 func (x *DeleteMTLSPolicyRequest) Reset() {
 	*x = DeleteMTLSPolicyRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[36]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2197,7 +2676,7 @@ func (x *DeleteMTLSPolicyRequest) String() string {
 func (*DeleteMTLSPolicyRequest) ProtoMessage() {}
 
 func (x *DeleteMTLSPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[36]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2210,7 +2689,7 @@ func (x *DeleteMTLSPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteMTLSPolicyRequest.ProtoReflect.Descriptor instead.
 func (*DeleteMTLSPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{36}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *DeleteMTLSPolicyRequest) GetId() string {
@@ -2237,7 +2716,7 @@ type DeleteMTLSPolicyResponse struct {
 
 func (x *DeleteMTLSPolicyResponse) Reset() {
 	*x = DeleteMTLSPolicyResponse{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[37]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2249,7 +2728,7 @@ func (x *DeleteMTLSPolicyResponse) String() string {
 func (*DeleteMTLSPolicyResponse) ProtoMessage() {}
 
 func (x *DeleteMTLSPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[37]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2262,7 +2741,7 @@ func (x *DeleteMTLSPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteMTLSPolicyResponse.ProtoReflect.Descriptor instead.
 func (*DeleteMTLSPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{37}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *DeleteMTLSPolicyResponse) GetPlaintextWorkloads() []string {
@@ -2293,7 +2772,7 @@ type WorkloadMTLSStatus struct {
 
 func (x *WorkloadMTLSStatus) Reset() {
 	*x = WorkloadMTLSStatus{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[38]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2305,7 +2784,7 @@ func (x *WorkloadMTLSStatus) String() string {
 func (*WorkloadMTLSStatus) ProtoMessage() {}
 
 func (x *WorkloadMTLSStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[38]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2318,7 +2797,7 @@ func (x *WorkloadMTLSStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkloadMTLSStatus.ProtoReflect.Descriptor instead.
 func (*WorkloadMTLSStatus) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{38}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *WorkloadMTLSStatus) GetSpiffeId() string {
@@ -2401,7 +2880,7 @@ type PortMTLSStatus struct {
 
 func (x *PortMTLSStatus) Reset() {
 	*x = PortMTLSStatus{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[39]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2413,7 +2892,7 @@ func (x *PortMTLSStatus) String() string {
 func (*PortMTLSStatus) ProtoMessage() {}
 
 func (x *PortMTLSStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[39]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2426,7 +2905,7 @@ func (x *PortMTLSStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortMTLSStatus.ProtoReflect.Descriptor instead.
 func (*PortMTLSStatus) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{39}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *PortMTLSStatus) GetPort() uint32 {
@@ -2486,7 +2965,7 @@ type GetMTLSStatusRequest struct {
 
 func (x *GetMTLSStatusRequest) Reset() {
 	*x = GetMTLSStatusRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[40]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2498,7 +2977,7 @@ func (x *GetMTLSStatusRequest) String() string {
 func (*GetMTLSStatusRequest) ProtoMessage() {}
 
 func (x *GetMTLSStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[40]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2511,7 +2990,7 @@ func (x *GetMTLSStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMTLSStatusRequest.ProtoReflect.Descriptor instead.
 func (*GetMTLSStatusRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{40}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{48}
 }
 
 type GetMTLSStatusResponse struct {
@@ -2525,7 +3004,7 @@ type GetMTLSStatusResponse struct {
 
 func (x *GetMTLSStatusResponse) Reset() {
 	*x = GetMTLSStatusResponse{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[41]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2537,7 +3016,7 @@ func (x *GetMTLSStatusResponse) String() string {
 func (*GetMTLSStatusResponse) ProtoMessage() {}
 
 func (x *GetMTLSStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[41]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2550,7 +3029,7 @@ func (x *GetMTLSStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMTLSStatusResponse.ProtoReflect.Descriptor instead.
 func (*GetMTLSStatusResponse) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{41}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *GetMTLSStatusResponse) GetWorkloads() []*WorkloadMTLSStatus {
@@ -2582,7 +3061,7 @@ type ExportAuditRequest struct {
 
 func (x *ExportAuditRequest) Reset() {
 	*x = ExportAuditRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[42]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2594,7 +3073,7 @@ func (x *ExportAuditRequest) String() string {
 func (*ExportAuditRequest) ProtoMessage() {}
 
 func (x *ExportAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[42]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2607,7 +3086,7 @@ func (x *ExportAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportAuditRequest.ProtoReflect.Descriptor instead.
 func (*ExportAuditRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{42}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ExportAuditRequest) GetSince() int64 {
@@ -2655,7 +3134,7 @@ type ExportAuditResponse struct {
 
 func (x *ExportAuditResponse) Reset() {
 	*x = ExportAuditResponse{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[43]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2667,7 +3146,7 @@ func (x *ExportAuditResponse) String() string {
 func (*ExportAuditResponse) ProtoMessage() {}
 
 func (x *ExportAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[43]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2680,7 +3159,7 @@ func (x *ExportAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportAuditResponse.ProtoReflect.Descriptor instead.
 func (*ExportAuditResponse) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{43}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ExportAuditResponse) GetRecordJson() []byte {
@@ -2693,14 +3172,16 @@ func (x *ExportAuditResponse) GetRecordJson() []byte {
 type PruneAuditRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Unix nanoseconds: remove exported records older than this.
-	Before        int64 `protobuf:"varint,1,opt,name=before,proto3" json:"before,omitempty"`
+	Before int64 `protobuf:"varint,1,opt,name=before,proto3" json:"before,omitempty"`
+	// Remove nothing; answer with how many would be removed.
+	DryRun        bool `protobuf:"varint,2,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PruneAuditRequest) Reset() {
 	*x = PruneAuditRequest{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[44]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2712,7 +3193,7 @@ func (x *PruneAuditRequest) String() string {
 func (*PruneAuditRequest) ProtoMessage() {}
 
 func (x *PruneAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[44]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2725,7 +3206,7 @@ func (x *PruneAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PruneAuditRequest.ProtoReflect.Descriptor instead.
 func (*PruneAuditRequest) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{44}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *PruneAuditRequest) GetBefore() int64 {
@@ -2735,16 +3216,25 @@ func (x *PruneAuditRequest) GetBefore() int64 {
 	return 0
 }
 
+func (x *PruneAuditRequest) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
 type PruneAuditResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Removed       int64                  `protobuf:"varint,1,opt,name=removed,proto3" json:"removed,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// With dry_run: how many would be removed.
+	Removed       int64 `protobuf:"varint,1,opt,name=removed,proto3" json:"removed,omitempty"`
+	DryRun        bool  `protobuf:"varint,2,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PruneAuditResponse) Reset() {
 	*x = PruneAuditResponse{}
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[45]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2756,7 +3246,7 @@ func (x *PruneAuditResponse) String() string {
 func (*PruneAuditResponse) ProtoMessage() {}
 
 func (x *PruneAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_admin_v1_admin_proto_msgTypes[45]
+	mi := &file_signet_admin_v1_admin_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2769,7 +3259,7 @@ func (x *PruneAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PruneAuditResponse.ProtoReflect.Descriptor instead.
 func (*PruneAuditResponse) Descriptor() ([]byte, []int) {
-	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{45}
+	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *PruneAuditResponse) GetRemoved() int64 {
@@ -2779,20 +3269,46 @@ func (x *PruneAuditResponse) GetRemoved() int64 {
 	return 0
 }
 
+func (x *PruneAuditResponse) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
 var File_signet_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_signet_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x1bsignet/admin/v1/admin.proto\x12\x0fsignet.admin.v1\"V\n" +
+	"\x1bsignet/admin/v1/admin.proto\x12\x0fsignet.admin.v1\"l\n" +
 	"\x16CreateJoinTokenRequest\x12\x1f\n" +
 	"\vttl_seconds\x18\x01 \x01(\x03R\n" +
 	"ttlSeconds\x12\x1b\n" +
-	"\tnode_name\x18\x02 \x01(\tR\bnodeName\"k\n" +
+	"\tnode_name\x18\x02 \x01(\tR\bnodeName\x12\x14\n" +
+	"\x05force\x18\x03 \x01(\bR\x05force\"\xa5\x01\n" +
 	"\x17CreateJoinTokenResponse\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x1b\n" +
 	"\tspiffe_id\x18\x02 \x01(\tR\bspiffeId\x12\x1d\n" +
 	"\n" +
-	"expires_at\x18\x03 \x01(\x03R\texpiresAt\"\x99\x02\n" +
+	"expires_at\x18\x03 \x01(\x03R\texpiresAt\x12\x0e\n" +
+	"\x02id\x18\x04 \x01(\tR\x02id\x12(\n" +
+	"\x10replaced_node_id\x18\x05 \x01(\tR\x0ereplacedNodeId\"\x93\x01\n" +
+	"\tJoinToken\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
+	"\tnode_name\x18\x02 \x01(\tR\bnodeName\x12\x1b\n" +
+	"\tspiffe_id\x18\x03 \x01(\tR\bspiffeId\x12\x1d\n" +
+	"\n" +
+	"expires_at\x18\x04 \x01(\x03R\texpiresAt\x12\x1d\n" +
+	"\n" +
+	"created_at\x18\x05 \x01(\x03R\tcreatedAt\"\x17\n" +
+	"\x15ListJoinTokensRequest\"L\n" +
+	"\x16ListJoinTokensResponse\x122\n" +
+	"\x06tokens\x18\x01 \x03(\v2\x1a.signet.admin.v1.JoinTokenR\x06tokens\"E\n" +
+	"\x16RevokeJoinTokenRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
+	"\tnode_name\x18\x02 \x01(\tR\bnodeName\"O\n" +
+	"\x17RevokeJoinTokenResponse\x124\n" +
+	"\arevoked\x18\x01 \x03(\v2\x1a.signet.admin.v1.JoinTokenR\arevoked\"\x99\x02\n" +
 	"\x05Entry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\tspiffe_id\x18\x02 \x01(\tR\bspiffeId\x12\x1b\n" +
@@ -2819,7 +3335,20 @@ const file_signet_admin_v1_admin_proto_rawDesc = "" +
 	"\x05entry\x18\x01 \x01(\v2\x16.signet.admin.v1.EntryR\x05entry\"$\n" +
 	"\x12DeleteEntryRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x15\n" +
-	"\x13DeleteEntryResponse\"\xed\x01\n" +
+	"\x13DeleteEntryResponse\"$\n" +
+	"\n" +
+	"StringList\x12\x16\n" +
+	"\x06values\x18\x01 \x03(\tR\x06values\"\x9e\x02\n" +
+	"\x12UpdateEntryRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12-\n" +
+	"\x10x509_ttl_seconds\x18\x02 \x01(\x03H\x00R\x0ex509TtlSeconds\x88\x01\x01\x12+\n" +
+	"\x0fjwt_ttl_seconds\x18\x03 \x01(\x03H\x01R\rjwtTtlSeconds\x88\x01\x01\x128\n" +
+	"\tdns_names\x18\x04 \x01(\v2\x1b.signet.admin.v1.StringListR\bdnsNames\x129\n" +
+	"\tselectors\x18\x05 \x01(\v2\x1b.signet.admin.v1.StringListR\tselectorsB\x13\n" +
+	"\x11_x509_ttl_secondsB\x12\n" +
+	"\x10_jwt_ttl_seconds\"C\n" +
+	"\x13UpdateEntryResponse\x12,\n" +
+	"\x05entry\x18\x01 \x01(\v2\x16.signet.admin.v1.EntryR\x05entry\"\xed\x01\n" +
 	"\x04Node\x12\x1b\n" +
 	"\tspiffe_id\x18\x01 \x01(\tR\bspiffeId\x12\x1a\n" +
 	"\battestor\x18\x02 \x01(\tR\battestor\x12\x16\n" +
@@ -2917,13 +3446,16 @@ const file_signet_admin_v1_admin_proto_rawDesc = "" +
 	"\x04mode\x18\x05 \x01(\x0e2\x19.signet.admin.v1.MTLSModeR\x04mode\x12!\n" +
 	"\fexempt_ports\x18\x06 \x03(\rR\vexemptPorts\x12\x17\n" +
 	"\adry_run\x18\a \x01(\bR\x06dryRun\x12\x1a\n" +
-	"\brevision\x18\b \x01(\x03R\brevision\"a\n" +
+	"\brevision\x18\b \x01(\x03R\brevision\"{\n" +
 	"\x14SetMTLSPolicyRequest\x123\n" +
 	"\x06policy\x18\x01 \x01(\v2\x1b.signet.admin.v1.MTLSPolicyR\x06policy\x12\x14\n" +
-	"\x05force\x18\x02 \x01(\bR\x05force\"}\n" +
+	"\x05force\x18\x02 \x01(\bR\x05force\x12\x18\n" +
+	"\apreview\x18\x03 \x01(\bR\apreview\"\xdf\x01\n" +
 	"\x15SetMTLSPolicyResponse\x123\n" +
 	"\x06policy\x18\x01 \x01(\v2\x1b.signet.admin.v1.MTLSPolicyR\x06policy\x12/\n" +
-	"\x13plaintext_workloads\x18\x02 \x03(\tR\x12plaintextWorkloads\"\x19\n" +
+	"\x13plaintext_workloads\x18\x02 \x03(\tR\x12plaintextWorkloads\x12F\n" +
+	"\fwould_refuse\x18\x03 \x03(\v2#.signet.admin.v1.WorkloadMTLSStatusR\vwouldRefuse\x12\x18\n" +
+	"\apreview\x18\x04 \x01(\bR\apreview\"\x19\n" +
 	"\x17ListMTLSPoliciesRequest\"S\n" +
 	"\x18ListMTLSPoliciesResponse\x127\n" +
 	"\bpolicies\x18\x01 \x03(\v2\x1b.signet.admin.v1.MTLSPolicyR\bpolicies\"?\n" +
@@ -2962,22 +3494,27 @@ const file_signet_admin_v1_admin_proto_rawDesc = "" +
 	"\x06follow\x18\x05 \x01(\bR\x06follow\"6\n" +
 	"\x13ExportAuditResponse\x12\x1f\n" +
 	"\vrecord_json\x18\x01 \x01(\fR\n" +
-	"recordJson\"+\n" +
+	"recordJson\"D\n" +
 	"\x11PruneAuditRequest\x12\x16\n" +
-	"\x06before\x18\x01 \x01(\x03R\x06before\".\n" +
+	"\x06before\x18\x01 \x01(\x03R\x06before\x12\x17\n" +
+	"\adry_run\x18\x02 \x01(\bR\x06dryRun\"G\n" +
 	"\x12PruneAuditResponse\x12\x18\n" +
-	"\aremoved\x18\x01 \x01(\x03R\aremoved*l\n" +
+	"\aremoved\x18\x01 \x01(\x03R\aremoved\x12\x17\n" +
+	"\adry_run\x18\x02 \x01(\bR\x06dryRun*l\n" +
 	"\bMTLSMode\x12\x19\n" +
 	"\x15MTLS_MODE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10MTLS_MODE_STRICT\x10\x01\x12\x18\n" +
 	"\x14MTLS_MODE_PERMISSIVE\x10\x02\x12\x15\n" +
-	"\x11MTLS_MODE_DISABLE\x10\x032\xe2\r\n" +
+	"\x11MTLS_MODE_DISABLE\x10\x032\x85\x10\n" +
 	"\fAdminService\x12d\n" +
-	"\x0fCreateJoinToken\x12'.signet.admin.v1.CreateJoinTokenRequest\x1a(.signet.admin.v1.CreateJoinTokenResponse\x12^\n" +
+	"\x0fCreateJoinToken\x12'.signet.admin.v1.CreateJoinTokenRequest\x1a(.signet.admin.v1.CreateJoinTokenResponse\x12a\n" +
+	"\x0eListJoinTokens\x12&.signet.admin.v1.ListJoinTokensRequest\x1a'.signet.admin.v1.ListJoinTokensResponse\x12d\n" +
+	"\x0fRevokeJoinToken\x12'.signet.admin.v1.RevokeJoinTokenRequest\x1a(.signet.admin.v1.RevokeJoinTokenResponse\x12^\n" +
 	"\rCreateEntries\x12%.signet.admin.v1.CreateEntriesRequest\x1a&.signet.admin.v1.CreateEntriesResponse\x12X\n" +
 	"\vListEntries\x12#.signet.admin.v1.ListEntriesRequest\x1a$.signet.admin.v1.ListEntriesResponse\x12O\n" +
 	"\bGetEntry\x12 .signet.admin.v1.GetEntryRequest\x1a!.signet.admin.v1.GetEntryResponse\x12X\n" +
-	"\vDeleteEntry\x12#.signet.admin.v1.DeleteEntryRequest\x1a$.signet.admin.v1.DeleteEntryResponse\x12R\n" +
+	"\vDeleteEntry\x12#.signet.admin.v1.DeleteEntryRequest\x1a$.signet.admin.v1.DeleteEntryResponse\x12X\n" +
+	"\vUpdateEntry\x12#.signet.admin.v1.UpdateEntryRequest\x1a$.signet.admin.v1.UpdateEntryResponse\x12R\n" +
 	"\tListNodes\x12!.signet.admin.v1.ListNodesRequest\x1a\".signet.admin.v1.ListNodesResponse\x12R\n" +
 	"\tEvictNode\x12!.signet.admin.v1.EvictNodeRequest\x1a\".signet.admin.v1.EvictNodeResponse\x12R\n" +
 	"\tListSVIDs\x12!.signet.admin.v1.ListSVIDsRequest\x1a\".signet.admin.v1.ListSVIDsResponse\x12R\n" +
@@ -3010,119 +3547,139 @@ func file_signet_admin_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_signet_admin_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_signet_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
+var file_signet_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 54)
 var file_signet_admin_v1_admin_proto_goTypes = []any{
 	(MTLSMode)(0),                    // 0: signet.admin.v1.MTLSMode
 	(*CreateJoinTokenRequest)(nil),   // 1: signet.admin.v1.CreateJoinTokenRequest
 	(*CreateJoinTokenResponse)(nil),  // 2: signet.admin.v1.CreateJoinTokenResponse
-	(*Entry)(nil),                    // 3: signet.admin.v1.Entry
-	(*CreateEntriesRequest)(nil),     // 4: signet.admin.v1.CreateEntriesRequest
-	(*CreateEntriesResponse)(nil),    // 5: signet.admin.v1.CreateEntriesResponse
-	(*ListEntriesRequest)(nil),       // 6: signet.admin.v1.ListEntriesRequest
-	(*ListEntriesResponse)(nil),      // 7: signet.admin.v1.ListEntriesResponse
-	(*GetEntryRequest)(nil),          // 8: signet.admin.v1.GetEntryRequest
-	(*GetEntryResponse)(nil),         // 9: signet.admin.v1.GetEntryResponse
-	(*DeleteEntryRequest)(nil),       // 10: signet.admin.v1.DeleteEntryRequest
-	(*DeleteEntryResponse)(nil),      // 11: signet.admin.v1.DeleteEntryResponse
-	(*Node)(nil),                     // 12: signet.admin.v1.Node
-	(*ListNodesRequest)(nil),         // 13: signet.admin.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),        // 14: signet.admin.v1.ListNodesResponse
-	(*EvictNodeRequest)(nil),         // 15: signet.admin.v1.EvictNodeRequest
-	(*EvictNodeResponse)(nil),        // 16: signet.admin.v1.EvictNodeResponse
-	(*SVID)(nil),                     // 17: signet.admin.v1.SVID
-	(*ListSVIDsRequest)(nil),         // 18: signet.admin.v1.ListSVIDsRequest
-	(*ListSVIDsResponse)(nil),        // 19: signet.admin.v1.ListSVIDsResponse
-	(*GetBundleRequest)(nil),         // 20: signet.admin.v1.GetBundleRequest
-	(*GetBundleResponse)(nil),        // 21: signet.admin.v1.GetBundleResponse
-	(*Authority)(nil),                // 22: signet.admin.v1.Authority
-	(*RootSchedule)(nil),             // 23: signet.admin.v1.RootSchedule
-	(*ListAuthoritiesRequest)(nil),   // 24: signet.admin.v1.ListAuthoritiesRequest
-	(*ListAuthoritiesResponse)(nil),  // 25: signet.admin.v1.ListAuthoritiesResponse
-	(*PrepareRootRequest)(nil),       // 26: signet.admin.v1.PrepareRootRequest
-	(*PrepareRootResponse)(nil),      // 27: signet.admin.v1.PrepareRootResponse
-	(*ActivateRootRequest)(nil),      // 28: signet.admin.v1.ActivateRootRequest
-	(*ActivateRootResponse)(nil),     // 29: signet.admin.v1.ActivateRootResponse
-	(*RetireRootRequest)(nil),        // 30: signet.admin.v1.RetireRootRequest
-	(*RetireRootResponse)(nil),       // 31: signet.admin.v1.RetireRootResponse
-	(*MTLSPolicy)(nil),               // 32: signet.admin.v1.MTLSPolicy
-	(*SetMTLSPolicyRequest)(nil),     // 33: signet.admin.v1.SetMTLSPolicyRequest
-	(*SetMTLSPolicyResponse)(nil),    // 34: signet.admin.v1.SetMTLSPolicyResponse
-	(*ListMTLSPoliciesRequest)(nil),  // 35: signet.admin.v1.ListMTLSPoliciesRequest
-	(*ListMTLSPoliciesResponse)(nil), // 36: signet.admin.v1.ListMTLSPoliciesResponse
-	(*DeleteMTLSPolicyRequest)(nil),  // 37: signet.admin.v1.DeleteMTLSPolicyRequest
-	(*DeleteMTLSPolicyResponse)(nil), // 38: signet.admin.v1.DeleteMTLSPolicyResponse
-	(*WorkloadMTLSStatus)(nil),       // 39: signet.admin.v1.WorkloadMTLSStatus
-	(*PortMTLSStatus)(nil),           // 40: signet.admin.v1.PortMTLSStatus
-	(*GetMTLSStatusRequest)(nil),     // 41: signet.admin.v1.GetMTLSStatusRequest
-	(*GetMTLSStatusResponse)(nil),    // 42: signet.admin.v1.GetMTLSStatusResponse
-	(*ExportAuditRequest)(nil),       // 43: signet.admin.v1.ExportAuditRequest
-	(*ExportAuditResponse)(nil),      // 44: signet.admin.v1.ExportAuditResponse
-	(*PruneAuditRequest)(nil),        // 45: signet.admin.v1.PruneAuditRequest
-	(*PruneAuditResponse)(nil),       // 46: signet.admin.v1.PruneAuditResponse
+	(*JoinToken)(nil),                // 3: signet.admin.v1.JoinToken
+	(*ListJoinTokensRequest)(nil),    // 4: signet.admin.v1.ListJoinTokensRequest
+	(*ListJoinTokensResponse)(nil),   // 5: signet.admin.v1.ListJoinTokensResponse
+	(*RevokeJoinTokenRequest)(nil),   // 6: signet.admin.v1.RevokeJoinTokenRequest
+	(*RevokeJoinTokenResponse)(nil),  // 7: signet.admin.v1.RevokeJoinTokenResponse
+	(*Entry)(nil),                    // 8: signet.admin.v1.Entry
+	(*CreateEntriesRequest)(nil),     // 9: signet.admin.v1.CreateEntriesRequest
+	(*CreateEntriesResponse)(nil),    // 10: signet.admin.v1.CreateEntriesResponse
+	(*ListEntriesRequest)(nil),       // 11: signet.admin.v1.ListEntriesRequest
+	(*ListEntriesResponse)(nil),      // 12: signet.admin.v1.ListEntriesResponse
+	(*GetEntryRequest)(nil),          // 13: signet.admin.v1.GetEntryRequest
+	(*GetEntryResponse)(nil),         // 14: signet.admin.v1.GetEntryResponse
+	(*DeleteEntryRequest)(nil),       // 15: signet.admin.v1.DeleteEntryRequest
+	(*DeleteEntryResponse)(nil),      // 16: signet.admin.v1.DeleteEntryResponse
+	(*StringList)(nil),               // 17: signet.admin.v1.StringList
+	(*UpdateEntryRequest)(nil),       // 18: signet.admin.v1.UpdateEntryRequest
+	(*UpdateEntryResponse)(nil),      // 19: signet.admin.v1.UpdateEntryResponse
+	(*Node)(nil),                     // 20: signet.admin.v1.Node
+	(*ListNodesRequest)(nil),         // 21: signet.admin.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),        // 22: signet.admin.v1.ListNodesResponse
+	(*EvictNodeRequest)(nil),         // 23: signet.admin.v1.EvictNodeRequest
+	(*EvictNodeResponse)(nil),        // 24: signet.admin.v1.EvictNodeResponse
+	(*SVID)(nil),                     // 25: signet.admin.v1.SVID
+	(*ListSVIDsRequest)(nil),         // 26: signet.admin.v1.ListSVIDsRequest
+	(*ListSVIDsResponse)(nil),        // 27: signet.admin.v1.ListSVIDsResponse
+	(*GetBundleRequest)(nil),         // 28: signet.admin.v1.GetBundleRequest
+	(*GetBundleResponse)(nil),        // 29: signet.admin.v1.GetBundleResponse
+	(*Authority)(nil),                // 30: signet.admin.v1.Authority
+	(*RootSchedule)(nil),             // 31: signet.admin.v1.RootSchedule
+	(*ListAuthoritiesRequest)(nil),   // 32: signet.admin.v1.ListAuthoritiesRequest
+	(*ListAuthoritiesResponse)(nil),  // 33: signet.admin.v1.ListAuthoritiesResponse
+	(*PrepareRootRequest)(nil),       // 34: signet.admin.v1.PrepareRootRequest
+	(*PrepareRootResponse)(nil),      // 35: signet.admin.v1.PrepareRootResponse
+	(*ActivateRootRequest)(nil),      // 36: signet.admin.v1.ActivateRootRequest
+	(*ActivateRootResponse)(nil),     // 37: signet.admin.v1.ActivateRootResponse
+	(*RetireRootRequest)(nil),        // 38: signet.admin.v1.RetireRootRequest
+	(*RetireRootResponse)(nil),       // 39: signet.admin.v1.RetireRootResponse
+	(*MTLSPolicy)(nil),               // 40: signet.admin.v1.MTLSPolicy
+	(*SetMTLSPolicyRequest)(nil),     // 41: signet.admin.v1.SetMTLSPolicyRequest
+	(*SetMTLSPolicyResponse)(nil),    // 42: signet.admin.v1.SetMTLSPolicyResponse
+	(*ListMTLSPoliciesRequest)(nil),  // 43: signet.admin.v1.ListMTLSPoliciesRequest
+	(*ListMTLSPoliciesResponse)(nil), // 44: signet.admin.v1.ListMTLSPoliciesResponse
+	(*DeleteMTLSPolicyRequest)(nil),  // 45: signet.admin.v1.DeleteMTLSPolicyRequest
+	(*DeleteMTLSPolicyResponse)(nil), // 46: signet.admin.v1.DeleteMTLSPolicyResponse
+	(*WorkloadMTLSStatus)(nil),       // 47: signet.admin.v1.WorkloadMTLSStatus
+	(*PortMTLSStatus)(nil),           // 48: signet.admin.v1.PortMTLSStatus
+	(*GetMTLSStatusRequest)(nil),     // 49: signet.admin.v1.GetMTLSStatusRequest
+	(*GetMTLSStatusResponse)(nil),    // 50: signet.admin.v1.GetMTLSStatusResponse
+	(*ExportAuditRequest)(nil),       // 51: signet.admin.v1.ExportAuditRequest
+	(*ExportAuditResponse)(nil),      // 52: signet.admin.v1.ExportAuditResponse
+	(*PruneAuditRequest)(nil),        // 53: signet.admin.v1.PruneAuditRequest
+	(*PruneAuditResponse)(nil),       // 54: signet.admin.v1.PruneAuditResponse
 }
 var file_signet_admin_v1_admin_proto_depIdxs = []int32{
-	3,  // 0: signet.admin.v1.CreateEntriesRequest.entries:type_name -> signet.admin.v1.Entry
-	3,  // 1: signet.admin.v1.CreateEntriesResponse.entries:type_name -> signet.admin.v1.Entry
-	3,  // 2: signet.admin.v1.ListEntriesResponse.entries:type_name -> signet.admin.v1.Entry
-	3,  // 3: signet.admin.v1.GetEntryResponse.entry:type_name -> signet.admin.v1.Entry
-	12, // 4: signet.admin.v1.ListNodesResponse.nodes:type_name -> signet.admin.v1.Node
-	17, // 5: signet.admin.v1.ListSVIDsResponse.svids:type_name -> signet.admin.v1.SVID
-	22, // 6: signet.admin.v1.ListAuthoritiesResponse.authorities:type_name -> signet.admin.v1.Authority
-	23, // 7: signet.admin.v1.ListAuthoritiesResponse.root_schedule:type_name -> signet.admin.v1.RootSchedule
-	22, // 8: signet.admin.v1.PrepareRootResponse.authority:type_name -> signet.admin.v1.Authority
-	22, // 9: signet.admin.v1.ActivateRootResponse.authority:type_name -> signet.admin.v1.Authority
-	22, // 10: signet.admin.v1.RetireRootResponse.authority:type_name -> signet.admin.v1.Authority
-	0,  // 11: signet.admin.v1.MTLSPolicy.mode:type_name -> signet.admin.v1.MTLSMode
-	32, // 12: signet.admin.v1.SetMTLSPolicyRequest.policy:type_name -> signet.admin.v1.MTLSPolicy
-	32, // 13: signet.admin.v1.SetMTLSPolicyResponse.policy:type_name -> signet.admin.v1.MTLSPolicy
-	32, // 14: signet.admin.v1.ListMTLSPoliciesResponse.policies:type_name -> signet.admin.v1.MTLSPolicy
-	0,  // 15: signet.admin.v1.WorkloadMTLSStatus.mode:type_name -> signet.admin.v1.MTLSMode
-	40, // 16: signet.admin.v1.WorkloadMTLSStatus.ports:type_name -> signet.admin.v1.PortMTLSStatus
-	0,  // 17: signet.admin.v1.PortMTLSStatus.mode:type_name -> signet.admin.v1.MTLSMode
-	39, // 18: signet.admin.v1.GetMTLSStatusResponse.workloads:type_name -> signet.admin.v1.WorkloadMTLSStatus
-	1,  // 19: signet.admin.v1.AdminService.CreateJoinToken:input_type -> signet.admin.v1.CreateJoinTokenRequest
-	4,  // 20: signet.admin.v1.AdminService.CreateEntries:input_type -> signet.admin.v1.CreateEntriesRequest
-	6,  // 21: signet.admin.v1.AdminService.ListEntries:input_type -> signet.admin.v1.ListEntriesRequest
-	8,  // 22: signet.admin.v1.AdminService.GetEntry:input_type -> signet.admin.v1.GetEntryRequest
-	10, // 23: signet.admin.v1.AdminService.DeleteEntry:input_type -> signet.admin.v1.DeleteEntryRequest
-	13, // 24: signet.admin.v1.AdminService.ListNodes:input_type -> signet.admin.v1.ListNodesRequest
-	15, // 25: signet.admin.v1.AdminService.EvictNode:input_type -> signet.admin.v1.EvictNodeRequest
-	18, // 26: signet.admin.v1.AdminService.ListSVIDs:input_type -> signet.admin.v1.ListSVIDsRequest
-	20, // 27: signet.admin.v1.AdminService.GetBundle:input_type -> signet.admin.v1.GetBundleRequest
-	24, // 28: signet.admin.v1.AdminService.ListAuthorities:input_type -> signet.admin.v1.ListAuthoritiesRequest
-	26, // 29: signet.admin.v1.AdminService.PrepareRoot:input_type -> signet.admin.v1.PrepareRootRequest
-	28, // 30: signet.admin.v1.AdminService.ActivateRoot:input_type -> signet.admin.v1.ActivateRootRequest
-	30, // 31: signet.admin.v1.AdminService.RetireRoot:input_type -> signet.admin.v1.RetireRootRequest
-	33, // 32: signet.admin.v1.AdminService.SetMTLSPolicy:input_type -> signet.admin.v1.SetMTLSPolicyRequest
-	35, // 33: signet.admin.v1.AdminService.ListMTLSPolicies:input_type -> signet.admin.v1.ListMTLSPoliciesRequest
-	37, // 34: signet.admin.v1.AdminService.DeleteMTLSPolicy:input_type -> signet.admin.v1.DeleteMTLSPolicyRequest
-	41, // 35: signet.admin.v1.AdminService.GetMTLSStatus:input_type -> signet.admin.v1.GetMTLSStatusRequest
-	43, // 36: signet.admin.v1.AdminService.ExportAudit:input_type -> signet.admin.v1.ExportAuditRequest
-	45, // 37: signet.admin.v1.AdminService.PruneAudit:input_type -> signet.admin.v1.PruneAuditRequest
-	2,  // 38: signet.admin.v1.AdminService.CreateJoinToken:output_type -> signet.admin.v1.CreateJoinTokenResponse
-	5,  // 39: signet.admin.v1.AdminService.CreateEntries:output_type -> signet.admin.v1.CreateEntriesResponse
-	7,  // 40: signet.admin.v1.AdminService.ListEntries:output_type -> signet.admin.v1.ListEntriesResponse
-	9,  // 41: signet.admin.v1.AdminService.GetEntry:output_type -> signet.admin.v1.GetEntryResponse
-	11, // 42: signet.admin.v1.AdminService.DeleteEntry:output_type -> signet.admin.v1.DeleteEntryResponse
-	14, // 43: signet.admin.v1.AdminService.ListNodes:output_type -> signet.admin.v1.ListNodesResponse
-	16, // 44: signet.admin.v1.AdminService.EvictNode:output_type -> signet.admin.v1.EvictNodeResponse
-	19, // 45: signet.admin.v1.AdminService.ListSVIDs:output_type -> signet.admin.v1.ListSVIDsResponse
-	21, // 46: signet.admin.v1.AdminService.GetBundle:output_type -> signet.admin.v1.GetBundleResponse
-	25, // 47: signet.admin.v1.AdminService.ListAuthorities:output_type -> signet.admin.v1.ListAuthoritiesResponse
-	27, // 48: signet.admin.v1.AdminService.PrepareRoot:output_type -> signet.admin.v1.PrepareRootResponse
-	29, // 49: signet.admin.v1.AdminService.ActivateRoot:output_type -> signet.admin.v1.ActivateRootResponse
-	31, // 50: signet.admin.v1.AdminService.RetireRoot:output_type -> signet.admin.v1.RetireRootResponse
-	34, // 51: signet.admin.v1.AdminService.SetMTLSPolicy:output_type -> signet.admin.v1.SetMTLSPolicyResponse
-	36, // 52: signet.admin.v1.AdminService.ListMTLSPolicies:output_type -> signet.admin.v1.ListMTLSPoliciesResponse
-	38, // 53: signet.admin.v1.AdminService.DeleteMTLSPolicy:output_type -> signet.admin.v1.DeleteMTLSPolicyResponse
-	42, // 54: signet.admin.v1.AdminService.GetMTLSStatus:output_type -> signet.admin.v1.GetMTLSStatusResponse
-	44, // 55: signet.admin.v1.AdminService.ExportAudit:output_type -> signet.admin.v1.ExportAuditResponse
-	46, // 56: signet.admin.v1.AdminService.PruneAudit:output_type -> signet.admin.v1.PruneAuditResponse
-	38, // [38:57] is the sub-list for method output_type
-	19, // [19:38] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	3,  // 0: signet.admin.v1.ListJoinTokensResponse.tokens:type_name -> signet.admin.v1.JoinToken
+	3,  // 1: signet.admin.v1.RevokeJoinTokenResponse.revoked:type_name -> signet.admin.v1.JoinToken
+	8,  // 2: signet.admin.v1.CreateEntriesRequest.entries:type_name -> signet.admin.v1.Entry
+	8,  // 3: signet.admin.v1.CreateEntriesResponse.entries:type_name -> signet.admin.v1.Entry
+	8,  // 4: signet.admin.v1.ListEntriesResponse.entries:type_name -> signet.admin.v1.Entry
+	8,  // 5: signet.admin.v1.GetEntryResponse.entry:type_name -> signet.admin.v1.Entry
+	17, // 6: signet.admin.v1.UpdateEntryRequest.dns_names:type_name -> signet.admin.v1.StringList
+	17, // 7: signet.admin.v1.UpdateEntryRequest.selectors:type_name -> signet.admin.v1.StringList
+	8,  // 8: signet.admin.v1.UpdateEntryResponse.entry:type_name -> signet.admin.v1.Entry
+	20, // 9: signet.admin.v1.ListNodesResponse.nodes:type_name -> signet.admin.v1.Node
+	25, // 10: signet.admin.v1.ListSVIDsResponse.svids:type_name -> signet.admin.v1.SVID
+	30, // 11: signet.admin.v1.ListAuthoritiesResponse.authorities:type_name -> signet.admin.v1.Authority
+	31, // 12: signet.admin.v1.ListAuthoritiesResponse.root_schedule:type_name -> signet.admin.v1.RootSchedule
+	30, // 13: signet.admin.v1.PrepareRootResponse.authority:type_name -> signet.admin.v1.Authority
+	30, // 14: signet.admin.v1.ActivateRootResponse.authority:type_name -> signet.admin.v1.Authority
+	30, // 15: signet.admin.v1.RetireRootResponse.authority:type_name -> signet.admin.v1.Authority
+	0,  // 16: signet.admin.v1.MTLSPolicy.mode:type_name -> signet.admin.v1.MTLSMode
+	40, // 17: signet.admin.v1.SetMTLSPolicyRequest.policy:type_name -> signet.admin.v1.MTLSPolicy
+	40, // 18: signet.admin.v1.SetMTLSPolicyResponse.policy:type_name -> signet.admin.v1.MTLSPolicy
+	47, // 19: signet.admin.v1.SetMTLSPolicyResponse.would_refuse:type_name -> signet.admin.v1.WorkloadMTLSStatus
+	40, // 20: signet.admin.v1.ListMTLSPoliciesResponse.policies:type_name -> signet.admin.v1.MTLSPolicy
+	0,  // 21: signet.admin.v1.WorkloadMTLSStatus.mode:type_name -> signet.admin.v1.MTLSMode
+	48, // 22: signet.admin.v1.WorkloadMTLSStatus.ports:type_name -> signet.admin.v1.PortMTLSStatus
+	0,  // 23: signet.admin.v1.PortMTLSStatus.mode:type_name -> signet.admin.v1.MTLSMode
+	47, // 24: signet.admin.v1.GetMTLSStatusResponse.workloads:type_name -> signet.admin.v1.WorkloadMTLSStatus
+	1,  // 25: signet.admin.v1.AdminService.CreateJoinToken:input_type -> signet.admin.v1.CreateJoinTokenRequest
+	4,  // 26: signet.admin.v1.AdminService.ListJoinTokens:input_type -> signet.admin.v1.ListJoinTokensRequest
+	6,  // 27: signet.admin.v1.AdminService.RevokeJoinToken:input_type -> signet.admin.v1.RevokeJoinTokenRequest
+	9,  // 28: signet.admin.v1.AdminService.CreateEntries:input_type -> signet.admin.v1.CreateEntriesRequest
+	11, // 29: signet.admin.v1.AdminService.ListEntries:input_type -> signet.admin.v1.ListEntriesRequest
+	13, // 30: signet.admin.v1.AdminService.GetEntry:input_type -> signet.admin.v1.GetEntryRequest
+	15, // 31: signet.admin.v1.AdminService.DeleteEntry:input_type -> signet.admin.v1.DeleteEntryRequest
+	18, // 32: signet.admin.v1.AdminService.UpdateEntry:input_type -> signet.admin.v1.UpdateEntryRequest
+	21, // 33: signet.admin.v1.AdminService.ListNodes:input_type -> signet.admin.v1.ListNodesRequest
+	23, // 34: signet.admin.v1.AdminService.EvictNode:input_type -> signet.admin.v1.EvictNodeRequest
+	26, // 35: signet.admin.v1.AdminService.ListSVIDs:input_type -> signet.admin.v1.ListSVIDsRequest
+	28, // 36: signet.admin.v1.AdminService.GetBundle:input_type -> signet.admin.v1.GetBundleRequest
+	32, // 37: signet.admin.v1.AdminService.ListAuthorities:input_type -> signet.admin.v1.ListAuthoritiesRequest
+	34, // 38: signet.admin.v1.AdminService.PrepareRoot:input_type -> signet.admin.v1.PrepareRootRequest
+	36, // 39: signet.admin.v1.AdminService.ActivateRoot:input_type -> signet.admin.v1.ActivateRootRequest
+	38, // 40: signet.admin.v1.AdminService.RetireRoot:input_type -> signet.admin.v1.RetireRootRequest
+	41, // 41: signet.admin.v1.AdminService.SetMTLSPolicy:input_type -> signet.admin.v1.SetMTLSPolicyRequest
+	43, // 42: signet.admin.v1.AdminService.ListMTLSPolicies:input_type -> signet.admin.v1.ListMTLSPoliciesRequest
+	45, // 43: signet.admin.v1.AdminService.DeleteMTLSPolicy:input_type -> signet.admin.v1.DeleteMTLSPolicyRequest
+	49, // 44: signet.admin.v1.AdminService.GetMTLSStatus:input_type -> signet.admin.v1.GetMTLSStatusRequest
+	51, // 45: signet.admin.v1.AdminService.ExportAudit:input_type -> signet.admin.v1.ExportAuditRequest
+	53, // 46: signet.admin.v1.AdminService.PruneAudit:input_type -> signet.admin.v1.PruneAuditRequest
+	2,  // 47: signet.admin.v1.AdminService.CreateJoinToken:output_type -> signet.admin.v1.CreateJoinTokenResponse
+	5,  // 48: signet.admin.v1.AdminService.ListJoinTokens:output_type -> signet.admin.v1.ListJoinTokensResponse
+	7,  // 49: signet.admin.v1.AdminService.RevokeJoinToken:output_type -> signet.admin.v1.RevokeJoinTokenResponse
+	10, // 50: signet.admin.v1.AdminService.CreateEntries:output_type -> signet.admin.v1.CreateEntriesResponse
+	12, // 51: signet.admin.v1.AdminService.ListEntries:output_type -> signet.admin.v1.ListEntriesResponse
+	14, // 52: signet.admin.v1.AdminService.GetEntry:output_type -> signet.admin.v1.GetEntryResponse
+	16, // 53: signet.admin.v1.AdminService.DeleteEntry:output_type -> signet.admin.v1.DeleteEntryResponse
+	19, // 54: signet.admin.v1.AdminService.UpdateEntry:output_type -> signet.admin.v1.UpdateEntryResponse
+	22, // 55: signet.admin.v1.AdminService.ListNodes:output_type -> signet.admin.v1.ListNodesResponse
+	24, // 56: signet.admin.v1.AdminService.EvictNode:output_type -> signet.admin.v1.EvictNodeResponse
+	27, // 57: signet.admin.v1.AdminService.ListSVIDs:output_type -> signet.admin.v1.ListSVIDsResponse
+	29, // 58: signet.admin.v1.AdminService.GetBundle:output_type -> signet.admin.v1.GetBundleResponse
+	33, // 59: signet.admin.v1.AdminService.ListAuthorities:output_type -> signet.admin.v1.ListAuthoritiesResponse
+	35, // 60: signet.admin.v1.AdminService.PrepareRoot:output_type -> signet.admin.v1.PrepareRootResponse
+	37, // 61: signet.admin.v1.AdminService.ActivateRoot:output_type -> signet.admin.v1.ActivateRootResponse
+	39, // 62: signet.admin.v1.AdminService.RetireRoot:output_type -> signet.admin.v1.RetireRootResponse
+	42, // 63: signet.admin.v1.AdminService.SetMTLSPolicy:output_type -> signet.admin.v1.SetMTLSPolicyResponse
+	44, // 64: signet.admin.v1.AdminService.ListMTLSPolicies:output_type -> signet.admin.v1.ListMTLSPoliciesResponse
+	46, // 65: signet.admin.v1.AdminService.DeleteMTLSPolicy:output_type -> signet.admin.v1.DeleteMTLSPolicyResponse
+	50, // 66: signet.admin.v1.AdminService.GetMTLSStatus:output_type -> signet.admin.v1.GetMTLSStatusResponse
+	52, // 67: signet.admin.v1.AdminService.ExportAudit:output_type -> signet.admin.v1.ExportAuditResponse
+	54, // 68: signet.admin.v1.AdminService.PruneAudit:output_type -> signet.admin.v1.PruneAuditResponse
+	47, // [47:69] is the sub-list for method output_type
+	25, // [25:47] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_signet_admin_v1_admin_proto_init() }
@@ -3130,13 +3687,14 @@ func file_signet_admin_v1_admin_proto_init() {
 	if File_signet_admin_v1_admin_proto != nil {
 		return
 	}
+	file_signet_admin_v1_admin_proto_msgTypes[17].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_signet_admin_v1_admin_proto_rawDesc), len(file_signet_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   46,
+			NumMessages:   54,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -24,10 +24,13 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	AdminService_CreateJoinToken_FullMethodName  = "/signet.admin.v1.AdminService/CreateJoinToken"
+	AdminService_ListJoinTokens_FullMethodName   = "/signet.admin.v1.AdminService/ListJoinTokens"
+	AdminService_RevokeJoinToken_FullMethodName  = "/signet.admin.v1.AdminService/RevokeJoinToken"
 	AdminService_CreateEntries_FullMethodName    = "/signet.admin.v1.AdminService/CreateEntries"
 	AdminService_ListEntries_FullMethodName      = "/signet.admin.v1.AdminService/ListEntries"
 	AdminService_GetEntry_FullMethodName         = "/signet.admin.v1.AdminService/GetEntry"
 	AdminService_DeleteEntry_FullMethodName      = "/signet.admin.v1.AdminService/DeleteEntry"
+	AdminService_UpdateEntry_FullMethodName      = "/signet.admin.v1.AdminService/UpdateEntry"
 	AdminService_ListNodes_FullMethodName        = "/signet.admin.v1.AdminService/ListNodes"
 	AdminService_EvictNode_FullMethodName        = "/signet.admin.v1.AdminService/EvictNode"
 	AdminService_ListSVIDs_FullMethodName        = "/signet.admin.v1.AdminService/ListSVIDs"
@@ -50,13 +53,23 @@ const (
 //
 // AdminService is served by the CA on --admin-socket.
 type AdminServiceClient interface {
+	// CreateJoinToken refuses (FailedPrecondition) a node name that belongs
+	// to an attested, not evicted node unless force is set: a second token
+	// for a live name would hand that node's identity to its holder.
 	CreateJoinToken(ctx context.Context, in *CreateJoinTokenRequest, opts ...grpc.CallOption) (*CreateJoinTokenResponse, error)
+	// ListJoinTokens lists the unused, unexpired tokens; never their secrets.
+	ListJoinTokens(ctx context.Context, in *ListJoinTokensRequest, opts ...grpc.CallOption) (*ListJoinTokensResponse, error)
+	// RevokeJoinToken deletes unused tokens by token id or by node name.
+	RevokeJoinToken(ctx context.Context, in *RevokeJoinTokenRequest, opts ...grpc.CallOption) (*RevokeJoinTokenResponse, error)
 	// CreateEntries stores every entry or none: one bad entry fails the call
 	// with InvalidArgument (or AlreadyExists / FailedPrecondition) naming it.
 	CreateEntries(ctx context.Context, in *CreateEntriesRequest, opts ...grpc.CallOption) (*CreateEntriesResponse, error)
 	ListEntries(ctx context.Context, in *ListEntriesRequest, opts ...grpc.CallOption) (*ListEntriesResponse, error)
 	GetEntry(ctx context.Context, in *GetEntryRequest, opts ...grpc.CallOption) (*GetEntryResponse, error)
 	DeleteEntry(ctx context.Context, in *DeleteEntryRequest, opts ...grpc.CallOption) (*DeleteEntryResponse, error)
+	// UpdateEntry changes an entry in place, keeping its id; it takes a new
+	// revision so agents re-mint its SVIDs.
+	UpdateEntry(ctx context.Context, in *UpdateEntryRequest, opts ...grpc.CallOption) (*UpdateEntryResponse, error)
 	ListNodes(ctx context.Context, in *ListNodesRequest, opts ...grpc.CallOption) (*ListNodesResponse, error)
 	// EvictNode removes the node: it can no longer renew or mint, and must
 	// attest again with a new join token.
@@ -90,6 +103,26 @@ func (c *adminServiceClient) CreateJoinToken(ctx context.Context, in *CreateJoin
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(CreateJoinTokenResponse)
 	err := c.cc.Invoke(ctx, AdminService_CreateJoinToken_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ListJoinTokens(ctx context.Context, in *ListJoinTokensRequest, opts ...grpc.CallOption) (*ListJoinTokensResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListJoinTokensResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListJoinTokens_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) RevokeJoinToken(ctx context.Context, in *RevokeJoinTokenRequest, opts ...grpc.CallOption) (*RevokeJoinTokenResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RevokeJoinTokenResponse)
+	err := c.cc.Invoke(ctx, AdminService_RevokeJoinToken_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -130,6 +163,16 @@ func (c *adminServiceClient) DeleteEntry(ctx context.Context, in *DeleteEntryReq
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(DeleteEntryResponse)
 	err := c.cc.Invoke(ctx, AdminService_DeleteEntry_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) UpdateEntry(ctx context.Context, in *UpdateEntryRequest, opts ...grpc.CallOption) (*UpdateEntryResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UpdateEntryResponse)
+	err := c.cc.Invoke(ctx, AdminService_UpdateEntry_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -291,13 +334,23 @@ func (c *adminServiceClient) PruneAudit(ctx context.Context, in *PruneAuditReque
 //
 // AdminService is served by the CA on --admin-socket.
 type AdminServiceServer interface {
+	// CreateJoinToken refuses (FailedPrecondition) a node name that belongs
+	// to an attested, not evicted node unless force is set: a second token
+	// for a live name would hand that node's identity to its holder.
 	CreateJoinToken(context.Context, *CreateJoinTokenRequest) (*CreateJoinTokenResponse, error)
+	// ListJoinTokens lists the unused, unexpired tokens; never their secrets.
+	ListJoinTokens(context.Context, *ListJoinTokensRequest) (*ListJoinTokensResponse, error)
+	// RevokeJoinToken deletes unused tokens by token id or by node name.
+	RevokeJoinToken(context.Context, *RevokeJoinTokenRequest) (*RevokeJoinTokenResponse, error)
 	// CreateEntries stores every entry or none: one bad entry fails the call
 	// with InvalidArgument (or AlreadyExists / FailedPrecondition) naming it.
 	CreateEntries(context.Context, *CreateEntriesRequest) (*CreateEntriesResponse, error)
 	ListEntries(context.Context, *ListEntriesRequest) (*ListEntriesResponse, error)
 	GetEntry(context.Context, *GetEntryRequest) (*GetEntryResponse, error)
 	DeleteEntry(context.Context, *DeleteEntryRequest) (*DeleteEntryResponse, error)
+	// UpdateEntry changes an entry in place, keeping its id; it takes a new
+	// revision so agents re-mint its SVIDs.
+	UpdateEntry(context.Context, *UpdateEntryRequest) (*UpdateEntryResponse, error)
 	ListNodes(context.Context, *ListNodesRequest) (*ListNodesResponse, error)
 	// EvictNode removes the node: it can no longer renew or mint, and must
 	// attest again with a new join token.
@@ -330,6 +383,12 @@ type UnimplementedAdminServiceServer struct{}
 func (UnimplementedAdminServiceServer) CreateJoinToken(context.Context, *CreateJoinTokenRequest) (*CreateJoinTokenResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateJoinToken not implemented")
 }
+func (UnimplementedAdminServiceServer) ListJoinTokens(context.Context, *ListJoinTokensRequest) (*ListJoinTokensResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListJoinTokens not implemented")
+}
+func (UnimplementedAdminServiceServer) RevokeJoinToken(context.Context, *RevokeJoinTokenRequest) (*RevokeJoinTokenResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RevokeJoinToken not implemented")
+}
 func (UnimplementedAdminServiceServer) CreateEntries(context.Context, *CreateEntriesRequest) (*CreateEntriesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateEntries not implemented")
 }
@@ -341,6 +400,9 @@ func (UnimplementedAdminServiceServer) GetEntry(context.Context, *GetEntryReques
 }
 func (UnimplementedAdminServiceServer) DeleteEntry(context.Context, *DeleteEntryRequest) (*DeleteEntryResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteEntry not implemented")
+}
+func (UnimplementedAdminServiceServer) UpdateEntry(context.Context, *UpdateEntryRequest) (*UpdateEntryResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateEntry not implemented")
 }
 func (UnimplementedAdminServiceServer) ListNodes(context.Context, *ListNodesRequest) (*ListNodesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListNodes not implemented")
@@ -423,6 +485,42 @@ func _AdminService_CreateJoinToken_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_ListJoinTokens_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListJoinTokensRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListJoinTokens(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListJoinTokens_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListJoinTokens(ctx, req.(*ListJoinTokensRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_RevokeJoinToken_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevokeJoinTokenRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).RevokeJoinToken(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_RevokeJoinToken_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).RevokeJoinToken(ctx, req.(*RevokeJoinTokenRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _AdminService_CreateEntries_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(CreateEntriesRequest)
 	if err := dec(in); err != nil {
@@ -491,6 +589,24 @@ func _AdminService_DeleteEntry_Handler(srv interface{}, ctx context.Context, dec
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(AdminServiceServer).DeleteEntry(ctx, req.(*DeleteEntryRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_UpdateEntry_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateEntryRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).UpdateEntry(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_UpdateEntry_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).UpdateEntry(ctx, req.(*UpdateEntryRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -752,6 +868,14 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _AdminService_CreateJoinToken_Handler,
 		},
 		{
+			MethodName: "ListJoinTokens",
+			Handler:    _AdminService_ListJoinTokens_Handler,
+		},
+		{
+			MethodName: "RevokeJoinToken",
+			Handler:    _AdminService_RevokeJoinToken_Handler,
+		},
+		{
 			MethodName: "CreateEntries",
 			Handler:    _AdminService_CreateEntries_Handler,
 		},
@@ -766,6 +890,10 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeleteEntry",
 			Handler:    _AdminService_DeleteEntry_Handler,
+		},
+		{
+			MethodName: "UpdateEntry",
+			Handler:    _AdminService_UpdateEntry_Handler,
 		},
 		{
 			MethodName: "ListNodes",
