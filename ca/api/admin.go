@@ -19,8 +19,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/signet-mesh/signet/ca/audit"
+	"github.com/signet-mesh/signet/ca/bundle"
 	"github.com/signet-mesh/signet/ca/registration"
-	"github.com/signet-mesh/signet/ca/rotation"
 	"github.com/signet-mesh/signet/ca/store"
 	"github.com/signet-mesh/signet/internal/clock"
 	"github.com/signet-mesh/signet/internal/peercred"
@@ -416,12 +416,7 @@ func (s *AdminService) ListSVIDs(ctx context.Context, req *adminv1.ListSVIDsRequ
 
 // GetBundle implements adminv1.AdminServiceServer.
 func (s *AdminService) GetBundle(ctx context.Context, _ *adminv1.GetBundleRequest) (*adminv1.GetBundleResponse, error) {
-	var b *rotation.Bundle
-	err := s.cfg.Store.View(ctx, func(tx store.Tx) error {
-		var err error
-		b, err = rotation.BundleFromTx(tx, s.cfg.TrustDomain)
-		return err
-	})
+	b, err := bundle.Read(ctx, s.cfg.Store, s.cfg.TrustDomain)
 	if err != nil {
 		return nil, toStatus(ctx, s.log, "reading bundle", err)
 	}

@@ -7,7 +7,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/signet-mesh/signet/ca"
-	"github.com/signet-mesh/signet/ca/rotation"
+	"github.com/signet-mesh/signet/ca/bundle"
 	"github.com/signet-mesh/signet/ca/store"
 	adminv1 "github.com/signet-mesh/signet/proto/signet/admin/v1"
 	nodev1 "github.com/signet-mesh/signet/proto/signet/node/v1"
@@ -50,7 +50,7 @@ func svidProto(id spiffeid.ID, chain []*x509.Certificate) *nodev1.X509SVID {
 	return out
 }
 
-func bundleProto(b *rotation.Bundle) *nodev1.Bundle {
+func bundleProto(b *bundle.Bundle) *nodev1.Bundle {
 	out := &nodev1.Bundle{TrustDomain: b.TrustDomain.Name(), Revision: b.Revision, RefreshHint: 60}
 	for _, c := range b.X509Authorities {
 		out.X509Authorities = append(out.X509Authorities, c.Raw)

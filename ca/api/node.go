@@ -23,8 +23,8 @@ import (
 
 	"github.com/signet-mesh/signet/ca"
 	"github.com/signet-mesh/signet/ca/audit"
+	"github.com/signet-mesh/signet/ca/bundle"
 	"github.com/signet-mesh/signet/ca/registration"
-	"github.com/signet-mesh/signet/ca/rotation"
 	"github.com/signet-mesh/signet/ca/store"
 	"github.com/signet-mesh/signet/internal/clock"
 	"github.com/signet-mesh/signet/internal/nodeapi"
@@ -173,11 +173,11 @@ func (s *NodeService) AttestNode(ctx context.Context, req *nodev1.AttestNodeRequ
 		if err := recordAudit(tx, r, now); err != nil {
 			return err
 		}
-		bundle, err := rotation.BundleFromTx(tx, s.cfg.TrustDomain)
+		b, err := bundle.FromTx(tx, s.cfg.TrustDomain)
 		if err != nil {
 			return err
 		}
-		resp = &nodev1.AttestNodeResponse{Svid: svidProto(nodeID, svid.Chain), Bundle: bundleProto(bundle)}
+		resp = &nodev1.AttestNodeResponse{Svid: svidProto(nodeID, svid.Chain), Bundle: bundleProto(b)}
 		return nil
 	})
 	switch {
@@ -278,7 +278,7 @@ func (s *NodeService) SyncEntries(_ *nodev1.SyncEntriesRequest, stream nodev1.No
 	for first := true; ; first = false {
 		var (
 			entries  []*store.Entry
-			bundle   *rotation.Bundle
+			b        *bundle.Bundle
 			rev      int64
 			policies []*store.MTLSPolicy
 		)
@@ -291,13 +291,13 @@ func (s *NodeService) SyncEntries(_ *nodev1.SyncEntriesRequest, stream nodev1.No
 			if entries, err = tx.ListEntries(store.EntryFilter{ParentID: nodeID.String()}); err != nil {
 				return err
 			}
-			if bundle, err = rotation.BundleFromTx(tx, s.cfg.TrustDomain); err != nil {
+			if b, err = bundle.FromTx(tx, s.cfg.TrustDomain); err != nil {
 				return err
 			}
 			if policies, err = tx.ListMTLSPolicies(); err != nil {
 				return err
 			}
-			if rotateGen, err = rotation.RotateGenerationFromTx(tx); err != nil {
+			if rotateGen, err = bundle.RotateGeneration(tx); err != nil {
 				return err
 			}
 			rev, err = tx.Revision()
@@ -321,9 +321,9 @@ func (s *NodeService) SyncEntries(_ *nodev1.SyncEntriesRequest, stream nodev1.No
 				delete(sent, id)
 			}
 		}
-		if bundle.Revision != bundleRev {
-			msg.Bundle = bundleProto(bundle)
-			bundleRev = bundle.Revision
+		if b.Revision != bundleRev {
+			msg.Bundle = bundleProto(b)
+			bundleRev = b.Revision
 		}
 		if v := policySetVersion(policies); first || v != policiesSent {
 			msg.MtlsPolicies = nodePolicies(policies)

@@ -11,11 +11,11 @@ import (
 	"encoding/hex"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/signet-mesh/signet/ca"
+	"github.com/signet-mesh/signet/ca/bundle"
 	"github.com/signet-mesh/signet/ca/store"
 )
 
@@ -75,18 +75,18 @@ func (m *Manager) reconcileWith(ctx context.Context, step string, change func(tx
 			return err
 		}
 		if rootCreated || jwtChanged {
-			rev, err := bumpBundleRevision(tx)
+			rev, err := bundle.BumpRevision(tx)
 			if err != nil {
 				return err
 			}
 			m.log.Info("bundle changed", logRevision, rev)
 		}
 
-		bundle, err := BundleFromTx(tx, m.cfg.TrustDomain)
+		b, err := bundle.FromTx(tx, m.cfg.TrustDomain)
 		if err != nil {
 			return err
 		}
-		if xa, err = x509Authority(inter, interSigner, root, cross, bundle.X509Authorities); err != nil {
+		if xa, err = x509Authority(inter, interSigner, root, cross, b.X509Authorities); err != nil {
 			return err
 		}
 		jk = &ca.JWTKey{ID: jwt.ID, Signer: jwtSigner, NotAfter: jwt.NotAfter}
@@ -389,7 +389,7 @@ func x509Authority(inter *store.Authority, signer crypto.Signer, root *store.Aut
 	if err != nil {
 		return nil, wrapErr("intermediate %s: %w", inter.ID, err)
 	}
-	rc, err := parseRoot(root)
+	rc, err := bundle.ParseRoot(root)
 	if err != nil {
 		return nil, err
 	}
@@ -397,7 +397,7 @@ func x509Authority(inter *store.Authority, signer crypto.Signer, root *store.Aut
 		ID:            inter.ID,
 		Certificate:   cert,
 		Signer:        signer,
-		UpstreamChain: rc.upstream,
+		UpstreamChain: rc.Upstream,
 		Roots:         anchors,
 	}
 	if cross != nil {
@@ -493,16 +493,6 @@ func nextEvent(auths []*store.Authority, rootID string) time.Time {
 		}
 	}
 	return next
-}
-
-// bumpBundleRevision records that the bundle changed, taking a new store
-// revision.
-func bumpBundleRevision(tx store.Tx) (int64, error) {
-	rev, err := tx.NextRevision()
-	if err != nil {
-		return 0, err
-	}
-	return rev, tx.PutMeta(BundleRevisionKey, []byte(strconv.FormatInt(rev, 10)))
 }
 
 // newID returns a random authority ID: 16 hex digits, short enough to

@@ -10,6 +10,7 @@ import (
 
 	"go.step.sm/crypto/pemutil"
 
+	"github.com/signet-mesh/signet/ca/bundle"
 	"github.com/signet-mesh/signet/ca/store"
 )
 
@@ -113,7 +114,7 @@ func checkImport(cert *x509.Certificate, chain []*x509.Certificate, key crypto.S
 		return errors.New("private key does not match the certificate")
 	}
 	if selfSigned {
-		if !isSelfSigned(cert) {
+		if !bundle.IsSelfSigned(cert) {
 			return errors.New("not self-signed (import a CA under your own root as an intermediate)")
 		}
 		if len(chain) > 0 {
@@ -121,12 +122,12 @@ func checkImport(cert *x509.Certificate, chain []*x509.Certificate, key crypto.S
 		}
 		return nil
 	}
-	if isSelfSigned(cert) {
+	if bundle.IsSelfSigned(cert) {
 		return errors.New("self-signed (import it as a root)")
 	}
 	roots, inters := x509.NewCertPool(), x509.NewCertPool()
 	for _, c := range chain {
-		if isSelfSigned(c) {
+		if bundle.IsSelfSigned(c) {
 			roots.AddCert(c)
 		} else {
 			inters.AddCert(c)

@@ -116,7 +116,7 @@ func TestImportRoot(t *testing.T) {
 		t.Errorf("stored root key does not open with signet's passphrase: %v", err)
 	}
 
-	b := bundle(t, in.m)
+	b := readBundle(t, in)
 	if len(b.X509Authorities) != 1 || !b.X509Authorities[0].Equal(org.cert) {
 		t.Errorf("bundle anchors are not the imported root")
 	}
@@ -153,7 +153,7 @@ func TestImportIntermediate(t *testing.T) {
 		KeyFile:   writeKey(t, files, "ca.key", signetCA.key, nil),
 	}})
 
-	b := bundle(t, in.m)
+	b := readBundle(t, in)
 	if len(b.X509Authorities) != 1 || !b.X509Authorities[0].Equal(orgRoot.cert) {
 		t.Fatalf("bundle anchors are not the organisation root")
 	}

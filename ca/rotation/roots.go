@@ -20,14 +20,9 @@ import (
 	"go.step.sm/crypto/pemutil"
 
 	"github.com/signet-mesh/signet/ca/audit"
+	"github.com/signet-mesh/signet/ca/bundle"
 	"github.com/signet-mesh/signet/ca/store"
 )
-
-// RotateGenerationKey is the store meta key holding the rotate generation:
-// a decimal counter that `root activate --rotate-now` increments. Agents
-// receive it on the entry-sync stream and, when it grows past the one they
-// acted on, re-mint every SVID (spread with jitter).
-const RotateGenerationKey = "rotate_generation"
 
 // pendingCSRsKey is the store meta key holding the keys of CSRs made by
 // PrepareRoot with CSROnly that await their signed certificate: a JSON
@@ -114,7 +109,7 @@ func (m *Manager) Authorities(ctx context.Context) ([]AuthorityStatus, int64, er
 				ExpiringSoon:   inUse(a) && a.Kind != store.KindJWT && ExpiringSoon(now, a.NotBefore, a.NotAfter),
 			})
 		}
-		rev, err = bundleRevision(tx)
+		rev, err = bundle.Revision(tx)
 		return err
 	})
 	if err != nil {
@@ -280,7 +275,7 @@ func (m *Manager) PrepareRoot(ctx context.Context, p PrepareParams) (*PrepareRes
 		if err != nil {
 			return err
 		}
-		if root.BundleRevision, err = bumpBundleRevision(tx); err != nil {
+		if root.BundleRevision, err = bundle.BumpRevision(tx); err != nil {
 			return err
 		}
 		if err := tx.PutAuthority(root); err != nil {
@@ -352,7 +347,7 @@ func (m *Manager) importPrepared(ctx context.Context, tx store.Tx, imp *parsedIm
 			return nil, refuse(ErrRefused, "this certificate is already root %s (%s)", a.ID, a.State)
 		}
 	}
-	selfSigned := isSelfSigned(imp.cert)
+	selfSigned := bundle.IsSelfSigned(imp.cert)
 	id := newID()
 	var (
 		key     = imp.key
@@ -556,11 +551,7 @@ func (m *Manager) ActivateRoot(ctx context.Context, p ActivateParams) (*store.Au
 			return err
 		}
 		if p.RotateNow {
-			gen, err := RotateGenerationFromTx(tx)
-			if err != nil {
-				return err
-			}
-			if err := tx.PutMeta(RotateGenerationKey, []byte(strconv.FormatInt(gen+1, 10))); err != nil {
+			if _, err := bundle.BumpRotateGeneration(tx); err != nil {
 				return err
 			}
 		}
@@ -585,12 +576,6 @@ func (m *Manager) ActivateRoot(ctx context.Context, p ActivateParams) (*store.Au
 	})
 	if err != nil {
 		return nil, err
-	}
-	// The server certificate follows the new intermediate now rather than
-	// at the next tick: it must chain to the new root before the old one
-	// can be retired.
-	if err := m.renewServerCert(ctx); err != nil {
-		m.log.Error("renewing server certificate", logError, err)
 	}
 	return root, nil
 }
@@ -644,7 +629,7 @@ func (m *Manager) RetireRoot(ctx context.Context, p RetireParams) (*store.Author
 		if err := m.transition(tx, root, store.StateRetired, now); err != nil {
 			return err
 		}
-		rev, err := bumpBundleRevision(tx)
+		rev, err := bundle.BumpRevision(tx)
 		if err != nil {
 			return err
 		}
@@ -828,31 +813,6 @@ func StaleAgents(rev int64, agents map[string]int64) []string {
 	}
 	slices.Sort(out)
 	return out
-}
-
-// RotateGenerationFromTx reads the rotate generation (see
-// RotateGenerationKey); 0 before the first `activate --rotate-now`.
-func RotateGenerationFromTx(tx store.Tx) (int64, error) {
-	return metaInt(tx, RotateGenerationKey)
-}
-
-func bundleRevision(tx store.Tx) (int64, error) {
-	return metaInt(tx, BundleRevisionKey)
-}
-
-func metaInt(tx store.Tx, key string) (int64, error) {
-	v, err := tx.GetMeta(key)
-	if errors.Is(err, store.ErrNotFound) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, wrapErr("reading %s: %w", key, err)
-	}
-	n, err := strconv.ParseInt(string(v), 10, 64)
-	if err != nil {
-		return 0, wrapErr("%s %q: %w", key, v, err)
-	}
-	return n, nil
 }
 
 // crashPoint calls Config.CrashPoint, if set.

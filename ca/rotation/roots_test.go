@@ -20,6 +20,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/signet-mesh/signet/ca"
+	"github.com/signet-mesh/signet/ca/bundle"
 	"github.com/signet-mesh/signet/ca/catest"
 	"github.com/signet-mesh/signet/ca/keys"
 	"github.com/signet-mesh/signet/ca/rotation"
@@ -95,13 +96,13 @@ func TestRootRotationSteps(t *testing.T) {
 	wantErr(t, err, rotation.ErrAuthorityNotFound, `no root with id "nope"`)
 
 	// prepare: the new root enters the bundle under a new revision.
-	revBefore := bundle(t, in.m).Revision
+	revBefore := readBundle(t, in).Revision
 	res, err := in.m.PrepareRoot(ctx, rotation.PrepareParams{Actor: "test"})
 	if err != nil {
 		t.Fatalf("PrepareRoot: %v", err)
 	}
 	newRoot := res.Authority
-	b := bundle(t, in.m)
+	b := readBundle(t, in)
 	if newRoot.State != store.StatePrepared || len(b.X509Authorities) != 2 || b.Revision <= revBefore || newRoot.BundleRevision != b.Revision {
 		t.Fatalf("after prepare: state %s, %d roots in bundle, revision %d (was %d), root's revision %d",
 			newRoot.State, len(b.X509Authorities), b.Revision, revBefore, newRoot.BundleRevision)
@@ -136,11 +137,11 @@ func TestRootRotationSteps(t *testing.T) {
 	if inter.ParentID != newRoot.ID || in.ca.X509Authority().ID != inter.ID {
 		t.Fatalf("active intermediate %s under %s (CA uses %s), want one under the new root %s", inter.ID, inter.ParentID, in.ca.X509Authority().ID, newRoot.ID)
 	}
-	onlyNew := &rotation.Bundle{X509Authorities: []*x509.Certificate{mustParse(t, newRoot.CertDER)}}
+	onlyNew := &bundle.Bundle{X509Authorities: []*x509.Certificate{mustParse(t, newRoot.CertDER)}}
 	if err := verifyAt(mint(t, in.ca).Chain, onlyNew, e.clock.Now()); err != nil {
 		t.Errorf("new SVIDs do not chain to the new root: %v", err)
 	}
-	srv, err := in.m.ServerTLSCertificate()
+	srv, err := in.srv.Certificate()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +149,7 @@ func TestRootRotationSteps(t *testing.T) {
 		t.Errorf("server certificate does not chain to the new root: %v", err)
 	}
 	var gen int64
-	if err := in.store.View(ctx, func(tx store.Tx) error { gen, err = rotation.RotateGenerationFromTx(tx); return err }); err != nil || gen != 1 {
+	if err := in.store.View(ctx, func(tx store.Tx) error { gen, err = bundle.RotateGeneration(tx); return err }); err != nil || gen != 1 {
 		t.Errorf("rotate generation = %d, %v; want 1", gen, err)
 	}
 
@@ -162,12 +163,12 @@ func TestRootRotationSteps(t *testing.T) {
 	_, err = in.m.RetireRoot(ctx, rotation.RetireParams{})
 	wantErr(t, err, rotation.ErrUnsafe, "1 current SVIDs still chain")
 	issue(t, in, spiffeid.RequireFromString(nodeA), time.Hour, nodeA, "")
-	revBefore = bundle(t, in.m).Revision
+	revBefore = readBundle(t, in).Revision
 	ret, err := in.m.RetireRoot(ctx, rotation.RetireParams{})
 	if err != nil {
 		t.Fatalf("RetireRoot: %v", err)
 	}
-	b = bundle(t, in.m)
+	b = readBundle(t, in)
 	if ret.ID != oldRoot.ID || len(b.X509Authorities) != 1 || !b.X509Authorities[0].Equal(mustParse(t, newRoot.CertDER)) || b.Revision <= revBefore {
 		t.Fatalf("after retire: retired %s, bundle %d roots at revision %d (was %d)", ret.ID, len(b.X509Authorities), b.Revision, revBefore)
 	}
@@ -216,7 +217,7 @@ func TestRootRotationForce(t *testing.T) {
 	if _, err := in.m.RetireRoot(ctx, rotation.RetireParams{Force: true}); err != nil {
 		t.Fatalf("retire --force: %v", err)
 	}
-	if got := len(bundle(t, in.m).X509Authorities); got != 1 {
+	if got := len(readBundle(t, in).X509Authorities); got != 1 {
 		t.Errorf("bundle has %d roots, want 1", got)
 	}
 }
@@ -270,7 +271,7 @@ func TestAbandonPreparedRoot(t *testing.T) {
 	if _, err := in.m.RetireRoot(ctx, rotation.RetireParams{ID: res.Authority.ID}); err != nil {
 		t.Fatalf("retiring the prepared root by ID: %v", err)
 	}
-	if got := len(bundle(t, in.m).X509Authorities); got != 1 {
+	if got := len(readBundle(t, in).X509Authorities); got != 1 {
 		t.Errorf("bundle has %d roots, want 1", got)
 	}
 	if _, err := in.m.PrepareRoot(ctx, rotation.PrepareParams{}); err != nil {
@@ -315,7 +316,7 @@ func TestPrepareImportedRoot(t *testing.T) {
 	if _, err := in.m.ActivateRoot(ctx, rotation.ActivateParams{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := verifyAt(mint(t, in.ca).Chain, &rotation.Bundle{X509Authorities: []*x509.Certificate{org.cert}}, e.clock.Now()); err != nil {
+	if err := verifyAt(mint(t, in.ca).Chain, &bundle.Bundle{X509Authorities: []*x509.Certificate{org.cert}}, e.clock.Now()); err != nil {
 		t.Errorf("SVIDs do not chain to the imported root: %v", err)
 	}
 }
@@ -337,7 +338,7 @@ func TestPrepareFromCSR(t *testing.T) {
 	if res.Authority != nil || res.CSRKeyID == "" {
 		t.Fatalf("CSROnly result %+v: want a CSR and its key ID, no authority", res)
 	}
-	if got := len(bundle(t, in.m).X509Authorities); got != 1 {
+	if got := len(readBundle(t, in).X509Authorities); got != 1 {
 		t.Fatalf("a CSR changed the bundle: %d roots", got)
 	}
 	block, _ := pem.Decode(res.CSRPEM)
@@ -369,7 +370,7 @@ func TestPrepareFromCSR(t *testing.T) {
 	if imp.Authority.ID != res.CSRKeyID || len(imp.Authority.UpstreamChainDER) != 1 {
 		t.Errorf("imported authority %s with %d chain certificates, want %s with the org root", imp.Authority.ID, len(imp.Authority.UpstreamChainDER), res.CSRKeyID)
 	}
-	b := bundle(t, in.m)
+	b := readBundle(t, in)
 	if len(b.X509Authorities) != 2 || !(b.X509Authorities[0].Equal(orgRoot.cert) || b.X509Authorities[1].Equal(orgRoot.cert)) {
 		t.Fatalf("bundle does not hold the organisation root")
 	}
@@ -382,7 +383,7 @@ func TestPrepareFromCSR(t *testing.T) {
 	if len(svid.Chain) != 4 {
 		t.Errorf("chain has %d certificates, want leaf, intermediate, signet CA, cross-signed intermediate", len(svid.Chain))
 	}
-	if err := verifyAt(svid.Chain, &rotation.Bundle{X509Authorities: []*x509.Certificate{orgRoot.cert}}, e.clock.Now()); err != nil {
+	if err := verifyAt(svid.Chain, &bundle.Bundle{X509Authorities: []*x509.Certificate{orgRoot.cert}}, e.clock.Now()); err != nil {
 		t.Errorf("SVIDs do not chain to the organisation root: %v", err)
 	}
 	// The CSR's key is used once.
@@ -475,8 +476,8 @@ func TestManyRotationsSVIDsNeverLapse(t *testing.T) {
 		svid, nodeS *ca.X509SVID
 		svidAt      time.Time // when the SVID was received
 		nodeAt      time.Time
-		bundle      *rotation.Bundle // applied
-		next        *rotation.Bundle // received, applied next step
+		bundle      *bundle.Bundle // applied
+		next        *bundle.Bundle // received, applied next step
 	}
 	const svidTTL = 10 * time.Minute
 	var agents []*agent
@@ -485,7 +486,7 @@ func TestManyRotationsSVIDsNeverLapse(t *testing.T) {
 		register(t, in, a.node, a.entry, a.id, e.clock.Now())
 		a.svid, a.svidAt = issue(t, in, a.id, svidTTL, a.node, a.entry), e.clock.Now()
 		a.nodeS, a.nodeAt = issue(t, in, spiffeid.RequireFromString(a.node), time.Hour, a.node, ""), e.clock.Now()
-		a.bundle = bundle(t, in.m)
+		a.bundle = readBundle(t, in)
 		a.next = a.bundle
 		agents = append(agents, a)
 	}
@@ -550,7 +551,7 @@ func TestManyRotationsSVIDsNeverLapse(t *testing.T) {
 		}
 
 		// The agents.
-		server := bundle(t, in.m)
+		server := readBundle(t, in)
 		for _, a := range agents {
 			a.bundle, a.next = a.next, server
 			if rotateNow || !now.Before(a.svidAt.Add(svidTTL/2)) {
@@ -563,7 +564,7 @@ func TestManyRotationsSVIDsNeverLapse(t *testing.T) {
 		rotateNow = false
 
 		// Nothing lapses, nothing breaks.
-		srv, err := in.m.ServerTLSCertificate()
+		srv, err := in.srv.Certificate()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -588,7 +589,7 @@ func TestManyRotationsSVIDsNeverLapse(t *testing.T) {
 	if len(intermediates) < 10 {
 		t.Errorf("%d intermediates signed over six hours, want at least 10", len(intermediates))
 	}
-	b := bundle(t, in.m)
+	b := readBundle(t, in)
 	roots := 0
 	for _, a := range authorities(t, in.store) {
 		if a.Kind == store.KindRoot && a.State != store.StateRetired {
@@ -667,7 +668,7 @@ func (e *env) startMemKeys(t *testing.T, km *memKeys, cfg rotation.Config) *inst
 	if err := m.Init(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	return &instance{m: m, ca: c, store: st}
+	return &instance{m: m, ca: c, store: st, srv: newServerCert(t, c)}
 }
 
 // TestCrossSignedIntermediate: while the old root is retiring, every SVID
@@ -685,7 +686,7 @@ func TestCrossSignedIntermediate(t *testing.T) {
 	if n := len(mint(t, in.ca).Chain); n != 2 {
 		t.Fatalf("chain before any rotation has %d certificates, want leaf and intermediate", n)
 	}
-	onlyOld := &rotation.Bundle{X509Authorities: []*x509.Certificate{oldRoot}}
+	onlyOld := &bundle.Bundle{X509Authorities: []*x509.Certificate{oldRoot}}
 
 	if _, err := in.m.PrepareRoot(ctx, rotation.PrepareParams{}); err != nil {
 		t.Fatal(err)
@@ -694,7 +695,7 @@ func TestCrossSignedIntermediate(t *testing.T) {
 		t.Fatal(err)
 	}
 	newRoot := mustParse(t, find(authorities(t, in.store), store.KindRoot, store.StateActive).CertDER)
-	onlyNew := &rotation.Bundle{X509Authorities: []*x509.Certificate{newRoot}}
+	onlyNew := &bundle.Bundle{X509Authorities: []*x509.Certificate{newRoot}}
 	checkCross := func(when string) *x509.Certificate {
 		t.Helper()
 		svid := mint(t, in.ca)
@@ -708,7 +709,7 @@ func TestCrossSignedIntermediate(t *testing.T) {
 		if cross.CheckSignatureFrom(oldRoot) != nil || cross.NotAfter.After(oldRoot.NotAfter) {
 			t.Errorf("%s: cross-signed certificate is not issued by the old root within its life", when)
 		}
-		for name, b := range map[string]*rotation.Bundle{"only the old root": onlyOld, "only the new root": onlyNew} {
+		for name, b := range map[string]*bundle.Bundle{"only the old root": onlyOld, "only the new root": onlyNew} {
 			if err := verifyAt(svid.Chain, b, e.clock.Now()); err != nil {
 				t.Errorf("%s: a peer trusting %s rejects the SVID: %v", when, name, err)
 			}

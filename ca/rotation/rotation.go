@@ -3,10 +3,8 @@ package rotation
 import (
 	"context"
 	"crypto"
-	"crypto/tls"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -25,19 +23,13 @@ const (
 	// DefaultJWTKeyTTL matches the intermediate's: JWT keys rotate on the
 	// same weekly rhythm, and a retired key leaves the bundle at most a
 	// week after it stopped signing.
-	DefaultJWTKeyTTL     = 7 * 24 * time.Hour
-	DefaultServerSVIDTTL = time.Hour
+	DefaultJWTKeyTTL = 7 * 24 * time.Hour
 )
 
 // checkInterval is how often Run looks at the clock. Rotations happen at
 // half of a lifetime measured in hours or days, so ten seconds late is
 // never too late, and the check itself is in memory.
 const checkInterval = 10 * time.Second
-
-// BundleRevisionKey is the store meta key holding the bundle revision: the
-// decimal store revision taken when the set of roots or JWT keys in the
-// bundle last changed. Agents compare it to the revision they applied.
-const BundleRevisionKey = "bundle_revision"
 
 // Config configures a Manager.
 type Config struct {
@@ -64,12 +56,6 @@ type Config struct {
 	IntermediateTTL time.Duration
 	// JWTKeyTTL of each JWT key. Zero means DefaultJWTKeyTTL.
 	JWTKeyTTL time.Duration
-	// ServerSVIDTTL of the CA server's TLS certificate. Zero means
-	// DefaultServerSVIDTTL.
-	ServerSVIDTTL time.Duration
-	// ServerDNSNames are added to the server certificate for clients that
-	// check a host name as well as the SPIFFE ID. Optional.
-	ServerDNSNames []string
 
 	// ImportRoot, when set, is a self-signed root from the organisation's
 	// PKI that signet uses instead of creating its own. It is imported
@@ -124,13 +110,6 @@ type Manager struct {
 	// schedule is the automatic root schedule's state; only Run's
 	// goroutine touches it.
 	schedule scheduleState
-
-	server atomic.Pointer[serverCert]
-}
-
-type serverCert struct {
-	cert        *tls.Certificate
-	authorityID string
 }
 
 // New checks cfg, applies its defaults and returns a Manager. It does no
@@ -149,7 +128,7 @@ func New(cfg Config) (*Manager, error) {
 		return nil, wrapErr("%w: trust domain %s differs from the CA's %s", ErrInvalidConfig, cfg.TrustDomain, cfg.CA.TrustDomain())
 	case cfg.ImportRoot != nil && cfg.ImportIntermediate != nil:
 		return nil, wrapErr("%w: ImportRoot and ImportIntermediate are exclusive", ErrInvalidConfig)
-	case cfg.RootTTL < 0 || cfg.IntermediateTTL < 0 || cfg.JWTKeyTTL < 0 || cfg.ServerSVIDTTL < 0:
+	case cfg.RootTTL < 0 || cfg.IntermediateTTL < 0 || cfg.JWTKeyTTL < 0:
 		return nil, wrapErr("%w: negative TTL", ErrInvalidConfig)
 	case cfg.AutoRotateRoots && cfg.ConnectedAgents == nil:
 		return nil, wrapErr("%w: ConnectedAgents is required with AutoRotateRoots", ErrInvalidConfig)
@@ -161,7 +140,6 @@ func New(cfg Config) (*Manager, error) {
 	cfg.RootTTL = orDefault(cfg.RootTTL, DefaultRootTTL)
 	cfg.IntermediateTTL = orDefault(cfg.IntermediateTTL, DefaultIntermediateTTL)
 	cfg.JWTKeyTTL = orDefault(cfg.JWTKeyTTL, DefaultJWTKeyTTL)
-	cfg.ServerSVIDTTL = orDefault(cfg.ServerSVIDTTL, DefaultServerSVIDTTL)
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -188,10 +166,7 @@ func orDefault[T comparable](v, def T) T {
 // certificate. A restart loads the same root and keys; an intermediate or
 // JWT key that came due while the CA was down is rotated right away.
 func (m *Manager) Init(ctx context.Context) error {
-	if err := m.reconcile(ctx); err != nil {
-		return err
-	}
-	return m.renewServerCert(ctx)
+	return m.reconcile(ctx)
 }
 
 // Run rotates until ctx is cancelled, then returns nil. Every
@@ -220,11 +195,6 @@ func (m *Manager) tick(ctx context.Context) {
 	if m.due(m.clock.Now()) {
 		if err := m.reconcile(ctx); err != nil && ctx.Err() == nil {
 			m.log.Error("rotating authorities", logError, err)
-		}
-	}
-	if m.serverCertDue() {
-		if err := m.renewServerCert(ctx); err != nil && ctx.Err() == nil {
-			m.log.Error("renewing server certificate", logError, err)
 		}
 	}
 	m.warnExpiring(ctx)

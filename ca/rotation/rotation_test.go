@@ -3,10 +3,8 @@ package rotation_test
 import (
 	"context"
 	"crypto"
-	"crypto/tls"
 	"crypto/x509"
 	"errors"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -17,13 +15,14 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
-	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
 	"github.com/signet-mesh/signet/ca"
+	"github.com/signet-mesh/signet/ca/bundle"
 	"github.com/signet-mesh/signet/ca/catest"
 	"github.com/signet-mesh/signet/ca/keys"
 	"github.com/signet-mesh/signet/ca/rotation"
+	"github.com/signet-mesh/signet/ca/servercert"
 	"github.com/signet-mesh/signet/ca/store"
 	"github.com/signet-mesh/signet/internal/clock"
 )
@@ -50,6 +49,16 @@ type instance struct {
 	m     *rotation.Manager
 	ca    *ca.CA
 	store store.Store
+	srv   *servercert.Manager // the CA server's TLS certificate, which follows the intermediate
+}
+
+func newServerCert(t *testing.T, c *ca.CA) *servercert.Manager {
+	t.Helper()
+	sc, err := servercert.New(servercert.Config{CA: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sc
 }
 
 // initErr is start for an Init expected to fail: it returns Init's error.
@@ -96,7 +105,7 @@ func (e *env) start(t *testing.T, cfg rotation.Config) *instance {
 	if err := m.Init(ctx); err != nil {
 		t.Fatalf("Init: %v", err)
 	}
-	return &instance{m: m, ca: c, store: st}
+	return &instance{m: m, ca: c, store: st, srv: newServerCert(t, c)}
 }
 
 // run starts m.Run and waits until its ticker is armed, so the clock can
@@ -174,9 +183,9 @@ func find(auths []*store.Authority, kind store.AuthorityKind, state store.Author
 	return nil
 }
 
-func bundle(t *testing.T, m *rotation.Manager) *rotation.Bundle {
+func readBundle(t *testing.T, in *instance) *bundle.Bundle {
 	t.Helper()
-	b, err := m.Bundle(context.Background())
+	b, err := bundle.Read(context.Background(), in.store, td)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +203,7 @@ func mint(t *testing.T, c *ca.CA) *ca.X509SVID {
 
 // verifyAt checks chain against the bundle at the fake clock's time, which
 // x509svid.Verify (wall clock) cannot.
-func verifyAt(chain []*x509.Certificate, b *rotation.Bundle, now time.Time) error {
+func verifyAt(chain []*x509.Certificate, b *bundle.Bundle, now time.Time) error {
 	roots, inters := x509.NewCertPool(), x509.NewCertPool()
 	for _, c := range b.X509Authorities {
 		roots.AddCert(c)
@@ -248,7 +257,7 @@ func TestInitCreatesAuthorities(t *testing.T) {
 		t.Fatalf("CA JWT key = %+v, want %s", jk, jwt.ID)
 	}
 
-	b := bundle(t, in.m)
+	b := readBundle(t, in)
 	if len(b.X509Authorities) != 1 || !b.X509Authorities[0].Equal(rootCert) {
 		t.Errorf("bundle roots = %d certs, want the root", len(b.X509Authorities))
 	}
@@ -270,7 +279,7 @@ func TestRestartReusesAuthorities(t *testing.T) {
 	e := newEnv(t)
 	first := e.start(t, rotation.Config{})
 	before := authorities(t, first.store)
-	rev := bundle(t, first.m).Revision
+	rev := readBundle(t, first).Revision
 	firstAuth, firstJWT := first.ca.X509Authority(), first.ca.JWTKey()
 	if err := first.store.Close(); err != nil {
 		t.Fatal(err)
@@ -287,7 +296,7 @@ func TestRestartReusesAuthorities(t *testing.T) {
 	if jk.ID != firstJWT.ID || !samePublicKey(jk.Signer.Public(), firstJWT.Signer.Public()) {
 		t.Errorf("JWT key after restart differs")
 	}
-	if got := bundle(t, second.m).Revision; got != rev {
+	if got := readBundle(t, second).Revision; got != rev {
 		t.Errorf("bundle revision %d after restart, want %d", got, rev)
 	}
 }
@@ -298,8 +307,8 @@ func TestRunRotatesIntermediate(t *testing.T) {
 	// A JWT key that is not due, to see the intermediate alone.
 	in := e.start(t, rotation.Config{IntermediateTTL: 4 * time.Hour, JWTKeyTTL: 30 * 24 * time.Hour})
 	old := in.ca.X509Authority()
-	rev := bundle(t, in.m).Revision
-	oldServer, err := in.m.ServerTLSCertificate()
+	rev := readBundle(t, in).Revision
+	oldServer, err := in.srv.Certificate()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -329,7 +338,7 @@ func TestRunRotatesIntermediate(t *testing.T) {
 	if !svid.Chain[1].Equal(cur.Certificate) || svid.AuthorityID != cur.ID {
 		t.Errorf("new SVIDs are not signed by the new intermediate")
 	}
-	b := bundle(t, in.m)
+	b := readBundle(t, in)
 	if err := verifyAt(svid.Chain, b, e.clock.Now()); err != nil {
 		t.Errorf("new SVID does not verify: %v", err)
 	}
@@ -338,7 +347,7 @@ func TestRunRotatesIntermediate(t *testing.T) {
 	}
 
 	// The server certificate follows the intermediate.
-	srv, err := in.m.ServerTLSCertificate()
+	srv, err := in.srv.Certificate()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -353,10 +362,10 @@ func TestRunRotatesJWTKey(t *testing.T) {
 	const ttl = 4 * time.Hour
 	in := e.start(t, rotation.Config{JWTKeyTTL: ttl, IntermediateTTL: 30 * 24 * time.Hour})
 	first := in.ca.JWTKey()
-	rev0 := bundle(t, in.m).Revision
+	rev0 := readBundle(t, in).Revision
 	e.run(t, in)
 
-	jwtIDs := func(b *rotation.Bundle) []string {
+	jwtIDs := func(b *bundle.Bundle) []string {
 		var ids []string
 		for _, k := range b.JWTAuthorities {
 			ids = append(ids, k.ID)
@@ -366,8 +375,8 @@ func TestRunRotatesJWTKey(t *testing.T) {
 
 	// Half-life: a successor is prepared and published, but does not sign.
 	e.clock.Advance(ttl / 2)
-	waitFor(t, "a prepared JWT key", func() bool { return len(bundle(t, in.m).JWTAuthorities) == 2 })
-	b1 := bundle(t, in.m)
+	waitFor(t, "a prepared JWT key", func() bool { return len(readBundle(t, in).JWTAuthorities) == 2 })
+	b1 := readBundle(t, in)
 	if b1.Revision <= rev0 {
 		t.Errorf("bundle revision %d after a JWT key was added, want > %d", b1.Revision, rev0)
 	}
@@ -379,7 +388,7 @@ func TestRunRotatesJWTKey(t *testing.T) {
 	// Three quarters: the successor signs; the old key stays in the bundle.
 	e.clock.Advance(ttl / 4)
 	waitFor(t, "the JWT key to activate", func() bool { return in.ca.JWTKey().ID == next })
-	b2 := bundle(t, in.m)
+	b2 := readBundle(t, in)
 	if diff := cmp.Diff([]string{first.ID, next}, jwtIDs(b2)); diff != "" {
 		t.Errorf("bundle JWT keys while the old key retires (-want +got):\n%s", diff)
 	}
@@ -394,8 +403,8 @@ func TestRunRotatesJWTKey(t *testing.T) {
 	// leaves the bundle. That is also the new key's half-life, so its own
 	// successor is prepared at the same time.
 	e.clock.Advance(ttl / 4)
-	waitFor(t, "the old JWT key to retire", func() bool { return !slices.Contains(jwtIDs(bundle(t, in.m)), first.ID) })
-	b3 := bundle(t, in.m)
+	waitFor(t, "the old JWT key to retire", func() bool { return !slices.Contains(jwtIDs(readBundle(t, in)), first.ID) })
+	b3 := readBundle(t, in)
 	if ids := jwtIDs(b3); len(ids) != 2 || ids[0] != next {
 		t.Errorf("bundle JWT keys = %v, want %s and its prepared successor", ids, next)
 	}
@@ -404,81 +413,6 @@ func TestRunRotatesJWTKey(t *testing.T) {
 	}
 	if b3.Revision <= b2.Revision {
 		t.Errorf("bundle revision %d after a JWT key left, want > %d", b3.Revision, b2.Revision)
-	}
-}
-
-func TestServerTLSCertificate(t *testing.T) {
-	t.Parallel()
-	e := newEnv(t)
-	in := e.start(t, rotation.Config{ServerDNSNames: []string{"ca.example.org"}})
-	cert, err := in.m.ServerTLSCertificate()
-	if err != nil {
-		t.Fatal(err)
-	}
-	serverID := spiffeid.RequireFromPath(td, "/signet/server")
-	if got := rotation.ServerID(td); got != serverID {
-		t.Errorf("ServerID = %s", got)
-	}
-	if diff := cmp.Diff([]string{serverID.String()}, []string{cert.Leaf.URIs[0].String()}); diff != "" || len(cert.Leaf.URIs) != 1 {
-		t.Errorf("server URI SANs (-want +got):\n%s", diff)
-	}
-	if diff := cmp.Diff([]string{"ca.example.org"}, cert.Leaf.DNSNames); diff != "" {
-		t.Errorf("server DNS SANs (-want +got):\n%s", diff)
-	}
-	if got := cert.Leaf.NotAfter.Sub(e.clock.Now()); got != rotation.DefaultServerSVIDTTL {
-		t.Errorf("server certificate lives %v, want %v", got, rotation.DefaultServerSVIDTTL)
-	}
-
-	// A SPIFFE client that trusts the bundle and expects the server ID
-	// completes a handshake.
-	b := bundle(t, in.m)
-	server := &tls.Config{GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-		return in.m.ServerTLSCertificate()
-	}}
-	client := tlsconfig.TLSClientConfig(b.X509Bundle(), tlsconfig.AuthorizeID(serverID))
-	handshake(t, server, client)
-}
-
-// handshake runs a TLS handshake between server and client over an
-// in-memory pipe.
-func handshake(t *testing.T, server, client *tls.Config) {
-	t.Helper()
-	sc, cc := net.Pipe()
-	defer sc.Close()
-	defer cc.Close()
-	srv := tls.Server(sc, server)
-	cli := tls.Client(cc, client)
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Handshake() }()
-	if err := cli.Handshake(); err != nil {
-		t.Fatalf("client handshake: %v", err)
-	}
-	if err := <-errc; err != nil {
-		t.Fatalf("server handshake: %v", err)
-	}
-}
-
-func TestServerCertRenewedAtHalfLife(t *testing.T) {
-	t.Parallel()
-	e := newEnv(t)
-	in := e.start(t, rotation.Config{ServerSVIDTTL: 10 * time.Minute})
-	old, err := in.m.ServerTLSCertificate()
-	if err != nil {
-		t.Fatal(err)
-	}
-	authID := in.ca.X509Authority().ID
-	e.run(t, in)
-	e.clock.Advance(5 * time.Minute)
-	waitFor(t, "the server certificate to renew", func() bool {
-		c, _ := in.m.ServerTLSCertificate()
-		return c != old
-	})
-	cur, _ := in.m.ServerTLSCertificate()
-	if cur.Leaf.SerialNumber.Cmp(old.Leaf.SerialNumber) == 0 || !cur.Leaf.NotAfter.After(old.Leaf.NotAfter) {
-		t.Errorf("renewed certificate is not newer")
-	}
-	if in.ca.X509Authority().ID != authID {
-		t.Errorf("the intermediate rotated with the server certificate")
 	}
 }
 
@@ -499,9 +433,6 @@ func TestRunBeforeInit(t *testing.T) {
 	}
 	if err := m.Run(context.Background()); !errors.Is(err, rotation.ErrNotInitialized) {
 		t.Errorf("Run before Init = %v, want ErrNotInitialized", err)
-	}
-	if _, err := m.ServerTLSCertificate(); !errors.Is(err, rotation.ErrNotInitialized) {
-		t.Errorf("ServerTLSCertificate before Init = %v, want ErrNotInitialized", err)
 	}
 }
 
@@ -573,7 +504,7 @@ func TestSPIFFEBundle(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	in := e.start(t, rotation.Config{})
-	b := bundle(t, in.m)
+	b := readBundle(t, in)
 	data, err := b.SPIFFEBundle().Marshal()
 	if err != nil {
 		t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/signet-mesh/signet/ca"
+	"github.com/signet-mesh/signet/ca/bundle"
 	"github.com/signet-mesh/signet/ca/rotation"
 	"github.com/signet-mesh/signet/ca/store"
 )
@@ -38,8 +39,8 @@ func TestAutomaticRootSchedule(t *testing.T) {
 		svid, nodeS *ca.X509SVID
 		svidAt      time.Time
 		nodeAt      time.Time
-		bundle      *rotation.Bundle // applied
-		next        *rotation.Bundle // received, applied next step
+		bundle      *bundle.Bundle // applied
+		next        *bundle.Bundle // received, applied next step
 		frozen      func(time.Time) bool
 	}
 	var (
@@ -72,7 +73,7 @@ func TestAutomaticRootSchedule(t *testing.T) {
 		register(t, in, a.node, a.entry, a.id, e.clock.Now())
 		a.svid, a.svidAt = issue(t, in, a.id, svidTTL, a.node, a.entry), e.clock.Now()
 		a.nodeS, a.nodeAt = issue(t, in, spiffeid.RequireFromString(a.node), time.Hour, a.node, ""), e.clock.Now()
-		a.bundle = bundle(t, in.m)
+		a.bundle = readBundle(t, in)
 		a.next = a.bundle
 		agents = append(agents, a)
 	}
@@ -107,7 +108,7 @@ func TestAutomaticRootSchedule(t *testing.T) {
 			}
 		}
 
-		server := bundle(t, in.m)
+		server := readBundle(t, in)
 		mu.Lock()
 		for _, a := range agents {
 			if !a.frozen(now) {
@@ -122,7 +123,7 @@ func TestAutomaticRootSchedule(t *testing.T) {
 		}
 		mu.Unlock()
 
-		srv, err := in.m.ServerTLSCertificate()
+		srv, err := in.srv.Certificate()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -176,7 +177,7 @@ func TestAutomaticRootSchedule(t *testing.T) {
 	if first := roots[activeAt[1]].activated; first.Before(lagTo) {
 		t.Errorf("first scheduled activation at %v, before the lagging agent applied the bundle (%v)", first.Sub(start), lagTo.Sub(start))
 	}
-	if got := len(bundle(t, in.m).X509Authorities); got > 2 {
+	if got := len(readBundle(t, in).X509Authorities); got > 2 {
 		t.Errorf("bundle holds %d roots, want at most 2", got)
 	}
 }

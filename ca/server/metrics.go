@@ -12,7 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/signet-mesh/signet/ca/api"
-	"github.com/signet-mesh/signet/ca/rotation"
+	"github.com/signet-mesh/signet/ca/bundle"
 	"github.com/signet-mesh/signet/ca/store"
 	"github.com/signet-mesh/signet/internal/clock"
 )
@@ -253,7 +253,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 			return err
 		}
 		entries = len(es)
-		b, err := rotation.BundleFromTx(tx, src.td)
+		b, err := bundle.FromTx(tx, src.td)
 		if err != nil {
 			return err
 		}

@@ -34,8 +34,10 @@ import (
 
 	"github.com/signet-mesh/signet/ca"
 	"github.com/signet-mesh/signet/ca/api"
+	"github.com/signet-mesh/signet/ca/bundle"
 	"github.com/signet-mesh/signet/ca/keys"
 	"github.com/signet-mesh/signet/ca/rotation"
+	"github.com/signet-mesh/signet/ca/servercert"
 	"github.com/signet-mesh/signet/ca/store"
 	"github.com/signet-mesh/signet/internal/clock"
 	"github.com/signet-mesh/signet/internal/grpcserve"
@@ -111,6 +113,7 @@ type Server struct {
 	store  *store.Bolt
 	ca     *ca.CA
 	rot    *rotation.Manager
+	cert   *servercert.Manager
 	conns  *api.Connections
 	node   *api.NodeService
 	admin  *api.AdminService
@@ -174,6 +177,15 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		st.Close()
 		return nil, fmt.Errorf("server: loading authorities: %w", err)
 	}
+	cert, err := servercert.New(servercert.Config{CA: c, Clock: cfg.Clock, Logger: cfg.Logger})
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	if _, err := cert.Certificate(); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("server: signing the server certificate: %w", err)
+	}
 	conns.SetMTLSWindow(cfg.MTLSWindow)
 	s := &Server{
 		cfg:   cfg,
@@ -181,6 +193,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		store: st,
 		ca:    c,
 		rot:   rot,
+		cert:  cert,
 		conns: conns,
 		node: api.NewNodeService(api.NodeConfig{
 			Store: sst, CA: c, TrustDomain: cfg.TrustDomain, Clock: cfg.Clock, Logger: cfg.Logger,
@@ -204,7 +217,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 func (s *Server) Store() store.Store { return s.store }
 
 // Bundle returns the current trust bundle.
-func (s *Server) Bundle(ctx context.Context) (*rotation.Bundle, error) { return s.rot.Bundle(ctx) }
+func (s *Server) Bundle(ctx context.Context) (*bundle.Bundle, error) {
+	return bundle.Read(ctx, s.store, s.cfg.TrustDomain)
+}
 
 // Serve serves the node API on nodeLn and the admin API on adminLn (which
 // should come from peercred.Listen) until ctx ends, then stops gracefully.
@@ -215,7 +230,7 @@ func (s *Server) Serve(ctx context.Context, nodeLn, adminLn net.Listener) error 
 		// Re-read per handshake: the server certificate and the roots
 		// that verify agents both rotate.
 		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
-			cert, err := s.rot.ServerTLSCertificate()
+			cert, err := s.cert.Certificate()
 			if err != nil {
 				return nil, err
 			}
@@ -337,12 +352,8 @@ func (p *poolCache) get() *x509.CertPool {
 }
 
 func (p *poolCache) refresh(ctx context.Context, st store.Store, td spiffeid.TrustDomain) error {
-	var b *rotation.Bundle
-	if err := st.View(ctx, func(tx store.Tx) error {
-		var err error
-		b, err = rotation.BundleFromTx(tx, td)
-		return err
-	}); err != nil {
+	b, err := bundle.Read(ctx, st, td)
+	if err != nil {
 		return fmt.Errorf("server: reading bundle: %w", err)
 	}
 	pool := x509.NewCertPool()
