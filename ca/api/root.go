@@ -151,6 +151,8 @@ func rootStatus(ctx context.Context, log *slog.Logger, what string, err error) e
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, rotation.ErrInvalidImport):
 		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, rotation.ErrConflict):
+		return status.Error(codes.Aborted, err.Error()+"; try again")
 	}
 	return toStatus(ctx, log, what, err)
 }

@@ -30,6 +30,9 @@
 // need their cloud.
 //
 // Create never replaces an existing key: a name in use fails with
-// ErrKeyExists. A key created for a transaction that then fails stays on
-// disk, unreferenced; it is harmless.
+// ErrKeyExists. Callers name keys after what they are for ("intermediate-"
+// and the authority ID), so a key whose authority was never stored can be
+// found; ca/rotation deletes the keys of a step whose commit failed.
+// Delete is not supported by every cloud KMS backend
+// (ErrDeleteUnsupported).
 package keys

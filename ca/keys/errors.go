@@ -25,6 +25,9 @@ var (
 	ErrInvalidName = errors.New("keys: invalid key name")
 	// ErrNotEncrypted: a soft key file is stored in clear text.
 	ErrNotEncrypted = errors.New("keys: key file is not encrypted")
+	// ErrDeleteUnsupported: the key manager cannot delete keys (a cloud
+	// KMS whose go.step.sm/crypto backend has no delete).
+	ErrDeleteUnsupported = errors.New("keys: deleting keys is not supported by this key manager")
 	// ErrImportUnsupported: the key manager cannot take an existing
 	// private key (KMS and HSM keys are created inside the device).
 	ErrImportUnsupported = errors.New("keys: importing keys is not supported by this key manager")

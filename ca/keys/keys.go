@@ -92,6 +92,14 @@ type Manager interface {
 	// fails with ErrKeyNotFound, or ErrWrongPassphrase for a soft key that
 	// does not decrypt.
 	Load(ctx context.Context, ref string) (crypto.Signer, error)
+	// Delete removes a key created (or imported) earlier, given its
+	// reference: a key made for a change that was then thrown away (a
+	// rotation step whose commit lost a race) must not linger. It fails
+	// with ErrKeyNotFound when there is no such key, and with
+	// ErrDeleteUnsupported when the backend cannot delete keys (the key
+	// is then left for the operator; its name says which authority it was
+	// made for).
+	Delete(ctx context.Context, ref string) error
 	// Import stores an existing private key (an operator's own root) under
 	// name and returns its reference. Only soft keys support it; others
 	// fail with ErrImportUnsupported.

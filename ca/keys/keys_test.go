@@ -122,6 +122,8 @@ func TestSoftErrors(t *testing.T) {
 		{"name with slash", func() error { _, _, err := m.Create(ctx, "a/b", KeyTypeECP256); return err }, ErrInvalidName},
 		{"hidden name", func() error { _, _, err := m.Create(ctx, ".x", KeyTypeECP256); return err }, ErrInvalidName},
 		{"unknown key type", func() error { _, _, err := m.Create(ctx, "k", "EC-P521"); return err }, ErrUnknownKeyType},
+		{"delete missing key", func() error { return m.Delete(ctx, "nope.pem") }, ErrKeyNotFound},
+		{"delete outside dir", func() error { return m.Delete(ctx, "../keys/"+ref) }, ErrInvalidName},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -133,6 +135,30 @@ func TestSoftErrors(t *testing.T) {
 				t.Errorf("error %q lacks the package prefix", err)
 			}
 		})
+	}
+}
+
+// TestSoftDelete: a deleted key is gone from the directory and cannot be
+// loaded; its name can be used again.
+func TestSoftDelete(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	m, dir := newSoftManager(t, "pass")
+	_, ref, err := m.Create(ctx, "intermediate-0123456789abcdef", KeyTypeECP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Delete(ctx, ref); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, ref)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("key file after Delete: %v, want it gone", err)
+	}
+	if _, err := m.Load(ctx, ref); !errors.Is(err, ErrKeyNotFound) {
+		t.Errorf("Load after Delete = %v, want ErrKeyNotFound", err)
+	}
+	if _, _, err := m.Create(ctx, "intermediate-0123456789abcdef", KeyTypeECP256); err != nil {
+		t.Errorf("Create under a deleted key's name: %v", err)
 	}
 }
 

@@ -128,6 +128,30 @@ func (m *kmsManager) Load(_ context.Context, ref string) (crypto.Signer, error) 
 	return signer, nil
 }
 
+// Delete removes a key from the KMS: through go.step.sm/crypto's
+// KeyDeleter where the backend has it, or PKCS#11's own DeleteKey.
+func (m *kmsManager) Delete(_ context.Context, ref string) error {
+	if ref == "" {
+		return fmt.Errorf("%w: empty reference", ErrInvalidName)
+	}
+	var err error
+	switch km := m.km.(type) {
+	case apiv1.KeyDeleter:
+		err = km.DeleteKey(&apiv1.DeleteKeyRequest{Name: ref})
+	case interface{ DeleteKey(uri string) error }: // PKCS#11
+		err = km.DeleteKey(ref)
+	default:
+		return fmt.Errorf("%w (%s): %s is left in place", ErrDeleteUnsupported, m.typ, ref)
+	}
+	if errors.Is(err, apiv1.NotFoundError{}) {
+		return fmt.Errorf("%w: %s", ErrKeyNotFound, ref)
+	}
+	if err != nil {
+		return wrapErr("deleting key %s: %v", ref, err)
+	}
+	return nil
+}
+
 func (m *kmsManager) Import(context.Context, string, crypto.Signer) (string, error) {
 	return "", fmt.Errorf("%w (%s)", ErrImportUnsupported, m.typ)
 }

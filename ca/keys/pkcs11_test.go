@@ -86,6 +86,14 @@ func TestPKCS11SoftHSM(t *testing.T) {
 			if _, _, err := m.Create(ctx, name, kt); !errors.Is(err, ErrKeyExists) {
 				t.Errorf("second Create = %v, want ErrKeyExists", err)
 			}
+			// A key of a discarded rotation step is deleted from the
+			// token, not left behind.
+			if err := m.Delete(ctx, ref); err != nil {
+				t.Fatalf("Delete: %v", err)
+			}
+			if _, err := m.Load(ctx, ref); !errors.Is(err, ErrKeyNotFound) {
+				t.Errorf("Load after Delete = %v, want ErrKeyNotFound", err)
+			}
 		})
 	}
 	if _, err := m.Import(ctx, "x", nil); !errors.Is(err, ErrImportUnsupported) {

@@ -117,6 +117,22 @@ func (m *softManager) Load(_ context.Context, ref string) (crypto.Signer, error)
 	return signer, nil
 }
 
+// Delete removes the key file and syncs the directory, so a deleted key
+// does not come back after a crash.
+func (m *softManager) Delete(_ context.Context, ref string) error {
+	if err := checkName(ref); err != nil {
+		return err
+	}
+	err := os.Remove(filepath.Join(m.dir, ref))
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%w: %s", ErrKeyNotFound, ref)
+	}
+	if err != nil {
+		return wrapErr("deleting key: %w", err)
+	}
+	return syncDir(m.dir)
+}
+
 func (m *softManager) Close() error { return nil }
 
 // checkName accepts plain file names only, so neither a key name nor a
@@ -156,6 +172,11 @@ func writeNewFile(dir, name string, data []byte) (err error) {
 		}
 		return wrapErr("writing key: %w", err)
 	}
+	return syncDir(dir)
+}
+
+// syncDir makes a change to dir's names durable.
+func syncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return wrapErr("syncing key directory: %w", err)

@@ -14,15 +14,11 @@ import (
 // the PEM trust bundle, so an auditor holding `signet bundle show` can
 // verify an export offline.
 func (m *Manager) CheckpointSigner(ctx context.Context) (crypto.Signer, string, error) {
-	var root *store.Authority
-	err := m.cfg.Store.View(ctx, func(tx store.Tx) error {
-		var err error
-		root, err = newest(tx, store.KindRoot, store.StateActive, "")
-		return err
-	})
+	auths, err := m.readAuthorities(ctx)
 	if err != nil {
 		return nil, "", err
 	}
+	root := newest(auths, store.KindRoot, store.StateActive, "", "")
 	if root == nil {
 		return nil, "", ErrNotInitialized
 	}
@@ -30,9 +26,7 @@ func (m *Manager) CheckpointSigner(ctx context.Context) (crypto.Signer, string, 
 	if err != nil {
 		return nil, "", wrapErr("root %s: %w", root.ID, err)
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	s, err := m.signer(ctx, root)
+	s, err := m.signers.get(ctx, root)
 	if err != nil {
 		return nil, "", err
 	}

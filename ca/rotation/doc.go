@@ -1,7 +1,8 @@
 // Package rotation manages the CA's authorities: it creates (or imports)
-// the root, keeps an intermediate and a JWT key fresh, hands them to the
-// *ca.CA, maintains the trust bundle and its revision, and keeps the CA
-// server's own TLS certificate.
+// the root, keeps this server's intermediate and JWT key fresh, takes the
+// operator's root rotation steps, and hands the signing authorities to the
+// *ca.CA. The trust bundle they make is read through ca/bundle; the
+// server's own TLS certificate is ca/servercert's.
 //
 // Wiring it up:
 //
@@ -10,34 +11,55 @@
 //	if err != nil { ... }
 //	if err := m.Init(ctx); err != nil { ... } // first start: root + intermediate + JWT key
 //	go m.Run(ctx)                              // rotates until ctx is done
-//	tlsConfig.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-//		return m.ServerTLSCertificate()
-//	}
-//	b, err := m.Bundle(ctx) // or rotation.BundleFromTx inside a transaction
+//
+// # One job per file
+//
+//   - plan.go: the planner. next(authorities, now, server) is a pure
+//     function that says what the authorities need (a root, a new
+//     intermediate, a cross-signature, a JWT key, state transitions);
+//     nextEvent says when to look again.
+//   - prepare.go: the preparer. It makes the keys and signs the
+//     certificates a step needs, outside any store transaction, so no
+//     mint ever waits for a key generation or a KMS call. Keys are named
+//     after the authority they are for ("intermediate-<id>").
+//   - commit.go: the commit. One short transaction re-reads the
+//     authorities, checks they are still what the step was planned from
+//     (compare-and-swap on a digest of them), and writes the step's
+//     authorities, bundle revision and audit record together. On a
+//     conflict the step's keys are deleted and it is planned again from a
+//     fresh read (up to three times, then ErrConflict); nothing enters the
+//     signer cache or reaches the CA before the commit.
+//   - roots.go: the operator's root steps, each an op that checks the
+//     step against the authorities read and changes them; csr.go and
+//     import.go bring roots from the organisation's PKI.
+//   - schedule.go: the automatic root schedule; status.go: what `signet
+//     root status` and the expiry metrics show.
 //
 // # Authorities
 //
 // Every authority is a store.Authority moving through prepared -> active
 // -> retiring -> retired:
 //
-//   - Roots are trust anchors. The first Init creates one (or imports
-//     Config.ImportRoot / ImportIntermediate) as active. Roots are never
-//     rotated automatically: an operator prepares a new one (it enters the
-//     bundle), activates it once agents have it, and retires the old one.
-//     Every non-retired root is in the bundle.
-//   - Intermediates sign SVIDs. There is one active intermediate, signed
-//     by the active root; at half its life (or when the active root
-//     changes) a new one replaces it and the old one is retired. They are
-//     not in the bundle: SVIDs carry theirs in the chain, so an
-//     intermediate rotation does not change the bundle.
-//   - JWT keys sign JWT-SVIDs and are in the bundle. At half of the active
-//     key's life a successor is prepared (bundle changes); at three
-//     quarters it becomes active and the old key retiring; at the old
-//     key's NotAfter it is retired (bundle changes). Tokens are capped at
-//     their key's NotAfter, so no live token loses its key.
+//   - Roots are trust anchors shared by every server of the store. The
+//     first Init creates one (or imports Config.ImportRoot /
+//     ImportIntermediate) as active. Roots are never rotated
+//     automatically unless Config.AutoRotateRoots: an operator prepares a
+//     new one (it enters the bundle), activates it once agents have it,
+//     and retires the old one. Every non-retired root is in the bundle.
+//   - Intermediates sign SVIDs. Each server (Config.ServerName, recorded
+//     on the authority) has one active intermediate, signed by the active
+//     root; at half its life (or when the active root changes) a new one
+//     replaces it and the old one is retired. They are not in the bundle:
+//     SVIDs carry theirs in the chain.
+//   - JWT keys sign JWT-SVIDs and are in the bundle, one set per server.
+//     At half of the active key's life a successor is prepared (bundle
+//     changes); at three quarters it becomes active and the old key
+//     retiring; at the old key's NotAfter it is retired (bundle changes).
+//     Tokens are capped at their key's NotAfter, so no live token loses
+//     its key.
 //
 // Whenever the bundle's roots or JWT keys change, the same transaction
-// takes a store revision and records it under BundleRevisionKey.
+// takes a new bundle revision (bundle.BumpRevision).
 //
 // # Root rotation
 //
@@ -53,17 +75,19 @@
 //
 // ActivateRoot refuses (ErrUnsafe) while a connected agent has not applied
 // the bundle revision at which the root entered the bundle, RetireRoot
-// while the newest unexpired SVID of some entry and node, or of some node,
-// chains to the root; Force overrides both. RotateNow increments the
-// rotate generation (RotateGenerationKey) that the node API sends to
-// agents, which then re-mint every SVID at once, spread with jitter.
-// PrepareRoot can also import a root, or make a CSR for the organisation's
-// CA and import the signed certificate later.
+// while the current SVID of some entry and node, or of some node, chains
+// to the root (read from the store's current-SVID index, so the check
+// costs what the entries and nodes do, not the SVIDs ever issued); Force
+// overrides both. RotateNow increments the rotate generation
+// (bundle.RotateGenerationKey) that the node API sends to agents, which
+// then re-mint every SVID at once, spread with jitter. PrepareRoot can
+// also import a root, or make a CSR for the organisation's CA and import
+// the signed certificate later.
 //
 // While a root is retiring, the active intermediate is also issued by it
-// (cross-signed, ensureCrossSigned) and the CA sends that certificate in
-// every SVID's chain, so that peers still trusting only the old root
-// accept SVIDs of the new one; it is dropped when the old root retires.
+// (cross-signed) and the CA sends that certificate in every SVID's chain,
+// so that peers still trusting only the old root accept SVIDs of the new
+// one; it is dropped when the old root retires.
 //
 // With Config.AutoRotateRoots, Run takes these steps itself (schedule.go):
 // prepare at half of the active root's life, activate at five sixths once
@@ -75,11 +99,20 @@
 // is expiring soon (ExpiringSoon); SecondsToExpiry is the same data for
 // metrics, Authorities adds SVID counts for `signet root status`.
 //
+// # Several servers on one store
+//
+// Nothing here assumes one server per store: each server plans only its
+// own intermediate and JWT keys (by ServerName), the commit's
+// compare-and-swap makes concurrent steps of different servers safe, and
+// a step that loses the race leaves no key behind. What a shared store
+// still needs is the root's key reachable by every server that signs its
+// intermediates (a KMS or HSM), since a soft key lives in one server's
+// data directory.
+//
 // # Caveats
 //
-// There is one active intermediate per store: several CA servers sharing
-// one store (etcd) would need one per server.
-//
-// Keys are created inside the store transaction; if it then fails, the
-// new key files are left unreferenced in the key directory.
+// A process that dies between making a step's keys and committing it
+// leaves those keys behind (the commit path deletes them only on a
+// conflict or a refusal). Their names say which authority they were for,
+// and no stored authority refers to them.
 package rotation

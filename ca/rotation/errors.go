@@ -22,6 +22,10 @@ var (
 	// state (no candidate, several candidates, wrong state). The error's
 	// text says why and what to do.
 	ErrRefused = errors.New("rotation: refused")
+	// ErrConflict: a step found the authorities changed under it at every
+	// one of its attempts (another server sharing the store, or a burst
+	// of operator steps). Nothing was changed; try again.
+	ErrConflict = errors.New("rotation: conflict")
 	// ErrUnsafe: a root rotation step would break traffic (agents have
 	// not applied the bundle; current SVIDs still chain to the root).
 	// The error's text says why; Force overrides it.

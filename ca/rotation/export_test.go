@@ -5,3 +5,9 @@ import "context"
 // Tick runs one of Run's checks, for tests that drive the clock step by
 // step.
 func (m *Manager) Tick(ctx context.Context) { m.tick(ctx) }
+
+// Reconcile runs a step with nothing but what the clock requires.
+func (m *Manager) Reconcile(ctx context.Context) error { return m.reconcile(ctx) }
+
+// CachesSigner reports whether the signer cache holds the key ref.
+func (m *Manager) CachesSigner(ref string) bool { return m.signers.has(ref) }

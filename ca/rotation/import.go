@@ -1,7 +1,6 @@
 package rotation
 
 import (
-	"context"
 	"crypto"
 	"crypto/x509"
 	"errors"
@@ -11,7 +10,6 @@ import (
 	"go.step.sm/crypto/pemutil"
 
 	"github.com/signet-mesh/signet/ca/bundle"
-	"github.com/signet-mesh/signet/ca/store"
 )
 
 // Import names the files of an existing CA certificate and key to use
@@ -31,51 +29,24 @@ type Import struct {
 	KeyPassphrase []byte
 }
 
-// importRoot reads imp, checks it, stores its key in the key manager and
-// records it as a root authority in state. selfSigned selects between
-// ImportRoot (a self-signed root) and ImportIntermediate (a CA under the
-// organisation's roots).
-func (m *Manager) importRoot(ctx context.Context, tx store.Tx, imp *Import, selfSigned bool, state store.AuthorityState, now time.Time) (*store.Authority, error) {
-	cert, chain, key, err := readImport(imp)
-	if err != nil {
-		return nil, err
-	}
-	if err := checkImport(cert, chain, key, selfSigned, now); err != nil {
-		return nil, wrapErr("%w: %s: %v", ErrInvalidImport, imp.CertFile, err)
-	}
-	id := newID()
-	ref, err := m.cfg.Keys.Import(ctx, "root-"+id, key)
-	if err != nil {
-		return nil, err
-	}
-	a := newAuthority(id, store.KindRoot, state, cert.Raw, ref, describeKey(key.Public()), "", cert.NotBefore, cert.NotAfter, now)
-	a.Imported = true
-	for _, c := range chain {
-		a.UpstreamChainDER = append(a.UpstreamChainDER, c.Raw)
-	}
-	if err := m.put(tx, a, key); err != nil {
-		return nil, err
-	}
-	m.log.Info("root imported", logAuthorityID, id, logSerial, cert.SerialNumber.Text(16), "subject", cert.Subject.String())
-	return a, nil
-}
-
-func readImport(imp *Import) (*x509.Certificate, []*x509.Certificate, crypto.Signer, error) {
+// readImport reads a configured import's files. Its key is always given
+// (a configured import never comes from a CSR).
+func readImport(imp *Import) (*parsedImport, error) {
 	certs, err := pemutil.ReadCertificateBundle(imp.CertFile)
 	if err != nil {
-		return nil, nil, nil, wrapErr("%w: reading %s: %v", ErrInvalidImport, imp.CertFile, err)
+		return nil, wrapErr("%w: reading %s: %v", ErrInvalidImport, imp.CertFile, err)
 	}
 	cert, chain := certs[0], certs[1:]
 	if imp.ChainFile != "" {
 		more, err := pemutil.ReadCertificateBundle(imp.ChainFile)
 		if err != nil {
-			return nil, nil, nil, wrapErr("%w: reading %s: %v", ErrInvalidImport, imp.ChainFile, err)
+			return nil, wrapErr("%w: reading %s: %v", ErrInvalidImport, imp.ChainFile, err)
 		}
 		chain = append(chain, more...)
 	}
 	data, err := os.ReadFile(imp.KeyFile)
 	if err != nil {
-		return nil, nil, nil, wrapErr("%w: reading key: %v", ErrInvalidImport, err)
+		return nil, wrapErr("%w: reading key: %v", ErrInvalidImport, err)
 	}
 	// Never prompt: the CA runs unattended.
 	opts := []pemutil.Options{pemutil.WithPasswordPrompt("", func(string) ([]byte, error) {
@@ -86,13 +57,13 @@ func readImport(imp *Import) (*x509.Certificate, []*x509.Certificate, crypto.Sig
 	}
 	k, err := pemutil.ParseKey(data, opts...)
 	if err != nil {
-		return nil, nil, nil, wrapErr("%w: %s: %v", ErrInvalidImport, imp.KeyFile, err)
+		return nil, wrapErr("%w: %s: %v", ErrInvalidImport, imp.KeyFile, err)
 	}
 	key, ok := k.(crypto.Signer)
 	if !ok {
-		return nil, nil, nil, wrapErr("%w: %s holds a %T, not a private key", ErrInvalidImport, imp.KeyFile, k)
+		return nil, wrapErr("%w: %s holds a %T, not a private key", ErrInvalidImport, imp.KeyFile, k)
 	}
-	return cert, chain, key, nil
+	return &parsedImport{cert: cert, chain: chain, key: key}, nil
 }
 
 // checkImport accepts a CA certificate that can sign certificates, is

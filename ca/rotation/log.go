@@ -18,4 +18,13 @@ const (
 	logRotateNow   = "rotate_now"
 	logSVIDs       = "svids"
 	logExpiresIn   = "expires_in"
+	// Steps (commit.go, prepare.go).
+	logServer  = "server_name"
+	logFrom    = "from"
+	logRootID  = "root_id"
+	logSubject = "subject"
+	logKeyRef  = "key_ref"
+	logStep    = "step"
+	logAttempt = "attempt"
+	logReason  = "reason"
 )

@@ -3,204 +3,24 @@ package rotation
 import (
 	"cmp"
 	"context"
-	"crypto"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/json"
-	"encoding/pem"
-	"errors"
 	"fmt"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
-	"go.step.sm/crypto/pemutil"
-
 	"github.com/signet-mesh/signet/ca/audit"
-	"github.com/signet-mesh/signet/ca/bundle"
 	"github.com/signet-mesh/signet/ca/store"
 )
 
-// pendingCSRsKey is the store meta key holding the keys of CSRs made by
-// PrepareRoot with CSROnly that await their signed certificate: a JSON
-// object from key ID to pendingCSR.
-const pendingCSRsKey = "pending_root_csrs"
-
-// Crash points of the root rotation steps, passed to Config.CrashPoint:
-// "<step>.commit" inside the step's transaction just before it commits,
-// "<step>.committed" right after it committed, before the running CA
-// uses the result.
-var CrashPoints = []string{
-	"prepare.commit", "prepare.committed",
-	"activate.commit", "activate.committed",
-	"retire.commit", "retire.committed",
-}
-
-// Expiry warnings (DESIGN.md, "Root rotation").
-const (
-	// expiryWindow: an authority is expiring soon when it has less than
-	// this left, if it lives longer than this: a 7-day intermediate is
-	// always within 30 days of its end, so for such short lives only the
-	// third-of-life rule speaks. (For lives over 90 days the third of
-	// life comes first.)
-	expiryWindow = 30 * 24 * time.Hour
-	// expiryCheckEvery is how often Run logs the authorities that are
-	// expiring soon: often enough to be seen, rarely enough not to drown
-	// the log.
-	expiryCheckEvery = time.Hour
-)
-
-// ExpiringSoon reports whether an authority valid from notBefore to
-// notAfter is close to its end at now: less than a third of its life is
-// left, or (for lives over 30 days) less than 30 days.
-func ExpiringSoon(now, notBefore, notAfter time.Time) bool {
-	left, life := notAfter.Sub(now), notAfter.Sub(notBefore)
-	return left*3 < life || (life > expiryWindow && left < expiryWindow)
-}
-
-// AuthorityStatus is an authority with what `signet root status` shows.
-type AuthorityStatus struct {
-	store.Authority
-	// UnexpiredSVIDs counts the unexpired SVIDs that chain to the
-	// authority: signed by it (intermediates) or by an intermediate it
-	// signed (roots). Node SVIDs count too.
-	UnexpiredSVIDs int64
-	// ExpiringSoon is ExpiringSoon for roots and intermediates in use
-	// (not retired).
-	ExpiringSoon bool
-}
-
-// Authorities returns every authority, oldest first, with its SVID count,
-// and the current bundle revision. It walks the SVID index once.
-func (m *Manager) Authorities(ctx context.Context) ([]AuthorityStatus, int64, error) {
-	var (
-		out []AuthorityStatus
-		rev int64
-	)
-	err := m.cfg.Store.View(ctx, func(tx store.Tx) error {
-		now := m.clock.Now()
-		auths, err := tx.ListAuthorities()
-		if err != nil {
-			return err
-		}
-		parent := parents(auths)
-		counts := map[string]int64{}
-		err = tx.ForEachSVID(func(r *store.SVIDRecord) error {
-			if now.After(r.NotAfter) {
-				return nil
-			}
-			counts[r.AuthorityID]++
-			if p := parent[r.AuthorityID]; p != "" {
-				counts[p]++
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		out = make([]AuthorityStatus, 0, len(auths))
-		for _, a := range auths {
-			out = append(out, AuthorityStatus{
-				Authority:      *a,
-				UnexpiredSVIDs: counts[a.ID],
-				ExpiringSoon:   inUse(a) && a.Kind != store.KindJWT && ExpiringSoon(now, a.NotBefore, a.NotAfter),
-			})
-		}
-		rev, err = bundle.Revision(tx)
-		return err
-	})
-	if err != nil {
-		return nil, 0, wrapErr("listing authorities: %w", err)
-	}
-	return out, rev, nil
-}
-
-// AuthorityExpiry is how long an authority in use has left.
-type AuthorityExpiry struct {
-	ID       string
-	Kind     store.AuthorityKind
-	State    store.AuthorityState
-	NotAfter time.Time
-	// Seconds to NotAfter from now; negative once it has passed.
-	Seconds float64
-	// ExpiringSoon: see ExpiringSoon (always false for JWT keys, which
-	// rotate by themselves).
-	ExpiringSoon bool
-}
-
-// SecondsToExpiry returns, for every authority in use (roots that are not
-// retired, the active intermediate, JWT keys that are not retired), its
-// seconds to expiry: what a metrics gauge exports per authority.
-func (m *Manager) SecondsToExpiry(ctx context.Context) ([]AuthorityExpiry, error) {
-	var auths []*store.Authority
-	err := m.cfg.Store.View(ctx, func(tx store.Tx) error {
-		var err error
-		auths, err = tx.ListAuthorities()
-		return err
-	})
-	if err != nil {
-		return nil, wrapErr("listing authorities: %w", err)
-	}
-	now := m.clock.Now()
-	var out []AuthorityExpiry
-	for _, a := range auths {
-		if !inUse(a) {
-			continue
-		}
-		out = append(out, AuthorityExpiry{
-			ID:           a.ID,
-			Kind:         a.Kind,
-			State:        a.State,
-			NotAfter:     a.NotAfter,
-			Seconds:      a.NotAfter.Sub(now).Seconds(),
-			ExpiringSoon: a.Kind != store.KindJWT && ExpiringSoon(now, a.NotBefore, a.NotAfter),
-		})
-	}
-	return out, nil
-}
-
-// inUse reports whether a still matters: a root or JWT key that is not
-// retired, or the active intermediate.
-func inUse(a *store.Authority) bool {
-	if a.Kind == store.KindIntermediate {
-		return a.State == store.StateActive
-	}
-	return a.State != store.StateRetired
-}
-
-// warnExpiring logs, at most every expiryCheckEvery, each root and
-// intermediate that is expiring soon.
-func (m *Manager) warnExpiring(ctx context.Context) {
-	now := m.clock.Now()
-	m.mu.Lock()
-	if !m.expiryCheckedAt.IsZero() && now.Sub(m.expiryCheckedAt) < expiryCheckEvery {
-		m.mu.Unlock()
-		return
-	}
-	m.expiryCheckedAt = now
-	m.mu.Unlock()
-	exps, err := m.SecondsToExpiry(ctx)
-	if err != nil {
-		if ctx.Err() == nil {
-			m.log.Error("checking authority expiry", logError, err)
-		}
-		return
-	}
-	for _, e := range exps {
-		if !e.ExpiringSoon {
-			continue
-		}
-		msg := "authority is close to expiry"
-		if e.Kind == store.KindRoot {
-			msg = "root is close to expiry; prepare, activate and retire a new root"
-		}
-		m.log.Warn(msg, logAuthorityID, e.ID, logKind, e.Kind, logState, e.State, logNotAfter, e.NotAfter,
-			logExpiresIn, time.Duration(e.Seconds*float64(time.Second)).Round(time.Second).String())
-	}
-}
+// The root rotation steps. Each is an op (commit.go): it checks the step
+// against the authorities read from the store and changes them; the
+// planner then adds what follows from the change (a new intermediate
+// under a newly active root, a cross-signature by a retiring one), the
+// preparer makes the keys and certificates, and one transaction commits
+// it all with the step's audit record, provided the authorities did not
+// change meanwhile. A crash leaves the state before or after the step,
+// never between (tests crash the process at Config.CrashPoint).
 
 // PrepareParams are the inputs of PrepareRoot. With no field set, a new
 // self-signed root is created.
@@ -230,18 +50,11 @@ type PrepareResult struct {
 	CSRKeyID  string
 }
 
-// pendingCSR is a key made for a CSR, awaiting its certificate.
-type pendingCSR struct {
-	KeyRef    string    `json:"key_ref"`
-	KeyType   string    `json:"key_type"`
-	CreatedAt time.Time `json:"created_at"`
-}
-
-// PrepareRoot creates (or imports) a new root in state prepared, in one
-// transaction: it enters the trust bundle at once, under a new bundle
-// revision recorded on it (Authority.BundleRevision), but signs nothing
-// until ActivateRoot. It refuses (ErrRefused) while another root is
-// prepared, and fails with ErrInvalidImport for an unusable import.
+// PrepareRoot creates (or imports) a new root in state prepared: it
+// enters the trust bundle at once, under a new bundle revision recorded
+// on it (Authority.BundleRevision), but signs nothing until ActivateRoot.
+// It refuses (ErrRefused) while another root is prepared, and fails with
+// ErrInvalidImport for an unusable import.
 func (m *Manager) PrepareRoot(ctx context.Context, p PrepareParams) (*PrepareResult, error) {
 	if p.CSROnly {
 		if len(p.CertPEM) > 0 || len(p.KeyPEM) > 0 {
@@ -259,242 +72,34 @@ func (m *Manager) PrepareRoot(ctx context.Context, p PrepareParams) (*PrepareRes
 		return nil, refuse(ErrRefused, "a key, chain or CSR key ID was given without the certificate to import")
 	}
 	var root *store.Authority
-	err := m.reconcileWith(ctx, "prepare", func(tx store.Tx, now time.Time) error {
-		auths, err := tx.ListAuthorities()
-		if err != nil {
-			return err
-		}
-		if prep := rootsIn(auths, store.StatePrepared); len(prep) > 0 {
+	err := m.apply(ctx, "prepare", func(_ context.Context, w *work, now time.Time) error {
+		if prep := rootsIn(w.auths, store.StatePrepared); len(prep) > 0 {
 			return refuse(ErrRefused, "root %s is already prepared: activate it (signet root activate %[1]s), or retire it to abandon it (signet root retire %[1]s)", prep[0].ID)
-		}
-		if imp == nil {
-			root, err = m.createRoot(ctx, tx, store.StatePrepared, now)
-		} else {
-			root, err = m.importPrepared(ctx, tx, imp, auths, now)
-		}
-		if err != nil {
-			return err
-		}
-		if root.BundleRevision, err = bundle.BumpRevision(tx); err != nil {
-			return err
-		}
-		if err := tx.PutAuthority(root); err != nil {
-			return err
 		}
 		how := "created"
 		if imp != nil {
 			how = "imported"
+			for _, a := range w.auths {
+				if a.Kind == store.KindRoot && a.State != store.StateRetired && string(a.CertDER) == string(imp.cert.Raw) {
+					return refuse(ErrRefused, "this certificate is already root %s (%s)", a.ID, a.State)
+				}
+			}
 		}
-		if err := auditAuthority(tx, audit.TypeAuthorityPrepared, p.Actor, root, now, map[string]string{audit.DetailMethod: "PrepareRoot (" + how + ")"}); err != nil {
-			return err
+		w.newRoot = &rootSource{state: store.StatePrepared, parsed: imp}
+		w.bundleChanged = true
+		w.records = func(w *work) []audit.Record {
+			root = w.root
+			return []audit.Record{authorityRecord(audit.TypeAuthorityPrepared, p.Actor, w.root, map[string]string{audit.DetailMethod: "PrepareRoot (" + how + ")"})}
 		}
-		m.log.Info("root prepared", logAuthorityID, root.ID, logNotAfter, root.NotAfter, logRevision, root.BundleRevision, logActor, p.Actor)
+		w.events = append(w.events, func() {
+			m.log.Info("root prepared", logAuthorityID, w.root.ID, logNotAfter, w.root.NotAfter, logRevision, w.root.BundleRevision, logActor, p.Actor)
+		})
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
 	return &PrepareResult{Authority: root}, nil
-}
-
-// parsedImport is a certificate to import with its chain and, when given,
-// its key.
-type parsedImport struct {
-	cert  *x509.Certificate
-	chain []*x509.Certificate
-	key   crypto.Signer // nil: the key of a CSR
-	csrID string
-}
-
-func parseImportPEM(p PrepareParams) (*parsedImport, error) {
-	certs, err := pemutil.ParseCertificateBundle(p.CertPEM)
-	if err != nil {
-		return nil, wrapErr("%w: certificate: %v", ErrInvalidImport, err)
-	}
-	imp := &parsedImport{cert: certs[0], chain: certs[1:], csrID: p.CSRKeyID}
-	if len(p.ChainPEM) > 0 {
-		more, err := pemutil.ParseCertificateBundle(p.ChainPEM)
-		if err != nil {
-			return nil, wrapErr("%w: chain: %v", ErrInvalidImport, err)
-		}
-		imp.chain = append(imp.chain, more...)
-	}
-	if len(p.KeyPEM) > 0 {
-		if p.CSRKeyID != "" {
-			return nil, refuse(ErrRefused, "give either the key or the CSR key ID, not both")
-		}
-		// Never prompt: the CA runs unattended.
-		k, err := pemutil.ParseKey(p.KeyPEM, pemutil.WithPasswordPrompt("", func(string) ([]byte, error) {
-			return nil, errors.New("the key is encrypted: decrypt it for the import (it is re-encrypted in signet's key store)")
-		}))
-		if err != nil {
-			return nil, wrapErr("%w: key: %v", ErrInvalidImport, err)
-		}
-		signer, ok := k.(crypto.Signer)
-		if !ok {
-			return nil, wrapErr("%w: key is a %T, not a private key", ErrInvalidImport, k)
-		}
-		imp.key = signer
-	}
-	return imp, nil
-}
-
-// importPrepared checks imp and stores it as a prepared root, taking its
-// key from the import or from a pending CSR.
-func (m *Manager) importPrepared(ctx context.Context, tx store.Tx, imp *parsedImport, auths []*store.Authority, now time.Time) (*store.Authority, error) {
-	for _, a := range auths {
-		if a.Kind == store.KindRoot && a.State != store.StateRetired && string(a.CertDER) == string(imp.cert.Raw) {
-			return nil, refuse(ErrRefused, "this certificate is already root %s (%s)", a.ID, a.State)
-		}
-	}
-	selfSigned := bundle.IsSelfSigned(imp.cert)
-	id := newID()
-	var (
-		key     = imp.key
-		ref     string
-		pending map[string]pendingCSR
-		csrID   string
-	)
-	if key == nil {
-		if selfSigned {
-			return nil, refuse(ErrRefused, "a self-signed root is imported with its key (--key)")
-		}
-		var err error
-		if pending, err = readPendingCSRs(tx); err != nil {
-			return nil, err
-		}
-		if csrID, key, err = m.findCSRKey(ctx, pending, imp); err != nil {
-			return nil, err
-		}
-		ref, id = pending[csrID].KeyRef, csrID
-	}
-	if err := checkImport(imp.cert, imp.chain, key, selfSigned, now); err != nil {
-		return nil, wrapErr("%w: %v", ErrInvalidImport, err)
-	}
-	if ref == "" {
-		var err error
-		if ref, err = m.cfg.Keys.Import(ctx, "root-"+id, key); err != nil {
-			return nil, err
-		}
-	} else {
-		delete(pending, csrID)
-		if err := writePendingCSRs(tx, pending); err != nil {
-			return nil, err
-		}
-	}
-	a := newAuthority(id, store.KindRoot, store.StatePrepared, imp.cert.Raw, ref, describeKey(key.Public()), "", imp.cert.NotBefore, imp.cert.NotAfter, now)
-	a.Imported = true
-	for _, c := range imp.chain {
-		a.UpstreamChainDER = append(a.UpstreamChainDER, c.Raw)
-	}
-	if err := m.put(tx, a, key); err != nil {
-		return nil, err
-	}
-	m.log.Info("root imported", logAuthorityID, id, logSerial, imp.cert.SerialNumber.Text(16), "subject", imp.cert.Subject.String())
-	return a, nil
-}
-
-// findCSRKey returns the pending CSR key that imp was issued for: the one
-// imp names, or the one whose public key is the certificate's.
-func (m *Manager) findCSRKey(ctx context.Context, pending map[string]pendingCSR, imp *parsedImport) (string, crypto.Signer, error) {
-	ids := make([]string, 0, len(pending))
-	for id := range pending {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	if imp.csrID != "" {
-		if _, ok := pending[imp.csrID]; !ok {
-			return "", nil, refuse(ErrRefused, "no CSR is waiting under key ID %q (waiting: %s)", imp.csrID, listOrNone(ids))
-		}
-		ids = []string{imp.csrID}
-	}
-	for _, id := range ids {
-		s, err := m.cfg.Keys.Load(ctx, pending[id].KeyRef)
-		if err != nil {
-			return "", nil, wrapErr("loading key of CSR %s: %w", id, err)
-		}
-		if publicKeysEqual(s.Public(), imp.cert.PublicKey) {
-			return id, s, nil
-		}
-	}
-	if imp.csrID != "" {
-		return "", nil, wrapErr("%w: the certificate is not for the key of CSR %s", ErrInvalidImport, imp.csrID)
-	}
-	return "", nil, refuse(ErrRefused, "no key was given (--key) and the certificate matches no waiting CSR (waiting: %s)", listOrNone(ids))
-}
-
-func publicKeysEqual(a, b crypto.PublicKey) bool {
-	ae, ok := a.(interface{ Equal(crypto.PublicKey) bool })
-	return ok && ae.Equal(b)
-}
-
-func listOrNone(ids []string) string {
-	if len(ids) == 0 {
-		return "none"
-	}
-	return strings.Join(ids, ", ")
-}
-
-// prepareCSR creates a key and a CSR for a CA certificate under the
-// organisation's PKI, and remembers the key until the certificate is
-// imported.
-func (m *Manager) prepareCSR(ctx context.Context, p PrepareParams) (*PrepareResult, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	id := newID()
-	var csrPEM []byte
-	err := m.cfg.Store.Update(ctx, func(tx store.Tx) error {
-		pending, err := readPendingCSRs(tx)
-		if err != nil {
-			return err
-		}
-		signer, ref, err := m.cfg.Keys.Create(ctx, "root-"+id, m.cfg.KeyType)
-		if err != nil {
-			return err
-		}
-		der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
-			Subject: pkix.Name{Organization: []string{"SPIFFE"}, CommonName: "signet CA " + m.cfg.TrustDomain.Name()},
-			URIs:    []*url.URL{m.cfg.TrustDomain.ID().URL()},
-		}, signer)
-		if err != nil {
-			return wrapErr("creating CSR: %w", err)
-		}
-		csrPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})
-		pending[id] = pendingCSR{KeyRef: ref, KeyType: string(m.cfg.KeyType), CreatedAt: m.clock.Now()}
-		if _, err := audit.Append(tx, audit.Record{Type: audit.TypeAuthorityPrepared, Outcome: audit.OutcomeSuccess, Actor: p.Actor,
-			Details: map[string]string{audit.DetailKeyID: id, audit.DetailMethod: "PrepareRoot (CSR for an upstream CA)"}}, m.clock.Now()); err != nil {
-			return err
-		}
-		return writePendingCSRs(tx, pending)
-	})
-	if err != nil {
-		return nil, wrapErr("making CSR: %w", err)
-	}
-	m.log.Info("root CSR created", logCSRKeyID, id, logActor, p.Actor)
-	return &PrepareResult{CSRPEM: csrPEM, CSRKeyID: id}, nil
-}
-
-func readPendingCSRs(tx store.Tx) (map[string]pendingCSR, error) {
-	out := map[string]pendingCSR{}
-	v, err := tx.GetMeta(pendingCSRsKey)
-	switch {
-	case errors.Is(err, store.ErrNotFound) || (err == nil && len(v) == 0):
-		return out, nil
-	case err != nil:
-		return nil, err
-	}
-	if err := json.Unmarshal(v, &out); err != nil {
-		return nil, wrapErr("%s: %w", pendingCSRsKey, err)
-	}
-	return out, nil
-}
-
-func writePendingCSRs(tx store.Tx, pending map[string]pendingCSR) error {
-	v, err := json.Marshal(pending)
-	if err != nil {
-		return err
-	}
-	return tx.PutMeta(pendingCSRsKey, v)
 }
 
 // ActivateParams are the inputs of ActivateRoot.
@@ -516,22 +121,20 @@ type ActivateParams struct {
 
 // ActivateRoot makes a prepared root the active one, in one transaction:
 // the active root becomes retiring (still trusted, no longer signing), a
-// new intermediate is signed by the new root and signs every SVID from
-// then on, and with RotateNow the rotate generation grows. It refuses with
-// ErrUnsafe while some connected agent has not applied the bundle that
-// holds the root (unless Force), and with ErrRefused when there is no
-// single prepared root, or another root is still retiring.
+// new intermediate is signed by the new root (and cross-signed by the
+// old one) and signs every SVID from then on, and with RotateNow the
+// rotate generation grows. It refuses with ErrUnsafe while some connected
+// agent has not applied the bundle that holds the root (unless Force),
+// and with ErrRefused when there is no single prepared root, or another
+// root is still retiring.
 func (m *Manager) ActivateRoot(ctx context.Context, p ActivateParams) (*store.Authority, error) {
 	var root *store.Authority
-	err := m.reconcileWith(ctx, "activate", func(tx store.Tx, now time.Time) error {
-		auths, err := tx.ListAuthorities()
-		if err != nil {
+	err := m.apply(ctx, "activate", func(_ context.Context, w *work, now time.Time) error {
+		var err error
+		if root, err = candidate(w.auths, p.ID, "activate", store.StatePrepared); err != nil {
 			return err
 		}
-		if root, err = candidate(auths, p.ID, "activate", store.StatePrepared); err != nil {
-			return err
-		}
-		if old := rootsIn(auths, store.StateRetiring); len(old) > 0 {
+		if old := rootsIn(w.auths, store.StateRetiring); len(old) > 0 {
 			return refuse(ErrRefused, "root %s is still retiring: retire it (signet root retire %[1]s) before activating another", old[0].ID)
 		}
 		if now.Before(root.NotBefore) || !now.Before(root.NotAfter) {
@@ -542,36 +145,27 @@ func (m *Manager) ActivateRoot(ctx context.Context, p ActivateParams) (*store.Au
 			return refuse(ErrUnsafe, "%d of %d connected agents have not applied bundle revision %d (%s); wait or use --force",
 				len(stale), len(p.Agents), root.BundleRevision, sample(stale, 3))
 		}
-		for _, a := range rootsIn(auths, store.StateActive) {
-			if err := m.transition(tx, a, store.StateRetiring, now); err != nil {
-				return err
-			}
+		for _, a := range rootsIn(w.auths, store.StateActive) {
+			w.move(a, store.StateRetiring, now, m.logMove(a))
 		}
-		if err := m.transition(tx, root, store.StateActive, now); err != nil {
-			return err
-		}
-		if p.RotateNow {
-			if _, err := bundle.BumpRotateGeneration(tx); err != nil {
-				return err
-			}
-		}
+		w.move(root, store.StateActive, now, m.logMove(root))
 		// Wake the sync streams (rotate generation) and the server's
 		// client-certificate pool.
-		if _, err := tx.NextRevision(); err != nil {
-			return err
-		}
-		details := map[string]string{audit.DetailMethod: "ActivateRoot", "rotate_now": strconv.FormatBool(p.RotateNow)}
+		w.rotateNow, w.takeRevision = p.RotateNow, true
+		details := map[string]string{audit.DetailMethod: "ActivateRoot", detailRotateNow: strconv.FormatBool(p.RotateNow)}
 		if len(stale) > 0 {
-			details["forced"] = "true"
-			details["stale_agents"] = strings.Join(stale, ",")
+			details[detailForced] = "true"
+			details[detailStaleAgents] = strings.Join(stale, ",")
 		}
-		if err := auditAuthority(tx, audit.TypeAuthorityActivated, p.Actor, root, now, details); err != nil {
-			return err
+		w.records = func(*work) []audit.Record {
+			return []audit.Record{authorityRecord(audit.TypeAuthorityActivated, p.Actor, root, details)}
 		}
-		if len(stale) > 0 {
-			m.log.Warn("root activated with --force before every agent applied its bundle", logAuthorityID, root.ID, logStaleAgents, strings.Join(stale, ","), logActor, p.Actor)
-		}
-		m.log.Info("root activated", logAuthorityID, root.ID, logRotateNow, p.RotateNow, logActor, p.Actor)
+		w.events = append(w.events, func() {
+			if len(stale) > 0 {
+				m.log.Warn("root activated with --force before every agent applied its bundle", logAuthorityID, root.ID, logStaleAgents, strings.Join(stale, ","), logActor, p.Actor)
+			}
+			m.log.Info("root activated", logAuthorityID, root.ID, logRotateNow, p.RotateNow, logActor, p.Actor)
+		})
 		return nil
 	})
 	if err != nil {
@@ -593,26 +187,25 @@ type RetireParams struct {
 
 // RetireRoot takes a retiring root out of the bundle, in one transaction
 // that takes a new bundle revision. It refuses with ErrUnsafe while any
-// workload's or node's current SVID (the newest unexpired one per entry
-// and node) still chains to the root, unless Force, and with ErrRefused
-// when there is no single retiring root.
+// workload's or node's current SVID (the newest one per entry and node,
+// if unexpired) still chains to the root, unless Force, and with
+// ErrRefused when there is no single retiring root. The check reads the
+// store before the transaction; the root has signed nothing new since it
+// stopped being active, so nothing can start chaining to it meanwhile.
 func (m *Manager) RetireRoot(ctx context.Context, p RetireParams) (*store.Authority, error) {
 	var root *store.Authority
-	err := m.reconcileWith(ctx, "retire", func(tx store.Tx, now time.Time) error {
-		auths, err := tx.ListAuthorities()
-		if err != nil {
-			return err
-		}
+	err := m.apply(ctx, "retire", func(ctx context.Context, w *work, now time.Time) error {
 		states := []store.AuthorityState{store.StateRetiring}
 		if p.ID != "" {
 			states = append(states, store.StatePrepared)
 		}
-		if root, err = candidate(auths, p.ID, "retire", states...); err != nil {
+		var err error
+		if root, err = candidate(w.auths, p.ID, "retire", states...); err != nil {
 			return err
 		}
 		var blockers []*store.SVIDRecord
 		if root.State == store.StateRetiring {
-			if blockers, err = currentSVIDsUnder(tx, auths, root.ID, now); err != nil {
+			if blockers, err = m.currentSVIDsUnder(ctx, w.auths, root.ID, now); err != nil {
 				return err
 			}
 		}
@@ -626,25 +219,22 @@ func (m *Manager) RetireRoot(ctx context.Context, p RetireParams) (*store.Author
 			return refuse(ErrUnsafe, "%d current SVIDs still chain to root %s (%s); wait until agents re-mint them (at the latest by %s) or use --force",
 				len(blockers), root.ID, sample(names, 3), last.UTC().Format(time.RFC3339))
 		}
-		if err := m.transition(tx, root, store.StateRetired, now); err != nil {
-			return err
-		}
-		rev, err := bundle.BumpRevision(tx)
-		if err != nil {
-			return err
-		}
+		w.move(root, store.StateRetired, now, m.logMove(root))
+		w.bundleChanged = true
 		details := map[string]string{audit.DetailMethod: "RetireRoot"}
 		if len(blockers) > 0 {
-			details["forced"] = "true"
-			details["current_svids"] = strconv.Itoa(len(blockers))
+			details[detailForced] = "true"
+			details[detailCurrentSVIDs] = strconv.Itoa(len(blockers))
 		}
-		if err := auditAuthority(tx, audit.TypeAuthorityRetired, p.Actor, root, now, details); err != nil {
-			return err
+		w.records = func(*work) []audit.Record {
+			return []audit.Record{authorityRecord(audit.TypeAuthorityRetired, p.Actor, root, details)}
 		}
-		if len(blockers) > 0 {
-			m.log.Warn("root retired with --force while current SVIDs chain to it", logAuthorityID, root.ID, logSVIDs, len(blockers), logActor, p.Actor)
-		}
-		m.log.Info("root retired", logAuthorityID, root.ID, logRevision, rev, logActor, p.Actor)
+		w.events = append(w.events, func() {
+			if len(blockers) > 0 {
+				m.log.Warn("root retired with --force while current SVIDs chain to it", logAuthorityID, root.ID, logSVIDs, len(blockers), logActor, p.Actor)
+			}
+			m.log.Info("root retired", logAuthorityID, root.ID, logRevision, w.revision, logActor, p.Actor)
+		})
 		return nil
 	})
 	if err != nil {
@@ -688,17 +278,6 @@ func candidate(auths []*store.Authority, id, step string, states ...store.Author
 	return nil, refuse(ErrRefused, "%d roots are %s (%s): name the one to %s", len(found), states[0], strings.Join(ids, ", "), step)
 }
 
-// rootsIn returns the roots in state, oldest first.
-func rootsIn(auths []*store.Authority, state store.AuthorityState) []*store.Authority {
-	var out []*store.Authority
-	for _, a := range auths {
-		if a.Kind == store.KindRoot && a.State == state {
-			out = append(out, a)
-		}
-	}
-	return out
-}
-
 // parents maps each intermediate's ID to its root's.
 func parents(auths []*store.Authority) map[string]string {
 	out := map[string]string{}
@@ -714,7 +293,15 @@ func parents(auths []*store.Authority) map[string]string {
 // (entry, node) whose entry still exists under that node, and each node
 // SVID of a node that still exists, the newest unexpired SVID, if it was
 // signed under root.
-func currentSVIDsUnder(tx store.Tx, auths []*store.Authority, rootID string, now time.Time) ([]*store.SVIDRecord, error) {
+func (m *Manager) currentSVIDsUnder(ctx context.Context, auths []*store.Authority, rootID string, now time.Time) (out []*store.SVIDRecord, err error) {
+	err = m.cfg.Store.View(ctx, func(tx store.Tx) error {
+		out, err = currentSVIDsUnderTx(tx, auths, rootID, now)
+		return err
+	})
+	return out, err
+}
+
+func currentSVIDsUnderTx(tx store.Tx, auths []*store.Authority, rootID string, now time.Time) ([]*store.SVIDRecord, error) {
 	entries, err := tx.ListEntries(store.EntryFilter{})
 	if err != nil {
 		return nil, err
@@ -815,19 +402,18 @@ func StaleAgents(rev int64, agents map[string]int64) []string {
 	return out
 }
 
-// crashPoint calls Config.CrashPoint, if set.
-func (m *Manager) crashPoint(point string) {
-	if f := m.cfg.CrashPoint; f != nil {
-		f(point)
-	}
-}
+// Details of the root rotation steps' audit records.
+const (
+	detailRotateNow    = "rotate_now"
+	detailForced       = "forced"
+	detailStaleAgents  = "stale_agents"
+	detailCurrentSVIDs = "current_svids"
+)
 
-// auditAuthority records one root rotation step in tx, the step's own
-// transaction.
-func auditAuthority(tx store.Tx, typ, actor string, a *store.Authority, now time.Time, details map[string]string) error {
+// authorityRecord is the audit record of one root rotation step.
+func authorityRecord(typ, actor string, a *store.Authority, details map[string]string) audit.Record {
 	details[audit.DetailAuthorityID] = a.ID
 	details[audit.DetailKind] = string(a.Kind)
 	details[audit.DetailNotAfter] = audit.FormatTime(a.NotAfter)
-	_, err := audit.Append(tx, audit.Record{Type: typ, Outcome: audit.OutcomeSuccess, Actor: actor, Details: details}, now)
-	return err
+	return audit.Record{Type: typ, Outcome: audit.OutcomeSuccess, Actor: actor, Details: details}
 }

@@ -646,6 +646,16 @@ func (k *memKeys) Load(_ context.Context, ref string) (crypto.Signer, error) {
 	return s, nil
 }
 
+func (k *memKeys) Delete(_ context.Context, ref string) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if _, ok := k.keys[ref]; !ok {
+		return keys.ErrKeyNotFound
+	}
+	delete(k.keys, ref)
+	return nil
+}
+
 func (k *memKeys) Close() error { return nil }
 
 func newMemKeys() *memKeys { return &memKeys{keys: map[string]crypto.Signer{}} }

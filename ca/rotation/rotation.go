@@ -26,10 +26,20 @@ const (
 	DefaultJWTKeyTTL = 7 * 24 * time.Hour
 )
 
+// DefaultServerName is Config.ServerName's default: the name of the one
+// server of a store that is not shared. Authorities stored before servers
+// were named belong to it.
+const DefaultServerName = "default"
+
 // checkInterval is how often Run looks at the clock. Rotations happen at
 // half of a lifetime measured in hours or days, so ten seconds late is
 // never too late, and the check itself is in memory.
 const checkInterval = 10 * time.Second
+
+// maxAttempts bounds how often a step is planned again after its commit
+// found the authorities changed underneath it (another server, or an
+// operator's step on this one, committed first).
+const maxAttempts = 3
 
 // Config configures a Manager.
 type Config struct {
@@ -45,6 +55,12 @@ type Config struct {
 	Clock clock.Clock
 	// Logger receives rotations. Nil discards logs.
 	Logger *slog.Logger
+
+	// ServerName names this CA server among those sharing the store: its
+	// intermediates and JWT keys carry it (store.Authority.ServerName),
+	// and it rotates only its own. Empty means DefaultServerName, which
+	// is all a store with one server needs.
+	ServerName string
 
 	// KeyType of new root, intermediate and JWT keys. Empty means
 	// keys.DefaultKeyType (EC-P256).
@@ -80,35 +96,44 @@ type Config struct {
 	ConnectedAgents func() map[string]int64
 
 	// CrashPoint, for crash-safety tests only, is called at named points
-	// of the root rotation steps (CrashPoints lists them); a test binary
-	// makes it kill the process there. Nil does nothing.
+	// of the root rotation steps (CrashPoints lists them). Nil does
+	// nothing. Product code never sets it: ca/server takes it only from
+	// its test-only options.
 	CrashPoint func(point string)
 }
 
 // Manager owns the CA's authorities: it creates or imports the root,
-// keeps a fresh intermediate and JWT key, hands them to the CA, maintains
-// the bundle revision, and keeps the CA server's TLS certificate.
+// keeps this server's intermediate and JWT key fresh, takes the root
+// rotation steps, and hands the signing authorities to the CA.
 //
-// Every change to the authorities is one store transaction. Methods are
-// safe for concurrent use.
+// Every change is planned from a read of the store (plan.go), prepared
+// outside any transaction (prepare.go: keys, signatures) and committed in
+// one short transaction that first checks nothing changed since the read
+// (commit.go). Methods are safe for concurrent use.
 type Manager struct {
 	cfg   Config
 	clock clock.Clock
 	log   *slog.Logger
 
-	// mu serialises reconcile: the stored authorities, the CA's and next
-	// move together.
+	// stepMu serialises the steps of this process, so that they do not
+	// conflict with each other at commit. It is held while keys are made:
+	// nothing on the signing path takes it.
+	stepMu sync.Mutex
+	// signers caches the private keys of stored authorities by KeyRef,
+	// since decrypting a soft key costs a deliberate few hundred
+	// milliseconds. Keys of a step enter it only once the step committed.
+	signers signerCache
+
+	// mu guards the small state below, read by status calls while a step
+	// runs.
 	mu sync.Mutex
-	// signers caches loaded private keys by KeyRef, since decrypting a
-	// soft key costs a deliberate few hundred milliseconds.
-	signers map[string]crypto.Signer
-	// next is when the stored authorities next need attention; Run does
-	// nothing before it.
+	// next is when this server's authorities next need attention; Run
+	// does nothing before it.
 	next time.Time
-	// expiryCheckedAt is when warnExpiring last looked (guarded by mu).
+	// expiryCheckedAt is when warnExpiring last looked.
 	expiryCheckedAt time.Time
-	// schedule is the automatic root schedule's state; only Run's
-	// goroutine touches it.
+	// schedule is the automatic root schedule's state: next is touched
+	// only by Run's goroutine, note is read by Schedule.
 	schedule scheduleState
 }
 
@@ -140,6 +165,7 @@ func New(cfg Config) (*Manager, error) {
 	cfg.RootTTL = orDefault(cfg.RootTTL, DefaultRootTTL)
 	cfg.IntermediateTTL = orDefault(cfg.IntermediateTTL, DefaultIntermediateTTL)
 	cfg.JWTKeyTTL = orDefault(cfg.JWTKeyTTL, DefaultJWTKeyTTL)
+	cfg.ServerName = orDefault(cfg.ServerName, DefaultServerName)
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -148,7 +174,7 @@ func New(cfg Config) (*Manager, error) {
 		cfg:     cfg,
 		clock:   clock.OrReal(cfg.Clock),
 		log:     log.With("component", "rotation"),
-		signers: make(map[string]crypto.Signer),
+		signers: signerCache{keys: cfg.Keys, m: map[string]crypto.Signer{}},
 	}, nil
 }
 
@@ -161,10 +187,9 @@ func orDefault[T comparable](v, def T) T {
 }
 
 // Init loads the authorities from the store, creating (or importing) the
-// root, an intermediate and a JWT key on first start, all in one
-// transaction, and hands them to the CA. It then signs the server's TLS
-// certificate. A restart loads the same root and keys; an intermediate or
-// JWT key that came due while the CA was down is rotated right away.
+// root, an intermediate and a JWT key on first start, and hands them to
+// the CA. A restart loads the same root and keys; an intermediate or JWT
+// key that came due while the CA was down is rotated right away.
 func (m *Manager) Init(ctx context.Context) error {
 	return m.reconcile(ctx)
 }
@@ -172,9 +197,8 @@ func (m *Manager) Init(ctx context.Context) error {
 // Run rotates until ctx is cancelled, then returns nil. Every
 // checkInterval of the Clock it rotates what is due: the intermediate at
 // half its life, the JWT key (see doc.go), retiring JWT keys past their
-// expiry, and the server certificate at half its life or when the
-// intermediate changed. A failed rotation is logged and retried on the
-// next tick; the current authorities stay in use meanwhile.
+// expiry. A failed rotation is logged and retried on the next tick; the
+// current authorities stay in use meanwhile.
 func (m *Manager) Run(ctx context.Context) error {
 	if m.cfg.CA.X509Authority() == nil {
 		return ErrNotInitialized
@@ -209,10 +233,16 @@ func (m *Manager) due(now time.Time) bool {
 	return !now.Before(m.next)
 }
 
+// reconcile brings this server's authorities to what the clock requires
+// (see next in plan.go) and hands the signing ones to the CA.
+func (m *Manager) reconcile(ctx context.Context) error {
+	return m.apply(ctx, "", func(context.Context, *work, time.Time) error { return nil })
+}
+
 // ShouldRotate reports whether a credential valid from notBefore to
 // notAfter is at or past half of its life at now: the point where signet
-// replaces intermediates, JWT keys and the server certificate, leaving the
-// other half as margin for failures and retries.
+// replaces intermediates and JWT keys, leaving the other half as margin
+// for failures and retries.
 func (m *Manager) ShouldRotate(now, notBefore, notAfter time.Time) bool {
 	return shouldRotate(now, notBefore, notAfter)
 }

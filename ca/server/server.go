@@ -67,6 +67,11 @@ type Config struct {
 	TrustDomain spiffeid.TrustDomain
 	// DataDir holds the store and the soft keys; created 0700.
 	DataDir string
+	// ServerName names this server among the CA servers sharing its store
+	// (rotation.Config.ServerName); its intermediate and JWT keys carry
+	// it. Empty means rotation.DefaultServerName, all a store with one
+	// server needs.
+	ServerName string
 	// AdminUIDs may use the admin socket besides the server's own uid.
 	AdminUIDs []uint32
 	// KeyType of new authorities; default EC-P256.
@@ -158,6 +163,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		Keys:               km,
 		CA:                 c,
 		TrustDomain:        cfg.TrustDomain,
+		ServerName:         cfg.ServerName,
 		Clock:              cfg.Clock,
 		Logger:             cfg.Logger,
 		KeyType:            cfg.KeyType,

@@ -218,6 +218,12 @@ type Authority struct {
 	// organisation's PKI rather than being created by signet; the
 	// automatic root schedule never replaces one.
 	Imported bool `json:"imported,omitempty"`
+	// ServerName names the CA server an intermediate or JWT key belongs
+	// to: each server keeps its own, with a key made on its own machine,
+	// so that several servers can share one store. Empty (records written
+	// before servers were named) reads as the default server. Roots are
+	// shared and leave it empty.
+	ServerName string `json:"server_name,omitempty"`
 }
 
 // Entry is a registration entry: which workloads on which node get which
