@@ -111,7 +111,11 @@ func HashJoinToken(token string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// AttestNode implements nodev1.NodeServiceServer.
+// AttestNode implements nodev1.NodeServiceServer. The token is read
+// first, the node SVID signed outside any transaction, and one short
+// transaction then takes the token (it must still be there: two agents
+// racing with one token get one node), records the node, the SVID and the
+// audit record, and reads the bundle to return.
 func (s *NodeService) AttestNode(ctx context.Context, req *nodev1.AttestNodeRequest) (*nodev1.AttestNodeResponse, error) {
 	if req.GetJoinToken() == "" {
 		s.attested(AttestInvalid)
@@ -122,36 +126,40 @@ func (s *NodeService) AttestNode(ctx context.Context, req *nodev1.AttestNodeRequ
 		s.attested(AttestInvalid)
 		return nil, status.Errorf(codes.InvalidArgument, "invalid CSR: %v", err)
 	}
+	hash := HashJoinToken(req.GetJoinToken())
 	now := s.cfg.Clock.Now()
-	var (
-		resp    *nodev1.AttestNodeResponse
-		expired bool
-		nodeID  spiffeid.ID
-	)
+	var tok *store.JoinToken
+	err = s.cfg.Store.View(ctx, func(tx store.Tx) (err error) {
+		tok, err = tx.GetJoinToken(hash)
+		return err
+	})
+	switch {
+	case isNotFound(err):
+		return nil, s.unknownToken(ctx, now)
+	case err != nil:
+		s.attested(AttestError)
+		return nil, toStatus(ctx, s.log, "attesting node", err)
+	case !now.Before(tok.ExpiresAt):
+		return nil, s.expiredToken(ctx, hash, tok, now)
+	}
+	nodeID, err := spiffeid.FromString(tok.SPIFFEID)
+	if err != nil {
+		s.attested(AttestError)
+		return nil, toStatus(ctx, s.log, "attesting node", fmt.Errorf("stored token has a bad SPIFFE ID: %w", err))
+	}
+	start := time.Now()
+	svid, err := s.cfg.CA.SignX509SVID(ctx, ca.X509SVIDParams{SPIFFEID: nodeID, PublicKey: csr.PublicKey, TTL: NodeSVIDTTL})
+	s.signed(SVIDKindNode, start)
+	if err != nil {
+		s.attested(AttestError)
+		return nil, toStatus(ctx, s.log, "attesting node", fmt.Errorf("signing node SVID: %w", err))
+	}
+	leaf := svid.Chain[0]
+	var resp *nodev1.AttestNodeResponse
 	err = s.cfg.Store.Update(ctx, func(tx store.Tx) error {
-		resp, expired = nil, false
-		tok, err := tx.TakeJoinToken(HashJoinToken(req.GetJoinToken()))
-		if err != nil {
-			return err
+		if _, err := tx.TakeJoinToken(hash); err != nil {
+			return err // another agent used it since it was read
 		}
-		// An expired token is consumed all the same: it can never be
-		// tried again.
-		if !now.Before(tok.ExpiresAt) {
-			expired = true
-			return recordAudit(tx, audit.Record{Type: audit.TypeNodeAttested, Outcome: audit.OutcomeFailure, Subject: tok.SPIFFEID,
-				Details: map[string]string{audit.DetailAttestor: AttestorJoinToken, audit.DetailTokenID: tok.ID, audit.DetailReason: "join token expired (consumed)"}}, now)
-		}
-		nodeID, err = spiffeid.FromString(tok.SPIFFEID)
-		if err != nil {
-			return fmt.Errorf("stored token has a bad SPIFFE ID: %w", err)
-		}
-		start := time.Now()
-		svid, err := s.cfg.CA.SignX509SVID(ctx, ca.X509SVIDParams{SPIFFEID: nodeID, PublicKey: csr.PublicKey, TTL: NodeSVIDTTL})
-		s.signed(SVIDKindNode, start)
-		if err != nil {
-			return fmt.Errorf("signing node SVID: %w", err)
-		}
-		leaf := svid.Chain[0]
 		if err := tx.PutNode(&store.Node{
 			SPIFFEID:   nodeID.String(),
 			Attestor:   AttestorJoinToken,
@@ -181,33 +189,56 @@ func (s *NodeService) AttestNode(ctx context.Context, req *nodev1.AttestNodeRequ
 		return nil
 	})
 	switch {
-	case status.Code(err) == codes.NotFound || isNotFound(err):
-		s.attested(AttestUnknownToken)
-		s.log.WarnContext(ctx, "node attestation failed", "reason", "unknown or used join token")
-		// Nothing changed, but a failed attempt is recorded too.
-		if aerr := s.cfg.Store.Update(ctx, func(tx store.Tx) error {
-			return recordAudit(tx, audit.Record{Type: audit.TypeNodeAttested, Outcome: audit.OutcomeFailure,
-				Details: map[string]string{audit.DetailAttestor: AttestorJoinToken, audit.DetailReason: "unknown or already used join token"}}, now)
-		}); aerr != nil {
-			return nil, toStatus(ctx, s.log, "recording failed attestation", aerr)
-		}
-		return nil, status.Error(codes.PermissionDenied, "join token is unknown or was already used")
+	case isNotFound(err):
+		return nil, s.unknownToken(ctx, now)
 	case err != nil:
 		s.attested(AttestError)
 		return nil, toStatus(ctx, s.log, "attesting node", err)
-	case expired:
-		s.attested(AttestExpiredToken)
-		s.log.WarnContext(ctx, "node attestation failed", "reason", "expired join token")
-		return nil, status.Error(codes.PermissionDenied, "join token has expired")
 	}
 	s.attested(AttestSuccess)
 	s.issued(SVIDKindNode, OutcomeSuccess)
-	nodeLeaf := mustParse(resp.Svid.CertChain[0])
-	s.log.InfoContext(ctx, "node attested", "spiffe_id", nodeID.String(), "serial", serialHex(nodeLeaf), "not_after", nodeLeaf.NotAfter)
+	s.log.InfoContext(ctx, "node attested", "spiffe_id", nodeID.String(), "serial", serialHex(leaf), "not_after", leaf.NotAfter)
 	return resp, nil
 }
 
-// RenewNodeSVID implements nodev1.NodeServiceServer.
+// unknownToken records an attestation with a token that is unknown or
+// was already used, and returns the caller's error.
+func (s *NodeService) unknownToken(ctx context.Context, now time.Time) error {
+	s.attested(AttestUnknownToken)
+	s.log.WarnContext(ctx, "node attestation failed", "reason", "unknown or used join token")
+	// Nothing changed, but a failed attempt is recorded too.
+	if err := s.cfg.Store.Update(ctx, func(tx store.Tx) error {
+		return recordAudit(tx, audit.Record{Type: audit.TypeNodeAttested, Outcome: audit.OutcomeFailure,
+			Details: map[string]string{audit.DetailAttestor: AttestorJoinToken, audit.DetailReason: "unknown or already used join token"}}, now)
+	}); err != nil {
+		return toStatus(ctx, s.log, "recording failed attestation", err)
+	}
+	return status.Error(codes.PermissionDenied, "join token is unknown or was already used")
+}
+
+// expiredToken consumes an expired token (it can never be tried again)
+// and records the failed attempt.
+func (s *NodeService) expiredToken(ctx context.Context, hash string, tok *store.JoinToken, now time.Time) error {
+	err := s.cfg.Store.Update(ctx, func(tx store.Tx) error {
+		if _, err := tx.TakeJoinToken(hash); err != nil && !isNotFound(err) {
+			return err
+		}
+		return recordAudit(tx, audit.Record{Type: audit.TypeNodeAttested, Outcome: audit.OutcomeFailure, Subject: tok.SPIFFEID,
+			Details: map[string]string{audit.DetailAttestor: AttestorJoinToken, audit.DetailTokenID: tok.ID, audit.DetailReason: "join token expired (consumed)"}}, now)
+	})
+	if err != nil {
+		s.attested(AttestError)
+		return toStatus(ctx, s.log, "recording failed attestation", err)
+	}
+	s.attested(AttestExpiredToken)
+	s.log.WarnContext(ctx, "node attestation failed", "reason", "expired join token")
+	return status.Error(codes.PermissionDenied, "join token has expired")
+}
+
+// RenewNodeSVID implements nodev1.NodeServiceServer. The node is
+// authorized in a read, the SVID signed outside any transaction, and the
+// short write checks the node again (an eviction meanwhile wins) before it
+// records the SVID.
 func (s *NodeService) RenewNodeSVID(ctx context.Context, req *nodev1.RenewNodeSVIDRequest) (*nodev1.RenewNodeSVIDResponse, error) {
 	nodeID, leaf, err := s.callerNode(ctx)
 	if err != nil {
@@ -220,19 +251,29 @@ func (s *NodeService) RenewNodeSVID(ctx context.Context, req *nodev1.RenewNodeSV
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "invalid CSR: %v", err)
 	}
-	var resp *nodev1.RenewNodeSVIDResponse
+	err = s.cfg.Store.View(ctx, func(tx store.Tx) error {
+		_, err := s.authorizeNode(tx, nodeID, leaf)
+		return err
+	})
+	if err != nil {
+		err = toStatus(ctx, s.log, "renewing node SVID", err)
+		s.issuedErr(SVIDKindNode, err)
+		return nil, err
+	}
+	start := time.Now()
+	svid, err := s.cfg.CA.SignX509SVID(ctx, ca.X509SVIDParams{SPIFFEID: nodeID, PublicKey: csr.PublicKey, TTL: NodeSVIDTTL})
+	s.signed(SVIDKindNode, start)
+	if err != nil {
+		err = toStatus(ctx, s.log, "renewing node SVID", fmt.Errorf("signing node SVID: %w", err))
+		s.issuedErr(SVIDKindNode, err)
+		return nil, err
+	}
+	newLeaf := svid.Chain[0]
 	err = s.cfg.Store.Update(ctx, func(tx store.Tx) error {
 		node, err := s.authorizeNode(tx, nodeID, leaf)
 		if err != nil {
 			return err
 		}
-		start := time.Now()
-		svid, err := s.cfg.CA.SignX509SVID(ctx, ca.X509SVIDParams{SPIFFEID: nodeID, PublicKey: csr.PublicKey, TTL: NodeSVIDTTL})
-		s.signed(SVIDKindNode, start)
-		if err != nil {
-			return fmt.Errorf("signing node SVID: %w", err)
-		}
-		newLeaf := svid.Chain[0]
 		node.Serial = serialHex(newLeaf)
 		node.ExpiresAt = newLeaf.NotAfter
 		if err := tx.PutNode(node); err != nil {
@@ -243,18 +284,14 @@ func (s *NodeService) RenewNodeSVID(ctx context.Context, req *nodev1.RenewNodeSV
 		}
 		r := issuedRecord(nodeID.String(), newLeaf, svid.AuthorityID, "", req.GetCsr())
 		r.Type = audit.TypeNodeRenewed
-		if err := recordAudit(tx, r, s.cfg.Clock.Now()); err != nil {
-			return err
-		}
-		resp = &nodev1.RenewNodeSVIDResponse{Svid: svidProto(nodeID, svid.Chain)}
-		return nil
+		return recordAudit(tx, r, s.cfg.Clock.Now())
 	})
 	err = toStatus(ctx, s.log, "renewing node SVID", err)
 	s.issuedErr(SVIDKindNode, err)
 	if err != nil {
 		return nil, err
 	}
-	return resp, nil
+	return &nodev1.RenewNodeSVIDResponse{Svid: svidProto(nodeID, svid.Chain)}, nil
 }
 
 // SyncEntries implements nodev1.NodeServiceServer. It sends the full state,

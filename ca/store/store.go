@@ -82,6 +82,11 @@ type Tx interface {
 	// PutJoinToken stores a token under its Hash; ErrAlreadyExists if the
 	// hash is taken.
 	PutJoinToken(t *JoinToken) error
+	// GetJoinToken returns the token with that hash without using it;
+	// ErrNotFound when it is unknown or was already taken. Callers that
+	// prepare work for a token (sign a node SVID) read it here first and
+	// take it in the transaction that commits the work.
+	GetJoinToken(hash string) (*JoinToken, error)
 	// TakeJoinToken returns the token with that hash and deletes it in the
 	// same transaction, so a token is used at most once. ErrNotFound when
 	// it is unknown or was already taken.

@@ -309,6 +309,15 @@ func (t *boltTx) PutJoinToken(jt *JoinToken) error {
 	return nil
 }
 
+func (t *boltTx) GetJoinToken(hash string) (*JoinToken, error) {
+	jt, err := get[JoinToken](t, bucketJoinTokens, hash)
+	if err != nil {
+		// The hash is a credential's digest: errors name only its start.
+		return nil, fmt.Errorf("getting join token %.8s...: %w", hash, err)
+	}
+	return jt, nil
+}
+
 func (t *boltTx) TakeJoinToken(hash string) (*JoinToken, error) {
 	// The hash is a credential's digest: errors name only its start.
 	if err := t.writable(); err != nil {

@@ -585,6 +585,16 @@ func testJoinTokens(t *testing.T, st store.Store) {
 		t.Errorf("PutJoinToken with a taken hash: got error %v, want ErrAlreadyExists", err)
 	}
 
+	view(t, st, func(tx store.Tx) error {
+		got, err := tx.GetJoinToken("bb")
+		if err != nil {
+			return err
+		}
+		if diff := cmp.Diff(joinToken("bb"), got); diff != "" {
+			t.Errorf("GetJoinToken (-want +got):\n%s", diff)
+		}
+		return nil
+	})
 	update(t, st, func(tx store.Tx) error {
 		got, err := tx.TakeJoinToken("bb")
 		if err != nil {
@@ -598,6 +608,10 @@ func testJoinTokens(t *testing.T, st store.Store) {
 	err = st.Update(t.Context(), func(tx store.Tx) error { _, err := tx.TakeJoinToken("bb"); return err })
 	if !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("TakeJoinToken a second time: got error %v, want ErrNotFound", err)
+	}
+	err = st.View(t.Context(), func(tx store.Tx) error { _, err := tx.GetJoinToken("bb"); return err })
+	if !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("GetJoinToken of a taken token: got error %v, want ErrNotFound", err)
 	}
 
 	var got []*store.JoinToken
