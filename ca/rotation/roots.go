@@ -291,8 +291,10 @@ func parents(auths []*store.Authority) map[string]string {
 
 // currentSVIDsUnder returns the current SVIDs that chain to root: for each
 // (entry, node) whose entry still exists under that node, and each node
-// SVID of a node that still exists, the newest unexpired SVID, if it was
-// signed under root.
+// that still exists, its current SVID (the store's current index: the
+// newest one issued) if it is unexpired and was signed under root. The
+// index has one record per entry and node, so this reads what the
+// entries and nodes do, not every SVID ever issued.
 func (m *Manager) currentSVIDsUnder(ctx context.Context, auths []*store.Authority, rootID string, now time.Time) (out []*store.SVIDRecord, err error) {
 	err = m.cfg.Store.View(ctx, func(tx store.Tx) error {
 		out, err = currentSVIDsUnderTx(tx, auths, rootID, now)
@@ -318,53 +320,25 @@ func currentSVIDsUnderTx(tx store.Tx, auths []*store.Authority, rootID string, n
 	for _, n := range nodes {
 		nodeExists[n.SPIFFEID] = true
 	}
-	// Authorities only move forward: among SVIDs issued in the same
-	// second (certificate times have no finer grain), the one signed by
-	// the younger intermediate is the newer.
-	rank := make(map[string]int, len(auths))
-	for i, a := range auths {
-		rank[a.ID] = i
-	}
-	type key struct{ entry, node string }
-	current := map[key]*store.SVIDRecord{}
-	err = tx.ForEachSVID(func(r *store.SVIDRecord) error {
-		if now.After(r.NotAfter) {
-			return nil
-		}
-		if r.EntryID == "" && !nodeExists[r.NodeID] || r.EntryID != "" && entryParent[r.EntryID] != r.NodeID {
-			return nil // evicted node, deleted entry: nobody is served it
-		}
-		k := key{r.EntryID, r.NodeID}
-		if cur, ok := current[k]; !ok || newer(r, cur, rank) {
-			current[k] = r
+	parent := parents(auths)
+	var out []*store.SVIDRecord
+	err = tx.ForEachCurrentSVID(func(r *store.SVIDRecord) error {
+		switch {
+		case now.After(r.NotAfter):
+		case r.EntryID == "" && !nodeExists[r.NodeID], r.EntryID != "" && entryParent[r.EntryID] != r.NodeID:
+			// Evicted node, deleted entry: nobody is served it.
+		case r.AuthorityID == rootID || parent[r.AuthorityID] == rootID:
+			out = append(out, r)
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	parent := parents(auths)
-	var out []*store.SVIDRecord
-	for _, r := range current {
-		if r.AuthorityID == rootID || parent[r.AuthorityID] == rootID {
-			out = append(out, r)
-		}
-	}
 	slices.SortFunc(out, func(a, b *store.SVIDRecord) int {
 		return cmp.Or(cmp.Compare(a.SPIFFEID, b.SPIFFEID), cmp.Compare(a.NodeID, b.NodeID))
 	})
 	return out, nil
-}
-
-// newer reports whether a was issued after b; rank orders authorities
-// oldest first.
-func newer(a, b *store.SVIDRecord, rank map[string]int) bool {
-	return cmp.Or(
-		a.NotBefore.Compare(b.NotBefore),
-		cmp.Compare(rank[a.AuthorityID], rank[b.AuthorityID]),
-		a.NotAfter.Compare(b.NotAfter),
-		cmp.Compare(a.Serial, b.Serial),
-	) > 0
 }
 
 func later(a, b time.Time) time.Time {

@@ -662,7 +662,7 @@ func newMemKeys() *memKeys { return &memKeys{keys: map[string]crypto.Signer{}} }
 
 // startMemKeys is env.start with in-memory keys, which km keeps across
 // restarts.
-func (e *env) startMemKeys(t *testing.T, km *memKeys, cfg rotation.Config) *instance {
+func (e *env) startMemKeys(t testing.TB, km *memKeys, cfg rotation.Config) *instance {
 	t.Helper()
 	st, err := store.Open(filepath.Join(e.dir, "signet.db"), store.Options{NoSync: true})
 	if err != nil {

@@ -52,7 +52,7 @@ type instance struct {
 	srv   *servercert.Manager // the CA server's TLS certificate, which follows the intermediate
 }
 
-func newServerCert(t *testing.T, c *ca.CA) *servercert.Manager {
+func newServerCert(t testing.TB, c *ca.CA) *servercert.Manager {
 	t.Helper()
 	sc, err := servercert.New(servercert.Config{CA: c})
 	if err != nil {
@@ -150,7 +150,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func authorities(t *testing.T, st store.Store) []*store.Authority {
+func authorities(t testing.TB, st store.Store) []*store.Authority {
 	t.Helper()
 	var out []*store.Authority
 	if err := st.View(context.Background(), func(tx store.Tx) error {

@@ -13,8 +13,8 @@ import (
 const ScheduleActor = "signet (automatic root schedule)"
 
 // scheduleEvery is how often the schedule looks at the roots. Its steps
-// fall months apart, and a refused retirement scans the SVID index, so
-// once a minute is often enough and cheap enough; roots that live less
+// fall months apart, and a refused retirement reads every entry's current
+// SVID, so once a minute is often enough and cheap enough; roots that live less
 // than 100 minutes (tests, demos) are looked at every 1/100 of their life,
 // down to Run's own checkInterval.
 const scheduleEvery = time.Minute

@@ -102,8 +102,9 @@ func softHSMKeys(t *testing.T) keys.Manager {
 // it made and caches nothing, plans again from the new state, and is then
 // refused because a root is already prepared. No key is left that no
 // authority refers to.
+//
+// Not parallel: the SoftHSM case sets SOFTHSM2_CONF.
 func TestConflictingCommitLeavesNoKey(t *testing.T) {
-	t.Parallel()
 	for _, kms := range []struct {
 		name string
 		new  func(t *testing.T, e *env) (keys.Manager, string) // the manager and its key dir ("" for a KMS)
@@ -116,7 +117,7 @@ func TestConflictingCommitLeavesNoKey(t *testing.T) {
 			}
 			return km, dir
 		}},
-		{"PKCS#11 (SoftHSM)", func(t *testing.T, _ *env) (keys.Manager, string) { return softHSMKeys(t), "" }},
+		{"PKCS11 SoftHSM", func(t *testing.T, _ *env) (keys.Manager, string) { return softHSMKeys(t), "" }},
 	} {
 		t.Run(kms.name, func(t *testing.T) {
 			ctx := context.Background()

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -750,5 +751,83 @@ func TestMigrateSVIDKeys(t *testing.T) {
 	}
 	if diff := cmp.Diff([]string{"2", "3", "1"}, order); diff != "" {
 		t.Errorf("order after migration (-want +got):\n%s", diff)
+	}
+}
+
+// TestMigrateCurrentSVIDs: a version 3 file has no current-SVID index;
+// opening it builds the index from the SVID records, newest per entry and
+// node, and later records keep it.
+func TestMigrateCurrentSVIDs(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "v3.db")
+	st, err := store.Open(path, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	rec := func(serial int, entry, node string, notBefore time.Time) *store.SVIDRecord {
+		return &store.SVIDRecord{Serial: fmt.Sprintf("%032x", serial), SPIFFEID: "spiffe://example.org/w", EntryID: entry, NodeID: node,
+			AuthorityID: "i1", NotBefore: notBefore, NotAfter: notBefore.Add(time.Hour)}
+	}
+	err = st.Update(context.Background(), func(tx store.Tx) error {
+		for _, r := range []*store.SVIDRecord{
+			rec(1, "e1", "n1", t0), rec(2, "e1", "n1", t0.Add(time.Minute)), rec(3, "e1", "n1", t0.Add(-time.Minute)),
+			rec(4, "e2", "n1", t0), rec(5, "", "n1", t0),
+		} {
+			if err := tx.PutSVID(r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	st.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Turn the file back into version 3: no current index.
+	db, err := bbolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bbolt.Tx) error {
+		v := make([]byte, 8)
+		binary.BigEndian.PutUint64(v, 3)
+		if err := tx.Bucket([]byte("meta")).Put([]byte("schema_version"), v); err != nil {
+			return err
+		}
+		return tx.DeleteBucket([]byte("svids_current"))
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	st, err = store.Open(path, store.Options{})
+	if err != nil {
+		t.Fatalf("opening a version 3 store: %v", err)
+	}
+	defer st.Close()
+	current := func() []string {
+		var out []string
+		err := st.View(context.Background(), func(tx store.Tx) error {
+			return tx.ForEachCurrentSVID(func(r *store.SVIDRecord) error {
+				out = append(out, r.Serial[31:])
+				return nil
+			})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(out)
+		return out
+	}
+	if diff := cmp.Diff([]string{"2", "4", "5"}, current()); diff != "" {
+		t.Errorf("current SVIDs after migration (-want +got):\n%s", diff)
+	}
+	if err := st.Update(context.Background(), func(tx store.Tx) error { return tx.PutSVID(rec(6, "e2", "n1", t0.Add(time.Minute))) }); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"2", "5", "6"}, current()); diff != "" {
+		t.Errorf("current SVIDs after a new record (-want +got):\n%s", diff)
 	}
 }

@@ -31,6 +31,11 @@ var (
 	bucketAudit = []byte("audit")
 	// bucketMTLSPolicies holds the mTLS policies: MTLSPolicy.ID -> JSON.
 	bucketMTLSPolicies = []byte("mtls_policies")
+	// bucketCurrentSVIDs holds the newest SVID of each entry and node:
+	// currentKey(EntryID, NodeID) -> JSON SVIDRecord (node SVIDs have no
+	// entry), after its NotBefore (see setCurrent). PutSVID keeps it,
+	// PruneSVIDs prunes it.
+	bucketCurrentSVIDs = []byte("svids_current")
 )
 
 // Keys of bucketMeta that the store owns. PutMeta refuses them so a caller
@@ -60,6 +65,30 @@ var migrations = []func(tx *bbolt.Tx) error{
 	func(tx *bbolt.Tx) error { return createBuckets(tx, bucketMTLSPolicies) },
 	// Version 3: the SVID index keyed by expiry then serial (svidKey).
 	rekeySVIDs,
+	// Version 4: the current SVID of each entry and node.
+	indexCurrentSVIDs,
+}
+
+// indexCurrentSVIDs builds bucketCurrentSVIDs from the SVID index, as
+// PutSVID would have kept it: records in issuance order (the index's
+// sequence, which follows the bucket's key order within one expiry
+// second) and the newest NotBefore wins.
+func indexCurrentSVIDs(tx *bbolt.Tx) error {
+	cur, err := tx.CreateBucketIfNotExists(bucketCurrentSVIDs)
+	if err != nil {
+		return fmt.Errorf("creating bucket %s: %w", bucketCurrentSVIDs, err)
+	}
+	err = tx.Bucket(bucketSVIDs).ForEach(func(k, data []byte) error {
+		var r SVIDRecord
+		if err := decodeRecord(bucketSVIDs, k, data, &r); err != nil {
+			return err
+		}
+		return setCurrent(cur, &r, data)
+	})
+	if err != nil {
+		return fmt.Errorf("indexing current svids: %w", err)
+	}
+	return nil
 }
 
 // rekeySVIDs moves every SVID record from its serial key to svidKey.
@@ -112,7 +141,7 @@ func createBuckets(tx *bbolt.Tx, names ...[]byte) error {
 var allBuckets = [][]byte{
 	bucketAuthorities, bucketEntries, bucketEntryKeys, bucketEntriesByParent,
 	bucketNodes, bucketJoinTokens, bucketSVIDs, bucketMeta, bucketAudit,
-	bucketMTLSPolicies,
+	bucketMTLSPolicies, bucketCurrentSVIDs,
 }
 
 // schemaVersion is the layout this code reads and writes.

@@ -94,8 +94,18 @@ type Tx interface {
 	// ListJoinTokens returns the unused tokens, ordered by hash.
 	ListJoinTokens() ([]*JoinToken, error)
 
-	// PutSVID records an issued certificate in the SVID index.
+	// PutSVID records an issued certificate in the SVID index and, unless
+	// its entry and node already have a later one (by NotBefore; the last
+	// recorded of the same second wins), makes it their current SVID.
 	PutSVID(r *SVIDRecord) error
+	// ForEachCurrentSVID calls fn for the current SVID of each entry and
+	// node (and each node's current node SVID, EntryID empty), in no
+	// defined order: what agents serve now, whatever was issued before.
+	// Its cost grows with entries and nodes, not with the SVIDs ever
+	// issued. Records of deleted entries and evicted nodes stay until
+	// they expire and are pruned; callers filter them. An error from fn
+	// stops the walk and is returned.
+	ForEachCurrentSVID(fn func(*SVIDRecord) error) error
 	// GetSVID returns ErrNotFound when the serial is unknown. It may walk
 	// the whole index: the index is kept in expiry order.
 	GetSVID(serial string) (*SVIDRecord, error)
@@ -104,8 +114,9 @@ type Tx interface {
 	// loading them all at once. An error from fn stops the
 	// walk and is returned.
 	ForEachSVID(fn func(*SVIDRecord) error) error
-	// PruneSVIDs deletes the records whose NotAfter is before t and returns
-	// how many it deleted.
+	// PruneSVIDs deletes the records whose NotAfter is before t, from the
+	// SVID index and the current index, and returns how many it deleted
+	// from the SVID index.
 	PruneSVIDs(t time.Time) (int, error)
 
 	// NextRevision increments the store's revision counter and returns the

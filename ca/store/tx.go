@@ -3,11 +3,9 @@ package store
 import (
 	"bytes"
 	"cmp"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
-	"time"
 
 	"go.etcd.io/bbolt"
 )
@@ -339,104 +337,6 @@ func (t *boltTx) ListJoinTokens() ([]*JoinToken, error) {
 		return nil, fmt.Errorf("listing join tokens: %w", err)
 	}
 	return ts, nil
-}
-
-func (t *boltTx) PutSVID(r *SVIDRecord) error {
-	if err := t.writable(); err != nil {
-		return fmt.Errorf("putting svid %q: %w", r.Serial, err)
-	}
-	b := t.tx.Bucket(bucketSVIDs)
-	seq, err := b.NextSequence()
-	if err != nil {
-		return fmt.Errorf("putting svid %q: %w", r.Serial, err)
-	}
-	if err := put(t, bucketSVIDs, string(svidKey(r.NotAfter, seq)), r); err != nil {
-		return fmt.Errorf("putting svid %q: %w", r.Serial, err)
-	}
-	return nil
-}
-
-// svidKey orders the SVID index by expiry, then by order of issuance (the
-// bucket's sequence). Every new SVID expires after nearly all stored ones,
-// so issuance appends at the end of the bucket and a commit rewrites a page
-// or two instead of one random page per certificate; pruning reads only
-// the expired prefix.
-func svidKey(notAfter time.Time, seq uint64) []byte {
-	k := make([]byte, 16)
-	binary.BigEndian.PutUint64(k, uint64(notAfter.Unix()))
-	binary.BigEndian.PutUint64(k[8:], seq)
-	return k
-}
-
-// svidKeyExpiry is the expiry (Unix seconds) a key sorts by.
-func svidKeyExpiry(k []byte) int64 {
-	if len(k) < 8 {
-		return 0
-	}
-	return int64(binary.BigEndian.Uint64(k[:8]))
-}
-
-// GetSVID walks the index: it is keyed by expiry for issuance and pruning,
-// and lookups by serial are rare (an operator's question).
-func (t *boltTx) GetSVID(serial string) (*SVIDRecord, error) {
-	var found *SVIDRecord
-	err := t.ForEachSVID(func(r *SVIDRecord) error {
-		if r.Serial == serial {
-			found = r
-			return errStopWalk
-		}
-		return nil
-	})
-	if err != nil && !errors.Is(err, errStopWalk) {
-		return nil, fmt.Errorf("getting svid %q: %w", serial, err)
-	}
-	if found == nil {
-		return nil, fmt.Errorf("getting svid %q: %w", serial, ErrNotFound)
-	}
-	return found, nil
-}
-
-var errStopWalk = errors.New("stop walk")
-
-func (t *boltTx) ForEachSVID(fn func(*SVIDRecord) error) error {
-	c := t.tx.Bucket(bucketSVIDs).Cursor()
-	for k, data := c.First(); k != nil; k, data = c.Next() {
-		r := new(SVIDRecord)
-		if err := decodeRecord(bucketSVIDs, k, data, r); err != nil {
-			return fmt.Errorf("walking svids: %w", err)
-		}
-		if err := fn(r); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (t *boltTx) PruneSVIDs(before time.Time) (int, error) {
-	if err := t.writable(); err != nil {
-		return 0, fmt.Errorf("pruning svids: %w", err)
-	}
-	// The index is ordered by expiry: read the expired prefix only.
-	// Collect first, delete after: deleting under a moving cursor can
-	// skip keys in bbolt.
-	b := t.tx.Bucket(bucketSVIDs)
-	var expired [][]byte
-	c := b.Cursor()
-	for k, data := c.First(); k != nil && svidKeyExpiry(k) <= before.Unix(); k, data = c.Next() {
-		r := new(SVIDRecord)
-		if err := decodeRecord(bucketSVIDs, k, data, r); err != nil {
-			return 0, fmt.Errorf("pruning svids: %w", err)
-		}
-		if r.NotAfter.Before(before) {
-			expired = append(expired, append([]byte(nil), k...))
-		}
-	}
-	for _, k := range expired {
-		if err := b.Delete(k); err != nil {
-			return 0, fmt.Errorf("pruning svid %q: %w", k, err)
-		}
-	}
-	return len(expired), nil
 }
 
 func (t *boltTx) NextRevision() (int64, error) {

@@ -50,6 +50,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"JoinTokens", testJoinTokens},
 		{"TakeJoinTokenRace", testTakeJoinTokenRace},
 		{"SVIDs", testSVIDs},
+		{"CurrentSVIDs", testCurrentSVIDs},
 		{"Meta", testMeta},
 		{"Revision", testRevision},
 		{"RollbackOnError", testRollbackOnError},
@@ -740,6 +741,65 @@ func testSVIDs(t *testing.T, st store.Store) {
 	})
 }
 
+// currentSerials lists the serials of ForEachCurrentSVID, sorted.
+func currentSerials(t *testing.T, tx store.Tx) []string {
+	t.Helper()
+	var out []string
+	err := tx.ForEachCurrentSVID(func(r *store.SVIDRecord) error {
+		out = append(out, r.Serial)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("ForEachCurrentSVID: %v", err)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// testCurrentSVIDs: PutSVID keeps the newest SVID (by NotBefore) of each
+// entry and node in the current index, whatever order they are recorded
+// in; node SVIDs have their own; pruning drops expired ones.
+func testCurrentSVIDs(t *testing.T, st store.Store) {
+	const n1, n2 = "spiffe://example.org/signet/agent/join_token/n1", "spiffe://example.org/signet/agent/join_token/n2"
+	rec := func(serial int, entry, node string, notBefore time.Time) *store.SVIDRecord {
+		r := svid(serialN(serial), notBefore.Add(time.Hour))
+		r.EntryID, r.NodeID = entry, node
+		return r
+	}
+	update(t, st, func(tx store.Tx) error {
+		for _, r := range []*store.SVIDRecord{
+			rec(1, "e1", n1, t0),
+			rec(2, "e1", n1, t0.Add(30*time.Minute)), // newer: replaces 1
+			rec(3, "e1", n1, t0.Add(10*time.Minute)), // recorded late, issued earlier: 2 stays
+			rec(4, "e1", n2, t0),                     // same entry, other node
+			rec(5, "", n1, t0),                       // node SVID
+			rec(6, "e2", n1, t0.Add(-2*time.Hour)),   // expires before t0
+		} {
+			if err := tx.PutSVID(r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	// Same NotBefore in a later transaction: the last recorded wins.
+	update(t, st, func(tx store.Tx) error { return tx.PutSVID(rec(7, "e1", n2, t0)) })
+	view(t, st, func(tx store.Tx) error {
+		want := []string{serialN(2), serialN(5), serialN(6), serialN(7)}
+		if diff := cmp.Diff(want, currentSerials(t, tx)); diff != "" {
+			t.Errorf("current SVIDs (-want +got):\n%s", diff)
+		}
+		return nil
+	})
+	update(t, st, func(tx store.Tx) error { _, err := tx.PruneSVIDs(t0); return err })
+	view(t, st, func(tx store.Tx) error {
+		want := []string{serialN(2), serialN(5), serialN(7)}
+		if diff := cmp.Diff(want, currentSerials(t, tx)); diff != "" {
+			t.Errorf("current SVIDs after pruning what expired (-want +got):\n%s", diff)
+		}
+		return nil
+	})
+}
+
 func testMeta(t *testing.T, st store.Store) {
 	update(t, st, func(tx store.Tx) error {
 		if err := tx.PutMeta("k", []byte("v1")); err != nil {
@@ -870,6 +930,9 @@ func checkEmpty(t *testing.T, st store.Store) {
 			if !errors.Is(l.err, store.ErrNotFound) {
 				t.Errorf("%s: got error %v, want ErrNotFound", l.name, l.err)
 			}
+		}
+		if cur := currentSerials(t, tx); len(cur) != 0 {
+			t.Errorf("current SVIDs %v, want none", cur)
 		}
 		if ts, err := tx.ListJoinTokens(); err != nil || len(ts) != 0 {
 			t.Errorf("ListJoinTokens = %d tokens, %v; want none", len(ts), err)
