@@ -67,9 +67,6 @@ type NodeConfig struct {
 	// Metrics are hooks counting issuance and attestation; the zero value
 	// counts nothing.
 	Metrics NodeMetrics
-	// NoAudit skips the audit records of workload SVIDs. It exists only so
-	// a benchmark can measure what auditing costs; never set it otherwise.
-	NoAudit bool
 }
 
 // NodeService implements nodev1.NodeServiceServer.
@@ -456,9 +453,7 @@ func (s *NodeService) MintX509SVIDs(ctx context.Context, req *nodev1.MintX509SVI
 		}
 		res.Svid = svidProto(id, svid.Chain)
 		records[i] = svidRecord(svid.Chain[0], svid.AuthorityID, nodeID.String(), e.ID)
-		if !s.cfg.NoAudit {
-			audits[i] = issuedRecord(nodeID.String(), svid.Chain[0], svid.AuthorityID, e.ID, p.GetCsr())
-		}
+		audits[i] = issuedRecord(nodeID.String(), svid.Chain[0], svid.AuthorityID, e.ID, p.GetCsr())
 	})
 
 	// Record every issued certificate, in the index and the audit log,
@@ -472,9 +467,6 @@ func (s *NodeService) MintX509SVIDs(ctx context.Context, req *nodev1.MintX509SVI
 			}
 			if err := tx.PutSVID(r); err != nil {
 				return err
-			}
-			if s.cfg.NoAudit {
-				continue
 			}
 			if err := recordAudit(tx, audits[i], now); err != nil {
 				return err

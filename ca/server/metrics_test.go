@@ -35,7 +35,7 @@ func startCAWithMetrics(tb testing.TB) (*testCA, *Metrics, *prometheus.Registry,
 	reg := prometheus.NewPedanticRegistry()
 	m := NewMetrics(reg)
 	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := New(ctx, Config{TrustDomain: td, DataDir: filepath.Join(dir, "data"), Passphrase: []byte("test"), StoreNoSync: true, Metrics: m})
+	srv, err := NewForTest(ctx, Config{TrustDomain: td, DataDir: filepath.Join(dir, "data"), Passphrase: []byte("test"), Metrics: m}, TestOptions{StoreNoSync: true})
 	if err != nil {
 		tb.Fatal(err)
 	}

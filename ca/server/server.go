@@ -8,6 +8,11 @@
 //	adminLn, _ := peercred.Listen(filepath.Join(dir, "admin.sock"), 0o600)
 //	err = srv.Serve(ctx, nodeLn, adminLn) // until ctx ends
 //	srv.Close()
+//
+// Tests reach a few hooks (crash points, a store without fsync or
+// without audit records, wrapped stores and key managers) through
+// NewForTest and TestOptions, never through Config: a product binary
+// refuses them (testhooks.go).
 package server
 
 import (
@@ -89,17 +94,6 @@ type Config struct {
 	ImportRoot, ImportIntermediate *rotation.Import
 	// NodeRate is the per-node request rate limit; see api.NodeConfig.
 	NodeRate float64
-	// CrashPoint is for crash-safety tests only; see
-	// rotation.Config.CrashPoint. Nil does nothing.
-	CrashPoint func(point string)
-	// StoreNoSync skips fsync (tests and benchmarks of non-durable paths).
-	StoreNoSync bool
-	// WrapStore, if set, wraps the store every component writes through.
-	// Tests use it to inject write failures.
-	WrapStore func(store.Store) store.Store
-	// NoAudit skips the audit records of workload SVIDs: only for the
-	// benchmark that measures what auditing costs.
-	NoAudit bool
 	// MTLSWindow is how far back `mtls status` and the STRICT readiness
 	// check look at the proxies' connection counts; 0 means
 	// api.DefaultMTLSWindow (10 minutes).
@@ -130,6 +124,10 @@ type Server struct {
 // New opens the store under cfg.DataDir and loads (or, on first start,
 // creates) the authorities. It does not listen; see Serve.
 func New(ctx context.Context, cfg Config) (*Server, error) {
+	return newServer(ctx, cfg, TestOptions{})
+}
+
+func newServer(ctx context.Context, cfg Config, hooks TestOptions) (*Server, error) {
 	if cfg.TrustDomain.IsZero() {
 		return nil, errors.New("server: trust domain must be configured")
 	}
@@ -147,14 +145,20 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: key manager: %w", err)
 	}
-	st, err := store.Open(filepath.Join(cfg.DataDir, DBFile), store.Options{Logger: cfg.Logger, NoSync: cfg.StoreNoSync, OnGroupCommit: cfg.Metrics.groupCommitHook()})
+	if hooks.WrapKeys != nil {
+		km = hooks.WrapKeys(km)
+	}
+	st, err := store.Open(filepath.Join(cfg.DataDir, DBFile), store.Options{Logger: cfg.Logger, NoSync: hooks.StoreNoSync, OnGroupCommit: cfg.Metrics.groupCommitHook()})
 	if err != nil {
 		return nil, fmt.Errorf("server: opening store: %w", err)
 	}
 	// Components write through sst, which times commits for the metrics.
 	sst := cfg.Metrics.instrument(st)
-	if cfg.WrapStore != nil {
-		sst = cfg.WrapStore(sst)
+	if hooks.NoAudit {
+		sst = noAuditStore{sst}
+	}
+	if hooks.WrapStore != nil {
+		sst = hooks.WrapStore(sst)
 	}
 	c := ca.New(ca.Config{TrustDomain: cfg.TrustDomain, Clock: cfg.Clock, Logger: cfg.Logger})
 	conns := api.NewConnections()
@@ -173,7 +177,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		ImportIntermediate: cfg.ImportIntermediate,
 		AutoRotateRoots:    cfg.AutoRotateRoots,
 		ConnectedAgents:    conns.AppliedRevisions,
-		CrashPoint:         cfg.CrashPoint,
+		CrashPoint:         hooks.CrashPoint,
 	})
 	if err != nil {
 		st.Close()
@@ -203,7 +207,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		conns: conns,
 		node: api.NewNodeService(api.NodeConfig{
 			Store: sst, CA: c, TrustDomain: cfg.TrustDomain, Clock: cfg.Clock, Logger: cfg.Logger,
-			NodeRate: cfg.NodeRate, Connections: conns, Metrics: cfg.Metrics.nodeHooks(), NoAudit: cfg.NoAudit,
+			NodeRate: cfg.NodeRate, Connections: conns, Metrics: cfg.Metrics.nodeHooks(),
 		}),
 		admin: api.NewAdminService(api.AdminConfig{
 			Store: sst, TrustDomain: cfg.TrustDomain, AdminUIDs: cfg.AdminUIDs, SelfUID: uint32(os.Getuid()),

@@ -28,6 +28,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/signet-mesh/signet/ca"
+	"github.com/signet-mesh/signet/ca/keys"
 	"github.com/signet-mesh/signet/ca/store"
 	"github.com/signet-mesh/signet/internal/clock"
 	"github.com/signet-mesh/signet/internal/peercred"
@@ -51,6 +52,7 @@ type testOpts struct {
 	noSync    bool
 	noAudit   bool
 	wrapStore func(store.Store) store.Store
+	wrapKeys  func(keys.Manager) keys.Manager
 }
 
 func startCA(tb testing.TB, o testOpts) *testCA {
@@ -61,8 +63,8 @@ func startCA(tb testing.TB, o testOpts) *testCA {
 	}
 	tb.Cleanup(func() { os.RemoveAll(dir) })
 	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := New(ctx, Config{TrustDomain: td, DataDir: filepath.Join(dir, "data"), Passphrase: []byte("test"), Clock: o.clock, NodeRate: o.nodeRate, StoreNoSync: o.noSync,
-		NoAudit: o.noAudit, WrapStore: o.wrapStore})
+	srv, err := NewForTest(ctx, Config{TrustDomain: td, DataDir: filepath.Join(dir, "data"), Passphrase: []byte("test"), Clock: o.clock, NodeRate: o.nodeRate},
+		TestOptions{StoreNoSync: o.noSync, NoAudit: o.noAudit, WrapStore: o.wrapStore, WrapKeys: o.wrapKeys})
 	if err != nil {
 		tb.Fatal(err)
 	}

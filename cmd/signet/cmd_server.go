@@ -207,16 +207,13 @@ func runServer(ctx context.Context, env *cliEnv, args []string) error {
 		return nil
 	}
 	scfg.Logger = logger
-	if scfg.CrashPoint, err = crashHook(env.getenv, env.stderr); err != nil {
-		return err
-	}
 	tel, err := listenTelemetry(cfg.MetricsListen)
 	if err != nil {
 		return err
 	}
 	defer tel.close()
 	scfg.Metrics = newServerMetrics(tel)
-	srv, err := server.New(ctx, scfg)
+	srv, err := newCAServer(ctx, scfg, env.getenv, env.stderr)
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,9 @@
+//go:build signet_testhooks
+
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -9,14 +12,25 @@ import (
 	"syscall"
 
 	"github.com/signet-mesh/signet/ca/rotation"
+	"github.com/signet-mesh/signet/ca/server"
 )
 
-// crashPointEnv is for crash-safety tests only. Set to one of
-// rotation.CrashPoints ("activate.commit", ...), it makes `signet server`
-// kill itself with SIGKILL when a root rotation step reaches that point:
-// inside the step's transaction before it commits, or right after. Unset,
-// as it always is outside tests, it does nothing.
+// crashPointEnv is for crash-safety tests only, and exists only in a
+// binary built with -tags signet_testhooks (the end-to-end tests build
+// signet so). Set to one of rotation.CrashPoints ("activate.commit",
+// ...), it makes `signet server` kill itself with SIGKILL when a root
+// rotation step reaches that point: inside the step's transaction before
+// it commits, or right after.
 const crashPointEnv = "SIGNET_TEST_CRASH_AT"
+
+// newCAServer is server.New, with the crash point crashPointEnv asks for.
+func newCAServer(ctx context.Context, cfg server.Config, getenv func(string) string, stderr io.Writer) (*server.Server, error) {
+	hook, err := crashHook(getenv, stderr)
+	if err != nil {
+		return nil, err
+	}
+	return server.NewForTest(ctx, cfg, server.TestOptions{CrashPoint: hook})
+}
 
 // crashHook returns the rotation.Config.CrashPoint hook that crashPointEnv
 // asks for, or nil.

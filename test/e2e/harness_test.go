@@ -52,7 +52,9 @@ func signetBinary(t testing.TB) string {
 		// Built without -race even under `go test -race`: the packages'
 		// own tests run with the race detector, and an instrumented binary
 		// makes every key decryption and handshake several times slower.
-		cmd := exec.Command("go", "build", "-o", binPath, "github.com/signet-mesh/signet/cmd/signet")
+		// The signet_testhooks tag links the crash points some tests use
+		// (cmd/signet/crash_hook.go); product builds have none.
+		cmd := exec.Command("go", "build", "-tags", "signet_testhooks", "-o", binPath, "github.com/signet-mesh/signet/cmd/signet")
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			binErr = fmt.Errorf("building signet: %v\n%s", err, out)
