@@ -1,0 +1,113 @@
+package deptest_test
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/signet-mesh/signet/internal/deptest"
+)
+
+const module = "github.com/signet-mesh/signet/"
+
+// The layering of signet (STYLE.md, "Dependency direction"): the CA and
+// the agent never import each other, sharing only proto/, go-spiffe types
+// and the leaves under internal/; sds sees the agent only through its own
+// interfaces; only the store talks to the database.
+
+func TestCANeverImportsAgent(t *testing.T) {
+	t.Parallel()
+	deptest.Rule{
+		Packages: []string{module + "ca/..."},
+		BadDeps: map[string]string{
+			module + "agent/...": "the CA and the agent share only proto/, internal/ leaves and go-spiffe types",
+			module + "sds/...":   "the SDS server runs in the agent",
+			module + "cmd/...":   "cmd wires packages together; nothing imports it",
+		},
+	}.Check(t)
+}
+
+func TestAgentNeverImportsCA(t *testing.T) {
+	t.Parallel()
+	deptest.Rule{
+		Packages: []string{module + "agent/..."},
+		BadDeps: map[string]string{
+			module + "ca/...":  "the CA and the agent share only proto/, internal/ leaves and go-spiffe types",
+			module + "cmd/...": "cmd wires packages together; nothing imports it",
+		},
+	}.Check(t)
+}
+
+func TestSDSImportsNeitherSide(t *testing.T) {
+	t.Parallel()
+	deptest.Rule{
+		Packages: []string{module + "sds/..."},
+		BadDeps: map[string]string{
+			module + "ca/...":    "sds is given its sources through its own interfaces (cmd passes the agent's cache)",
+			module + "agent/...": "sds is given its sources through its own interfaces (cmd passes the agent's cache)",
+			module + "cmd/...":   "cmd wires packages together; nothing imports it",
+		},
+	}.Check(t)
+}
+
+func TestOnlyTheStoreTalksToTheDatabase(t *testing.T) {
+	t.Parallel()
+	deptest.Rule{
+		Packages: []string{module + "..."},
+		Except:   []string{module + "ca/store/..."},
+		BadImports: map[string]string{
+			"go.etcd.io/bbolt/...": "only ca/store (and its backends) use the database; everything else goes through store.Store",
+			"go.etcd.io/etcd/...":  "only ca/store (and its backends) use the database; everything else goes through store.Store",
+		},
+	}.Check(t)
+}
+
+func TestInternalLeavesStayLeaves(t *testing.T) {
+	t.Parallel()
+	deptest.Rule{
+		Packages: []string{module + "internal/..."},
+		BadDeps: map[string]string{
+			module + "ca/...":    "internal/ packages are leaves both sides import; a leaf that reaches back up makes a cycle of layers",
+			module + "agent/...": "internal/ packages are leaves both sides import; a leaf that reaches back up makes a cycle of layers",
+			module + "sds/...":   "internal/ packages are leaves both sides import; a leaf that reaches back up makes a cycle of layers",
+			module + "cmd/...":   "cmd wires packages together; nothing imports it",
+		},
+	}.Check(t)
+}
+
+// TestRuleCatchesAnEdge: a rule that the module breaks fails, naming the
+// edge and the reason (the guards above would pass vacuously otherwise).
+func TestRuleCatchesAnEdge(t *testing.T) {
+	t.Parallel()
+	rec := &recorder{TB: t}
+	deptest.Rule{
+		Packages: []string{module + "ca/server"},
+		BadDeps:  map[string]string{module + "ca/store": "test reason"},
+		BadImports: map[string]string{
+			module + "ca/rotation": "direct test reason",
+		},
+	}.Check(rec)
+	want := []string{
+		module + "ca/server depends on " + module + "ca/store: test reason",
+		module + "ca/server imports " + module + "ca/rotation: direct test reason",
+	}
+	for _, w := range want {
+		found := false
+		for _, e := range rec.errs {
+			found = found || e == w
+		}
+		if !found {
+			t.Errorf("errors %q lack %q", rec.errs, w)
+		}
+	}
+}
+
+// recorder collects a Check's failures instead of failing the test.
+type recorder struct {
+	testing.TB
+	errs []string
+}
+
+func (r *recorder) Errorf(format string, args ...any) {
+	r.errs = append(r.errs, fmt.Sprintf(format, args...))
+}
+func (r *recorder) Helper() {}
