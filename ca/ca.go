@@ -128,7 +128,7 @@ func New(cfg Config) *CA {
 	return &CA{
 		td:    cfg.TrustDomain,
 		clock: clock.OrReal(cfg.Clock),
-		log:   log.With("component", "ca"),
+		log:   log.With(logComponent, "ca"),
 	}
 }
 
@@ -183,4 +183,5 @@ func (c *CA) JWTKey() *JWTKey { return c.jwt.Load() }
 const (
 	logAuthorityID = "authority_id"
 	logNotAfter    = "not_after"
+	logComponent   = "component"
 )

@@ -70,7 +70,7 @@ func NewAdminService(cfg AdminConfig) *AdminService {
 	if cfg.Connections == nil {
 		cfg.Connections = NewConnections()
 	}
-	return &AdminService{cfg: cfg, log: cfg.Logger.With("component", "admin_api")}
+	return &AdminService{cfg: cfg, log: cfg.Logger.With(logComponent, "admin_api")}
 }
 
 // ServerOptions returns the interceptors that check every caller's peer
@@ -116,7 +116,7 @@ func (s *AdminService) authorize(ctx context.Context, method string) (context.Co
 		return ctx, status.Error(codes.Unauthenticated, "admin API is only served on a Unix socket with peer credentials")
 	}
 	if c.UID != s.cfg.SelfUID && !slices.Contains(s.cfg.AdminUIDs, c.UID) {
-		s.log.WarnContext(ctx, "admin call refused", "uid", c.UID, "method", method)
+		s.log.WarnContext(ctx, "admin call refused", logUID, c.UID, logMethod, method)
 		return ctx, status.Errorf(codes.PermissionDenied, "uid %d is not an admin of this server", c.UID)
 	}
 	a := Actor{UID: c.UID, User: strconv.FormatUint(uint64(c.UID), 10)}
@@ -163,7 +163,7 @@ func (s *AdminService) CreateJoinToken(ctx context.Context, req *adminv1.CreateJ
 	if err != nil {
 		return nil, toStatus(ctx, s.log, "creating join token", err)
 	}
-	s.log.InfoContext(ctx, "join token created", "token_id", tokenID, "spiffe_id", nodeID.String(), "expires_at", tok.ExpiresAt)
+	s.log.InfoContext(ctx, "join token created", logTokenID, tokenID, logSPIFFEID, nodeID.String(), logExpiresAt, tok.ExpiresAt)
 	return &adminv1.CreateJoinTokenResponse{Token: token, SpiffeId: nodeID.String(), ExpiresAt: tok.ExpiresAt.Unix()}, nil
 }
 
@@ -234,7 +234,7 @@ func (s *AdminService) CreateEntries(ctx context.Context, req *adminv1.CreateEnt
 	out := &adminv1.CreateEntriesResponse{}
 	for _, e := range entries {
 		out.Entries = append(out.Entries, adminEntryProto(e))
-		s.log.InfoContext(ctx, "entry created", "entry_id", e.ID, "spiffe_id", e.SPIFFEID, "parent_id", e.ParentID)
+		s.log.InfoContext(ctx, "entry created", logEntryID, e.ID, logSPIFFEID, e.SPIFFEID, logParentID, e.ParentID)
 	}
 	return out, nil
 }
@@ -330,7 +330,7 @@ func (s *AdminService) DeleteEntry(ctx context.Context, req *adminv1.DeleteEntry
 	if err != nil {
 		return nil, toStatus(ctx, s.log, "deleting entry", err)
 	}
-	s.log.InfoContext(ctx, "entry deleted", "entry_id", req.GetId())
+	s.log.InfoContext(ctx, "entry deleted", logEntryID, req.GetId())
 	return &adminv1.DeleteEntryResponse{}, nil
 }
 
@@ -380,7 +380,7 @@ func (s *AdminService) EvictNode(ctx context.Context, req *adminv1.EvictNodeRequ
 	if err != nil {
 		return nil, toStatus(ctx, s.log, "evicting node", err)
 	}
-	s.log.InfoContext(ctx, "node evicted", "spiffe_id", req.GetSpiffeId())
+	s.log.InfoContext(ctx, "node evicted", logSPIFFEID, req.GetSpiffeId())
 	return &adminv1.EvictNodeResponse{}, nil
 }
 

@@ -93,8 +93,8 @@ func (s *AdminService) SetMTLSPolicy(ctx context.Context, req *adminv1.SetMTLSPo
 	if err != nil {
 		return nil, toStatus(ctx, s.log, "setting mtls policy", err)
 	}
-	s.log.InfoContext(ctx, "mtls policy set", "policy_id", p.ID, "scope", policyFromStore(p).Scope(), "port", p.Port,
-		"mode", p.Mode, "dry_run", p.DryRun, "forced_over", refusing, "actor", adminActor(ctx))
+	s.log.InfoContext(ctx, "mtls policy set", logPolicyID, p.ID, logScope, policyFromStore(p).Scope(), logPort, p.Port,
+		logMode, p.Mode, logDryRun, p.DryRun, logForcedOver, refusing, logActor, adminActor(ctx))
 	return &adminv1.SetMTLSPolicyResponse{Policy: adminPolicyProto(p), PlaintextWorkloads: refusing}, nil
 }
 
@@ -193,7 +193,7 @@ func (s *AdminService) DeleteMTLSPolicy(ctx context.Context, req *adminv1.Delete
 	if err != nil {
 		return nil, toStatus(ctx, s.log, "deleting mtls policy", err)
 	}
-	s.log.InfoContext(ctx, "mtls policy deleted", "policy_id", id, "forced_over", refusing, "actor", adminActor(ctx))
+	s.log.InfoContext(ctx, "mtls policy deleted", logPolicyID, id, logForcedOver, refusing, logActor, adminActor(ctx))
 	return &adminv1.DeleteMTLSPolicyResponse{PlaintextWorkloads: refusing}, nil
 }
 
@@ -478,7 +478,7 @@ func (s *NodeService) recordConnections(ctx context.Context, nodeID spiffeid.ID,
 	now := s.cfg.Clock.Now()
 	for _, c := range counts {
 		if !owned[c.GetSpiffeId()] {
-			s.log.WarnContext(ctx, "ignoring connection counts for a workload the node does not parent", "node_id", nodeID.String(), "spiffe_id", c.GetSpiffeId())
+			s.log.WarnContext(ctx, "ignoring connection counts for a workload the node does not parent", logNodeID, nodeID.String(), logSPIFFEID, c.GetSpiffeId())
 			continue
 		}
 		if c.GetPort() > 65535 {

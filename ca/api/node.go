@@ -93,7 +93,7 @@ func NewNodeService(cfg NodeConfig) *NodeService {
 	if cfg.Connections == nil {
 		cfg.Connections = NewConnections()
 	}
-	return &NodeService{cfg: cfg, log: cfg.Logger.With("component", "node_api"), limits: map[spiffeid.ID]*rate.Limiter{}}
+	return &NodeService{cfg: cfg, log: cfg.Logger.With(logComponent, "node_api"), limits: map[spiffeid.ID]*rate.Limiter{}}
 }
 
 // AgentID returns the SPIFFE ID a join token's node gets.
@@ -194,7 +194,7 @@ func (s *NodeService) AttestNode(ctx context.Context, req *nodev1.AttestNodeRequ
 	}
 	s.attested(AttestSuccess)
 	s.issued(SVIDKindNode, OutcomeSuccess)
-	s.log.InfoContext(ctx, "node attested", "spiffe_id", nodeID.String(), "serial", serialHex(leaf), "not_after", leaf.NotAfter)
+	s.log.InfoContext(ctx, "node attested", logSPIFFEID, nodeID.String(), logSerial, serialHex(leaf), logNotAfter, leaf.NotAfter)
 	return resp, nil
 }
 
@@ -202,7 +202,7 @@ func (s *NodeService) AttestNode(ctx context.Context, req *nodev1.AttestNodeRequ
 // was already used, and returns the caller's error.
 func (s *NodeService) unknownToken(ctx context.Context, now time.Time) error {
 	s.attested(AttestUnknownToken)
-	s.log.WarnContext(ctx, "node attestation failed", "reason", "unknown or used join token")
+	s.log.WarnContext(ctx, "node attestation failed", logReason, "unknown or used join token")
 	// Nothing changed, but a failed attempt is recorded too.
 	if err := s.cfg.Store.Update(ctx, func(tx store.Tx) error {
 		return recordAudit(tx, audit.Record{Type: audit.TypeNodeAttested, Outcome: audit.OutcomeFailure,
@@ -228,7 +228,7 @@ func (s *NodeService) expiredToken(ctx context.Context, hash string, tok *store.
 		return toStatus(ctx, s.log, "recording failed attestation", err)
 	}
 	s.attested(AttestExpiredToken)
-	s.log.WarnContext(ctx, "node attestation failed", "reason", "expired join token")
+	s.log.WarnContext(ctx, "node attestation failed", logReason, "expired join token")
 	return status.Error(codes.PermissionDenied, "join token has expired")
 }
 
@@ -447,7 +447,7 @@ func (s *NodeService) MintX509SVIDs(ctx context.Context, req *nodev1.MintX509SVI
 		svid, err := s.cfg.CA.SignX509SVID(ctx, ca.X509SVIDParams{SPIFFEID: id, PublicKey: csr.PublicKey, TTL: e.X509TTL, DNSNames: e.DNSNames})
 		s.signed(SVIDKindWorkload, start)
 		if err != nil {
-			s.log.ErrorContext(ctx, "signing SVID failed", "spiffe_id", e.SPIFFEID, "error", err)
+			s.log.ErrorContext(ctx, "signing SVID failed", logSPIFFEID, e.SPIFFEID, logError, err)
 			res.Code, res.Message = int32(codes.Internal), "signing failed"
 			return
 		}

@@ -147,7 +147,7 @@ func rootStatus(ctx context.Context, log *slog.Logger, what string, err error) e
 	case errors.Is(err, rotation.ErrAuthorityNotFound):
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, rotation.ErrRefused), errors.Is(err, rotation.ErrUnsafe):
-		log.InfoContext(ctx, "root rotation step refused", "op", what, "reason", err.Error())
+		log.InfoContext(ctx, "root rotation step refused", logOp, what, logReason, err.Error())
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, rotation.ErrInvalidImport):
 		return status.Error(codes.InvalidArgument, err.Error())

@@ -36,6 +36,6 @@ func toStatus(ctx context.Context, log *slog.Logger, what string, err error) err
 	case errors.Is(err, store.ErrAlreadyExists):
 		return status.Error(codes.AlreadyExists, what+": already exists")
 	}
-	log.ErrorContext(ctx, "request failed", "op", what, "error", err)
+	log.ErrorContext(ctx, "request failed", logOp, what, logError, err)
 	return status.Error(codes.Internal, what+": internal error")
 }

@@ -173,7 +173,7 @@ func New(cfg Config) (*Manager, error) {
 	return &Manager{
 		cfg:     cfg,
 		clock:   clock.OrReal(cfg.Clock),
-		log:     log.With("component", "rotation"),
+		log:     log.With(logComponent, "rotation"),
 		signers: signerCache{keys: cfg.Keys, m: map[string]crypto.Signer{}},
 	}, nil
 }

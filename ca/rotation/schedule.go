@@ -150,7 +150,7 @@ func (m *Manager) scheduleRoots(ctx context.Context) {
 	m.schedule.note = note
 	m.mu.Unlock()
 	if note != "" && changed {
-		m.log.Info("automatic root schedule is waiting", "reason", note)
+		m.log.Info("automatic root schedule is waiting", logReason, note)
 	}
 }
 

@@ -24,7 +24,7 @@ func (s *Server) checkpointLoop(ctx context.Context) error {
 			return nil
 		case <-t.C():
 			if err := s.checkpoint(ctx); err != nil && ctx.Err() == nil {
-				s.log.Error("signing audit checkpoint", "error", err)
+				s.log.Error("signing audit checkpoint", logError, err)
 			}
 		}
 	}

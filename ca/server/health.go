@@ -141,7 +141,7 @@ func (s *Server) watchHealth(ctx context.Context, hs *health.Server) error {
 		hs.SetServingStatus("", st)
 		switch {
 		case err != nil && ctx.Err() == nil && (first || last == nil):
-			s.log.Warn("not ready", "error", err)
+			s.log.Warn("not ready", logError, err)
 		case err == nil && last != nil:
 			s.log.Info("ready again")
 		}

@@ -199,7 +199,7 @@ func newServer(ctx context.Context, cfg Config, hooks TestOptions) (*Server, err
 	conns.SetMTLSWindow(cfg.MTLSWindow)
 	s := &Server{
 		cfg:   cfg,
-		log:   cfg.Logger.With("component", "server"),
+		log:   cfg.Logger.With(logComponent, "server"),
 		store: st,
 		ca:    c,
 		rot:   rot,
@@ -281,7 +281,7 @@ func (s *Server) Serve(ctx context.Context, nodeLn, adminLn net.Listener) error 
 	g.Go(func() error { return s.pruneLoop(ctx) })
 	g.Go(func() error { return s.checkpointLoop(ctx) })
 	g.Go(func() error { return s.watchHealth(ctx, healthSrv) })
-	s.log.Info("serving", "trust_domain", s.cfg.TrustDomain.Name(), "node_api", nodeLn.Addr().String(), "admin_socket", addrOf(adminLn))
+	s.log.Info("serving", logTrustDomain, s.cfg.TrustDomain.Name(), logNodeAPI, nodeLn.Addr().String(), logAdminSocket, addrOf(adminLn))
 	return g.Wait()
 }
 
@@ -313,7 +313,7 @@ func (s *Server) watchBundle(ctx context.Context) error {
 				return nil // store closed
 			}
 			if err := s.pool.refresh(ctx, s.store, s.cfg.TrustDomain); err != nil && ctx.Err() == nil {
-				s.log.Error("refreshing trust pool", "error", err)
+				s.log.Error("refreshing trust pool", logError, err)
 			}
 		}
 	}
@@ -334,9 +334,9 @@ func (s *Server) pruneLoop(ctx context.Context) error {
 				return err
 			})
 			if err != nil {
-				s.log.Error("pruning expired SVIDs", "error", err)
+				s.log.Error("pruning expired SVIDs", logError, err)
 			} else if n > 0 {
-				s.log.Info("pruned expired SVIDs", "count", n)
+				s.log.Info("pruned expired SVIDs", logCount, n)
 			}
 		}
 	}

@@ -34,6 +34,7 @@ const (
 	logNotAfter    = "not_after"
 	logAuthorityID = "authority_id"
 	logError       = "error"
+	logComponent   = "component"
 )
 
 // Config configures a Manager.
@@ -87,7 +88,7 @@ func New(cfg Config) (*Manager, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Manager{cfg: cfg, clock: clock.OrReal(cfg.Clock), log: log.With("component", "servercert")}, nil
+	return &Manager{cfg: cfg, clock: clock.OrReal(cfg.Clock), log: log.With(logComponent, "servercert")}, nil
 }
 
 // Certificate returns the server's TLS certificate, renewing it first when

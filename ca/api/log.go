@@ -1,0 +1,27 @@
+package api
+
+// Log attribute keys of the node and admin APIs, in one place so every
+// message names things alike.
+const (
+	logActor      = "actor"
+	logComponent  = "component"
+	logDryRun     = "dry_run"
+	logEntryID    = "entry_id"
+	logError      = "error"
+	logExpiresAt  = "expires_at"
+	logForcedOver = "forced_over"
+	logMethod     = "method"
+	logMode       = "mode"
+	logNodeID     = "node_id"
+	logNotAfter   = "not_after"
+	logOp         = "op"
+	logParentID   = "parent_id"
+	logPolicyID   = "policy_id"
+	logPort       = "port"
+	logReason     = "reason"
+	logScope      = "scope"
+	logSerial     = "serial"
+	logSPIFFEID   = "spiffe_id"
+	logTokenID    = "token_id"
+	logUID        = "uid"
+)

@@ -1,0 +1,11 @@
+package server
+
+// Log attribute keys of the assembled CA, in one place.
+const (
+	logAdminSocket = "admin_socket"
+	logComponent   = "component"
+	logCount       = "count"
+	logError       = "error"
+	logNodeAPI     = "node_api"
+	logTrustDomain = "trust_domain"
+)
