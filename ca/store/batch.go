@@ -10,13 +10,6 @@ import (
 	"go.etcd.io/bbolt"
 )
 
-// maxBatchSize bounds one group commit. The group's callers all wait for
-// its slowest function and its fsync, and a failing function makes those
-// before it run again, so an unbounded group would turn a burst into one
-// long stall. 1000 is far above the CA's concurrency (one Batch per
-// in-flight RPC), so in practice a group takes everything queued.
-const maxBatchSize = 1000
-
 // Batch implements Store with group commit. Callers queue their fn; a
 // caller that finds no commit in flight becomes the leader, takes what is
 // queued (its own fn or not) and runs it all in one read-write transaction
@@ -124,11 +117,12 @@ func (b *Bolt) dequeue(call *batchCall) bool {
 	return true
 }
 
-// take removes up to maxBatchSize calls from the head of the queue.
+// take removes up to Options.MaxBatchSize calls from the head of the
+// queue.
 func (b *Bolt) take() []*batchCall {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	n := min(len(b.queue), maxBatchSize)
+	n := min(len(b.queue), b.maxBatchSize)
 	group := slices.Clone(b.queue[:n])
 	b.queue = slices.Delete(b.queue, 0, n)
 	return group
@@ -183,7 +177,7 @@ func (b *Bolt) lead() {
 }
 
 // gather waits, before a busy store's commit, for more callers to join
-// it: twice as long as the previous commit took, at most maxCommitDelay.
+// it: twice as long as the previous commit took, at most Options.MaxBatchDelay.
 // A commit's fsync blocks the Go scheduler's P that issued it (the runtime
 // rarely takes back a P from a syscall this short), so each commit takes
 // one CPU out of service for as long as it syncs: measured here, half the
@@ -193,10 +187,10 @@ func (b *Bolt) lead() {
 // PostgreSQL's commit_delay, applied only under load: after a commit of
 // one caller, nobody waits.
 func (b *Bolt) gather() {
-	if b.maxCommitDelay < 0 || b.lastGroupSize < 2 {
+	if b.maxBatchDelay < 0 || b.lastGroupSize < 2 {
 		return
 	}
-	d := min(2*b.lastCommit, b.maxCommitDelay)
+	d := min(2*b.lastCommit, b.maxBatchDelay)
 	if d <= 0 {
 		return
 	}

@@ -26,10 +26,19 @@ type Options struct {
 	// NoSync skips fsync on commit: a crash can lose or corrupt data. For
 	// tests only.
 	NoSync bool
-	// MaxCommitDelay caps how long a busy store's group commit waits for
-	// more callers to join it (see Batch). Zero means
-	// DefaultMaxCommitDelay; negative turns the wait off.
-	MaxCommitDelay time.Duration
+	// MaxBatchSize bounds how many Batch calls one group commit carries
+	// (bbolt's DB.MaxBatchSize): the group's callers all wait for its
+	// slowest function and its fsync, and a failing function makes those
+	// before it run again. Zero means DefaultMaxBatchSize; negative is
+	// refused by Open.
+	MaxBatchSize int
+	// MaxBatchDelay caps how long a busy store's group commit waits for
+	// more callers to join it (bbolt's DB.MaxBatchDelay, except that a
+	// lone caller never waits: the wait is twice the previous commit's
+	// time, and only after a commit that carried several callers; see
+	// Batch). Zero means DefaultMaxBatchDelay; negative turns the wait
+	// off.
+	MaxBatchDelay time.Duration
 	// Clock times that wait. Nil means the wall clock.
 	Clock clock.Clock
 	// OnGroupCommit, if set, is called after each group commit with the
@@ -38,9 +47,16 @@ type Options struct {
 	OnGroupCommit func(calls int)
 }
 
-// DefaultMaxCommitDelay is the default Options.MaxCommitDelay: a group
-// commit on the disks of this workplace takes 0.5 to 1 ms.
-const DefaultMaxCommitDelay = 2 * time.Millisecond
+// Defaults of the group commit knobs.
+const (
+	// DefaultMaxBatchSize is far above the CA's concurrency (one Batch
+	// per in-flight RPC), so in practice a group takes everything queued;
+	// the bound only keeps a burst from turning into one long stall.
+	DefaultMaxBatchSize = 1000
+	// DefaultMaxBatchDelay: a group commit on the disks of this workplace
+	// takes 0.5 to 1 ms.
+	DefaultMaxBatchDelay = 2 * time.Millisecond
+)
 
 // Log attribute keys.
 const (
@@ -73,11 +89,12 @@ type Bolt struct {
 
 	// The commit delay (see gather). The fields describe the previous
 	// group commit; only the writer touches them.
-	clock          clock.Clock
-	maxCommitDelay time.Duration
-	onGroupCommit  func(calls int)
-	lastGroupSize  int
-	lastCommit     time.Duration
+	clock         clock.Clock
+	maxBatchDelay time.Duration
+	maxBatchSize  int
+	onGroupCommit func(calls int)
+	lastGroupSize int
+	lastCommit    time.Duration
 
 	subs      subscribers // commits that took a revision
 	auditSubs subscribers // commits that appended audit records
@@ -93,6 +110,9 @@ var _ Store = (*Bolt)(nil)
 const initialMmapSize = 1 << 30
 
 func Open(path string, opts Options) (*Bolt, error) {
+	if opts.MaxBatchSize < 0 {
+		return nil, fmt.Errorf("opening store %s: MaxBatchSize %d is negative", path, opts.MaxBatchSize)
+	}
 	logger := opts.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -128,19 +148,24 @@ func Open(path string, opts Options) (*Bolt, error) {
 	// Rebuilding the freelist on open (NoFreelistSync) read every page;
 	// don't keep the whole file resident for it.
 	_ = db.View(func(tx *bbolt.Tx) error { releasePages(tx); return nil })
-	maxDelay := opts.MaxCommitDelay
+	maxDelay := opts.MaxBatchDelay
 	if maxDelay == 0 {
-		maxDelay = DefaultMaxCommitDelay
+		maxDelay = DefaultMaxBatchDelay
+	}
+	maxSize := opts.MaxBatchSize
+	if maxSize == 0 {
+		maxSize = DefaultMaxBatchSize
 	}
 	return &Bolt{
-		db:             db,
-		log:            logger,
-		clock:          clock.OrReal(opts.Clock),
-		maxCommitDelay: maxDelay,
-		onGroupCommit:  opts.OnGroupCommit,
-		writer:         make(chan struct{}, 1),
-		subs:           subscribers{chans: make(map[chan struct{}]struct{})},
-		auditSubs:      subscribers{chans: make(map[chan struct{}]struct{})},
+		db:            db,
+		log:           logger,
+		clock:         clock.OrReal(opts.Clock),
+		maxBatchDelay: maxDelay,
+		maxBatchSize:  maxSize,
+		onGroupCommit: opts.OnGroupCommit,
+		writer:        make(chan struct{}, 1),
+		subs:          subscribers{chans: make(map[chan struct{}]struct{})},
+		auditSubs:     subscribers{chans: make(map[chan struct{}]struct{})},
 	}, nil
 }
 

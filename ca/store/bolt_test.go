@@ -335,7 +335,7 @@ func TestBatchGroupCommit(t *testing.T) {
 		failing   = 3
 		panicking = 5
 	)
-	n := store.MaxBatchSize + 1
+	n := store.DefaultMaxBatchSize + 1
 	heldID, release := holdWriter(t, st)
 
 	var (
@@ -402,9 +402,9 @@ func TestBatchGroupCommit(t *testing.T) {
 			t.Errorf("call %d failed but ran %d times, want 1", i, runs[i])
 		}
 	}
-	// maxBatchSize calls were taken first (two of them failing), the last
+	// DefaultMaxBatchSize calls were taken first (two of them failing), the last
 	// one in a second group.
-	want := map[int]int{heldID + 1: store.MaxBatchSize - 2, heldID + 2: 1}
+	want := map[int]int{heldID + 1: store.DefaultMaxBatchSize - 2, heldID + 2: 1}
 	if diff := cmp.Diff(want, counts); diff != "" {
 		t.Errorf("committed calls per transaction ID (-want +got):\n%s", diff)
 	}
@@ -419,7 +419,7 @@ func TestBatchGroupCommit(t *testing.T) {
 // meanwhile share its transaction.
 func TestBatchCommitDelay(t *testing.T) {
 	clk := clock.NewFake(t0)
-	st := openBoltWith(t, store.Options{Clock: clk, MaxCommitDelay: 10 * time.Millisecond})
+	st := openBoltWith(t, store.Options{Clock: clk, MaxBatchDelay: 10 * time.Millisecond})
 	batch := func(advance time.Duration) (txID <-chan int) {
 		c := make(chan int, 1)
 		go func() {
@@ -829,5 +829,78 @@ func TestMigrateCurrentSVIDs(t *testing.T) {
 	}
 	if diff := cmp.Diff([]string{"2", "5", "6"}, current()); diff != "" {
 		t.Errorf("current SVIDs after a new record (-want +got):\n%s", diff)
+	}
+}
+
+// TestBatchMaxSize: Options.MaxBatchSize bounds the calls one group commit
+// carries; what is queued beyond it goes in the following commits.
+func TestBatchMaxSize(t *testing.T) {
+	var (
+		mu     sync.Mutex
+		groups []int
+	)
+	st := openBoltWith(t, store.Options{MaxBatchSize: 2, MaxBatchDelay: -1, OnGroupCommit: func(calls int) {
+		mu.Lock()
+		defer mu.Unlock()
+		groups = append(groups, calls)
+	}})
+	_, release := holdWriter(t, st)
+	var wg sync.WaitGroup
+	for i := range 5 {
+		wg.Go(func() {
+			if err := st.Batch(t.Context(), func(tx store.Tx) error { return tx.PutMeta(fmt.Sprint(i), nil) }); err != nil {
+				t.Errorf("Batch: %v", err)
+			}
+		})
+	}
+	waitQueued(t, st, 5)
+	release()
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	if diff := cmp.Diff([]int{2, 2, 1}, groups); diff != "" {
+		t.Errorf("calls per group commit with MaxBatchSize 2 (-want +got):\n%s", diff)
+	}
+}
+
+// TestBatchDelayOff: a negative MaxBatchDelay never waits, even after a
+// commit that carried several callers.
+func TestBatchDelayOff(t *testing.T) {
+	clk := clock.NewFake(t0)
+	st := openBoltWith(t, store.Options{Clock: clk, MaxBatchDelay: -1})
+	_, release := holdWriter(t, st)
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() {
+			err := st.Batch(t.Context(), func(tx store.Tx) error {
+				clk.Advance(time.Millisecond) // a commit that "takes" time
+				return tx.PutMeta("k", nil)
+			})
+			if err != nil {
+				t.Errorf("Batch: %v", err)
+			}
+		})
+	}
+	waitQueued(t, st, 2)
+	release()
+	wg.Wait()
+	// The store is busy, but the next leader commits without arming a
+	// timer on the clock.
+	done := make(chan error, 1)
+	go func() { done <- st.Batch(t.Context(), func(tx store.Tx) error { return tx.PutMeta("k", nil) }) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(waitTimeout):
+		t.Fatalf("Batch waited with MaxBatchDelay off (%d timers armed)", clk.Waiters())
+	}
+}
+
+func TestOpenRefusesNegativeBatchSize(t *testing.T) {
+	_, err := store.Open(filepath.Join(t.TempDir(), "db"), store.Options{MaxBatchSize: -1})
+	if err == nil || !strings.Contains(err.Error(), "MaxBatchSize") {
+		t.Errorf("Open with MaxBatchSize -1 = %v, want an error naming MaxBatchSize", err)
 	}
 }

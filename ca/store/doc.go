@@ -37,8 +37,10 @@
 //
 // On hot paths where many goroutines write at once (recording issued
 // SVIDs), use Batch: concurrent calls share one commit and one fsync (and
-// under load a commit waits up to Options.MaxCommitDelay for more callers
-// to share it). The function may run more than once, so it must not have
+// under load a commit waits up to Options.MaxBatchDelay for more callers
+// to share it; Options.MaxBatchSize bounds a group). The knobs are bbolt's
+// DB.MaxBatchSize and DB.MaxBatchDelay, over signet's own group commit,
+// which tells a busy store from an idle one. The function may run more than once, so it must not have
 // effects outside tx:
 //
 //	err = st.Batch(ctx, func(tx store.Tx) error {

@@ -20,7 +20,6 @@ var (
 )
 
 const (
-	MaxBatchSize         = maxBatchSize
 	MetaSchemaVersionKey = metaSchemaVersion
 )
 
@@ -58,6 +57,7 @@ func (b *Bolt) Check() error {
 			errs = append(errs, err)
 		}
 		errs = append(errs, t.checkAudit()...)
+		errs = append(errs, t.checkCurrent()...)
 		entries, err := list[Entry](t, bucketEntries)
 		if err != nil {
 			return errors.Join(append(errs, err)...)
@@ -105,6 +105,48 @@ func (t *boltTx) checkAudit() []error {
 	}
 	if prev != nil && (prev.Seq != seq || prev.Hash != hash) {
 		errs = append(errs, fmt.Errorf("newest audit record is %d (hash %q), the head %d (hash %q)", prev.Seq, prev.Hash, seq, hash))
+	}
+	return errs
+}
+
+// checkCurrent checks the current-SVID index against the SVID index: one
+// record per entry and node that has SVIDs, the one PutSVID would have
+// kept.
+func (t *boltTx) checkCurrent() []error {
+	want := map[string]string{}
+	nb := map[string]int64{}
+	err := t.tx.Bucket(bucketSVIDs).ForEach(func(k, data []byte) error {
+		var r SVIDRecord
+		if err := decodeRecord(bucketSVIDs, k, data, &r); err != nil {
+			return err
+		}
+		key := string(currentKey(r.EntryID, r.NodeID))
+		if old, ok := nb[key]; !ok || r.NotBefore.UnixNano() >= old {
+			want[key], nb[key] = r.Serial, r.NotBefore.UnixNano()
+		}
+		return nil
+	})
+	if err != nil {
+		return []error{err}
+	}
+	var errs []error
+	got := map[string]string{}
+	err = t.ForEachCurrentSVID(func(r *SVIDRecord) error {
+		got[string(currentKey(r.EntryID, r.NodeID))] = r.Serial
+		return nil
+	})
+	if err != nil {
+		return []error{err}
+	}
+	for k, serial := range got {
+		if w, ok := want[k]; ok && w != serial {
+			errs = append(errs, fmt.Errorf("current svid of %q is %s, want %s", k, serial, w))
+		}
+	}
+	for k, serial := range want {
+		if _, ok := got[k]; !ok {
+			errs = append(errs, fmt.Errorf("svid %s of %q is missing from the current index", serial, k))
+		}
 	}
 	return errs
 }
