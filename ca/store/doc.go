@@ -1,7 +1,8 @@
 // Package store keeps the CA's state: authorities, registration entries,
-// attested nodes, join tokens, the index of issued SVIDs, the mTLS
-// policies, and a revision counter that tells agents when entries, the
-// bundle or the policies changed.
+// attested nodes, join tokens, the index of issued SVIDs and of the
+// current SVID of each entry and node, the mTLS policies, and a revision
+// counter that tells agents when entries, the bundle or the policies
+// changed.
 //
 // Store is the interface the CA codes against; Bolt, returned by Open,
 // implements it over one bbolt file. Another backend must pass the
@@ -64,8 +65,12 @@
 // block the writer from growing the file.
 //
 // There is one writer at a time. Keep write transactions short and do no
-// network I/O or signing in them; a Batch group waits for its slowest
-// function.
+// network I/O, key generation or signing in them; a Batch group waits for
+// its slowest function. Prepare such work before the transaction and, in
+// it, check that what it was prepared from has not changed (ca/rotation's
+// commit compares a digest of the authorities): a transaction that only
+// re-checks and writes can be retried, which an optimistic backend (etcd)
+// needs.
 //
 // A function passed to Batch runs with the writes of the functions before
 // it in the same group already applied, and is rerun when another function
