@@ -154,7 +154,7 @@ func (s *NodeService) AttestNode(ctx context.Context, req *nodev1.AttestNodeRequ
 	leaf := svid.Chain[0]
 	var resp *nodev1.AttestNodeResponse
 	err = s.cfg.Store.Update(ctx, func(tx store.Tx) error {
-		if _, err := tx.TakeJoinToken(hash); err != nil {
+		if _, err := tx.TakeJoinToken(hash, now); err != nil {
 			return err // another agent used it since it was read
 		}
 		if err := tx.PutNode(&store.Node{
@@ -217,7 +217,7 @@ func (s *NodeService) unknownToken(ctx context.Context, now time.Time) error {
 // and records the failed attempt.
 func (s *NodeService) expiredToken(ctx context.Context, hash string, tok *store.JoinToken, now time.Time) error {
 	err := s.cfg.Store.Update(ctx, func(tx store.Tx) error {
-		if _, err := tx.TakeJoinToken(hash); err != nil && !isNotFound(err) {
+		if _, err := tx.TakeJoinToken(hash, now); err != nil && !isNotFound(err) {
 			return err
 		}
 		return recordAudit(tx, audit.Record{Type: audit.TypeNodeAttested, Outcome: audit.OutcomeFailure, Subject: tok.SPIFFEID,

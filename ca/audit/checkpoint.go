@@ -8,6 +8,8 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -87,7 +89,34 @@ func checkpoint(tx store.Tx, p CheckpointParams, extra map[string]string, now ti
 		return Record{}, wrapErr(fmt.Errorf("signing checkpoint %d with key %q: %w", r.Seq, p.KeyID, err))
 	}
 	r.Signature = base64.StdEncoding.EncodeToString(sig)
-	return commit(tx, r)
+	r, err = commit(tx, r)
+	if err != nil {
+		return Record{}, err
+	}
+	if err := tx.PutMeta(metaLastCheckpoint, binary.BigEndian.AppendUint64(nil, r.Seq)); err != nil {
+		return Record{}, wrapErr(fmt.Errorf("recording the last checkpoint: %w", err))
+	}
+	return r, nil
+}
+
+// metaLastCheckpoint is the store meta key of the seq (8 bytes,
+// big-endian) of the newest checkpoint: where VerifyTail starts.
+const metaLastCheckpoint = "audit_last_checkpoint_seq"
+
+// LastCheckpoint returns the seq of the newest checkpoint, 0 if there is
+// none (or it was written before signet kept track of it).
+func LastCheckpoint(tx store.Tx) (uint64, error) {
+	v, err := tx.GetMeta(metaLastCheckpoint)
+	if errors.Is(err, store.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, wrapErr(fmt.Errorf("reading the last checkpoint: %w", err))
+	}
+	if len(v) != 8 {
+		return 0, wrapErr(fmt.Errorf("the last checkpoint is %d bytes, want 8: %w", len(v), store.ErrCorrupt))
+	}
+	return binary.BigEndian.Uint64(v), nil
 }
 
 func sign(s crypto.Signer, msg []byte) ([]byte, error) {

@@ -355,7 +355,7 @@ func Export(ctx context.Context, st store.Store, w io.Writer, p ExportParams, no
 	var prev uint64
 	err = Scan(ctx, st, firstSeq, cp.Seq, func(r Record) error {
 		if (prev == 0 && r.Seq != firstSeq) || (prev != 0 && r.Seq != prev+1) {
-			return wrapErr(fmt.Errorf("exporting: record %d follows %d: records were deleted during the export", r.Seq, max(prev, firstSeq-1)))
+			return missingError(max(prev+1, firstSeq), r.Seq)
 		}
 		prev = r.Seq
 		if r.Seq != cp.Seq && !p.Filter.Match(&r) {
@@ -368,7 +368,7 @@ func Export(ctx context.Context, st store.Store, w io.Writer, p ExportParams, no
 		return ExportResult{}, err
 	}
 	if prev != cp.Seq {
-		return ExportResult{}, wrapErr(fmt.Errorf("exporting: the log ends at record %d, before the export's checkpoint %d", prev, cp.Seq))
+		return ExportResult{}, missingError(max(prev+1, firstSeq), cp.Seq)
 	}
 	if err := aw.Flush(); err != nil {
 		return ExportResult{}, err
@@ -380,6 +380,17 @@ func Export(ctx context.Context, st store.Store, w io.Writer, p ExportParams, no
 		}
 	}
 	return res, nil
+}
+
+// missingError is the *VerifyError (ErrMissing) of records want up to
+// (not including) got missing from the log: deleted behind the CA's back,
+// or by a Prune running at the same time.
+func missingError(want, got uint64) error {
+	what := fmt.Sprintf("record seq %d is", want)
+	if got > want+1 {
+		what = fmt.Sprintf("records seq %d to %d are", want, got-1)
+	}
+	return &VerifyError{Seq: want, Err: ErrMissing, Reason: what + " missing from the log (deleted?)"}
 }
 
 // Exported returns the seq up to which the log has been exported

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -274,5 +275,19 @@ func TestExportEmptyLog(t *testing.T) {
 	}
 	if rep, err := audit.VerifyStore(t.Context(), openStore(t), s.keys); err != nil || rep.Records != 0 {
 		t.Errorf("VerifyStore of an empty store = %+v, %v; want nothing checked", rep, err)
+	}
+}
+
+// TestExportNamesMissingRecord: an export of a log that lost a record
+// fails with a VerifyError naming the missing seq (what `signet audit
+// verify` shows for the live log), not a bare error.
+func TestExportNamesMissingRecord(t *testing.T) {
+	s := newSigner(t)
+	st := tamperLog(t, s)
+	missing := tamperStore{st, func(r *store.AuditRecord) bool { return r.Seq != 5 }}
+	_, err := audit.Export(t.Context(), missing, io.Discard, audit.ExportParams{Checkpoint: s.params()}, t0.Add(time.Minute))
+	var ve *audit.VerifyError
+	if !errors.As(err, &ve) || !errors.Is(err, audit.ErrMissing) || ve.Seq != 5 || !strings.Contains(err.Error(), "record seq 5 is missing") {
+		t.Fatalf("Export of a log without record 5 = %v, want a VerifyError naming seq 5", err)
 	}
 }

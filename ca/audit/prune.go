@@ -37,33 +37,9 @@ type PruneResult struct {
 // The search for the checkpoint reads the exported records in chunks
 // outside the write transaction; only the deletion holds the writer.
 func Prune(ctx context.Context, st store.Store, before time.Time, actor string, now time.Time) (PruneResult, error) {
-	var exported uint64
-	err := st.View(ctx, func(tx store.Tx) (err error) {
-		exported, err = Exported(tx)
-		return err
-	})
-	if err != nil {
+	anchor, n, err := planPrune(ctx, st, before)
+	if err != nil || n == 0 {
 		return PruneResult{}, err
-	}
-	if exported == 0 {
-		return PruneResult{}, ErrNotExported
-	}
-	var anchor Record
-	var oldest uint64
-	err = Scan(ctx, st, 0, exported, func(r Record) error {
-		if oldest == 0 {
-			oldest = r.Seq
-		}
-		if r.Type == TypeCheckpoint && r.Time.Before(before) {
-			anchor = r
-		}
-		return nil
-	})
-	if err != nil {
-		return PruneResult{}, err
-	}
-	if anchor.Seq <= oldest {
-		return PruneResult{}, nil
 	}
 
 	var res PruneResult
@@ -101,4 +77,40 @@ func Prune(ctx context.Context, st store.Store, before time.Time, actor string, 
 		return nil
 	})
 	return res, err
+}
+
+// PrunePreview returns how many records Prune would delete with the same
+// before, deleting nothing (`signet audit prune --dry-run`). It fails with
+// ErrNotExported as Prune does.
+func PrunePreview(ctx context.Context, st store.Store, before time.Time) (int, error) {
+	_, n, err := planPrune(ctx, st, before)
+	return n, err
+}
+
+// planPrune finds the checkpoint Prune would keep as the log's first
+// record, and how many records lie before it.
+func planPrune(ctx context.Context, st store.Store, before time.Time) (anchor Record, n int, err error) {
+	var exported uint64
+	err = st.View(ctx, func(tx store.Tx) (err error) {
+		exported, err = Exported(tx)
+		return err
+	})
+	if err != nil {
+		return Record{}, 0, err
+	}
+	if exported == 0 {
+		return Record{}, 0, ErrNotExported
+	}
+	seen := 0
+	err = Scan(ctx, st, 0, exported, func(r Record) error {
+		if r.Type == TypeCheckpoint && r.Time.Before(before) {
+			anchor, n = r, seen
+		}
+		seen++
+		return nil
+	})
+	if err != nil {
+		return Record{}, 0, err
+	}
+	return anchor, n, nil
 }

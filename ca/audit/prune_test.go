@@ -34,6 +34,14 @@ func TestPrune(t *testing.T) {
 	// A checkpoint that is old enough, but not exported: not an anchor.
 	checkpoint(t, st, s, t0.Add(80*time.Second)) // 13
 
+	// A dry run counts what would go and deletes nothing.
+	if n, err := audit.PrunePreview(t.Context(), st, t0.Add(30*time.Second)); err != nil || n != 5 {
+		t.Errorf("PrunePreview = %d, %v; want 5", n, err)
+	}
+	if got := firstSeq(); got != 1 {
+		t.Errorf("the log starts at %d after a dry run, want 1", got)
+	}
+
 	// Up to the periodic checkpoint: records 1-5 go.
 	res, err := prune(t0.Add(30*time.Second), t0.Add(90*time.Second))
 	if err != nil {

@@ -73,6 +73,9 @@ const (
 	TypeTokenCreated = "token.created"
 	// TypeTokenUsed: a join token was spent by an attestation.
 	TypeTokenUsed = "token.used"
+	// TypeTokenRevoked: an admin deleted an unused join token. Details:
+	// token_id, node_name.
+	TypeTokenRevoked = "token.revoked"
 	// TypeEntryCreated, TypeEntryUpdated, TypeEntryDeleted: registration
 	// entry changes. Details: entry_id, parent_id, selectors.
 	TypeEntryCreated = "entry.created"
@@ -99,6 +102,24 @@ const (
 	TypeAuditPruned = "audit.pruned"
 )
 
+// types are the record types, in the order Types lists them.
+var types = []string{
+	TypeSVIDIssued, TypeJWTIssued,
+	TypeNodeAttested, TypeNodeRenewed, TypeNodeEvicted,
+	TypeTokenCreated, TypeTokenUsed, TypeTokenRevoked,
+	TypeEntryCreated, TypeEntryUpdated, TypeEntryDeleted,
+	TypeAuthorityPrepared, TypeAuthorityActivated, TypeAuthorityRetiring, TypeAuthorityRetired, TypeAuthorityImported,
+	TypeMTLSPolicySet, TypeMTLSPolicyDeleted,
+	TypeCheckpoint, TypeAuditPruned,
+}
+
+// Types returns every record type, for filters to check against and
+// `signet audit export --help` to list.
+func Types() []string { return slices.Clone(types) }
+
+// IsType reports whether t is a record type.
+func IsType(t string) bool { return slices.Contains(types, t) }
+
 // Outcomes.
 const (
 	OutcomeSuccess = "success"
@@ -123,6 +144,16 @@ const (
 	DetailKeyID           = "key_id"
 	DetailAttestor        = "attestor"
 	DetailTokenID         = "token_id"
+	// Node lifecycle: the node name a join token is for, the address an
+	// attestation came from, the incarnation (one attestation) of a node,
+	// and the node (and its incarnation) a forced token replaces.
+	DetailNodeName            = "node_name"
+	DetailPeerAddress         = "peer_address"
+	DetailIncarnation         = "incarnation"
+	DetailReplaces            = "replaces"
+	DetailReplacedIncarnation = "replaced_incarnation"
+	// DetailChanged lists the fields an update changed (comma-separated).
+	DetailChanged = "changed"
 	// DetailReason says why a change failed, or why a checkpoint was
 	// made (the Reason constants).
 	DetailReason = "reason"

@@ -113,6 +113,32 @@ read:
 // must reach the store's audit head (else records were deleted from its
 // end). Like Export, it reads in chunks and holds little memory.
 func VerifyStore(ctx context.Context, st store.Store, keys Keys) (Report, error) {
+	return verifyFrom(ctx, st, keys, 0)
+}
+
+// VerifyTail checks the live log from its newest checkpoint to its head,
+// as VerifyStore does the whole log: what a server checks on every start,
+// at a cost that does not grow with the log. Without a recorded
+// checkpoint it starts at the exported watermark, or else at the oldest
+// record. A checkpoint that is itself missing is reported as missing.
+func VerifyTail(ctx context.Context, st store.Store, keys Keys) (Report, error) {
+	var from uint64
+	err := st.View(ctx, func(tx store.Tx) (err error) {
+		if from, err = LastCheckpoint(tx); err != nil || from != 0 {
+			return err
+		}
+		from, err = Exported(tx)
+		return err
+	})
+	if err != nil {
+		return Report{}, err
+	}
+	return verifyFrom(ctx, st, keys, from)
+}
+
+// verifyFrom checks the live log from record from (0: the oldest), which
+// must be there, to the head.
+func verifyFrom(ctx context.Context, st store.Store, keys Keys, from uint64) (Report, error) {
 	var (
 		headSeq  uint64
 		headHash string
@@ -129,7 +155,11 @@ func VerifyStore(ctx context.Context, st store.Store, keys Keys) (Report, error)
 	}
 	v := &verifier{keys: keys, live: true}
 	var fatal *VerifyError
-	err = Scan(ctx, st, 0, headSeq, func(r Record) error {
+	err = Scan(ctx, st, from, headSeq, func(r Record) error {
+		if from != 0 && v.rep.Records == 0 && r.Seq != from {
+			fatal = missingError(from, r.Seq).(*VerifyError)
+			return fatal
+		}
 		if fatal = v.add(&r, 0); fatal != nil {
 			return fatal
 		}
@@ -141,9 +171,14 @@ func VerifyStore(ctx context.Context, st store.Store, keys Keys) (Report, error)
 	if err != nil {
 		return v.rep, err
 	}
-	if v.rep.Records == 0 || v.prev.Seq != headSeq || v.prev.Hash != headHash {
-		return v.rep, &VerifyError{Seq: v.prev.Seq, Err: ErrTruncated, Reason: fmt.Sprintf(
-			"the log ends here, but its head is record seq %d (hash %s): records were deleted or replaced", headSeq, headHash)}
+	switch {
+	case v.rep.Records == 0 && from != 0:
+		return v.rep, missingError(from, headSeq+1)
+	case v.rep.Records == 0 || v.prev.Seq < headSeq:
+		return v.rep, missingError(v.prev.Seq+1, headSeq+1)
+	case v.prev.Hash != headHash:
+		return v.rep, &VerifyError{Seq: v.prev.Seq, Err: ErrBrokenChain, Reason: fmt.Sprintf(
+			"the log ends here, but its head, record seq %d, has hash %s: the record was replaced", headSeq, headHash)}
 	}
 	return v.rep, nil
 }

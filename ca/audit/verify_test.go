@@ -418,7 +418,9 @@ func TestVerifyStore(t *testing.T) {
 		}, audit.ErrHashMismatch, 5},
 		{"delete a record", func(r *store.AuditRecord) bool { return r.Seq != 5 }, audit.ErrMissing, 6},
 		{"delete the first records", func(r *store.AuditRecord) bool { return r.Seq > 2 }, audit.ErrMissing, 3},
-		{"delete the newest records", func(r *store.AuditRecord) bool { return r.Seq < 16 }, audit.ErrTruncated, 15},
+		// The first missing seq is named (it was ErrTruncated at the last
+		// record left before; issue 12 asks for the missing seq).
+		{"delete the newest records", func(r *store.AuditRecord) bool { return r.Seq < 16 }, audit.ErrMissing, 16},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -430,6 +432,50 @@ func TestVerifyStore(t *testing.T) {
 				want := audit.Report{Records: 17, FirstSeq: 1, LastSeq: 17, Checkpoints: 1}
 				if diff := cmp.Diff(want, rep); diff != "" {
 					t.Errorf("report (-want +got):\n%s", diff)
+				}
+				return
+			}
+			var ve *audit.VerifyError
+			if !errors.As(err, &ve) || !errors.Is(err, tt.wantErr) || ve.Seq != tt.wantSeq {
+				t.Fatalf("got error %v, want a VerifyError of %v at seq %d", err, tt.wantErr, tt.wantSeq)
+			}
+		})
+	}
+}
+
+// TestVerifyTail: the start-up check reads from the newest checkpoint
+// (seq 9 of tamperLog) to the head, names the first missing seq, and does
+// not read what lies before the checkpoint.
+func TestVerifyTail(t *testing.T) {
+	s := newSigner(t)
+	st := tamperLog(t, s)
+	tests := []struct {
+		name    string
+		edit    func(r *store.AuditRecord) bool
+		wantErr error
+		wantSeq uint64
+	}{
+		{"untouched", func(*store.AuditRecord) bool { return true }, nil, 0},
+		{"a record before the checkpoint is not read", func(r *store.AuditRecord) bool { return r.Seq != 3 }, nil, 0},
+		{"delete a record after the checkpoint", func(r *store.AuditRecord) bool { return r.Seq != 12 }, audit.ErrMissing, 13},
+		{"delete the checkpoint", func(r *store.AuditRecord) bool { return r.Seq != 9 }, audit.ErrMissing, 9},
+		{"delete the head", func(r *store.AuditRecord) bool { return r.Seq != 17 }, audit.ErrMissing, 17},
+		{"edit a record", func(r *store.AuditRecord) bool {
+			if r.Seq == 14 {
+				r.Actor = "mallory"
+			}
+			return true
+		}, audit.ErrHashMismatch, 14},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rep, err := audit.VerifyTail(t.Context(), tamperStore{st, tt.edit}, s.keys)
+			if tt.wantErr == nil {
+				if err != nil {
+					t.Fatalf("VerifyTail: %v", err)
+				}
+				if rep.FirstSeq != 9 || rep.LastSeq != 17 || rep.Records != 9 || rep.Checkpoints != 1 {
+					t.Errorf("report %+v, want records 9 to 17 with one checkpoint", rep)
 				}
 				return
 			}

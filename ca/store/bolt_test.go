@@ -217,7 +217,7 @@ func TestCorruptRecord(t *testing.T) {
 		{"entries", func(tx store.Tx) error { return tx.DeleteEntry("bad-key") }},
 		{"nodes", func(tx store.Tx) error { _, err := tx.GetNode("bad-key"); return err }},
 		{"nodes", func(tx store.Tx) error { _, err := tx.ListNodes(); return err }},
-		{"join_tokens", func(tx store.Tx) error { _, err := tx.TakeJoinToken("bad-key"); return err }},
+		{"join_tokens", func(tx store.Tx) error { _, err := tx.TakeJoinToken("bad-key", t0); return err }},
 		{"join_tokens", func(tx store.Tx) error { _, err := tx.ListJoinTokens(); return err }},
 		{"svids", func(tx store.Tx) error { _, err := tx.GetSVID("bad-key"); return err }},
 		{"svids", func(tx store.Tx) error { return tx.ForEachSVID(func(*store.SVIDRecord) error { return nil }) }},
@@ -793,6 +793,9 @@ func TestMigrateCurrentSVIDs(t *testing.T) {
 		v := make([]byte, 8)
 		binary.BigEndian.PutUint64(v, 3)
 		if err := tx.Bucket([]byte("meta")).Put([]byte("schema_version"), v); err != nil {
+			return err
+		}
+		if err := tx.DeleteBucket([]byte("evicted_nodes")); err != nil {
 			return err
 		}
 		return tx.DeleteBucket([]byte("svids_current"))

@@ -17,4 +17,13 @@ var (
 	ErrConflict = errors.New("store: conflict")
 	// ErrCorrupt: a stored record could not be decoded.
 	ErrCorrupt = errors.New("store: corrupt record")
+	// ErrTooLarge: a record is larger than MaxRecordBytes. Nothing was
+	// written; callers validate input so that this stays a backstop.
+	ErrTooLarge = errors.New("store: record too large")
 )
+
+// MaxRecordBytes bounds one stored record (its JSON encoding): far above
+// any record signet writes (an entry at its validation limits is about
+// 20 KiB), a page or so for bbolt, and well inside etcd's request limit
+// (1.5 MiB), so a backend never refuses what another accepts.
+const MaxRecordBytes = 64 << 10

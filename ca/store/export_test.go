@@ -50,6 +50,9 @@ func (b *Bolt) Check() error {
 		if _, err := list[Node](t, bucketNodes); err != nil {
 			errs = append(errs, err)
 		}
+		if _, err := list[Node](t, bucketEvictedNodes); err != nil {
+			errs = append(errs, err)
+		}
 		if _, err := list[JoinToken](t, bucketJoinTokens); err != nil {
 			errs = append(errs, err)
 		}

@@ -36,6 +36,9 @@ var (
 	// entry), after its NotBefore (see setCurrent). PutSVID keeps it,
 	// PruneSVIDs prunes it.
 	bucketCurrentSVIDs = []byte("svids_current")
+	// bucketEvictedNodes holds the eviction records of nodes:
+	// Node.SPIFFEID -> JSON Node with EvictedAt.
+	bucketEvictedNodes = []byte("evicted_nodes")
 )
 
 // Keys of bucketMeta that the store owns. PutMeta refuses them so a caller
@@ -65,8 +68,14 @@ var migrations = []func(tx *bbolt.Tx) error{
 	func(tx *bbolt.Tx) error { return createBuckets(tx, bucketMTLSPolicies) },
 	// Version 3: the SVID index keyed by expiry then serial (svidKey).
 	rekeySVIDs,
-	// Version 4: the current SVID of each entry and node.
-	indexCurrentSVIDs,
+	// Version 4: the current SVID of each entry and node, and eviction
+	// records of nodes.
+	func(tx *bbolt.Tx) error {
+		if err := createBuckets(tx, bucketEvictedNodes); err != nil {
+			return err
+		}
+		return indexCurrentSVIDs(tx)
+	},
 }
 
 // indexCurrentSVIDs builds bucketCurrentSVIDs from the SVID index, as
@@ -141,7 +150,7 @@ func createBuckets(tx *bbolt.Tx, names ...[]byte) error {
 var allBuckets = [][]byte{
 	bucketAuthorities, bucketEntries, bucketEntryKeys, bucketEntriesByParent,
 	bucketNodes, bucketJoinTokens, bucketSVIDs, bucketMeta, bucketAudit,
-	bucketMTLSPolicies, bucketCurrentSVIDs,
+	bucketMTLSPolicies, bucketCurrentSVIDs, bucketEvictedNodes,
 }
 
 // schemaVersion is the layout this code reads and writes.

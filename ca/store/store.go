@@ -70,29 +70,50 @@ type Tx interface {
 	// ListEntries returns the entries matching f, ordered by ID.
 	ListEntries(f EntryFilter) ([]*Entry, error)
 
-	// PutNode creates or replaces a node.
+	// PutNode creates or replaces a node. A node attested again after
+	// its eviction loses its eviction record.
 	PutNode(n *Node) error
 	// GetNode returns ErrNotFound when the node is unknown (or evicted).
 	GetNode(spiffeID string) (*Node, error)
-	// DeleteNode returns ErrNotFound when the node is unknown.
+	// DeleteNode returns ErrNotFound when the node is unknown. It keeps no
+	// trace; EvictNode does.
 	DeleteNode(spiffeID string) error
 	// ListNodes returns every node ordered by SPIFFE ID.
 	ListNodes() ([]*Node, error)
+	// EvictNode removes the node and keeps an eviction record of it (the
+	// node with EvictedAt set to at), so the CA can tell an evicted node
+	// from an unknown one. ErrNotFound when the node is unknown.
+	EvictNode(spiffeID string, at time.Time) (*Node, error)
+	// GetEvictedNode returns the eviction record of a node that was
+	// evicted and has not attested since; ErrNotFound otherwise.
+	GetEvictedNode(spiffeID string) (*Node, error)
+	// ListEvictedNodes returns the eviction records, ordered by SPIFFE ID.
+	ListEvictedNodes() ([]*Node, error)
+	// PruneEvictedNodes deletes the eviction records of nodes whose last
+	// SVID (Node.ExpiresAt) expired before t, and returns how many.
+	PruneEvictedNodes(t time.Time) (int, error)
 
 	// PutJoinToken stores a token under its Hash; ErrAlreadyExists if the
 	// hash is taken.
 	PutJoinToken(t *JoinToken) error
-	// GetJoinToken returns the token with that hash without using it;
-	// ErrNotFound when it is unknown or was already taken. Callers that
-	// prepare work for a token (sign a node SVID) read it here first and
-	// take it in the transaction that commits the work.
+	// GetJoinToken returns the token with that hash without using it,
+	// used or not (UsedAt says); ErrNotFound when it is unknown. Callers
+	// that prepare work for a token (sign a node SVID) read it here first
+	// and take it in the transaction that commits the work.
 	GetJoinToken(hash string) (*JoinToken, error)
-	// TakeJoinToken returns the token with that hash and deletes it in the
-	// same transaction, so a token is used at most once. ErrNotFound when
-	// it is unknown or was already taken.
-	TakeJoinToken(hash string) (*JoinToken, error)
+	// TakeJoinToken marks the token with that hash used (UsedAt = at)
+	// and returns it, so a token is used at most once. ErrNotFound when
+	// it is unknown or was already taken. The used token is kept until
+	// PruneJoinTokens, so a second attempt can be told it was used.
+	TakeJoinToken(hash string, at time.Time) (*JoinToken, error)
+	// DeleteJoinToken deletes an unused token (revocation); ErrNotFound
+	// when it is unknown or was used.
+	DeleteJoinToken(hash string) error
 	// ListJoinTokens returns the unused tokens, ordered by hash.
 	ListJoinTokens() ([]*JoinToken, error)
+	// PruneJoinTokens deletes the tokens, used or not, that expired
+	// before t, and returns how many.
+	PruneJoinTokens(t time.Time) (int, error)
 
 	// PutSVID records an issued certificate in the SVID index and, unless
 	// its entry and node already have a later one (by NotBefore; the last
@@ -274,6 +295,14 @@ type Node struct {
 	AttestedAt            time.Time `json:"attested_at"`
 	ExpiresAt             time.Time `json:"expires_at"`
 	AppliedBundleRevision int64     `json:"applied_bundle_revision"`
+	// Incarnation names one attestation of the node: a random ID that
+	// every node SVID of that attestation carries (ca/api). An SVID of
+	// another incarnation (before an eviction, or a forced token's
+	// takeover) no longer speaks for the node. Empty for nodes attested
+	// before incarnations existed, whose SVIDs carry none.
+	Incarnation string `json:"incarnation,omitempty"`
+	// EvictedAt is set on eviction records only (EvictNode).
+	EvictedAt time.Time `json:"evicted_at,omitzero"`
 }
 
 // JoinToken is a single-use node credential. Only its SHA-256 is stored.
@@ -285,6 +314,11 @@ type JoinToken struct {
 	SPIFFEID  string    `json:"spiffe_id"`
 	ExpiresAt time.Time `json:"expires_at"`
 	CreatedAt time.Time `json:"created_at"`
+	// Replaces is the live node a forced token will supersede (the
+	// operator chose to take over its name); empty otherwise.
+	Replaces string `json:"replaces,omitempty"`
+	// UsedAt is when the token was taken; zero while it is unused.
+	UsedAt time.Time `json:"used_at,omitzero"`
 }
 
 // SVIDRecord indexes one issued certificate.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"go.etcd.io/bbolt"
 )
@@ -46,11 +47,15 @@ func get[T any](t *boltTx, bucket []byte, key string) (*T, error) {
 	return v, nil
 }
 
-// put encodes v and stores it under key.
+// put encodes v and stores it under key, refusing a record over
+// MaxRecordBytes.
 func put(t *boltTx, bucket []byte, key string, v any) error {
 	data, err := encodeRecord(v)
 	if err != nil {
 		return err
+	}
+	if len(data) > MaxRecordBytes {
+		return fmt.Errorf("%w: a %d-byte %s record, the limit is %d", ErrTooLarge, len(data), bucket, MaxRecordBytes)
 	}
 	return t.tx.Bucket(bucket).Put([]byte(key), data)
 }
@@ -268,7 +273,64 @@ func (t *boltTx) PutNode(n *Node) error {
 	if err := put(t, bucketNodes, n.SPIFFEID, n); err != nil {
 		return fmt.Errorf("putting node %q: %w", n.SPIFFEID, err)
 	}
+	if err := t.tx.Bucket(bucketEvictedNodes).Delete([]byte(n.SPIFFEID)); err != nil {
+		return fmt.Errorf("putting node %q: dropping its eviction record: %w", n.SPIFFEID, err)
+	}
 	return nil
+}
+
+func (t *boltTx) EvictNode(spiffeID string, at time.Time) (*Node, error) {
+	if err := t.writable(); err != nil {
+		return nil, fmt.Errorf("evicting node %q: %w", spiffeID, err)
+	}
+	n, err := get[Node](t, bucketNodes, spiffeID)
+	if err != nil {
+		return nil, fmt.Errorf("evicting node %q: %w", spiffeID, err)
+	}
+	n.EvictedAt = at
+	if err := put(t, bucketEvictedNodes, spiffeID, n); err != nil {
+		return nil, fmt.Errorf("evicting node %q: %w", spiffeID, err)
+	}
+	if err := t.tx.Bucket(bucketNodes).Delete([]byte(spiffeID)); err != nil {
+		return nil, fmt.Errorf("evicting node %q: %w", spiffeID, err)
+	}
+	return n, nil
+}
+
+func (t *boltTx) GetEvictedNode(spiffeID string) (*Node, error) {
+	n, err := get[Node](t, bucketEvictedNodes, spiffeID)
+	if err != nil {
+		return nil, fmt.Errorf("getting evicted node %q: %w", spiffeID, err)
+	}
+	return n, nil
+}
+
+func (t *boltTx) ListEvictedNodes() ([]*Node, error) {
+	ns, err := list[Node](t, bucketEvictedNodes)
+	if err != nil {
+		return nil, fmt.Errorf("listing evicted nodes: %w", err)
+	}
+	return ns, nil
+}
+
+func (t *boltTx) PruneEvictedNodes(before time.Time) (int, error) {
+	if err := t.writable(); err != nil {
+		return 0, fmt.Errorf("pruning evicted nodes: %w", err)
+	}
+	ns, err := t.ListEvictedNodes()
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, node := range ns {
+		if node.ExpiresAt.Before(before) {
+			if err := t.tx.Bucket(bucketEvictedNodes).Delete([]byte(node.SPIFFEID)); err != nil {
+				return n, fmt.Errorf("pruning evicted node %q: %w", node.SPIFFEID, err)
+			}
+			n++
+		}
+	}
+	return n, nil
 }
 
 func (t *boltTx) GetNode(spiffeID string) (*Node, error) {
@@ -316,19 +378,41 @@ func (t *boltTx) GetJoinToken(hash string) (*JoinToken, error) {
 	return jt, nil
 }
 
-func (t *boltTx) TakeJoinToken(hash string) (*JoinToken, error) {
+func (t *boltTx) TakeJoinToken(hash string, at time.Time) (*JoinToken, error) {
 	// The hash is a credential's digest: errors name only its start.
 	if err := t.writable(); err != nil {
 		return nil, fmt.Errorf("taking join token %.8s...: %w", hash, err)
 	}
 	jt, err := get[JoinToken](t, bucketJoinTokens, hash)
+	if err == nil && !jt.UsedAt.IsZero() {
+		err = ErrNotFound
+	}
 	if err != nil {
 		return nil, fmt.Errorf("taking join token %.8s...: %w", hash, err)
 	}
-	if err := t.tx.Bucket(bucketJoinTokens).Delete([]byte(hash)); err != nil {
+	used := *jt
+	used.UsedAt = at
+	if err := put(t, bucketJoinTokens, hash, &used); err != nil {
 		return nil, fmt.Errorf("taking join token %q: %w", jt.ID, err)
 	}
-	return jt, nil
+	return &used, nil
+}
+
+func (t *boltTx) DeleteJoinToken(hash string) error {
+	if err := t.writable(); err != nil {
+		return fmt.Errorf("deleting join token %.8s...: %w", hash, err)
+	}
+	jt, err := get[JoinToken](t, bucketJoinTokens, hash)
+	if err == nil && !jt.UsedAt.IsZero() {
+		err = ErrNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("deleting join token %.8s...: %w", hash, err)
+	}
+	if err := t.tx.Bucket(bucketJoinTokens).Delete([]byte(hash)); err != nil {
+		return fmt.Errorf("deleting join token %q: %w", jt.ID, err)
+	}
+	return nil
 }
 
 func (t *boltTx) ListJoinTokens() ([]*JoinToken, error) {
@@ -336,7 +420,27 @@ func (t *boltTx) ListJoinTokens() ([]*JoinToken, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listing join tokens: %w", err)
 	}
-	return ts, nil
+	return slices.DeleteFunc(ts, func(jt *JoinToken) bool { return !jt.UsedAt.IsZero() }), nil
+}
+
+func (t *boltTx) PruneJoinTokens(before time.Time) (int, error) {
+	if err := t.writable(); err != nil {
+		return 0, fmt.Errorf("pruning join tokens: %w", err)
+	}
+	ts, err := list[JoinToken](t, bucketJoinTokens)
+	if err != nil {
+		return 0, fmt.Errorf("pruning join tokens: %w", err)
+	}
+	n := 0
+	for _, jt := range ts {
+		if jt.ExpiresAt.Before(before) {
+			if err := t.tx.Bucket(bucketJoinTokens).Delete([]byte(jt.Hash)); err != nil {
+				return n, fmt.Errorf("pruning join token %q: %w", jt.ID, err)
+			}
+			n++
+		}
+	}
+	return n, nil
 }
 
 func (t *boltTx) NextRevision() (int64, error) {

@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -48,6 +49,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ListEntries", testListEntries},
 		{"ListNodes", testListNodes},
 		{"JoinTokens", testJoinTokens},
+		{"EvictNode", testEvictNode},
+		{"RecordTooLarge", testRecordTooLarge},
 		{"TakeJoinTokenRace", testTakeJoinTokenRace},
 		{"SVIDs", testSVIDs},
 		{"CurrentSVIDs", testCurrentSVIDs},
@@ -230,7 +233,7 @@ func testRoundTrip(t *testing.T, st store.Store) {
 		{
 			name: "join token",
 			put:  func(tx store.Tx) error { return tx.PutJoinToken(joinToken("ab12")) },
-			get:  func(tx store.Tx) (any, error) { return tx.TakeJoinToken("ab12") },
+			get:  func(tx store.Tx) (any, error) { return tx.GetJoinToken("ab12") },
 			want: joinToken("ab12"),
 		},
 		{
@@ -274,7 +277,11 @@ func testNotFound(t *testing.T, st store.Store) {
 		{"DeleteEntry", func(tx store.Tx) error { return tx.DeleteEntry("nope") }},
 		{"GetNode", func(tx store.Tx) error { _, err := tx.GetNode("spiffe://example.org/nope"); return err }},
 		{"DeleteNode", func(tx store.Tx) error { return tx.DeleteNode("spiffe://example.org/nope") }},
-		{"TakeJoinToken", func(tx store.Tx) error { _, err := tx.TakeJoinToken("nope"); return err }},
+		{"TakeJoinToken", func(tx store.Tx) error { _, err := tx.TakeJoinToken("nope", t0); return err }},
+		{"GetJoinToken", func(tx store.Tx) error { _, err := tx.GetJoinToken("nope"); return err }},
+		{"DeleteJoinToken", func(tx store.Tx) error { return tx.DeleteJoinToken("nope") }},
+		{"EvictNode", func(tx store.Tx) error { _, err := tx.EvictNode("spiffe://example.org/nope", t0); return err }},
+		{"GetEvictedNode", func(tx store.Tx) error { _, err := tx.GetEvictedNode("spiffe://example.org/nope"); return err }},
 		{"GetSVID", func(tx store.Tx) error { _, err := tx.GetSVID(serialN(404)); return err }},
 		{"GetMeta", func(tx store.Tx) error { _, err := tx.GetMeta("nope"); return err }},
 	}
@@ -596,23 +603,36 @@ func testJoinTokens(t *testing.T, st store.Store) {
 		}
 		return nil
 	})
+	used := joinToken("bb")
+	used.UsedAt = t0.Add(time.Minute)
 	update(t, st, func(tx store.Tx) error {
-		got, err := tx.TakeJoinToken("bb")
+		got, err := tx.TakeJoinToken("bb", used.UsedAt)
 		if err != nil {
 			return err
 		}
-		if diff := cmp.Diff(joinToken("bb"), got); diff != "" {
+		if diff := cmp.Diff(used, got); diff != "" {
 			t.Errorf("TakeJoinToken (-want +got):\n%s", diff)
 		}
 		return nil
 	})
-	err = st.Update(t.Context(), func(tx store.Tx) error { _, err := tx.TakeJoinToken("bb"); return err })
+	err = st.Update(t.Context(), func(tx store.Tx) error { _, err := tx.TakeJoinToken("bb", t0); return err })
 	if !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("TakeJoinToken a second time: got error %v, want ErrNotFound", err)
 	}
-	err = st.View(t.Context(), func(tx store.Tx) error { _, err := tx.GetJoinToken("bb"); return err })
+	// A used token is kept, so a second attempt can be told so.
+	view(t, st, func(tx store.Tx) error {
+		got, err := tx.GetJoinToken("bb")
+		if err != nil {
+			return err
+		}
+		if diff := cmp.Diff(used, got); diff != "" {
+			t.Errorf("GetJoinToken of a used token (-want +got):\n%s", diff)
+		}
+		return nil
+	})
+	err = st.Update(t.Context(), func(tx store.Tx) error { return tx.DeleteJoinToken("bb") })
 	if !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("GetJoinToken of a taken token: got error %v, want ErrNotFound", err)
+		t.Errorf("DeleteJoinToken of a used token: got error %v, want ErrNotFound", err)
 	}
 
 	var got []*store.JoinToken
@@ -623,6 +643,115 @@ func testJoinTokens(t *testing.T, st store.Store) {
 	if diff := cmp.Diff([]*store.JoinToken{joinToken("aa"), joinToken("cc")}, got); diff != "" {
 		t.Errorf("ListJoinTokens after a take (-want +got):\n%s", diff)
 	}
+
+	// Revoking deletes an unused token.
+	update(t, st, func(tx store.Tx) error { return tx.DeleteJoinToken("cc") })
+	err = st.Update(t.Context(), func(tx store.Tx) error { _, err := tx.TakeJoinToken("cc", t0); return err })
+	if !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("TakeJoinToken of a revoked token: got error %v, want ErrNotFound", err)
+	}
+
+	// Pruning drops the tokens, used or not, that expired before the cut.
+	late := joinToken("dd")
+	late.ExpiresAt = t0.Add(time.Hour)
+	update(t, st, func(tx store.Tx) error { return tx.PutJoinToken(late) })
+	var pruned int
+	update(t, st, func(tx store.Tx) (err error) {
+		pruned, err = tx.PruneJoinTokens(t0.Add(30 * time.Minute))
+		return err
+	})
+	if pruned != 2 { // aa (unused), bb (used)
+		t.Errorf("PruneJoinTokens deleted %d, want 2", pruned)
+	}
+	view(t, st, func(tx store.Tx) error {
+		for _, h := range []string{"aa", "bb"} {
+			if _, err := tx.GetJoinToken(h); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("GetJoinToken(%s) after pruning: %v, want ErrNotFound", h, err)
+			}
+		}
+		if _, err := tx.GetJoinToken("dd"); err != nil {
+			t.Errorf("GetJoinToken of an unexpired token after pruning: %v", err)
+		}
+		return nil
+	})
+}
+
+// testEvictNode: eviction removes the node and keeps its record with the
+// eviction time; attesting again drops that record; pruning drops records
+// of nodes whose SVIDs all expired.
+func testEvictNode(t *testing.T, st store.Store) {
+	const a, b = "spiffe://example.org/signet/agent/join_token/a", "spiffe://example.org/signet/agent/join_token/b"
+	update(t, st, func(tx store.Tx) error {
+		for _, id := range []string{a, b} {
+			if err := tx.PutNode(node(id)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	evicted := node(a)
+	evicted.EvictedAt = t0.Add(time.Minute)
+	update(t, st, func(tx store.Tx) error {
+		got, err := tx.EvictNode(a, evicted.EvictedAt)
+		if err != nil {
+			return err
+		}
+		if diff := cmp.Diff(evicted, got); diff != "" {
+			t.Errorf("EvictNode (-want +got):\n%s", diff)
+		}
+		_, err = tx.EvictNode(b, evicted.EvictedAt)
+		return err
+	})
+	view(t, st, func(tx store.Tx) error {
+		if _, err := tx.GetNode(a); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("GetNode of an evicted node: %v, want ErrNotFound", err)
+		}
+		got, err := tx.GetEvictedNode(a)
+		if err != nil {
+			return err
+		}
+		if diff := cmp.Diff(evicted, got); diff != "" {
+			t.Errorf("GetEvictedNode (-want +got):\n%s", diff)
+		}
+		return nil
+	})
+	// b attests again: its eviction record goes.
+	update(t, st, func(tx store.Tx) error { return tx.PutNode(node(b)) })
+	var ids []string
+	view(t, st, func(tx store.Tx) error {
+		ns, err := tx.ListEvictedNodes()
+		for _, n := range ns {
+			ids = append(ids, n.SPIFFEID)
+		}
+		return err
+	})
+	if diff := cmp.Diff([]string{a}, ids); diff != "" {
+		t.Errorf("ListEvictedNodes after b attested again (-want +got):\n%s", diff)
+	}
+	var pruned int
+	update(t, st, func(tx store.Tx) (err error) {
+		pruned, err = tx.PruneEvictedNodes(evicted.ExpiresAt.Add(time.Second))
+		return err
+	})
+	if pruned != 1 {
+		t.Errorf("PruneEvictedNodes deleted %d, want 1", pruned)
+	}
+}
+
+// testRecordTooLarge: a record over MaxRecordBytes is refused with
+// ErrTooLarge and nothing is written.
+func testRecordTooLarge(t *testing.T, st store.Store) {
+	big := entry("big", "spiffe://example.org/web", "spiffe://example.org/n1", "unix:path:/"+strings.Repeat("x", store.MaxRecordBytes))
+	err := st.Update(t.Context(), func(tx store.Tx) error { return tx.CreateEntry(big) })
+	if !errors.Is(err, store.ErrTooLarge) {
+		t.Fatalf("CreateEntry of a %d-byte selector: %v, want ErrTooLarge", store.MaxRecordBytes, err)
+	}
+	view(t, st, func(tx store.Tx) error {
+		if _, err := tx.GetEntry("big"); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("GetEntry after a refused CreateEntry: %v, want ErrNotFound", err)
+		}
+		return nil
+	})
 }
 
 // testTakeJoinTokenRace is the attack a join token must withstand: many
@@ -648,7 +777,7 @@ func testTakeJoinTokenRace(t *testing.T, st store.Store) {
 				wg.Go(func() {
 					<-start
 					errs[i] = tt.run(t.Context(), func(tx store.Tx) error {
-						_, err := tx.TakeJoinToken(hash)
+						_, err := tx.TakeJoinToken(hash, t0)
 						return err
 					})
 				})
@@ -1034,7 +1163,7 @@ func testReadOnlyView(t *testing.T, st store.Store) {
 		{"PutNode", func(tx store.Tx) error { return tx.PutNode(node("spiffe://example.org/n2")) }},
 		{"DeleteNode", func(tx store.Tx) error { return tx.DeleteNode("spiffe://example.org/n1") }},
 		{"PutJoinToken", func(tx store.Tx) error { return tx.PutJoinToken(joinToken("bb")) }},
-		{"TakeJoinToken", func(tx store.Tx) error { _, err := tx.TakeJoinToken("aa"); return err }},
+		{"TakeJoinToken", func(tx store.Tx) error { _, err := tx.TakeJoinToken("aa", t0); return err }},
 		{"PutSVID", func(tx store.Tx) error { return tx.PutSVID(svid(serialN(2), t0)) }},
 		{"PruneSVIDs", func(tx store.Tx) error { _, err := tx.PruneSVIDs(t0.Add(time.Hour)); return err }},
 		{"NextRevision", func(tx store.Tx) error { _, err := tx.NextRevision(); return err }},
@@ -1051,7 +1180,7 @@ func testReadOnlyView(t *testing.T, st store.Store) {
 		})
 	}
 	// Nothing changed: the join token is still there to take.
-	update(t, st, func(tx store.Tx) error { _, err := tx.TakeJoinToken("aa"); return err })
+	update(t, st, func(tx store.Tx) error { _, err := tx.TakeJoinToken("aa", t0); return err })
 }
 
 func testBatchConcurrent(t *testing.T, st store.Store) {

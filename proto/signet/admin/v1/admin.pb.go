@@ -589,9 +589,15 @@ func (x *Entry) GetJwtTtlSeconds() int64 {
 type CreateEntriesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// id and revision are assigned by the server and must be empty.
-	Entries       []*Entry `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Entries []*Entry `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
+	// DNS names are host names. A wildcard ("*.example.org") is refused
+	// unless allow_dns_wildcards, a name that is an IP address unless
+	// allow_dns_ip_addresses (an IP belongs in an IP SAN, which SVIDs do
+	// not carry). Both apply to every entry of the request.
+	AllowDnsWildcards   bool `protobuf:"varint,2,opt,name=allow_dns_wildcards,json=allowDnsWildcards,proto3" json:"allow_dns_wildcards,omitempty"`
+	AllowDnsIpAddresses bool `protobuf:"varint,3,opt,name=allow_dns_ip_addresses,json=allowDnsIpAddresses,proto3" json:"allow_dns_ip_addresses,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *CreateEntriesRequest) Reset() {
@@ -629,6 +635,20 @@ func (x *CreateEntriesRequest) GetEntries() []*Entry {
 		return x.Entries
 	}
 	return nil
+}
+
+func (x *CreateEntriesRequest) GetAllowDnsWildcards() bool {
+	if x != nil {
+		return x.AllowDnsWildcards
+	}
+	return false
+}
+
+func (x *CreateEntriesRequest) GetAllowDnsIpAddresses() bool {
+	if x != nil {
+		return x.AllowDnsIpAddresses
+	}
+	return false
 }
 
 type CreateEntriesResponse struct {
@@ -994,8 +1014,11 @@ type UpdateEntryRequest struct {
 	JwtTtlSeconds  *int64      `protobuf:"varint,3,opt,name=jwt_ttl_seconds,json=jwtTtlSeconds,proto3,oneof" json:"jwt_ttl_seconds,omitempty"`
 	DnsNames       *StringList `protobuf:"bytes,4,opt,name=dns_names,json=dnsNames,proto3" json:"dns_names,omitempty"`
 	Selectors      *StringList `protobuf:"bytes,5,opt,name=selectors,proto3" json:"selectors,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// As in CreateEntriesRequest, for the dns_names given.
+	AllowDnsWildcards   bool `protobuf:"varint,6,opt,name=allow_dns_wildcards,json=allowDnsWildcards,proto3" json:"allow_dns_wildcards,omitempty"`
+	AllowDnsIpAddresses bool `protobuf:"varint,7,opt,name=allow_dns_ip_addresses,json=allowDnsIpAddresses,proto3" json:"allow_dns_ip_addresses,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *UpdateEntryRequest) Reset() {
@@ -1063,6 +1086,20 @@ func (x *UpdateEntryRequest) GetSelectors() *StringList {
 	return nil
 }
 
+func (x *UpdateEntryRequest) GetAllowDnsWildcards() bool {
+	if x != nil {
+		return x.AllowDnsWildcards
+	}
+	return false
+}
+
+func (x *UpdateEntryRequest) GetAllowDnsIpAddresses() bool {
+	if x != nil {
+		return x.AllowDnsIpAddresses
+	}
+	return false
+}
+
 type UpdateEntryResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Entry         *Entry                 `protobuf:"bytes,1,opt,name=entry,proto3" json:"entry,omitempty"`
@@ -1118,8 +1155,11 @@ type Node struct {
 	ExpiresAt             int64 `protobuf:"varint,5,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
 	Connected             bool  `protobuf:"varint,6,opt,name=connected,proto3" json:"connected,omitempty"`
 	AppliedBundleRevision int64 `protobuf:"varint,7,opt,name=applied_bundle_revision,json=appliedBundleRevision,proto3" json:"applied_bundle_revision,omitempty"`
-	unknownFields         protoimpl.UnknownFields
-	sizeCache             protoimpl.SizeCache
+	// Unix seconds; set only on an evicted node (listed with
+	// include_evicted), which can no longer act until it attests again.
+	EvictedAt     int64 `protobuf:"varint,8,opt,name=evicted_at,json=evictedAt,proto3" json:"evicted_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Node) Reset() {
@@ -1201,10 +1241,20 @@ func (x *Node) GetAppliedBundleRevision() int64 {
 	return 0
 }
 
+func (x *Node) GetEvictedAt() int64 {
+	if x != nil {
+		return x.EvictedAt
+	}
+	return 0
+}
+
 type ListNodesRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Also list evicted nodes (with evicted_at set). Live nodes only by
+	// default.
+	IncludeEvicted bool `protobuf:"varint,1,opt,name=include_evicted,json=includeEvicted,proto3" json:"include_evicted,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ListNodesRequest) Reset() {
@@ -1235,6 +1285,13 @@ func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
 // Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodesRequest) Descriptor() ([]byte, []int) {
 	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ListNodesRequest) GetIncludeEvicted() bool {
+	if x != nil {
+		return x.IncludeEvicted
+	}
+	return false
 }
 
 type ListNodesResponse struct {
@@ -1687,6 +1744,9 @@ type Authority struct {
 	// (the cross-signed certificate is sent in SVID chains while that root
 	// is retiring).
 	CrossSignedBy string `protobuf:"bytes,13,opt,name=cross_signed_by,json=crossSignedBy,proto3" json:"cross_signed_by,omitempty"`
+	// For an intermediate or JWT key: the CA server it belongs to (each
+	// server of a shared store keeps its own); empty for roots.
+	ServerName    string `protobuf:"bytes,14,opt,name=server_name,json=serverName,proto3" json:"server_name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1808,6 +1868,13 @@ func (x *Authority) GetCertificate() []byte {
 func (x *Authority) GetCrossSignedBy() string {
 	if x != nil {
 		return x.CrossSignedBy
+	}
+	return ""
+}
+
+func (x *Authority) GetServerName() string {
+	if x != nil {
+		return x.ServerName
 	}
 	return ""
 }
@@ -3319,9 +3386,11 @@ const file_signet_admin_v1_admin_proto_rawDesc = "" +
 	"\brevision\x18\a \x01(\x03R\brevision\x12\x1d\n" +
 	"\n" +
 	"created_at\x18\b \x01(\x03R\tcreatedAt\x12&\n" +
-	"\x0fjwt_ttl_seconds\x18\t \x01(\x03R\rjwtTtlSeconds\"H\n" +
+	"\x0fjwt_ttl_seconds\x18\t \x01(\x03R\rjwtTtlSeconds\"\xad\x01\n" +
 	"\x14CreateEntriesRequest\x120\n" +
-	"\aentries\x18\x01 \x03(\v2\x16.signet.admin.v1.EntryR\aentries\"I\n" +
+	"\aentries\x18\x01 \x03(\v2\x16.signet.admin.v1.EntryR\aentries\x12.\n" +
+	"\x13allow_dns_wildcards\x18\x02 \x01(\bR\x11allowDnsWildcards\x123\n" +
+	"\x16allow_dns_ip_addresses\x18\x03 \x01(\bR\x13allowDnsIpAddresses\"I\n" +
 	"\x15CreateEntriesResponse\x120\n" +
 	"\aentries\x18\x01 \x03(\v2\x16.signet.admin.v1.EntryR\aentries\"N\n" +
 	"\x12ListEntriesRequest\x12\x1b\n" +
@@ -3338,17 +3407,19 @@ const file_signet_admin_v1_admin_proto_rawDesc = "" +
 	"\x13DeleteEntryResponse\"$\n" +
 	"\n" +
 	"StringList\x12\x16\n" +
-	"\x06values\x18\x01 \x03(\tR\x06values\"\x9e\x02\n" +
+	"\x06values\x18\x01 \x03(\tR\x06values\"\x83\x03\n" +
 	"\x12UpdateEntryRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12-\n" +
 	"\x10x509_ttl_seconds\x18\x02 \x01(\x03H\x00R\x0ex509TtlSeconds\x88\x01\x01\x12+\n" +
 	"\x0fjwt_ttl_seconds\x18\x03 \x01(\x03H\x01R\rjwtTtlSeconds\x88\x01\x01\x128\n" +
 	"\tdns_names\x18\x04 \x01(\v2\x1b.signet.admin.v1.StringListR\bdnsNames\x129\n" +
-	"\tselectors\x18\x05 \x01(\v2\x1b.signet.admin.v1.StringListR\tselectorsB\x13\n" +
+	"\tselectors\x18\x05 \x01(\v2\x1b.signet.admin.v1.StringListR\tselectors\x12.\n" +
+	"\x13allow_dns_wildcards\x18\x06 \x01(\bR\x11allowDnsWildcards\x123\n" +
+	"\x16allow_dns_ip_addresses\x18\a \x01(\bR\x13allowDnsIpAddressesB\x13\n" +
 	"\x11_x509_ttl_secondsB\x12\n" +
 	"\x10_jwt_ttl_seconds\"C\n" +
 	"\x13UpdateEntryResponse\x12,\n" +
-	"\x05entry\x18\x01 \x01(\v2\x16.signet.admin.v1.EntryR\x05entry\"\xed\x01\n" +
+	"\x05entry\x18\x01 \x01(\v2\x16.signet.admin.v1.EntryR\x05entry\"\x8c\x02\n" +
 	"\x04Node\x12\x1b\n" +
 	"\tspiffe_id\x18\x01 \x01(\tR\bspiffeId\x12\x1a\n" +
 	"\battestor\x18\x02 \x01(\tR\battestor\x12\x16\n" +
@@ -3358,8 +3429,11 @@ const file_signet_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"expires_at\x18\x05 \x01(\x03R\texpiresAt\x12\x1c\n" +
 	"\tconnected\x18\x06 \x01(\bR\tconnected\x126\n" +
-	"\x17applied_bundle_revision\x18\a \x01(\x03R\x15appliedBundleRevision\"\x12\n" +
-	"\x10ListNodesRequest\"@\n" +
+	"\x17applied_bundle_revision\x18\a \x01(\x03R\x15appliedBundleRevision\x12\x1d\n" +
+	"\n" +
+	"evicted_at\x18\b \x01(\x03R\tevictedAt\";\n" +
+	"\x10ListNodesRequest\x12'\n" +
+	"\x0finclude_evicted\x18\x01 \x01(\bR\x0eincludeEvicted\"@\n" +
 	"\x11ListNodesResponse\x12+\n" +
 	"\x05nodes\x18\x01 \x03(\v2\x15.signet.admin.v1.NodeR\x05nodes\"/\n" +
 	"\x10EvictNodeRequest\x12\x1b\n" +
@@ -3385,7 +3459,7 @@ const file_signet_admin_v1_admin_proto_rawDesc = "" +
 	"\ftrust_domain\x18\x01 \x01(\tR\vtrustDomain\x12)\n" +
 	"\x10x509_authorities\x18\x02 \x03(\fR\x0fx509Authorities\x12\x1a\n" +
 	"\brevision\x18\x03 \x01(\x03R\brevision\x12#\n" +
-	"\rspiffe_bundle\x18\x04 \x01(\fR\fspiffeBundle\"\xa3\x03\n" +
+	"\rspiffe_bundle\x18\x04 \x01(\fR\fspiffeBundle\"\xc4\x03\n" +
 	"\tAuthority\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x14\n" +
@@ -3401,7 +3475,9 @@ const file_signet_admin_v1_admin_proto_rawDesc = "" +
 	" \x01(\x03R\x0fconnectedAgents\x12#\n" +
 	"\rexpiring_soon\x18\v \x01(\bR\fexpiringSoon\x12 \n" +
 	"\vcertificate\x18\f \x01(\fR\vcertificate\x12&\n" +
-	"\x0fcross_signed_by\x18\r \x01(\tR\rcrossSignedBy\"\x85\x01\n" +
+	"\x0fcross_signed_by\x18\r \x01(\tR\rcrossSignedBy\x12\x1f\n" +
+	"\vserver_name\x18\x0e \x01(\tR\n" +
+	"serverName\"\x85\x01\n" +
 	"\fRootSchedule\x12\x1c\n" +
 	"\tautomatic\x18\x01 \x01(\bR\tautomatic\x12\x1b\n" +
 	"\tnext_step\x18\x02 \x01(\tR\bnextStep\x12 \n" +
