@@ -155,6 +155,7 @@ func TestX509SVIDStandard(t *testing.T) {
 			return ""
 		}},
 		{"subject O=SPIFFE", func() string { return cmp.Diff([]string{"SPIFFE"}, leaf.Subject.Organization) }},
+		{"no node incarnation unless asked", func() string { return cmp.Diff("", ca.NodeIncarnation(leaf)) }},
 		{"chain is leaf then intermediate, no root", func() string {
 			if len(svid.Chain) != 2 || svid.Chain[1] != c.Intermediate {
 				return "chain length " + big.NewInt(int64(len(svid.Chain))).String()
@@ -339,6 +340,21 @@ func TestSerialsUniqueAnd128Bit(t *testing.T) {
 	// all must be long, or the entropy is not there.
 	if long < 190 {
 		t.Errorf("only %d of 200 serials use more than 120 bits", long)
+	}
+}
+
+// TestNodeIncarnation: a node SVID carries the incarnation it was signed
+// for in its subject, and go-spiffe still accepts it.
+func TestNodeIncarnation(t *testing.T) {
+	t.Parallel()
+	c, _ := newFakeCA(t)
+	id := spiffeid.RequireFromPath(td, "/signet/agent/join_token/n1")
+	svid, _ := mint(t, c, ca.X509SVIDParams{SPIFFEID: id, NodeIncarnation: "0123456789abcdef"})
+	if got := ca.NodeIncarnation(svid.Chain[0]); got != "0123456789abcdef" {
+		t.Errorf("NodeIncarnation = %q, want the one signed for", got)
+	}
+	if got, err := x509svid.IDFromCert(svid.Chain[0]); err != nil || got != id {
+		t.Errorf("x509svid.IDFromCert = %v, %v; want %s", got, err, id)
 	}
 }
 

@@ -30,7 +30,18 @@ type X509SVIDParams struct {
 	TTL time.Duration
 	// DNSNames are optional DNS SANs.
 	DNSNames []string
+	// NodeIncarnation, for node SVIDs only, names the attestation the
+	// SVID belongs to. It is carried as the subject's serialNumber
+	// attribute (the X.500 attribute that tells apart entities of one
+	// name), so that the CA can tell an SVID of an earlier attestation
+	// of the same node (NodeIncarnation of the certificate) without a
+	// lookup. Empty adds nothing.
+	NodeIncarnation string
 }
+
+// NodeIncarnation returns the incarnation a node SVID carries (see
+// X509SVIDParams.NodeIncarnation), empty if none.
+func NodeIncarnation(leaf *x509.Certificate) string { return leaf.Subject.SerialNumber }
 
 // X509SVID is a signed X509-SVID.
 type X509SVID struct {
@@ -92,7 +103,7 @@ func (c *CA) SignX509SVID(_ context.Context, p X509SVIDParams) (*X509SVID, error
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
-		Subject:               pkix.Name{Organization: []string{spiffeSubjectOrg}},
+		Subject:               pkix.Name{Organization: []string{spiffeSubjectOrg}, SerialNumber: p.NodeIncarnation},
 		URIs:                  []*url.URL{p.SPIFFEID.URL()},
 		DNSNames:              p.DNSNames,
 		NotBefore:             now.Add(-Backdate),
@@ -149,6 +160,9 @@ func checkX509SVID(s *x509State, leaf *x509.Certificate, p X509SVIDParams, now t
 	}
 	if len(leaf.URIs) != 1 || leaf.URIs[0].String() != p.SPIFFEID.String() {
 		return fmt.Errorf("URI SANs %v, want exactly [%s]", leaf.URIs, p.SPIFFEID)
+	}
+	if NodeIncarnation(leaf) != p.NodeIncarnation {
+		return fmt.Errorf("node incarnation %q, want %q", NodeIncarnation(leaf), p.NodeIncarnation)
 	}
 	if !leaf.BasicConstraintsValid || leaf.IsCA {
 		return fmt.Errorf("leaf is not marked CA:false")

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -126,7 +127,12 @@ func (s *AdminService) authorize(ctx context.Context, method string) (context.Co
 	return context.WithValue(ctx, actorKey{}, a), nil
 }
 
-// CreateJoinToken implements adminv1.AdminServiceServer.
+// CreateJoinToken implements adminv1.AdminServiceServer. A token for the
+// name of a node that is attested and not evicted is refused
+// (FailedPrecondition naming the node and the ways out) unless force: a
+// second token for a live name would hand that node's identity, and every
+// SVID it parents, to whoever holds the token. A forced token records the
+// node it replaces; when it is used, the old node's SVIDs stop working.
 func (s *AdminService) CreateJoinToken(ctx context.Context, req *adminv1.CreateJoinTokenRequest) (*adminv1.CreateJoinTokenResponse, error) {
 	ttl := time.Duration(req.GetTtlSeconds()) * time.Second
 	switch {
@@ -154,17 +160,121 @@ func (s *AdminService) CreateJoinToken(ctx context.Context, req *adminv1.CreateJ
 	now := s.cfg.Clock.Now()
 	tok := &store.JoinToken{Hash: HashJoinToken(token), ID: tokenID, SPIFFEID: nodeID.String(), ExpiresAt: now.Add(ttl), CreatedAt: now}
 	err = s.cfg.Store.Update(ctx, func(tx store.Tx) error {
+		tok.Replaces = ""
+		live, err := tx.GetNode(nodeID.String())
+		switch {
+		case isNotFound(err):
+		case err != nil:
+			return err
+		case !req.GetForce():
+			return status.Errorf(codes.FailedPrecondition, "node %s is attested (since %s) and not evicted: a token for its name would hand its identity to the token's holder; "+
+				"evict it first (signet node evict %s) or take its name over with --force", nodeID, live.AttestedAt.UTC().Format(time.RFC3339), nodeID)
+		default:
+			tok.Replaces = live.SPIFFEID
+		}
 		if err := tx.PutJoinToken(tok); err != nil {
 			return err
 		}
-		return recordAudit(tx, audit.Record{Type: audit.TypeTokenCreated, Outcome: audit.OutcomeSuccess, Actor: adminActor(ctx), Subject: tok.SPIFFEID,
-			Details: map[string]string{audit.DetailTokenID: tok.ID, audit.DetailNotAfter: audit.FormatTime(tok.ExpiresAt), audit.DetailMethod: "CreateJoinToken"}}, now)
+		d := map[string]string{audit.DetailTokenID: tok.ID, audit.DetailNodeName: name, audit.DetailNotAfter: audit.FormatTime(tok.ExpiresAt), audit.DetailMethod: "CreateJoinToken"}
+		if tok.Replaces != "" {
+			d[audit.DetailReplaces] = tok.Replaces
+			d[audit.DetailReplacedIncarnation] = live.Incarnation
+		}
+		return recordAudit(tx, audit.Record{Type: audit.TypeTokenCreated, Outcome: audit.OutcomeSuccess, Actor: adminActor(ctx), Subject: tok.SPIFFEID, Details: d}, now)
 	})
 	if err != nil {
 		return nil, toStatus(ctx, s.log, "creating join token", err)
 	}
+	if tok.Replaces != "" {
+		s.log.WarnContext(ctx, "join token created to take over a live node", logTokenID, tokenID, logSPIFFEID, nodeID.String(), logActor, adminActor(ctx))
+	}
 	s.log.InfoContext(ctx, "join token created", logTokenID, tokenID, logSPIFFEID, nodeID.String(), logExpiresAt, tok.ExpiresAt)
-	return &adminv1.CreateJoinTokenResponse{Token: token, SpiffeId: nodeID.String(), ExpiresAt: tok.ExpiresAt.Unix()}, nil
+	return &adminv1.CreateJoinTokenResponse{Token: token, SpiffeId: nodeID.String(), ExpiresAt: tok.ExpiresAt.Unix(), Id: tokenID, ReplacedNodeId: tok.Replaces}, nil
+}
+
+// ListJoinTokens implements adminv1.AdminServiceServer: the unused,
+// unexpired tokens, never their secrets (only their hashes are stored).
+func (s *AdminService) ListJoinTokens(ctx context.Context, _ *adminv1.ListJoinTokensRequest) (*adminv1.ListJoinTokensResponse, error) {
+	var toks []*store.JoinToken
+	err := s.cfg.Store.View(ctx, func(tx store.Tx) (err error) {
+		toks, err = tx.ListJoinTokens()
+		return err
+	})
+	if err != nil {
+		return nil, toStatus(ctx, s.log, "listing join tokens", err)
+	}
+	now := s.cfg.Clock.Now()
+	out := &adminv1.ListJoinTokensResponse{}
+	for _, t := range toks {
+		if now.Before(t.ExpiresAt) {
+			out.Tokens = append(out.Tokens, joinTokenProto(t))
+		}
+	}
+	slices.SortFunc(out.Tokens, func(a, b *adminv1.JoinToken) int {
+		return cmp.Or(cmp.Compare(a.ExpiresAt, b.ExpiresAt), strings.Compare(a.NodeName, b.NodeName), strings.Compare(a.Id, b.Id))
+	})
+	return out, nil
+}
+
+func joinTokenProto(t *store.JoinToken) *adminv1.JoinToken {
+	return &adminv1.JoinToken{Id: t.ID, NodeName: nodeName(t.SPIFFEID), SpiffeId: t.SPIFFEID, ExpiresAt: t.ExpiresAt.Unix(), CreatedAt: t.CreatedAt.Unix()}
+}
+
+// RevokeJoinToken implements adminv1.AdminServiceServer: it deletes the
+// unused tokens with the id, or for the node name, each with its audit
+// record, in one transaction. NotFound when none matches.
+func (s *AdminService) RevokeJoinToken(ctx context.Context, req *adminv1.RevokeJoinTokenRequest) (*adminv1.RevokeJoinTokenResponse, error) {
+	id, name := req.GetId(), req.GetNodeName()
+	if (id == "") == (name == "") {
+		return nil, status.Error(codes.InvalidArgument, "give exactly one of a token id and a node name")
+	}
+	var nodeID string
+	if name != "" {
+		if err := registration.ParsePathSegment("node_name", name); err != nil {
+			return nil, status.Error(codes.InvalidArgument, err.Error())
+		}
+		nid, err := AgentID(s.cfg.TrustDomain, AttestorJoinToken, name)
+		if err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "node name %q: %v", name, err)
+		}
+		nodeID = nid.String()
+	}
+	now := s.cfg.Clock.Now()
+	out := &adminv1.RevokeJoinTokenResponse{}
+	err := s.cfg.Store.Update(ctx, func(tx store.Tx) error {
+		out.Revoked = nil
+		toks, err := tx.ListJoinTokens()
+		if err != nil {
+			return err
+		}
+		for _, t := range toks {
+			if (id != "" && t.ID != id) || (nodeID != "" && t.SPIFFEID != nodeID) {
+				continue
+			}
+			if err := tx.DeleteJoinToken(t.Hash); err != nil {
+				return err
+			}
+			if err := recordAudit(tx, audit.Record{Type: audit.TypeTokenRevoked, Outcome: audit.OutcomeSuccess, Actor: adminActor(ctx), Subject: t.SPIFFEID,
+				Details: map[string]string{audit.DetailTokenID: t.ID, audit.DetailNodeName: nodeName(t.SPIFFEID), audit.DetailMethod: "RevokeJoinToken"}}, now); err != nil {
+				return err
+			}
+			out.Revoked = append(out.Revoked, joinTokenProto(t))
+		}
+		if len(out.Revoked) == 0 {
+			if id != "" {
+				return status.Errorf(codes.NotFound, "no unused join token with id %q (see signet token list)", id)
+			}
+			return status.Errorf(codes.NotFound, "no unused join token for node %q (see signet token list)", name)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, toStatus(ctx, s.log, "revoking join tokens", err)
+	}
+	for _, t := range out.Revoked {
+		s.log.InfoContext(ctx, "join token revoked", logTokenID, t.Id, logSPIFFEID, t.SpiffeId, logActor, adminActor(ctx))
+	}
+	return out, nil
 }
 
 // CreateEntries implements adminv1.AdminServiceServer: every entry or none.
@@ -189,6 +299,9 @@ func (s *AdminService) CreateEntries(ctx context.Context, req *adminv1.CreateEnt
 			X509TTL:   time.Duration(pe.GetX509TtlSeconds()) * time.Second,
 			JWTTTL:    time.Duration(pe.GetJwtTtlSeconds()) * time.Second,
 			DNSNames:  pe.GetDnsNames(),
+
+			AllowDNSWildcards:   req.GetAllowDnsWildcards(),
+			AllowDNSIPAddresses: req.GetAllowDnsIpAddresses(),
 		}, s.cfg.TrustDomain)
 		if err != nil {
 			return nil, status.Error(codes.InvalidArgument, entryErrPrefix(i, len(in))+err.Error())
@@ -334,37 +447,118 @@ func (s *AdminService) DeleteEntry(ctx context.Context, req *adminv1.DeleteEntry
 	return &adminv1.DeleteEntryResponse{}, nil
 }
 
-// ListNodes implements adminv1.AdminServiceServer.
-func (s *AdminService) ListNodes(ctx context.Context, _ *adminv1.ListNodesRequest) (*adminv1.ListNodesResponse, error) {
-	var nodes []*store.Node
-	err := s.cfg.Store.View(ctx, func(tx store.Tx) error {
-		var err error
-		nodes, err = tx.ListNodes()
+// UpdateEntry implements adminv1.AdminServiceServer: it changes the TTLs,
+// DNS names or selectors of an entry in place, keeping its id and parent,
+// validated as CreateEntries validates, under a new revision so that the
+// agent re-mints its SVIDs. DNS names left unchanged are not checked
+// against the wildcard and IP address rules again: they were accepted
+// when set.
+func (s *AdminService) UpdateEntry(ctx context.Context, req *adminv1.UpdateEntryRequest) (*adminv1.UpdateEntryResponse, error) {
+	if req.GetId() == "" {
+		return nil, status.Error(codes.InvalidArgument, "id: is required (see signet entry list)")
+	}
+	var updated *store.Entry
+	err := s.cfg.Store.Update(ctx, func(tx store.Tx) error {
+		old, err := tx.GetEntry(req.GetId())
+		if isNotFound(err) {
+			return status.Errorf(codes.NotFound, "entry %q not found", req.GetId())
+		}
+		if err != nil {
+			return err
+		}
+		in := registration.Entry{
+			SPIFFEID: old.SPIFFEID, ParentID: old.ParentID, Selectors: old.Selectors,
+			X509TTL: old.X509TTL, JWTTTL: old.JWTTTL, DNSNames: old.DNSNames,
+			AllowDNSWildcards: true, AllowDNSIPAddresses: true,
+		}
+		var changed []string
+		if req.X509TtlSeconds != nil {
+			in.X509TTL, changed = time.Duration(req.GetX509TtlSeconds())*time.Second, append(changed, "x509_ttl")
+		}
+		if req.JwtTtlSeconds != nil {
+			in.JWTTTL, changed = time.Duration(req.GetJwtTtlSeconds())*time.Second, append(changed, "jwt_ttl")
+		}
+		if req.GetDnsNames() != nil {
+			in.DNSNames, changed = req.GetDnsNames().GetValues(), append(changed, "dns_names")
+			in.AllowDNSWildcards, in.AllowDNSIPAddresses = req.GetAllowDnsWildcards(), req.GetAllowDnsIpAddresses()
+		}
+		if req.GetSelectors() != nil {
+			in.Selectors, changed = req.GetSelectors().GetValues(), append(changed, "selectors")
+		}
+		if len(changed) == 0 {
+			return status.Error(codes.InvalidArgument, "nothing to change: give a TTL, DNS names or selectors")
+		}
+		v, err := registration.Validate(in, s.cfg.TrustDomain)
+		if err != nil {
+			return err
+		}
+		e := *old
+		e.Selectors, e.X509TTL, e.JWTTTL, e.DNSNames = v.Selectors, v.X509TTL, v.JWTTTL, v.DNSNames
+		if e.Revision, err = tx.NextRevision(); err != nil {
+			return err
+		}
+		if err := tx.UpdateEntry(&e); err != nil {
+			if isAlreadyExists(err) {
+				return status.Errorf(codes.AlreadyExists, "an entry for %s with parent %s and selectors %s already exists", e.SPIFFEID, e.ParentID, strings.Join(e.Selectors, ","))
+			}
+			return err
+		}
+		rec := entryRecord(audit.TypeEntryUpdated, adminActor(ctx), &e, "UpdateEntry")
+		rec.Details[audit.DetailChanged] = strings.Join(changed, ",")
+		updated = &e
+		return recordAudit(tx, rec, s.cfg.Clock.Now())
+	})
+	if err != nil {
+		return nil, toStatus(ctx, s.log, "updating entry", err)
+	}
+	s.log.InfoContext(ctx, "entry updated", logEntryID, updated.ID, logSPIFFEID, updated.SPIFFEID, logRevision, updated.Revision)
+	return &adminv1.UpdateEntryResponse{Entry: adminEntryProto(updated)}, nil
+}
+
+// ListNodes implements adminv1.AdminServiceServer: the live nodes, and
+// with include_evicted the evicted ones too (evicted_at set).
+func (s *AdminService) ListNodes(ctx context.Context, req *adminv1.ListNodesRequest) (*adminv1.ListNodesResponse, error) {
+	var nodes, evicted []*store.Node
+	err := s.cfg.Store.View(ctx, func(tx store.Tx) (err error) {
+		if nodes, err = tx.ListNodes(); err != nil || !req.GetIncludeEvicted() {
+			return err
+		}
+		evicted, err = tx.ListEvictedNodes()
 		return err
 	})
 	if err != nil {
 		return nil, toStatus(ctx, s.log, "listing nodes", err)
 	}
 	out := &adminv1.ListNodesResponse{}
-	for _, n := range nodes {
+	for _, n := range append(nodes, evicted...) {
 		id, _ := spiffeid.FromString(n.SPIFFEID)
-		out.Nodes = append(out.Nodes, &adminv1.Node{
+		pn := &adminv1.Node{
 			SpiffeId:              n.SPIFFEID,
 			Attestor:              n.Attestor,
 			Serial:                n.Serial,
 			AttestedAt:            n.AttestedAt.Unix(),
 			ExpiresAt:             n.ExpiresAt.Unix(),
-			Connected:             s.cfg.Connections.Connected(id),
 			AppliedBundleRevision: n.AppliedBundleRevision,
-		})
+		}
+		if n.EvictedAt.IsZero() {
+			pn.Connected = s.cfg.Connections.Connected(id)
+		} else {
+			pn.EvictedAt = n.EvictedAt.Unix()
+		}
+		out.Nodes = append(out.Nodes, pn)
 	}
+	slices.SortFunc(out.Nodes, func(a, b *adminv1.Node) int { return strings.Compare(a.SpiffeId, b.SpiffeId) })
 	return out, nil
 }
 
-// EvictNode implements adminv1.AdminServiceServer.
+// EvictNode implements adminv1.AdminServiceServer. The node's record
+// moves to an eviction record, so its SVIDs are refused as evicted (not
+// unknown) until it attests again with a new token.
 func (s *AdminService) EvictNode(ctx context.Context, req *adminv1.EvictNodeRequest) (*adminv1.EvictNodeResponse, error) {
+	now := s.cfg.Clock.Now()
 	err := s.cfg.Store.Update(ctx, func(tx store.Tx) error {
-		if err := tx.DeleteNode(req.GetSpiffeId()); err != nil {
+		n, err := tx.EvictNode(req.GetSpiffeId(), now)
+		if err != nil {
 			return err
 		}
 		// Wake the node's sync stream so it ends now.
@@ -372,15 +566,15 @@ func (s *AdminService) EvictNode(ctx context.Context, req *adminv1.EvictNodeRequ
 			return err
 		}
 		return recordAudit(tx, audit.Record{Type: audit.TypeNodeEvicted, Outcome: audit.OutcomeSuccess, Actor: adminActor(ctx), Subject: req.GetSpiffeId(),
-			Details: map[string]string{audit.DetailMethod: "EvictNode"}}, s.cfg.Clock.Now())
+			Details: map[string]string{audit.DetailMethod: "EvictNode", audit.DetailIncarnation: n.Incarnation}}, now)
 	})
 	if isNotFound(err) {
-		return nil, status.Errorf(codes.NotFound, "node %q not found", req.GetSpiffeId())
+		return nil, status.Errorf(codes.NotFound, "node %q not found (see signet node list)", req.GetSpiffeId())
 	}
 	if err != nil {
 		return nil, toStatus(ctx, s.log, "evicting node", err)
 	}
-	s.log.InfoContext(ctx, "node evicted", logSPIFFEID, req.GetSpiffeId())
+	s.log.InfoContext(ctx, "node evicted", logSPIFFEID, req.GetSpiffeId(), logActor, adminActor(ctx))
 	return &adminv1.EvictNodeResponse{}, nil
 }
 

@@ -78,6 +78,11 @@ func entryRecord(typ, actor string, e *store.Entry, method string) audit.Record 
 // or, with follow, the records as they are written.
 func (s *AdminService) ExportAudit(req *adminv1.ExportAuditRequest, stream adminv1.AdminService_ExportAuditServer) error {
 	ctx := stream.Context()
+	for _, t := range req.GetTypes() {
+		if !audit.IsType(t) {
+			return status.Errorf(codes.InvalidArgument, "unknown record type %q; the types are %s", t, strings.Join(audit.Types(), ", "))
+		}
+	}
 	f := audit.Filter{Types: req.GetTypes(), SPIFFEID: req.GetSpiffeId()}
 	if req.GetSince() != 0 {
 		f.Since = time.Unix(0, req.GetSince())
@@ -139,6 +144,16 @@ func (l *lineSender) Write(p []byte) (int, error) {
 func (s *AdminService) PruneAudit(ctx context.Context, req *adminv1.PruneAuditRequest) (*adminv1.PruneAuditResponse, error) {
 	if req.GetBefore() == 0 {
 		return nil, status.Error(codes.InvalidArgument, "before is required")
+	}
+	if req.GetDryRun() {
+		n, err := audit.PrunePreview(ctx, s.cfg.Store, time.Unix(0, req.GetBefore()))
+		if errors.Is(err, audit.ErrNotExported) {
+			return nil, status.Errorf(codes.FailedPrecondition, "nothing to prune: only records covered by a complete export (signet audit export, no filters) older than --before can be removed")
+		}
+		if err != nil {
+			return nil, toStatus(ctx, s.log, "previewing audit prune", err)
+		}
+		return &adminv1.PruneAuditResponse{Removed: int64(n), DryRun: true}, nil
 	}
 	res, err := audit.Prune(ctx, s.cfg.Store, time.Unix(0, req.GetBefore()), adminActor(ctx), s.cfg.Clock.Now())
 	if errors.Is(err, audit.ErrNotExported) {

@@ -16,10 +16,39 @@
 // # Caller identity
 //
 // Agents are identified only by the node SVID they present in the TLS
-// handshake, verified against the current bundle, and only while their node
-// record exists: evicting a node (deleting its record) cuts it off at once,
-// even though its certificate has not expired. Admins are identified by the
-// kernel's peer credentials on the admin socket.
+// handshake, verified against the current bundle, and only while it speaks
+// for the node's current incarnation: each attestation gives the node a
+// new incarnation ID that every node SVID of that attestation carries
+// (ca.X509SVIDParams.NodeIncarnation), renewals included, so a connection
+// opened before a renewal keeps working. Evicting a node (its record moves
+// to an eviction record) or attesting its name again with a forced token
+// cuts the old SVIDs off at once, with no grace window. A refused node
+// gets nodeapi.RejectNode with the reason (evicted, superseded, unknown),
+// which the agent reads with nodeapi.NodeRejection. Admins are identified
+// by the kernel's peer credentials on the admin socket.
+//
+// # Node lifecycle
+//
+// CreateJoinToken refuses the name of a node that is attested and not
+// evicted (FailedPrecondition naming the node, `signet node evict` and
+// --force); a forced token records the node it replaces, and AttestNode
+// refuses any other token for a live name. Used tokens are kept (marked
+// used) until they expire, so a second attempt is told so. Every failed
+// attestation is logged and audited with the caller's address and the
+// node name the token was for. ListJoinTokens never shows secrets (only
+// their hashes are stored); RevokeJoinToken deletes unused tokens.
+//
+// # Limits and errors
+//
+// Input limits are checked before anything is signed or stored, each with
+// an InvalidArgument that names the limit: SPIFFE IDs (2048 bytes) and
+// trust domains (255) as the SPIFFE standard has them, selectors and DNS
+// names per entry (package registration), JWT-SVID audiences
+// (nodeapi.MaxJWTAudiences, the agent's Workload API uses the same), and
+// DNS names that are wildcards or IP addresses unless the request allows
+// them. A store error a caller can act on keeps its cause: a record too
+// large (InvalidArgument), a full disk (ResourceExhausted), a concurrent
+// change (Aborted), a broken audit chain (DataLoss naming the seq).
 //
 // # mTLS policies and readiness for STRICT
 //

@@ -53,6 +53,9 @@ const (
 	AttestExpiredToken = "expired_token"
 	// AttestInvalid: no token or a bad CSR.
 	AttestInvalid = "invalid"
+	// AttestRefused: the token's node name belongs to a live node and the
+	// token was not created to replace it.
+	AttestRefused = "refused"
 	AttestError   = "error"
 )
 

@@ -53,6 +53,9 @@ func (s *AdminService) SetMTLSPolicy(ctx context.Context, req *adminv1.SetMTLSPo
 	}
 	now := s.cfg.Clock.Now()
 	traffic := s.cfg.Connections.traffic.snapshot(now)
+	if req.GetPreview() {
+		return s.previewMTLSPolicy(ctx, p, traffic)
+	}
 	var (
 		refusing []string
 		refused  error
@@ -96,6 +99,76 @@ func (s *AdminService) SetMTLSPolicy(ctx context.Context, req *adminv1.SetMTLSPo
 	s.log.InfoContext(ctx, "mtls policy set", logPolicyID, p.ID, logScope, policyFromStore(p).Scope(), logPort, p.Port,
 		logMode, p.Mode, logDryRun, p.DryRun, logForcedOver, refusing, logActor, adminActor(ctx))
 	return &adminv1.SetMTLSPolicyResponse{Policy: adminPolicyProto(p), PlaintextWorkloads: refusing}, nil
+}
+
+// previewMTLSPolicy answers SetMTLSPolicy with preview: it installs
+// nothing (so it writes no audit record) and lists every workload whose
+// effective mode would change on some port, with its counts over the
+// window as the new policy set would have treated them: on the ports that
+// would enforce STRICT, the plaintext connections seen count as refused.
+func (s *AdminService) previewMTLSPolicy(ctx context.Context, p *store.MTLSPolicy, traffic map[trafficKey]trafficCounts) (*adminv1.SetMTLSPolicyResponse, error) {
+	var (
+		stored  []*store.MTLSPolicy
+		entries []*store.Entry
+	)
+	err := s.cfg.Store.View(ctx, func(tx store.Tx) (err error) {
+		if stored, err = tx.ListMTLSPolicies(); err != nil {
+			return err
+		}
+		entries, err = tx.ListEntries(store.EntryFilter{})
+		return err
+	})
+	if err != nil {
+		return nil, toStatus(ctx, s.log, "previewing mtls policy", err)
+	}
+	before := policiesFromStore(stored)
+	after := append(slices.DeleteFunc(slices.Clone(before), func(q mtlspolicy.Policy) bool { return q.ID == p.ID }), policyFromStore(p))
+
+	ports := map[string][]uint32{} // workload -> ports with counts
+	for _, e := range entries {
+		if _, ok := ports[e.SPIFFEID]; !ok {
+			ports[e.SPIFFEID] = nil
+		}
+	}
+	for k := range traffic {
+		ports[k.spiffeID] = append(ports[k.spiffeID], k.port)
+	}
+	out := &adminv1.SetMTLSPolicyResponse{Policy: adminPolicyProto(p), Preview: true}
+	for id, counted := range ports {
+		changes := false
+		mode, dryRun, _ := mtlspolicy.Effective(after, id, 0)
+		w := &adminv1.WorkloadMTLSStatus{SpiffeId: id, Mode: modeProto(mode), DryRun: dryRun}
+		for _, port := range statusPorts(append(slices.Clone(before), after...), id, append(counted, 0)) {
+			bm, bd, be := mtlspolicy.Effective(before, id, port)
+			am, ad, ae := mtlspolicy.Effective(after, id, port)
+			changes = changes || bm != am || bd != ad || be != ae
+			c := traffic[trafficKey{spiffeID: id, port: port}]
+			ps := &adminv1.PortMTLSStatus{Port: port, Mode: modeProto(am), DryRun: ad, Exempt: ae, MtlsConnections: c.mtls, PlaintextConnections: c.plaintext}
+			if enforcesStrict(after, id, port) {
+				ps.RefusedConnections = c.plaintext
+			}
+			if port != 0 || c.mtls+c.plaintext+c.refused > 0 {
+				w.Ports = append(w.Ports, ps)
+			}
+			w.MtlsConnections += c.mtls
+			w.PlaintextConnections += c.plaintext
+			w.RefusedConnections += ps.RefusedConnections
+			if ps.RefusedConnections > 0 {
+				w.PlaintextSources = mergeSources(w.PlaintextSources, c.sources)
+			}
+		}
+		if !changes {
+			continue
+		}
+		w.Ready = w.RefusedConnections == 0
+		out.WouldRefuse = append(out.WouldRefuse, w)
+		if w.RefusedConnections > 0 {
+			out.PlaintextWorkloads = append(out.PlaintextWorkloads, id)
+		}
+	}
+	slices.SortFunc(out.WouldRefuse, func(a, b *adminv1.WorkloadMTLSStatus) int { return strings.Compare(a.SpiffeId, b.SpiffeId) })
+	slices.Sort(out.PlaintextWorkloads)
+	return out, nil
 }
 
 // policyRecord is the audit record of a change to p.

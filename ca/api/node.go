@@ -2,9 +2,11 @@ package api
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -42,9 +44,6 @@ const (
 	DefaultNodeBurst = 100
 	// NodeSVIDTTL is the lifetime of node SVIDs (DESIGN.md).
 	NodeSVIDTTL = time.Hour
-	// attestGrace tolerates the backdated NotBefore of a node SVID minted
-	// at attestation when checking it is not older than the attestation.
-	attestGrace = time.Minute
 	// AttestorJoinToken names the join-token node attestor.
 	AttestorJoinToken = "join_token"
 )
@@ -110,71 +109,108 @@ func HashJoinToken(token string) string {
 
 // AttestNode implements nodev1.NodeServiceServer. The token is read
 // first, the node SVID signed outside any transaction, and one short
-// transaction then takes the token (it must still be there: two agents
-// racing with one token get one node), records the node, the SVID and the
-// audit record, and reads the bundle to return.
+// transaction then takes the token (it must still be unused: two agents
+// racing with one token get one node), records the node under a new
+// incarnation, its SVID and the audit record, and reads the bundle to
+// return. A token for the name of a live node is refused unless it was
+// created with force; with force, the new incarnation supersedes the old
+// node at once (its SVIDs carry the old incarnation).
+//
+// Every failure is logged and audited with the caller's address and, when
+// the token is known, the node it was for.
 func (s *NodeService) AttestNode(ctx context.Context, req *nodev1.AttestNodeRequest) (*nodev1.AttestNodeResponse, error) {
+	now := s.cfg.Clock.Now()
+	a := &attempt{peer: peerAddress(ctx), now: now}
 	if req.GetJoinToken() == "" {
-		s.attested(AttestInvalid)
-		return nil, status.Error(codes.InvalidArgument, "join token is required")
-	}
-	csr, err := ca.ParseCSR(req.GetCsr())
-	if err != nil {
-		s.attested(AttestInvalid)
-		return nil, status.Errorf(codes.InvalidArgument, "invalid CSR: %v", err)
+		return nil, s.attestFailed(ctx, a, AttestInvalid, "no join token", status.Error(codes.InvalidArgument, "join token is required"))
 	}
 	hash := HashJoinToken(req.GetJoinToken())
-	now := s.cfg.Clock.Now()
-	var tok *store.JoinToken
-	err = s.cfg.Store.View(ctx, func(tx store.Tx) (err error) {
-		tok, err = tx.GetJoinToken(hash)
+	err := s.cfg.Store.View(ctx, func(tx store.Tx) (err error) {
+		a.tok, err = tx.GetJoinToken(hash)
 		return err
 	})
 	switch {
 	case isNotFound(err):
-		return nil, s.unknownToken(ctx, now)
+		return nil, s.attestFailed(ctx, a, AttestUnknownToken, "unknown join token", status.Error(codes.PermissionDenied, "join token is unknown or was already used"))
 	case err != nil:
 		s.attested(AttestError)
 		return nil, toStatus(ctx, s.log, "attesting node", err)
-	case !now.Before(tok.ExpiresAt):
-		return nil, s.expiredToken(ctx, hash, tok, now)
+	case !a.tok.UsedAt.IsZero():
+		return nil, s.attestFailed(ctx, a, AttestUnknownToken, "join token already used at "+audit.FormatTime(a.tok.UsedAt),
+			status.Error(codes.PermissionDenied, "join token is unknown or was already used"))
 	}
-	nodeID, err := spiffeid.FromString(tok.SPIFFEID)
+	csr, err := ca.ParseCSR(req.GetCsr())
+	if err != nil {
+		// The token stays usable: the agent's request was malformed.
+		return nil, s.attestFailed(ctx, a, AttestInvalid, "invalid CSR: "+err.Error(), status.Errorf(codes.InvalidArgument, "invalid CSR: %v", err))
+	}
+	if !now.Before(a.tok.ExpiresAt) {
+		// An expired token is consumed all the same: it can never be
+		// tried again.
+		a.consume = true
+		return nil, s.attestFailed(ctx, a, AttestExpiredToken, "join token expired (consumed)", status.Error(codes.PermissionDenied, "join token has expired"))
+	}
+	nodeID, err := spiffeid.FromString(a.tok.SPIFFEID)
 	if err != nil {
 		s.attested(AttestError)
 		return nil, toStatus(ctx, s.log, "attesting node", fmt.Errorf("stored token has a bad SPIFFE ID: %w", err))
 	}
+	if err := s.cfg.Store.View(ctx, func(tx store.Tx) error { return checkTakeover(tx, a.tok) }); err != nil {
+		return nil, s.refuseTakeover(ctx, a, err)
+	}
+	incarnation := newIncarnation()
 	start := time.Now()
-	svid, err := s.cfg.CA.SignX509SVID(ctx, ca.X509SVIDParams{SPIFFEID: nodeID, PublicKey: csr.PublicKey, TTL: NodeSVIDTTL})
+	svid, err := s.cfg.CA.SignX509SVID(ctx, ca.X509SVIDParams{SPIFFEID: nodeID, PublicKey: csr.PublicKey, TTL: NodeSVIDTTL, NodeIncarnation: incarnation})
 	s.signed(SVIDKindNode, start)
 	if err != nil {
 		s.attested(AttestError)
 		return nil, toStatus(ctx, s.log, "attesting node", fmt.Errorf("signing node SVID: %w", err))
 	}
 	leaf := svid.Chain[0]
-	var resp *nodev1.AttestNodeResponse
+	var (
+		resp     *nodev1.AttestNodeResponse
+		replaced *store.Node
+	)
 	err = s.cfg.Store.Update(ctx, func(tx store.Tx) error {
 		if _, err := tx.TakeJoinToken(hash, now); err != nil {
 			return err // another agent used it since it was read
 		}
+		if err := checkTakeover(tx, a.tok); err != nil {
+			return err
+		}
+		replaced = nil
+		if old, err := tx.GetNode(nodeID.String()); err == nil {
+			replaced = old
+		} else if !isNotFound(err) {
+			return err
+		}
 		if err := tx.PutNode(&store.Node{
-			SPIFFEID:   nodeID.String(),
-			Attestor:   AttestorJoinToken,
-			Serial:     serialHex(leaf),
-			AttestedAt: now,
-			ExpiresAt:  leaf.NotAfter,
+			SPIFFEID:    nodeID.String(),
+			Attestor:    AttestorJoinToken,
+			Serial:      serialHex(leaf),
+			AttestedAt:  now,
+			ExpiresAt:   leaf.NotAfter,
+			Incarnation: incarnation,
 		}); err != nil {
 			return err
 		}
 		if err := tx.PutSVID(svidRecord(leaf, svid.AuthorityID, nodeID.String(), "")); err != nil {
 			return err
 		}
+		// Wake every entry stream: one of a superseded incarnation ends.
+		if _, err := tx.NextRevision(); err != nil {
+			return err
+		}
 		// One record for the one change: the token spent, the node
 		// attested, and its SVID's issuance details.
 		r := issuedRecord(nodeID.String(), leaf, svid.AuthorityID, "", req.GetCsr())
 		r.Type = audit.TypeNodeAttested
-		r.Details[audit.DetailAttestor] = AttestorJoinToken
-		r.Details[audit.DetailTokenID] = tok.ID
+		a.details(r.Details)
+		r.Details[audit.DetailIncarnation] = incarnation
+		if replaced != nil {
+			r.Details[audit.DetailReplaces] = replaced.SPIFFEID
+			r.Details[audit.DetailReplacedIncarnation] = replaced.Incarnation
+		}
 		if err := recordAudit(tx, r, now); err != nil {
 			return err
 		}
@@ -185,51 +221,134 @@ func (s *NodeService) AttestNode(ctx context.Context, req *nodev1.AttestNodeRequ
 		resp = &nodev1.AttestNodeResponse{Svid: svidProto(nodeID, svid.Chain), Bundle: bundleProto(b)}
 		return nil
 	})
+	var live *liveNodeError
 	switch {
 	case isNotFound(err):
-		return nil, s.unknownToken(ctx, now)
+		return nil, s.attestFailed(ctx, a, AttestUnknownToken, "join token used by another attestation at the same time",
+			status.Error(codes.PermissionDenied, "join token is unknown or was already used"))
+	case errors.As(err, &live):
+		return nil, s.refuseTakeover(ctx, a, err)
 	case err != nil:
 		s.attested(AttestError)
 		return nil, toStatus(ctx, s.log, "attesting node", err)
 	}
 	s.attested(AttestSuccess)
 	s.issued(SVIDKindNode, OutcomeSuccess)
-	s.log.InfoContext(ctx, "node attested", logSPIFFEID, nodeID.String(), logSerial, serialHex(leaf), logNotAfter, leaf.NotAfter)
+	if replaced != nil {
+		s.log.WarnContext(ctx, "node superseded by a forced join token", logSPIFFEID, nodeID.String(), logIncarnation, replaced.Incarnation, logPeer, a.peer)
+	}
+	s.log.InfoContext(ctx, "node attested", logSPIFFEID, nodeID.String(), logSerial, serialHex(leaf), logNotAfter, leaf.NotAfter, logIncarnation, incarnation, logPeer, a.peer)
 	return resp, nil
 }
 
-// unknownToken records an attestation with a token that is unknown or
-// was already used, and returns the caller's error.
-func (s *NodeService) unknownToken(ctx context.Context, now time.Time) error {
-	s.attested(AttestUnknownToken)
-	s.log.WarnContext(ctx, "node attestation failed", logReason, "unknown or used join token")
-	// Nothing changed, but a failed attempt is recorded too.
-	if err := s.cfg.Store.Update(ctx, func(tx store.Tx) error {
-		return recordAudit(tx, audit.Record{Type: audit.TypeNodeAttested, Outcome: audit.OutcomeFailure,
-			Details: map[string]string{audit.DetailAttestor: AttestorJoinToken, audit.DetailReason: "unknown or already used join token"}}, now)
-	}); err != nil {
-		return toStatus(ctx, s.log, "recording failed attestation", err)
-	}
-	return status.Error(codes.PermissionDenied, "join token is unknown or was already used")
+// attempt is one AttestNode call, as its failure is logged and audited.
+type attempt struct {
+	peer string
+	now  time.Time
+	// tok is the token presented, once known.
+	tok *store.JoinToken
+	// consume: the failure spends the token (it expired, or it may not
+	// take over a live node).
+	consume bool
 }
 
-// expiredToken consumes an expired token (it can never be tried again)
-// and records the failed attempt.
-func (s *NodeService) expiredToken(ctx context.Context, hash string, tok *store.JoinToken, now time.Time) error {
+// details adds what is known of the attempt to an audit record's details.
+func (a *attempt) details(d map[string]string) {
+	d[audit.DetailAttestor] = AttestorJoinToken
+	if a.peer != "" {
+		d[audit.DetailPeerAddress] = a.peer
+	}
+	if a.tok != nil {
+		d[audit.DetailTokenID] = a.tok.ID
+		d[audit.DetailNodeName] = nodeName(a.tok.SPIFFEID)
+	}
+}
+
+// attestFailed counts, logs and audits a failed attestation (consuming
+// the token if a.consume), and returns the caller's error st.
+func (s *NodeService) attestFailed(ctx context.Context, a *attempt, result, reason string, st error) error {
+	s.attested(result)
+	attrs := []any{logReason, reason, logPeer, a.peer}
+	r := audit.Record{Type: audit.TypeNodeAttested, Outcome: audit.OutcomeFailure, Details: map[string]string{audit.DetailReason: reason}}
+	a.details(r.Details)
+	if a.tok != nil {
+		r.Subject = a.tok.SPIFFEID
+		attrs = append(attrs, logSPIFFEID, a.tok.SPIFFEID, logTokenID, a.tok.ID)
+	}
+	s.log.WarnContext(ctx, "node attestation failed", attrs...)
 	err := s.cfg.Store.Update(ctx, func(tx store.Tx) error {
-		if _, err := tx.TakeJoinToken(hash, now); err != nil && !isNotFound(err) {
-			return err
+		if a.consume && a.tok != nil {
+			if _, err := tx.TakeJoinToken(a.tok.Hash, a.now); err != nil && !isNotFound(err) {
+				return err
+			}
 		}
-		return recordAudit(tx, audit.Record{Type: audit.TypeNodeAttested, Outcome: audit.OutcomeFailure, Subject: tok.SPIFFEID,
-			Details: map[string]string{audit.DetailAttestor: AttestorJoinToken, audit.DetailTokenID: tok.ID, audit.DetailReason: "join token expired (consumed)"}}, now)
+		return recordAudit(tx, r, a.now)
 	})
 	if err != nil {
-		s.attested(AttestError)
 		return toStatus(ctx, s.log, "recording failed attestation", err)
 	}
-	s.attested(AttestExpiredToken)
-	s.log.WarnContext(ctx, "node attestation failed", logReason, "expired join token")
-	return status.Error(codes.PermissionDenied, "join token has expired")
+	return st
+}
+
+// liveNodeError: a token that was not created with force names a node
+// that is attested and not evicted.
+type liveNodeError struct {
+	node *store.Node
+}
+
+func (e *liveNodeError) Error() string {
+	return fmt.Sprintf("node %s is attested (since %s) and this join token was not created to replace it: evict the node (signet node evict %s) or create a token with --force",
+		e.node.SPIFFEID, e.node.AttestedAt.UTC().Format(time.RFC3339), e.node.SPIFFEID)
+}
+
+// checkTakeover refuses (liveNodeError) a token for the name of a live
+// node unless the token was created with force.
+func checkTakeover(tx store.Tx, tok *store.JoinToken) error {
+	if tok.Replaces != "" {
+		return nil
+	}
+	node, err := tx.GetNode(tok.SPIFFEID)
+	switch {
+	case isNotFound(err):
+		return nil
+	case err != nil:
+		return err
+	}
+	return &liveNodeError{node: node}
+}
+
+// refuseTakeover answers a token that may not take over a live node: the
+// token is spent (its name is taken), the attempt audited.
+func (s *NodeService) refuseTakeover(ctx context.Context, a *attempt, err error) error {
+	var live *liveNodeError
+	if !errors.As(err, &live) {
+		s.attested(AttestError)
+		return toStatus(ctx, s.log, "attesting node", err)
+	}
+	a.consume = true
+	return s.attestFailed(ctx, a, AttestRefused, "node name is taken by a live node", status.Error(codes.PermissionDenied, live.Error()))
+}
+
+// newIncarnation returns a random incarnation ID: 16 hex digits.
+func newIncarnation() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	return hex.EncodeToString(b[:])
+}
+
+// nodeName is the last path segment of a node's SPIFFE ID: the name a
+// join token was created for.
+func nodeName(spiffeID string) string {
+	return spiffeID[strings.LastIndexByte(spiffeID, '/')+1:]
+}
+
+// peerAddress is the caller's network address, for logs and audit
+// records; empty when unknown.
+func peerAddress(ctx context.Context) string {
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		return p.Addr.String()
+	}
+	return ""
 }
 
 // RenewNodeSVID implements nodev1.NodeServiceServer. The node is
@@ -258,7 +377,7 @@ func (s *NodeService) RenewNodeSVID(ctx context.Context, req *nodev1.RenewNodeSV
 		return nil, err
 	}
 	start := time.Now()
-	svid, err := s.cfg.CA.SignX509SVID(ctx, ca.X509SVIDParams{SPIFFEID: nodeID, PublicKey: csr.PublicKey, TTL: NodeSVIDTTL})
+	svid, err := s.cfg.CA.SignX509SVID(ctx, ca.X509SVIDParams{SPIFFEID: nodeID, PublicKey: csr.PublicKey, TTL: NodeSVIDTTL, NodeIncarnation: ca.NodeIncarnation(leaf)})
 	s.signed(SVIDKindNode, start)
 	if err != nil {
 		err = toStatus(ctx, s.log, "renewing node SVID", fmt.Errorf("signing node SVID: %w", err))
@@ -487,8 +606,9 @@ func (s *NodeService) MintJWTSVID(ctx context.Context, req *nodev1.MintJWTSVIDRe
 	if err != nil {
 		return nil, err
 	}
-	if len(req.GetAudience()) == 0 {
-		return nil, status.Error(codes.InvalidArgument, "audience is required")
+	if err := nodeapi.CheckJWTAudience(req.GetAudience()); err != nil {
+		s.issued(SVIDKindJWT, OutcomeInvalid)
+		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	if err := s.allow(nodeID); err != nil {
 		return nil, err
@@ -594,18 +714,32 @@ func (s *NodeService) callerNode(ctx context.Context) (spiffeid.ID, *x509.Certif
 	return id, leaf, nil
 }
 
-// authorizeNode checks the node still exists and leaf was issued to this
-// incarnation of it (not before an eviction and re-attestation).
+// authorizeNode checks that leaf, the node SVID a call presents, still
+// speaks for node id: the node exists, and leaf belongs to its current
+// incarnation (the attestation every SVID it renewed since carries, so a
+// connection made with an SVID from before a renewal still works, and one
+// from before a forced takeover or an eviction does not). A node refused
+// for good gets nodeapi.RejectNode with the reason: evicted, superseded,
+// or unknown.
 func (s *NodeService) authorizeNode(tx store.Tx, id spiffeid.ID, leaf *x509.Certificate) (*store.Node, error) {
 	node, err := tx.GetNode(id.String())
 	if isNotFound(err) {
-		return nil, nodeapi.RejectNode(nodeapi.ReasonUnknown, fmt.Sprintf("node %s is unknown or was evicted", id))
+		ev, err := tx.GetEvictedNode(id.String())
+		switch {
+		case err == nil:
+			return nil, nodeapi.RejectNode(nodeapi.ReasonEvicted, fmt.Sprintf("node %s was evicted at %s: attest again with a new join token (signet token create --node-name %s)",
+				id, ev.EvictedAt.UTC().Format(time.RFC3339), nodeName(id.String())))
+		case !isNotFound(err):
+			return nil, err
+		}
+		return nil, nodeapi.RejectNode(nodeapi.ReasonUnknown, fmt.Sprintf("node %s is unknown to this CA: attest with a join token", id))
 	}
 	if err != nil {
 		return nil, err
 	}
-	if leaf.NotBefore.Before(node.AttestedAt.Add(-attestGrace)) {
-		return nil, nodeapi.RejectNode(nodeapi.ReasonSuperseded, fmt.Sprintf("node SVID of %s predates its latest attestation", id))
+	if got := ca.NodeIncarnation(leaf); got != node.Incarnation {
+		return nil, nodeapi.RejectNode(nodeapi.ReasonSuperseded, fmt.Sprintf("this node SVID of %s is from an earlier attestation; the node attested again at %s: attest with a new join token",
+			id, node.AttestedAt.UTC().Format(time.RFC3339)))
 	}
 	return node, nil
 }

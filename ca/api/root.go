@@ -129,6 +129,7 @@ func authorityProto(a *rotation.AuthorityStatus, agents map[string]int64) *admin
 		UnexpiredSvids: a.UnexpiredSVIDs,
 		ExpiringSoon:   a.ExpiringSoon,
 		CrossSignedBy:  a.CrossSignedBy,
+		ServerName:     a.ServerName,
 	}
 	if a.Kind != store.KindJWT {
 		out.Certificate = a.CertDER

@@ -48,8 +48,13 @@
 //
 // Export signs a checkpoint and streams the records up to it, with that
 // checkpoint last; Follow streams new records as they commit; Verify
-// checks an export offline and VerifyStore the live log; Prune removes
-// exported records. They all read the store in chunks of a thousand
+// checks an export offline and VerifyStore the live log; VerifyTail the
+// live log from its newest checkpoint (LastCheckpoint) to its head, which
+// the server runs on every start; Prune removes exported records, and
+// PrunePreview counts what it would remove. A record missing from the
+// live log is a *VerifyError of ErrMissing naming the missing seq, from
+// Export as from the verifiers. Types lists the record types, for filters
+// and help texts. They all read the store in chunks of a thousand
 // records, one short read transaction each, and hold no more than that in
 // memory.
 //

@@ -44,6 +44,10 @@ type VerifyError struct {
 	Line int
 	// Seq is the bad record's seq; 0 when the line did not parse.
 	Seq uint64
+	// Missing, for ErrMissing, is the first seq that is missing (Seq is
+	// then the record found after the gap, or the missing one itself when
+	// nothing follows); 0 when unknown.
+	Missing uint64
 	// Err is the kind of failure.
 	Err error
 	// Reason says what is wrong, in words.
@@ -66,6 +70,15 @@ func (e *VerifyError) Error() string {
 }
 
 func (e *VerifyError) Unwrap() error { return e.Err }
+
+// FirstBad is the first seq the error is about: the first missing record
+// for a gap, else the bad record.
+func (e *VerifyError) FirstBad() uint64 {
+	if e.Missing != 0 {
+		return e.Missing
+	}
+	return e.Seq
+}
 
 // wrapErr prefixes err with the package name; nil stays nil.
 func wrapErr(err error) error {

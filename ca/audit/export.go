@@ -390,7 +390,7 @@ func missingError(want, got uint64) error {
 	if got > want+1 {
 		what = fmt.Sprintf("records seq %d to %d are", want, got-1)
 	}
-	return &VerifyError{Seq: want, Err: ErrMissing, Reason: what + " missing from the log (deleted?)"}
+	return &VerifyError{Seq: want, Missing: want, Err: ErrMissing, Reason: what + " missing from the log (deleted?)"}
 }
 
 // Exported returns the seq up to which the log has been exported

@@ -236,6 +236,7 @@ func (v *verifier) add(r *Record, line int) *VerifyError {
 			missing = fmt.Sprintf("records seq %d to %d are", v.prev.Seq+1, r.Seq-1)
 		}
 		gap := fail(ErrMissing, "seq %d follows seq %d%s: %s missing (deleted or moved?)", r.Seq, v.prev.Seq, v.at(v.prevLine), missing)
+		gap.Missing = v.prev.Seq + 1
 		if v.live {
 			return gap
 		}

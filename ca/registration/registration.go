@@ -7,6 +7,7 @@ package registration
 import (
 	"errors"
 	"fmt"
+	"net"
 	"regexp"
 	"slices"
 	"strconv"
@@ -14,6 +15,8 @@ import (
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/signet-mesh/signet/internal/nodeapi"
 )
 
 // Limits on what an entry may ask for.
@@ -29,9 +32,15 @@ const (
 	DefaultJWTTTL = 5 * time.Minute
 	// MaxJWTTTL caps JWT-SVID lifetime for the same reason.
 	MaxJWTTTL = 24 * time.Hour
-	// MaxSelectors and MaxDNSNames bound an entry's size.
-	MaxSelectors = 32
-	MaxDNSNames  = 32
+	// MaxSelectors, MaxSelectorBytes and MaxDNSNames bound an entry's
+	// size: at the limits (with SPIFFE IDs at theirs) an entry is about
+	// 20 KiB stored, well inside store.MaxRecordBytes, and its audit
+	// record (which lists the selectors) inside the audit log's 16 KiB.
+	MaxSelectors     = 32
+	MaxSelectorBytes = 256
+	MaxDNSNames      = 32
+	// MaxDNSNameBytes is DNS's own limit on a name.
+	MaxDNSNameBytes = 253
 )
 
 // ReservedPath is the path prefix of signet's own identities (server and
@@ -70,10 +79,16 @@ func ParseID(field, s string, td spiffeid.TrustDomain) (spiffeid.ID, error) {
 	if s == "" {
 		return spiffeid.ID{}, invalid(field, s, "is required")
 	}
+	if len(s) > nodeapi.MaxSPIFFEIDBytes {
+		return spiffeid.ID{}, invalid(field, "", "is %d bytes, over the SPIFFE limit of %d", len(s), nodeapi.MaxSPIFFEIDBytes)
+	}
 	if !strings.HasPrefix(s, "spiffe://") {
 		return spiffeid.ID{}, invalid(field, s, "must start with spiffe://")
 	}
 	rest := strings.TrimPrefix(s, "spiffe://")
+	if tdLen := len(rest) - len(rest[strings.IndexByte(rest+"/", '/'):]); tdLen > nodeapi.MaxTrustDomainBytes {
+		return spiffeid.ID{}, invalid(field, "", "trust domain is %d bytes, over the SPIFFE limit of %d", tdLen, nodeapi.MaxTrustDomainBytes)
+	}
 	if strings.Contains(s, "%") {
 		return spiffeid.ID{}, invalid(field, s, "percent-encoding is not allowed in SPIFFE IDs")
 	}
@@ -195,6 +210,9 @@ func SelectorTypes() []string {
 // ParseSelector checks one "type:value" selector, for example
 // "unix:uid:1000".
 func ParseSelector(s string) error {
+	if len(s) > MaxSelectorBytes {
+		return invalid("selector", s[:32]+"...", "is %d bytes, over the limit of %d", len(s), MaxSelectorBytes)
+	}
 	i := strings.LastIndex(s, ":")
 	// The type itself holds a colon ("unix:uid"); split after the second.
 	if first := strings.IndexByte(s, ':'); first >= 0 {
@@ -238,6 +256,12 @@ type Entry struct {
 	X509TTL   time.Duration
 	JWTTTL    time.Duration
 	DNSNames  []string
+	// AllowDNSWildcards accepts a wildcard first label ("*.example.org");
+	// AllowDNSIPAddresses a DNS name that is an IP address. Both are
+	// refused by default: a wildcard SVID speaks for every host under the
+	// name, and an IP address is no host name.
+	AllowDNSWildcards   bool
+	AllowDNSIPAddresses bool
 }
 
 // Validate checks e and returns it normalized: TTLs defaulted, selectors
@@ -285,7 +309,7 @@ func Validate(e Entry, td spiffeid.TrustDomain) (Entry, error) {
 	names := make([]string, 0, len(e.DNSNames))
 	for _, n := range e.DNSNames {
 		n = strings.ToLower(n)
-		if err := checkDNSName(n); err != nil {
+		if err := checkDNSName(n, e.AllowDNSWildcards, e.AllowDNSIPAddresses); err != nil {
 			return e, invalid("dns_name", n, "%v", err)
 		}
 		names = append(names, n)
@@ -294,14 +318,20 @@ func Validate(e Entry, td spiffeid.TrustDomain) (Entry, error) {
 	return e, nil
 }
 
-func checkDNSName(n string) error {
-	if n == "" || len(n) > 253 {
-		return errors.New("must be 1-253 characters")
+func checkDNSName(n string, allowWildcard, allowIP bool) error {
+	if n == "" || len(n) > MaxDNSNameBytes {
+		return fmt.Errorf("must be 1-%d characters", MaxDNSNameBytes)
+	}
+	if net.ParseIP(n) != nil && !allowIP {
+		return errors.New("is an IP address, not a host name (allow it explicitly if you must)")
 	}
 	labels := strings.Split(n, ".")
 	for i, l := range labels {
 		if l == "*" && i != 0 {
 			return errors.New("a wildcard may only be the first label")
+		}
+		if l == "*" && !allowWildcard {
+			return errors.New("is a wildcard, which speaks for every host under it (allow wildcards explicitly if you must)")
 		}
 		if !dnsLabelRE.MatchString(l) {
 			return fmt.Errorf("label %q is not a valid DNS label", l)

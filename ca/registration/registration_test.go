@@ -1,6 +1,7 @@
 package registration
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -118,7 +119,20 @@ func TestValidate(t *testing.T) {
 		{name: "bad dns", mod: func(e *Entry) { e.DNSNames = []string{"a..b"} }, wantErr: "not a valid DNS label"},
 		{name: "wildcard not first", mod: func(e *Entry) { e.DNSNames = []string{"a.*.b"} }, wantErr: "wildcard"},
 		{name: "root path id", mod: func(e *Entry) { e.SPIFFEID = "spiffe://example.org" }, wantErr: "needs a path"},
-		{name: "dns ok", mod: func(e *Entry) { e.DNSNames = []string{"Web.Example.org", "*.svc"} }},
+		// Wildcards are refused unless allowed (issue 12; they were
+		// accepted before).
+		{name: "dns ok", mod: func(e *Entry) { e.DNSNames = []string{"Web.Example.org", "*.svc"}; e.AllowDNSWildcards = true }},
+		{name: "wildcard refused", mod: func(e *Entry) { e.DNSNames = []string{"*.svc"} }, wantErr: `dns_name "*.svc": is a wildcard`},
+		{name: "IP address refused", mod: func(e *Entry) { e.DNSNames = []string{"10.0.0.1"} }, wantErr: `dns_name "10.0.0.1": is an IP address`},
+		{name: "IPv6 address refused", mod: func(e *Entry) { e.DNSNames = []string{"::1"} }, wantErr: `dns_name "::1": is an IP address`},
+		{name: "IP address allowed", mod: func(e *Entry) { e.DNSNames = []string{"10.0.0.1"}; e.AllowDNSIPAddresses = true }},
+		{name: "SPIFFE ID over 2048 bytes", mod: func(e *Entry) { e.SPIFFEID = "spiffe://example.org/" + strings.Repeat("a", 2048) }, wantErr: "spiffe_id: is 2069 bytes, over the SPIFFE limit of 2048"},
+		{name: "SPIFFE ID at 2048 bytes", mod: func(e *Entry) { e.SPIFFEID = "spiffe://example.org/" + strings.Repeat("a", 2048-21) }},
+		{name: "trust domain over 255 bytes", mod: func(e *Entry) { e.SPIFFEID = "spiffe://" + strings.Repeat("a", 256) + "/web" }, wantErr: "trust domain is 256 bytes, over the SPIFFE limit of 255"},
+		{name: "selector over its limit", mod: func(e *Entry) { e.Selectors = []string{"unix:path:/" + strings.Repeat("p", MaxSelectorBytes)} }, wantErr: "is 267 bytes, over the limit of 256"},
+		{name: "too many selectors", mod: func(e *Entry) { e.Selectors = manySelectors(MaxSelectors + 1) }, wantErr: "at most 32 selectors are allowed, got 33"},
+		{name: "too many DNS names", mod: func(e *Entry) { e.DNSNames = manyNames(MaxDNSNames + 1) }, wantErr: "at most 32 DNS names are allowed, got 33"},
+		{name: "DNS name over 253 bytes", mod: func(e *Entry) { e.DNSNames = []string{strings.Repeat("a.", 127)} }, wantErr: "must be 1-253 characters"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			e := base
@@ -175,4 +189,20 @@ func FuzzParseSelector(f *testing.F) {
 			}
 		}
 	})
+}
+
+func manySelectors(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = "unix:uid:" + strconv.Itoa(i)
+	}
+	return out
+}
+
+func manyNames(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = "h" + strconv.Itoa(i) + ".example.org"
+	}
+	return out
 }

@@ -8,4 +8,11 @@ const (
 	logError       = "error"
 	logNodeAPI     = "node_api"
 	logTrustDomain = "trust_domain"
+	logSeq         = "seq"
+	logReason      = "reason"
+	logFromSeq     = "from_seq"
+	logToSeq       = "to_seq"
+	logRecords     = "records"
+	logTokens      = "join_tokens"
+	logNodes       = "evicted_nodes"
 )

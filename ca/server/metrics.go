@@ -52,6 +52,12 @@ const (
 	// MetricStoreGroupCommitCalls is how many Batch calls (recordings of
 	// issued SVIDs, mostly) each group commit carried.
 	MetricStoreGroupCommitCalls = "signet_store_group_commit_calls"
+	// MetricAuditChainOK is 1 when the audit chain verified at start (from
+	// its newest checkpoint to its head), 0 when a record is missing or
+	// altered (or the check failed); MetricAuditChainFirstBadSeq is then
+	// the first bad record's seq (0 when none is known).
+	MetricAuditChainOK          = "signet_audit_chain_ok"
+	MetricAuditChainFirstBadSeq = "signet_audit_chain_first_bad_seq"
 )
 
 // Histogram buckets, in seconds. Signing with a soft key takes well under a
@@ -77,6 +83,8 @@ type Metrics struct {
 	groupCommit  prometheus.Histogram
 	requests     *prometheus.CounterVec
 	state        *stateCollector
+	chainOK      prometheus.Gauge
+	chainBadSeq  prometheus.Gauge
 }
 
 // NewMetrics creates the CA's metrics and registers them with reg. It
@@ -111,6 +119,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Node API calls, by method and gRPC status code: shows how well agents batch.",
 		}, []string{"method", "code"}),
 		state: newStateCollector(),
+		chainOK: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: MetricAuditChainOK,
+			Help: "1 when the audit chain verified at start (newest checkpoint to head), 0 when a record is missing or altered.",
+		}),
+		chainBadSeq: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: MetricAuditChainFirstBadSeq,
+			Help: "Seq of the first missing or altered audit record found at start; 0 when none.",
+		}),
 	}
 	// Show the common series at zero from the first scrape, so rate()
 	// and alerts work before the first event.
@@ -119,10 +135,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			m.svidsIssued.WithLabelValues(kind, outcome)
 		}
 	}
-	for _, r := range []string{api.AttestSuccess, api.AttestUnknownToken, api.AttestExpiredToken, api.AttestInvalid, api.AttestError} {
+	for _, r := range []string{api.AttestSuccess, api.AttestUnknownToken, api.AttestExpiredToken, api.AttestInvalid, api.AttestRefused, api.AttestError} {
 		m.attestations.WithLabelValues(r)
 	}
-	reg.MustRegister(m.svidsIssued, m.mintDuration, m.attestations, m.storeCommit, m.groupCommit, m.requests, m.state)
+	reg.MustRegister(m.svidsIssued, m.mintDuration, m.attestations, m.storeCommit, m.groupCommit, m.requests, m.state, m.chainOK, m.chainBadSeq)
 	return m
 }
 
@@ -138,6 +154,19 @@ func (m *Metrics) nodeHooks() api.NodeMetrics {
 		},
 		NodeAttested: func(result string) { m.attestations.WithLabelValues(result).Inc() },
 	}
+}
+
+// setAuditChain records the start-time audit chain check.
+func (m *Metrics) setAuditChain(ok bool, badSeq uint64) {
+	if m == nil {
+		return
+	}
+	if ok {
+		m.chainOK.Set(1)
+	} else {
+		m.chainOK.Set(0)
+	}
+	m.chainBadSeq.Set(float64(badSeq))
 }
 
 // groupCommitHook returns the store's OnGroupCommit; nil for a nil m.

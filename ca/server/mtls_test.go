@@ -312,3 +312,69 @@ func TestMTLSPolicyAudit(t *testing.T) {
 		}
 	}
 }
+
+// TestMTLSPolicyPreview: a preview installs nothing and writes no audit
+// record; it lists, per workload whose mode would change, the counts over
+// the window as the new policy would have treated them.
+func TestMTLSPolicyPreview(t *testing.T) {
+	c := startCA(t, testOpts{})
+	n := c.attest(t, "preview")
+	const (
+		wlWeb = "spiffe://example.org/web"
+		wlAPI = "spiffe://example.org/api"
+		wlOff = "spiffe://example.org/other/off"
+	)
+	c.entry(t, wlWeb, n.id.String())
+	c.entry(t, wlAPI, n.id.String())
+	c.entry(t, wlOff, n.id.String())
+	ctx := context.Background()
+	if _, err := n.client.ReportStatus(ctx, &nodev1.ReportStatusRequest{Connections: []*nodev1.ConnectionCounts{
+		{SpiffeId: wlWeb, Port: 8443, Mtls: 5, Plaintext: 2, PlaintextSources: []string{"10.0.0.9"}},
+		{SpiffeId: wlAPI, Port: 8443, Mtls: 7},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	head := auditHead(t, c)
+	resp, err := c.admin.SetMTLSPolicy(ctx, &adminv1.SetMTLSPolicyRequest{Preview: true,
+		Policy: &adminv1.MTLSPolicy{Mode: strictMode, Prefix: "spiffe://example.org/"}})
+	// A prefix of the whole trust domain is refused as for a real change.
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("preview of an invalid policy: %v, want InvalidArgument", err)
+	}
+	resp, err = c.admin.SetMTLSPolicy(ctx, &adminv1.SetMTLSPolicyRequest{Preview: true, Policy: &adminv1.MTLSPolicy{Mode: strictMode}})
+	if err != nil {
+		t.Fatalf("preview: %v", err)
+	}
+	if !resp.Preview {
+		t.Error("response does not say it is a preview")
+	}
+	got := map[string]*adminv1.WorkloadMTLSStatus{}
+	for _, w := range resp.WouldRefuse {
+		got[w.SpiffeId] = w
+	}
+	if w := got[wlWeb]; w == nil || w.RefusedConnections != 2 || w.Ready || w.Mode != strictMode || strings.Join(w.PlaintextSources, ",") != "10.0.0.9" {
+		t.Errorf("web in the preview: %v, want 2 plaintext connections refused under STRICT, from 10.0.0.9", w)
+	}
+	if w := got[wlAPI]; w == nil || w.RefusedConnections != 0 || !w.Ready || w.MtlsConnections != 7 {
+		t.Errorf("api in the preview: %v, want its mode changing and nothing refused", w)
+	}
+	if strings.Join(resp.PlaintextWorkloads, ",") != wlWeb {
+		t.Errorf("plaintext workloads %v, want only web", resp.PlaintextWorkloads)
+	}
+	list, err := c.admin.ListMTLSPolicies(ctx, &adminv1.ListMTLSPoliciesRequest{})
+	if err != nil || len(list.Policies) != 0 {
+		t.Errorf("policies after a preview: %v, %v; want none installed", list, err)
+	}
+	if h := auditHead(t, c); h != head {
+		t.Errorf("a preview wrote %d audit records", h-head)
+	}
+
+	// A policy that changes nothing for a workload leaves it out.
+	if _, err := c.admin.SetMTLSPolicy(ctx, &adminv1.SetMTLSPolicyRequest{Policy: &adminv1.MTLSPolicy{Mode: strictMode, SpiffeId: wlAPI}}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err = c.admin.SetMTLSPolicy(ctx, &adminv1.SetMTLSPolicyRequest{Preview: true, Policy: &adminv1.MTLSPolicy{Mode: strictMode, Prefix: "spiffe://example.org/other/"}})
+	if err != nil || len(resp.WouldRefuse) != 1 || resp.WouldRefuse[0].SpiffeId != wlOff {
+		t.Errorf("preview of a prefix policy: %v, %v; want only %s", resp, err, wlOff)
+	}
+}

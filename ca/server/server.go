@@ -220,6 +220,7 @@ func newServer(ctx context.Context, cfg Config, hooks TestOptions) (*Server, err
 		return nil, err
 	}
 	cfg.Metrics.bind(s)
+	s.checkAuditChain(ctx)
 	return s, nil
 }
 
@@ -327,16 +328,23 @@ func (s *Server) pruneLoop(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C():
-			var n int
+			var n, toks, nodes int
 			err := s.store.Update(ctx, func(tx store.Tx) error {
+				before := s.cfg.Clock.Now().Add(-svidRetention)
 				var err error
-				n, err = tx.PruneSVIDs(s.cfg.Clock.Now().Add(-svidRetention))
+				if n, err = tx.PruneSVIDs(before); err != nil {
+					return err
+				}
+				if toks, err = tx.PruneJoinTokens(before); err != nil {
+					return err
+				}
+				nodes, err = tx.PruneEvictedNodes(before)
 				return err
 			})
 			if err != nil {
-				s.log.Error("pruning expired SVIDs", logError, err)
-			} else if n > 0 {
-				s.log.Info("pruned expired SVIDs", logCount, n)
+				s.log.Error("pruning expired SVIDs, join tokens and eviction records", logError, err)
+			} else if n+toks+nodes > 0 {
+				s.log.Info("pruned expired SVIDs, join tokens and eviction records", logCount, n, logTokens, toks, logNodes, nodes)
 			}
 		}
 	}

@@ -29,6 +29,42 @@ import (
 // CA refuses anything larger.
 const MaxMintBatch = 500
 
+// Limits both ends apply to what they send and accept, so that a request
+// the agent lets through is one the CA takes.
+const (
+	// MaxSPIFFEIDBytes and MaxTrustDomainBytes are the SPIFFE ID
+	// standard's limits (section 2.3: a SPIFFE ID is at most 2048 bytes,
+	// its trust domain at most 255).
+	MaxSPIFFEIDBytes    = 2048
+	MaxTrustDomainBytes = 255
+	// MaxJWTAudiences bounds the audiences of one JWT-SVID request, and
+	// MaxJWTAudienceBytes each audience: a token is a header value, and
+	// its issuance record (every audience) must fit the audit log's
+	// record limit.
+	MaxJWTAudiences     = 16
+	MaxJWTAudienceBytes = 512
+)
+
+// CheckJWTAudience checks the audiences of a JWT-SVID request against the
+// limits above; the error names the limit.
+func CheckJWTAudience(audience []string) error {
+	switch {
+	case len(audience) == 0:
+		return errors.New("audience is required")
+	case len(audience) > MaxJWTAudiences:
+		return fmt.Errorf("%d audiences exceed the limit of %d per JWT-SVID", len(audience), MaxJWTAudiences)
+	}
+	for i, a := range audience {
+		switch {
+		case a == "":
+			return fmt.Errorf("audience %d is empty", i+1)
+		case len(a) > MaxJWTAudienceBytes:
+			return fmt.Errorf("audience %d is %d bytes, over the limit of %d", i+1, len(a), MaxJWTAudienceBytes)
+		}
+	}
+	return nil
+}
+
 // ServerPath is the path of the CA server's own SPIFFE ID.
 const ServerPath = "/signet/server"
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"strings"
 	"testing"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -46,5 +47,39 @@ func TestServerIDAndSerial(t *testing.T) {
 	}
 	if got, want := FormatSerial(big.NewInt(255)), "000000000000000000000000000000ff"; got != want {
 		t.Errorf("FormatSerial = %q, want %q", got, want)
+	}
+}
+
+func TestCheckJWTAudience(t *testing.T) {
+	many := make([]string, MaxJWTAudiences+1)
+	for i := range many {
+		many[i] = "a"
+	}
+	tests := []struct {
+		name     string
+		audience []string
+		wantErr  string
+	}{
+		{"one", []string{"db"}, ""},
+		{"at the limits", append(make([]string, 0), many[:MaxJWTAudiences]...), ""},
+		{"longest audience", []string{strings.Repeat("x", MaxJWTAudienceBytes)}, ""},
+		{"none", nil, "audience is required"},
+		{"too many", many, "17 audiences exceed the limit of 16"},
+		{"too long", []string{"db", strings.Repeat("x", MaxJWTAudienceBytes+1)}, "audience 2 is 513 bytes, over the limit of 512"},
+		{"empty", []string{"db", ""}, "audience 2 is empty"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := CheckJWTAudience(tt.audience)
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("CheckJWTAudience: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("CheckJWTAudience = %v, want an error containing %q", err, tt.wantErr)
+			}
+		})
 	}
 }
