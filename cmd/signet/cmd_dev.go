@@ -86,7 +86,10 @@ func runDev(ctx context.Context, env *cliEnv, args []string) error {
 	// Register the dev agent and the caller's entry through the admin API
 	// in-process, as an operator would over the socket.
 	admin := srv.Admin()
-	tok, err := admin.CreateJoinToken(ctx, &adminv1.CreateJoinTokenRequest{NodeName: devNodeName})
+	// Force: on a second start the dev node is already attested (the
+	// agent reuses its stored identity and ignores the token), and the CA
+	// refuses a plain token for a live node's name.
+	tok, err := admin.CreateJoinToken(ctx, &adminv1.CreateJoinTokenRequest{NodeName: devNodeName, Force: true})
 	if err != nil {
 		return fmt.Errorf("creating dev join token: %w", err)
 	}
