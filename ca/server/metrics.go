@@ -27,7 +27,7 @@ const (
 	// SVID, by kind.
 	MetricMintDuration = "signet_svid_mint_duration_seconds"
 	// MetricNodeAttestations counts AttestNode calls by result (success,
-	// unknown_token, expired_token, invalid, error).
+	// unknown_token, expired_token, invalid, refused, error).
 	MetricNodeAttestations = "signet_node_attestations_total"
 	// MetricEntries is the number of registration entries.
 	MetricEntries = "signet_registration_entries"
@@ -102,7 +102,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"kind"}),
 		attestations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: MetricNodeAttestations,
-			Help: "Node attestations, by result (success, unknown_token, expired_token, invalid, error).",
+			Help: "Node attestations, by result (success, unknown_token, expired_token, invalid, refused, error).",
 		}, []string{"result"}),
 		storeCommit: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    MetricStoreCommitDuration,

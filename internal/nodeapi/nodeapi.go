@@ -1,6 +1,9 @@
 // Package nodeapi holds what both ends of the node API rely on: the CA's
 // handlers (ca/api) and the agent's client (agent/client). Keeping these
-// once, in a leaf that imports neither side, means the two cannot drift.
+// once, in a leaf that imports neither side, means the two cannot drift:
+// the mint batch limit, the server's SPIFFE ID, serial formatting, the
+// limits on SPIFFE IDs and JWT-SVID audiences (CheckJWTAudience), and the
+// reasons the CA refuses a node's identity for good.
 //
 // A node whose identity the CA refuses for good (evicted, superseded by a
 // newer attestation, unknown) gets PermissionDenied with a
