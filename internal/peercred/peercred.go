@@ -48,9 +48,21 @@ type AuthInfo struct {
 // AuthType implements credentials.AuthInfo.
 func (AuthInfo) AuthType() string { return "unix-peercred" }
 
+// unixConnOf returns the Unix connection conn is, or wraps (a connection
+// of LimitConns).
+func unixConnOf(conn net.Conn) (*net.UnixConn, bool) {
+	switch c := conn.(type) {
+	case *net.UnixConn:
+		return c, true
+	case interface{ unixConn() *net.UnixConn }:
+		return c.unixConn(), true
+	}
+	return nil, false
+}
+
 // Read returns the peer credentials of a Unix connection.
 func Read(conn net.Conn) (Creds, error) {
-	uc, ok := conn.(*net.UnixConn)
+	uc, ok := unixConnOf(conn)
 	if !ok {
 		return Creds{}, fmt.Errorf("%w: %T is not a Unix connection", ErrNoCredentials, conn)
 	}
@@ -103,15 +115,15 @@ func (transportCreds) ServerHandshake(conn net.Conn) (net.Conn, credentials.Auth
 		return nil, nil, err
 	}
 	// Take the pidfd now, while the peer is certainly connected; Read has
-	// checked that conn is a *net.UnixConn.
-	uc := conn.(*net.UnixConn)
+	// checked that conn is a Unix connection.
+	uc, _ := unixConnOf(conn)
 	c.PIDFD, err = openPIDFD(uc, c.PID)
 	if err != nil {
 		conn.Close()
 		return nil, nil, err
 	}
 	if c.PIDFD != nil {
-		conn = &pidfdConn{UnixConn: uc, pidfd: c.PIDFD}
+		conn = &pidfdConn{Conn: conn, uc: uc, pidfd: c.PIDFD}
 	}
 	return conn, AuthInfo{CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.PrivacyAndIntegrity}, Creds: c}, nil
 }
