@@ -150,15 +150,38 @@ func agentGoroutines() []string {
 	return out
 }
 
-// TestRunLeavesNoGoroutine: the agent's tasks all run, and every goroutine
-// they started has returned once Run has.
-func TestRunLeavesNoGoroutine(t *testing.T) {
+// TestRun: the agent's tasks all run; its socket is its own; and every
+// goroutine they started has returned once Run has.
+func TestRun(t *testing.T) {
 	s := testserver.Start(t)
 	tok := s.JoinToken(t, "node1")
 	s.Entry(t, tok.GetSpiffeId(), "spiffe://example.org/web", "unix:uid:1000")
 	a := startAgent(t, s, t.TempDir(), tok.GetToken())
+	sock := filepath.Join(t.TempDir(), "agent.sock")
+	ln, err := a.ListenSocket(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
 	waitFor(t, "the workload's SVID", func() bool { return serves(a.Agent, "unix:uid:1000", "spiffe://example.org/web") })
 	waitFor(t, "ready", func() bool { return a.Ready(context.Background()) == nil })
+
+	// A second agent on the same socket is refused, in one line.
+	other, _ := newAgent(t, s, t.TempDir(), "")
+	_, err = other.ListenSocket(sock)
+	if err == nil || strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), "is another agent running?") || !strings.Contains(err.Error(), sock) {
+		t.Fatalf("second ListenSocket on %s = %v, want a one-line refusal naming the socket", sock, err)
+	}
+	if err := a.Ready(context.Background()); err != nil {
+		t.Fatalf("the first agent is not ready after a second was refused: %v", err)
+	}
+	// Readiness checks the socket is still there.
+	if err := os.Remove(sock); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Ready(context.Background()); err == nil || !strings.Contains(err.Error(), "was removed") {
+		t.Errorf("Ready with the socket removed = %v, want a removed error", err)
+	}
 	if len(agentGoroutines()) == 0 {
 		t.Fatal("no agent goroutine while Run runs: the check below would prove nothing")
 	}

@@ -45,8 +45,12 @@ func (a *Agent) listenSocket(path string, perUID int) (net.Listener, error) {
 		return nil, fmt.Errorf("agent: socket directory: %w", err)
 	}
 	s, err := peercred.ListenOwned(path, 0o777)
-	if errors.Is(err, peercred.ErrInUse) {
-		return nil, fmt.Errorf("agent: %w; is another agent running? Stop it, or give this one another --socket", err)
+	if inUse := (*peercred.InUseError)(nil); errors.As(err, &inUse) {
+		who := "another process"
+		if inUse.PID != 0 {
+			who = fmt.Sprintf("another process (pid %d)", inUse.PID)
+		}
+		return nil, fmt.Errorf("agent: %s serves the socket %s: is another agent running? Stop it, or start this one with another --socket", who, path)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)

@@ -7,6 +7,17 @@
 // The CA's admin API checks the uid against its admin uids; the agent uses the
 // pid to attest workloads, and the pidfd taken at handshake (Creds.PIDFD) to
 // check that the pid still names the process that connected.
+//
+// It also makes the sockets themselves: Listen creates one with a given mode
+// before anyone can connect; ListenOwned does so only when no live process
+// serves the path (the agent's socket: a second agent is refused, a stale
+// file removed, and only the socket this process created is removed on
+// Close); and LimitConns bounds the connections one peer uid holds at once:
+//
+//	s, err := peercred.ListenOwned("/run/signet/agent.sock", 0o777)
+//	ln := peercred.LimitConns(s, 4096, nil)
+//	srv := grpc.NewServer(grpc.Creds(peercred.TransportCredentials()))
+//	go srv.Serve(ln) // s.Check() tells whether the path is still ours
 package peercred
 
 import (

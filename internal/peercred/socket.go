@@ -14,9 +14,20 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ErrInUse means another live process serves the socket path: it
+// InUseError means another live process serves the socket path: it
 // answered a connection.
-var ErrInUse = errors.New("peercred: socket in use")
+type InUseError struct {
+	Path string
+	// PID is the process that answered; 0 when it could not be told.
+	PID int32
+}
+
+func (e *InUseError) Error() string {
+	if e.PID == 0 {
+		return fmt.Sprintf("peercred: another process serves %s", e.Path)
+	}
+	return fmt.Sprintf("peercred: process %d serves %s", e.PID, e.Path)
+}
 
 // probeTimeout bounds the connection ListenOwned makes to tell a live
 // socket from a stale one.
@@ -37,7 +48,7 @@ type Socket struct {
 
 // ListenOwned creates a Unix socket at path with mode, like Listen, but
 // only when no live process serves path already: it dials path, and a
-// listener that answers means ErrInUse (the error names its pid). A socket
+// listener that answers means an *InUseError naming its pid. A socket
 // file nothing answers on (left by a process that died) is removed. Two
 // processes starting at once in the same directory take turns (a lock on
 // the directory), so only one of them gets the path.
@@ -87,15 +98,12 @@ func probe(path string) error {
 	case err == nil:
 		c, _ := Read(conn)
 		conn.Close()
-		if c.PID != 0 {
-			return fmt.Errorf("%w: process %d serves %s", ErrInUse, c.PID, path)
-		}
-		return fmt.Errorf("%w: another process serves %s", ErrInUse, path)
+		return &InUseError{Path: path, PID: c.PID}
 	case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, fs.ErrNotExist):
 		return nil // stale, or gone meanwhile
 	case errors.Is(err, syscall.EAGAIN):
 		// The listener's backlog is full: it is alive, and busy.
-		return fmt.Errorf("%w: a busy process serves %s", ErrInUse, path)
+		return &InUseError{Path: path}
 	default:
 		return fmt.Errorf("peercred: cannot tell whether a process serves %s: %w", path, err)
 	}
