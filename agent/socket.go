@@ -59,7 +59,7 @@ func (a *Agent) listenSocket(path string, perUID int) (net.Listener, error) {
 	refused := &refusedUIDs{}
 	return peercred.LimitConns(s, perUID, func(c peercred.Creds) {
 		if refused.first(c.UID) {
-			a.log.Warn("refusing connections: this user holds the most the agent socket allows", logkey.UID, c.UID, logkey.PID, c.PID, logkey.Socket, path, "max_conns_per_uid", perUID)
+			a.log.Warn("refusing connections: this user holds the most the agent socket allows", logkey.UID, c.UID, logkey.PID, c.PID, logkey.Socket, path, logkey.MaxConnsPerUID, perUID)
 		}
 	}), nil
 }

@@ -62,4 +62,6 @@ const (
 	// PID and UID are a caller's Unix peer credentials.
 	PID = "pid"
 	UID = "uid"
+	// MaxConnsPerUID is the socket's per-user connection limit.
+	MaxConnsPerUID = "max_conns_per_uid"
 )
