@@ -10,9 +10,9 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/signet-mesh/signet/internal/backoff"
+	agentv1 "github.com/signet-mesh/signet/proto/signet/agent/v1"
 	"github.com/signet-mesh/signet/sds/internal/sdstest"
 	"github.com/signet-mesh/signet/sds/proxy"
-	agentv1 "github.com/signet-mesh/signet/proto/signet/agent/v1"
 )
 
 // policyAgent is a hand-written agent ProxyService: WatchPolicy sends one
