@@ -10,6 +10,10 @@
 //
 // The Source is updated in place when the node SVID is renewed or the bundle
 // changes, and new handshakes pick it up without redialing.
+//
+// Every unary call is bounded by CallTimeout. Errors wrap the CA's gRPC
+// status, so status.Code reads through them, and a node the CA refuses for
+// good reads as nodeapi.NodeRejection(err) whatever the call.
 package client
 
 import (

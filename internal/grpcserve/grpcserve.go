@@ -1,5 +1,7 @@
 // Package grpcserve runs a gRPC server for as long as a context lives: the
-// CA's node and admin APIs and the agent's socket all serve this way.
+// CA's node and admin APIs and the agent's socket all serve this way. It
+// also holds the options of the agent's workload socket
+// (LocalSocketOptions), with the limits that close idle connections.
 package grpcserve
 
 import (
