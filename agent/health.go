@@ -45,7 +45,11 @@ func (a *Agent) ServeHealth(ctx context.Context, hs *health.Server) error {
 		hs.SetServingStatus("", st)
 		switch {
 		case err == nil && (first || last != nil):
-			a.log.Info("ready", logkey.Socket, a.socket.path())
+			if path := a.socket.path(); path != "" {
+				a.log.Info("ready", logkey.Socket, path)
+			} else {
+				a.log.Info("ready")
+			}
 		case err != nil && last == nil && !first:
 			a.log.Warn("not ready", logkey.Error, err)
 		}
