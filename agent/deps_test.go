@@ -16,9 +16,9 @@ func TestDependencies(t *testing.T) {
 	}
 	const module = "github.com/signet-mesh/signet/"
 	forbidden := map[string]string{
-		module + "ca":     "the agent and the CA meet only over the node API (proto/, internal/nodeapi)",
-		module + "cmd":    "cmd wires the agent, not the other way round",
-		module + "test":   "test helpers are for _test.go files",
+		module + "ca":      "the agent and the CA meet only over the node API (proto/, internal/nodeapi)",
+		module + "cmd":     "cmd wires the agent, not the other way round",
+		module + "test":    "test helpers are for _test.go files",
 		"go.etcd.io/bbolt": "only ca/store opens the database",
 	}
 	out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", module+"agent/...").CombinedOutput()
