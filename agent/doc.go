@@ -1,21 +1,53 @@
-// Package agent is the node agent: it attests the node to the CA with a
-// join token (once; the node SVID is kept under the data dir), follows the
-// CA's entry-sync stream, mints an SVID for every entry of the node with a
-// key made here (in batched calls), rotates each at half its life with
-// jitter, and feeds the cache that the Workload API and SDS serve from.
+// Package agent is the node agent: it gives the node an identity with the
+// CA, follows the CA's entries for the node, keeps an SVID minted and
+// rotated for each with a key made here, and feeds the cache that the
+// Workload API and SDS serve from.
 //
 //	a, err := agent.New(agent.Config{ServerAddress: addr, TrustDomain: td, TrustBundle: roots,
 //		JoinToken: tok, DataDir: dir, KeyPassphrase: pass})
-//	go a.Run(ctx)
-//	// serve a.Cache() over the Workload API and SDS
+//	ln, err := a.ListenSocket("/run/signet/agent.sock")
+//	go agent.ServeSocket(ctx, ln, workloadAPI.Register, sds.Register)
+//	err = a.Run(ctx)
+//
+// # One job per package
+//
+// An Agent is a set of tasks, like SPIRE's manager: Run is an errgroup of
+// their Run(ctx) methods, and no goroutine outlives it. Each task owns its
+// state; they meet in the cache (agent/cache) and over one connection to
+// the CA (agent/client), and each declares the few calls it needs of the
+// others as a small interface:
+//
+//   - agent/nodesvid: the node identity: load the stored node SVID or
+//     attest with a join token, renew it, keep it under the data dir, and
+//     give it up when the CA refuses it for good;
+//   - agent/sync: the CA's entry sync stream into the cache (entries,
+//     bundle, mTLS policies, rotate generation);
+//   - agent/mint: the mint queue (batched calls, retries with backoff), and
+//     JWT-SVIDs on demand;
+//   - agent/rotate: when each SVID is renewed (workload and node), with the
+//     clock and the source of jitter injected;
+//   - agent/report: what the agent tells the CA (applied bundle revision,
+//     the proxies' connection counts);
+//   - agent/policy: the mTLS policy set, for the proxies.
+//
+// The servers on the agent socket are their own packages: agent/workloadapi
+// (the SPIFFE Workload API), agent/proxyapi (for `signet proxy`) and
+// sds/server (Envoy SDS), all attesting callers with agent/attestor.
+//
+// # Failure
 //
 // When the CA is unreachable, every call backs off exponentially with full
-// jitter (internal/backoff) and the cache keeps serving the SVIDs it holds
-// until they expire.
+// jitter (internal/backoff, drawing from Config.Rand) and the cache keeps
+// serving the SVIDs it holds until they expire. When the CA refuses the
+// node's identity for good (evicted, superseded, unknown), the agent says
+// so in one ERROR line with what to do, stops talking to the CA, keeps
+// serving what it holds until it expires, and Ready reports not ready (see
+// agent/nodesvid).
 //
-// The agent also keeps the mTLS policy set that comes with the entry sync
-// (MTLSPolicies, served to proxies by agent/proxyapi), and sums the inbound
-// connection counts its proxies report (AddConnections), which it forwards
-// to the CA in ReportStatus every ConnectionReportInterval when there are
-// any (see policy.go).
+// # The socket
+//
+// ListenSocket refuses a socket path another live agent serves, removes a
+// stale one, limits connections per local user (MaxConnsPerUID), and on
+// shutdown removes the path only if it is still its own; Ready checks it
+// is.
 package agent

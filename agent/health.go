@@ -3,47 +3,30 @@ package agent
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/signet-mesh/signet/agent/internal/logkey"
 )
 
 // healthEvery is how often ServeHealth re-evaluates Ready.
 const healthEvery = time.Second
 
 // Ready reports whether the agent can serve workloads: it holds a node SVID
-// that has not expired and a trust bundle from the CA. It returns nil when
-// ready, and an error saying what is missing otherwise. It is cheap and
-// safe for concurrent use.
+// that the CA has not refused and that has not expired, a trust bundle from
+// the CA, and its socket (once ListenSocket made it) is still in place. It
+// returns nil when ready, and an error saying what is missing otherwise.
+// It is cheap and safe for concurrent use.
 func (a *Agent) Ready(context.Context) error {
-	notAfter := a.nodeLeafNotAfter()
-	switch now := a.cfg.Clock.Now(); {
-	case notAfter.IsZero():
-		return errors.New("no node identity yet: attesting to the CA")
-	case !now.Before(notAfter):
-		return fmt.Errorf("node SVID expired at %s", notAfter.UTC().Format(time.RFC3339))
-	case !a.cache.Ready():
+	if err := a.node.Ready(); err != nil {
+		return err
+	}
+	if !a.cache.Ready() {
 		return errors.New("no trust bundle from the CA yet")
 	}
-	return nil
-}
-
-// nodeLeafNotAfter is the node SVID's expiry, zero before the agent has
-// one.
-func (a *Agent) nodeLeafNotAfter() time.Time {
-	a.mu.Lock()
-	src := a.src
-	a.mu.Unlock()
-	if src == nil {
-		return time.Time{}
-	}
-	svid, err := src.GetX509SVID()
-	if err != nil || svid == nil || len(svid.Certificates) == 0 {
-		return time.Time{}
-	}
-	return svid.Certificates[0].NotAfter
+	return a.socket.check()
 }
 
 // ServeHealth keeps hs, the gRPC health service registered on the agent
@@ -62,9 +45,13 @@ func (a *Agent) ServeHealth(ctx context.Context, hs *health.Server) error {
 		hs.SetServingStatus("", st)
 		switch {
 		case err == nil && (first || last != nil):
-			a.log.Info("ready")
+			if path := a.socket.path(); path != "" {
+				a.log.Info("ready", logkey.Socket, path)
+			} else {
+				a.log.Info("ready")
+			}
 		case err != nil && last == nil && !first:
-			a.log.Warn("not ready", "error", err)
+			a.log.Warn("not ready", logkey.Error, err)
 		}
 		last = err
 		select {

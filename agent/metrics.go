@@ -264,7 +264,7 @@ func (c *agentCollector) Collect(ch chan<- prometheus.Metric) {
 	if n > 0 {
 		ch <- prometheus.MustNewConstMetric(c.svidTTL, prometheus.GaugeValue, earliest.Sub(now).Seconds())
 	}
-	if leaf := a.nodeLeafNotAfter(); !leaf.IsZero() {
-		ch <- prometheus.MustNewConstMetric(c.nodeTTL, prometheus.GaugeValue, leaf.Sub(now).Seconds())
+	if node := a.node.SVID(); node != nil {
+		ch <- prometheus.MustNewConstMetric(c.nodeTTL, prometheus.GaugeValue, node.Certificates[0].NotAfter.Sub(now).Seconds())
 	}
 }

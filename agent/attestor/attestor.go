@@ -17,6 +17,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/signet-mesh/signet/agent/internal/logkey"
 	"github.com/signet-mesh/signet/internal/peercred"
 )
 
@@ -34,12 +35,6 @@ const (
 // distinct executables at most; the bound only matters against a workload
 // that keeps producing new binaries, and then the cache simply starts over.
 const maxHashCacheEntries = 4096
-
-// Log attribute keys.
-const (
-	logKeyPID   = "pid"
-	logKeyError = "error"
-)
 
 // Config configures an Attestor.
 type Config struct {
@@ -66,7 +61,7 @@ func New(cfg Config) *Attestor {
 		cfg.ProcRoot = "/proc"
 	}
 	return &Attestor{
-		log:      cfg.Logger.With("component", "attestor"),
+		log:      cfg.Logger.With(logkey.Component, "attestor"),
 		procRoot: cfg.ProcRoot,
 		hashes:   hashCache{sums: make(map[fileKey]string), inflight: make(map[fileKey]*hashCall)},
 	}
@@ -152,7 +147,7 @@ func (a *Attestor) exeSelectors(ctx context.Context, procDir string) ([]string, 
 func (a *Attestor) exeError(procDir, what string, err error) ([]string, error) {
 	switch {
 	case errors.Is(err, fs.ErrPermission):
-		a.log.Debug("leaving out path and sha256 selectors", logKeyPID, filepath.Base(procDir), logKeyError, err)
+		a.log.Debug("leaving out path and sha256 selectors", logkey.PID, filepath.Base(procDir), logkey.Error, err)
 		return nil, nil
 	case errors.Is(err, fs.ErrNotExist):
 		return nil, ErrProcessGone

@@ -14,14 +14,9 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
 	"github.com/signet-mesh/signet/agent/attestor"
+	"github.com/signet-mesh/signet/agent/internal/logkey"
 	"github.com/signet-mesh/signet/agent/rotate"
 	"github.com/signet-mesh/signet/internal/clock"
-)
-
-// Log attribute keys.
-const (
-	logKeyEntryID  = "entry_id"
-	logKeySPIFFEID = "spiffe_id"
 )
 
 // Entry is a registration entry the agent is authorized to mint SVIDs for.
@@ -156,7 +151,7 @@ func New(cfg Config) *Cache {
 	return &Cache{
 		td:                cfg.TrustDomain,
 		clock:             clock.OrReal(cfg.Clock),
-		log:               cfg.Logger.With("component", "cache"),
+		log:               cfg.Logger.With(logkey.Component, "cache"),
 		records:           make(map[string]*record),
 		recordsBySelector: make(map[string]map[*record]struct{}),
 		groups:            make(map[string]*group),
@@ -184,11 +179,11 @@ func (c *Cache) ApplyEntries(full bool, upserted []Entry, deletedIDs []string) (
 
 	for _, e := range upserted {
 		if e.ID == "" {
-			c.log.Warn("skipping entry without an id", logKeySPIFFEID, e.SPIFFEID.String())
+			c.log.Warn("skipping entry without an id", logkey.SPIFFEID, e.SPIFFEID.String())
 			continue
 		}
 		if e.SPIFFEID.TrustDomain() != c.td {
-			c.log.Warn("skipping entry of another trust domain", logKeyEntryID, e.ID, logKeySPIFFEID, e.SPIFFEID.String())
+			c.log.Warn("skipping entry of another trust domain", logkey.EntryID, e.ID, logkey.SPIFFEID, e.SPIFFEID.String())
 			continue
 		}
 		e = canonical(e)
@@ -200,7 +195,7 @@ func (c *Cache) ApplyEntries(full bool, upserted []Entry, deletedIDs []string) (
 			c.indexRecord(rec)
 			c.attachRecord(rec)
 			changed = append(changed, cloneEntry(e))
-			c.log.Debug("entry added", logKeyEntryID, e.ID, logKeySPIFFEID, e.SPIFFEID.String())
+			c.log.Debug("entry added", logkey.EntryID, e.ID, logkey.SPIFFEID, e.SPIFFEID.String())
 			continue
 		}
 		old := rec.entry
@@ -233,7 +228,7 @@ func (c *Cache) ApplyEntries(full bool, upserted []Entry, deletedIDs []string) (
 		if old.SPIFFEID != e.SPIFFEID || old.X509TTL != e.X509TTL || !slices.Equal(old.DNSNames, e.DNSNames) {
 			changed = append(changed, cloneEntry(e))
 		}
-		c.log.Debug("entry changed", logKeyEntryID, e.ID, logKeySPIFFEID, e.SPIFFEID.String())
+		c.log.Debug("entry changed", logkey.EntryID, e.ID, logkey.SPIFFEID, e.SPIFFEID.String())
 	}
 
 	remove := func(id string) {
@@ -244,7 +239,7 @@ func (c *Cache) ApplyEntries(full bool, upserted []Entry, deletedIDs []string) (
 		c.detachRecord(rec, usable(rec.svid, now), wake)
 		c.unindexRecord(rec)
 		delete(c.records, id)
-		c.log.Debug("entry removed", logKeyEntryID, id)
+		c.log.Debug("entry removed", logkey.EntryID, id)
 	}
 	for _, id := range deletedIDs {
 		remove(id)

@@ -10,6 +10,10 @@
 //
 // The Source is updated in place when the node SVID is renewed or the bundle
 // changes, and new handshakes pick it up without redialing.
+//
+// Every unary call is bounded by CallTimeout. Errors wrap the CA's gRPC
+// status, so status.Code reads through them, and a node the CA refuses for
+// good reads as nodeapi.NodeRejection(err) whatever the call.
 package client
 
 import (
@@ -21,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -40,6 +45,17 @@ import (
 // MaxMintBatch is how many CSRs go in one MintX509SVIDs call; it is the
 // CA's limit.
 const MaxMintBatch = nodeapi.MaxMintBatch
+
+// CallTimeout bounds each unary call to the CA (Attest, RenewNodeSVID,
+// each MintX509SVIDs batch, MintJWTSVID, ReportStatus), so a CA that
+// accepted the connection but hangs cannot stall the agent's tasks; a
+// shorter deadline on the caller's context wins.
+const CallTimeout = 30 * time.Second
+
+// withCallTimeout bounds one unary call by CallTimeout.
+func withCallTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, CallTimeout)
+}
 
 // ServerID returns the CA's SPIFFE ID in td.
 func ServerID(td spiffeid.TrustDomain) spiffeid.ID { return nodeapi.ServerID(td) }
@@ -79,6 +95,8 @@ func Attest(ctx context.Context, p AttestParams) (*x509svid.SVID, *nodev1.Bundle
 	if err != nil {
 		return nil, nil, fmt.Errorf("client: creating CSR: %w", err)
 	}
+	ctx, cancel := withCallTimeout(ctx)
+	defer cancel()
 	resp, err := nodev1.NewNodeServiceClient(conn).AttestNode(ctx, &nodev1.AttestNodeRequest{JoinToken: p.JoinToken, Csr: csr})
 	if err != nil {
 		return nil, nil, fmt.Errorf("client: attesting: %w", err)
@@ -248,6 +266,8 @@ func (c *Client) RenewNodeSVID(ctx context.Context, key crypto.Signer) (*x509svi
 	if err != nil {
 		return nil, fmt.Errorf("client: creating CSR: %w", err)
 	}
+	ctx, cancel := withCallTimeout(ctx)
+	defer cancel()
 	resp, err := c.node.RenewNodeSVID(ctx, &nodev1.RenewNodeSVIDRequest{Csr: csr})
 	if err != nil {
 		return nil, fmt.Errorf("client: renewing node SVID: %w", err)
@@ -288,7 +308,7 @@ func (c *Client) MintX509SVIDs(ctx context.Context, reqs []MintRequest) ([]MintR
 			}
 			params[i] = &nodev1.MintX509SVIDParams{EntryId: r.EntryID, Csr: csr}
 		}
-		resp, err := c.node.MintX509SVIDs(ctx, &nodev1.MintX509SVIDsRequest{Params: params})
+		resp, err := c.mintBatch(ctx, params)
 		if err != nil {
 			return out, fmt.Errorf("client: minting SVIDs: %w", err)
 		}
@@ -308,8 +328,16 @@ func (c *Client) MintX509SVIDs(ctx context.Context, reqs []MintRequest) ([]MintR
 	return out, nil
 }
 
+func (c *Client) mintBatch(ctx context.Context, params []*nodev1.MintX509SVIDParams) (*nodev1.MintX509SVIDsResponse, error) {
+	ctx, cancel := withCallTimeout(ctx)
+	defer cancel()
+	return c.node.MintX509SVIDs(ctx, &nodev1.MintX509SVIDsRequest{Params: params})
+}
+
 // MintJWTSVID asks the CA for a JWT-SVID for entryID.
 func (c *Client) MintJWTSVID(ctx context.Context, entryID string, audience []string) (string, error) {
+	ctx, cancel := withCallTimeout(ctx)
+	defer cancel()
 	resp, err := c.node.MintJWTSVID(ctx, &nodev1.MintJWTSVIDRequest{EntryId: entryID, Audience: audience})
 	if err != nil {
 		return "", fmt.Errorf("client: minting JWT-SVID: %w", err)
@@ -319,6 +347,8 @@ func (c *Client) MintJWTSVID(ctx context.Context, entryID string, audience []str
 
 // ReportStatus tells the CA which bundle revision the agent serves.
 func (c *Client) ReportStatus(ctx context.Context, bundleRevision int64) error {
+	ctx, cancel := withCallTimeout(ctx)
+	defer cancel()
 	if _, err := c.node.ReportStatus(ctx, &nodev1.ReportStatusRequest{AppliedBundleRevision: bundleRevision}); err != nil {
 		return fmt.Errorf("client: reporting status: %w", err)
 	}

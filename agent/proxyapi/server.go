@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/signet-mesh/signet/agent/cache"
+	"github.com/signet-mesh/signet/agent/internal/logkey"
 	"github.com/signet-mesh/signet/internal/mtlspolicy"
 	"github.com/signet-mesh/signet/internal/peercred"
 	agentv1 "github.com/signet-mesh/signet/proto/signet/agent/v1"
@@ -69,7 +70,7 @@ func New(cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Server{cfg: cfg, log: cfg.Logger.With("component", "proxyapi")}
+	return &Server{cfg: cfg, log: cfg.Logger.With(logkey.Component, "proxyapi")}
 }
 
 // Register registers the service on g, which must be built with
@@ -82,7 +83,7 @@ func (s *Server) Register(g grpc.ServiceRegistrar) {
 // WatchPolicy implements agentv1.ProxyServiceServer.
 func (s *Server) WatchPolicy(req *agentv1.WatchPolicyRequest, stream grpc.ServerStreamingServer[agentv1.WatchPolicyResponse]) error {
 	ctx := stream.Context()
-	log := s.log.With("method", "WatchPolicy", "spiffe_id", req.GetSpiffeId())
+	log := s.log.With(logkey.Method, "WatchPolicy", logkey.SPIFFEID, req.GetSpiffeId())
 	if len(req.GetPorts()) > MaxPorts {
 		return status.Errorf(codes.InvalidArgument, "%d ports exceed the limit of %d", len(req.GetPorts()), MaxPorts)
 	}
@@ -140,7 +141,7 @@ func decide(policies []mtlspolicy.Policy, id string, ports []uint32) *agentv1.Wa
 
 // ReportConnections implements agentv1.ProxyServiceServer.
 func (s *Server) ReportConnections(ctx context.Context, req *agentv1.ReportConnectionsRequest) (*agentv1.ReportConnectionsResponse, error) {
-	log := s.log.With("method", "ReportConnections")
+	log := s.log.With(logkey.Method, "ReportConnections")
 	if len(req.GetConnections()) > MaxCounts {
 		return nil, status.Errorf(codes.InvalidArgument, "%d counts exceed the limit of %d", len(req.GetConnections()), MaxCounts)
 	}
@@ -156,7 +157,7 @@ func (s *Server) ReportConnections(ctx context.Context, req *agentv1.ReportConne
 	ids := s.ids(sels)
 	for _, c := range req.GetConnections() {
 		if !slices.Contains(ids, c.GetSpiffeId()) {
-			log.Warn("connection report refused", "spiffe_id", c.GetSpiffeId(), "reason", "caller is not entitled to the SPIFFE ID")
+			log.Warn("connection report refused", logkey.SPIFFEID, c.GetSpiffeId(), logkey.Reason, "caller is not entitled to the SPIFFE ID")
 			return nil, status.Errorf(codes.PermissionDenied, "caller is not entitled to report for %q", c.GetSpiffeId())
 		}
 	}
@@ -172,7 +173,7 @@ func (s *Server) attest(ctx context.Context, log *slog.Logger) ([]string, error)
 	}
 	creds, err := peercred.FromContext(ctx)
 	if err != nil {
-		log.Error("call without peer credentials: serve the proxy API with peercred.TransportCredentials", "error", err)
+		log.Error("call without peer credentials: serve the proxy API with peercred.TransportCredentials", logkey.Error, err)
 		return nil, status.Error(codes.PermissionDenied, "unable to identify caller")
 	}
 	sels, err := s.cfg.Attestor.Attest(ctx, creds)
@@ -180,7 +181,7 @@ func (s *Server) attest(ctx context.Context, log *slog.Logger) ([]string, error)
 		if ctx.Err() != nil {
 			return nil, status.FromContextError(ctx.Err()).Err()
 		}
-		log.Warn("proxy attestation failed", "pid", creds.PID, "uid", creds.UID, "error", err)
+		log.Warn("proxy attestation failed", logkey.PID, creds.PID, logkey.UID, creds.UID, logkey.Error, err)
 		return nil, status.Error(codes.PermissionDenied, "workload attestation failed")
 	}
 	return sels, nil
@@ -200,7 +201,7 @@ func (s *Server) entitled(log *slog.Logger, sels []string, id string) error {
 		return status.Error(codes.InvalidArgument, "spiffe_id: is required")
 	}
 	if !slices.Contains(s.ids(sels), id) {
-		log.Warn("policy watch refused", "reason", "caller is not entitled to the SPIFFE ID")
+		log.Warn("policy watch refused", logkey.Reason, "caller is not entitled to the SPIFFE ID")
 		return status.Errorf(codes.PermissionDenied, "caller is not entitled to %q", id)
 	}
 	return nil

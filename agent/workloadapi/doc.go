@@ -35,7 +35,10 @@
 //   - Hints are unique within a response: of several SVIDs with one hint,
 //     only the first is sent.
 //   - FetchJWTSVID mints one JWT-SVID per SPIFFE ID the caller holds (or
-//     for the requested one), through Config.JWTMinter.
+//     for the requested one), through Config.JWTMinter. A request with
+//     more audiences than nodeapi.MaxJWTAudiences, or one longer than
+//     nodeapi.MaxJWTAudienceBytes (or empty), gets InvalidArgument naming
+//     the limit before anything is sent to the CA.
 //   - ValidateJWTSVID needs no registration: any local process may ask
 //     whether a token is valid, as the validation reveals nothing secret.
 package workloadapi

@@ -20,8 +20,10 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/signet-mesh/signet/agent/cache"
+	"github.com/signet-mesh/signet/agent/internal/logkey"
 	"github.com/signet-mesh/signet/agent/rotate"
 	"github.com/signet-mesh/signet/internal/clock"
+	"github.com/signet-mesh/signet/internal/nodeapi"
 	"github.com/signet-mesh/signet/internal/peercred"
 )
 
@@ -81,7 +83,7 @@ func New(cfg Config) *Server {
 		attestor: cfg.Attestor,
 		minter:   cfg.JWTMinter,
 		clock:    clock.OrReal(cfg.Clock),
-		log:      cfg.Logger.With("component", "workloadapi"),
+		log:      cfg.Logger.With(logkey.Component, "workloadapi"),
 	}
 }
 
@@ -95,7 +97,7 @@ func (s *Server) Register(g grpc.ServiceRegistrar) {
 // FetchX509SVID streams the caller's X509-SVIDs and bundles.
 func (s *Server) FetchX509SVID(_ *workload.X509SVIDRequest, stream grpc.ServerStreamingServer[workload.X509SVIDResponse]) error {
 	ctx := stream.Context()
-	log := s.log.With(logKeyMethod, "FetchX509SVID")
+	log := s.log.With(logkey.Method, "FetchX509SVID")
 	if err := checkHeader(ctx); err != nil {
 		return err
 	}
@@ -106,7 +108,7 @@ func (s *Server) FetchX509SVID(_ *workload.X509SVIDRequest, stream grpc.ServerSt
 	return s.stream(ctx, log, sels, x509SVIDKey{}, func(u *cache.Update) (proto.Message, error) {
 		resp, err := s.x509SVIDResponse(u, log)
 		if err != nil {
-			log.Error("building X509-SVID response", logKeyError, err)
+			log.Error("building X509-SVID response", logkey.Error, err)
 			return nil, status.Error(codes.Internal, "unable to build X509-SVID response")
 		}
 		return resp, nil
@@ -116,7 +118,7 @@ func (s *Server) FetchX509SVID(_ *workload.X509SVIDRequest, stream grpc.ServerSt
 // FetchX509Bundles streams the X.509 bundles the caller should trust.
 func (s *Server) FetchX509Bundles(_ *workload.X509BundlesRequest, stream grpc.ServerStreamingServer[workload.X509BundlesResponse]) error {
 	ctx := stream.Context()
-	log := s.log.With(logKeyMethod, "FetchX509Bundles")
+	log := s.log.With(logkey.Method, "FetchX509Bundles")
 	if err := checkHeader(ctx); err != nil {
 		return err
 	}
@@ -133,7 +135,7 @@ func (s *Server) FetchX509Bundles(_ *workload.X509BundlesRequest, stream grpc.Se
 // should trust.
 func (s *Server) FetchJWTBundles(_ *workload.JWTBundlesRequest, stream grpc.ServerStreamingServer[workload.JWTBundlesResponse]) error {
 	ctx := stream.Context()
-	log := s.log.With(logKeyMethod, "FetchJWTBundles")
+	log := s.log.With(logkey.Method, "FetchJWTBundles")
 	if err := checkHeader(ctx); err != nil {
 		return err
 	}
@@ -144,7 +146,7 @@ func (s *Server) FetchJWTBundles(_ *workload.JWTBundlesRequest, stream grpc.Serv
 	return s.streamBundles(ctx, log, sels, jwtBundlesKey{}, func(u *cache.Update) (proto.Message, error) {
 		resp, err := jwtBundlesResponse(u)
 		if err != nil {
-			log.Error("building JWT bundles response", logKeyError, err)
+			log.Error("building JWT bundles response", logkey.Error, err)
 			return nil, status.Error(codes.Internal, "unable to build JWT bundles response")
 		}
 		return resp, nil
@@ -153,12 +155,12 @@ func (s *Server) FetchJWTBundles(_ *workload.JWTBundlesRequest, stream grpc.Serv
 
 // FetchJWTSVID mints JWT-SVIDs for the caller's identities.
 func (s *Server) FetchJWTSVID(ctx context.Context, req *workload.JWTSVIDRequest) (*workload.JWTSVIDResponse, error) {
-	log := s.log.With(logKeyMethod, "FetchJWTSVID")
+	log := s.log.With(logkey.Method, "FetchJWTSVID")
 	if err := checkHeader(ctx); err != nil {
 		return nil, err
 	}
-	if len(req.GetAudience()) == 0 {
-		return nil, status.Error(codes.InvalidArgument, "audience must be specified")
+	if err := checkAudience(req.GetAudience()); err != nil {
+		return nil, err
 	}
 	var want spiffeid.ID
 	if req.GetSpiffeId() != "" {
@@ -189,7 +191,7 @@ func (s *Server) FetchJWTSVID(ctx context.Context, req *workload.JWTSVIDRequest)
 	}
 	if len(todo) == 0 {
 		if !want.IsZero() {
-			log.Info("caller is not entitled to the requested SPIFFE ID", logKeySPIFFEID, want.String())
+			log.Info("caller is not entitled to the requested SPIFFE ID", logkey.SPIFFEID, want.String())
 			return nil, status.Errorf(codes.PermissionDenied, "not entitled to %s", want)
 		}
 		log.Info("caller has no registration entry")
@@ -203,7 +205,7 @@ func (s *Server) FetchJWTSVID(ctx context.Context, req *workload.JWTSVIDRequest)
 			if ctx.Err() != nil {
 				return nil, status.FromContextError(ctx.Err()).Err()
 			}
-			log.Error("minting JWT-SVID", logKeyEntryID, e.ID, logKeySPIFFEID, e.SPIFFEID.String(), logKeyError, err)
+			log.Error("minting JWT-SVID", logkey.EntryID, e.ID, logkey.SPIFFEID, e.SPIFFEID.String(), logkey.Error, err)
 			return nil, status.Error(codes.Unavailable, "unable to mint JWT-SVID")
 		}
 		// Never hand out a token for an identity the caller was not
@@ -213,7 +215,7 @@ func (s *Server) FetchJWTSVID(ctx context.Context, req *workload.JWTSVIDRequest)
 			if err == nil {
 				err = fmt.Errorf("token subject %s, want %s", svid.ID, e.SPIFFEID)
 			}
-			log.Error("minted JWT-SVID is wrong", logKeyEntryID, e.ID, logKeyError, err)
+			log.Error("minted JWT-SVID is wrong", logkey.EntryID, e.ID, logkey.Error, err)
 			return nil, status.Error(codes.Internal, "minted JWT-SVID is invalid")
 		}
 		resp.Svids = append(resp.Svids, &workload.JWTSVID{SpiffeId: e.SPIFFEID.String(), Svid: token, Hint: e.Hint})
@@ -224,7 +226,7 @@ func (s *Server) FetchJWTSVID(ctx context.Context, req *workload.JWTSVIDRequest)
 // ValidateJWTSVID checks a JWT-SVID against the trusted JWT bundles on the
 // caller's behalf. Any local process may ask.
 func (s *Server) ValidateJWTSVID(ctx context.Context, req *workload.ValidateJWTSVIDRequest) (*workload.ValidateJWTSVIDResponse, error) {
-	log := s.log.With(logKeyMethod, "ValidateJWTSVID")
+	log := s.log.With(logkey.Method, "ValidateJWTSVID")
 	if err := checkHeader(ctx); err != nil {
 		return nil, err
 	}
@@ -248,13 +250,23 @@ func (s *Server) ValidateJWTSVID(ctx context.Context, req *workload.ValidateJWTS
 	}
 	claims, err := structpb.NewStruct(svid.Claims)
 	if err != nil {
-		log.Error("converting JWT claims", logKeySPIFFEID, svid.ID.String(), logKeyError, err)
+		log.Error("converting JWT claims", logkey.SPIFFEID, svid.ID.String(), logkey.Error, err)
 		return nil, status.Error(codes.Internal, "unable to convert JWT claims")
 	}
 	return &workload.ValidateJWTSVIDResponse{SpiffeId: svid.ID.String(), Claims: claims}, nil
 }
 
 var errNotReady = status.Error(codes.Unavailable, "agent is not ready: no trust bundle yet")
+
+// checkAudience answers InvalidArgument, naming the limit, for an audience
+// list the CA would refuse: the limits are the node API's
+// (nodeapi.CheckJWTAudience), so nothing the agent passes is refused later.
+func checkAudience(aud []string) error {
+	if err := nodeapi.CheckJWTAudience(aud); err != nil {
+		return status.Error(codes.InvalidArgument, err.Error())
+	}
+	return nil
+}
 
 // checkHeader enforces the security header.
 func checkHeader(ctx context.Context) error {
@@ -274,16 +286,16 @@ func (s *Server) attest(ctx context.Context, log *slog.Logger) ([]string, *slog.
 	}
 	creds, err := peercred.FromContext(ctx)
 	if err != nil {
-		log.Error("call without peer credentials: serve the Workload API with peercred.TransportCredentials", logKeyError, err)
+		log.Error("call without peer credentials: serve the Workload API with peercred.TransportCredentials", logkey.Error, err)
 		return nil, log, status.Error(codes.PermissionDenied, "unable to identify caller")
 	}
-	log = log.With(logKeyPID, creds.PID, logKeyUID, creds.UID)
+	log = log.With(logkey.PID, creds.PID, logkey.UID, creds.UID)
 	sels, err := s.attestor.Attest(ctx, creds)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, log, status.FromContextError(ctx.Err()).Err()
 		}
-		log.Warn("workload attestation failed", logKeyError, err)
+		log.Warn("workload attestation failed", logkey.Error, err)
 		return nil, log, status.Error(codes.PermissionDenied, "workload attestation failed")
 	}
 	return sels, log, nil
@@ -380,7 +392,7 @@ func (s *Server) x509SVIDResponse(u *cache.Update, log *slog.Logger) (*workload.
 		}
 		if h := id.Entry.Hint; h != "" {
 			if hints[h] {
-				log.Debug("leaving out SVID with a hint already sent", logKeySPIFFEID, id.SVID.ID.String(), logKeyHint, h)
+				log.Debug("leaving out SVID with a hint already sent", logkey.SPIFFEID, id.SVID.ID.String(), logkey.Hint, h)
 				continue
 			}
 			hints[h] = true

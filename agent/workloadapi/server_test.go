@@ -6,6 +6,7 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/x509"
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/signet-mesh/signet/agent/cache"
 	"github.com/signet-mesh/signet/agent/workloadapi"
+	"github.com/signet-mesh/signet/internal/nodeapi"
 )
 
 func TestFetchX509SVID(t *testing.T) {
@@ -502,4 +504,51 @@ func TestStreamEnds(t *testing.T) {
 	}
 	cancel()
 	waitFor(t, "all streams to end", func() bool { return workloadapi.OpenStreams(e.srv) == 0 })
+}
+
+// TestJWTAudienceLimits: audiences past the documented limits are refused
+// with InvalidArgument naming the limit, before anything is asked of the
+// CA; requests at the limits go through.
+func TestJWTAudienceLimits(t *testing.T) {
+	many := func(n, size int) []string {
+		out := make([]string, n)
+		for i := range out {
+			out[i] = strings.Repeat("a", size-1) + string(rune('a'+i%26))
+		}
+		return out
+	}
+	tests := []struct {
+		name     string
+		audience []string
+		wantErr  string // "" for success
+	}{
+		{name: "at the limits", audience: many(nodeapi.MaxJWTAudiences, nodeapi.MaxJWTAudienceBytes)},
+		{name: "one audience too many", audience: many(nodeapi.MaxJWTAudiences+1, 8), wantErr: fmt.Sprintf("exceed the limit of %d per JWT-SVID", nodeapi.MaxJWTAudiences)},
+		{name: "thousands of audiences", audience: many(5000, 8), wantErr: "5000 audiences exceed the limit"},
+		{name: "audience one byte too long", audience: []string{"db", strings.Repeat("x", nodeapi.MaxJWTAudienceBytes+1)}, wantErr: fmt.Sprintf("audience 2 is %d bytes, over the limit of %d", nodeapi.MaxJWTAudienceBytes+1, nodeapi.MaxJWTAudienceBytes)},
+		{name: "empty audience", audience: []string{"db", ""}, wantErr: "audience 2 is empty"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, nil)
+			e.mint(t, e.register(t, "e1", "/web", "", self))
+			e.ready(t)
+			resp, err := e.raw(t).FetchJWTSVID(withHeader(testCtx(t)), &workload.JWTSVIDRequest{Audience: tt.audience})
+			e.minter.mu.Lock()
+			calls := len(e.minter.calls)
+			e.minter.mu.Unlock()
+			if tt.wantErr == "" {
+				if err != nil || len(resp.GetSvids()) != 1 || calls != 1 {
+					t.Fatalf("FetchJWTSVID at the limits = %v, %v (%d minter calls); want one token", resp, err, calls)
+				}
+				return
+			}
+			if status.Code(err) != codes.InvalidArgument || !strings.Contains(status.Convert(err).Message(), tt.wantErr) {
+				t.Fatalf("FetchJWTSVID = %v, want InvalidArgument containing %q", err, tt.wantErr)
+			}
+			if calls != 0 {
+				t.Errorf("%d minter calls for a refused request, want none", calls)
+			}
+		})
+	}
 }

@@ -21,7 +21,6 @@ import (
 	"github.com/signet-mesh/signet/agent/proxyapi"
 	"github.com/signet-mesh/signet/agent/workloadapi"
 	"github.com/signet-mesh/signet/ca/keys"
-	"github.com/signet-mesh/signet/internal/peercred"
 	sdsserver "github.com/signet-mesh/signet/sds/server"
 )
 
@@ -189,11 +188,11 @@ func runAgentProcess(ctx context.Context, cfg agent.Config, socket, metricsListe
 		return fmt.Errorf("socket directory: %w", err)
 	}
 	// Any local process may connect: attestation decides what it gets.
-	ln, err := peercred.Listen(socket, 0o777)
+	ln, err := a.ListenSocket(socket)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(socket)
+	defer ln.Close()
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		opts := []grpc.ServerOption{grpc.ChainStreamInterceptor(cfg.Metrics.StreamInterceptor())}

@@ -13,11 +13,22 @@
 //			return err // ctx done
 //		}
 //	}
+//
+// or, the same loop in one call:
+//
+//	err := backoff.Retry(ctx, clk, b, call, func(err error, d time.Duration) {
+//		log.Warn("call failed; retrying", "error", err, "retry_in", d)
+//	})
+//
+// The jitter comes from a Rand, the one source of randomness for spreading
+// retries and renewals: components take one in their Config (tests pass
+// NewRand with a fixed seed, so every delay is reproducible) and default to
+// SystemRand.
 package backoff
 
 import (
 	"context"
-	"math/rand/v2"
+	"errors"
 	"sync"
 	"time"
 
@@ -37,8 +48,8 @@ type Config struct {
 	Initial time.Duration
 	// Max caps the ceiling; delays never exceed it.
 	Max time.Duration
-	// Rand returns a float in [0,1); nil uses math/rand/v2. Tests seed it.
-	Rand func() float64
+	// Rand draws the jitter; nil uses SystemRand. Tests pass NewRand.
+	Rand Rand
 }
 
 // Backoff yields successive delays. It is safe for concurrent use.
@@ -59,13 +70,11 @@ func New(cfg Config) *Backoff {
 	if cfg.Max < cfg.Initial {
 		cfg.Max = cfg.Initial
 	}
-	if cfg.Rand == nil {
-		cfg.Rand = rand.Float64
-	}
+	cfg.Rand = OrSystem(cfg.Rand)
 	return &Backoff{cfg: cfg}
 }
 
-// Ceiling is the upper bound of the delay for attempt n (0-based):
+// ceiling is the upper bound of the delay for attempt n (0-based):
 // min(Max, Initial*2^n).
 func (b *Backoff) ceiling(n int) time.Duration {
 	c := b.cfg.Initial
@@ -118,7 +127,8 @@ func Sleep(ctx context.Context, clk clock.Clock, d time.Duration) error {
 
 // Retry calls fn until it returns nil, a permanent error (see Permanent), or
 // ctx ends, sleeping b.Next() between attempts. onRetry, if set, is told of
-// each failure and the delay before the next attempt.
+// each failure and the delay before the next attempt. It returns nil, the
+// error Permanent wrapped, or ctx.Err().
 func Retry(ctx context.Context, clk clock.Clock, b *Backoff, fn func(context.Context) error, onRetry func(err error, delay time.Duration)) error {
 	for {
 		err := fn(ctx)
@@ -126,7 +136,7 @@ func Retry(ctx context.Context, clk clock.Clock, b *Backoff, fn func(context.Con
 			b.Reset()
 			return nil
 		}
-		if p, ok := err.(permanent); ok {
+		if p := (*permanentError)(nil); errors.As(err, &p) {
 			return p.err
 		}
 		if ctx.Err() != nil {
@@ -142,10 +152,17 @@ func Retry(ctx context.Context, clk clock.Clock, b *Backoff, fn func(context.Con
 	}
 }
 
-type permanent struct{ err error }
+// permanentError marks an error that Retry must not retry.
+type permanentError struct{ err error }
 
-func (p permanent) Error() string { return p.err.Error() }
-func (p permanent) Unwrap() error { return p.err }
+func (p *permanentError) Error() string { return p.err.Error() }
+func (p *permanentError) Unwrap() error { return p.err }
 
-// Permanent wraps err so that Retry returns it at once instead of retrying.
-func Permanent(err error) error { return permanent{err} }
+// Permanent wraps err so that Retry returns it (unwrapped) at once instead
+// of retrying, even when fn wraps the result further. Permanent(nil) is nil.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &permanentError{err}
+}

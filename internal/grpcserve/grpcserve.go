@@ -1,5 +1,7 @@
 // Package grpcserve runs a gRPC server for as long as a context lives: the
-// CA's node and admin APIs and the agent's socket all serve this way.
+// CA's node and admin APIs and the agent's socket all serve this way. It
+// also holds the options of the agent's workload socket
+// (LocalSocketOptions), with the limits that close idle connections.
 package grpcserve
 
 import (
@@ -18,14 +20,33 @@ import (
 // forever, so after it the remaining connections are closed.
 const DrainTimeout = 2 * time.Second
 
+// Limits of the connections on the agent's workload socket, so that idle
+// connections do not hold the agent's file descriptors. Streams keep a
+// connection busy, so the proxies' and workloads' watches are never cut;
+// a client that only calls now and then reconnects on its next call.
+// (agent.MaxConnsPerUID bounds how many one local user holds at once.)
+const (
+	// MaxConnectionIdle closes a connection that has had no call open for
+	// this long.
+	MaxConnectionIdle = 5 * time.Minute
+	// HandshakeTimeout closes a connection that has not completed its
+	// HTTP/2 handshake in this long: a local client sends its preface at
+	// once.
+	HandshakeTimeout = 10 * time.Second
+)
+
 // LocalSocketOptions are the options of the agent's workload socket: a Unix
-// socket (from peercred.Listen) where every workload and proxy on the node
-// holds long-lived streams. The SDS tests serve with them too, so what they
-// measure per stream is what the agent spends.
-func LocalSocketOptions() []grpc.ServerOption {
+// socket (from agent.ListenSocket or peercred.Listen) where every workload
+// and proxy on the node holds long-lived streams. The SDS tests serve with
+// them too, so what they measure per stream is what the agent spends.
+func LocalSocketOptions() []grpc.ServerOption { return localSocketOptions(MaxConnectionIdle) }
+
+func localSocketOptions(idle time.Duration) []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.Creds(peercred.TransportCredentials()),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: idle}),
+		grpc.ConnectionTimeout(HandshakeTimeout),
 		// Workload requests are small; refuse anything large early.
 		grpc.MaxRecvMsgSize(1 << 20),
 		// Hundreds of proxies each hold a connection: pool write buffers

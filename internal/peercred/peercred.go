@@ -7,6 +7,17 @@
 // The CA's admin API checks the uid against its admin uids; the agent uses the
 // pid to attest workloads, and the pidfd taken at handshake (Creds.PIDFD) to
 // check that the pid still names the process that connected.
+//
+// It also makes the sockets themselves: Listen creates one with a given mode
+// before anyone can connect; ListenOwned does so only when no live process
+// serves the path (the agent's socket: a second agent is refused, a stale
+// file removed, and only the socket this process created is removed on
+// Close); and LimitConns bounds the connections one peer uid holds at once:
+//
+//	s, err := peercred.ListenOwned("/run/signet/agent.sock", 0o777)
+//	ln := peercred.LimitConns(s, 4096, nil)
+//	srv := grpc.NewServer(grpc.Creds(peercred.TransportCredentials()))
+//	go srv.Serve(ln) // s.Check() tells whether the path is still ours
 package peercred
 
 import (
@@ -48,9 +59,21 @@ type AuthInfo struct {
 // AuthType implements credentials.AuthInfo.
 func (AuthInfo) AuthType() string { return "unix-peercred" }
 
+// unixConnOf returns the Unix connection conn is, or wraps (a connection
+// of LimitConns).
+func unixConnOf(conn net.Conn) (*net.UnixConn, bool) {
+	switch c := conn.(type) {
+	case *net.UnixConn:
+		return c, true
+	case interface{ unixConn() *net.UnixConn }:
+		return c.unixConn(), true
+	}
+	return nil, false
+}
+
 // Read returns the peer credentials of a Unix connection.
 func Read(conn net.Conn) (Creds, error) {
-	uc, ok := conn.(*net.UnixConn)
+	uc, ok := unixConnOf(conn)
 	if !ok {
 		return Creds{}, fmt.Errorf("%w: %T is not a Unix connection", ErrNoCredentials, conn)
 	}
@@ -103,15 +126,15 @@ func (transportCreds) ServerHandshake(conn net.Conn) (net.Conn, credentials.Auth
 		return nil, nil, err
 	}
 	// Take the pidfd now, while the peer is certainly connected; Read has
-	// checked that conn is a *net.UnixConn.
-	uc := conn.(*net.UnixConn)
+	// checked that conn is a Unix connection.
+	uc, _ := unixConnOf(conn)
 	c.PIDFD, err = openPIDFD(uc, c.PID)
 	if err != nil {
 		conn.Close()
 		return nil, nil, err
 	}
 	if c.PIDFD != nil {
-		conn = &pidfdConn{UnixConn: uc, pidfd: c.PIDFD}
+		conn = &pidfdConn{Conn: conn, uc: uc, pidfd: c.PIDFD}
 	}
 	return conn, AuthInfo{CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.PrivacyAndIntegrity}, Creds: c}, nil
 }

@@ -116,14 +116,20 @@ func unsupported(err error) bool {
 
 // pidfdConn is a server connection that owns its peer's pidfd and closes it
 // with the connection, so no pidfd outlives the connection it describes.
-// Embedding *net.UnixConn keeps SyscallConn and the rest visible to gRPC.
+// It wraps the accepted connection (a *net.UnixConn, or one of
+// LimitConns, which must see its Close), and keeps SyscallConn visible to
+// gRPC.
 type pidfdConn struct {
-	*net.UnixConn
+	net.Conn
+	uc    *net.UnixConn
 	pidfd *PIDFD
 }
 
+// SyscallConn implements syscall.Conn.
+func (c *pidfdConn) SyscallConn() (syscall.RawConn, error) { return c.uc.SyscallConn() }
+
 func (c *pidfdConn) Close() error {
-	err := c.UnixConn.Close()
+	err := c.Conn.Close()
 	if perr := c.pidfd.Close(); err == nil {
 		err = perr
 	}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/signet-mesh/signet/internal/backoff"
 	"github.com/signet-mesh/signet/internal/clock"
+	"github.com/signet-mesh/signet/sds/internal/logkey"
 	"github.com/signet-mesh/signet/sds/server"
 )
 
@@ -61,6 +62,9 @@ type Client struct {
 	mu      sync.Mutex
 	secrets map[string]*entry
 	version string // version_info of the last accepted response
+	// reconnecting is set when a stream failed, until the agent answers
+	// again.
+	reconnecting bool
 }
 
 // entry is an accepted secret and the encoding it was parsed from, to tell
@@ -86,7 +90,7 @@ func New(cfg Config) *Client {
 		socketPath: cfg.SocketPath,
 		names:      names,
 		clock:      clock.OrReal(cfg.Clock),
-		log:        log.With("component", "sds-client", "socket", cfg.SocketPath),
+		log:        log.With(logkey.Component, "sds-client", logkey.Socket, cfg.SocketPath),
 		backoff:    backoff.New(cfg.Backoff),
 		updates:    make(chan struct{}, 1),
 		ready:      make(chan struct{}),
@@ -103,7 +107,10 @@ func (c *Client) Run(ctx context.Context) error {
 		return wrapErr(errors.New("Config.SocketPath is required"))
 	}
 	err := backoff.Retry(ctx, c.clock, c.backoff, c.follow, func(err error, delay time.Duration) {
-		c.log.Warn("sds stream ended, reconnecting", "error", err, "delay", delay)
+		c.mu.Lock()
+		c.reconnecting = true
+		c.mu.Unlock()
+		c.log.Warn("sds stream ended, reconnecting", logkey.Error, err, logkey.RetryIn, delay)
 	})
 	if ctx.Err() != nil {
 		return nil
@@ -152,12 +159,16 @@ func (c *Client) handle(resp *discoveryv3.DiscoveryResponse) *discoveryv3.Discov
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err != nil {
-		c.log.Warn("rejecting secrets", "version", resp.GetVersionInfo(), "kept_version", c.version, "error", err)
+		c.log.Warn("rejecting secrets", logkey.Version, resp.GetVersionInfo(), logkey.KeptVersion, c.version, logkey.Error, err)
 		reply.VersionInfo = c.version
 		reply.ErrorDetail = &statuspb.Status{Code: int32(codes.InvalidArgument), Message: err.Error()}
 		return reply
 	}
 	c.backoff.Reset() // the agent is healthy: the next failure starts over
+	if c.reconnecting {
+		c.reconnecting = false
+		c.log.Info("reconnected to the agent", logkey.Version, resp.GetVersionInfo())
+	}
 	changed := false
 	for name, e := range parsed {
 		if old, ok := c.secrets[name]; ok && bytes.Equal(old.raw, e.raw) {
@@ -169,7 +180,7 @@ func (c *Client) handle(resp *discoveryv3.DiscoveryResponse) *discoveryv3.Discov
 	c.version = resp.GetVersionInfo()
 	reply.VersionInfo = c.version
 	if changed {
-		c.log.Debug("accepted secrets", "version", c.version)
+		c.log.Debug("accepted secrets", logkey.Version, c.version)
 		select {
 		case c.updates <- struct{}{}:
 		default:

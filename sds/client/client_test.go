@@ -246,6 +246,9 @@ func TestClientReconnects(t *testing.T) {
 	if logs := e.logs.Find("sds stream ended, reconnecting"); len(logs) == 0 {
 		t.Error("reconnection was not logged")
 	}
+	if logs := e.logs.Find("reconnected to the agent"); len(logs) != 1 {
+		t.Errorf("reconnection to the agent logged %d times, want once", len(logs))
+	}
 
 	e.web = e.ca.SVID(t, "/web")
 	e.publish()

@@ -15,6 +15,7 @@ import (
 	"github.com/signet-mesh/signet/internal/clock"
 	"github.com/signet-mesh/signet/internal/mtlspolicy"
 	agentv1 "github.com/signet-mesh/signet/proto/signet/agent/v1"
+	"github.com/signet-mesh/signet/sds/internal/logkey"
 )
 
 // reportTimeout bounds one ReportConnections call.
@@ -66,7 +67,7 @@ func DialAgent(cfg AgentConfig) (*AgentClient, error) {
 	}
 	return &AgentClient{
 		cfg:    cfg,
-		log:    cfg.Logger.With("component", "proxy-agent", "socket", cfg.SocketPath),
+		log:    cfg.Logger.With(logkey.Component, "proxy-agent", logkey.Socket, cfg.SocketPath),
 		conn:   conn,
 		client: agentv1.NewProxyServiceClient(conn),
 	}, nil
@@ -79,6 +80,7 @@ func (a *AgentClient) Close() error { return a.conn.Close() }
 // restarts), the last policy delivered stays in force.
 func (a *AgentClient) Watch(ctx context.Context, ports []uint32, update func(Policy)) error {
 	b := backoff.New(a.cfg.Backoff)
+	reconnecting := false
 	err := backoff.Retry(ctx, a.cfg.Clock, b, func(ctx context.Context) error {
 		stream, err := a.client.WatchPolicy(ctx, &agentv1.WatchPolicyRequest{SpiffeId: a.cfg.SPIFFEID.String(), Ports: ports})
 		if err != nil {
@@ -90,10 +92,15 @@ func (a *AgentClient) Watch(ctx context.Context, ports []uint32, update func(Pol
 				return err
 			}
 			b.Reset()
+			if reconnecting {
+				reconnecting = false
+				a.log.Info("policy watch reconnected to the agent")
+			}
 			update(policyFromProto(resp))
 		}
 	}, func(err error, d time.Duration) {
-		a.log.Warn("policy watch interrupted; retrying", "error", err, "retry_in", d)
+		reconnecting = true
+		a.log.Warn("policy watch interrupted; reconnecting to the agent", logkey.Error, err, logkey.RetryIn, d)
 	})
 	if ctx.Err() != nil {
 		return nil

@@ -6,6 +6,8 @@ import (
 	"sync"
 
 	agentv1 "github.com/signet-mesh/signet/proto/signet/agent/v1"
+
+	"github.com/signet-mesh/signet/sds/internal/logkey"
 )
 
 // Limits of the counts held between reports.
@@ -144,8 +146,8 @@ func (p *Proxy) reportLoop(ctx context.Context) error {
 			continue
 		}
 		for k, n := range m {
-			p.log.Debug("inbound connections", "port", k.port, "source", k.source,
-				"mtls", n[kindMTLS], "plaintext", n[kindPlaintext], "refused", n[kindRefused])
+			p.log.Debug("inbound connections", logkey.Port, k.port, logkey.Source, k.source,
+				logkey.MTLS, n[kindMTLS], logkey.Plaintext, n[kindPlaintext], logkey.Refused, n[kindRefused])
 		}
 		if p.cfg.Reporter == nil {
 			continue
@@ -155,7 +157,7 @@ func (p *Proxy) reportLoop(ctx context.Context) error {
 				return nil
 			}
 			p.counts.putBack(m)
-			p.log.Warn("reporting connection counts to the agent failed; keeping them for the next report", "error", err)
+			p.log.Warn("reporting connection counts to the agent failed; keeping them for the next report", logkey.Error, err)
 		}
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
 	"github.com/signet-mesh/signet/internal/mtlspolicy"
+	"github.com/signet-mesh/signet/sds/internal/logkey"
 )
 
 // TLS record header bytes of a ClientHello: content type handshake (22),
@@ -36,7 +37,7 @@ const (
 func (p *Proxy) handleInbound(ctx context.Context, c net.Conn, in Inbound, port uint32) {
 	defer c.Close()
 	src := hostOf(c.RemoteAddr())
-	log := p.log.With("port", port, "source", src)
+	log := p.log.With(logkey.Port, port, logkey.Source, src)
 	d := p.currentPolicy(port)
 	if in.Health || d.Exempt {
 		p.splice(ctx, plainEnd(c), in.Upstream, log)
@@ -54,7 +55,7 @@ func (p *Proxy) handleInbound(ctx context.Context, c net.Conn, in Inbound, port 
 	br := bufio.NewReaderSize(c, peekBufferSize)
 	isTLS, err := detectTLS(c, br, wait)
 	if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
-		log.Debug("inbound connection closed before it spoke", "error", err)
+		log.Debug("inbound connection closed before it spoke", logkey.Error, err)
 		return
 	}
 	strict := d.Mode == mtlspolicy.Strict
@@ -64,10 +65,10 @@ func (p *Proxy) handleInbound(ctx context.Context, c net.Conn, in Inbound, port 
 			p.counts.add(port, src, kindPlaintext)
 		case d.DryRun:
 			p.counts.add(port, src, kindPlaintext, kindRefused)
-			log.Info("dry run: STRICT would refuse this connection", "reason", "plaintext", "policy_id", d.PolicyID)
+			log.Info("dry run: STRICT would refuse this connection", logkey.Reason, "plaintext", logkey.PolicyID, d.PolicyID)
 		default:
 			p.counts.add(port, src, kindRefused)
-			log.Info("refused inbound connection", "reason", "plaintext in STRICT mode", "policy_id", d.PolicyID)
+			log.Info("refused inbound connection", logkey.Reason, "plaintext in STRICT mode", logkey.PolicyID, d.PolicyID)
 			return
 		}
 		p.splice(ctx, plainEnd(&peekedConn{Conn: c, r: br}), in.Upstream, log)
@@ -89,7 +90,7 @@ func (p *Proxy) handleInbound(ctx context.Context, c net.Conn, in Inbound, port 
 	cancel()
 	if err != nil {
 		p.counts.add(port, src, kindRefused)
-		log.Info("refused inbound connection", "reason", "mTLS handshake failed", "error", err)
+		log.Info("refused inbound connection", logkey.Reason, "mTLS handshake failed", logkey.Error, err)
 		return
 	}
 	peer, verr := p.verifyClient(tc.ConnectionState().PeerCertificates)
@@ -97,10 +98,10 @@ func (p *Proxy) handleInbound(ctx context.Context, c net.Conn, in Inbound, port 
 		// Only the dry-run config lets a handshake with a bad client
 		// certificate complete.
 		p.counts.add(port, src, kindRefused)
-		log.Info("dry run: STRICT would refuse this connection", "reason", verr.Error(), "policy_id", d.PolicyID)
+		log.Info("dry run: STRICT would refuse this connection", logkey.Reason, verr.Error(), logkey.PolicyID, d.PolicyID)
 	} else {
 		p.counts.add(port, src, kindMTLS)
-		log = log.With("peer_id", peer.String())
+		log = log.With(logkey.PeerID, peer.String())
 	}
 	p.splice(ctx, tlsEnd(tc, tr), in.Upstream, log)
 }
@@ -164,7 +165,7 @@ func (p *Proxy) splice(ctx context.Context, c end, upstream string, log *slog.Lo
 	d := net.Dialer{Timeout: p.cfg.DialTimeout}
 	up, err := d.DialContext(ctx, "tcp", upstream)
 	if err != nil {
-		log.Warn("dialing upstream failed", "upstream", upstream, "error", err)
+		log.Warn("dialing upstream failed", logkey.Upstream, upstream, logkey.Error, err)
 		return
 	}
 	pipe(c, plainEnd(up))

@@ -8,17 +8,19 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+
+	"github.com/signet-mesh/signet/sds/internal/logkey"
 )
 
 // handleOutbound carries one local plaintext connection over mTLS to o's
 // remote.
 func (p *Proxy) handleOutbound(ctx context.Context, c net.Conn, o Outbound, cfg *tls.Config) {
 	defer c.Close()
-	log := p.log.With("remote", o.Remote, "peer_id", o.PeerID.String())
+	log := p.log.With(logkey.Remote, o.Remote, logkey.PeerID, o.PeerID.String())
 	d := net.Dialer{Timeout: p.cfg.DialTimeout}
 	raw, err := d.DialContext(ctx, "tcp", o.Remote)
 	if err != nil {
-		log.Warn("dialing remote failed", "error", err)
+		log.Warn("dialing remote failed", logkey.Error, err)
 		return
 	}
 	tr := newTransport(raw, nil)
@@ -28,7 +30,7 @@ func (p *Proxy) handleOutbound(ctx context.Context, c net.Conn, o Outbound, cfg 
 	cancel()
 	if err != nil {
 		raw.Close()
-		log.Warn("outbound mTLS handshake failed", "error", err)
+		log.Warn("outbound mTLS handshake failed", logkey.Error, err)
 		return
 	}
 	pipe(plainEnd(c), tlsEnd(tc, tr))

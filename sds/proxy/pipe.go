@@ -85,7 +85,7 @@ func copyLoop(dst, src end, ab *adaptiveBuffer) error {
 				return werr
 			}
 		}
-		if rerr == io.EOF {
+		if errors.Is(rerr, io.EOF) {
 			return nil
 		}
 		if rerr != nil {

@@ -20,6 +20,7 @@ import (
 	"github.com/signet-mesh/signet/internal/clock"
 	"github.com/signet-mesh/signet/internal/mtlspolicy"
 	agentv1 "github.com/signet-mesh/signet/proto/signet/agent/v1"
+	"github.com/signet-mesh/signet/sds/internal/logkey"
 )
 
 // Defaults of Config.
@@ -207,7 +208,7 @@ func New(cfg Config) (*Proxy, error) {
 	}
 	p := &Proxy{
 		cfg:    cfg,
-		log:    cfg.Logger.With("component", "proxy", "spiffe_id", cfg.SPIFFEID.String()),
+		log:    cfg.Logger.With(logkey.Component, "proxy", logkey.SPIFFEID, cfg.SPIFFEID.String()),
 		ready:  make(chan struct{}),
 		counts: newCounter(),
 		conns:  map[net.Conn]struct{}{},
@@ -260,7 +261,7 @@ func (p *Proxy) Run(ctx context.Context, listeners ...Listener) error {
 				return p.serve(gctx, in.Listener, func(c net.Conn) { p.handleInbound(gctx, c, in, port) })
 			})
 		}
-		p.log.Info("proxy ready", "inbound", len(inbound), "outbound", len(outbound))
+		p.log.Info("proxy ready", logkey.Inbound, len(inbound), logkey.Outbound, len(outbound))
 		return nil
 	})
 	<-gctx.Done()
@@ -286,7 +287,7 @@ func (p *Proxy) setPolicy(pol Policy) {
 	}
 	for port, d := range pol.Ports {
 		if old == nil || old.For(port) != d {
-			p.log.Info("mtls mode", "port", port, "mode", d.Mode, "dry_run", d.DryRun, "exempt", d.Exempt, "policy_id", d.PolicyID)
+			p.log.Info("mtls mode", logkey.Port, port, logkey.Mode, d.Mode, logkey.DryRun, d.DryRun, logkey.Exempt, d.Exempt, logkey.PolicyID, d.PolicyID)
 		}
 	}
 }
@@ -313,7 +314,7 @@ func (p *Proxy) serve(ctx context.Context, ln net.Listener, handle func(net.Conn
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
 				delay := b.Next()
-				p.log.Warn("accept failed; retrying", "error", err, "retry_in", delay)
+				p.log.Warn("accept failed; retrying", logkey.Error, err, logkey.RetryIn, delay)
 				if backoff.Sleep(ctx, nil, delay) != nil {
 					return nil
 				}
@@ -373,7 +374,7 @@ func (p *Proxy) drain() {
 	}
 	p.conns = nil
 	p.connsMu.Unlock()
-	p.log.Warn("closed connections still open after the drain timeout", "count", n)
+	p.log.Warn("closed connections still open after the drain timeout", logkey.Count, n)
 	<-done
 }
 

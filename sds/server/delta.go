@@ -7,6 +7,8 @@ import (
 	"slices"
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+
+	"github.com/signet-mesh/signet/sds/internal/logkey"
 )
 
 // deltaStream is the state of one DeltaSecrets stream (see serve for who
@@ -43,12 +45,12 @@ func (st *deltaStream) request(req *discoveryv3.DeltaDiscoveryRequest) error {
 	if nonce := req.GetResponseNonce(); nonce != "" {
 		switch detail := req.GetErrorDetail(); {
 		case nonce != st.nonce:
-			st.log.Debug("request with stale nonce", keyNonce, nonce)
+			st.log.Debug("request with stale nonce", logkey.Nonce, nonce)
 		case detail != nil:
 			st.srv.countNACK(apiDelta)
-			st.log.Warn("client rejected secrets", keyNonce, nonce, keyError, detail.GetMessage())
+			st.log.Warn("client rejected secrets", logkey.Nonce, nonce, logkey.Error, detail.GetMessage())
 		default:
-			st.log.Debug("client acknowledged secrets", keyNonce, nonce)
+			st.log.Debug("client acknowledged secrets", logkey.Nonce, nonce)
 		}
 	}
 	for _, name := range req.GetResourceNamesUnsubscribe() {
@@ -120,7 +122,7 @@ func (st *deltaStream) push() error {
 	}
 	st.nonce = resp.Nonce
 	st.srv.countPush(apiDelta, len(changed))
-	st.log.Debug("pushed secrets", keyResources, sentNames, keyRemoved, removed,
-		keyVersion, resp.SystemVersionInfo, keyNonce, resp.Nonce, keyBundleRevision, st.snap.BundleRevision)
+	st.log.Debug("pushed secrets", logkey.Resources, sentNames, logkey.Removed, removed,
+		logkey.Version, resp.SystemVersionInfo, logkey.Nonce, resp.Nonce, logkey.BundleRevision, st.snap.BundleRevision)
 	return nil
 }

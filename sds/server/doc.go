@@ -40,6 +40,11 @@
 // There is no wildcard: SDS clients name their secrets, and a request with
 // no names subscribes to nothing.
 //
+// Bundles are for callers with an identity, as on the Workload API: a
+// caller that holds no SVID (no registration entry matches it) gets no
+// secret at all, "ROOTCA", "ALL" and trust domain bundles included. They
+// appear as soon as its first SVID does.
+//
 // # Versions and nonces
 //
 // A secret's version is the first 8 bytes, in hex, of the SHA-256 of its

@@ -16,6 +16,8 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/signet-mesh/signet/sds/internal/logkey"
 )
 
 // Resource names with a fixed meaning. Any other name is either a SPIFFE ID
@@ -70,7 +72,7 @@ func (s *Server) build(log *slog.Logger, snap *Snapshot, name string) (resource,
 	}
 	secret, err := secretFor(snap, name)
 	if err != nil {
-		log.Error("encoding secret", keyResource, name, keyError, err)
+		log.Error("encoding secret", logkey.Resource, name, logkey.Error, err)
 		return resource{}, false
 	}
 	if secret == nil {
@@ -78,7 +80,7 @@ func (s *Server) build(log *slog.Logger, snap *Snapshot, name string) (resource,
 	}
 	r, err := newResource(secret)
 	if err != nil {
-		log.Error("encoding secret", keyResource, name, keyError, err)
+		log.Error("encoding secret", logkey.Resource, name, logkey.Error, err)
 		return resource{}, false
 	}
 	snap.encoded.Store(name, r)
@@ -115,9 +117,13 @@ func setVersion(versions map[string]string) string {
 }
 
 // secretFor builds the secret named name from snap. It returns nil, nil when
-// snap has no such secret: the caller is not entitled to the SVID, the trust
+// snap has no such secret: the caller has no identity at all (no bundle
+// either, as on the Workload API), is not entitled to the SVID, the trust
 // domain is unknown, the bundle is not there yet, or the name is not valid.
 func secretFor(snap *Snapshot, name string) (*tlsv3.Secret, error) {
+	if len(snap.Identities) == 0 {
+		return nil, nil
+	}
 	switch name {
 	case DefaultName:
 		if len(snap.Identities) == 0 {

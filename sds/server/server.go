@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"strconv"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/signet-mesh/signet/internal/clock"
 	"github.com/signet-mesh/signet/internal/peercred"
+	"github.com/signet-mesh/signet/sds/internal/logkey"
 )
 
 // fetchSnapshotTimeout bounds how long FetchSecrets waits for the Source's
@@ -55,6 +57,7 @@ type Source interface {
 // SVIDs and bundles it points to may be modified, and it must not be copied.
 type Snapshot struct {
 	// Identities are the caller's SVIDs; the first is served as "default".
+	// A caller with none gets no secret, bundles included.
 	Identities []Identity
 	// Bundle is the trust bundle of the agent's own trust domain, served as
 	// "ROOTCA". Nil until the agent has one.
@@ -135,7 +138,7 @@ func New(cfg Config) *Server {
 		source:   cfg.Source,
 		attestor: cfg.Attestor,
 		clock:    clock.OrReal(cfg.Clock),
-		log:      log.With(keyComponent, "sds"),
+		log:      log.With(logkey.Component, "sds"),
 		metrics:  cfg.Metrics,
 	}
 }
@@ -191,7 +194,7 @@ func (s *Server) FetchSecrets(ctx context.Context, req *discoveryv3.DiscoveryReq
 	}
 	snap, err := s.firstSnapshot(ctx, selectors)
 	if err != nil {
-		log.Warn("fetching secrets", keyError, err)
+		log.Warn("fetching secrets", logkey.Error, err)
 		return nil, status.Error(codes.Unavailable, "sds: secrets are not available yet, retry later")
 	}
 	resp := &discoveryv3.DiscoveryResponse{TypeUrl: SecretTypeURL, Nonce: s.nextNonce()}
@@ -207,7 +210,7 @@ func (s *Server) FetchSecrets(ctx context.Context, req *discoveryv3.DiscoveryReq
 		versions[name] = r.version
 	}
 	if len(missing) > 0 {
-		log.Info("secrets not available to caller", keyResources, missing)
+		log.Info("secrets not available to caller", logkey.Resources, missing)
 		return nil, status.Errorf(codes.NotFound, "sds: secrets %q do not exist or the caller is not entitled to them", missing)
 	}
 	resp.VersionInfo = setVersion(versions)
@@ -218,16 +221,16 @@ func (s *Server) FetchSecrets(ctx context.Context, req *discoveryv3.DiscoveryReq
 // attest identifies the caller of a handler. Failures are logged here, once,
 // and returned as PermissionDenied without internals.
 func (s *Server) attest(ctx context.Context, api string) ([]string, *slog.Logger, error) {
-	log := s.log.With(keyAPI, api)
+	log := s.log.With(logkey.API, api)
 	creds, err := peercred.FromContext(ctx)
 	if err != nil {
-		log.Warn("reading caller credentials", keyError, err)
+		log.Warn("reading caller credentials", logkey.Error, err)
 		return nil, nil, status.Error(codes.PermissionDenied, "sds: caller has no Unix peer credentials")
 	}
-	log = log.With(keyPID, creds.PID, keyUID, creds.UID)
+	log = log.With(logkey.PID, creds.PID, logkey.UID, creds.UID)
 	selectors, err := s.attestor.Attest(ctx, creds)
 	if err != nil {
-		log.Warn("attesting caller", keyError, err)
+		log.Warn("attesting caller", logkey.Error, err)
 		return nil, nil, status.Error(codes.PermissionDenied, "sds: caller attestation failed")
 	}
 	return selectors, log, nil
@@ -306,7 +309,7 @@ func serve[Req any](recv func() (Req, error), src Source, selectors []string, st
 	for {
 		req, err := recv()
 		if err != nil {
-			if err == io.EOF || status.Code(err) == codes.Canceled {
+			if errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled {
 				return nil
 			}
 			return err
@@ -389,9 +392,9 @@ func (s *stream[Req]) pushLoop() {
 func logPushFailure(log *slog.Logger, err error) {
 	switch status.Code(err) {
 	case codes.Canceled, codes.Unavailable, codes.DeadlineExceeded:
-		log.Debug("push failed: stream is over", keyError, err)
+		log.Debug("push failed: stream is over", logkey.Error, err)
 	default:
-		log.Warn("push failed", keyError, err)
+		log.Warn("push failed", logkey.Error, err)
 	}
 }
 

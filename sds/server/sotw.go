@@ -6,6 +6,8 @@ import (
 	"slices"
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+
+	"github.com/signet-mesh/signet/sds/internal/logkey"
 )
 
 // sotwStream is the state of one StreamSecrets stream (see serve for who
@@ -40,15 +42,15 @@ func (st *sotwStream) request(req *discoveryv3.DiscoveryRequest) error {
 		if nonce != st.nonce {
 			// The client has not seen our latest response yet; the request
 			// it will send for that one supersedes this one.
-			st.log.Debug("ignoring request with stale nonce", keyNonce, nonce)
+			st.log.Debug("ignoring request with stale nonce", logkey.Nonce, nonce)
 			return nil
 		}
 		if detail := req.GetErrorDetail(); detail != nil {
 			st.srv.countNACK(apiStream)
-			st.log.Warn("client rejected secrets", keyNonce, nonce, keyAckedVersion, st.acked, keyError, detail.GetMessage())
+			st.log.Warn("client rejected secrets", logkey.Nonce, nonce, logkey.AckedVersion, st.acked, logkey.Error, detail.GetMessage())
 		} else {
 			st.acked = req.GetVersionInfo()
-			st.log.Debug("client acknowledged secrets", keyNonce, nonce, keyVersion, st.acked)
+			st.log.Debug("client acknowledged secrets", logkey.Nonce, nonce, logkey.Version, st.acked)
 		}
 	}
 	st.subscribe(uniqueNames(req.GetResourceNames()))
@@ -115,8 +117,8 @@ func (st *sotwStream) push() error {
 	}
 	st.nonce = resp.Nonce
 	st.srv.countPush(apiStream, len(changed))
-	st.log.Debug("pushed secrets", keyResources, sentNames, keyVersion, resp.VersionInfo,
-		keyNonce, resp.Nonce, keyBundleRevision, st.snap.BundleRevision)
+	st.log.Debug("pushed secrets", logkey.Resources, sentNames, logkey.Version, resp.VersionInfo,
+		logkey.Nonce, resp.Nonce, logkey.BundleRevision, st.snap.BundleRevision)
 	return nil
 }
 
@@ -135,8 +137,8 @@ func (st *sotwStream) noteAbsent(name string) {
 
 func logAbsent(log *slog.Logger, name string) {
 	if !ValidName(name) {
-		log.Info("requested resource is not a secret name", keyResource, name)
+		log.Info("requested resource is not a secret name", logkey.Resource, name)
 		return
 	}
-	log.Info("requested secret not available to caller", keyResource, name)
+	log.Info("requested secret not available to caller", logkey.Resource, name)
 }

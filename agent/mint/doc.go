@@ -1,0 +1,22 @@
+// Package mint gets the agent's workload SVIDs signed by the CA.
+//
+// X509-SVIDs go through the Minter, a queue: entries that need an SVID
+// (new, changed, or due for renewal) are queued, and Run mints everything
+// queued in batched MintX509SVIDs calls (client.MaxMintBatch per call),
+// each with a key made here on the node. The results reach the cache as one
+// change per batch, and each SVID's renewal is scheduled (agent/rotate).
+//
+//	m := mint.New(mint.Config{Cache: c, CA: conn, Scheduler: sched, NewKey: newKey})
+//	go m.Run(ctx)
+//	m.Queue(entryID)  // agent/sync for new entries, agent/rotate when due
+//
+// While the CA fails, the whole set is retried with backoff
+// (internal/backoff), but never later than a quarter of the remaining life
+// of an SVID being replaced, and at once when the entry sync reconnects
+// (CAReachable). An entry the CA no longer authorizes (NotFound) is
+// dropped. Run stops with an error only when the CA refuses the node's
+// identity for good (nodeapi.NodeRejection).
+//
+// JWT-SVIDs are minted on demand (JWT): each is for the audience one
+// workload asks for, so nothing is queued or cached.
+package mint

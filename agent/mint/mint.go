@@ -1,0 +1,320 @@
+package mint
+
+import (
+	"context"
+	"crypto"
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/signet-mesh/signet/agent/cache"
+	"github.com/signet-mesh/signet/agent/client"
+	"github.com/signet-mesh/signet/agent/internal/logkey"
+	"github.com/signet-mesh/signet/internal/backoff"
+	"github.com/signet-mesh/signet/internal/clock"
+	"github.com/signet-mesh/signet/internal/nodeapi"
+)
+
+// burstMint is the batch size from which the minter returns freed memory
+// to the OS right after minting.
+const burstMint = 100
+
+// minRetry is the shortest delay between mint attempts.
+const minRetry = 100 * time.Millisecond
+
+// CA is the call the Minter makes (agent/client.Client implements it).
+type CA interface {
+	// MintX509SVIDs signs the requests in batches; a failed call returns
+	// the results of the batches before it and an error.
+	MintX509SVIDs(ctx context.Context, reqs []client.MintRequest) ([]client.MintResult, error)
+}
+
+// Scheduler is told of each SVID minted, to schedule its renewal
+// (agent/rotate.Scheduler implements it).
+type Scheduler interface {
+	Schedule(entryID string, leaf *x509.Certificate)
+}
+
+// Metrics are optional hooks; nil fields are skipped.
+type Metrics struct {
+	// Rotated counts a workload SVID replaced by a fresh one.
+	Rotated func()
+	// RotationFailed counts a failed attempt to replace one.
+	RotationFailed func()
+	// Backoff is the delay before the next retry; 0 once minting works.
+	Backoff func(time.Duration)
+}
+
+// Config configures a Minter.
+type Config struct {
+	// Cache receives the minted SVIDs, and says which entries exist and
+	// which SVIDs are being replaced. Required.
+	Cache *cache.Cache
+	// CA signs. Required.
+	CA CA
+	// Scheduler schedules each minted SVID's renewal. Required.
+	Scheduler Scheduler
+	// NewKey makes each SVID's key, here on the node. Required.
+	NewKey func() (crypto.Signer, error)
+	// Backoff paces retries while the CA fails.
+	Backoff backoff.Config
+	Clock   clock.Clock
+	Logger  *slog.Logger
+	Metrics Metrics
+}
+
+// Minter is the agent's mint queue: entries that need an SVID (new,
+// changed, or due for renewal) are queued, and Run mints everything queued
+// in batched calls to the CA, with a key made here for each. While the CA
+// fails it retries the whole set with backoff, but never waits past a
+// quarter of the remaining life of an SVID being replaced, and goes at once
+// when the CA is reachable again (CAReachable). It is safe for concurrent
+// use.
+type Minter struct {
+	cfg Config
+	log *slog.Logger
+
+	mu      sync.Mutex
+	pending map[string]bool // entry ids to mint
+	wake    chan struct{}   // something was queued
+	caBack  chan struct{}   // the CA is reachable again
+}
+
+// New returns a Minter with cfg's zero fields defaulted.
+func New(cfg Config) *Minter {
+	cfg.Clock = clock.OrReal(cfg.Clock)
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Minter{
+		cfg:     cfg,
+		log:     cfg.Logger.With(logkey.Component, "mint"),
+		pending: map[string]bool{},
+		wake:    make(chan struct{}, 1),
+		caBack:  make(chan struct{}, 1),
+	}
+}
+
+// Queue asks for an SVID for each of ids, as soon as possible.
+func (m *Minter) Queue(ids ...string) {
+	if len(ids) == 0 {
+		return
+	}
+	m.requeue(ids)
+	select {
+	case m.wake <- struct{}{}:
+	default:
+	}
+}
+
+// requeue queues ids without waking Run: its backoff decides when.
+func (m *Minter) requeue(ids []string) {
+	m.mu.Lock()
+	for _, id := range ids {
+		m.pending[id] = true
+	}
+	m.mu.Unlock()
+}
+
+// CAReachable tells the Minter that the CA answers again (the entry sync
+// stream reconnected): a retry waiting out its backoff goes at once.
+func (m *Minter) CAReachable() {
+	select {
+	case m.caBack <- struct{}{}:
+	default:
+	}
+}
+
+func (m *Minter) take() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ids := make([]string, 0, len(m.pending))
+	for id := range m.pending {
+		ids = append(ids, id)
+	}
+	clear(m.pending)
+	return ids
+}
+
+// Run mints what is queued until ctx ends, then returns nil. It returns an
+// error only when the CA refuses the node's identity for good
+// (nodeapi.NodeRejection): retrying cannot help.
+func (m *Minter) Run(ctx context.Context) error {
+	b := backoff.New(m.cfg.Backoff)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-m.wake:
+		}
+		ids := m.take()
+		if len(ids) == 0 {
+			continue
+		}
+		if err := m.mint(ctx, ids); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if _, ok := nodeapi.NodeRejection(err); ok {
+				return fmt.Errorf("minting SVIDs: %w", err)
+			}
+			m.Queue(ids...)
+			d := m.retryDelay(b, ids)
+			m.backoff(d)
+			m.log.Warn("minting SVIDs failed; retrying", logkey.Count, len(ids), logkey.Error, err, logkey.RetryIn, d)
+			if !m.waitRetry(ctx, b, d) {
+				return nil
+			}
+			continue
+		}
+		b.Reset()
+		m.backoff(0)
+	}
+}
+
+// retryDelay is the backoff's next delay, but never more than a quarter of
+// the time left to the earliest expiry among the SVIDs being replaced: a
+// backoff sized for a long CA outage must not let an SVID lapse minutes
+// after the CA came back. SVIDs of an hour leave more than the backoff's
+// cap, so only SVIDs about to expire retry faster.
+func (m *Minter) retryDelay(b *backoff.Backoff, ids []string) time.Duration {
+	d := b.Next()
+	now := m.cfg.Clock.Now()
+	for _, id := range ids {
+		svid := m.cfg.Cache.SVID(id)
+		if svid == nil {
+			continue
+		}
+		if left := svid.Certificates[0].NotAfter.Sub(now); left > 0 {
+			d = min(d, max(left/4, minRetry))
+		}
+	}
+	return d
+}
+
+// waitRetry waits d before the next mint attempt, or less if the CA is
+// reachable again meanwhile (see CAReachable). It reports false when ctx
+// ended.
+func (m *Minter) waitRetry(ctx context.Context, b *backoff.Backoff, d time.Duration) bool {
+	t := m.cfg.Clock.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C():
+	case <-m.caBack:
+		b.Reset()
+	}
+	return true
+}
+
+// mint mints ids in one batched call and publishes the results. Entries
+// that failed are queued again (without waking Run) and reported as an
+// error.
+func (m *Minter) mint(ctx context.Context, ids []string) error {
+	known := map[string]bool{}
+	for _, e := range m.cfg.Cache.Entries() {
+		known[e.ID] = true
+	}
+	reqs := make([]client.MintRequest, 0, len(ids))
+	renewing := map[string]bool{} // entries that hold an SVID: a rotation
+	for _, id := range ids {
+		if !known[id] {
+			continue // deleted since it was queued
+		}
+		renewing[id] = m.cfg.Cache.SVID(id) != nil
+		key, err := m.cfg.NewKey()
+		if err != nil {
+			return fmt.Errorf("generating key: %w", err)
+		}
+		reqs = append(reqs, client.MintRequest{EntryID: id, Key: key})
+	}
+	if len(reqs) == 0 {
+		return nil
+	}
+	results, err := m.cfg.CA.MintX509SVIDs(ctx, reqs)
+	if len(reqs) >= burstMint {
+		// A burst (a new node, a mass rotation) allocates keys, CSRs and
+		// responses for every entry at once; give that memory back to the
+		// node now instead of holding it at the high-water mark.
+		defer debug.FreeOSMemory()
+	}
+	// Publish the batch to the cache as one change: a workload entitled to
+	// all of it gets one update, not one per SVID.
+	var minted []cache.EntrySVID
+	for _, r := range results {
+		if r.Err == nil {
+			minted = append(minted, cache.EntrySVID{EntryID: r.EntryID, SVID: r.SVID})
+		}
+	}
+	setErrs := m.cfg.Cache.SetSVIDs(minted)
+	var retry []string
+	for _, r := range results {
+		if r.Err != nil {
+			if status.Code(r.Err) == codes.NotFound {
+				m.log.Debug("entry no longer authorized; not minting", logkey.EntryID, r.EntryID)
+				continue
+			}
+			m.log.Warn("minting SVID failed", logkey.EntryID, r.EntryID, logkey.Error, r.Err)
+			if renewing[r.EntryID] {
+				m.rotationFailed()
+			}
+			retry = append(retry, r.EntryID)
+			continue
+		}
+		leaf := r.SVID.Certificates[0]
+		setErr := setErrs[0]
+		setErrs = setErrs[1:]
+		if setErr != nil {
+			// The entry changed or went away while this mint was in
+			// flight; the change queued its own mint.
+			m.log.Debug("discarding minted SVID", logkey.EntryID, r.EntryID, logkey.Error, setErr)
+			continue
+		}
+		m.cfg.Scheduler.Schedule(r.EntryID, leaf)
+		if renewing[r.EntryID] {
+			m.rotated()
+		}
+		m.log.Debug("SVID minted", logkey.EntryID, r.EntryID, logkey.SPIFFEID, r.SVID.ID.String(), logkey.Serial, nodeapi.FormatSerial(leaf.SerialNumber), logkey.NotAfter, leaf.NotAfter)
+	}
+	if err != nil {
+		// Requests past the failed batch were not minted.
+		for _, r := range reqs[len(results):] {
+			retry = append(retry, r.EntryID)
+			if renewing[r.EntryID] {
+				m.rotationFailed()
+			}
+		}
+		m.requeue(retry)
+		return err
+	}
+	if len(retry) > 0 {
+		m.requeue(retry)
+		return fmt.Errorf("%d SVIDs could not be minted", len(retry))
+	}
+	return nil
+}
+
+func (m *Minter) rotated() {
+	if m.cfg.Metrics.Rotated != nil {
+		m.cfg.Metrics.Rotated()
+	}
+}
+
+func (m *Minter) rotationFailed() {
+	if m.cfg.Metrics.RotationFailed != nil {
+		m.cfg.Metrics.RotationFailed()
+	}
+}
+
+func (m *Minter) backoff(d time.Duration) {
+	if m.cfg.Metrics.Backoff != nil {
+		m.cfg.Metrics.Backoff(d)
+	}
+}

@@ -1,0 +1,143 @@
+package nodesvid
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"errors"
+	"math/big"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+)
+
+var nodeID = spiffeid.RequireFromString("spiffe://example.org/signet/agent/join_token/node1")
+
+func testSVID(t *testing.T) *x509svid.SVID {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _ := url.Parse(nodeID.String())
+	now := time.Now()
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), URIs: []*url.URL{u}, NotBefore: now, NotAfter: now.Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &x509svid.SVID{ID: nodeID, Certificates: []*x509.Certificate{cert}, PrivateKey: key}
+}
+
+func TestNodeSVIDFile(t *testing.T) {
+	dir := t.TempDir()
+	svid := testSVID(t)
+	if _, err := loadNodeSVID(dir, []byte("pass")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("load from an empty dir = %v, want os.ErrNotExist", err)
+	}
+	if err := saveNodeSVID(dir, []byte("pass"), svid); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(filepath.Join(dir, NodeSVIDFile))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("node SVID file %v, %v; want mode 0600", fi, err)
+	}
+	data, _ := os.ReadFile(filepath.Join(dir, NodeSVIDFile))
+	if !strings.Contains(string(data), "ENCRYPTED PRIVATE KEY") || strings.Contains(string(data), "BEGIN PRIVATE KEY") {
+		t.Fatal("the node key is not encrypted at rest")
+	}
+	got, err := loadNodeSVID(dir, []byte("pass"))
+	if err != nil || got.ID != nodeID || !got.Certificates[0].Equal(svid.Certificates[0]) {
+		t.Fatalf("load = %v, %v; want the saved SVID", got, err)
+	}
+	if _, err := loadNodeSVID(dir, []byte("wrong")); err == nil || !strings.Contains(err.Error(), "wrong passphrase") {
+		t.Errorf("load with a wrong passphrase = %v, want a passphrase error", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, NodeSVIDFile), []byte("junk"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := loadNodeSVID(dir, []byte("pass")); err == nil || !strings.Contains(err.Error(), "incomplete") {
+		t.Errorf("load of a junk file = %v, want an incomplete error", err)
+	}
+}
+
+func TestTokenOrigin(t *testing.T) {
+	tests := []struct {
+		name       string
+		recorded   string // "" for no hash file
+		configured string
+		wantSame   bool
+		wantKnown  bool
+	}{
+		{name: "no hash recorded", configured: "tok-a"},
+		{name: "same token", recorded: "tok-a", configured: "tok-a", wantSame: true, wantKnown: true},
+		{name: "new token", recorded: "tok-a", configured: "tok-b", wantKnown: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if tt.recorded != "" {
+				if err := saveTokenHash(dir, tt.recorded); err != nil {
+					t.Fatal(err)
+				}
+				data, _ := os.ReadFile(filepath.Join(dir, JoinTokenHashFile))
+				if strings.Contains(string(data), tt.recorded) {
+					t.Fatal("the join token itself is stored")
+				}
+			}
+			same, known, err := tokenOrigin(dir, tt.configured)
+			if err != nil || same != tt.wantSame || known != tt.wantKnown {
+				t.Errorf("tokenOrigin = %v, %v, %v; want %v, %v, nil", same, known, err, tt.wantSame, tt.wantKnown)
+			}
+		})
+	}
+}
+
+// TestSetAside: a rejected identity moves aside with its token hash, and
+// is never loaded again; its SPIFFE ID can still be read for the message.
+func TestSetAside(t *testing.T) {
+	dir := t.TempDir()
+	if err := saveNodeSVID(dir, []byte("pass"), testSVID(t)); err != nil {
+		t.Fatal(err)
+	}
+	if err := saveTokenHash(dir, "tok"); err != nil {
+		t.Fatal(err)
+	}
+	if err := setAside(dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := loadNodeSVID(dir, []byte("pass")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("load after setAside = %v, want os.ErrNotExist", err)
+	}
+	if _, known, _ := tokenOrigin(dir, "tok"); known {
+		t.Error("the token hash of the rejected identity is still recorded")
+	}
+	n := New(Config{DataDir: dir, KeyPassphrase: []byte("pass")})
+	if id, ok := n.rejectedID(); !ok || id != nodeID {
+		t.Errorf("rejectedID = %v, %v; want %v", id, ok, nodeID)
+	}
+	if err := setAside(dir); err != nil {
+		t.Errorf("setAside with nothing to move: %v", err)
+	}
+}
+
+func TestWhatToDo(t *testing.T) {
+	if got := whatToDo(nodeID); !strings.Contains(got, "signet token create --node-name node1") {
+		t.Errorf("whatToDo(%s) = %q, want the token command for node1", nodeID, got)
+	}
+	other := spiffeid.RequireFromString("spiffe://example.org/signet/agent/k8s_psat/c1/uid")
+	if got := whatToDo(other); strings.Contains(got, "--node-name") {
+		t.Errorf("whatToDo(%s) = %q, want no node name", other, got)
+	}
+}

@@ -1,0 +1,157 @@
+package report
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/testing/protocmp"
+
+	"github.com/signet-mesh/signet/internal/clock"
+	"github.com/signet-mesh/signet/internal/nodeapi"
+	agentv1 "github.com/signet-mesh/signet/proto/signet/agent/v1"
+	nodev1 "github.com/signet-mesh/signet/proto/signet/node/v1"
+)
+
+func TestConnectionCounts(t *testing.T) {
+	r := New(Config{})
+	web := "spiffe://example.org/web"
+	r.AddConnections([]*agentv1.ConnectionCounts{
+		{SpiffeId: web, Port: 8443, Mtls: 2, Plaintext: 1, PlaintextSources: []string{"10.0.0.1"}},
+		{SpiffeId: web, Port: 8443, Plaintext: 2, Refused: 1, PlaintextSources: []string{"10.0.0.1", "10.0.0.2"}},
+		{SpiffeId: web, Port: 9090, Mtls: 5},
+	})
+	got := r.takeCounts()
+	slices.SortFunc(got, func(x, y *nodev1.ConnectionCounts) int { return int(x.Port) - int(y.Port) })
+	want := []*nodev1.ConnectionCounts{
+		{SpiffeId: web, Port: 8443, Mtls: 2, Plaintext: 3, Refused: 1, PlaintextSources: []string{"10.0.0.1", "10.0.0.2"}},
+		{SpiffeId: web, Port: 9090, Mtls: 5},
+	}
+	if diff := cmp.Diff(want, got, protocmp.Transform()); diff != "" {
+		t.Fatalf("summed counts (-want +got):\n%s", diff)
+	}
+	if again := r.takeCounts(); again != nil {
+		t.Fatalf("counts after take: %v", again)
+	}
+	// A failed report puts them back, added to what came meanwhile.
+	r.AddConnections([]*agentv1.ConnectionCounts{{SpiffeId: web, Port: 9090, Mtls: 1}})
+	r.putBack(want[1:])
+	if got := r.takeCounts(); len(got) != 1 || got[0].Mtls != 6 {
+		t.Fatalf("after put back: %v", got)
+	}
+
+	// Bounds: pairs and sources.
+	var many []*agentv1.ConnectionCounts
+	for i := range MaxPendingCounts + 10 {
+		many = append(many, &agentv1.ConnectionCounts{SpiffeId: web, Port: uint32(i + 1), Plaintext: 1, PlaintextSources: []string{fmt.Sprint(i)}})
+	}
+	r.AddConnections(many)
+	var sources []string
+	for i := range MaxPendingSources + 10 {
+		sources = append(sources, fmt.Sprint("10.1.0.", i))
+	}
+	r.AddConnections([]*agentv1.ConnectionCounts{{SpiffeId: web, Port: 1, PlaintextSources: sources}})
+	got = r.takeCounts()
+	if len(got) != MaxPendingCounts {
+		t.Fatalf("held %d pairs, want the limit %d", len(got), MaxPendingCounts)
+	}
+	for _, c := range got {
+		if len(c.PlaintextSources) > MaxPendingSources {
+			t.Fatalf("held %d sources, want at most %d", len(c.PlaintextSources), MaxPendingSources)
+		}
+	}
+}
+
+// recordingCA is a hand-written CA that records reports and fails while
+// err is set.
+type recordingCA struct {
+	mu      sync.Mutex
+	err     error
+	reports []call
+	got     chan struct{}
+}
+
+type call struct {
+	revision int64
+	counts   int
+}
+
+func (c *recordingCA) ReportConnections(_ context.Context, rev int64, counts []*nodev1.ConnectionCounts) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.reports = append(c.reports, call{rev, len(counts)})
+	c.got <- struct{}{}
+	return c.err
+}
+
+func (c *recordingCA) setErr(err error) {
+	c.mu.Lock()
+	c.err = err
+	c.mu.Unlock()
+}
+
+func (c *recordingCA) wait(t *testing.T) call {
+	t.Helper()
+	select {
+	case <-c.got:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no report")
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.reports[len(c.reports)-1]
+}
+
+// TestRun: a new bundle is reported at once, with the revision served
+// then; counts go every interval when there are any, and come back for the
+// next report when one fails; a node rejection ends Run with it.
+func TestRun(t *testing.T) {
+	clk := clock.NewFake(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC))
+	ca := &recordingCA{got: make(chan struct{}, 10)}
+	var rev int64 = 7
+	r := New(Config{CA: ca, BundleRevision: func() int64 { return rev }, Clock: clk})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+
+	r.BundleApplied()
+	if got := ca.wait(t); got != (call{revision: 7}) {
+		t.Fatalf("bundle report = %+v, want revision 7 and no counts", got)
+	}
+	tick := func() {
+		for clk.Waiters() == 0 {
+			time.Sleep(time.Millisecond)
+		}
+		clk.Advance(ConnectionReportInterval)
+	}
+	r.AddConnections([]*agentv1.ConnectionCounts{{SpiffeId: "spiffe://example.org/web", Port: 1, Mtls: 1}})
+	ca.setErr(errors.New("CA unreachable"))
+	tick()
+	if got := ca.wait(t); got.counts != 1 {
+		t.Fatalf("count report = %+v, want 1 count", got)
+	}
+	ca.setErr(nil)
+	r.AddConnections([]*agentv1.ConnectionCounts{{SpiffeId: "spiffe://example.org/db", Port: 1, Mtls: 1}})
+	tick()
+	if got := ca.wait(t); got.counts != 2 {
+		t.Fatalf("report after a failed one = %+v, want its count back plus the new one", got)
+	}
+
+	ca.setErr(nodeapi.RejectNode(nodeapi.ReasonEvicted, "evicted"))
+	r.BundleApplied()
+	ca.wait(t)
+	select {
+	case err := <-done:
+		if reason, ok := nodeapi.NodeRejection(err); !ok || reason != nodeapi.ReasonEvicted {
+			t.Fatalf("Run = %v, want the node rejection", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run went on after the CA rejected the node")
+	}
+}

@@ -1,0 +1,221 @@
+package sync
+
+import (
+	"context"
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/signet-mesh/signet/agent/cache"
+	"github.com/signet-mesh/signet/agent/client"
+	"github.com/signet-mesh/signet/agent/internal/logkey"
+	"github.com/signet-mesh/signet/internal/backoff"
+	"github.com/signet-mesh/signet/internal/clock"
+	"github.com/signet-mesh/signet/internal/nodeapi"
+	nodev1 "github.com/signet-mesh/signet/proto/signet/node/v1"
+)
+
+// CA is the call a Syncer makes (agent/client.Client implements it).
+type CA interface {
+	SyncEntries(ctx context.Context) (nodev1.NodeService_SyncEntriesClient, error)
+}
+
+// Minter takes the entries that need an SVID (agent/mint.Minter implements
+// it).
+type Minter interface {
+	// Queue asks for an SVID for each entry.
+	Queue(entryIDs ...string)
+	// CAReachable says the CA answers again: retries need not wait.
+	CAReachable()
+}
+
+// Scheduler owns renewal times (agent/rotate.Scheduler implements it).
+type Scheduler interface {
+	// Forget unschedules deleted entries.
+	Forget(entryIDs ...string)
+	// ApplyGeneration acts on the CA's rotate generation.
+	ApplyGeneration(gen int64)
+}
+
+// Metrics are optional hooks; nil fields are skipped.
+type Metrics struct {
+	// Connected is told whether the stream is up.
+	Connected func(up bool)
+	// Backoff is the delay before the next reconnection; 0 once up.
+	Backoff func(time.Duration)
+}
+
+// Config configures a Syncer. Every field but Backoff, Clock, Logger and
+// Metrics is required.
+type Config struct {
+	TrustDomain spiffeid.TrustDomain
+	// Cache receives the entries and bundles.
+	Cache *cache.Cache
+	CA    CA
+	// Minter is given every new or changed entry, and after a reconnect
+	// every entry still without an SVID.
+	Minter Minter
+	// Scheduler forgets deleted entries and takes the rotate generation.
+	Scheduler Scheduler
+	// BundleChanged takes each new bundle once the cache serves it: the
+	// node identity authenticates the CA with it and keeps it on disk.
+	BundleChanged func(*x509bundle.Bundle)
+	// BundleApplied is told after each new bundle (the agent reports the
+	// revision to the CA).
+	BundleApplied func()
+	// Policies takes the mTLS policy set of each message that has one.
+	Policies func(*nodev1.MTLSPolicies)
+	Backoff  backoff.Config
+	Clock    clock.Clock
+	Logger   *slog.Logger
+	Metrics  Metrics
+}
+
+// Syncer follows the CA's entry sync stream into the cache (see the
+// package documentation).
+type Syncer struct {
+	cfg Config
+	log *slog.Logger
+}
+
+// New returns a Syncer with cfg's zero fields defaulted.
+func New(cfg Config) *Syncer {
+	cfg.Clock = clock.OrReal(cfg.Clock)
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Syncer{cfg: cfg, log: cfg.Logger.With(logkey.Component, "sync")}
+}
+
+// Run keeps the stream open, reconnecting with backoff, until ctx ends;
+// then it returns nil. It returns an error only when the CA refuses the
+// node's identity for good (nodeapi.NodeRejection): reconnecting cannot
+// help.
+func (s *Syncer) Run(ctx context.Context) error {
+	b := backoff.New(s.cfg.Backoff)
+	for {
+		err := s.follow(ctx, b)
+		s.connected(false)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if _, ok := nodeapi.NodeRejection(err); ok {
+			return fmt.Errorf("entry sync: %w", err)
+		}
+		d := b.Next()
+		s.backoff(d)
+		s.log.Warn("entry sync interrupted; retrying", logkey.Error, err, logkey.RetryIn, d)
+		if backoff.Sleep(ctx, s.cfg.Clock, d) != nil {
+			return nil
+		}
+	}
+}
+
+// follow runs one stream until it fails.
+func (s *Syncer) follow(ctx context.Context, b *backoff.Backoff) error {
+	stream, err := s.cfg.CA.SyncEntries(ctx)
+	if err != nil {
+		return err
+	}
+	for first := true; ; first = false {
+		msg, err := stream.Recv()
+		if err != nil {
+			return err
+		}
+		if first {
+			s.cfg.Minter.CAReachable()
+		}
+		b.Reset()
+		s.connected(true)
+		s.backoff(0)
+		if err := s.apply(msg); err != nil {
+			return err
+		}
+	}
+}
+
+// apply feeds one sync message to the cache and queues the mints it needs.
+func (s *Syncer) apply(msg *nodev1.SyncEntriesResponse) error {
+	entries := make([]cache.Entry, 0, len(msg.GetEntries()))
+	for _, e := range msg.GetEntries() {
+		id, err := spiffeid.FromString(e.GetSpiffeId())
+		if err != nil {
+			s.log.Error("ignoring entry with a bad SPIFFE ID", logkey.EntryID, e.GetId(), logkey.Error, err)
+			continue
+		}
+		entries = append(entries, cache.Entry{
+			ID:        e.GetId(),
+			SPIFFEID:  id,
+			Selectors: e.GetSelectors(),
+			X509TTL:   time.Duration(e.GetX509TtlSeconds()) * time.Second,
+			JWTTTL:    time.Duration(e.GetJwtTtlSeconds()) * time.Second,
+			DNSNames:  e.GetDnsNames(),
+			Revision:  e.GetRevision(),
+		})
+	}
+	if b := msg.GetBundle(); b != nil {
+		if err := s.applyBundle(b); err != nil {
+			return err
+		}
+	}
+	if p := msg.GetMtlsPolicies(); p != nil {
+		s.cfg.Policies(p)
+	}
+	changed := s.cfg.Cache.ApplyEntries(msg.GetFull(), entries, msg.GetDeletedEntryIds())
+	ids := make([]string, 0, len(changed))
+	for _, e := range changed {
+		ids = append(ids, e.ID)
+	}
+	if msg.GetFull() {
+		// After a reconnect, anything still without an SVID is due too.
+		for _, e := range s.cfg.Cache.Entries() {
+			if s.cfg.Cache.SVID(e.ID) == nil {
+				ids = append(ids, e.ID)
+			}
+		}
+	}
+	s.cfg.Scheduler.Forget(msg.GetDeletedEntryIds()...)
+	s.cfg.Minter.Queue(ids...)
+	s.cfg.Scheduler.ApplyGeneration(msg.GetRotateGeneration())
+	return nil
+}
+
+func (s *Syncer) applyBundle(b *nodev1.Bundle) error {
+	xb, err := client.BundleFromProto(s.cfg.TrustDomain, b)
+	if err != nil {
+		return err
+	}
+	jb := jwtbundle.New(s.cfg.TrustDomain)
+	for _, k := range b.GetJwtAuthorities() {
+		pub, err := x509.ParsePKIXPublicKey(k.GetPublicKey())
+		if err != nil {
+			s.log.Error("ignoring bad JWT authority", logkey.KeyID, k.GetKeyId(), logkey.Error, err)
+			continue
+		}
+		jb.AddJWTAuthority(k.GetKeyId(), pub)
+	}
+	if err := s.cfg.Cache.SetBundle(xb, jb, b.GetRevision()); err != nil {
+		return err
+	}
+	s.cfg.BundleChanged(xb)
+	s.log.Info("bundle applied", logkey.Revision, b.GetRevision(), logkey.Roots, len(xb.X509Authorities()))
+	s.cfg.BundleApplied()
+	return nil
+}
+
+func (s *Syncer) connected(up bool) {
+	if s.cfg.Metrics.Connected != nil {
+		s.cfg.Metrics.Connected(up)
+	}
+}
+
+func (s *Syncer) backoff(d time.Duration) {
+	if s.cfg.Metrics.Backoff != nil {
+		s.cfg.Metrics.Backoff(d)
+	}
+}
