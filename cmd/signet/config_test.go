@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"flag"
 	"io"
 	"os"
 	"path/filepath"
@@ -12,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/spf13/pflag"
 )
 
 // mapEnv is a getenv over a map.
@@ -23,7 +23,7 @@ func mapEnv(m map[string]string) func(string) string {
 // then file, then environment, then flags.
 func loadServerConfig(t *testing.T, file string, env map[string]string, args ...string) (serverConfig, error) {
 	t.Helper()
-	fs := flag.NewFlagSet("server", flag.ContinueOnError)
+	fs := pflag.NewFlagSet("server", pflag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	cfg := defaultServerConfig()
 	_, apply := registerConfigFlags(fs, &cfg, serverUsages, mapEnv(env))
@@ -144,12 +144,18 @@ func TestConfigErrors(t *testing.T) {
 		args    []string
 		wantErr string
 	}{
-		{name: "unknown key", file: "trust_domian: example.org\n", wantErr: `unknown field "trust_domian"`},
-		{name: "unknown nested in valid file", file: "trust_domain: example.org\nmetrics:\n  listen: x\n", wantErr: `unknown field "metrics"`},
+		{name: "unknown key", file: "trust_domian: example.org\n", wantErr: `line 1: unknown field "trust_domian"`},
+		{name: "unknown nested in valid file", file: "trust_domain: example.org\nmetrics:\n  listen: x\n", wantErr: `line 2: unknown field "metrics"`},
 		{name: "wrong type", file: "admin_uids: root\n", wantErr: "admin_uids"},
-		{name: "bad duration", file: "root_ttl: forever\n", wantErr: `root_ttl: "forever" is not a duration`},
-		{name: "unquoted duration", file: "trust_domain: example.org\nintermediate_ttl: 5\n", wantErr: "intermediate_ttl: must be a quoted duration"},
-		{name: "wrong type names the key", file: "admin_uids: root\n", wantErr: "admin_uids: cannot unmarshal"},
+		{name: "bad duration", file: "root_ttl: forever\n", wantErr: `line 1: root_ttl: "forever" is not a duration`},
+		{name: "duration without a unit", file: "trust_domain: example.org\nintermediate_ttl: 5\n", wantErr: `line 2: intermediate_ttl: "5" has no unit`},
+		{name: "wrong type names the key", file: "admin_uids: root\n", wantErr: `line 1: admin_uids: "root" is not a uid`},
+		{name: "list for a single value", file: "\n\ntrust_domain: [a, b]\n", wantErr: "line 3: trust_domain: want a single value, not a list"},
+		{name: "mapping for a value", file: "listen:\n  host: x\n", wantErr: "line 1: listen: want a value, not a mapping"},
+		{name: "key given twice", file: "listen: a:1\nlisten: b:2\n", wantErr: `line 2: mapping key "listen" already defined`},
+		{name: "syntax error", file: "trust_domain: [example.org\n", wantErr: "line 1: "},
+		{name: "not a mapping", file: "- trust_domain: x\n", wantErr: "line 1: a config file must be a mapping"},
+		{name: "two documents", file: "listen: a:1\n---\nlisten: b:2\n", wantErr: "line 3: a second YAML document"},
 		{name: "bad environment value", env: map[string]string{"SIGNET_ROOT_TTL": "soon"}, wantErr: "SIGNET_ROOT_TTL"},
 		{name: "bad environment uid", env: map[string]string{"SIGNET_ADMIN_UIDS": "1,x"}, wantErr: "SIGNET_ADMIN_UIDS"},
 		{name: "bad flag value", args: []string{"--intermediate-ttl", "weekly"}, wantErr: "--intermediate-ttl"},
@@ -198,26 +204,33 @@ func TestEveryFlagHasAConfigKey(t *testing.T) {
 					t.Errorf("usage for %s, which is not a config key", k)
 				}
 			}
-			var stderr bytes.Buffer
-			env := &cliEnv{stdout: io.Discard, stderr: &stderr, getenv: mapEnv(nil)}
-			run(context.Background(), env, []string{tc.command, "-h"})
-			flags := 0
-			for line := range strings.SplitSeq(stderr.String(), "\n") {
-				if !strings.HasPrefix(line, "  -") {
-					continue
-				}
-				name, _, _ := strings.Cut(strings.TrimPrefix(line, "  -"), " ")
-				flags++
-				switch name {
-				case "config", "check-config":
-					continue
-				}
-				if !keys[strings.ReplaceAll(name, "-", "_")] {
-					t.Errorf("flag --%s has no config key", name)
-				}
+			// The command's flags are the keys, plus --config,
+			// --check-config and --help; -h prints them on stdout.
+			var stdout bytes.Buffer
+			env := &cliEnv{stdout: &stdout, stderr: io.Discard, getenv: mapEnv(nil)}
+			if err := run(context.Background(), env, []string{tc.command, "-h"}); err != nil {
+				t.Fatal(err)
 			}
-			if flags < len(keys) {
-				t.Errorf("usage lists %d flags for %d config keys:\n%s", flags, len(keys), stderr.String())
+			cmd, _, err := newRootCommand(env).Find([]string{tc.command})
+			if err != nil {
+				t.Fatal(err)
+			}
+			flags := 0
+			cmd.Flags().VisitAll(func(f *pflag.Flag) {
+				switch f.Name {
+				case "config", "check-config", "help":
+					return
+				}
+				flags++
+				if !keys[strings.ReplaceAll(f.Name, "-", "_")] {
+					t.Errorf("flag --%s has no config key", f.Name)
+				}
+				if !strings.Contains(stdout.String(), "--"+f.Name+" ") {
+					t.Errorf("-h does not show --%s:\n%s", f.Name, stdout.String())
+				}
+			})
+			if flags != len(keys) {
+				t.Errorf("%d flags for %d config keys", flags, len(keys))
 			}
 		})
 	}
