@@ -88,7 +88,7 @@ func (c agentConfig) toAgentConfig() (agent.Config, error) {
 	if c.Socket == "" {
 		return out, fmt.Errorf("socket must be configured")
 	}
-	if _, err := checkSocketLen(c.Socket); err != nil {
+	if _, err := socketPath(c.Socket); err != nil {
 		return out, fmt.Errorf("socket %v", err)
 	}
 	if c.DataDir == "" {
@@ -163,6 +163,9 @@ func (o *agentOptions) run(ctx context.Context, env *cliEnv) error {
 		return err
 	}
 	cfg := o.cfg
+	if p, err := socketPath(cfg.Socket); err == nil {
+		cfg.Socket = p // a unix:// URI, as SPIFFE_ENDPOINT_SOCKET writes it
+	}
 	logger, err := newLogger(env.stderr, cfg.LogLevel, cfg.LogFormat)
 	if err != nil {
 		return err

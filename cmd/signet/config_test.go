@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/spf13/pflag"
+	"go.step.sm/crypto/kms/apiv1"
 )
 
 // mapEnv is a getenv over a map.
@@ -268,6 +270,64 @@ func TestJoinTokenFile(t *testing.T) {
 			}
 			if err != nil || got != tc.want {
 				t.Errorf("joinToken() = %q, %v; want %q", got, err, tc.want)
+			}
+		})
+	}
+}
+
+// TestCheckConfig: --check-config refuses what a start would refuse, with
+// the key named, and accepts a good file (durations in days included).
+func TestCheckConfig(t *testing.T) {
+	env := hostFiles(t)
+	dir := t.TempDir()
+	notADir := writeFile(t, "file", "x")
+	base := "trust_domain: example.org\ndata_dir: " + filepath.Join(dir, "data") + "\n"
+	awsLinked := false
+	if _, ok := apiv1.LoadKeyManagerNewFunc(apiv1.AmazonKMS); ok {
+		awsLinked = true
+	}
+	tests := []struct {
+		name    string
+		command string
+		file    string
+		env     map[string]string
+		skip    bool
+		wantErr string
+	}{
+		{name: "valid, in days", command: "server", file: base + "root_ttl: 730d\nintermediate_ttl: 7d\nmtls_window: 15m\n"},
+		{name: "environment in days", command: "server", file: base, env: map[string]string{"SIGNET_ROOT_TTL": "30d", "SIGNET_INTERMEDIATE_TTL": "1d"}},
+		{name: "no data dir", command: "server", file: "trust_domain: example.org\n", wantErr: "signet server needs a data directory: give --data-dir DIR (or data_dir in --config)"},
+		{name: "data dir is a file", command: "server", file: "data_dir: " + notADir + "\n", wantErr: "data_dir " + notADir + ": not a directory"},
+		{name: "intermediate longer than root", command: "server", file: base + "root_ttl: 30d\nintermediate_ttl: 60d\n", wantErr: "intermediate_ttl 60d is longer than root_ttl 30d"},
+		{name: "intermediate longer than the default root", command: "server", file: base + "intermediate_ttl: 400d\n", wantErr: "intermediate_ttl 400d is longer than root_ttl 365d"},
+		{name: "default intermediate longer than root", command: "server", file: base + "root_ttl: 1d\n", wantErr: "intermediate_ttl 7d is longer than root_ttl 1d"},
+		{name: "unknown kms type", command: "server", file: base + "kms_uri: vault:secret/x\n", wantErr: `kms_uri "vault:secret/x"`},
+		{name: "kms that cannot create keys", command: "server", file: base + "kms_uri: \"yubikey:slot-id=9a\"\n", wantErr: "signet cannot create keys in a yubikey key manager"},
+		{name: "kms not linked", command: "server", file: base + "kms_uri: \"awskms:region=us-east-1\"\n", skip: awsLinked, wantErr: "awskms is not linked into this binary: build signet with -tags cloudkms"},
+		{name: "pkcs11 without cgo", command: "server", file: base + "kms_uri: \"pkcs11:module-path=/usr/lib/softhsm/libsofthsm2.so;token=signet?pin-value=1234\"\n", skip: cgoEnabled, wantErr: "PKCS#11 needs a signet built with cgo"},
+		{name: "admin socket too long", command: "server", file: base + "admin_socket: /" + strings.Repeat("s", 120) + "\n", wantErr: "admin_socket \"/sss"},
+		{name: "negative window", command: "server", file: base + "mtls_window: -1m\n", wantErr: "mtls_window -1m0s: must be positive"},
+		{name: "import cert without key", command: "server", file: base + "import_root_cert: " + notADir + "\n", wantErr: "import_root_cert and import_root_key must be given together"},
+		{name: "bad log level", command: "server", file: base + "log_level: loud\n", wantErr: `log_level "loud"`},
+		{name: "agent socket too long", command: "agent", file: "insecure_bootstrap: true\nsocket: /" + strings.Repeat("s", 120) + "\n", wantErr: "socket \"/sss"},
+		{name: "agent socket URI is a path", command: "agent", file: "insecure_bootstrap: true\nsocket: unix:///run/x.sock\n", wantErr: ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.skip {
+				t.Skip("not in this build")
+			}
+			e := maps.Clone(env)
+			maps.Copy(e, tc.env)
+			out, err := checkConfig(t, tc.command, []byte(tc.file), e)
+			if tc.wantErr == "" {
+				if err != nil || !strings.Contains(out, "configuration is valid") {
+					t.Fatalf("%q, %v; want a valid configuration", out, err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("error %v, want %q", err, tc.wantErr)
 			}
 		})
 	}

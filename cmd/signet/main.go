@@ -70,7 +70,8 @@ Unix socket. Operators drive the CA through its admin socket
 		Example: `  signet dev                          # CA and agent in one process: start here
   signet entry list -o json
   signet help entry`,
-		Version: versionText(),
+		Version:               versionText(),
+		DisableFlagsInUseLine: true,
 		// Errors are printed once, as one line, by main; usage only on
 		// request.
 		SilenceErrors: true,
@@ -120,7 +121,7 @@ func usageError(c *cobra.Command, err error) error {
 // signet root, ...). Alone it prints its help; with an unknown subcommand
 // it fails, suggesting the closest one.
 func newGroupCommand(use, short, example string, subs ...*cobra.Command) *cobra.Command {
-	c := &cobra.Command{Use: use, Short: short, Example: example}
+	c := &cobra.Command{Use: use, Short: short, Example: example, DisableFlagsInUseLine: true}
 	c.AddCommand(subs...)
 	groupArgs(c)
 	return c
@@ -166,6 +167,7 @@ func newHelpCommand(root *cobra.Command) *cobra.Command {
 			if err != nil || cmd == nil || len(rest) > 0 {
 				return usageError(c, fmt.Errorf("no command %q: see 'signet --help' for the commands", strings.Join(args, " ")))
 			}
+			cmd.InitDefaultHelpFlag() // as --help shows it
 			return cmd.Help()
 		},
 	}
