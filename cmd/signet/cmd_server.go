@@ -345,12 +345,14 @@ func (o *serverOptions) run(ctx context.Context, env *cliEnv) error {
 // logShutdown logs "shutting down" with the reason (the signal) once ctx
 // ends; the function it returns logs "stopped" when the process is done.
 func logShutdown(ctx context.Context, logger *slog.Logger) func() {
+	logged := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {
 		logger.Info("shutting down", logReason, context.Cause(ctx).Error())
+		close(logged)
 	})
 	return func() {
-		stop()
-		if ctx.Err() != nil {
+		if !stop() {
+			<-logged // in that order
 			logger.Info("stopped")
 		}
 	}

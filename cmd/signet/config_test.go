@@ -332,3 +332,26 @@ func TestCheckConfig(t *testing.T) {
 		})
 	}
 }
+
+// FuzzConfigFile: decoding a config file or an entries file never panics,
+// whatever the bytes (goccy/go-yaml parses them first).
+func FuzzConfigFile(f *testing.F) {
+	for _, seed := range []string{
+		"trust_domain: example.org\nroot_ttl: 30d\nadmin_uids: [1, 2]\n",
+		"- spiffe_id: spiffe://example.org/a\n  selectors: [unix:uid:1]\n  x509_ttl: 1h\n",
+		`[{"spiffe_id": "a", "dns_names": ["x"]}]`,
+		"a: &x 1\nb: *x\n", "- !!str 5\n", "---\na: 1\n---\n", "<<: {a: 1}\n", "key: |\n  text\n", "{", "[", "- - -",
+	} {
+		f.Add([]byte(seed))
+	}
+	if data, err := os.ReadFile(filepath.Join(deployDir, "config", "server.yaml")); err == nil {
+		f.Add(data)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg := defaultServerConfig()
+		decodeConfig(data, &cfg)
+		acfg := defaultAgentConfig()
+		decodeConfig(data, &acfg)
+		parseEntryFile("fuzz", data)
+	})
+}
