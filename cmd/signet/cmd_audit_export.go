@@ -34,7 +34,7 @@ func (o *auditExportOptions) addFlags(cmd *cobra.Command, env *cliEnv) {
 	cmd.RegisterFlagCompletionFunc("format", cobra.FixedCompletions(auditFormats, cobra.ShellCompDirectiveNoFileComp))
 	fs.StringVar(&o.since, "since", "", "only records at or after T (RFC 3339, or a duration ago like 24h or 7d)")
 	fs.StringVar(&o.until, "until", "", "only records before T (RFC 3339, or a duration ago)")
-	fs.StringSliceVar(&o.types, "type", nil, "only records of these types (comma-separated or repeated); see the list below")
+	fs.StringSliceVar(&o.types, "type", nil, "only records of these `types` (comma-separated or repeated; listed above)")
 	cmd.RegisterFlagCompletionFunc("type", cobra.FixedCompletions(auditTypes, cobra.ShellCompDirectiveNoFileComp))
 	fs.StringVar(&o.spiffeID, "spiffe-id", "", "only records about this SPIFFE ID")
 	fs.StringVar(&o.out, "out", "", "write to FILE instead of standard output")

@@ -25,9 +25,9 @@ func (o *entryUpdateOptions) addFlags(cmd *cobra.Command, env *cliEnv) {
 	o.output.addFlags(cmd, objectFormats)
 	fs.Var(newDurationValue(&o.x509TTL, 0), "x509-ttl", "new X509-SVID lifetime, like 1h or 1d")
 	fs.Var(newDurationValue(&o.jwtTTL, 0), "jwt-ttl", "new JWT-SVID lifetime")
-	fs.StringArrayVar(&o.dns, "dns", nil, "DNS SAN, repeatable: the given names replace the entry's")
+	fs.StringArrayVar(&o.dns, "dns", nil, "DNS SAN (a host `name`), repeatable: the given names replace the entry's")
 	fs.BoolVar(&o.clearDNS, "clear-dns", false, "remove every DNS SAN")
-	fs.StringArrayVar(&o.selectors, "selector", nil, "type:value selector, repeatable: the given selectors replace the entry's")
+	fs.StringArrayVar(&o.selectors, "selector", nil, "`type:value` selector, repeatable: the given selectors replace the entry's")
 }
 
 func newEntryUpdateCommand(env *cliEnv) *cobra.Command {

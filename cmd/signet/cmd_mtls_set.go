@@ -31,7 +31,7 @@ func (o *mtlsSetOptions) addFlags(cmd *cobra.Command, env *cliEnv) {
 	fs.StringVar(&o.spiffeID, "spiffe-id", "", "scope: one workload")
 	fs.StringVar(&o.prefix, "prefix", "", "scope: the SPIFFE IDs under this path prefix (spiffe://TD/PATH/)")
 	fs.StringVar(&o.port, "port", "", "only connections to this port (default: every port)")
-	fs.StringArrayVar(&o.exemptPorts, "exempt-port", nil, "port that passes plaintext in every mode (health checks), repeatable")
+	fs.StringArrayVar(&o.exemptPorts, "exempt-port", nil, "`port` that passes plaintext in every mode (health checks), repeatable")
 	fs.BoolVar(&o.preview, "dry-run", false, "install nothing: print, per workload, the connections the policy would refuse over the last window")
 	fs.BoolVar(&o.shadow, "shadow", false, "with STRICT: install it in dry run, letting through, counting and logging what STRICT would refuse")
 	fs.BoolVar(&o.force, "force", false, "apply even though workloads in scope received plaintext recently")

@@ -189,6 +189,22 @@ func formatValue(v reflect.Value) string {
 	return fmt.Sprint(v.Interface())
 }
 
+// parseBool reads true/false as strconv.ParseBool does, and also the YAML
+// 1.1 words yes/no and on/off, which config files have always taken.
+func parseBool(s string) (bool, error) {
+	switch strings.ToLower(s) {
+	case "yes", "on":
+		return true, nil
+	case "no", "off":
+		return false, nil
+	}
+	b, err := strconv.ParseBool(s)
+	if err != nil {
+		return false, fmt.Errorf("%q is not true or false", s)
+	}
+	return b, nil
+}
+
 // setValue sets a config field from text: an environment variable, a
 // flag, or a scalar of a YAML file.
 func setValue(v reflect.Value, s string) error {
@@ -223,9 +239,9 @@ func setValue(v reflect.Value, s string) error {
 	case string:
 		v.SetString(s)
 	case bool:
-		b, err := strconv.ParseBool(s)
+		b, err := parseBool(s)
 		if err != nil {
-			return fmt.Errorf("%q is not true or false", s)
+			return err
 		}
 		v.SetBool(b)
 	case int, int64:

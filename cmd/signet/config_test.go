@@ -310,6 +310,8 @@ func TestCheckConfig(t *testing.T) {
 		{name: "import cert without key", command: "server", file: base + "import_root_cert: " + notADir + "\n", wantErr: "import_root_cert and import_root_key must be given together"},
 		{name: "bad log level", command: "server", file: base + "log_level: loud\n", wantErr: `log_level "loud"`},
 		{name: "agent socket too long", command: "agent", file: "insecure_bootstrap: true\nsocket: /" + strings.Repeat("s", 120) + "\n", wantErr: "socket \"/sss"},
+		{name: "YAML 1.1 booleans", command: "agent", file: "insecure_bootstrap: yes\n"},
+		{name: "not a boolean", command: "agent", file: "insecure_bootstrap: sometimes\n", wantErr: `line 1: insecure_bootstrap: "sometimes" is not true or false`},
 		{name: "agent socket URI is a path", command: "agent", file: "insecure_bootstrap: true\nsocket: unix:///run/x.sock\n", wantErr: ""},
 	}
 	for _, tc := range tests {
