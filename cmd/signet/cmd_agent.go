@@ -94,6 +94,9 @@ func (c agentConfig) toAgentConfig() (agent.Config, error) {
 	if c.DataDir == "" {
 		return out, fmt.Errorf("data_dir must be configured")
 	}
+	if err := checkWritableDir("data_dir", c.DataDir); err != nil {
+		return out, err
+	}
 	if c.MetricsListen != "" {
 		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
 			return out, fmt.Errorf("metrics_listen %q: must be host:port", c.MetricsListen)

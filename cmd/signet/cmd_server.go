@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -109,10 +108,8 @@ func (c serverConfig) toServerConfig() (server.Config, string, error) {
 	if c.DataDir == "" {
 		return out, "", errNoDataDir
 	}
-	if fi, err := os.Stat(c.DataDir); err == nil && !fi.IsDir() {
-		return out, "", fmt.Errorf("data_dir %s: not a directory", c.DataDir)
-	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return out, "", fmt.Errorf("data_dir: %v", err)
+	if err := checkWritableDir("data_dir", c.DataDir); err != nil {
+		return out, "", err
 	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return out, "", fmt.Errorf("listen %q: must be host:port", c.Listen)
@@ -183,6 +180,9 @@ func (c serverConfig) toServerConfig() (server.Config, string, error) {
 	}
 	if _, err := checkSocketLen(admin); err != nil {
 		return out, "", fmt.Errorf("admin_socket %v", err)
+	}
+	if err := checkWritableDir("admin_socket", filepath.Dir(admin)); err != nil {
+		return out, "", err
 	}
 	out = server.Config{
 		TrustDomain:        td,

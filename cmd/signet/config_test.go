@@ -282,6 +282,8 @@ func TestCheckConfig(t *testing.T) {
 	dir := t.TempDir()
 	notADir := writeFile(t, "file", "x")
 	base := "trust_domain: example.org\ndata_dir: " + filepath.Join(dir, "data") + "\n"
+	readOnly := filepath.Join(dir, "ro")
+	os.Mkdir(readOnly, 0o500)
 	awsLinked := false
 	if _, ok := apiv1.LoadKeyManagerNewFunc(apiv1.AmazonKMS); ok {
 		awsLinked = true
@@ -297,7 +299,11 @@ func TestCheckConfig(t *testing.T) {
 		{name: "valid, in days", command: "server", file: base + "root_ttl: 730d\nintermediate_ttl: 7d\nmtls_window: 15m\n"},
 		{name: "environment in days", command: "server", file: base, env: map[string]string{"SIGNET_ROOT_TTL": "30d", "SIGNET_INTERMEDIATE_TTL": "1d"}},
 		{name: "no data dir", command: "server", file: "trust_domain: example.org\n", wantErr: "signet server needs a data directory: give --data-dir DIR (or data_dir in --config)"},
-		{name: "data dir is a file", command: "server", file: "data_dir: " + notADir + "\n", wantErr: "data_dir " + notADir + ": not a directory"},
+		{name: "data dir is a file", command: "server", file: "data_dir: " + notADir + "\n", wantErr: "data_dir " + notADir + ": " + notADir + " is not a directory"},
+		{name: "data dir under a file", command: "server", file: "data_dir: " + notADir + "/data\n", wantErr: notADir + " is not a directory"},
+		{name: "data dir not writable", command: "server", file: "data_dir: " + readOnly + "/data\n", skip: os.Getuid() == 0, wantErr: "cannot write to " + readOnly},
+		{name: "admin socket under a file", command: "server", file: base + "admin_socket: " + notADir + "/admin.sock\n", wantErr: "admin_socket " + notADir + ": " + notADir + " is not a directory"},
+		{name: "agent data dir under a file", command: "agent", file: "insecure_bootstrap: true\ndata_dir: " + notADir + "/x\n", wantErr: "data_dir " + notADir + "/x: " + notADir + " is not a directory"},
 		{name: "intermediate longer than root", command: "server", file: base + "root_ttl: 30d\nintermediate_ttl: 60d\n", wantErr: "intermediate_ttl 60d is longer than root_ttl 30d"},
 		{name: "intermediate longer than the default root", command: "server", file: base + "intermediate_ttl: 400d\n", wantErr: "intermediate_ttl 400d is longer than root_ttl 365d"},
 		{name: "default intermediate longer than root", command: "server", file: base + "root_ttl: 1d\n", wantErr: "intermediate_ttl 7d is longer than root_ttl 1d"},
