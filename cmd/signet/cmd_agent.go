@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"runtime/debug"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
@@ -29,10 +31,6 @@ import (
 // 2 MB of that, for GC work that costs a 1000-entry sync about a quarter
 // of a second (BenchmarkAgentRSS, BenchmarkAgentSync1000).
 const agentGCPercent = 25
-
-func agentCommand() *command {
-	return &command{name: "agent", summary: "run the node agent", run: runAgent}
-}
 
 // agentConfig is the agent's configuration file (YAML); each key is also a
 // flag and a SIGNET_* environment variable.
@@ -58,7 +56,7 @@ var agentUsages = map[string]string{
 	"insecure_bootstrap":  "attest without authenticating the CA (DEVELOPMENT ONLY)",
 	"join_token":          "single-use join token (only needed when data_dir holds no node identity)",
 	"join_token_file":     "file holding the join token, e.g. a mounted Secret (a missing file is ignored)",
-	"socket":              "Unix socket for the Workload API and SDS",
+	"socket":              "Unix socket for the Workload API and SDS (clients find it there, or through SPIFFE_ENDPOINT_SOCKET)",
 	"data_dir":            "directory for the node SVID (key encrypted) and the last bundle",
 	"metrics_listen":      "address for /metrics, /healthz and /readyz (empty: off)",
 	"key_passphrase_file": "file holding the passphrase that encrypts the node key (or env SIGNET_KEY_PASSPHRASE)",
@@ -70,7 +68,7 @@ func defaultAgentConfig() agentConfig {
 	return agentConfig{
 		ServerAddress: "127.0.0.1:8081",
 		TrustDomain:   defaultTrustDomain,
-		Socket:        "/tmp/signet/agent.sock",
+		Socket:        defaultAgentSocket,
 		DataDir:       "./signet-agent-data",
 		LogLevel:      "info",
 		LogFormat:     "text",
@@ -89,8 +87,14 @@ func (c agentConfig) toAgentConfig() (agent.Config, error) {
 	if c.Socket == "" {
 		return out, fmt.Errorf("socket must be configured")
 	}
+	if _, err := socketPath(c.Socket); err != nil {
+		return out, fmt.Errorf("socket %v", err)
+	}
 	if c.DataDir == "" {
 		return out, fmt.Errorf("data_dir must be configured")
+	}
+	if err := checkWritableDir("data_dir", c.DataDir); err != nil {
+		return out, err
 	}
 	if c.MetricsListen != "" {
 		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
@@ -121,13 +125,48 @@ func (c agentConfig) toAgentConfig() (agent.Config, error) {
 	return out, nil
 }
 
-func runAgent(ctx context.Context, env *cliEnv, args []string) error {
-	fs := newFlagSet(env, "agent", "signet agent --server-address HOST:PORT --trust-bundle bundle.pem --join-token TOKEN --socket PATH --data-dir DIR")
-	cfg := defaultAgentConfig()
-	_, apply := registerConfigFlags(fs, &cfg, agentUsages, env.getenv)
-	checkOnly := fs.Bool("check-config", false, "validate the configuration and exit")
-	if err := loadConfig(fs, args, apply); err != nil {
+// agentOptions are the flags of `signet agent`: every config key, plus
+// --config and --check-config.
+type agentOptions struct {
+	cfg       agentConfig
+	apply     func() error
+	checkOnly bool
+}
+
+func (o *agentOptions) addFlags(fs *pflag.FlagSet, env *cliEnv) {
+	o.cfg = defaultAgentConfig()
+	_, o.apply = registerConfigFlags(fs, &o.cfg, agentUsages, env.getenv)
+	fs.BoolVar(&o.checkOnly, "check-config", false, "validate the configuration as a start would, then exit")
+}
+
+func newAgentCommand(env *cliEnv) *cobra.Command {
+	var o agentOptions
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "run the node agent",
+		Long: `Run the node agent: it attests to the CA once (with a join token, or from the
+node identity kept in --data-dir), then serves the SPIFFE Workload API and
+Envoy SDS on one Unix socket (--socket, default ` + defaultAgentSocket + `).
+Every flag is also a key of the --config file and a SIGNET_* environment
+variable; flags win over the environment, which wins over the file.`,
+		Example: `  signet agent --server-address ca.example.org:8081 --trust-bundle bundle.pem \
+      --join-token TOKEN --data-dir /var/lib/signet-agent
+  signet agent --config /etc/signet/agent.yaml
+  signet agent --server-address 127.0.0.1:8081 --insecure-bootstrap --join-token TOKEN   # development only`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd.Context(), env) },
+	}
+	o.addFlags(cmd.Flags(), env)
+	return cmd
+}
+
+func (o *agentOptions) run(ctx context.Context, env *cliEnv) error {
+	if err := o.apply(); err != nil {
 		return err
+	}
+	cfg := o.cfg
+	if p, err := socketPath(cfg.Socket); err == nil {
+		cfg.Socket = p // a unix:// URI, as SPIFFE_ENDPOINT_SOCKET writes it
 	}
 	logger, err := newLogger(env.stderr, cfg.LogLevel, cfg.LogFormat)
 	if err != nil {
@@ -140,7 +179,7 @@ func runAgent(ctx context.Context, env *cliEnv, args []string) error {
 	if acfg.KeyPassphrase, err = keys.LoadPassphrase(cfg.KeyPassphraseFile, passphraseEnv); err != nil {
 		return fmt.Errorf("key_passphrase_file: %v", err)
 	}
-	if *checkOnly {
+	if o.checkOnly {
 		fmt.Fprintln(env.stdout, "configuration is valid")
 		return nil
 	}
@@ -148,6 +187,7 @@ func runAgent(ctx context.Context, env *cliEnv, args []string) error {
 		logger.Warn("INSECURE BOOTSTRAP: the CA is not authenticated on first contact; anyone able to intercept the connection can impersonate it. Use --trust-bundle outside development.")
 	}
 	acfg.Logger = logger
+	defer logShutdown(ctx, logger)()
 	return runAgentProcess(ctx, acfg, cfg.Socket, cfg.MetricsListen)
 }
 
@@ -193,6 +233,7 @@ func runAgentProcess(ctx context.Context, cfg agent.Config, socket, metricsListe
 		return err
 	}
 	defer ln.Close()
+	logger.Info("serving", logSocket, socket, logMetrics, tel.metricsURL(), logHealth, tel.healthDescription("grpc.health.v1 on the socket"))
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		opts := []grpc.ServerOption{grpc.ChainStreamInterceptor(cfg.Metrics.StreamInterceptor())}

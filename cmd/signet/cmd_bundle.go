@@ -5,37 +5,48 @@ import (
 	"encoding/pem"
 	"fmt"
 
+	"github.com/spf13/cobra"
+
 	adminv1 "github.com/signet-mesh/signet/proto/signet/admin/v1"
 )
 
-func bundleCommand() *command {
-	return &command{name: "bundle", summary: "the trust bundle", sub: []*command{
-		{name: "show", summary: "print the trust bundle as PEM or a SPIFFE bundle (JWKS)", run: runBundleShow},
-	}}
+func newBundleCommand(env *cliEnv) *cobra.Command {
+	return newGroupCommand("bundle", "the trust bundle", `  signet bundle show > bundle.pem`,
+		newBundleShowCommand(env),
+	)
 }
 
-func runBundleShow(ctx context.Context, env *cliEnv, args []string) error {
-	fs := newFlagSet(env, "bundle show", "signet bundle show [--format pem|spiffe]")
-	var af adminFlags
-	af.register(fs, env)
-	format := fs.String("format", "pem", "pem (root certificates) or spiffe (SPIFFE bundle JWKS)")
-	pos, err := parseFlags(fs, args)
-	if err != nil {
-		return err
+type bundleShowOptions struct {
+	admin  adminOptions
+	format string
+}
+
+var bundleFormats = []string{"pem", "spiffe"}
+
+func newBundleShowCommand(env *cliEnv) *cobra.Command {
+	var o bundleShowOptions
+	cmd := &cobra.Command{
+		Use:   "show",
+		Short: "print the trust bundle as PEM or a SPIFFE bundle (JWKS)",
+		Example: `  signet bundle show > bundle.pem            # the roots, for agents' --trust-bundle
+  signet bundle show --format spiffe         # X.509 roots and JWT keys as a SPIFFE bundle`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd.Context(), env) },
 	}
-	if err := exactArgs(fs, pos); err != nil {
-		return err
-	}
-	if *format != "pem" && *format != "spiffe" {
-		return fmt.Errorf("unknown --format %q: use pem or spiffe", *format)
-	}
-	resp, err := adminCall(ctx, &af, func(ctx context.Context, c adminv1.AdminServiceClient) (*adminv1.GetBundleResponse, error) {
+	o.admin.addFlags(cmd.Flags(), env)
+	cmd.Flags().Var(newChoiceValue(&o.format, "pem", bundleFormats, "--format"), "format", "pem (root certificates) or spiffe (SPIFFE bundle JWKS)")
+	cmd.RegisterFlagCompletionFunc("format", cobra.FixedCompletions(bundleFormats, cobra.ShellCompDirectiveNoFileComp))
+	return cmd
+}
+
+func (o *bundleShowOptions) run(ctx context.Context, env *cliEnv) error {
+	resp, err := adminCall(ctx, &o.admin, func(ctx context.Context, c adminv1.AdminServiceClient) (*adminv1.GetBundleResponse, error) {
 		return c.GetBundle(ctx, &adminv1.GetBundleRequest{})
 	})
 	if err != nil {
 		return err
 	}
-	if *format == "spiffe" {
+	if o.format == "spiffe" {
 		_, err := fmt.Fprintln(env.stdout, string(resp.SpiffeBundle))
 		return err
 	}

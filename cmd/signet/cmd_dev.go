@@ -9,9 +9,13 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
@@ -32,42 +36,67 @@ import (
 	sdsserver "github.com/signet-mesh/signet/sds/server"
 )
 
-func devCommand() *command {
-	return &command{name: "dev", summary: "run a CA and an agent in one process (start here)", run: runDev}
-}
-
 // devNodeName names the dev agent, so its SPIFFE ID is stable across runs.
 const devNodeName = "dev"
 
-func runDev(ctx context.Context, env *cliEnv, args []string) error {
-	fs := newFlagSet(env, "dev", "signet dev [--data-dir ./signet-data] [--trust-domain example.org]")
-	dataDir := fs.String("data-dir", defaultDataDir, "directory for all state; sockets are created in it")
-	tdName := fs.String("trust-domain", defaultTrustDomain, "trust domain")
-	logLevel := fs.String("log-level", "warn", "debug, info, warn or error")
-	pos, err := parseFlags(fs, args)
+// devOptions are the flags of `signet dev`.
+type devOptions struct {
+	dataDir, trustDomain, logLevel string
+}
+
+func (o *devOptions) addFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.dataDir, "data-dir", defaultDataDir, "directory for all state; the sockets are created in it")
+	fs.StringVar(&o.trustDomain, "trust-domain", defaultTrustDomain, "trust domain")
+	fs.StringVar(&o.logLevel, "log-level", "warn", "debug, info, warn or error")
+}
+
+func newDevCommand(env *cliEnv) *cobra.Command {
+	var o devOptions
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "run a CA and an agent in one process (start here)",
+		Long: `Run the CA and an agent in one process, with their state under --data-dir.
+dev registers an entry for your uid, prints the agent socket, the admin
+socket and your SPIFFE ID, and runs until interrupted. A second start
+reuses the stored CA, node identity and entries.`,
+		Example: `  signet dev
+  signet dev --data-dir /tmp/signet-dev --trust-domain dev.example`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd.Context(), env) },
+	}
+	o.addFlags(cmd.Flags())
+	return cmd
+}
+
+func (o *devOptions) run(ctx context.Context, env *cliEnv) error {
+	// Absolute paths: the banner's commands work from any directory.
+	dataDir, err := filepath.Abs(o.dataDir)
+	if err != nil {
+		return fmt.Errorf("--data-dir: %w", err)
+	}
+	dataDir = filepath.Clean(dataDir)
+	for _, name := range []string{adminSocketName, agentSocketName} {
+		if _, err := checkSocketLen(filepath.Join(dataDir, name)); err != nil {
+			return fmt.Errorf("--data-dir %s is too deep for its sockets: %v", dataDir, err)
+		}
+	}
+	td, err := spiffeid.TrustDomainFromString(o.trustDomain)
+	if err != nil {
+		return fmt.Errorf("--trust-domain %q: %v", o.trustDomain, err)
+	}
+	logger, err := newLogger(env.stderr, o.logLevel, "text")
 	if err != nil {
 		return err
 	}
-	if err := exactArgs(fs, pos); err != nil {
-		return err
-	}
-	td, err := spiffeid.TrustDomainFromString(*tdName)
-	if err != nil {
-		return fmt.Errorf("--trust-domain %q: %v", *tdName, err)
-	}
-	logger, err := newLogger(env.stderr, *logLevel, "text")
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(*dataDir, 0o700); err != nil {
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return fmt.Errorf("creating data dir: %w", err)
 	}
-	pass, err := devPassphrase(env, *dataDir)
+	pass, err := devPassphrase(env, dataDir)
 	if err != nil {
 		return err
 	}
 
-	srv, err := server.New(ctx, server.Config{TrustDomain: td, DataDir: filepath.Join(*dataDir, "server"), Passphrase: pass, Logger: logger})
+	srv, err := server.New(ctx, server.Config{TrustDomain: td, DataDir: filepath.Join(dataDir, "server"), Passphrase: pass, Logger: logger})
 	if err != nil {
 		return err
 	}
@@ -76,7 +105,7 @@ func runDev(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	adminPath := filepath.Join(*dataDir, adminSocketName)
+	adminPath := filepath.Join(dataDir, adminSocketName)
 	adminLn, err := peercred.Listen(adminPath, 0o600)
 	if err != nil {
 		return err
@@ -114,7 +143,7 @@ func runDev(ctx context.Context, env *cliEnv, args []string) error {
 		TrustDomain:   td,
 		TrustBundle:   bundle.X509Authorities,
 		JoinToken:     tok.Token,
-		DataDir:       filepath.Join(*dataDir, "agent"),
+		DataDir:       filepath.Join(dataDir, "agent"),
 		KeyPassphrase: pass,
 		Cache:         c,
 		Logger:        logger,
@@ -122,7 +151,7 @@ func runDev(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	agentPath := filepath.Join(*dataDir, agentSocketName)
+	agentPath := filepath.Join(dataDir, agentSocketName)
 	agentLn, err := peercred.Listen(agentPath, 0o777)
 	if err != nil {
 		return err
@@ -178,17 +207,34 @@ func waitForSVID(ctx context.Context, c *cache.Cache, selector string) error {
 }
 
 func printDevBanner(env *cliEnv, td spiffeid.TrustDomain, agentPath, adminPath string, id spiffeid.ID) {
+	bin, hint := cliName()
 	fmt.Fprintf(env.stdout, `signet dev is running (Ctrl-C to stop)
 
   trust domain   %s
   agent socket   %s   (SPIFFE Workload API and Envoy SDS)
-  admin socket   %s   (export %s=%s)
+  admin socket   %s
   your identity  %s
 
 Try:
-  go run ./cmd/signet workload fetch --socket %s
-  %s=%s go run ./cmd/signet entry list
-`, td.Name(), agentPath, adminPath, adminSocketEnv, adminPath, id, agentPath, adminSocketEnv, adminPath)
+  %s workload fetch --socket %s
+  %s=%s %s entry list
+%s`, td.Name(), agentPath, adminPath, id, bin, agentPath, adminSocketEnv, adminPath, bin, hint)
+}
+
+// cliName is how the banner's commands call signet: the path this process
+// was started as when it names a built binary ("./signet"), else
+// "signet", with a hint to build it when there is none on the PATH (as
+// under go run, whose binary is gone when it exits).
+func cliName() (name, hint string) {
+	arg0 := os.Args[0]
+	goRun := strings.Contains(arg0, string(filepath.Separator)+"go-build")
+	if strings.ContainsRune(arg0, filepath.Separator) && !goRun {
+		return arg0, ""
+	}
+	if _, err := exec.LookPath("signet"); err == nil {
+		return "signet", ""
+	}
+	return "signet", "\n(signet is not on your PATH: build it with go build -o signet ./cmd/signet, or go install ./cmd/signet)\n"
 }
 
 // devPassphrase returns SIGNET_KEY_PASSPHRASE, or a random passphrase kept

@@ -1,24 +1,29 @@
 package main
 
 import (
-	"context"
+	"errors"
 	"fmt"
-	"os"
+	"io"
 	"strings"
 	"time"
 
-	"sigs.k8s.io/yaml"
+	"github.com/goccy/go-yaml/ast"
+	"github.com/spf13/cobra"
 
 	adminv1 "github.com/signet-mesh/signet/proto/signet/admin/v1"
 )
 
-func entryCommand() *command {
-	return &command{name: "entry", summary: "registration entries", sub: []*command{
-		{name: "create", summary: "register a workload (or many with --file)", run: runEntryCreate},
-		{name: "list", summary: "list entries", run: runEntryList},
-		{name: "show", summary: "show one entry", run: runEntryShow},
-		{name: "delete", summary: "delete an entry", run: runEntryDelete},
-	}}
+func newEntryCommand(env *cliEnv) *cobra.Command {
+	return newGroupCommand("entry", "registration entries: which workloads get which SPIFFE IDs", `  signet entry create --spiffe-id spiffe://example.org/web \
+      --parent-id spiffe://example.org/signet/agent/join_token/node1 --selector unix:uid:1000
+  signet entry list -o json
+  signet entry update ID --x509-ttl 2h`,
+		newEntryCreateCommand(env),
+		newEntryListCommand(env),
+		newEntryShowCommand(env),
+		newEntryUpdateCommand(env),
+		newEntryDeleteCommand(env),
+	)
 }
 
 // entryJSON is the -o json shape of an entry (a contract), and also the
@@ -49,221 +54,115 @@ func entryToJSON(e *adminv1.Entry) entryJSON {
 	}
 }
 
-func nonNil(s []string) []string {
-	if s == nil {
-		return []string{}
+// printEntry writes one entry as `entry show` does.
+func printEntry(w io.Writer, output outputOption, e *adminv1.Entry) error {
+	j := entryToJSON(e)
+	if output.json() {
+		return printJSON(w, j)
 	}
-	return s
+	rows := [][]string{
+		{"ID", j.ID}, {"SPIFFE ID", j.SPIFFEID}, {"Parent ID", j.ParentID},
+		{"Selectors", strings.Join(j.Selectors, ", ")}, {"X509 TTL", j.X509TTL}, {"JWT TTL", j.JWTTTL},
+		{"DNS names", strings.Join(j.DNSNames, ", ")}, {"Revision", fmt.Sprint(j.Revision)}, {"Created", j.CreatedAt},
+	}
+	for _, r := range rows {
+		fmt.Fprintf(w, "%-10s %s\n", r[0]+":", r[1])
+	}
+	return nil
 }
 
-// readEntryFile parses an entries file: a YAML (or JSON) list of entries.
-// Unknown keys are errors that name the key and the entry.
-func readEntryFile(path string) ([]*adminv1.Entry, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("reading entries file: %w", err)
+// ttlSeconds checks a TTL flag that was given: positive (leaving the flag
+// out is how to get the server's default) and whole seconds.
+func ttlSeconds(flag string, d time.Duration) (int64, error) {
+	switch {
+	case d <= 0:
+		return 0, fmt.Errorf("--%s %s: must be positive (leave the flag out for the server's default)", flag, d)
+	case d%time.Second != 0:
+		return 0, fmt.Errorf("--%s %s: must be a whole number of seconds", flag, d)
 	}
-	return parseEntryFile(path, data)
+	return int64(d / time.Second), nil
 }
 
+// maxEntriesFile bounds an entries file (and what is read of stdin).
+const maxEntriesFile = 64 << 20
+
+// parseEntryFile parses an entries file: a YAML (or JSON) list of entries.
+// Errors name the file, the line, the entry and the key.
 func parseEntryFile(name string, data []byte) ([]*adminv1.Entry, error) {
-	var items []entryJSON
-	if err := yaml.UnmarshalStrict(data, &items); err != nil {
-		return nil, fmt.Errorf("%s: %v", name, err)
+	doc, err := parseYAML(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	if len(items) == 0 {
+	if doc == nil {
 		return nil, fmt.Errorf("%s: no entries in file", name)
 	}
-	out := make([]*adminv1.Entry, 0, len(items))
-	for i, it := range items {
-		if it.ID != "" || it.Revision != 0 || it.CreatedAt != "" {
-			return nil, fmt.Errorf("%s: entry %d: id, revision and created_at are assigned by the server", name, i+1)
-		}
-		e := &adminv1.Entry{SpiffeId: it.SPIFFEID, ParentId: it.ParentID, Selectors: it.Selectors, DnsNames: it.DNSNames}
-		for _, d := range []struct {
-			key string
-			val string
-			dst *int64
-		}{{"x509_ttl", it.X509TTL, &e.X509TtlSeconds}, {"jwt_ttl", it.JWTTTL, &e.JwtTtlSeconds}} {
-			if d.val == "" {
-				continue
+	seq, ok := doc.(*ast.SequenceNode)
+	if !ok {
+		return nil, fmt.Errorf("%s: %w", name, yamlErrorf(doc, "an entries file is a list of entries (- spiffe_id: ...), not %s", yamlKind(doc)))
+	}
+	if len(seq.Values) == 0 {
+		return nil, fmt.Errorf("%s: no entries in file", name)
+	}
+	out := make([]*adminv1.Entry, 0, len(seq.Values))
+	for i, item := range seq.Values {
+		e, err := parseEntryItem(item)
+		if err != nil {
+			if ye := (*yamlError)(nil); errors.As(err, &ye) && ye.line > 0 {
+				return nil, fmt.Errorf("%s: line %d: entry %d: %s", name, ye.line, i+1, ye.msg)
 			}
-			ttl, err := time.ParseDuration(d.val)
-			if err != nil {
-				return nil, fmt.Errorf("%s: entry %d: %s %q is not a duration like 1h or 90s", name, i+1, d.key, d.val)
-			}
-			if ttl <= 0 || ttl%time.Second != 0 {
-				return nil, fmt.Errorf("%s: entry %d: %s %q must be a positive whole number of seconds", name, i+1, d.key, d.val)
-			}
-			*d.dst = int64(ttl / time.Second)
+			return nil, fmt.Errorf("%s: entry %d: %v", name, i+1, err)
 		}
 		out = append(out, e)
 	}
 	return out, nil
 }
 
-func runEntryCreate(ctx context.Context, env *cliEnv, args []string) error {
-	fs := newFlagSet(env, "entry create", "signet entry create --spiffe-id ID --parent-id NODE_ID --selector unix:uid:1000 [--selector ...] [--x509-ttl 1h] [--dns NAME] | --file entries.yaml")
-	var af adminFlags
-	af.register(fs, env)
-	var (
-		selectors, dns stringList
-		spiffeID       = fs.String("spiffe-id", "", "the workload's SPIFFE ID")
-		parentID       = fs.String("parent-id", "", "SPIFFE ID of the agent that may mint it")
-		x509TTL        = fs.Duration("x509-ttl", 0, "SVID lifetime (default 1h)")
-		jwtTTL         = fs.Duration("jwt-ttl", 0, "JWT-SVID lifetime (default 5m)")
-		file           = fs.String("file", "", "YAML or JSON file with a list of entries, created in one transaction")
-	)
-	fs.Var(&selectors, "selector", "type:value selector, repeatable (unix:uid, unix:gid, unix:user, unix:group, unix:path, unix:sha256)")
-	fs.Var(&dns, "dns", "DNS SAN, repeatable")
-	pos, err := parseFlags(fs, args)
+func parseEntryItem(item ast.Node) (*adminv1.Entry, error) {
+	node, err := unwrapYAML(item)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if err := exactArgs(fs, pos); err != nil {
-		return err
+	if node == nil {
+		return nil, yamlErrorf(item, "an empty entry")
 	}
-	if err := af.validate(); err != nil {
-		return err
+	fields, err := yamlMapping(node, "an entry")
+	if err != nil {
+		return nil, err
 	}
-	var entries []*adminv1.Entry
-	if *file != "" {
-		if *spiffeID != "" || *parentID != "" || len(selectors) > 0 || len(dns) > 0 || *x509TTL != 0 || *jwtTTL != 0 {
-			return fmt.Errorf("--file cannot be combined with --spiffe-id, --parent-id, --selector, --dns or TTL flags")
-		}
-		if entries, err = readEntryFile(*file); err != nil {
-			return err
-		}
-	} else {
-		if *spiffeID == "" {
-			return fmt.Errorf("--spiffe-id is required")
-		}
-		if *parentID == "" {
-			return fmt.Errorf("--parent-id is required")
-		}
-		for _, d := range []struct {
-			name string
-			val  time.Duration
-		}{{"--x509-ttl", *x509TTL}, {"--jwt-ttl", *jwtTTL}} {
-			if d.val < 0 || d.val%time.Second != 0 {
-				return fmt.Errorf("%s %s must be a positive whole number of seconds", d.name, d.val)
+	var it entryJSON
+	if err := decodeYAMLStruct(node, &it, "an entry"); err != nil {
+		return nil, err
+	}
+	keyAt := func(key string) ast.Node {
+		for _, f := range fields {
+			if f.key == key {
+				return f.node
 			}
 		}
-		entries = []*adminv1.Entry{{
-			SpiffeId:       *spiffeID,
-			ParentId:       *parentID,
-			Selectors:      selectors,
-			X509TtlSeconds: int64(*x509TTL / time.Second),
-			JwtTtlSeconds:  int64(*jwtTTL / time.Second),
-			DnsNames:       dns,
-		}}
+		return node
 	}
-	resp, err := adminCall(ctx, &af, func(ctx context.Context, c adminv1.AdminServiceClient) (*adminv1.CreateEntriesResponse, error) {
-		return c.CreateEntries(ctx, &adminv1.CreateEntriesRequest{Entries: entries})
-	})
-	if err != nil {
-		return err
-	}
-	if af.output == "json" {
-		out := make([]entryJSON, 0, len(resp.Entries))
-		for _, e := range resp.Entries {
-			out = append(out, entryToJSON(e))
+	for _, k := range []string{"id", "revision", "created_at"} {
+		if n := keyAt(k); n != node {
+			return nil, yamlErrorf(n, "%s is assigned by the server: leave it out", k)
 		}
-		return printJSON(env.stdout, out)
 	}
-	for _, e := range resp.Entries {
-		fmt.Fprintln(env.stdout, e.Id)
-	}
-	return nil
-}
-
-func runEntryList(ctx context.Context, env *cliEnv, args []string) error {
-	fs := newFlagSet(env, "entry list", "signet entry list [--spiffe-id ID] [--parent-id ID] [-o json]")
-	var af adminFlags
-	af.register(fs, env)
-	spiffeID := fs.String("spiffe-id", "", "only entries with this SPIFFE ID")
-	parentID := fs.String("parent-id", "", "only entries of this agent")
-	pos, err := parseFlags(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := exactArgs(fs, pos); err != nil {
-		return err
-	}
-	if err := af.validate(); err != nil {
-		return err
-	}
-	resp, err := adminCall(ctx, &af, func(ctx context.Context, c adminv1.AdminServiceClient) (*adminv1.ListEntriesResponse, error) {
-		return c.ListEntries(ctx, &adminv1.ListEntriesRequest{SpiffeId: *spiffeID, ParentId: *parentID})
-	})
-	if err != nil {
-		return err
-	}
-	if af.output == "json" {
-		out := make([]entryJSON, 0, len(resp.Entries))
-		for _, e := range resp.Entries {
-			out = append(out, entryToJSON(e))
+	e := &adminv1.Entry{SpiffeId: it.SPIFFEID, ParentId: it.ParentID, Selectors: it.Selectors, DnsNames: it.DNSNames}
+	for _, d := range []struct {
+		key string
+		val string
+		dst *int64
+	}{{"x509_ttl", it.X509TTL, &e.X509TtlSeconds}, {"jwt_ttl", it.JWTTTL, &e.JwtTtlSeconds}} {
+		if d.val == "" {
+			continue
 		}
-		return printJSON(env.stdout, out)
+		ttl, err := parseDuration(d.val)
+		if err != nil {
+			return nil, yamlErrorf(keyAt(d.key), "%s: %v", d.key, err)
+		}
+		if ttl <= 0 || ttl%time.Second != 0 {
+			return nil, yamlErrorf(keyAt(d.key), "%s %q must be a positive whole number of seconds", d.key, d.val)
+		}
+		*d.dst = int64(ttl / time.Second)
 	}
-	rows := make([][]string, 0, len(resp.Entries))
-	for _, e := range resp.Entries {
-		rows = append(rows, []string{e.Id, e.SpiffeId, e.ParentId, strings.Join(e.Selectors, ","), (time.Duration(e.X509TtlSeconds) * time.Second).String()})
-	}
-	return printTable(env.stdout, []string{"ID", "SPIFFE ID", "PARENT ID", "SELECTORS", "X509 TTL"}, rows)
-}
-
-func runEntryShow(ctx context.Context, env *cliEnv, args []string) error {
-	fs := newFlagSet(env, "entry show", "signet entry show ID [-o json]")
-	var af adminFlags
-	af.register(fs, env)
-	pos, err := parseFlags(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := exactArgs(fs, pos, "ID"); err != nil {
-		return err
-	}
-	if err := af.validate(); err != nil {
-		return err
-	}
-	resp, err := adminCall(ctx, &af, func(ctx context.Context, c adminv1.AdminServiceClient) (*adminv1.GetEntryResponse, error) {
-		return c.GetEntry(ctx, &adminv1.GetEntryRequest{Id: pos[0]})
-	})
-	if err != nil {
-		return err
-	}
-	e := entryToJSON(resp.Entry)
-	if af.output == "json" {
-		return printJSON(env.stdout, e)
-	}
-	rows := [][]string{
-		{"ID", e.ID}, {"SPIFFE ID", e.SPIFFEID}, {"Parent ID", e.ParentID},
-		{"Selectors", strings.Join(e.Selectors, ", ")}, {"X509 TTL", e.X509TTL}, {"JWT TTL", e.JWTTTL},
-		{"DNS names", strings.Join(e.DNSNames, ", ")}, {"Revision", fmt.Sprint(e.Revision)}, {"Created", e.CreatedAt},
-	}
-	for _, r := range rows {
-		fmt.Fprintf(env.stdout, "%-10s %s\n", r[0]+":", r[1])
-	}
-	return nil
-}
-
-func runEntryDelete(ctx context.Context, env *cliEnv, args []string) error {
-	fs := newFlagSet(env, "entry delete", "signet entry delete ID")
-	var af adminFlags
-	af.register(fs, env)
-	pos, err := parseFlags(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := exactArgs(fs, pos, "ID"); err != nil {
-		return err
-	}
-	if _, err := adminCall(ctx, &af, func(ctx context.Context, c adminv1.AdminServiceClient) (*adminv1.DeleteEntryResponse, error) {
-		return c.DeleteEntry(ctx, &adminv1.DeleteEntryRequest{Id: pos[0]})
-	}); err != nil {
-		return err
-	}
-	fmt.Fprintf(env.stderr, "deleted entry %s\n", pos[0])
-	return nil
+	return e, nil
 }

@@ -10,61 +10,109 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 )
 
-func healthcheckCommand() *command {
-	return &command{name: "healthcheck", summary: "check that a local agent or CA is ready (for exec probes)", run: runHealthcheck}
-}
-
 // maxReadyBody bounds what is read of a /readyz answer.
 const maxReadyBody = 4 << 10
 
-// runHealthcheck asks one target whether it is ready: exit 0 when it is,
-// 1 with the reason otherwise. The agent and the CA serve the gRPC health
-// service on their sockets (SERVING exactly when their /readyz says
-// ready), so an exec probe needs no network listener.
-func runHealthcheck(ctx context.Context, env *cliEnv, args []string) error {
-	fs := newFlagSet(env, "healthcheck", "signet healthcheck (--socket AGENT_SOCKET | --admin-socket ADMIN_SOCKET | --url http://HOST:PORT/readyz)")
-	socket := fs.String("socket", "", "agent socket (Workload API and SDS)")
-	admin := fs.String("admin-socket", "", "CA admin socket (the caller must be an admin uid, as for every admin call)")
-	url := fs.String("url", "", "readiness URL of a metrics_listen endpoint, e.g. http://127.0.0.1:9090/readyz")
-	timeout := fs.Duration("timeout", 5*time.Second, "give up after this long")
-	pos, err := parseFlags(fs, args)
+type healthcheckOptions struct {
+	socket, admin, url string
+	timeout            time.Duration
+}
+
+func newHealthcheckCommand(env *cliEnv) *cobra.Command {
+	var o healthcheckOptions
+	cmd := &cobra.Command{
+		Use:   "healthcheck [--socket AGENT_SOCKET | --admin-socket ADMIN_SOCKET | --url http://HOST:PORT/readyz]",
+		Short: "check that a local agent or CA is ready (for exec probes)",
+		Long: `Ask one agent or CA whether it is ready: exit 0 ("ready") when it is, 1 with
+the reason otherwise. The agent and the CA serve the gRPC health service on
+their sockets (SERVING exactly when their /readyz says ready), so an exec
+probe needs no network listener.
+
+With no flag, the target comes from the environment: the CA at
+$` + adminSocketEnv + `, or the agent at $` + endpointSocketEnv + ` (one of them, not both),
+else the agent at ` + defaultAgentSocket + `.`,
+		Example: `  signet healthcheck --socket /run/signet/agent.sock
+  signet healthcheck --admin-socket /run/signet/admin.sock --timeout 4s
+  SIGNET_ADMIN_SOCKET=/run/signet/admin.sock signet healthcheck
+  signet healthcheck --url http://127.0.0.1:9090/readyz`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd, env) },
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&o.socket, "socket", "", "agent socket (a path or a unix:// URI)")
+	fs.StringVar(&o.admin, "admin-socket", "", "CA admin socket (the caller must be an admin uid, as for every admin call)")
+	fs.StringVar(&o.url, "url", "", "readiness URL of a metrics_listen endpoint, e.g. http://127.0.0.1:9090/readyz")
+	fs.Var(newDurationValue(&o.timeout, 5*time.Second), "timeout", "give up after this long")
+	return cmd
+}
+
+func (o *healthcheckOptions) run(cmd *cobra.Command, env *cliEnv) error {
+	what, target, err := o.target(cmd, env.getenv)
 	if err != nil {
 		return err
 	}
-	if err := exactArgs(fs, pos); err != nil {
-		return err
-	}
-	n := 0
-	for _, v := range []string{*socket, *admin, *url} {
-		if v != "" {
-			n++
-		}
-	}
-	if n != 1 {
-		fs.Usage()
-		return errors.New("give exactly one of --socket, --admin-socket or --url")
-	}
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
 	defer cancel()
-	switch {
-	case *socket != "":
-		err = checkSocket(ctx, "agent", *socket)
-	case *admin != "":
-		err = checkSocket(ctx, "CA", *admin)
-	default:
-		err = checkURL(ctx, *url)
+	if what == "url" {
+		err = checkURL(ctx, target)
+	} else {
+		err = checkSocket(ctx, what, target)
 	}
 	if err != nil {
 		return err
 	}
 	fmt.Fprintln(env.stdout, "ready")
 	return nil
+}
+
+// target picks what to check: the one flag given, else the environment
+// (SIGNET_ADMIN_SOCKET: the CA; SPIFFE_ENDPOINT_SOCKET: the agent), else
+// the agent at its default socket.
+func (o *healthcheckOptions) target(cmd *cobra.Command, getenv func(string) string) (what, target string, err error) {
+	errOne := errors.New("give exactly one of --socket, --admin-socket or --url")
+	n := 0
+	for _, name := range []string{"socket", "admin-socket", "url"} {
+		if cmd.Flags().Changed(name) {
+			n++
+		}
+	}
+	switch {
+	case n > 1:
+		return "", "", errOne
+	case o.url != "":
+		return "url", o.url, nil
+	case o.admin != "":
+		return "CA", o.admin, nil
+	case o.socket != "":
+		p, err := socketPath(o.socket)
+		if err != nil {
+			return "", "", fmt.Errorf("--socket %v", err)
+		}
+		return "agent", p, nil
+	case n == 1:
+		return "", "", errors.New("the target flag is empty: " + errOne.Error())
+	}
+	admin, endpoint := getenv(adminSocketEnv), getenv(endpointSocketEnv)
+	switch {
+	case admin != "" && endpoint != "":
+		return "", "", fmt.Errorf("both %s and %s are set: %v", adminSocketEnv, endpointSocketEnv, errOne)
+	case admin != "":
+		return "CA", admin, nil
+	case endpoint != "":
+		p, err := socketPath(endpoint)
+		if err != nil {
+			return "", "", fmt.Errorf("%s=%v", endpointSocketEnv, err)
+		}
+		return "agent", p, nil
+	}
+	return "agent", defaultAgentSocket, nil
 }
 
 // checkSocket calls the gRPC health service on a Unix socket.

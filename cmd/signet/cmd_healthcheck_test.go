@@ -59,11 +59,15 @@ func TestHealthcheck(t *testing.T) {
 		{name: "no such socket", args: []string{"--socket", filepath.Join(dir, "none.sock"), "--timeout", "2s"}, wantErr: "is not healthy"},
 		{name: "url ready", args: []string{"--url", web.URL + "/readyz"}, ready: true},
 		{name: "url not ready", args: []string{"--url", web.URL + "/readyz"}, wantErr: "503 Service Unavailable: not ready: no trust bundle"},
-		{name: "no target", args: nil, wantErr: "exactly one of"},
+		// No flag and no environment: the agent at the default socket.
+		{name: "no target", args: []string{"--timeout", "1s"}, wantErr: "agent at " + defaultAgentSocket},
 		{name: "two targets", args: []string{"--socket", sock, "--url", web.URL}, wantErr: "exactly one of"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			if _, err := os.Stat(defaultAgentSocket); tc.name == "no target" && err == nil {
+				t.Skipf("an agent serves %s on this machine", defaultAgentSocket)
+			}
 			hs.SetServingStatus("", tc.serving)
 			ready = tc.ready
 			var stdout bytes.Buffer

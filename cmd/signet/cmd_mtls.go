@@ -1,24 +1,29 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"strconv"
 	"strings"
-	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/signet-mesh/signet/internal/mtlspolicy"
 	adminv1 "github.com/signet-mesh/signet/proto/signet/admin/v1"
 )
 
-func mtlsCommand() *command {
-	return &command{name: "mtls", summary: "mTLS modes (STRICT, PERMISSIVE, DISABLE) and readiness for STRICT", sub: []*command{
-		{name: "set", summary: "set the mode of the trust domain, a SPIFFE ID prefix or a SPIFFE ID", run: runMTLSSet},
-		{name: "list", summary: "list mTLS policies", run: runMTLSList},
-		{name: "delete", summary: "delete an mTLS policy", run: runMTLSDelete},
-		{name: "status", summary: "each workload's mode, connection counts and readiness for STRICT", run: runMTLSStatus},
-	}}
+func newMTLSCommand(env *cliEnv) *cobra.Command {
+	return newGroupCommand("mtls", "mTLS modes (STRICT, PERMISSIVE, DISABLE) and readiness for STRICT", `  signet mtls status
+  signet mtls set --mode STRICT --prefix spiffe://example.org/prod/ --dry-run   # what would it refuse?
+  signet mtls set --mode STRICT --prefix spiffe://example.org/prod/`,
+		newMTLSSetCommand(env),
+		newMTLSListCommand(env),
+		newMTLSDeleteCommand(env),
+		newMTLSStatusCommand(env),
+	)
 }
+
+// mtlsModes are the values of --mode.
+var mtlsModes = []string{"STRICT", "PERMISSIVE", "DISABLE"}
 
 // mtlsPolicyJSON is the -o json shape of a policy.
 type mtlsPolicyJSON struct {
@@ -126,195 +131,36 @@ func portFlag(name, v string) (uint32, error) {
 	return uint32(n), nil
 }
 
-func runMTLSSet(ctx context.Context, env *cliEnv, args []string) error {
-	fs := newFlagSet(env, "mtls set", "signet mtls set --mode STRICT|PERMISSIVE|DISABLE [--spiffe-id ID | --prefix spiffe://TD/PATH/] [--port N] [--exempt-port N ...] [--dry-run] [--force]")
-	var af adminFlags
-	af.register(fs, env)
-	var exempt stringList
-	var (
-		modeS    = fs.String("mode", "", "STRICT (mTLS only), PERMISSIVE (mTLS and plaintext) or DISABLE (plaintext)")
-		spiffeID = fs.String("spiffe-id", "", "scope: one workload")
-		prefix   = fs.String("prefix", "", "scope: the SPIFFE IDs under this path prefix (spiffe://TD/PATH/)")
-		portS    = fs.String("port", "", "only connections to this port (default: every port)")
-		dryRun   = fs.Bool("dry-run", false, "with STRICT: let through, count and log what STRICT would refuse")
-		force    = fs.Bool("force", false, "apply even though workloads in scope received plaintext in the last 10 minutes")
-	)
-	fs.Var(&exempt, "exempt-port", "port that passes plaintext in every mode (health checks), repeatable")
-	pos, err := parseFlags(fs, args)
-	if err != nil {
-		return err
+// statusToJSON converts one workload's status; window is the seconds the
+// counts cover.
+func statusToJSON(w *adminv1.WorkloadMTLSStatus, window int64) mtlsStatusJSON {
+	s := mtlsStatusJSON{
+		SPIFFEID: w.SpiffeId, Mode: modeName(w.Mode), DryRun: w.DryRun,
+		MTLSConnections: w.MtlsConnections, PlaintextConnections: w.PlaintextConnections, RefusedConnections: w.RefusedConnections,
+		Ready: w.Ready, PlaintextSources: nonNil(w.PlaintextSources), Ports: []mtlsPortJSON{}, WindowSeconds: window,
 	}
-	if err := exactArgs(fs, pos); err != nil {
-		return err
+	for _, p := range w.Ports {
+		s.Ports = append(s.Ports, mtlsPortJSON{
+			Port: p.Port, Mode: modeName(p.Mode), DryRun: p.DryRun, Exempt: p.Exempt,
+			MTLSConnections: p.MtlsConnections, PlaintextConnections: p.PlaintextConnections, RefusedConnections: p.RefusedConnections,
+		})
 	}
-	if err := af.validate(); err != nil {
-		return err
-	}
-	if *modeS == "" {
-		fs.Usage()
-		return fmt.Errorf("--mode is required: STRICT, PERMISSIVE or DISABLE")
-	}
-	mode, err := modeFromName(*modeS)
-	if err != nil {
-		return err
-	}
-	if *spiffeID != "" && *prefix != "" {
-		return fmt.Errorf("--spiffe-id and --prefix are exclusive: a policy has one scope (neither sets the trust-domain default)")
-	}
-	p := &adminv1.MTLSPolicy{SpiffeId: *spiffeID, Prefix: *prefix, Mode: mode, DryRun: *dryRun}
-	if *portS != "" {
-		if p.Port, err = portFlag("port", *portS); err != nil {
-			return err
-		}
-	}
-	for _, e := range exempt {
-		n, err := portFlag("exempt-port", e)
-		if err != nil {
-			return err
-		}
-		p.ExemptPorts = append(p.ExemptPorts, n)
-	}
-	if *dryRun && mode != adminv1.MTLSMode_MTLS_MODE_STRICT {
-		return fmt.Errorf("--dry-run goes with --mode STRICT: it lets through what STRICT would refuse")
-	}
-	resp, err := adminCall(ctx, &af, func(ctx context.Context, c adminv1.AdminServiceClient) (*adminv1.SetMTLSPolicyResponse, error) {
-		return c.SetMTLSPolicy(ctx, &adminv1.SetMTLSPolicyRequest{Policy: p, Force: *force})
-	})
-	if err != nil {
-		return err
-	}
-	if len(resp.PlaintextWorkloads) > 0 {
-		fmt.Fprintf(env.stderr, "warning: forced over workloads that received plaintext recently; their plaintext clients are now refused: %s\n",
-			strings.Join(resp.PlaintextWorkloads, ", "))
-	}
-	out := policyToJSON(resp.Policy)
-	out.PlaintextWorkloads = resp.PlaintextWorkloads
-	if af.output == "json" {
-		return printJSON(env.stdout, out)
-	}
-	return printTable(env.stdout, policyHeader, [][]string{policyRow(out)})
+	return s
 }
 
-func runMTLSList(ctx context.Context, env *cliEnv, args []string) error {
-	fs := newFlagSet(env, "mtls list", "signet mtls list [-o json]")
-	var af adminFlags
-	af.register(fs, env)
-	pos, err := parseFlags(fs, args)
-	if err != nil {
-		return err
+// statusMode is the MODE cell of a workload: its mode and the ports that
+// differ.
+func statusMode(s mtlsStatusJSON) string {
+	mode := s.Mode
+	if s.DryRun {
+		mode += " (dry run)"
 	}
-	if err := exactArgs(fs, pos); err != nil {
-		return err
-	}
-	if err := af.validate(); err != nil {
-		return err
-	}
-	resp, err := adminCall(ctx, &af, func(ctx context.Context, c adminv1.AdminServiceClient) (*adminv1.ListMTLSPoliciesResponse, error) {
-		return c.ListMTLSPolicies(ctx, &adminv1.ListMTLSPoliciesRequest{})
-	})
-	if err != nil {
-		return err
-	}
-	out := make([]mtlsPolicyJSON, 0, len(resp.Policies))
-	for _, p := range resp.Policies {
-		out = append(out, policyToJSON(p))
-	}
-	if af.output == "json" {
-		return printJSON(env.stdout, out)
-	}
-	rows := make([][]string, 0, len(out))
-	for _, p := range out {
-		rows = append(rows, policyRow(p))
-	}
-	if len(rows) == 0 {
-		fmt.Fprintln(env.stderr, "no mTLS policies: every workload is PERMISSIVE")
-	}
-	return printTable(env.stdout, policyHeader, rows)
-}
-
-func runMTLSDelete(ctx context.Context, env *cliEnv, args []string) error {
-	fs := newFlagSet(env, "mtls delete", "signet mtls delete ID [--force]")
-	var af adminFlags
-	af.register(fs, env)
-	force := fs.Bool("force", false, "delete even though workloads that received plaintext recently would fall under STRICT")
-	pos, err := parseFlags(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := exactArgs(fs, pos, "ID"); err != nil {
-		return err
-	}
-	resp, err := adminCall(ctx, &af, func(ctx context.Context, c adminv1.AdminServiceClient) (*adminv1.DeleteMTLSPolicyResponse, error) {
-		return c.DeleteMTLSPolicy(ctx, &adminv1.DeleteMTLSPolicyRequest{Id: pos[0], Force: *force})
-	})
-	if err != nil {
-		return err
-	}
-	if len(resp.PlaintextWorkloads) > 0 {
-		fmt.Fprintf(env.stderr, "warning: forced over workloads that received plaintext recently: %s\n", strings.Join(resp.PlaintextWorkloads, ", "))
-	}
-	fmt.Fprintf(env.stderr, "deleted mTLS policy %s\n", pos[0])
-	return nil
-}
-
-func runMTLSStatus(ctx context.Context, env *cliEnv, args []string) error {
-	fs := newFlagSet(env, "mtls status", "signet mtls status [-o json]")
-	var af adminFlags
-	af.register(fs, env)
-	pos, err := parseFlags(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := exactArgs(fs, pos); err != nil {
-		return err
-	}
-	if err := af.validate(); err != nil {
-		return err
-	}
-	resp, err := adminCall(ctx, &af, func(ctx context.Context, c adminv1.AdminServiceClient) (*adminv1.GetMTLSStatusResponse, error) {
-		return c.GetMTLSStatus(ctx, &adminv1.GetMTLSStatusRequest{})
-	})
-	if err != nil {
-		return err
-	}
-	out := make([]mtlsStatusJSON, 0, len(resp.Workloads))
-	for _, w := range resp.Workloads {
-		s := mtlsStatusJSON{
-			SPIFFEID: w.SpiffeId, Mode: modeName(w.Mode), DryRun: w.DryRun,
-			MTLSConnections: w.MtlsConnections, PlaintextConnections: w.PlaintextConnections, RefusedConnections: w.RefusedConnections,
-			Ready: w.Ready, PlaintextSources: nonNil(w.PlaintextSources), Ports: []mtlsPortJSON{}, WindowSeconds: resp.WindowSeconds,
+	for _, p := range s.Ports {
+		if p.Mode != s.Mode || p.DryRun != s.DryRun || p.Exempt {
+			mode += fmt.Sprintf(", %d:%s", p.Port, portMode(p))
 		}
-		for _, p := range w.Ports {
-			s.Ports = append(s.Ports, mtlsPortJSON{
-				Port: p.Port, Mode: modeName(p.Mode), DryRun: p.DryRun, Exempt: p.Exempt,
-				MTLSConnections: p.MtlsConnections, PlaintextConnections: p.PlaintextConnections, RefusedConnections: p.RefusedConnections,
-			})
-		}
-		out = append(out, s)
 	}
-	if af.output == "json" {
-		return printJSON(env.stdout, out)
-	}
-	fmt.Fprintf(env.stdout, "connection counts over the last %s\n\n", time.Duration(resp.WindowSeconds)*time.Second)
-	rows := make([][]string, 0, len(out))
-	for _, s := range out {
-		mode := s.Mode
-		if s.DryRun {
-			mode += " (dry run)"
-		}
-		for _, p := range s.Ports {
-			if p.Mode != s.Mode || p.DryRun != s.DryRun || p.Exempt {
-				mode += fmt.Sprintf(", %d:%s", p.Port, portMode(p))
-			}
-		}
-		ready := "READY"
-		if !s.Ready {
-			ready = "NOT READY"
-		}
-		rows = append(rows, []string{s.SPIFFEID, mode, strconv.FormatInt(s.MTLSConnections, 10), strconv.FormatInt(s.PlaintextConnections, 10),
-			strconv.FormatInt(s.RefusedConnections, 10), ready, strings.Join(s.PlaintextSources, ",")})
-	}
-	return printTable(env.stdout, []string{"SPIFFE ID", "MODE", "MTLS", "PLAINTEXT", "REFUSED", "STRICT", "PLAINTEXT FROM"}, rows)
+	return mode
 }
 
 func portMode(p mtlsPortJSON) string {

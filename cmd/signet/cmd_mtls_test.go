@@ -97,8 +97,10 @@ func TestMTLSSet(t *testing.T) {
 			want: &adminv1.SetMTLSPolicyRequest{Policy: &adminv1.MTLSPolicy{Mode: adminv1.MTLSMode_MTLS_MODE_STRICT}},
 		},
 		{
-			name: "prefix in dry run, forced",
-			args: []string{"--mode", "STRICT", "--prefix", "spiffe://example.org/ns/", "--dry-run", "--force"},
+			// --shadow installs STRICT in dry run (it was --dry-run before
+			// --dry-run became a preview).
+			name: "prefix in shadow (dry run) mode, forced",
+			args: []string{"--mode", "STRICT", "--prefix", "spiffe://example.org/ns/", "--shadow", "--force"},
 			want: &adminv1.SetMTLSPolicyRequest{Policy: &adminv1.MTLSPolicy{Mode: adminv1.MTLSMode_MTLS_MODE_STRICT, Prefix: "spiffe://example.org/ns/", DryRun: true}, Force: true},
 		},
 		{
@@ -116,7 +118,7 @@ func TestMTLSSet(t *testing.T) {
 		{name: "two scopes", args: []string{"--mode", "STRICT", "--spiffe-id", "spiffe://example.org/a", "--prefix", "spiffe://example.org/b/"}, wantErr: "exclusive"},
 		{name: "bad port", args: []string{"--mode", "STRICT", "--port", "http"}, wantErr: `--port "http"`},
 		{name: "port 0", args: []string{"--mode", "STRICT", "--exempt-port", "0"}, wantErr: `--exempt-port "0"`},
-		{name: "dry run without STRICT", args: []string{"--mode", "DISABLE", "--dry-run"}, wantErr: "--dry-run goes with --mode STRICT"},
+		{name: "shadow without STRICT", args: []string{"--mode", "DISABLE", "--shadow"}, wantErr: "--shadow goes with --mode STRICT"},
 		{name: "positional argument", args: []string{"--mode", "STRICT", "web"}, wantErr: `unexpected argument "web"`},
 	}
 	for _, tt := range tests {

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"golang.org/x/sync/errgroup"
 
@@ -20,10 +22,6 @@ import (
 // proxyWaitLog is how often `signet proxy` says it still waits for its
 // certificate.
 const proxyWaitLog = 10 * time.Second
-
-func proxyCommand() *command {
-	return &command{name: "proxy", summary: "run the reference sidecar: mTLS over SDS, enforcing the mTLS mode", run: runProxy}
-}
 
 // listenPair is a LISTEN=TARGET flag value.
 type listenPair struct{ listen, target string }
@@ -45,58 +43,78 @@ func parseListenPairs(flag string, values []string) ([]listenPair, error) {
 	return out, nil
 }
 
-func runProxy(ctx context.Context, env *cliEnv, args []string) error {
-	fs := newFlagSet(env, "proxy", "signet proxy --socket AGENT_SOCKET --spiffe-id ID --inbound LISTEN=UPSTREAM [--outbound LISTEN=REMOTE --peer-id ID] [--health-port N] [--allow-peer ID]")
-	var inboundS, outboundS, peerS, healthS, allowS stringList
-	socket := fs.String("socket", defaultAgentConfig().Socket, "the agent's socket (SDS and the proxy API)")
-	idS := fs.String("spiffe-id", "", "the proxy's identity: its certificate, and whose mTLS mode it enforces")
-	fs.Var(&inboundS, "inbound", "LISTEN=UPSTREAM: accept on LISTEN, enforce the mTLS mode, forward to UPSTREAM (repeatable)")
-	fs.Var(&outboundS, "outbound", "LISTEN=REMOTE: accept plaintext on LISTEN, originate mTLS to REMOTE (repeatable)")
-	fs.Var(&peerS, "peer-id", "SPIFFE ID the REMOTE of each --outbound must present (one for all, or one per --outbound in order)")
-	fs.Var(&healthS, "health-port", "port of an --inbound LISTEN that passes plaintext in every mode (health checks; repeatable)")
-	fs.Var(&allowS, "allow-peer", "SPIFFE ID allowed to connect inbound over mTLS (repeatable; default: any of the trust domain)")
-	reportEvery := fs.Duration("report-interval", proxy.DefaultReportInterval, "how often connection counts go to the agent")
-	detect := fs.Duration("detect-timeout", proxy.DefaultDetectTimeout, "PERMISSIVE: how long to wait for a client's first bytes")
-	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	logFormat := fs.String("log-format", "text", "text or json")
-	pos, err := parseFlags(fs, args)
-	if err != nil {
-		return err
+type proxyOptions struct {
+	socket                                  agentSocketOption
+	spiffeID                                string
+	inbound, outbound, peers, health, allow []string
+	reportEvery, detect                     time.Duration
+	logLevel, logFormat                     string
+}
+
+func (o *proxyOptions) addFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.socket.flag, "socket", "", o.socket.help()+": SDS and the proxy API")
+	fs.StringVar(&o.spiffeID, "spiffe-id", "", "the proxy's identity: its certificate, and whose mTLS mode it enforces")
+	fs.StringArrayVar(&o.inbound, "inbound", nil, "`LISTEN=UPSTREAM`: accept on LISTEN, enforce the mTLS mode, forward to UPSTREAM (repeatable)")
+	fs.StringArrayVar(&o.outbound, "outbound", nil, "`LISTEN=REMOTE`: accept plaintext on LISTEN, originate mTLS to REMOTE (repeatable)")
+	fs.StringArrayVar(&o.peers, "peer-id", nil, "`SPIFFE_ID` the REMOTE of each --outbound must present (one for all, or one per --outbound in order)")
+	fs.StringArrayVar(&o.health, "health-port", nil, "`port` of an --inbound LISTEN that passes plaintext in every mode (health checks; repeatable)")
+	fs.StringArrayVar(&o.allow, "allow-peer", nil, "`SPIFFE_ID` allowed to connect inbound over mTLS (repeatable; default: any of the trust domain)")
+	fs.Var(newDurationValue(&o.reportEvery, proxy.DefaultReportInterval), "report-interval", "how often connection counts go to the agent")
+	fs.Var(newDurationValue(&o.detect, proxy.DefaultDetectTimeout), "detect-timeout", "PERMISSIVE: how long to wait for a client's first bytes")
+	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
+}
+
+func newProxyCommand(env *cliEnv) *cobra.Command {
+	o := proxyOptions{socket: agentSocketOption{getenv: env.getenv}}
+	cmd := &cobra.Command{
+		Use:   "proxy --spiffe-id ID (--inbound LISTEN=UPSTREAM | --outbound LISTEN=REMOTE --peer-id ID)...",
+		Short: "run the reference sidecar: mTLS over SDS, enforcing the mTLS mode",
+		Long: `Run the reference sidecar. It takes its certificate and bundle from the agent
+over SDS, and enforces the workload's mTLS mode (STRICT, PERMISSIVE, DISABLE)
+on inbound connections, following changes live. Outbound, it turns local
+plaintext into mTLS to a peer that must present --peer-id.`,
+		Example: `  signet proxy --spiffe-id spiffe://example.org/web \
+      --inbound 0.0.0.0:8443=127.0.0.1:8080 --inbound 0.0.0.0:15021=127.0.0.1:8081 --health-port 15021 \
+      --outbound 127.0.0.1:15001=db.internal:8443 --peer-id spiffe://example.org/db`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd.Context(), env) },
 	}
-	if err := exactArgs(fs, pos); err != nil {
-		return err
-	}
-	logger, err := newLogger(env.stderr, *logLevel, *logFormat)
+	o.addFlags(cmd.Flags())
+	return cmd
+}
+
+func (o *proxyOptions) run(ctx context.Context, env *cliEnv) error {
+	logger, err := newLogger(env.stderr, o.logLevel, o.logFormat)
 	if err != nil {
 		return err
 	}
 
 	// Check everything before listening on anything.
-	if *idS == "" {
-		fs.Usage()
+	if o.spiffeID == "" {
 		return errors.New("--spiffe-id is required")
 	}
-	id, err := spiffeid.FromString(*idS)
+	id, err := spiffeid.FromString(o.spiffeID)
 	if err != nil {
-		return fmt.Errorf("--spiffe-id %q: %v", *idS, err)
+		return fmt.Errorf("--spiffe-id %q: %v", o.spiffeID, err)
 	}
-	if *socket == "" {
-		return errors.New("--socket is required")
-	}
-	inbound, err := parseListenPairs("inbound", inboundS)
+	socket, err := o.socket.path()
 	if err != nil {
 		return err
 	}
-	outbound, err := parseListenPairs("outbound", outboundS)
+	inbound, err := parseListenPairs("inbound", o.inbound)
+	if err != nil {
+		return err
+	}
+	outbound, err := parseListenPairs("outbound", o.outbound)
 	if err != nil {
 		return err
 	}
 	if len(inbound) == 0 && len(outbound) == 0 {
-		fs.Usage()
 		return errors.New("nothing to proxy: give at least one --inbound or --outbound")
 	}
-	peers := make([]spiffeid.ID, 0, len(peerS))
-	for _, p := range peerS {
+	peers := make([]spiffeid.ID, 0, len(o.peers))
+	for _, p := range o.peers {
 		pid, err := spiffeid.FromString(p)
 		if err != nil {
 			return fmt.Errorf("--peer-id %q: %v", p, err)
@@ -112,7 +130,7 @@ func runProxy(ctx context.Context, env *cliEnv, args []string) error {
 		return fmt.Errorf("%d --peer-id for %d --outbound: give one for all, or one per --outbound", len(peers), len(outbound))
 	}
 	var allowed []spiffeid.ID
-	for _, a := range allowS {
+	for _, a := range o.allow {
 		aid, err := spiffeid.FromString(a)
 		if err != nil {
 			return fmt.Errorf("--allow-peer %q: %v", a, err)
@@ -120,7 +138,7 @@ func runProxy(ctx context.Context, env *cliEnv, args []string) error {
 		allowed = append(allowed, aid)
 	}
 	health := map[uint32]bool{}
-	for _, h := range healthS {
+	for _, h := range o.health {
 		n, err := strconv.ParseUint(h, 10, 16)
 		if err != nil || n == 0 {
 			return fmt.Errorf("--health-port %q: must be a port number, 1-65535", h)
@@ -166,8 +184,8 @@ func runProxy(ctx context.Context, env *cliEnv, args []string) error {
 		listeners = append(listeners, proxy.Outbound{Listener: ln, Remote: out.target, PeerID: peer})
 	}
 
-	sds := client.New(client.Config{SocketPath: *socket, ResourceNames: []string{id.String(), server.RootCAName}, Logger: logger})
-	agentClient, err := proxy.DialAgent(proxy.AgentConfig{SocketPath: *socket, SPIFFEID: id, Logger: logger})
+	sds := client.New(client.Config{SocketPath: socket, ResourceNames: []string{id.String(), server.RootCAName}, Logger: logger})
+	agentClient, err := proxy.DialAgent(proxy.AgentConfig{SocketPath: socket, SPIFFEID: id, Logger: logger})
 	if err != nil {
 		closeAll()
 		return err
@@ -179,8 +197,8 @@ func runProxy(ctx context.Context, env *cliEnv, args []string) error {
 		Policy:         agentClient,
 		Reporter:       agentClient,
 		AllowedPeers:   allowed,
-		ReportInterval: *reportEvery,
-		DetectTimeout:  *detect,
+		ReportInterval: o.reportEvery,
+		DetectTimeout:  o.detect,
 		Logger:         logger,
 	})
 	if err != nil {
@@ -203,9 +221,9 @@ func runProxy(ctx context.Context, env *cliEnv, args []string) error {
 				closeAll()
 				return nil
 			}
-			logger.Warn("still waiting for the certificate and bundle over SDS; is this process entitled to the SPIFFE ID?", "spiffe_id", id.String(), "socket", *socket, "error", err)
+			logger.Warn("still waiting for the certificate and bundle over SDS; is this process entitled to the SPIFFE ID?", logSPIFFEID, id.String(), logSocket, socket, logError, err)
 		}
-		logger.Info("certificate received over SDS", "spiffe_id", id.String())
+		logger.Info("certificate received over SDS", logSPIFFEID, id.String())
 		return p.Run(ctx, listeners...)
 	})
 	return g.Wait()

@@ -2,22 +2,26 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
+	"time"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"go.step.sm/crypto/kms/apiv1"
+	"go.step.sm/crypto/kms/uri"
 
 	"github.com/signet-mesh/signet/ca/keys"
 	"github.com/signet-mesh/signet/ca/rotation"
 	"github.com/signet-mesh/signet/ca/server"
 	"github.com/signet-mesh/signet/internal/peercred"
 )
-
-func serverCommand() *command {
-	return &command{name: "server", summary: "run the CA server", run: runServer}
-}
 
 // serverConfig is the server's configuration file (YAML); each key is also
 // a flag and a SIGNET_* environment variable.
@@ -48,16 +52,16 @@ type serverConfig struct {
 
 var serverUsages = map[string]string{
 	"trust_domain":               "trust domain of the CA",
-	"data_dir":                   "directory for the store and encrypted keys",
+	"data_dir":                   "directory for the store and encrypted keys (required)",
 	"listen":                     "node API address (TCP, TLS)",
 	"admin_socket":               "admin API Unix socket (mode 0600; default <data_dir>/admin.sock)",
 	"admin_uids":                 "comma-separated uids allowed on the admin socket besides the server's own",
 	"metrics_listen":             "address for /metrics, /healthz and /readyz (empty: off)",
 	"key_type":                   "key type of new authorities: EC-P256, EC-P384, RSA-3072, RSA-4096",
-	"kms_uri":                    "key manager URI (softkms: default; pkcs11:..., awskms:..., cloudkms:...)",
+	"kms_uri":                    "key manager URI (softkms: default; pkcs11:..., awskms:..., cloudkms:..., azurekms:...)",
 	"key_passphrase_file":        "file holding the passphrase that encrypts keys at rest (or env SIGNET_KEY_PASSPHRASE)",
-	"root_ttl":                   "lifetime of new roots",
-	"intermediate_ttl":           "lifetime of the per-server intermediate",
+	"root_ttl":                   "lifetime of new roots (default 365d)",
+	"intermediate_ttl":           "lifetime of the per-server intermediate, at most root_ttl (default 7d)",
 	"root_rotation":              "manual (signet root prepare/activate/retire) or auto (prepare at 1/2 of the root's life, activate at 5/6, retire when safe)",
 	"mtls_window":                "how far back mtls status and the STRICT readiness check look at connection counts (default 10m)",
 	"log_level":                  "debug, info, warn or error",
@@ -70,10 +74,11 @@ var serverUsages = map[string]string{
 	"import_key_passphrase_file": "passphrase of an encrypted import key",
 }
 
+// defaultServerConfig has no data_dir: a server's state is precious, so it
+// lives where the operator says (dev keeps its own in ./signet-data).
 func defaultServerConfig() serverConfig {
 	return serverConfig{
 		TrustDomain: defaultTrustDomain,
-		DataDir:     defaultDataDir,
 		Listen:      "127.0.0.1:8081",
 		KeyType:     string(keys.KeyTypeECP256),
 		LogLevel:    "info",
@@ -81,20 +86,30 @@ func defaultServerConfig() serverConfig {
 	}
 }
 
-// passphraseEnv holds the key passphrase itself, for deployments that
-// inject secrets as environment variables.
-const passphraseEnv = "SIGNET_KEY_PASSPHRASE"
+const (
+	defaultTrustDomain = "example.org"
+	// passphraseEnv holds the key passphrase itself, for deployments that
+	// inject secrets as environment variables.
+	passphraseEnv = "SIGNET_KEY_PASSPHRASE"
+)
+
+// errNoDataDir is the one line a server without a data directory prints.
+var errNoDataDir = errors.New("signet server needs a data directory: give --data-dir DIR (or data_dir in --config); signet dev is the all-in-one that keeps its state in ./signet-data")
 
 // toServerConfig validates c and builds the typed configuration, naming
-// the key of any bad value.
-func (c serverConfig) toServerConfig(getenv func(string) string) (server.Config, string, error) {
+// the key of any bad value. Start and --check-config both call it, so the
+// check refuses what a start would.
+func (c serverConfig) toServerConfig() (server.Config, string, error) {
 	var out server.Config
 	td, err := spiffeid.TrustDomainFromString(c.TrustDomain)
 	if err != nil {
 		return out, "", fmt.Errorf("trust_domain %q: %v", c.TrustDomain, err)
 	}
 	if c.DataDir == "" {
-		return out, "", fmt.Errorf("data_dir must be configured")
+		return out, "", errNoDataDir
+	}
+	if err := checkWritableDir("data_dir", c.DataDir); err != nil {
+		return out, "", err
 	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return out, "", fmt.Errorf("listen %q: must be host:port", c.Listen)
@@ -108,8 +123,21 @@ func (c serverConfig) toServerConfig(getenv func(string) string) (server.Config,
 	if err != nil {
 		return out, "", fmt.Errorf("key_type %q: %v", c.KeyType, err)
 	}
+	if err := checkKMS(c.KMSURI); err != nil {
+		return out, "", err
+	}
 	if c.RootTTL < 0 || c.IntermediateTTL < 0 {
 		return out, "", fmt.Errorf("root_ttl and intermediate_ttl must be positive")
+	}
+	rootTTL, interTTL := time.Duration(c.RootTTL), time.Duration(c.IntermediateTTL)
+	if rootTTL == 0 {
+		rootTTL = rotation.DefaultRootTTL
+	}
+	if interTTL == 0 {
+		interTTL = rotation.DefaultIntermediateTTL
+	}
+	if interTTL > rootTTL {
+		return out, "", fmt.Errorf("intermediate_ttl %s is longer than root_ttl %s: an intermediate cannot outlive the root that signs it", formatDuration(interTTL), formatDuration(rootTTL))
 	}
 	var autoRoots bool
 	switch c.RootRotation {
@@ -123,7 +151,7 @@ func (c serverConfig) toServerConfig(getenv func(string) string) (server.Config,
 		return out, "", fmt.Errorf("mtls_window %s: must be positive", durationOf(c.MTLSWindow))
 	}
 	var pass []byte
-	if c.KMSURI == "" || c.KMSURI == "softkms:" {
+	if isSoftKMS(c.KMSURI) {
 		pass, err = keys.LoadPassphrase(c.KeyPassphraseFile, passphraseEnv)
 		if err != nil {
 			return out, "", fmt.Errorf("key_passphrase_file: %v", err)
@@ -150,6 +178,12 @@ func (c serverConfig) toServerConfig(getenv func(string) string) (server.Config,
 	if admin == "" {
 		admin = filepath.Join(c.DataDir, adminSocketName)
 	}
+	if _, err := checkSocketLen(admin); err != nil {
+		return out, "", fmt.Errorf("admin_socket %v", err)
+	}
+	if err := checkWritableDir("admin_socket", filepath.Dir(admin)); err != nil {
+		return out, "", err
+	}
 	out = server.Config{
 		TrustDomain:        td,
 		DataDir:            c.DataDir,
@@ -165,6 +199,44 @@ func (c serverConfig) toServerConfig(getenv func(string) string) (server.Config,
 		ImportIntermediate: importInter,
 	}
 	return out, admin, nil
+}
+
+// isSoftKMS reports whether a kms_uri selects the file-based soft keys.
+func isSoftKMS(u string) bool {
+	return u == "" || strings.EqualFold(strings.TrimSuffix(u, ":"), string(apiv1.SoftKMS))
+}
+
+// checkKMS refuses a kms_uri that a start would refuse, without opening
+// the KMS: an unknown type, one signet cannot create keys in, one not
+// linked into this binary, and PKCS#11 in a binary built without cgo.
+func checkKMS(raw string) error {
+	if isSoftKMS(raw) {
+		return nil
+	}
+	typ, err := (&apiv1.Options{URI: raw}).GetType()
+	if err != nil {
+		return fmt.Errorf("kms_uri %q: %v", raw, err)
+	}
+	switch typ {
+	case apiv1.PKCS11:
+		if !cgoEnabled {
+			return fmt.Errorf("kms_uri %q: PKCS#11 needs a signet built with cgo (CGO_ENABLED=1); this binary was built without it", raw)
+		}
+	case apiv1.AmazonKMS, apiv1.AzureKMS, apiv1.CloudKMS:
+	default:
+		return fmt.Errorf("kms_uri %q: signet cannot create keys in a %s key manager; use softkms, pkcs11, awskms, cloudkms or azurekms", raw, typ)
+	}
+	if _, ok := apiv1.LoadKeyManagerNewFunc(typ); !ok {
+		return fmt.Errorf("kms_uri %q: %s is not linked into this binary: build signet with -tags cloudkms", raw, typ)
+	}
+	u, err := uri.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("kms_uri %q: %v", raw, err)
+	}
+	if typ == apiv1.CloudKMS && u.Get("key-ring") == "" {
+		return fmt.Errorf("kms_uri %q: cloudkms needs a key-ring parameter (projects/P/locations/L/keyRings/R)", raw)
+	}
+	return nil
 }
 
 // importFiles checks an import's files exist and builds its description.
@@ -186,28 +258,59 @@ func importFiles(prefix, cert, chain, key string, pass []byte) (*rotation.Import
 	return &rotation.Import{CertFile: cert, ChainFile: chain, KeyFile: key, KeyPassphrase: pass}, nil
 }
 
-func runServer(ctx context.Context, env *cliEnv, args []string) error {
-	fs := newFlagSet(env, "server", "signet server [--config server.yaml] [flags]")
-	cfg := defaultServerConfig()
-	_, apply := registerConfigFlags(fs, &cfg, serverUsages, env.getenv)
-	checkOnly := fs.Bool("check-config", false, "validate the configuration and exit")
-	if err := loadConfig(fs, args, apply); err != nil {
+// serverOptions are the flags of `signet server`: every config key, plus
+// --config and --check-config.
+type serverOptions struct {
+	cfg       serverConfig
+	apply     func() error
+	checkOnly bool
+}
+
+func (o *serverOptions) addFlags(fs *pflag.FlagSet, env *cliEnv) {
+	o.cfg = defaultServerConfig()
+	_, o.apply = registerConfigFlags(fs, &o.cfg, serverUsages, env.getenv)
+	fs.BoolVar(&o.checkOnly, "check-config", false, "validate the configuration as a start would, then exit")
+}
+
+func newServerCommand(env *cliEnv) *cobra.Command {
+	var o serverOptions
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "run the CA server",
+		Long: `Run the CA: the node API agents attest and mint over (--listen), and the
+admin API the operator commands call (--admin-socket). Every flag is also a
+key of the --config file and a SIGNET_* environment variable; flags win over
+the environment, which wins over the file. The key passphrase comes from
+--key-passphrase-file or SIGNET_KEY_PASSPHRASE.`,
+		Example: `  signet server --trust-domain example.org --data-dir /var/lib/signet \
+      --listen 0.0.0.0:8081 --admin-socket /run/signet/admin.sock
+  signet server --config /etc/signet/server.yaml
+  signet server --config /etc/signet/server.yaml --check-config`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd.Context(), env) },
+	}
+	o.addFlags(cmd.Flags(), env)
+	return cmd
+}
+
+func (o *serverOptions) run(ctx context.Context, env *cliEnv) error {
+	if err := o.apply(); err != nil {
 		return err
 	}
-	logger, err := newLogger(env.stderr, cfg.LogLevel, cfg.LogFormat)
+	logger, err := newLogger(env.stderr, o.cfg.LogLevel, o.cfg.LogFormat)
 	if err != nil {
 		return err
 	}
-	scfg, adminPath, err := cfg.toServerConfig(env.getenv)
+	scfg, adminPath, err := o.cfg.toServerConfig()
 	if err != nil {
 		return err
 	}
-	if *checkOnly {
+	if o.checkOnly {
 		fmt.Fprintln(env.stdout, "configuration is valid")
 		return nil
 	}
 	scfg.Logger = logger
-	tel, err := listenTelemetry(cfg.MetricsListen)
+	tel, err := listenTelemetry(o.cfg.MetricsListen)
 	if err != nil {
 		return err
 	}
@@ -218,9 +321,9 @@ func runServer(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	defer srv.Close()
-	nodeLn, err := net.Listen("tcp", cfg.Listen)
+	nodeLn, err := net.Listen("tcp", o.cfg.Listen)
 	if err != nil {
-		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+		return fmt.Errorf("listen %s: %w", o.cfg.Listen, err)
 	}
 	if err := os.MkdirAll(filepath.Dir(adminPath), 0o700); err != nil {
 		return fmt.Errorf("admin_socket directory: %w", err)
@@ -230,5 +333,24 @@ func runServer(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	defer os.Remove(adminPath)
+	logger.Info("serving", logTrustDomain, scfg.TrustDomain.Name(), logNodeAPI, nodeLn.Addr().String(),
+		logAdminSocket, adminPath, logMetrics, tel.metricsURL(), logHealth, tel.healthDescription("grpc.health.v1 on the admin socket"))
+	defer logShutdown(ctx, logger)()
 	return tel.run(ctx, srv.Ready, func(ctx context.Context) error { return srv.Serve(ctx, nodeLn, adminLn) })
+}
+
+// logShutdown logs "shutting down" with the reason (the signal) once ctx
+// ends; the function it returns logs "stopped" when the process is done.
+func logShutdown(ctx context.Context, logger *slog.Logger) func() {
+	logged := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		logger.Info("shutting down", logReason, context.Cause(ctx).Error())
+		close(logged)
+	})
+	return func() {
+		if !stop() {
+			<-logged // in that order
+			logger.Info("stopped")
+		}
+	}
 }

@@ -1,36 +1,46 @@
 package main
 
 import (
-	"errors"
-	"flag"
 	"fmt"
+	"io"
 	"os"
 	"reflect"
 	"strconv"
 	"strings"
 	"time"
 
-	"sigs.k8s.io/yaml"
+	"github.com/spf13/pflag"
 )
 
-// Configuration is layered: built-in defaults, then the YAML file
-// (--config), then SIGNET_* environment variables, then flags. Every key of
-// a config struct (its json tag) has a flag of the same name with dashes
-// (trust_domain <-> --trust-domain) and an environment variable
-// SIGNET_TRUST_DOMAIN. Unknown keys in the file are errors naming the key.
+// Configuration of the daemons (server, agent) is layered: built-in
+// defaults, then the YAML file (--config), then SIGNET_* environment
+// variables, then flags. Every key of a config struct (its json tag) has a
+// flag of the same name with dashes (trust_domain <-> --trust-domain) and
+// an environment variable SIGNET_TRUST_DOMAIN. Unknown keys in the file
+// are errors naming the key and its line.
 
-// configFlag describes one key for flag registration.
-type configFlag struct {
-	key   string
-	usage string
+// maxConfigFile bounds what is read of a config or entries file: far
+// above any real one, and short of exhausting memory on the wrong file.
+const maxConfigFile = 16 << 20
+
+// configValue is the flag of one config key. It keeps the text as given;
+// apply parses it into the config with the key named in any error, after
+// the file and the environment.
+type configValue struct {
+	text, typ string
 }
 
-// registerConfigFlags adds a string flag for every key of cfg (a pointer to
-// a config struct), with the struct's current value as the shown default.
-// It returns a function that applies file, environment and set flags to cfg
-// in that order.
-func registerConfigFlags(fs *flag.FlagSet, cfg any, usages map[string]string, getenv func(string) string) (configPath *string, apply func() error) {
-	configPath = fs.String("config", "", "YAML config file (flags and SIGNET_* variables override it)")
+func (c *configValue) String() string     { return c.text }
+func (c *configValue) Set(s string) error { c.text = s; return nil }
+func (c *configValue) Type() string       { return c.typ }
+
+// registerConfigFlags adds a flag for every key of cfg (a pointer to a
+// config struct), with the struct's current value as the shown default.
+// Boolean keys are flags that take no value (--insecure-bootstrap). It
+// returns a function that applies the file, the environment and the flags
+// that were set to cfg, in that order.
+func registerConfigFlags(fs *pflag.FlagSet, cfg any, usages map[string]string, getenv func(string) string) (configPath *string, apply func() error) {
+	configPath = fs.String("config", "", "YAML config file (SIGNET_* variables and flags override it)")
 	v := reflect.ValueOf(cfg).Elem()
 	t := v.Type()
 	for i := range t.NumField() {
@@ -38,17 +48,15 @@ func registerConfigFlags(fs *flag.FlagSet, cfg any, usages map[string]string, ge
 		if key == "" {
 			continue
 		}
-		fs.String(flagName(key), formatValue(v.Field(i)), usages[key])
+		f := fs.VarPF(&configValue{text: formatValue(v.Field(i)), typ: typeName(v.Field(i))}, flagName(key), "", usages[key])
+		if v.Field(i).Kind() == reflect.Bool {
+			f.NoOptDefVal = "true"
+		}
 	}
 	apply = func() error {
 		if *configPath != "" {
-			data, err := os.ReadFile(*configPath)
-			if err != nil {
-				return fmt.Errorf("reading config: %w", err)
-			}
-			if err := yaml.UnmarshalStrict(data, cfg); err != nil {
-				err = configValueError(data, cfg, err)
-				return fmt.Errorf("config %s: %s", *configPath, strings.TrimPrefix(err.Error(), "error unmarshaling JSON: while decoding JSON: "))
+			if err := readConfigFile(*configPath, cfg); err != nil {
+				return err
 			}
 		}
 		for i := range t.NumField() {
@@ -64,8 +72,8 @@ func registerConfigFlags(fs *flag.FlagSet, cfg any, usages map[string]string, ge
 			}
 		}
 		var err error
-		fs.Visit(func(f *flag.Flag) {
-			if err != nil || f.Name == "config" {
+		fs.Visit(func(f *pflag.Flag) {
+			if _, ok := f.Value.(*configValue); !ok || err != nil {
 				return
 			}
 			key := strings.ReplaceAll(f.Name, "-", "_")
@@ -82,6 +90,50 @@ func registerConfigFlags(fs *flag.FlagSet, cfg any, usages map[string]string, ge
 	return configPath, apply
 }
 
+// readConfigFile decodes a YAML config file into cfg.
+func readConfigFile(path string, cfg any) error {
+	data, err := readLimited(path, maxConfigFile)
+	if err != nil {
+		return fmt.Errorf("reading config: %w", err)
+	}
+	if err := decodeConfig(data, cfg); err != nil {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	return nil
+}
+
+// decodeConfig decodes a config file's content into cfg: a mapping of
+// keys, or an empty file.
+func decodeConfig(data []byte, cfg any) error {
+	doc, err := parseYAML(data)
+	if err != nil || doc == nil {
+		return err
+	}
+	return decodeYAMLStruct(doc, cfg, "a config file")
+}
+
+// readLimited reads a file of at most limit bytes.
+func readLimited(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return readAllLimited(f, path, limit)
+}
+
+// readAllLimited reads r to its end, refusing more than limit bytes.
+func readAllLimited(r io.Reader, name string, limit int64) ([]byte, error) {
+	data, err := io.ReadAll(io.LimitReader(r, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("%s: more than %d bytes is not a signet file", name, limit)
+	}
+	return data, nil
+}
+
 func jsonKey(f reflect.StructField) string {
 	tag := f.Tag.Get("json")
 	name, _, _ := strings.Cut(tag, ",")
@@ -93,24 +145,27 @@ func jsonKey(f reflect.StructField) string {
 
 func flagName(key string) string { return strings.ReplaceAll(key, "_", "-") }
 
-// duration is a time.Duration written as "1h" in YAML and flags.
+// duration is a config key holding a time.Duration, written "1h", "90s"
+// or "7d" in files, variables and flags alike (parseDuration).
 type duration time.Duration
 
-func (d duration) MarshalJSON() ([]byte, error) {
-	return []byte(strconv.Quote(time.Duration(d).String())), nil
-}
+func durationOf(d duration) time.Duration { return time.Duration(d) }
 
-func (d *duration) UnmarshalJSON(b []byte) error {
-	s, err := strconv.Unquote(string(b))
-	if err != nil {
-		return errors.New("must be a quoted duration like \"1h\"")
+// typeName is the word the help shows after a config flag.
+func typeName(v reflect.Value) string {
+	switch v.Interface().(type) {
+	case duration:
+		return "duration"
+	case []uint32:
+		return "uids"
+	case bool:
+		return "bool"
+	case int, int64:
+		return "int"
+	case float64:
+		return "float"
 	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return fmt.Errorf("%q is not a duration like 1h or 90s", s)
-	}
-	*d = duration(v)
-	return nil
+	return "string"
 }
 
 func formatValue(v reflect.Value) string {
@@ -119,7 +174,7 @@ func formatValue(v reflect.Value) string {
 		if x == 0 {
 			return ""
 		}
-		return time.Duration(x).String()
+		return formatDuration(time.Duration(x))
 	case []uint32:
 		parts := make([]string, len(x))
 		for i, u := range x {
@@ -128,18 +183,36 @@ func formatValue(v reflect.Value) string {
 		return strings.Join(parts, ",")
 	case bool:
 		if !x {
-			return ""
+			return "false"
 		}
 	}
 	return fmt.Sprint(v.Interface())
 }
 
+// parseBool reads true/false as strconv.ParseBool does, and also the YAML
+// 1.1 words yes/no and on/off, which config files have always taken.
+func parseBool(s string) (bool, error) {
+	switch strings.ToLower(s) {
+	case "yes", "on":
+		return true, nil
+	case "no", "off":
+		return false, nil
+	}
+	b, err := strconv.ParseBool(s)
+	if err != nil {
+		return false, fmt.Errorf("%q is not true or false", s)
+	}
+	return b, nil
+}
+
+// setValue sets a config field from text: an environment variable, a
+// flag, or a scalar of a YAML file.
 func setValue(v reflect.Value, s string) error {
 	switch v.Interface().(type) {
 	case duration:
-		d, err := time.ParseDuration(s)
+		d, err := parseDuration(s)
 		if err != nil {
-			return errors.New("not a duration like 1h or 90s")
+			return err
 		}
 		v.Set(reflect.ValueOf(duration(d)))
 	case []uint32:
@@ -155,43 +228,36 @@ func setValue(v reflect.Value, s string) error {
 			out = append(out, uint32(u))
 		}
 		v.Set(reflect.ValueOf(out))
+	case uint32:
+		u, err := strconv.ParseUint(strings.TrimSpace(s), 10, 32)
+		if err != nil {
+			return fmt.Errorf("%q is not a uid", s)
+		}
+		v.SetUint(u)
+	case []string:
+		v.Set(reflect.ValueOf([]string{s}))
 	case string:
 		v.SetString(s)
 	case bool:
-		b, err := strconv.ParseBool(s)
+		b, err := parseBool(s)
 		if err != nil {
-			return errors.New("not true or false")
+			return err
 		}
 		v.SetBool(b)
-	case int:
-		n, err := strconv.Atoi(s)
+	case int, int64:
+		n, err := strconv.ParseInt(s, 10, 64)
 		if err != nil {
-			return errors.New("not a number")
+			return fmt.Errorf("%q is not a whole number", s)
 		}
-		v.SetInt(int64(n))
+		v.SetInt(n)
 	case float64:
 		f, err := strconv.ParseFloat(s, 64)
 		if err != nil {
-			return errors.New("not a number")
+			return fmt.Errorf("%q is not a number", s)
 		}
 		v.SetFloat(f)
 	default:
 		return fmt.Errorf("unsupported config type %s", v.Type())
 	}
 	return nil
-}
-
-func durationOf(d duration) time.Duration { return time.Duration(d) }
-
-// loadConfig parses a daemon's flags (it takes no positional arguments)
-// and applies the file, the environment and the flags to its config.
-func loadConfig(fs *flag.FlagSet, args []string, apply func() error) error {
-	pos, err := parseFlags(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := exactArgs(fs, pos); err != nil {
-		return err
-	}
-	return apply()
 }

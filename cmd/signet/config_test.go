@@ -3,8 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
-	"flag"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/spf13/pflag"
+	"go.step.sm/crypto/kms/apiv1"
 )
 
 // mapEnv is a getenv over a map.
@@ -23,7 +25,7 @@ func mapEnv(m map[string]string) func(string) string {
 // then file, then environment, then flags.
 func loadServerConfig(t *testing.T, file string, env map[string]string, args ...string) (serverConfig, error) {
 	t.Helper()
-	fs := flag.NewFlagSet("server", flag.ContinueOnError)
+	fs := pflag.NewFlagSet("server", pflag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	cfg := defaultServerConfig()
 	_, apply := registerConfigFlags(fs, &cfg, serverUsages, mapEnv(env))
@@ -144,12 +146,18 @@ func TestConfigErrors(t *testing.T) {
 		args    []string
 		wantErr string
 	}{
-		{name: "unknown key", file: "trust_domian: example.org\n", wantErr: `unknown field "trust_domian"`},
-		{name: "unknown nested in valid file", file: "trust_domain: example.org\nmetrics:\n  listen: x\n", wantErr: `unknown field "metrics"`},
+		{name: "unknown key", file: "trust_domian: example.org\n", wantErr: `line 1: unknown field "trust_domian"`},
+		{name: "unknown nested in valid file", file: "trust_domain: example.org\nmetrics:\n  listen: x\n", wantErr: `line 2: unknown field "metrics"`},
 		{name: "wrong type", file: "admin_uids: root\n", wantErr: "admin_uids"},
-		{name: "bad duration", file: "root_ttl: forever\n", wantErr: `root_ttl: "forever" is not a duration`},
-		{name: "unquoted duration", file: "trust_domain: example.org\nintermediate_ttl: 5\n", wantErr: "intermediate_ttl: must be a quoted duration"},
-		{name: "wrong type names the key", file: "admin_uids: root\n", wantErr: "admin_uids: cannot unmarshal"},
+		{name: "bad duration", file: "root_ttl: forever\n", wantErr: `line 1: root_ttl: "forever" is not a duration`},
+		{name: "duration without a unit", file: "trust_domain: example.org\nintermediate_ttl: 5\n", wantErr: `line 2: intermediate_ttl: "5" has no unit`},
+		{name: "wrong type names the key", file: "admin_uids: root\n", wantErr: `line 1: admin_uids: "root" is not a uid`},
+		{name: "list for a single value", file: "\n\ntrust_domain: [a, b]\n", wantErr: "line 3: trust_domain: want a single value, not a list"},
+		{name: "mapping for a value", file: "listen:\n  host: x\n", wantErr: "line 1: listen: want a value, not a mapping"},
+		{name: "key given twice", file: "listen: a:1\nlisten: b:2\n", wantErr: `line 2: mapping key "listen" already defined`},
+		{name: "syntax error", file: "trust_domain: [example.org\n", wantErr: "line 1: "},
+		{name: "not a mapping", file: "- trust_domain: x\n", wantErr: "line 1: a config file must be a mapping"},
+		{name: "two documents", file: "listen: a:1\n---\nlisten: b:2\n", wantErr: "line 3: a second YAML document"},
 		{name: "bad environment value", env: map[string]string{"SIGNET_ROOT_TTL": "soon"}, wantErr: "SIGNET_ROOT_TTL"},
 		{name: "bad environment uid", env: map[string]string{"SIGNET_ADMIN_UIDS": "1,x"}, wantErr: "SIGNET_ADMIN_UIDS"},
 		{name: "bad flag value", args: []string{"--intermediate-ttl", "weekly"}, wantErr: "--intermediate-ttl"},
@@ -198,26 +206,33 @@ func TestEveryFlagHasAConfigKey(t *testing.T) {
 					t.Errorf("usage for %s, which is not a config key", k)
 				}
 			}
-			var stderr bytes.Buffer
-			env := &cliEnv{stdout: io.Discard, stderr: &stderr, getenv: mapEnv(nil)}
-			run(context.Background(), env, []string{tc.command, "-h"})
-			flags := 0
-			for line := range strings.SplitSeq(stderr.String(), "\n") {
-				if !strings.HasPrefix(line, "  -") {
-					continue
-				}
-				name, _, _ := strings.Cut(strings.TrimPrefix(line, "  -"), " ")
-				flags++
-				switch name {
-				case "config", "check-config":
-					continue
-				}
-				if !keys[strings.ReplaceAll(name, "-", "_")] {
-					t.Errorf("flag --%s has no config key", name)
-				}
+			// The command's flags are the keys, plus --config,
+			// --check-config and --help; -h prints them on stdout.
+			var stdout bytes.Buffer
+			env := &cliEnv{stdout: &stdout, stderr: io.Discard, getenv: mapEnv(nil)}
+			if err := run(context.Background(), env, []string{tc.command, "-h"}); err != nil {
+				t.Fatal(err)
 			}
-			if flags < len(keys) {
-				t.Errorf("usage lists %d flags for %d config keys:\n%s", flags, len(keys), stderr.String())
+			cmd, _, err := newRootCommand(env).Find([]string{tc.command})
+			if err != nil {
+				t.Fatal(err)
+			}
+			flags := 0
+			cmd.Flags().VisitAll(func(f *pflag.Flag) {
+				switch f.Name {
+				case "config", "check-config", "help":
+					return
+				}
+				flags++
+				if !keys[strings.ReplaceAll(f.Name, "-", "_")] {
+					t.Errorf("flag --%s has no config key", f.Name)
+				}
+				if !strings.Contains(stdout.String(), "--"+f.Name+" ") {
+					t.Errorf("-h does not show --%s:\n%s", f.Name, stdout.String())
+				}
+			})
+			if flags != len(keys) {
+				t.Errorf("%d flags for %d config keys", flags, len(keys))
 			}
 		})
 	}
@@ -258,4 +273,93 @@ func TestJoinTokenFile(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestCheckConfig: --check-config refuses what a start would refuse, with
+// the key named, and accepts a good file (durations in days included).
+func TestCheckConfig(t *testing.T) {
+	env := hostFiles(t)
+	dir := t.TempDir()
+	notADir := writeFile(t, "file", "x")
+	base := "trust_domain: example.org\ndata_dir: " + filepath.Join(dir, "data") + "\n"
+	readOnly := filepath.Join(dir, "ro")
+	os.Mkdir(readOnly, 0o500)
+	awsLinked := false
+	if _, ok := apiv1.LoadKeyManagerNewFunc(apiv1.AmazonKMS); ok {
+		awsLinked = true
+	}
+	tests := []struct {
+		name    string
+		command string
+		file    string
+		env     map[string]string
+		skip    bool
+		wantErr string
+	}{
+		{name: "valid, in days", command: "server", file: base + "root_ttl: 730d\nintermediate_ttl: 7d\nmtls_window: 15m\n"},
+		{name: "environment in days", command: "server", file: base, env: map[string]string{"SIGNET_ROOT_TTL": "30d", "SIGNET_INTERMEDIATE_TTL": "1d"}},
+		{name: "no data dir", command: "server", file: "trust_domain: example.org\n", wantErr: "signet server needs a data directory: give --data-dir DIR (or data_dir in --config)"},
+		{name: "data dir is a file", command: "server", file: "data_dir: " + notADir + "\n", wantErr: "data_dir " + notADir + ": " + notADir + " is not a directory"},
+		{name: "data dir under a file", command: "server", file: "data_dir: " + notADir + "/data\n", wantErr: notADir + " is not a directory"},
+		{name: "data dir not writable", command: "server", file: "data_dir: " + readOnly + "/data\n", skip: os.Getuid() == 0, wantErr: "cannot write to " + readOnly},
+		{name: "admin socket under a file", command: "server", file: base + "admin_socket: " + notADir + "/admin.sock\n", wantErr: "admin_socket " + notADir + ": " + notADir + " is not a directory"},
+		{name: "agent data dir under a file", command: "agent", file: "insecure_bootstrap: true\ndata_dir: " + notADir + "/x\n", wantErr: "data_dir " + notADir + "/x: " + notADir + " is not a directory"},
+		{name: "intermediate longer than root", command: "server", file: base + "root_ttl: 30d\nintermediate_ttl: 60d\n", wantErr: "intermediate_ttl 60d is longer than root_ttl 30d"},
+		{name: "intermediate longer than the default root", command: "server", file: base + "intermediate_ttl: 400d\n", wantErr: "intermediate_ttl 400d is longer than root_ttl 365d"},
+		{name: "default intermediate longer than root", command: "server", file: base + "root_ttl: 1d\n", wantErr: "intermediate_ttl 7d is longer than root_ttl 1d"},
+		{name: "unknown kms type", command: "server", file: base + "kms_uri: vault:secret/x\n", wantErr: `kms_uri "vault:secret/x"`},
+		{name: "kms that cannot create keys", command: "server", file: base + "kms_uri: \"yubikey:slot-id=9a\"\n", wantErr: "signet cannot create keys in a yubikey key manager"},
+		{name: "kms not linked", command: "server", file: base + "kms_uri: \"awskms:region=us-east-1\"\n", skip: awsLinked, wantErr: "awskms is not linked into this binary: build signet with -tags cloudkms"},
+		{name: "pkcs11 without cgo", command: "server", file: base + "kms_uri: \"pkcs11:module-path=/usr/lib/softhsm/libsofthsm2.so;token=signet?pin-value=1234\"\n", skip: cgoEnabled, wantErr: "PKCS#11 needs a signet built with cgo"},
+		{name: "admin socket too long", command: "server", file: base + "admin_socket: /" + strings.Repeat("s", 120) + "\n", wantErr: "admin_socket \"/sss"},
+		{name: "negative window", command: "server", file: base + "mtls_window: -1m\n", wantErr: "mtls_window -1m0s: must be positive"},
+		{name: "import cert without key", command: "server", file: base + "import_root_cert: " + notADir + "\n", wantErr: "import_root_cert and import_root_key must be given together"},
+		{name: "bad log level", command: "server", file: base + "log_level: loud\n", wantErr: `log_level "loud"`},
+		{name: "agent socket too long", command: "agent", file: "insecure_bootstrap: true\nsocket: /" + strings.Repeat("s", 120) + "\n", wantErr: "socket \"/sss"},
+		{name: "YAML 1.1 booleans", command: "agent", file: "insecure_bootstrap: yes\n"},
+		{name: "not a boolean", command: "agent", file: "insecure_bootstrap: sometimes\n", wantErr: `line 1: insecure_bootstrap: "sometimes" is not true or false`},
+		{name: "agent socket URI is a path", command: "agent", file: "insecure_bootstrap: true\nsocket: unix:///run/x.sock\n", wantErr: ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.skip {
+				t.Skip("not in this build")
+			}
+			e := maps.Clone(env)
+			maps.Copy(e, tc.env)
+			out, err := checkConfig(t, tc.command, []byte(tc.file), e)
+			if tc.wantErr == "" {
+				if err != nil || !strings.Contains(out, "configuration is valid") {
+					t.Fatalf("%q, %v; want a valid configuration", out, err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("error %v, want %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+// FuzzConfigFile: decoding a config file or an entries file never panics,
+// whatever the bytes (goccy/go-yaml parses them first).
+func FuzzConfigFile(f *testing.F) {
+	for _, seed := range []string{
+		"trust_domain: example.org\nroot_ttl: 30d\nadmin_uids: [1, 2]\n",
+		"- spiffe_id: spiffe://example.org/a\n  selectors: [unix:uid:1]\n  x509_ttl: 1h\n",
+		`[{"spiffe_id": "a", "dns_names": ["x"]}]`,
+		"a: &x 1\nb: *x\n", "- !!str 5\n", "---\na: 1\n---\n", "<<: {a: 1}\n", "key: |\n  text\n", "{", "[", "- - -",
+	} {
+		f.Add([]byte(seed))
+	}
+	if data, err := os.ReadFile(filepath.Join(deployDir, "config", "server.yaml")); err == nil {
+		f.Add(data)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg := defaultServerConfig()
+		decodeConfig(data, &cfg)
+		acfg := defaultAgentConfig()
+		decodeConfig(data, &acfg)
+		parseEntryFile("fuzz", data)
+	})
 }

@@ -1,7 +1,13 @@
 // Command signet is signet's single binary: the CA server, the node agent,
 // the all-in-one dev mode, the reference proxy, and the operator commands.
-// main only wires flags and config files to packages; each subcommand lives
-// in its own file (cmd_*.go).
+//
+// The CLI is built on cobra and pflag. main only wires flags and config
+// files to packages; each command lives in its own file (cmd_<group>_<name>.go)
+// with an options struct that registers its own flags, as bbolt's
+// cmd/bbolt/command does. Shared pieces: admin.go (the admin socket),
+// output.go (-o table|json|csv), duration.go (durations with days),
+// endpoint.go (the agent socket and SPIFFE_ENDPOINT_SOCKET), config.go and
+// yamlfile.go (config files), args.go (positional arguments).
 package main
 
 import (
@@ -11,93 +17,158 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"sort"
+	"strings"
 	"syscall"
+
+	"github.com/spf13/cobra"
 )
 
-// command is one subcommand (or group of them).
-type command struct {
-	name    string
-	summary string
-	run     func(ctx context.Context, env *cliEnv, args []string) error
-	sub     []*command
-}
-
-// cliEnv is what a command may touch: its output streams and environment.
-// Tests run commands in-process with buffers.
+// cliEnv is what a command may touch: its streams and environment. Tests
+// run commands in-process with buffers.
 type cliEnv struct {
+	stdin          io.Reader
 	stdout, stderr io.Writer
 	getenv         func(string) string
-}
-
-func commands() []*command {
-	return []*command{
-		serverCommand(),
-		agentCommand(),
-		devCommand(),
-		tokenCommand(),
-		entryCommand(),
-		nodeCommand(),
-		svidCommand(),
-		bundleCommand(),
-		rootCommand(),
-		workloadCommand(),
-		auditCommand(),
-		mtlsCommand(),
-		proxyCommand(),
-		healthcheckCommand(),
-	}
 }
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	env := &cliEnv{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv}
+	env := &cliEnv{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv}
 	if err := run(ctx, env, os.Args[1:]); err != nil {
-		if !errors.Is(err, errUsagePrinted) {
-			fmt.Fprintf(os.Stderr, "signet: %v\n", err)
-		}
+		fmt.Fprintf(os.Stderr, "signet: %s\n", oneLine(err.Error()))
 		os.Exit(1)
 	}
 }
 
-var errUsagePrinted = errors.New("usage printed")
-
+// run runs one command line. Help (-h, --help, help CMD) goes to stdout
+// and is not an error.
 func run(ctx context.Context, env *cliEnv, args []string) error {
-	return dispatch(ctx, env, "signet", commands(), args)
+	if env.stdin == nil {
+		env.stdin = strings.NewReader("")
+	}
+	root := newRootCommand(env)
+	root.SetArgs(args)
+	return root.ExecuteContext(ctx)
 }
 
-func dispatch(ctx context.Context, env *cliEnv, prefix string, cmds []*command, args []string) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		printCommands(env.stderr, prefix, cmds)
+// oneLine keeps an error message on one line: every error is one line on
+// stderr.
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", " ")), " ")
+}
+
+func newRootCommand(env *cliEnv) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "signet",
+		Short: "SPIFFE workload identity: CA, node agent, Envoy SDS and the operator's CLI",
+		Long: `signet issues short-lived SPIFFE X.509-SVIDs. A central CA (signet server)
+signs for node agents (signet agent); each agent attests the workloads on its
+node and serves their SVIDs over the SPIFFE Workload API and Envoy SDS on one
+Unix socket. Operators drive the CA through its admin socket
+(--admin-socket, or ` + adminSocketEnv + `).`,
+		Example: `  signet dev                          # CA and agent in one process: start here
+  signet entry list -o json
+  signet help entry`,
+		Version:               versionText(),
+		DisableFlagsInUseLine: true,
+		// Errors are printed once, as one line, by main; usage only on
+		// request.
+		SilenceErrors: true,
+		SilenceUsage:  true,
+	}
+	root.SetIn(env.stdin)
+	root.SetOut(env.stdout)
+	root.SetErr(env.stderr)
+	root.SetVersionTemplate("{{.Version}}")
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return usageError(c, err)
+	})
+	root.CompletionOptions.DisableDefaultCmd = true
+	root.SetHelpCommand(newHelpCommand(root))
+	root.AddCommand(
+		newServerCommand(env),
+		newAgentCommand(env),
+		newDevCommand(env),
+		newTokenCommand(env),
+		newEntryCommand(env),
+		newNodeCommand(env),
+		newSVIDCommand(env),
+		newBundleCommand(env),
+		newRootCACommand(env),
+		newWorkloadCommand(env),
+		newAuditCommand(env),
+		newMTLSCommand(env),
+		newProxyCommand(env),
+		newHealthcheckCommand(env),
+		newVersionCommand(env),
+		newCompletionCommand(root),
+	)
+	groupArgs(root)
+	return root
+}
+
+// usageError says what was wrong with a command line, and where its help
+// is. main prefixes "signet: ", so the path is written without it.
+func usageError(c *cobra.Command, err error) error {
+	if sub := strings.TrimPrefix(c.CommandPath(), c.Root().Name()+" "); c.HasParent() {
+		return fmt.Errorf("%s: %w (see '%s --help')", sub, err, c.CommandPath())
+	}
+	return fmt.Errorf("%w (see '%s --help')", err, c.CommandPath())
+}
+
+// newGroupCommand is a command whose subcommands do the work (signet entry,
+// signet root, ...). Alone it prints its help; with an unknown subcommand
+// it fails, suggesting the closest one.
+func newGroupCommand(use, short, example string, subs ...*cobra.Command) *cobra.Command {
+	c := &cobra.Command{Use: use, Short: short, Example: example, DisableFlagsInUseLine: true}
+	c.AddCommand(subs...)
+	groupArgs(c)
+	return c
+}
+
+func groupArgs(c *cobra.Command) {
+	c.SuggestionsMinimumDistance = 2
+	c.Args = func(c *cobra.Command, args []string) error {
 		if len(args) == 0 {
-			return errUsagePrinted
+			return nil
 		}
-		return nil
+		msg := fmt.Sprintf("unknown command %q for %q", args[0], c.CommandPath())
+		if s := c.SuggestionsFor(args[0]); len(s) > 0 {
+			msg += fmt.Sprintf(" (did you mean %q?)", s[0])
+		}
+		return usageError(c, errors.New(msg))
 	}
-	for _, c := range cmds {
-		if c.name != args[0] {
-			continue
-		}
-		if c.sub != nil {
-			return dispatch(ctx, env, prefix+" "+c.name, c.sub, args[1:])
-		}
-		return c.run(ctx, env, args[1:])
-	}
-	printCommands(env.stderr, prefix, cmds)
-	return fmt.Errorf("unknown command %q", prefix+" "+args[0])
+	c.RunE = func(c *cobra.Command, _ []string) error { return c.Help() }
 }
 
-func printCommands(w io.Writer, prefix string, cmds []*command) {
-	fmt.Fprintf(w, "Usage: %s <command> [flags]\n\nCommands:\n", prefix)
-	sorted := append([]*command(nil), cmds...)
-	sort.Slice(sorted, func(i, j int) bool { return sorted[i].name < sorted[j].name })
-	width := 0
-	for _, c := range sorted {
-		width = max(width, len(c.name))
+// newHelpCommand is `signet help [command]`: the command's help on stdout.
+func newHelpCommand(root *cobra.Command) *cobra.Command {
+	return &cobra.Command{
+		Use:   "help [command]",
+		Short: "show the help of any command",
+		Example: `  signet help entry
+  signet help entry create      # the same as: signet entry create --help`,
+		ValidArgsFunction: func(c *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+			cmd, _, err := root.Find(args)
+			if err != nil || cmd == nil {
+				return nil, cobra.ShellCompDirectiveNoFileComp
+			}
+			var names []string
+			for _, s := range cmd.Commands() {
+				if s.IsAvailableCommand() && strings.HasPrefix(s.Name(), toComplete) {
+					names = append(names, s.Name())
+				}
+			}
+			return names, cobra.ShellCompDirectiveNoFileComp
+		},
+		RunE: func(c *cobra.Command, args []string) error {
+			cmd, rest, err := root.Find(args)
+			if err != nil || cmd == nil || len(rest) > 0 {
+				return usageError(c, fmt.Errorf("no command %q: see 'signet --help' for the commands", strings.Join(args, " ")))
+			}
+			cmd.InitDefaultHelpFlag() // as --help shows it
+			return cmd.Help()
+		},
 	}
-	for _, c := range sorted {
-		fmt.Fprintf(w, "  %-*s  %s\n", width, c.name, c.summary)
-	}
-	fmt.Fprintf(w, "\nRun '%s <command> -h' for a command's flags.\n", prefix)
 }

@@ -44,6 +44,25 @@ func (t *telemetryListener) close() {
 	}
 }
 
+// metricsURL is where the metrics are served, for the serving log line.
+func (t *telemetryListener) metricsURL() string {
+	if t == nil {
+		return "off"
+	}
+	return "http://" + t.ln.Addr().String() + "/metrics"
+}
+
+// healthDescription names the health endpoints for the serving log line:
+// the process's own (a gRPC health service on its socket), plus /healthz
+// and /readyz when telemetry is on.
+func (t *telemetryListener) healthDescription(own string) string {
+	if t == nil {
+		return own
+	}
+	base := "http://" + t.ln.Addr().String()
+	return own + "; " + base + "/healthz, " + base + "/readyz"
+}
+
 // run runs main and, beside it, the telemetry endpoint answering /readyz
 // with ready, until main returns or ctx ends. It returns main's error.
 func (t *telemetryListener) run(ctx context.Context, ready telemetry.ReadyFunc, main func(context.Context) error) error {

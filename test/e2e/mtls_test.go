@@ -262,7 +262,7 @@ func TestMTLSModes(t *testing.T) {
 	mustRefuse(t, "mTLS under DISABLE", mtls(main, clientSVID))
 
 	// Dry run: what STRICT would refuse passes, and is counted and logged.
-	s.cli(t, "mtls", "set", "--mode", "STRICT", "--dry-run", "--spiffe-id", echoID)
+	s.cli(t, "mtls", "set", "--mode", "STRICT", "--shadow", "--spiffe-id", echoID)
 	waitFor(t, 5*time.Second, "dry run to be applied", func() bool {
 		return works(mtls(main, clientSVID)) && strings.Contains(inbound.out.String(), "mode=STRICT dry_run=true")
 	})
@@ -348,7 +348,7 @@ func TestMTLSCLIErrors(t *testing.T) {
 		{[]string{"mtls", "set", "--mode", "MUTUAL"}, `--mode "MUTUAL"`},
 		{[]string{"mtls", "set", "--mode", "STRICT", "--spiffe-id", "spiffe://example.org/a", "--prefix", "spiffe://example.org/b/"}, "exclusive"},
 		{[]string{"mtls", "set", "--mode", "STRICT", "--port", "70000"}, "--port"},
-		{[]string{"mtls", "set", "--mode", "PERMISSIVE", "--dry-run"}, "--dry-run"},
+		{[]string{"mtls", "set", "--mode", "PERMISSIVE", "--shadow"}, "--shadow"},
 		{[]string{"mtls", "set", "--mode", "STRICT", "--spiffe-id", "spiffe://other.org/a"}, "trust domain"},
 		{[]string{"mtls", "set", "--mode", "STRICT", "--port", "8443", "--exempt-port", "9090"}, "exempt_ports"},
 		{[]string{"mtls", "delete", "mp-nope"}, "not found"},

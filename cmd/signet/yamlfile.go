@@ -1,0 +1,215 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+
+	"github.com/goccy/go-yaml"
+	"github.com/goccy/go-yaml/ast"
+	"github.com/goccy/go-yaml/parser"
+)
+
+// Config files and entries files are YAML (JSON is YAML too). They are
+// decoded from the parsed document rather than through reflection on
+// the whole file, so that every error names the line and the key it is
+// about: "line 7: root_ttl: "forever" is not a duration". Struct fields
+// are keyed by their json tags, as the -o json output is.
+
+// yamlError is a problem at a line of a YAML file.
+type yamlError struct {
+	line int
+	msg  string
+}
+
+func (e *yamlError) Error() string {
+	if e.line <= 0 {
+		return e.msg
+	}
+	return fmt.Sprintf("line %d: %s", e.line, e.msg)
+}
+
+func yamlErrorf(n ast.Node, format string, args ...any) error {
+	return &yamlError{line: lineOf(n), msg: fmt.Sprintf(format, args...)}
+}
+
+func lineOf(n ast.Node) int {
+	if n == nil || reflect.ValueOf(n).IsNil() || n.GetToken() == nil {
+		return 0
+	}
+	return n.GetToken().Position.Line
+}
+
+// parseYAML parses data as one YAML document and returns its top node:
+// nil for an empty document (or one of comments only).
+func parseYAML(data []byte) (ast.Node, error) {
+	f, err := parser.ParseBytes(data, 0)
+	if err != nil {
+		var ye yaml.Error
+		if errors.As(err, &ye) && ye.GetToken() != nil {
+			return nil, &yamlError{line: ye.GetToken().Position.Line, msg: ye.GetMessage()}
+		}
+		return nil, err
+	}
+	var body ast.Node
+	for _, d := range f.Docs {
+		if d.Body == nil {
+			continue
+		}
+		if body != nil {
+			return nil, yamlErrorf(d.Body, "a second YAML document: the file holds one")
+		}
+		body = d.Body
+	}
+	return unwrapYAML(body)
+}
+
+// unwrapYAML looks through tags and anchors to the value; aliases are
+// refused (a value should be written where it is used).
+func unwrapYAML(n ast.Node) (ast.Node, error) {
+	for {
+		switch v := n.(type) {
+		case *ast.TagNode:
+			n = v.Value
+		case *ast.AnchorNode:
+			n = v.Value
+		case *ast.AliasNode:
+			return nil, yamlErrorf(v, "YAML aliases (*name) are not supported here: write the value out")
+		case *ast.NullNode:
+			return nil, nil
+		default:
+			return n, nil
+		}
+	}
+}
+
+// yamlField is one key of a mapping; value is nil for a null value.
+type yamlField struct {
+	key   string
+	node  ast.Node // the key, for its line
+	value ast.Node
+}
+
+// yamlMapping returns the keys of a mapping node in order. what names the
+// thing for the error when n is not a mapping ("the config file").
+func yamlMapping(n ast.Node, what string) ([]yamlField, error) {
+	var pairs []*ast.MappingValueNode
+	switch m := n.(type) {
+	case *ast.MappingNode:
+		pairs = m.Values
+	case *ast.MappingValueNode:
+		pairs = []*ast.MappingValueNode{m}
+	default:
+		return nil, yamlErrorf(n, "%s must be a mapping of keys to values, not %s", what, yamlKind(n))
+	}
+	out := make([]yamlField, 0, len(pairs))
+	for _, p := range pairs {
+		if p.Key.Type() == ast.MergeKeyType {
+			return nil, yamlErrorf(p, "YAML merge keys (<<) are not supported here")
+		}
+		key, ok := yamlScalar(p.Key)
+		if !ok {
+			return nil, yamlErrorf(p.Key, "%s has a key that is not a name", what)
+		}
+		v, err := unwrapYAML(p.Value)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, yamlField{key: key, node: p.Key, value: v})
+	}
+	return out, nil
+}
+
+// yamlScalar returns the text of a scalar node.
+func yamlScalar(n ast.Node) (string, bool) {
+	switch v := n.(type) {
+	case *ast.TagNode:
+		return yamlScalar(v.Value)
+	case *ast.AnchorNode:
+		return yamlScalar(v.Value)
+	case *ast.StringNode:
+		return v.Value, true
+	case *ast.LiteralNode:
+		return v.Value.Value, true
+	case *ast.IntegerNode, *ast.FloatNode, *ast.BoolNode, *ast.InfinityNode, *ast.NanNode:
+		return v.GetToken().Value, true
+	}
+	return "", false
+}
+
+// yamlKind names a node's kind for messages.
+func yamlKind(n ast.Node) string {
+	switch n.(type) {
+	case nil:
+		return "empty"
+	case *ast.SequenceNode:
+		return "a list"
+	case *ast.MappingNode, *ast.MappingValueNode:
+		return "a mapping"
+	}
+	if s, ok := yamlScalar(n); ok {
+		return fmt.Sprintf("the value %q", s)
+	}
+	return n.Type().String()
+}
+
+// decodeYAMLStruct sets the fields of the struct dst points to from a
+// mapping node, keyed by the fields' json tags. An unknown key, a key
+// given twice and a bad value are errors naming the line and the key;
+// a null value leaves the field as it was.
+func decodeYAMLStruct(n ast.Node, dst any, what string) error {
+	fields, err := yamlMapping(n, what)
+	if err != nil {
+		return err
+	}
+	v := reflect.ValueOf(dst).Elem()
+	index := map[string]int{}
+	for i := range v.NumField() {
+		if k := jsonKey(v.Type().Field(i)); k != "" {
+			index[k] = i
+		}
+	}
+	for _, f := range fields {
+		i, ok := index[f.key]
+		if !ok {
+			return yamlErrorf(f.node, "unknown field %q", f.key)
+		}
+		if f.value == nil {
+			continue
+		}
+		if err := setYAMLValue(v.Field(i), f.value); err != nil {
+			return yamlErrorf(f.node, "%s: %v", f.key, err)
+		}
+	}
+	return nil
+}
+
+// setYAMLValue sets a config field from a node: a scalar through
+// setValue (as an environment variable or a flag would be), a list item
+// by item.
+func setYAMLValue(field reflect.Value, n ast.Node) error {
+	if seq, ok := n.(*ast.SequenceNode); ok {
+		if field.Kind() != reflect.Slice {
+			return errors.New("want a single value, not a list")
+		}
+		out := reflect.MakeSlice(field.Type(), 0, len(seq.Values))
+		for _, item := range seq.Values {
+			s, ok := yamlScalar(item)
+			if !ok {
+				return fmt.Errorf("list items must be single values, not %s", yamlKind(item))
+			}
+			elem := reflect.New(field.Type().Elem()).Elem()
+			if err := setValue(elem, s); err != nil {
+				return err
+			}
+			out = reflect.Append(out, elem)
+		}
+		field.Set(out)
+		return nil
+	}
+	s, ok := yamlScalar(n)
+	if !ok {
+		return fmt.Errorf("want a value, not %s", yamlKind(n))
+	}
+	return setValue(field, s)
+}
