@@ -107,6 +107,8 @@ func TestPodBoundToken(t *testing.T) {
 		})
 	}
 
+	// The API server caches the successful reviews above for 10 s: the
+	// token is refused once that runs out.
 	c.DeletePod(t, pod)
 	start := time.Now()
 	poll(t, "the deleted pod's token to be refused", func() error {

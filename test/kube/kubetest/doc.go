@@ -34,6 +34,11 @@
 //
 // # Caveats
 //
+// The API server caches a successful token authentication for 10 s (not a
+// flag): a pod-bound token reviewed just before its pod is deleted is still
+// accepted for up to 10 s after; one not reviewed since is refused at once.
+// Tests of refusal poll with a deadline.
+//
 // Each Start costs about 3 s and 300 MB. Ports are picked free and then
 // bound by the child processes, so another process can in principle take
 // one in between; the test then fails with the process output naming it.
