@@ -224,7 +224,7 @@ func TestEvictedWhileRunning(t *testing.T) {
 		t.Fatalf("%d ERROR lines, want 1: %v", len(errorsLogged), errorsLogged)
 	}
 	msg, _ := errorsLogged[0]["msg"].(string)
-	want := "node identity spiffe://example.org/signet/agent/join_token/node1 is unknown to the CA (it was evicted, or the CA's data predates it); create a new join token with `signet token create --node-name node1` and restart the agent with --join-token"
+	want := "node identity spiffe://example.org/signet/agent/join_token/node1 was evicted by the CA; create a new join token with `signet token create --node-name node1` and restart the agent with --join-token"
 	if msg != want {
 		t.Errorf("ERROR line:\n%s\nwant:\n%s", msg, want)
 	}

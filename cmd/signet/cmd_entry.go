@@ -9,6 +9,7 @@ import (
 
 	"github.com/goccy/go-yaml/ast"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	adminv1 "github.com/signet-mesh/signet/proto/signet/admin/v1"
 )
@@ -24,6 +25,17 @@ func newEntryCommand(env *cliEnv) *cobra.Command {
 		newEntryUpdateCommand(env),
 		newEntryDeleteCommand(env),
 	)
+}
+
+// dnsAllowOptions are the flags that accept DNS names the server refuses by
+// default; they apply to every entry of one request.
+type dnsAllowOptions struct {
+	wildcards, ipAddresses bool
+}
+
+func (o *dnsAllowOptions) addFlags(fs *pflag.FlagSet) {
+	fs.BoolVar(&o.wildcards, "allow-dns-wildcards", false, "accept a wildcard DNS name (*.example.org)")
+	fs.BoolVar(&o.ipAddresses, "allow-dns-ip-addresses", false, "accept a DNS name that is an IP address")
 }
 
 // entryJSON is the -o json shape of an entry (a contract), and also the

@@ -20,6 +20,7 @@ type entryCreateOptions struct {
 	x509TTL        time.Duration
 	jwtTTL         time.Duration
 	file           string
+	allowDNS       dnsAllowOptions
 }
 
 func (o *entryCreateOptions) addFlags(cmd *cobra.Command, env *cliEnv) {
@@ -32,6 +33,7 @@ func (o *entryCreateOptions) addFlags(cmd *cobra.Command, env *cliEnv) {
 	fs.StringArrayVar(&o.dns, "dns", nil, "DNS SAN (a host `name`), repeatable")
 	fs.Var(newDurationValue(&o.x509TTL, 0), "x509-ttl", "X509-SVID lifetime, like 1h or 1d (default: the server's, 1h)")
 	fs.Var(newDurationValue(&o.jwtTTL, 0), "jwt-ttl", "JWT-SVID lifetime (default: the server's, 5m)")
+	o.allowDNS.addFlags(fs)
 	fs.StringVar(&o.file, "file", "", "YAML or JSON list of entries, created in one transaction; - reads standard input")
 }
 
@@ -91,7 +93,9 @@ func (o *entryCreateOptions) run(cmd *cobra.Command, env *cliEnv) error {
 		entries = []*adminv1.Entry{e}
 	}
 	resp, err := adminCall(ctx, &o.admin, func(ctx context.Context, c adminv1.AdminServiceClient) (*adminv1.CreateEntriesResponse, error) {
-		return c.CreateEntries(ctx, &adminv1.CreateEntriesRequest{Entries: entries})
+		return c.CreateEntries(ctx, &adminv1.CreateEntriesRequest{
+			Entries: entries, AllowDnsWildcards: o.allowDNS.wildcards, AllowDnsIpAddresses: o.allowDNS.ipAddresses,
+		})
 	})
 	if err != nil {
 		return err

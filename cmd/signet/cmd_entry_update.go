@@ -17,6 +17,7 @@ type entryUpdateOptions struct {
 	jwtTTL         time.Duration
 	dns, selectors []string
 	clearDNS       bool
+	allowDNS       dnsAllowOptions
 }
 
 func (o *entryUpdateOptions) addFlags(cmd *cobra.Command, env *cliEnv) {
@@ -27,6 +28,7 @@ func (o *entryUpdateOptions) addFlags(cmd *cobra.Command, env *cliEnv) {
 	fs.Var(newDurationValue(&o.jwtTTL, 0), "jwt-ttl", "new JWT-SVID lifetime")
 	fs.StringArrayVar(&o.dns, "dns", nil, "DNS SAN (a host `name`), repeatable: the given names replace the entry's")
 	fs.BoolVar(&o.clearDNS, "clear-dns", false, "remove every DNS SAN")
+	o.allowDNS.addFlags(fs)
 	fs.StringArrayVar(&o.selectors, "selector", nil, "`type:value` selector, repeatable: the given selectors replace the entry's")
 }
 
@@ -74,6 +76,7 @@ func (o *entryUpdateOptions) run(cmd *cobra.Command, env *cliEnv, id string) err
 	case fs.Changed("dns"):
 		req.DnsNames = &adminv1.StringList{Values: o.dns}
 	}
+	req.AllowDnsWildcards, req.AllowDnsIpAddresses = o.allowDNS.wildcards, o.allowDNS.ipAddresses
 	if fs.Changed("selector") {
 		req.Selectors = &adminv1.StringList{Values: o.selectors}
 	}

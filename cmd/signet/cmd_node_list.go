@@ -18,11 +18,14 @@ type nodeJSON struct {
 	ExpiresAt             string `json:"expires_at"`
 	Connected             bool   `json:"connected"`
 	AppliedBundleRevision int64  `json:"applied_bundle_revision"`
+	// EvictedAt is set only for an evicted node (--include-evicted).
+	EvictedAt string `json:"evicted_at,omitempty"`
 }
 
 type nodeListOptions struct {
-	admin  adminOptions
-	output outputOption
+	admin          adminOptions
+	output         outputOption
+	includeEvicted bool
 }
 
 func newNodeListCommand(env *cliEnv) *cobra.Command {
@@ -31,10 +34,12 @@ func newNodeListCommand(env *cliEnv) *cobra.Command {
 		Use:   "list",
 		Short: "list attested agents, connected or not",
 		Example: `  signet node list
-  signet node list -o json`,
+  signet node list -o json
+  signet node list --include-evicted   # evicted nodes too, with when`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd.Context(), env) },
 	}
+	cmd.Flags().BoolVar(&o.includeEvicted, "include-evicted", false, "also list evicted nodes (their tombstones), with the time of eviction")
 	o.admin.addFlags(cmd.Flags(), env)
 	o.output.addFlags(cmd, listFormats)
 	return cmd
@@ -42,7 +47,7 @@ func newNodeListCommand(env *cliEnv) *cobra.Command {
 
 func (o *nodeListOptions) run(ctx context.Context, env *cliEnv) error {
 	resp, err := adminCall(ctx, &o.admin, func(ctx context.Context, c adminv1.AdminServiceClient) (*adminv1.ListNodesResponse, error) {
-		return c.ListNodes(ctx, &adminv1.ListNodesRequest{})
+		return c.ListNodes(ctx, &adminv1.ListNodesRequest{IncludeEvicted: o.includeEvicted})
 	})
 	if err != nil {
 		return err
@@ -55,8 +60,19 @@ func (o *nodeListOptions) run(ctx context.Context, env *cliEnv) error {
 			AttestedAt: unixTime(n.AttestedAt), ExpiresAt: unixTime(n.ExpiresAt),
 			Connected: n.Connected, AppliedBundleRevision: n.AppliedBundleRevision,
 		}
+		if n.EvictedAt != 0 {
+			j.EvictedAt = unixTime(n.EvictedAt)
+		}
 		out = append(out, j)
-		rows = append(rows, []string{j.SPIFFEID, j.Attestor, strconv.FormatBool(j.Connected), j.ExpiresAt, j.Serial})
+		row := []string{j.SPIFFEID, j.Attestor, strconv.FormatBool(j.Connected), j.ExpiresAt, j.Serial}
+		if o.includeEvicted {
+			row = append(row, j.EvictedAt)
+		}
+		rows = append(rows, row)
 	}
-	return o.output.printList(env.stdout, out, []string{"SPIFFE ID", "ATTESTOR", "CONNECTED", "SVID EXPIRES", "SERIAL"}, rows)
+	header := []string{"SPIFFE ID", "ATTESTOR", "CONNECTED", "SVID EXPIRES", "SERIAL"}
+	if o.includeEvicted {
+		header = append(header, "EVICTED")
+	}
+	return o.output.printList(env.stdout, out, header, rows)
 }
