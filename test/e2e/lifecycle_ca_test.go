@@ -59,7 +59,7 @@ func TestAuditChainBrokenCLI(t *testing.T) {
 		s.cli(t, "token", "create", "--node-name", name)
 	}
 	r := s.run(t, "audit", "export", "--type", "token.create")
-	if r.code != 1 || !strings.Contains(r.stderr, `unknown record type "token.create"`) || !strings.Contains(r.stderr, "token.created") {
+	if r.code != 1 || !strings.Contains(r.stderr, `--type "token.create": not a record type`) || !strings.Contains(r.stderr, "token.created") {
 		t.Errorf("export of an unknown type: exit %d, stderr %q; want 1 naming it and listing the types", r.code, r.stderr)
 	}
 	s.stop()
