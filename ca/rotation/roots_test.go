@@ -664,11 +664,18 @@ func newMemKeys() *memKeys { return &memKeys{keys: map[string]crypto.Signer{}} }
 // restarts.
 func (e *env) startMemKeys(t testing.TB, km *memKeys, cfg rotation.Config) *instance {
 	t.Helper()
-	st, err := store.Open(filepath.Join(e.dir, "signet.db"), store.Options{NoSync: true})
+	return e.startMemKeysWrapped(t, km, cfg, func(s store.Store) store.Store { return s })
+}
+
+// startMemKeysWrapped is startMemKeys on a store wrapped by wrap.
+func (e *env) startMemKeysWrapped(t testing.TB, km *memKeys, cfg rotation.Config, wrap func(store.Store) store.Store) *instance {
+	t.Helper()
+	bolt, err := store.Open(filepath.Join(e.dir, "signet.db"), store.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { st.Close() })
+	t.Cleanup(func() { bolt.Close() })
+	st := wrap(bolt)
 	c := ca.New(ca.Config{TrustDomain: td, Clock: e.clock})
 	cfg.Store, cfg.Keys, cfg.CA, cfg.TrustDomain, cfg.Clock = st, km, c, td, e.clock
 	m, err := rotation.New(cfg)
