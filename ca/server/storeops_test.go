@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -123,4 +124,51 @@ func mustKeys(t *testing.T, s *Server) audit.Keys {
 		t.Fatal(err)
 	}
 	return k
+}
+
+// TestBackupCanceled: a client that goes away mid-backup ends it (the
+// server's read transaction does not outlive it): writes go on, and the
+// next backup is whole.
+func TestBackupCanceled(t *testing.T) {
+	c := startCA(t, testOpts{noSync: true})
+	parent := c.attest(t, "n").id.String()
+	var entries []*adminv1.Entry
+	for i := range 1000 {
+		entries = append(entries, &adminv1.Entry{SpiffeId: fmt.Sprintf("spiffe://example.org/w/%d", i), ParentId: parent, Selectors: []string{"unix:uid:1000"}})
+	}
+	if _, err := c.admin.CreateEntries(context.Background(), &adminv1.CreateEntriesRequest{Entries: entries}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	stream, err := adminv1.NewStoreServiceClient(c.conn).Backup(ctx, &adminv1.BackupRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.Summary != nil {
+		t.Fatalf("the store fits one message (%d bytes); the test needs a bigger one", len(first.Data))
+	}
+	cancel()
+
+	// Writes go on, and nothing recorded a backup that did not finish.
+	c.entry(t, "spiffe://example.org/after", parent)
+	data, sum := backupOverAdmin(t, c)
+	if sum.Bytes != int64(len(data)) || sum.Bytes <= int64(len(first.Data)) {
+		t.Errorf("second backup: %d bytes, summary %+v", len(data), sum)
+	}
+	var backups int
+	for _, r := range auditTypes(t, c.srv.Store(), 0) {
+		if r.Type == audit.TypeStoreBackedUp {
+			backups++
+		}
+	}
+	if backups != 1 {
+		t.Errorf("%d store.backed_up records; want 1 (the canceled backup is not one)", backups)
+	}
+	if _, err := store.ReadBackup(bytes.NewReader(data), io.Discard); err != nil {
+		t.Errorf("the backup after a canceled one: %v", err)
+	}
 }
