@@ -72,4 +72,13 @@
 // where it was not STRICT before, and is now, without dry run or
 // exemption) is refused with FailedPrecondition naming the workloads and
 // their sources, unless forced; both outcomes are audited.
+//
+// # Backups
+//
+// StoreService (signet.admin.v1.StoreService, store.go) is served on the
+// admin socket beside AdminService, behind the same peer-credential check
+// (register it on the server that uses AdminService.ServerOptions). Backup
+// streams the file the store's store.Backuper writes, in chunks, then
+// audits the backup (store.backed_up) and sends a summary last: a stream
+// without the summary is incomplete.
 package api

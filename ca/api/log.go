@@ -4,6 +4,8 @@ package api
 // message names things alike.
 const (
 	logActor       = "actor"
+	logAuditSeq    = "audit_seq"
+	logBytes       = "bytes"
 	logComponent   = "component"
 	logDryRun      = "dry_run"
 	logEntryID     = "entry_id"

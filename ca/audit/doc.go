@@ -98,7 +98,8 @@
 // It thereby commits to the head of the chain before it (seq-1 and
 // prev_hash, that record's hash, which in turn covers every record
 // before it), to when it was made, and to its details: "reason"
-// ("periodic", "export"), "first_seq" (the oldest record the log held),
+// ("periodic", "export", or "restore" on the first start on a restored
+// store), "first_seq" (the oldest record the log held),
 // and for an export, its filter ("filter_since", "filter_until",
 // "filter_types", "filter_spiffe_id"). ECDSA keys sign the SHA-256 of
 // those bytes (ASN.1 DER signature), RSA keys their SHA-256 with

@@ -100,6 +100,22 @@ const (
 	// TypeAuditPruned: records before first_seq were deleted by Prune.
 	// Details: before, deleted, first_seq.
 	TypeAuditPruned = "audit.pruned"
+	// TypeStoreMigrated: the server moved its store to a newer schema on
+	// start, in the migration's transaction. Details: from_version,
+	// to_version.
+	TypeStoreMigrated = "store.migrated"
+	// TypeStoreBackedUp: an admin took a backup (signet store backup).
+	// Details: backup_created_at, backup_audit_head_seq, bytes.
+	TypeStoreBackedUp = "store.backed_up"
+	// TypeStoreRestored: the server's first start on a store restored
+	// from a backup. What happened between the backup and the restore is
+	// not in this store: the SVIDs issued then are missing from the
+	// index, and the records after backup_audit_head_seq from this log.
+	// Details: backup_created_at, backup_audit_head_seq,
+	// backup_audit_head_hash, backup_schema_version, restored_at,
+	// svid_gap_from, svid_gap_until, tokens_revoked. A checkpoint with
+	// reason "restore" follows it in the same transaction.
+	TypeStoreRestored = "store.restored"
 )
 
 // types are the record types, in the order Types lists them.
@@ -111,6 +127,7 @@ var types = []string{
 	TypeAuthorityPrepared, TypeAuthorityActivated, TypeAuthorityRetiring, TypeAuthorityRetired, TypeAuthorityImported,
 	TypeMTLSPolicySet, TypeMTLSPolicyDeleted,
 	TypeCheckpoint, TypeAuditPruned,
+	TypeStoreMigrated, TypeStoreBackedUp, TypeStoreRestored,
 }
 
 // Types returns every record type, for filters to check against and
@@ -179,12 +196,30 @@ const (
 	DetailFilterUntil    = "filter_until"
 	DetailFilterTypes    = "filter_types" // comma-separated
 	DetailFilterSPIFFEID = "filter_spiffe_id"
+	// Store schema migrations, backups and restores.
+	DetailFromVersion         = "from_version"
+	DetailToVersion           = "to_version"
+	DetailBackupCreatedAt     = "backup_created_at"
+	DetailBackupAuditHeadSeq  = "backup_audit_head_seq"
+	DetailBackupAuditHeadHash = "backup_audit_head_hash"
+	DetailBackupSchemaVersion = "backup_schema_version"
+	DetailBytes               = "bytes"
+	DetailRestoredAt          = "restored_at"
+	DetailSVIDGapFrom         = "svid_gap_from"
+	DetailSVIDGapUntil        = "svid_gap_until"
+	DetailTokensRevoked       = "tokens_revoked"
 )
 
 // Checkpoint reasons (DetailReason of a checkpoint).
 const (
 	ReasonPeriodic = "periodic"
 	ReasonExport   = "export"
+	// ReasonRestore closes the records of a restore (TypeStoreRestored).
+	ReasonRestore = "restore"
+	// ReasonStoreRestored is the DetailReason of the token.revoked
+	// records of a restore: a token unused in the backup may have been
+	// spent after it.
+	ReasonStoreRestored = "store restored from a backup"
 )
 
 const (

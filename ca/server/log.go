@@ -15,4 +15,7 @@ const (
 	logRecords     = "records"
 	logTokens      = "join_tokens"
 	logNodes       = "evicted_nodes"
+	// logBackupCreatedAt is when the backup a store was restored from
+	// was taken.
+	logBackupCreatedAt = "backup_created_at"
 )

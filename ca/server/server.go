@@ -148,7 +148,7 @@ func newServer(ctx context.Context, cfg Config, hooks TestOptions) (*Server, err
 	if hooks.WrapKeys != nil {
 		km = hooks.WrapKeys(km)
 	}
-	st, err := store.Open(filepath.Join(cfg.DataDir, DBFile), store.Options{Logger: cfg.Logger, NoSync: hooks.StoreNoSync, OnGroupCommit: cfg.Metrics.groupCommitHook()})
+	st, err := store.Open(filepath.Join(cfg.DataDir, DBFile), store.Options{Logger: cfg.Logger, NoSync: hooks.StoreNoSync, OnGroupCommit: cfg.Metrics.groupCommitHook(), OnMigrate: migrationAudit(cfg.Clock)})
 	if err != nil {
 		return nil, fmt.Errorf("server: opening store: %w", err)
 	}
@@ -221,6 +221,10 @@ func newServer(ctx context.Context, cfg Config, hooks TestOptions) (*Server, err
 	}
 	cfg.Metrics.bind(s)
 	s.checkAuditChain(ctx)
+	if err := s.recordRestore(ctx); err != nil {
+		st.Close()
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -271,6 +275,7 @@ func (s *Server) Serve(ctx context.Context, nodeLn, adminLn net.Listener) error 
 	// Exec probes (signet healthcheck --admin-socket) ask this.
 	healthSrv := health.NewServer()
 	healthpb.RegisterHealthServer(adminSrv, healthSrv)
+	s.registerStoreService(adminSrv)
 
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return serveAPI(ctx, nodeSrv, nodeLn) })

@@ -43,6 +43,8 @@ type testCA struct {
 	srv   *Server
 	addr  string
 	admin adminv1.AdminServiceClient
+	// conn is the admin socket's connection, for its other services.
+	conn  *grpc.ClientConn
 	roots []*x509.Certificate
 }
 
@@ -95,7 +97,7 @@ func startCA(tb testing.TB, o testOpts) *testCA {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return &testCA{srv: srv, addr: ln.Addr().String(), admin: adminv1.NewAdminServiceClient(conn), roots: b.X509Authorities}
+	return &testCA{srv: srv, addr: ln.Addr().String(), admin: adminv1.NewAdminServiceClient(conn), conn: conn, roots: b.X509Authorities}
 }
 
 func (c *testCA) bundle() *x509bundle.Bundle { return x509bundle.FromX509Authorities(td, c.roots) }

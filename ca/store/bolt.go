@@ -41,6 +41,12 @@ type Options struct {
 	MaxBatchDelay time.Duration
 	// Clock times that wait. Nil means the wall clock.
 	Clock clock.Clock
+	// OnMigrate, if set, is called when Open moves an existing file to a
+	// newer schema, inside the transaction that migrates it, after the
+	// migration: the server appends the migration's audit record there,
+	// so the two commit together. An error fails Open and leaves the file
+	// as it was. A new file (schema 0) is created, not migrated.
+	OnMigrate func(tx Tx, from, to uint64) error
 	// OnGroupCommit, if set, is called after each group commit with the
 	// number of Batch calls it carried: how well concurrent writers share
 	// fsyncs. It must be quick.
@@ -141,7 +147,7 @@ func Open(path string, opts Options) (*Bolt, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening store %s: %w", path, err)
 	}
-	if err := db.Update(func(tx *bbolt.Tx) error { return migrate(tx, logger.Info) }); err != nil {
+	if err := db.Update(func(tx *bbolt.Tx) error { return migrate(tx, logger.Info, opts.OnMigrate) }); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("opening store %s: %w", path, err)
 	}

@@ -91,6 +91,30 @@
 // same file waits Options.Timeout and fails. A file written by a newer
 // signet (a higher schema version) is refused, not downgraded.
 //
+// # Backup and restore
+//
+// Bolt implements Backuper: Backup copies one read transaction (bbolt's
+// Tx.WriteTo) while writers go on, framed by WriteBackup as a backup file:
+// a magic line, a JSON BackupHeader (format, backend, schema version,
+// trust domain, time, audit head, revision), the payload, and a trailer
+// with the payload's length and the SHA-256 of all before it. ReadBackup
+// refuses a file that is not a backup, is cut anywhere, or fails its
+// checksum (ErrBadBackup). RestoreBolt writes a backup into a new store
+// file, never over an existing one (ErrStoreExists, saying whether a
+// running signet holds it), and leaves a RestoreInfo under MetaRestore for
+// the server's next start to audit. Another backend implements Backuper
+// with its own Backend name and payload (etcd: the key-values of signet's
+// prefix at one revision) and its own restore into an empty store; the
+// framing and the header are shared.
+//
+// A long backup keeps its read transaction open while its reader is slow,
+// so the pages of that instant are not reused: the file can grow during
+// it.
+//
+// Options.OnMigrate runs in the transaction that migrates an existing file
+// to a newer schema: the server appends the migration's audit record
+// there, so both commit or neither does.
+//
 // PruneSVIDs reads the whole SVID index. Run it periodically, not per
 // request. It never touches the audit log: audit records are removed only
 // by audit.Prune, once exported.

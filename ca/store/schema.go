@@ -158,7 +158,7 @@ var schemaVersion = uint64(len(migrations))
 
 // migrate brings the file up to schemaVersion. It refuses a file written by
 // a newer signet rather than guess at a layout it does not know.
-func migrate(tx *bbolt.Tx, logger logFunc) error {
+func migrate(tx *bbolt.Tx, logger logFunc, onMigrate func(tx Tx, from, to uint64) error) error {
 	version, err := readSchemaVersion(tx)
 	if err != nil {
 		return err
@@ -180,6 +180,11 @@ func migrate(tx *bbolt.Tx, logger logFunc) error {
 	for _, name := range allBuckets {
 		if tx.Bucket(name) == nil {
 			return fmt.Errorf("bucket %s is missing: %w", name, ErrCorrupt)
+		}
+	}
+	if version != 0 && version != schemaVersion && onMigrate != nil {
+		if err := onMigrate(&boltTx{tx: tx}, version, schemaVersion); err != nil {
+			return fmt.Errorf("recording the migration from schema version %d to %d: %w", version, schemaVersion, err)
 		}
 	}
 	return nil

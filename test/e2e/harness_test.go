@@ -232,6 +232,16 @@ type testServer struct {
 	*proc
 	dir, addr, admin, td string
 	env                  []string
+	// data is the data dir; empty means dir/data.
+	data string
+}
+
+// dataDir is the server's --data-dir.
+func (s *testServer) dataDir() string {
+	if s.data != "" {
+		return s.data
+	}
+	return filepath.Join(s.dir, "data")
 }
 
 const testPassphrase = "e2e-test-passphrase"
@@ -248,7 +258,7 @@ func startServer(t testing.TB, extra ...string) *testServer {
 // restart starts the server process (again) on the same data dir and port.
 func (s *testServer) restart(t testing.TB, extra ...string) {
 	t.Helper()
-	args := append([]string{"server", "--trust-domain", s.td, "--data-dir", filepath.Join(s.dir, "data"),
+	args := append([]string{"server", "--trust-domain", s.td, "--data-dir", s.dataDir(),
 		"--listen", s.addr, "--admin-socket", s.admin, "--log-level", "debug"}, extra...)
 	s.proc = start(t, "server", s.env, args...)
 	waitFor(t, 30*time.Second, "server admin socket", func() bool {
