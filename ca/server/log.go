@@ -15,4 +15,5 @@ const (
 	logRecords     = "records"
 	logTokens      = "join_tokens"
 	logNodes       = "evicted_nodes"
+	logAddress     = "address"
 )
