@@ -1,17 +1,23 @@
 package api
 
 import (
+	"cmp"
 	"context"
+	"crypto/x509"
 	"errors"
 	"log/slog"
+	"slices"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/signet-mesh/signet/ca/federation"
+	"github.com/signet-mesh/signet/ca/store"
 	adminv1 "github.com/signet-mesh/signet/proto/signet/admin/v1"
+	nodev1 "github.com/signet-mesh/signet/proto/signet/node/v1"
 )
 
 // FederationService implements adminv1.FederationServiceServer over a
@@ -162,4 +168,61 @@ func unixOrZero(t time.Time) int64 {
 		return 0
 	}
 	return t.Unix()
+}
+
+// checkFederatesWith refuses an entry that federates with a trust domain
+// no relationship names: a typo would otherwise leave its workloads
+// without the bundle they expect, silently.
+func checkFederatesWith(tx store.Tx, names []string, prefix string) error {
+	for _, n := range names {
+		td, err := spiffeid.TrustDomainFromString(n)
+		if err != nil {
+			return status.Errorf(codes.InvalidArgument, "%sfederates_with %q: %v", prefix, n, err)
+		}
+		if _, err := federation.Get(tx, td); errors.Is(err, federation.ErrNotFound) {
+			return status.Errorf(codes.FailedPrecondition, "%sfederates_with %q: no federation relationship with that trust domain (see signet federation create)", prefix, n)
+		} else if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// federatedBundles are the federated bundles as one entry-sync read them.
+type federatedBundles struct {
+	bundles []*spiffebundle.Bundle
+	version string
+}
+
+func readFederatedBundles(tx store.Tx) (federatedBundles, error) {
+	bs, v, err := federation.Bundles(tx)
+	return federatedBundles{bundles: bs, version: v}, err
+}
+
+// proto is the complete set for the sync stream (empty, not nil, when
+// there is none: the agent then drops what it had).
+func (f federatedBundles) proto() *nodev1.FederatedBundles {
+	out := &nodev1.FederatedBundles{}
+	for _, b := range f.bundles {
+		pb := &nodev1.Bundle{TrustDomain: b.TrustDomain().Name()}
+		if seq, ok := b.SequenceNumber(); ok {
+			pb.Revision = int64(seq)
+		}
+		if h, ok := b.RefreshHint(); ok {
+			pb.RefreshHint = int64(h.Seconds())
+		}
+		for _, c := range b.X509Authorities() {
+			pb.X509Authorities = append(pb.X509Authorities, c.Raw)
+		}
+		for id, k := range b.JWTAuthorities() {
+			der, err := x509.MarshalPKIXPublicKey(k)
+			if err != nil {
+				continue
+			}
+			pb.JwtAuthorities = append(pb.JwtAuthorities, &nodev1.JWTKey{KeyId: id, PublicKey: der})
+		}
+		slices.SortFunc(pb.JwtAuthorities, func(a, b *nodev1.JWTKey) int { return cmp.Compare(a.KeyId, b.KeyId) })
+		out.Bundles = append(out.Bundles, pb)
+	}
+	return out
 }
