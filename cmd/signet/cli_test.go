@@ -25,6 +25,7 @@ import (
 // and records the last request of each.
 type fakeAdmin struct {
 	adminv1.UnimplementedAdminServiceServer
+	fakeFederation // cmd_federation_test.go
 	mu   sync.Mutex
 	reqs map[string]proto.Message
 	// noPreview and noDryRun play a server that predates the preview
@@ -486,7 +487,7 @@ func TestListOutputs(t *testing.T) {
 	env, _, _ := serveAdmin(t, &fakeAdmin{})
 	lists := [][]string{
 		{"token", "list"}, {"entry", "list"}, {"node", "list"}, {"svid", "list"}, {"root", "list"}, {"root", "list", "--all"},
-		{"root", "status"}, {"mtls", "list"}, {"mtls", "status"},
+		{"root", "status"}, {"mtls", "list"}, {"mtls", "status"}, {"federation", "list"},
 	}
 	// Every command that takes -o with csv is in the table above.
 	root := newRootCommand(env)

@@ -3,13 +3,15 @@ package main
 // Log attribute keys of the records cmd/signet writes itself (the
 // components log with their own keys).
 const (
-	logTrustDomain = "trust_domain"
-	logNodeAPI     = "node_api"
-	logAdminSocket = "admin_socket"
-	logSocket      = "socket"
-	logMetrics     = "metrics"
-	logHealth      = "health"
-	logSPIFFEID    = "spiffe_id"
-	logReason      = "reason"
-	logError       = "error"
+	logTrustDomain       = "trust_domain"
+	logNodeAPI           = "node_api"
+	logAdminSocket       = "admin_socket"
+	logFederationListen  = "federation_listen"
+	logFederationProfile = "federation_profile"
+	logSocket            = "socket"
+	logMetrics           = "metrics"
+	logHealth            = "health"
+	logSPIFFEID          = "spiffe_id"
+	logReason            = "reason"
+	logError             = "error"
 )

@@ -99,6 +99,7 @@ Unix socket. Operators drive the CA through its admin socket
 		newWorkloadCommand(env),
 		newAuditCommand(env),
 		newMTLSCommand(env),
+		newFederationCommand(env),
 		newProxyCommand(env),
 		newHealthcheckCommand(env),
 		newVersionCommand(env),
