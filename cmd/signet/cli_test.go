@@ -25,12 +25,13 @@ import (
 // and records the last request of each.
 type fakeAdmin struct {
 	adminv1.UnimplementedAdminServiceServer
-	fakeFederation // cmd_federation_test.go
-	mu             sync.Mutex
-	reqs           map[string]proto.Message
+	mu   sync.Mutex
+	reqs map[string]proto.Message
 	// noPreview and noDryRun play a server that predates the preview
 	// and dry-run fields: it ignores them.
 	noPreview, noDryRun bool
+
+	fakeFederation // cmd_federation_test.go
 }
 
 func (f *fakeAdmin) record(name string, m proto.Message) {
