@@ -193,6 +193,9 @@ const (
 	DetailSequence          = "sequence"
 	DetailBundleSHA256      = "bundle_sha256"
 	DetailX509Authorities   = "x509_authorities"
+	// DetailFederatesWith, on entry records, lists the trust domains the
+	// entry federates with (comma-separated, sorted).
+	DetailFederatesWith = "federates_with"
 	// DetailFirstSeq, on a checkpoint, is the seq of the oldest record the
 	// log held; on audit.pruned, the oldest one left.
 	DetailFirstSeq = "first_seq"

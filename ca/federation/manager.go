@@ -353,11 +353,11 @@ func (m *Manager) wake() {
 func (m *Manager) refresh(ctx context.Context, r *Relationship) (bool, error) {
 	m.fetchMu.Lock()
 	defer m.fetchMu.Unlock()
+	var b *spiffebundle.Bundle
 	roots, err := m.roots(ctx)
-	if err != nil {
-		return false, err
+	if err == nil {
+		b, err = fetch(ctx, fetchParams{rel: r, roots: roots, webRoots: m.cfg.WebRoots, timeout: m.cfg.FetchTimeout})
 	}
-	b, err := fetch(ctx, fetchParams{rel: r, roots: roots, webRoots: m.cfg.WebRoots, timeout: m.cfg.FetchTimeout})
 	var updated bool
 	if err == nil {
 		updated, err = m.store(ctx, r.TrustDomain, b)
