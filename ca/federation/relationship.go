@@ -235,15 +235,10 @@ func CheckBundle(td spiffeid.TrustDomain, b *spiffebundle.Bundle) error {
 			return fmt.Errorf("%w: X.509 authority %q is not a CA certificate", ErrMalformedBundle, c.Subject)
 		}
 		for _, u := range c.URIs {
-			if u.Scheme != "spiffe" {
-				continue
-			}
-			id, err := spiffeid.FromURI(u)
-			if err != nil {
-				continue
-			}
-			if id.TrustDomain() != td {
-				return fmt.Errorf("%w: an X.509 authority is for %s, not %s", ErrWrongTrustDomain, id.TrustDomain().Name(), td.Name())
+			// The host of a spiffe URI is the trust domain, whatever its
+			// path ("spiffe://example.com/" in the standard's example).
+			if strings.EqualFold(u.Scheme, "spiffe") && !strings.EqualFold(u.Host, td.Name()) {
+				return fmt.Errorf("%w: an X.509 authority is for %s, not %s", ErrWrongTrustDomain, u.Host, td.Name())
 			}
 		}
 	}
