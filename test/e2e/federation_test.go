@@ -193,8 +193,10 @@ func TestFederation(t *testing.T) {
 	// before it is activated.
 	seqBefore := a.federation(t, "other.org").Sequence
 	oldRoots := b.bundleRoots(t)
+	prepared := time.Now()
 	newID := strings.TrimSpace(b.cli(t, "root", "prepare"))
 	rootsHeld(2)
+	t.Logf("other.org's prepared root reached example.org's workload and proxy in %v", time.Since(prepared).Round(time.Millisecond))
 	if f := a.federation(t, "other.org"); f.Sequence <= seqBefore || f.X509Authorities != 2 {
 		t.Errorf("example.org's copy of other.org's bundle: sequence %d (was %d), %d roots; want a higher sequence and 2 roots", f.Sequence, seqBefore, f.X509Authorities)
 	}
