@@ -10,11 +10,14 @@ import (
 	"encoding/pem"
 	"math/big"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/signet-mesh/signet/agent/cache"
 	"github.com/signet-mesh/signet/agent/client"
@@ -108,6 +111,22 @@ func TestSyncerFederatedBundles(t *testing.T) {
 	if got := federated("unix:uid:1001"); len(got) != 0 {
 		t.Errorf("a workload whose entry does not federate got %d federated bundles", len(got))
 	}
+	// The plain entry starts federating: its workload gets the bundle. A
+	// domain without a relationship is refused, naming it.
+	var plainID string
+	for _, e := range ch.Entries() {
+		if e.SPIFFEID.String() == "spiffe://example.org/plain" {
+			plainID = e.ID
+		}
+	}
+	_, err = s.Admin.UpdateEntry(ctx, &adminv1.UpdateEntryRequest{Id: plainID, FederatesWith: &adminv1.StringList{Values: []string{"nowhere.org"}}})
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), `federates_with "nowhere.org": no federation relationship`) {
+		t.Errorf("update federating with an unknown domain: %v, want FailedPrecondition naming it", err)
+	}
+	if _, err := s.Admin.UpdateEntry(ctx, &adminv1.UpdateEntryRequest{Id: plainID, FederatesWith: &adminv1.StringList{Values: []string{"other.org"}}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the updated entry's workload to get other.org's bundle", func() bool { return len(federated("unix:uid:1001")) == 1 })
 	if _, err := s.Federation.DeleteFederation(ctx, &adminv1.DeleteFederationRequest{TrustDomain: "other.org"}); err != nil {
 		t.Fatal(err)
 	}
