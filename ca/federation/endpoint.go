@@ -80,8 +80,15 @@ func ServeEndpoint(ctx context.Context, ln net.Listener, cfg EndpointConfig) err
 	if cfg.GetCertificate == nil {
 		return errors.New("federation: the bundle endpoint needs a certificate")
 	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	srv := &http.Server{
-		Handler:           NewHandler(cfg),
+		Handler: NewHandler(cfg),
+		// Failed handshakes (scanners, peers with the wrong roots) are
+		// the server's debug log, not its stderr.
+		ErrorLog:          slog.NewLogLogger(log.With(logComponent, "bundle_endpoint").Handler(), slog.LevelDebug),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,

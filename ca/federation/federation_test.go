@@ -371,6 +371,17 @@ func TestCreateDelete(t *testing.T) {
 	if len(bs) != 1 || bs[0].TrustDomain() != otherTD {
 		t.Fatalf("bundles after create: %d, want other.org's", len(bs))
 	}
+	// An endpoint in a third domain needs that domain's roots first.
+	_, err := m.Create(ctx, "admin", federation.Params{TrustDomain: "fourth.org", BundleEndpointURL: "https://x", EndpointSPIFFEID: "spiffe://third.org/bundle"})
+	if !federation.IsInvalid(err) || !strings.Contains(err.Error(), "federate with third.org first") {
+		t.Errorf("endpoint in an unknown domain: err = %v, want an input error", err)
+	}
+	if _, err := m.Create(ctx, "admin", federation.Params{TrustDomain: "fourth.org", BundleEndpointURL: "https://x", EndpointSPIFFEID: "spiffe://other.org/bundle"}); err != nil {
+		t.Errorf("endpoint in a federated domain: %v", err)
+	}
+	if err := m.Delete(ctx, "admin", spiffeid.RequireTrustDomainFromString("fourth.org")); err != nil {
+		t.Fatal(err)
+	}
 	if err := m.Delete(ctx, "admin", otherTD); err != nil {
 		t.Fatal(err)
 	}
@@ -380,8 +391,8 @@ func TestCreateDelete(t *testing.T) {
 	if err := m.Delete(ctx, "admin", otherTD); !errors.Is(err, federation.ErrNotFound) {
 		t.Errorf("second delete: err = %v, want ErrNotFound", err)
 	}
-	if c, d := len(auditOf(t, st, audit.TypeFederationCreated)), len(auditOf(t, st, audit.TypeFederationDeleted)); c != 1 || d != 1 {
-		t.Errorf("%d created and %d deleted records, want 1 and 1", c, d)
+	if c, d := len(auditOf(t, st, audit.TypeFederationCreated)), len(auditOf(t, st, audit.TypeFederationDeleted)); c != 2 || d != 2 {
+		t.Errorf("%d created and %d deleted records, want 2 and 2 (other.org, fourth.org)", c, d)
 	}
 	if rels, err := m.List(ctx); err != nil || len(rels) != 0 {
 		t.Errorf("List = %d, %v; want none", len(rels), err)

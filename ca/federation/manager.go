@@ -138,6 +138,9 @@ func (m *Manager) Create(ctx context.Context, actor string, p Params) (*Relation
 		} else if !errors.Is(err, ErrNotFound) {
 			return err
 		}
+		if err := m.checkEndpointRoots(tx, r); err != nil {
+			return err
+		}
 		if r.Revision, err = tx.NextRevision(); err != nil {
 			return err
 		}
@@ -163,6 +166,24 @@ func (m *Manager) Create(ctx context.Context, actor string, p Params) (*Relation
 	m.log.InfoContext(ctx, "federation created", logTrustDomain, r.TrustDomain.Name(), logURL, r.BundleEndpointURL, logProfile, string(r.Profile))
 	m.wake()
 	return r, nil
+}
+
+// checkEndpointRoots refuses an https_spiffe endpoint whose SVID nothing
+// could verify: its trust domain must be this one, the federated one
+// (whose initial bundle Validate requires), or one federated already.
+func (m *Manager) checkEndpointRoots(tx store.Tx, r *Relationship) error {
+	if r.Profile != ProfileHTTPSSPIFFE {
+		return nil
+	}
+	etd := r.EndpointSPIFFEID.TrustDomain()
+	if etd == m.cfg.TrustDomain || etd == r.TrustDomain {
+		return nil
+	}
+	other, err := Get(tx, etd)
+	if errors.Is(err, ErrNotFound) || (err == nil && other.Bundle == nil) {
+		return invalid("endpoint_spiffe_id", r.EndpointSPIFFEID.String(), "is in %s, whose roots this server does not have to verify it: federate with %s first", etd.Name(), etd.Name())
+	}
+	return err
 }
 
 // Delete removes the relationship and its bundle in one transaction with
