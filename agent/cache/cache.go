@@ -34,6 +34,9 @@ type Entry struct {
 	Hint string
 	// Revision is the store revision at which the entry last changed.
 	Revision int64
+	// FederatesWith names the trust domains ("other.org") whose federated
+	// bundles the entry's workloads get.
+	FederatesWith []string
 }
 
 // Identity is an entry with its current, unexpired SVID. The SVID's key was
@@ -61,7 +64,8 @@ type Update struct {
 	// BundleRevision is the revision of the bundle as given to SetBundle.
 	BundleRevision int64
 	// FederatedBundles and FederatedJWTBundles are other trust domains'
-	// bundles, ordered by trust domain name.
+	// bundles, ordered by trust domain name: those that Entries federate
+	// with.
 	FederatedBundles    []*x509bundle.Bundle
 	FederatedJWTBundles []*jwtbundle.Bundle
 
@@ -596,17 +600,30 @@ func (c *Cache) build(matched map[string]*record) *Update {
 	}
 	slices.SortFunc(recs, func(a, b *record) int { return cmp.Compare(a.entry.ID, b.entry.ID) })
 	u := &Update{
-		Entries:             make([]Entry, 0, len(recs)),
-		Bundle:              c.bundle,
-		JWTBundle:           c.jwtBundle,
-		BundleRevision:      c.bundleRev,
-		FederatedBundles:    c.fedBundles,
-		FederatedJWTBundles: c.fedJWT,
+		Entries:        make([]Entry, 0, len(recs)),
+		Bundle:         c.bundle,
+		JWTBundle:      c.jwtBundle,
+		BundleRevision: c.bundleRev,
 	}
+	federates := map[string]bool{}
 	for _, rec := range recs {
 		u.Entries = append(u.Entries, rec.entry)
 		if usable(rec.svid, now) {
 			u.Identities = append(u.Identities, Identity{Entry: rec.entry, SVID: rec.svid})
+		}
+		for _, td := range rec.entry.FederatesWith {
+			federates[td] = true
+		}
+	}
+	// A workload gets only the foreign roots its entries federate with.
+	for _, b := range c.fedBundles {
+		if federates[b.TrustDomain().Name()] {
+			u.FederatedBundles = append(u.FederatedBundles, b)
+		}
+	}
+	for _, b := range c.fedJWT {
+		if federates[b.TrustDomain().Name()] {
+			u.FederatedJWTBundles = append(u.FederatedJWTBundles, b)
 		}
 	}
 	return u
@@ -699,6 +716,7 @@ func usable(svid *x509svid.SVID, now time.Time) bool {
 func canonical(e Entry) Entry {
 	e.Selectors = normalize(e.Selectors)
 	e.DNSNames = slices.Compact(slices.Sorted(slices.Values(e.DNSNames)))
+	e.FederatesWith = slices.Compact(slices.Sorted(slices.Values(e.FederatesWith)))
 	return e
 }
 
@@ -706,7 +724,8 @@ func canonical(e Entry) Entry {
 func sameEntry(a, b Entry) bool {
 	a.Revision = b.Revision
 	return a.ID == b.ID && a.SPIFFEID == b.SPIFFEID && a.X509TTL == b.X509TTL && a.JWTTTL == b.JWTTTL &&
-		a.Hint == b.Hint && slices.Equal(a.Selectors, b.Selectors) && slices.Equal(a.DNSNames, b.DNSNames)
+		a.Hint == b.Hint && slices.Equal(a.Selectors, b.Selectors) && slices.Equal(a.DNSNames, b.DNSNames) &&
+		slices.Equal(a.FederatesWith, b.FederatesWith)
 }
 
 // sameDNSNames compares a certificate's DNS names with an entry's (sorted)
@@ -725,6 +744,7 @@ func sameDNSNames(cert, entry []string) bool {
 func cloneEntry(e Entry) Entry {
 	e.Selectors = slices.Clone(e.Selectors)
 	e.DNSNames = slices.Clone(e.DNSNames)
+	e.FederatesWith = slices.Clone(e.FederatesWith)
 	return e
 }
 

@@ -686,11 +686,19 @@ func TestSetBundle(t *testing.T) {
 	}
 }
 
+// TestFederatedBundles: a workload gets only the federated bundles its
+// entries federate with (issue 17), ordered by trust domain.
 func TestFederatedBundles(t *testing.T) {
 	c, _ := newCache(t)
 	e := entry("e", "/e", "unix:uid:1")
-	c.ApplyEntries(true, []cache.Entry{e}, nil)
-	mustSetSVID(t, c, e, 1, start.Add(time.Hour))
+	e.FederatesWith = []string{"b.org", "a.org"}
+	f := entry("f", "/f", "unix:uid:2")
+	f.FederatesWith = []string{"a.org"}
+	g := entry("g", "/g", "unix:uid:3")
+	c.ApplyEntries(true, []cache.Entry{e, f, g}, nil)
+	for i, x := range []cache.Entry{e, f, g} {
+		mustSetSVID(t, c, x, int64(i+1), start.Add(time.Hour))
+	}
 	if err := c.SetBundle(bundle(1), nil, 1); err != nil {
 		t.Fatal(err)
 	}
@@ -704,21 +712,43 @@ func TestFederatedBundles(t *testing.T) {
 	b := spiffeid.RequireTrustDomainFromString("b.org")
 	a := spiffeid.RequireTrustDomainFromString("a.org")
 	fed := []*x509bundle.Bundle{x509bundle.New(b), x509bundle.New(a)}
-	if err := c.SetFederatedBundles(fed, nil); err != nil {
+	if err := c.SetFederatedBundles(fed, []*jwtbundle.Bundle{jwtbundle.New(b)}); err != nil {
 		t.Fatal(err)
 	}
-	u := <-sub.Updates()
-	var got []string
-	for _, fb := range u.FederatedBundles {
-		got = append(got, fb.TrustDomain().Name())
+	names := func(u *cache.Update) (x, j []string) {
+		for _, fb := range u.FederatedBundles {
+			x = append(x, fb.TrustDomain().Name())
+		}
+		for _, fb := range u.FederatedJWTBundles {
+			j = append(j, fb.TrustDomain().Name())
+		}
+		return x, j
 	}
-	if diff := cmp.Diff([]string{"a.org", "b.org"}, got); diff != "" {
-		t.Errorf("federated bundles (-want +got):\n%s", diff)
+	x, j := names(<-sub.Updates())
+	if diff := cmp.Diff([]string{"a.org", "b.org"}, x); diff != "" {
+		t.Errorf("federated bundles of uid 1 (-want +got):\n%s", diff)
 	}
-	if err := c.SetFederatedBundles(fed, nil); err != nil {
+	if diff := cmp.Diff([]string{"b.org"}, j); diff != "" {
+		t.Errorf("federated JWT bundles of uid 1 (-want +got):\n%s", diff)
+	}
+	if x, _ := names(c.Lookup([]string{"unix:uid:2"})); !slices.Equal(x, []string{"a.org"}) {
+		t.Errorf("federated bundles of uid 2 = %v, want only a.org (its entry's)", x)
+	}
+	if x, _ := names(c.Lookup([]string{"unix:uid:3"})); len(x) != 0 {
+		t.Errorf("federated bundles of uid 3 = %v, want none (its entry federates with nothing)", x)
+	}
+	if err := c.SetFederatedBundles(fed, []*jwtbundle.Bundle{jwtbundle.New(b)}); err != nil {
 		t.Fatal(err)
 	}
 	none(t, "same federated bundles again", sub)
+
+	// The entry stops federating with b.org: the workload loses it.
+	e.FederatesWith = []string{"a.org"}
+	e.Revision++
+	c.ApplyEntries(false, []cache.Entry{e}, nil)
+	if x, _ := names(<-sub.Updates()); !slices.Equal(x, []string{"a.org"}) {
+		t.Errorf("after the entry dropped b.org: %v, want a.org only", x)
+	}
 }
 
 func TestStats(t *testing.T) {

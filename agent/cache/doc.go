@@ -58,4 +58,11 @@
 //
 // Updates are shared by all subscribers of a group and must be treated as
 // read-only, as must the SVIDs and bundles in them.
+//
+// # Federation
+//
+// SetFederatedBundles holds every foreign trust domain's bundle the CA
+// sends, but an Update carries only those that one of its Entries names
+// in FederatesWith: a workload trusts only the domains its registration
+// says it federates with.
 package cache

@@ -156,10 +156,17 @@ func (s *Syncer) apply(msg *nodev1.SyncEntriesResponse) error {
 			JWTTTL:    time.Duration(e.GetJwtTtlSeconds()) * time.Second,
 			DNSNames:  e.GetDnsNames(),
 			Revision:  e.GetRevision(),
+
+			FederatesWith: e.GetFederatesWith(),
 		})
 	}
 	if b := msg.GetBundle(); b != nil {
 		if err := s.applyBundle(b); err != nil {
+			return err
+		}
+	}
+	if fb := msg.GetFederatedBundles(); fb != nil {
+		if err := s.applyFederated(fb); err != nil {
 			return err
 		}
 	}
@@ -218,4 +225,39 @@ func (s *Syncer) backoff(d time.Duration) {
 	if s.cfg.Metrics.Backoff != nil {
 		s.cfg.Metrics.Backoff(d)
 	}
+}
+
+// applyFederated replaces the federated bundles with the complete set of
+// a sync message. A bundle that cannot be read (or names the agent's own
+// trust domain) is skipped with an error log; the others still apply.
+func (s *Syncer) applyFederated(fb *nodev1.FederatedBundles) error {
+	var xs []*x509bundle.Bundle
+	var js []*jwtbundle.Bundle
+	for _, b := range fb.GetBundles() {
+		td, err := spiffeid.TrustDomainFromString(b.GetTrustDomain())
+		if err != nil || td == s.cfg.TrustDomain {
+			s.log.Error("ignoring federated bundle of a bad trust domain", logkey.TrustDomain, b.GetTrustDomain(), logkey.Error, err)
+			continue
+		}
+		xb, err := client.BundleFromProto(td, b)
+		if err != nil {
+			s.log.Error("ignoring bad federated bundle", logkey.TrustDomain, td.Name(), logkey.Error, err)
+			continue
+		}
+		jb := jwtbundle.New(td)
+		for _, k := range b.GetJwtAuthorities() {
+			pub, err := x509.ParsePKIXPublicKey(k.GetPublicKey())
+			if err != nil {
+				s.log.Error("ignoring bad federated JWT authority", logkey.TrustDomain, td.Name(), logkey.KeyID, k.GetKeyId(), logkey.Error, err)
+				continue
+			}
+			jb.AddJWTAuthority(k.GetKeyId(), pub)
+		}
+		xs, js = append(xs, xb), append(js, jb)
+	}
+	if err := s.cfg.Cache.SetFederatedBundles(xs, js); err != nil {
+		return err
+	}
+	s.log.Info("federated bundles applied", logkey.FederatedBundles, len(xs))
+	return nil
 }

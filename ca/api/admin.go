@@ -300,6 +300,7 @@ func (s *AdminService) CreateEntries(ctx context.Context, req *adminv1.CreateEnt
 			JWTTTL:    time.Duration(pe.GetJwtTtlSeconds()) * time.Second,
 			DNSNames:  pe.GetDnsNames(),
 
+			FederatesWith:       pe.GetFederatesWith(),
 			AllowDNSWildcards:   req.GetAllowDnsWildcards(),
 			AllowDNSIPAddresses: req.GetAllowDnsIpAddresses(),
 		}, s.cfg.TrustDomain)
@@ -315,6 +316,8 @@ func (s *AdminService) CreateEntries(ctx context.Context, req *adminv1.CreateEnt
 			JWTTTL:    v.JWTTTL,
 			DNSNames:  v.DNSNames,
 			CreatedAt: now,
+
+			FederatesWith: v.FederatesWith,
 		}
 	}
 	err := s.cfg.Store.Update(ctx, func(tx store.Tx) error {
@@ -325,6 +328,9 @@ func (s *AdminService) CreateEntries(ctx context.Context, req *adminv1.CreateEnt
 		for i, e := range entries {
 			if !parents[e.ParentID] {
 				return status.Errorf(codes.FailedPrecondition, "%sparent_id %q: no such agent (attested node or unused join token)", entryErrPrefix(i, len(entries)), e.ParentID)
+			}
+			if err := checkFederatesWith(tx, e.FederatesWith, entryErrPrefix(i, len(entries))); err != nil {
+				return err
 			}
 			if e.Revision, err = tx.NextRevision(); err != nil {
 				return err
@@ -470,6 +476,7 @@ func (s *AdminService) UpdateEntry(ctx context.Context, req *adminv1.UpdateEntry
 			SPIFFEID: old.SPIFFEID, ParentID: old.ParentID, Selectors: old.Selectors,
 			X509TTL: old.X509TTL, JWTTTL: old.JWTTTL, DNSNames: old.DNSNames,
 			AllowDNSWildcards: true, AllowDNSIPAddresses: true,
+			FederatesWith: old.FederatesWith,
 		}
 		var changed []string
 		if req.X509TtlSeconds != nil {
@@ -485,8 +492,11 @@ func (s *AdminService) UpdateEntry(ctx context.Context, req *adminv1.UpdateEntry
 		if req.GetSelectors() != nil {
 			in.Selectors, changed = req.GetSelectors().GetValues(), append(changed, "selectors")
 		}
+		if req.GetFederatesWith() != nil {
+			in.FederatesWith, changed = req.GetFederatesWith().GetValues(), append(changed, "federates_with")
+		}
 		if len(changed) == 0 {
-			return status.Error(codes.InvalidArgument, "nothing to change: give a TTL, DNS names or selectors")
+			return status.Error(codes.InvalidArgument, "nothing to change: give a TTL, DNS names, selectors or federated trust domains")
 		}
 		v, err := registration.Validate(in, s.cfg.TrustDomain)
 		if err != nil {
@@ -494,6 +504,12 @@ func (s *AdminService) UpdateEntry(ctx context.Context, req *adminv1.UpdateEntry
 		}
 		e := *old
 		e.Selectors, e.X509TTL, e.JWTTTL, e.DNSNames = v.Selectors, v.X509TTL, v.JWTTTL, v.DNSNames
+		e.FederatesWith = v.FederatesWith
+		if req.GetFederatesWith() != nil {
+			if err := checkFederatesWith(tx, e.FederatesWith, ""); err != nil {
+				return err
+			}
+		}
 		if e.Revision, err = tx.NextRevision(); err != nil {
 			return err
 		}

@@ -65,12 +65,16 @@ func issuedRecord(actor string, leaf *x509.Certificate, authorityID, entryID str
 }
 
 func entryRecord(typ, actor string, e *store.Entry, method string) audit.Record {
-	return audit.Record{Type: typ, Outcome: audit.OutcomeSuccess, Actor: actor, Subject: e.SPIFFEID, Details: map[string]string{
+	r := audit.Record{Type: typ, Outcome: audit.OutcomeSuccess, Actor: actor, Subject: e.SPIFFEID, Details: map[string]string{
 		audit.DetailEntryID:   e.ID,
 		audit.DetailParentID:  e.ParentID,
 		audit.DetailSelectors: strings.Join(e.Selectors, ","),
 		audit.DetailMethod:    method,
 	}}
+	if len(e.FederatesWith) > 0 {
+		r.Details[audit.DetailFederatesWith] = strings.Join(e.FederatesWith, ",")
+	}
+	return r
 }
 
 // ExportAudit implements adminv1.AdminServiceServer: the records as JSON

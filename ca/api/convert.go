@@ -75,6 +75,7 @@ func entryProto(e *store.Entry) *nodev1.Entry {
 		JwtTtlSeconds:  int64(e.JWTTTL.Seconds()),
 		DnsNames:       e.DNSNames,
 		Revision:       e.Revision,
+		FederatesWith:  e.FederatesWith,
 	}
 }
 
@@ -89,6 +90,7 @@ func adminEntryProto(e *store.Entry) *adminv1.Entry {
 		DnsNames:       e.DNSNames,
 		Revision:       e.Revision,
 		CreatedAt:      e.CreatedAt.Unix(),
+		FederatesWith:  e.FederatesWith,
 	}
 }
 

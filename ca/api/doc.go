@@ -1,6 +1,8 @@
 // Package api implements the CA's two gRPC services: the node API that agents
 // call over TLS (signet.node.v1.NodeService) and the admin API that the CLI
-// calls over a Unix socket (signet.admin.v1.AdminService).
+// calls over a Unix socket (signet.admin.v1.AdminService, with
+// signet.admin.v1.FederationService next to it on the same socket and
+// behind the same peer-credential check, over package federation).
 //
 // Both are thin: they authenticate the caller, validate input, and turn one
 // request into one store transaction plus signing by package ca. Errors

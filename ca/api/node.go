@@ -428,6 +428,7 @@ func (s *NodeService) SyncEntries(_ *nodev1.SyncEntriesRequest, stream nodev1.No
 	var bundleRev int64 = -1
 	var policiesSent string // policySetVersion of the mTLS policies the node has
 	var rotateGenSent int64 // rotate generation the node has (root activate --rotate-now)
+	var fedSent string      // version of the federated bundles the node has
 	for first := true; ; first = false {
 		var (
 			entries  []*store.Entry
@@ -436,6 +437,7 @@ func (s *NodeService) SyncEntries(_ *nodev1.SyncEntriesRequest, stream nodev1.No
 			policies []*store.MTLSPolicy
 		)
 		var rotateGen int64
+		var fed federatedBundles
 		err := s.cfg.Store.View(ctx, func(tx store.Tx) error {
 			if _, err := s.authorizeNode(tx, nodeID, leaf); err != nil {
 				return err
@@ -451,6 +453,9 @@ func (s *NodeService) SyncEntries(_ *nodev1.SyncEntriesRequest, stream nodev1.No
 				return err
 			}
 			if rotateGen, err = bundle.RotateGeneration(tx); err != nil {
+				return err
+			}
+			if fed, err = readFederatedBundles(tx); err != nil {
 				return err
 			}
 			rev, err = tx.Revision()
@@ -482,7 +487,10 @@ func (s *NodeService) SyncEntries(_ *nodev1.SyncEntriesRequest, stream nodev1.No
 			msg.MtlsPolicies = nodePolicies(policies)
 			policiesSent = v
 		}
-		if first || len(msg.Entries) > 0 || len(msg.DeletedEntryIds) > 0 || msg.Bundle != nil || msg.MtlsPolicies != nil || rotateGen != rotateGenSent {
+		if first || fed.version != fedSent {
+			msg.FederatedBundles, fedSent = fed.proto(), fed.version
+		}
+		if first || len(msg.Entries) > 0 || len(msg.DeletedEntryIds) > 0 || msg.Bundle != nil || msg.MtlsPolicies != nil || rotateGen != rotateGenSent || msg.FederatedBundles != nil {
 			rotateGenSent = rotateGen
 			if err := stream.Send(msg); err != nil {
 				if err == io.EOF {

@@ -93,6 +93,19 @@ const (
 	// TypeMTLSPolicySet, TypeMTLSPolicyDeleted: mTLS policy changes.
 	TypeMTLSPolicySet     = "mtls.policy_set"
 	TypeMTLSPolicyDeleted = "mtls.policy_deleted"
+	// TypeFederationCreated, TypeFederationDeleted: an admin added or
+	// removed a federation relationship. Subject is the other trust
+	// domain's ID (spiffe://other.org); details: trust_domain,
+	// bundle_endpoint_url, profile, endpoint_spiffe_id.
+	TypeFederationCreated = "federation.created"
+	TypeFederationDeleted = "federation.deleted"
+	// TypeFederationBundleUpdated: a federated trust domain's bundle
+	// changed (fetched, or given at creation). Details: trust_domain,
+	// sequence, bundle_sha256, x509_authorities. With OutcomeFailure: a
+	// fetched bundle was refused (wrong endpoint SPIFFE ID, another trust
+	// domain, spiffe_sequence going back, malformed) and the last good one
+	// kept; DetailReason says why.
+	TypeFederationBundleUpdated = "federation.bundle_updated"
 	// TypeCheckpoint: the CA signed the chain up to this record; written
 	// only by Checkpoint. Details: reason, first_seq, and the filter of
 	// the export it ends.
@@ -126,6 +139,7 @@ var types = []string{
 	TypeEntryCreated, TypeEntryUpdated, TypeEntryDeleted,
 	TypeAuthorityPrepared, TypeAuthorityActivated, TypeAuthorityRetiring, TypeAuthorityRetired, TypeAuthorityImported,
 	TypeMTLSPolicySet, TypeMTLSPolicyDeleted,
+	TypeFederationCreated, TypeFederationDeleted, TypeFederationBundleUpdated,
 	TypeCheckpoint, TypeAuditPruned,
 	TypeStoreMigrated, TypeStoreBackedUp, TypeStoreRestored,
 }
@@ -186,6 +200,19 @@ const (
 	DetailExemptPorts = "exempt_ports"
 	DetailDryRun      = "dry_run"
 	DetailForcedOver  = "forced_over"
+	// Federation: the other trust domain, its endpoint, the endpoint
+	// profile and SPIFFE ID, and the bundle's spiffe_sequence, digest (of
+	// its X.509 authorities' DER, in order) and root count.
+	DetailTrustDomain       = "trust_domain"
+	DetailBundleEndpointURL = "bundle_endpoint_url"
+	DetailProfile           = "profile"
+	DetailEndpointSPIFFEID  = "endpoint_spiffe_id"
+	DetailSequence          = "sequence"
+	DetailBundleSHA256      = "bundle_sha256"
+	DetailX509Authorities   = "x509_authorities"
+	// DetailFederatesWith, on entry records, lists the trust domains the
+	// entry federates with (comma-separated, sorted).
+	DetailFederatesWith = "federates_with"
 	// DetailFirstSeq, on a checkpoint, is the seq of the oldest record the
 	// log held; on audit.pruned, the oldest one left.
 	DetailFirstSeq = "first_seq"

@@ -39,6 +39,8 @@ const (
 	MaxSelectors     = 32
 	MaxSelectorBytes = 256
 	MaxDNSNames      = 32
+	// MaxFederatesWith bounds the trust domains one entry federates with.
+	MaxFederatesWith = 32
 	// MaxDNSNameBytes is DNS's own limit on a name.
 	MaxDNSNameBytes = 253
 )
@@ -256,6 +258,9 @@ type Entry struct {
 	X509TTL   time.Duration
 	JWTTTL    time.Duration
 	DNSNames  []string
+	// FederatesWith are trust domain names ("other.org", or
+	// "spiffe://other.org") whose bundles the workloads get.
+	FederatesWith []string
 	// AllowDNSWildcards accepts a wildcard first label ("*.example.org");
 	// AllowDNSIPAddresses a DNS name that is an IP address. Both are
 	// refused by default: a wildcard SVID speaks for every host under the
@@ -315,6 +320,26 @@ func Validate(e Entry, td spiffeid.TrustDomain) (Entry, error) {
 		names = append(names, n)
 	}
 	e.DNSNames = names
+
+	if len(e.FederatesWith) > MaxFederatesWith {
+		return e, invalid("federates_with", "", "at most %d trust domains are allowed, got %d", MaxFederatesWith, len(e.FederatesWith))
+	}
+	fed := make([]string, 0, len(e.FederatesWith))
+	for _, s := range e.FederatesWith {
+		ftd, err := spiffeid.TrustDomainFromString(s)
+		if err != nil || (strings.HasPrefix(s, "spiffe://") && ftd.IDString() != s) {
+			return e, invalid("federates_with", s, "is not a trust domain name (such as other.org)")
+		}
+		if ftd == td {
+			return e, invalid("federates_with", s, "is this server's own trust domain, which every workload trusts already")
+		}
+		fed = append(fed, ftd.Name())
+	}
+	slices.Sort(fed)
+	e.FederatesWith = slices.Compact(fed)
+	if len(e.FederatesWith) == 0 {
+		e.FederatesWith = nil
+	}
 	return e, nil
 }
 

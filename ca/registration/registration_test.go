@@ -1,6 +1,7 @@
 package registration
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -123,6 +124,11 @@ func TestValidate(t *testing.T) {
 		// accepted before).
 		{name: "dns ok", mod: func(e *Entry) { e.DNSNames = []string{"Web.Example.org", "*.svc"}; e.AllowDNSWildcards = true }},
 		{name: "wildcard refused", mod: func(e *Entry) { e.DNSNames = []string{"*.svc"} }, wantErr: `dns_name "*.svc": is a wildcard`},
+		// federates_with names trust domains other than this one (issue 17).
+		{name: "federates ok", mod: func(e *Entry) { e.FederatesWith = []string{"other.org", "spiffe://third.org", "other.org"} }},
+		{name: "federates with own domain", mod: func(e *Entry) { e.FederatesWith = []string{"example.org"} }, wantErr: "own trust domain"},
+		{name: "federates with a SPIFFE ID", mod: func(e *Entry) { e.FederatesWith = []string{"spiffe://other.org/web"} }, wantErr: `federates_with "spiffe://other.org/web": is not a trust domain name`},
+		{name: "federates with garbage", mod: func(e *Entry) { e.FederatesWith = []string{"Other Org"} }, wantErr: "is not a trust domain name"},
 		{name: "IP address refused", mod: func(e *Entry) { e.DNSNames = []string{"10.0.0.1"} }, wantErr: `dns_name "10.0.0.1": is an IP address`},
 		{name: "IPv6 address refused", mod: func(e *Entry) { e.DNSNames = []string{"::1"} }, wantErr: `dns_name "::1": is an IP address`},
 		{name: "IP address allowed", mod: func(e *Entry) { e.DNSNames = []string{"10.0.0.1"}; e.AllowDNSIPAddresses = true }},
@@ -140,6 +146,11 @@ func TestValidate(t *testing.T) {
 			_, err := Validate(e, td)
 			checkErr(t, err, tt.wantErr)
 		})
+	}
+	fed := base
+	fed.FederatesWith = []string{"third.org", "spiffe://other.org", "third.org"}
+	if got, err := Validate(fed, td); err != nil || !slices.Equal(got.FederatesWith, []string{"other.org", "third.org"}) {
+		t.Errorf("federates_with normalized to %v (%v), want names, sorted, once each", got.FederatesWith, err)
 	}
 }
 

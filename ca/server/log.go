@@ -18,4 +18,5 @@ const (
 	// logBackupCreatedAt is when the backup a store was restored from
 	// was taken.
 	logBackupCreatedAt = "backup_created_at"
+	logAddress         = "address"
 )

@@ -40,6 +40,7 @@ import (
 	"github.com/signet-mesh/signet/ca"
 	"github.com/signet-mesh/signet/ca/api"
 	"github.com/signet-mesh/signet/ca/bundle"
+	"github.com/signet-mesh/signet/ca/federation"
 	"github.com/signet-mesh/signet/ca/keys"
 	"github.com/signet-mesh/signet/ca/rotation"
 	"github.com/signet-mesh/signet/ca/servercert"
@@ -119,6 +120,12 @@ type Server struct {
 	pool   poolCache
 	signer signerCheck
 	closed sync.Once
+	// Federation (federation.go): the store components write through,
+	// the relationship manager, and the bundle endpoint if served.
+	sst         store.Store
+	fed         *federation.Manager
+	fedLn       net.Listener
+	fedEndpoint federation.EndpointConfig
 }
 
 // New opens the store under cfg.DataDir and loads (or, on first start,
@@ -215,6 +222,11 @@ func newServer(ctx context.Context, cfg Config, hooks TestOptions) (*Server, err
 			CheckpointSigner: rot.CheckpointSigner,
 		}),
 	}
+	s.sst = sst
+	if err := s.newFederation(); err != nil {
+		st.Close()
+		return nil, err
+	}
 	if err := s.pool.refresh(ctx, st, cfg.TrustDomain); err != nil {
 		st.Close()
 		return nil, err
@@ -276,6 +288,7 @@ func (s *Server) Serve(ctx context.Context, nodeLn, adminLn net.Listener) error 
 	healthSrv := health.NewServer()
 	healthpb.RegisterHealthServer(adminSrv, healthSrv)
 	s.registerStoreService(adminSrv)
+	s.registerFederation(adminSrv)
 
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return serveAPI(ctx, nodeSrv, nodeLn) })
@@ -287,6 +300,7 @@ func (s *Server) Serve(ctx context.Context, nodeLn, adminLn net.Listener) error 
 	g.Go(func() error { return s.pruneLoop(ctx) })
 	g.Go(func() error { return s.checkpointLoop(ctx) })
 	g.Go(func() error { return s.watchHealth(ctx, healthSrv) })
+	s.runFederation(ctx, g)
 	s.log.Debug("serving", logTrustDomain, s.cfg.TrustDomain.Name(), logNodeAPI, nodeLn.Addr().String(), logAdminSocket, addrOf(adminLn))
 	return g.Wait()
 }

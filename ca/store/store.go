@@ -277,6 +277,9 @@ type Entry struct {
 	DNSNames  []string      `json:"dns_names,omitempty"`
 	Revision  int64         `json:"revision"`
 	CreatedAt time.Time     `json:"created_at"`
+	// FederatesWith names the trust domains ("other.org") whose
+	// federated bundles the entry's workloads get.
+	FederatesWith []string `json:"federates_with,omitempty"`
 }
 
 // EntryFilter selects entries; empty fields match everything.

@@ -30,6 +30,8 @@ type fakeAdmin struct {
 	// noPreview and noDryRun play a server that predates the preview
 	// and dry-run fields: it ignores them.
 	noPreview, noDryRun bool
+
+	fakeFederation // cmd_federation_test.go
 }
 
 func (f *fakeAdmin) record(name string, m proto.Message) {
@@ -486,7 +488,7 @@ func TestListOutputs(t *testing.T) {
 	env, _, _ := serveAdmin(t, &fakeAdmin{})
 	lists := [][]string{
 		{"token", "list"}, {"entry", "list"}, {"node", "list"}, {"svid", "list"}, {"root", "list"}, {"root", "list", "--all"},
-		{"root", "status"}, {"mtls", "list"}, {"mtls", "status"},
+		{"root", "status"}, {"mtls", "list"}, {"mtls", "status"}, {"federation", "list"},
 	}
 	// Every command that takes -o with csv is in the table above.
 	root := newRootCommand(env)

@@ -50,6 +50,9 @@ type entryJSON struct {
 	DNSNames  []string `json:"dns_names,omitempty"`
 	Revision  int64    `json:"revision,omitempty"`
 	CreatedAt string   `json:"created_at,omitempty"`
+	// FederatesWith names the trust domains whose bundles the workloads
+	// get (signet federation create).
+	FederatesWith []string `json:"federates_with,omitempty"`
 }
 
 func entryToJSON(e *adminv1.Entry) entryJSON {
@@ -63,6 +66,8 @@ func entryToJSON(e *adminv1.Entry) entryJSON {
 		DNSNames:  e.DnsNames,
 		Revision:  e.Revision,
 		CreatedAt: unixTime(e.CreatedAt),
+
+		FederatesWith: e.FederatesWith,
 	}
 }
 
@@ -76,6 +81,9 @@ func printEntry(w io.Writer, output outputOption, e *adminv1.Entry) error {
 		{"ID", j.ID}, {"SPIFFE ID", j.SPIFFEID}, {"Parent ID", j.ParentID},
 		{"Selectors", strings.Join(j.Selectors, ", ")}, {"X509 TTL", j.X509TTL}, {"JWT TTL", j.JWTTTL},
 		{"DNS names", strings.Join(j.DNSNames, ", ")}, {"Revision", fmt.Sprint(j.Revision)}, {"Created", j.CreatedAt},
+	}
+	if len(j.FederatesWith) > 0 {
+		rows = append(rows, []string{"Federates", strings.Join(j.FederatesWith, ", ")})
 	}
 	for _, r := range rows {
 		fmt.Fprintf(w, "%-10s %s\n", r[0]+":", r[1])
@@ -158,7 +166,7 @@ func parseEntryItem(item ast.Node) (*adminv1.Entry, error) {
 			return nil, yamlErrorf(n, "%s is assigned by the server: leave it out", k)
 		}
 	}
-	e := &adminv1.Entry{SpiffeId: it.SPIFFEID, ParentId: it.ParentID, Selectors: it.Selectors, DnsNames: it.DNSNames}
+	e := &adminv1.Entry{SpiffeId: it.SPIFFEID, ParentId: it.ParentID, Selectors: it.Selectors, DnsNames: it.DNSNames, FederatesWith: it.FederatesWith}
 	for _, d := range []struct {
 		key string
 		val string

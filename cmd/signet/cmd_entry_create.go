@@ -21,6 +21,7 @@ type entryCreateOptions struct {
 	jwtTTL         time.Duration
 	file           string
 	allowDNS       dnsAllowOptions
+	federatesWith  []string
 }
 
 func (o *entryCreateOptions) addFlags(cmd *cobra.Command, env *cliEnv) {
@@ -34,6 +35,7 @@ func (o *entryCreateOptions) addFlags(cmd *cobra.Command, env *cliEnv) {
 	fs.Var(newDurationValue(&o.x509TTL, 0), "x509-ttl", "X509-SVID lifetime, like 1h or 1d (default: the server's, 1h)")
 	fs.Var(newDurationValue(&o.jwtTTL, 0), "jwt-ttl", "JWT-SVID lifetime (default: the server's, 5m)")
 	o.allowDNS.addFlags(fs)
+	fs.StringArrayVar(&o.federatesWith, "federates-with", nil, "trust `domain` (other.org) whose federated bundle the workload gets, repeatable (see signet federation create)")
 	fs.StringVar(&o.file, "file", "", "YAML or JSON list of entries, created in one transaction; - reads standard input")
 }
 
@@ -48,6 +50,9 @@ the file is created, or none (one transaction). Prints the new entry ids.`,
 		Example: `  signet entry create --spiffe-id spiffe://example.org/web \
       --parent-id spiffe://example.org/signet/agent/join_token/node1 \
       --selector unix:uid:1000 --x509-ttl 1h --dns web.internal
+  signet entry create --spiffe-id spiffe://example.org/api \
+      --parent-id spiffe://example.org/signet/agent/join_token/node1 \
+      --selector unix:uid:1001 --federates-with other.org
   signet entry create --file entries.yaml
   cat entries.yaml | signet entry create --file -`,
 		Args: noArgs,
@@ -62,7 +67,7 @@ func (o *entryCreateOptions) run(cmd *cobra.Command, env *cliEnv) error {
 	var entries []*adminv1.Entry
 	fs := cmd.Flags()
 	if o.file != "" {
-		for _, name := range []string{"spiffe-id", "parent-id", "selector", "dns", "x509-ttl", "jwt-ttl"} {
+		for _, name := range []string{"spiffe-id", "parent-id", "selector", "dns", "x509-ttl", "jwt-ttl", "federates-with"} {
 			if fs.Changed(name) {
 				return fmt.Errorf("--file cannot be combined with --%s: put it in the file", name)
 			}
@@ -78,7 +83,7 @@ func (o *entryCreateOptions) run(cmd *cobra.Command, env *cliEnv) error {
 		if o.parentID == "" {
 			return errors.New("--parent-id is required")
 		}
-		e := &adminv1.Entry{SpiffeId: o.spiffeID, ParentId: o.parentID, Selectors: o.selectors, DnsNames: o.dns}
+		e := &adminv1.Entry{SpiffeId: o.spiffeID, ParentId: o.parentID, Selectors: o.selectors, DnsNames: o.dns, FederatesWith: o.federatesWith}
 		var err error
 		if fs.Changed("x509-ttl") {
 			if e.X509TtlSeconds, err = ttlSeconds("x509-ttl", o.x509TTL); err != nil {

@@ -18,6 +18,8 @@ type entryUpdateOptions struct {
 	dns, selectors []string
 	clearDNS       bool
 	allowDNS       dnsAllowOptions
+	federatesWith  []string
+	clearFederates bool
 }
 
 func (o *entryUpdateOptions) addFlags(cmd *cobra.Command, env *cliEnv) {
@@ -30,13 +32,15 @@ func (o *entryUpdateOptions) addFlags(cmd *cobra.Command, env *cliEnv) {
 	fs.BoolVar(&o.clearDNS, "clear-dns", false, "remove every DNS SAN")
 	o.allowDNS.addFlags(fs)
 	fs.StringArrayVar(&o.selectors, "selector", nil, "`type:value` selector, repeatable: the given selectors replace the entry's")
+	fs.StringArrayVar(&o.federatesWith, "federates-with", nil, "trust `domain` whose federated bundle the workload gets, repeatable: the given domains replace the entry's")
+	fs.BoolVar(&o.clearFederates, "clear-federates-with", false, "stop federating with any trust domain")
 }
 
 func newEntryUpdateCommand(env *cliEnv) *cobra.Command {
 	var o entryUpdateOptions
 	cmd := &cobra.Command{
-		Use:   "update ID [--x509-ttl D] [--jwt-ttl D] [--dns NAME... | --clear-dns] [--selector S...]",
-		Short: "change an entry in place: TTLs, DNS names, selectors",
+		Use:   "update ID [--x509-ttl D] [--jwt-ttl D] [--dns NAME... | --clear-dns] [--selector S...] [--federates-with TD... | --clear-federates-with]",
+		Short: "change an entry in place: TTLs, DNS names, selectors, federated trust domains",
 		Long: `Change an entry in place. It keeps its id and takes a new revision, so agents
 re-mint its SVIDs. A flag left out keeps the entry's value; --dns and
 --selector replace the whole list.`,
@@ -80,8 +84,16 @@ func (o *entryUpdateOptions) run(cmd *cobra.Command, env *cliEnv, id string) err
 	if fs.Changed("selector") {
 		req.Selectors = &adminv1.StringList{Values: o.selectors}
 	}
-	if req.X509TtlSeconds == nil && req.JwtTtlSeconds == nil && req.DnsNames == nil && req.Selectors == nil {
-		return errors.New("nothing to update: give --x509-ttl, --jwt-ttl, --dns, --clear-dns or --selector")
+	switch {
+	case o.clearFederates && fs.Changed("federates-with"):
+		return errors.New("--federates-with and --clear-federates-with are exclusive")
+	case o.clearFederates:
+		req.FederatesWith = &adminv1.StringList{}
+	case fs.Changed("federates-with"):
+		req.FederatesWith = &adminv1.StringList{Values: o.federatesWith}
+	}
+	if req.X509TtlSeconds == nil && req.JwtTtlSeconds == nil && req.DnsNames == nil && req.Selectors == nil && req.FederatesWith == nil {
+		return errors.New("nothing to update: give --x509-ttl, --jwt-ttl, --dns, --clear-dns, --selector, --federates-with or --clear-federates-with")
 	}
 	resp, err := adminCall(cmd.Context(), &o.admin, func(ctx context.Context, c adminv1.AdminServiceClient) (*adminv1.UpdateEntryResponse, error) {
 		return c.UpdateEntry(ctx, req)

@@ -78,6 +78,9 @@ func serveAdmin(t *testing.T, srv adminv1.AdminServiceServer) (*cliEnv, *bytes.B
 	}
 	g := grpc.NewServer()
 	adminv1.RegisterAdminServiceServer(g, srv)
+	if fs, ok := srv.(adminv1.FederationServiceServer); ok {
+		adminv1.RegisterFederationServiceServer(g, fs)
+	}
 	go g.Serve(ln)
 	t.Cleanup(g.Stop)
 	var stdout, stderr bytes.Buffer

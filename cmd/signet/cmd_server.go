@@ -48,6 +48,13 @@ type serverConfig struct {
 	ImportIntermediateChain string `json:"import_intermediate_chain"`
 	ImportIntermediateKey   string `json:"import_intermediate_key"`
 	ImportKeyPassphraseFile string `json:"import_key_passphrase_file"`
+	// The bundle endpoint other trust domains federate through
+	// (server_federation.go).
+	FederationListen      string   `json:"federation_listen"`
+	FederationProfile     string   `json:"federation_profile"`
+	FederationCertFile    string   `json:"federation_cert_file"`
+	FederationKeyFile     string   `json:"federation_key_file"`
+	FederationRefreshHint duration `json:"federation_refresh_hint"`
 }
 
 var serverUsages = map[string]string{
@@ -72,6 +79,11 @@ var serverUsages = map[string]string{
 	"import_intermediate_chain":  "PEM chain above import_intermediate_cert, up to the root(s) that become the trust bundle",
 	"import_intermediate_key":    "private key (PEM) of import_intermediate_cert",
 	"import_key_passphrase_file": "passphrase of an encrypted import key",
+	"federation_listen":          "address of the SPIFFE bundle endpoint other trust domains federate through (empty: off)",
+	"federation_profile":         "bundle endpoint profile: https_spiffe (served with the server's SVID) or https_web (federation_cert_file and federation_key_file)",
+	"federation_cert_file":       "https_web: PEM certificate (chain) of the bundle endpoint, reloaded when it changes",
+	"federation_key_file":        "https_web: PEM private key of federation_cert_file",
+	"federation_refresh_hint":    "spiffe_refresh_hint the bundle endpoint serves (default 5m)",
 }
 
 // defaultServerConfig has no data_dir: a server's state is precious, so it
@@ -173,6 +185,9 @@ func (c serverConfig) toServerConfig() (server.Config, string, error) {
 	}
 	if importRoot != nil && importInter != nil {
 		return out, "", fmt.Errorf("import_root_cert and import_intermediate_cert are exclusive: signet needs one CA to sign its intermediates")
+	}
+	if err := c.checkFederation(); err != nil {
+		return out, "", err
 	}
 	admin := c.AdminSocket
 	if admin == "" {
@@ -333,6 +348,9 @@ func (o *serverOptions) run(ctx context.Context, env *cliEnv) error {
 		return err
 	}
 	defer os.Remove(adminPath)
+	if err := o.cfg.serveFederation(srv, logger); err != nil {
+		return err
+	}
 	logger.Info("serving", logTrustDomain, scfg.TrustDomain.Name(), logNodeAPI, nodeLn.Addr().String(),
 		logAdminSocket, adminPath, logMetrics, tel.metricsURL(), logHealth, tel.healthDescription("grpc.health.v1 on the admin socket"))
 	defer logShutdown(ctx, logger)()

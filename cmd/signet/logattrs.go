@@ -13,3 +13,9 @@ const (
 	logReason      = "reason"
 	logError       = "error"
 )
+
+// Log attribute keys of the bundle endpoint (server_federation.go).
+const (
+	logFederationListen  = "federation_listen"
+	logFederationProfile = "federation_profile"
+)

@@ -100,6 +100,7 @@ Unix socket. Operators drive the CA through its admin socket
 		newAuditCommand(env),
 		newMTLSCommand(env),
 		newStoreCommand(env),
+		newFederationCommand(env),
 		newProxyCommand(env),
 		newHealthcheckCommand(env),
 		newVersionCommand(env),

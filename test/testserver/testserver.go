@@ -45,6 +45,9 @@ type Server struct {
 	Addr string
 	// Admin is a client of the admin API, authorized as the test's uid.
 	Admin adminv1.AdminServiceClient
+	// Federation is a client of the federation admin API, on the same
+	// socket.
+	Federation adminv1.FederationServiceClient
 
 	dir      string
 	cancel   context.CancelFunc
@@ -86,6 +89,7 @@ func Start(tb testing.TB) *Server {
 		tb.Fatal(err)
 	}
 	s.Admin = adminv1.NewAdminServiceClient(conn)
+	s.Federation = adminv1.NewFederationServiceClient(conn)
 	tb.Cleanup(func() {
 		conn.Close()
 		s.Stop(tb)

@@ -64,4 +64,9 @@ const (
 	UID = "uid"
 	// MaxConnsPerUID is the socket's per-user connection limit.
 	MaxConnsPerUID = "max_conns_per_uid"
+
+	// TrustDomain is a federated trust domain's name.
+	TrustDomain = "trust_domain"
+	// FederatedBundles is the number of federated bundles applied.
+	FederatedBundles = "federated_bundles"
 )

@@ -489,6 +489,9 @@ type Entry struct {
 	// Unix seconds.
 	CreatedAt     int64 `protobuf:"varint,8,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	JwtTtlSeconds int64 `protobuf:"varint,9,opt,name=jwt_ttl_seconds,json=jwtTtlSeconds,proto3" json:"jwt_ttl_seconds,omitempty"`
+	// Trust domains whose bundles the entry's workloads get (names such as
+	// "other.org"; see FederationService).
+	FederatesWith []string `protobuf:"bytes,10,rep,name=federates_with,json=federatesWith,proto3" json:"federates_with,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -584,6 +587,13 @@ func (x *Entry) GetJwtTtlSeconds() int64 {
 		return x.JwtTtlSeconds
 	}
 	return 0
+}
+
+func (x *Entry) GetFederatesWith() []string {
+	if x != nil {
+		return x.FederatesWith
+	}
+	return nil
 }
 
 type CreateEntriesRequest struct {
@@ -1015,8 +1025,9 @@ type UpdateEntryRequest struct {
 	DnsNames       *StringList `protobuf:"bytes,4,opt,name=dns_names,json=dnsNames,proto3" json:"dns_names,omitempty"`
 	Selectors      *StringList `protobuf:"bytes,5,opt,name=selectors,proto3" json:"selectors,omitempty"`
 	// As in CreateEntriesRequest, for the dns_names given.
-	AllowDnsWildcards   bool `protobuf:"varint,6,opt,name=allow_dns_wildcards,json=allowDnsWildcards,proto3" json:"allow_dns_wildcards,omitempty"`
-	AllowDnsIpAddresses bool `protobuf:"varint,7,opt,name=allow_dns_ip_addresses,json=allowDnsIpAddresses,proto3" json:"allow_dns_ip_addresses,omitempty"`
+	AllowDnsWildcards   bool        `protobuf:"varint,6,opt,name=allow_dns_wildcards,json=allowDnsWildcards,proto3" json:"allow_dns_wildcards,omitempty"`
+	AllowDnsIpAddresses bool        `protobuf:"varint,7,opt,name=allow_dns_ip_addresses,json=allowDnsIpAddresses,proto3" json:"allow_dns_ip_addresses,omitempty"`
+	FederatesWith       *StringList `protobuf:"bytes,8,opt,name=federates_with,json=federatesWith,proto3" json:"federates_with,omitempty"`
 	unknownFields       protoimpl.UnknownFields
 	sizeCache           protoimpl.SizeCache
 }
@@ -1098,6 +1109,13 @@ func (x *UpdateEntryRequest) GetAllowDnsIpAddresses() bool {
 		return x.AllowDnsIpAddresses
 	}
 	return false
+}
+
+func (x *UpdateEntryRequest) GetFederatesWith() *StringList {
+	if x != nil {
+		return x.FederatesWith
+	}
+	return nil
 }
 
 type UpdateEntryResponse struct {
@@ -3375,7 +3393,7 @@ const file_signet_admin_v1_admin_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\tnode_name\x18\x02 \x01(\tR\bnodeName\"O\n" +
 	"\x17RevokeJoinTokenResponse\x124\n" +
-	"\arevoked\x18\x01 \x03(\v2\x1a.signet.admin.v1.JoinTokenR\arevoked\"\x99\x02\n" +
+	"\arevoked\x18\x01 \x03(\v2\x1a.signet.admin.v1.JoinTokenR\arevoked\"\xc0\x02\n" +
 	"\x05Entry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\tspiffe_id\x18\x02 \x01(\tR\bspiffeId\x12\x1b\n" +
@@ -3386,7 +3404,9 @@ const file_signet_admin_v1_admin_proto_rawDesc = "" +
 	"\brevision\x18\a \x01(\x03R\brevision\x12\x1d\n" +
 	"\n" +
 	"created_at\x18\b \x01(\x03R\tcreatedAt\x12&\n" +
-	"\x0fjwt_ttl_seconds\x18\t \x01(\x03R\rjwtTtlSeconds\"\xad\x01\n" +
+	"\x0fjwt_ttl_seconds\x18\t \x01(\x03R\rjwtTtlSeconds\x12%\n" +
+	"\x0efederates_with\x18\n" +
+	" \x03(\tR\rfederatesWith\"\xad\x01\n" +
 	"\x14CreateEntriesRequest\x120\n" +
 	"\aentries\x18\x01 \x03(\v2\x16.signet.admin.v1.EntryR\aentries\x12.\n" +
 	"\x13allow_dns_wildcards\x18\x02 \x01(\bR\x11allowDnsWildcards\x123\n" +
@@ -3407,7 +3427,7 @@ const file_signet_admin_v1_admin_proto_rawDesc = "" +
 	"\x13DeleteEntryResponse\"$\n" +
 	"\n" +
 	"StringList\x12\x16\n" +
-	"\x06values\x18\x01 \x03(\tR\x06values\"\x83\x03\n" +
+	"\x06values\x18\x01 \x03(\tR\x06values\"\xc7\x03\n" +
 	"\x12UpdateEntryRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12-\n" +
 	"\x10x509_ttl_seconds\x18\x02 \x01(\x03H\x00R\x0ex509TtlSeconds\x88\x01\x01\x12+\n" +
@@ -3415,7 +3435,8 @@ const file_signet_admin_v1_admin_proto_rawDesc = "" +
 	"\tdns_names\x18\x04 \x01(\v2\x1b.signet.admin.v1.StringListR\bdnsNames\x129\n" +
 	"\tselectors\x18\x05 \x01(\v2\x1b.signet.admin.v1.StringListR\tselectors\x12.\n" +
 	"\x13allow_dns_wildcards\x18\x06 \x01(\bR\x11allowDnsWildcards\x123\n" +
-	"\x16allow_dns_ip_addresses\x18\a \x01(\bR\x13allowDnsIpAddressesB\x13\n" +
+	"\x16allow_dns_ip_addresses\x18\a \x01(\bR\x13allowDnsIpAddresses\x12B\n" +
+	"\x0efederates_with\x18\b \x01(\v2\x1b.signet.admin.v1.StringListR\rfederatesWithB\x13\n" +
 	"\x11_x509_ttl_secondsB\x12\n" +
 	"\x10_jwt_ttl_seconds\"C\n" +
 	"\x13UpdateEntryResponse\x12,\n" +
@@ -3690,72 +3711,73 @@ var file_signet_admin_v1_admin_proto_depIdxs = []int32{
 	8,  // 5: signet.admin.v1.GetEntryResponse.entry:type_name -> signet.admin.v1.Entry
 	17, // 6: signet.admin.v1.UpdateEntryRequest.dns_names:type_name -> signet.admin.v1.StringList
 	17, // 7: signet.admin.v1.UpdateEntryRequest.selectors:type_name -> signet.admin.v1.StringList
-	8,  // 8: signet.admin.v1.UpdateEntryResponse.entry:type_name -> signet.admin.v1.Entry
-	20, // 9: signet.admin.v1.ListNodesResponse.nodes:type_name -> signet.admin.v1.Node
-	25, // 10: signet.admin.v1.ListSVIDsResponse.svids:type_name -> signet.admin.v1.SVID
-	30, // 11: signet.admin.v1.ListAuthoritiesResponse.authorities:type_name -> signet.admin.v1.Authority
-	31, // 12: signet.admin.v1.ListAuthoritiesResponse.root_schedule:type_name -> signet.admin.v1.RootSchedule
-	30, // 13: signet.admin.v1.PrepareRootResponse.authority:type_name -> signet.admin.v1.Authority
-	30, // 14: signet.admin.v1.ActivateRootResponse.authority:type_name -> signet.admin.v1.Authority
-	30, // 15: signet.admin.v1.RetireRootResponse.authority:type_name -> signet.admin.v1.Authority
-	0,  // 16: signet.admin.v1.MTLSPolicy.mode:type_name -> signet.admin.v1.MTLSMode
-	40, // 17: signet.admin.v1.SetMTLSPolicyRequest.policy:type_name -> signet.admin.v1.MTLSPolicy
-	40, // 18: signet.admin.v1.SetMTLSPolicyResponse.policy:type_name -> signet.admin.v1.MTLSPolicy
-	47, // 19: signet.admin.v1.SetMTLSPolicyResponse.would_refuse:type_name -> signet.admin.v1.WorkloadMTLSStatus
-	40, // 20: signet.admin.v1.ListMTLSPoliciesResponse.policies:type_name -> signet.admin.v1.MTLSPolicy
-	0,  // 21: signet.admin.v1.WorkloadMTLSStatus.mode:type_name -> signet.admin.v1.MTLSMode
-	48, // 22: signet.admin.v1.WorkloadMTLSStatus.ports:type_name -> signet.admin.v1.PortMTLSStatus
-	0,  // 23: signet.admin.v1.PortMTLSStatus.mode:type_name -> signet.admin.v1.MTLSMode
-	47, // 24: signet.admin.v1.GetMTLSStatusResponse.workloads:type_name -> signet.admin.v1.WorkloadMTLSStatus
-	1,  // 25: signet.admin.v1.AdminService.CreateJoinToken:input_type -> signet.admin.v1.CreateJoinTokenRequest
-	4,  // 26: signet.admin.v1.AdminService.ListJoinTokens:input_type -> signet.admin.v1.ListJoinTokensRequest
-	6,  // 27: signet.admin.v1.AdminService.RevokeJoinToken:input_type -> signet.admin.v1.RevokeJoinTokenRequest
-	9,  // 28: signet.admin.v1.AdminService.CreateEntries:input_type -> signet.admin.v1.CreateEntriesRequest
-	11, // 29: signet.admin.v1.AdminService.ListEntries:input_type -> signet.admin.v1.ListEntriesRequest
-	13, // 30: signet.admin.v1.AdminService.GetEntry:input_type -> signet.admin.v1.GetEntryRequest
-	15, // 31: signet.admin.v1.AdminService.DeleteEntry:input_type -> signet.admin.v1.DeleteEntryRequest
-	18, // 32: signet.admin.v1.AdminService.UpdateEntry:input_type -> signet.admin.v1.UpdateEntryRequest
-	21, // 33: signet.admin.v1.AdminService.ListNodes:input_type -> signet.admin.v1.ListNodesRequest
-	23, // 34: signet.admin.v1.AdminService.EvictNode:input_type -> signet.admin.v1.EvictNodeRequest
-	26, // 35: signet.admin.v1.AdminService.ListSVIDs:input_type -> signet.admin.v1.ListSVIDsRequest
-	28, // 36: signet.admin.v1.AdminService.GetBundle:input_type -> signet.admin.v1.GetBundleRequest
-	32, // 37: signet.admin.v1.AdminService.ListAuthorities:input_type -> signet.admin.v1.ListAuthoritiesRequest
-	34, // 38: signet.admin.v1.AdminService.PrepareRoot:input_type -> signet.admin.v1.PrepareRootRequest
-	36, // 39: signet.admin.v1.AdminService.ActivateRoot:input_type -> signet.admin.v1.ActivateRootRequest
-	38, // 40: signet.admin.v1.AdminService.RetireRoot:input_type -> signet.admin.v1.RetireRootRequest
-	41, // 41: signet.admin.v1.AdminService.SetMTLSPolicy:input_type -> signet.admin.v1.SetMTLSPolicyRequest
-	43, // 42: signet.admin.v1.AdminService.ListMTLSPolicies:input_type -> signet.admin.v1.ListMTLSPoliciesRequest
-	45, // 43: signet.admin.v1.AdminService.DeleteMTLSPolicy:input_type -> signet.admin.v1.DeleteMTLSPolicyRequest
-	49, // 44: signet.admin.v1.AdminService.GetMTLSStatus:input_type -> signet.admin.v1.GetMTLSStatusRequest
-	51, // 45: signet.admin.v1.AdminService.ExportAudit:input_type -> signet.admin.v1.ExportAuditRequest
-	53, // 46: signet.admin.v1.AdminService.PruneAudit:input_type -> signet.admin.v1.PruneAuditRequest
-	2,  // 47: signet.admin.v1.AdminService.CreateJoinToken:output_type -> signet.admin.v1.CreateJoinTokenResponse
-	5,  // 48: signet.admin.v1.AdminService.ListJoinTokens:output_type -> signet.admin.v1.ListJoinTokensResponse
-	7,  // 49: signet.admin.v1.AdminService.RevokeJoinToken:output_type -> signet.admin.v1.RevokeJoinTokenResponse
-	10, // 50: signet.admin.v1.AdminService.CreateEntries:output_type -> signet.admin.v1.CreateEntriesResponse
-	12, // 51: signet.admin.v1.AdminService.ListEntries:output_type -> signet.admin.v1.ListEntriesResponse
-	14, // 52: signet.admin.v1.AdminService.GetEntry:output_type -> signet.admin.v1.GetEntryResponse
-	16, // 53: signet.admin.v1.AdminService.DeleteEntry:output_type -> signet.admin.v1.DeleteEntryResponse
-	19, // 54: signet.admin.v1.AdminService.UpdateEntry:output_type -> signet.admin.v1.UpdateEntryResponse
-	22, // 55: signet.admin.v1.AdminService.ListNodes:output_type -> signet.admin.v1.ListNodesResponse
-	24, // 56: signet.admin.v1.AdminService.EvictNode:output_type -> signet.admin.v1.EvictNodeResponse
-	27, // 57: signet.admin.v1.AdminService.ListSVIDs:output_type -> signet.admin.v1.ListSVIDsResponse
-	29, // 58: signet.admin.v1.AdminService.GetBundle:output_type -> signet.admin.v1.GetBundleResponse
-	33, // 59: signet.admin.v1.AdminService.ListAuthorities:output_type -> signet.admin.v1.ListAuthoritiesResponse
-	35, // 60: signet.admin.v1.AdminService.PrepareRoot:output_type -> signet.admin.v1.PrepareRootResponse
-	37, // 61: signet.admin.v1.AdminService.ActivateRoot:output_type -> signet.admin.v1.ActivateRootResponse
-	39, // 62: signet.admin.v1.AdminService.RetireRoot:output_type -> signet.admin.v1.RetireRootResponse
-	42, // 63: signet.admin.v1.AdminService.SetMTLSPolicy:output_type -> signet.admin.v1.SetMTLSPolicyResponse
-	44, // 64: signet.admin.v1.AdminService.ListMTLSPolicies:output_type -> signet.admin.v1.ListMTLSPoliciesResponse
-	46, // 65: signet.admin.v1.AdminService.DeleteMTLSPolicy:output_type -> signet.admin.v1.DeleteMTLSPolicyResponse
-	50, // 66: signet.admin.v1.AdminService.GetMTLSStatus:output_type -> signet.admin.v1.GetMTLSStatusResponse
-	52, // 67: signet.admin.v1.AdminService.ExportAudit:output_type -> signet.admin.v1.ExportAuditResponse
-	54, // 68: signet.admin.v1.AdminService.PruneAudit:output_type -> signet.admin.v1.PruneAuditResponse
-	47, // [47:69] is the sub-list for method output_type
-	25, // [25:47] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	17, // 8: signet.admin.v1.UpdateEntryRequest.federates_with:type_name -> signet.admin.v1.StringList
+	8,  // 9: signet.admin.v1.UpdateEntryResponse.entry:type_name -> signet.admin.v1.Entry
+	20, // 10: signet.admin.v1.ListNodesResponse.nodes:type_name -> signet.admin.v1.Node
+	25, // 11: signet.admin.v1.ListSVIDsResponse.svids:type_name -> signet.admin.v1.SVID
+	30, // 12: signet.admin.v1.ListAuthoritiesResponse.authorities:type_name -> signet.admin.v1.Authority
+	31, // 13: signet.admin.v1.ListAuthoritiesResponse.root_schedule:type_name -> signet.admin.v1.RootSchedule
+	30, // 14: signet.admin.v1.PrepareRootResponse.authority:type_name -> signet.admin.v1.Authority
+	30, // 15: signet.admin.v1.ActivateRootResponse.authority:type_name -> signet.admin.v1.Authority
+	30, // 16: signet.admin.v1.RetireRootResponse.authority:type_name -> signet.admin.v1.Authority
+	0,  // 17: signet.admin.v1.MTLSPolicy.mode:type_name -> signet.admin.v1.MTLSMode
+	40, // 18: signet.admin.v1.SetMTLSPolicyRequest.policy:type_name -> signet.admin.v1.MTLSPolicy
+	40, // 19: signet.admin.v1.SetMTLSPolicyResponse.policy:type_name -> signet.admin.v1.MTLSPolicy
+	47, // 20: signet.admin.v1.SetMTLSPolicyResponse.would_refuse:type_name -> signet.admin.v1.WorkloadMTLSStatus
+	40, // 21: signet.admin.v1.ListMTLSPoliciesResponse.policies:type_name -> signet.admin.v1.MTLSPolicy
+	0,  // 22: signet.admin.v1.WorkloadMTLSStatus.mode:type_name -> signet.admin.v1.MTLSMode
+	48, // 23: signet.admin.v1.WorkloadMTLSStatus.ports:type_name -> signet.admin.v1.PortMTLSStatus
+	0,  // 24: signet.admin.v1.PortMTLSStatus.mode:type_name -> signet.admin.v1.MTLSMode
+	47, // 25: signet.admin.v1.GetMTLSStatusResponse.workloads:type_name -> signet.admin.v1.WorkloadMTLSStatus
+	1,  // 26: signet.admin.v1.AdminService.CreateJoinToken:input_type -> signet.admin.v1.CreateJoinTokenRequest
+	4,  // 27: signet.admin.v1.AdminService.ListJoinTokens:input_type -> signet.admin.v1.ListJoinTokensRequest
+	6,  // 28: signet.admin.v1.AdminService.RevokeJoinToken:input_type -> signet.admin.v1.RevokeJoinTokenRequest
+	9,  // 29: signet.admin.v1.AdminService.CreateEntries:input_type -> signet.admin.v1.CreateEntriesRequest
+	11, // 30: signet.admin.v1.AdminService.ListEntries:input_type -> signet.admin.v1.ListEntriesRequest
+	13, // 31: signet.admin.v1.AdminService.GetEntry:input_type -> signet.admin.v1.GetEntryRequest
+	15, // 32: signet.admin.v1.AdminService.DeleteEntry:input_type -> signet.admin.v1.DeleteEntryRequest
+	18, // 33: signet.admin.v1.AdminService.UpdateEntry:input_type -> signet.admin.v1.UpdateEntryRequest
+	21, // 34: signet.admin.v1.AdminService.ListNodes:input_type -> signet.admin.v1.ListNodesRequest
+	23, // 35: signet.admin.v1.AdminService.EvictNode:input_type -> signet.admin.v1.EvictNodeRequest
+	26, // 36: signet.admin.v1.AdminService.ListSVIDs:input_type -> signet.admin.v1.ListSVIDsRequest
+	28, // 37: signet.admin.v1.AdminService.GetBundle:input_type -> signet.admin.v1.GetBundleRequest
+	32, // 38: signet.admin.v1.AdminService.ListAuthorities:input_type -> signet.admin.v1.ListAuthoritiesRequest
+	34, // 39: signet.admin.v1.AdminService.PrepareRoot:input_type -> signet.admin.v1.PrepareRootRequest
+	36, // 40: signet.admin.v1.AdminService.ActivateRoot:input_type -> signet.admin.v1.ActivateRootRequest
+	38, // 41: signet.admin.v1.AdminService.RetireRoot:input_type -> signet.admin.v1.RetireRootRequest
+	41, // 42: signet.admin.v1.AdminService.SetMTLSPolicy:input_type -> signet.admin.v1.SetMTLSPolicyRequest
+	43, // 43: signet.admin.v1.AdminService.ListMTLSPolicies:input_type -> signet.admin.v1.ListMTLSPoliciesRequest
+	45, // 44: signet.admin.v1.AdminService.DeleteMTLSPolicy:input_type -> signet.admin.v1.DeleteMTLSPolicyRequest
+	49, // 45: signet.admin.v1.AdminService.GetMTLSStatus:input_type -> signet.admin.v1.GetMTLSStatusRequest
+	51, // 46: signet.admin.v1.AdminService.ExportAudit:input_type -> signet.admin.v1.ExportAuditRequest
+	53, // 47: signet.admin.v1.AdminService.PruneAudit:input_type -> signet.admin.v1.PruneAuditRequest
+	2,  // 48: signet.admin.v1.AdminService.CreateJoinToken:output_type -> signet.admin.v1.CreateJoinTokenResponse
+	5,  // 49: signet.admin.v1.AdminService.ListJoinTokens:output_type -> signet.admin.v1.ListJoinTokensResponse
+	7,  // 50: signet.admin.v1.AdminService.RevokeJoinToken:output_type -> signet.admin.v1.RevokeJoinTokenResponse
+	10, // 51: signet.admin.v1.AdminService.CreateEntries:output_type -> signet.admin.v1.CreateEntriesResponse
+	12, // 52: signet.admin.v1.AdminService.ListEntries:output_type -> signet.admin.v1.ListEntriesResponse
+	14, // 53: signet.admin.v1.AdminService.GetEntry:output_type -> signet.admin.v1.GetEntryResponse
+	16, // 54: signet.admin.v1.AdminService.DeleteEntry:output_type -> signet.admin.v1.DeleteEntryResponse
+	19, // 55: signet.admin.v1.AdminService.UpdateEntry:output_type -> signet.admin.v1.UpdateEntryResponse
+	22, // 56: signet.admin.v1.AdminService.ListNodes:output_type -> signet.admin.v1.ListNodesResponse
+	24, // 57: signet.admin.v1.AdminService.EvictNode:output_type -> signet.admin.v1.EvictNodeResponse
+	27, // 58: signet.admin.v1.AdminService.ListSVIDs:output_type -> signet.admin.v1.ListSVIDsResponse
+	29, // 59: signet.admin.v1.AdminService.GetBundle:output_type -> signet.admin.v1.GetBundleResponse
+	33, // 60: signet.admin.v1.AdminService.ListAuthorities:output_type -> signet.admin.v1.ListAuthoritiesResponse
+	35, // 61: signet.admin.v1.AdminService.PrepareRoot:output_type -> signet.admin.v1.PrepareRootResponse
+	37, // 62: signet.admin.v1.AdminService.ActivateRoot:output_type -> signet.admin.v1.ActivateRootResponse
+	39, // 63: signet.admin.v1.AdminService.RetireRoot:output_type -> signet.admin.v1.RetireRootResponse
+	42, // 64: signet.admin.v1.AdminService.SetMTLSPolicy:output_type -> signet.admin.v1.SetMTLSPolicyResponse
+	44, // 65: signet.admin.v1.AdminService.ListMTLSPolicies:output_type -> signet.admin.v1.ListMTLSPoliciesResponse
+	46, // 66: signet.admin.v1.AdminService.DeleteMTLSPolicy:output_type -> signet.admin.v1.DeleteMTLSPolicyResponse
+	50, // 67: signet.admin.v1.AdminService.GetMTLSStatus:output_type -> signet.admin.v1.GetMTLSStatusResponse
+	52, // 68: signet.admin.v1.AdminService.ExportAudit:output_type -> signet.admin.v1.ExportAuditResponse
+	54, // 69: signet.admin.v1.AdminService.PruneAudit:output_type -> signet.admin.v1.PruneAuditResponse
+	48, // [48:70] is the sub-list for method output_type
+	26, // [26:48] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_signet_admin_v1_admin_proto_init() }

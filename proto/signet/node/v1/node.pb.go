@@ -246,6 +246,9 @@ type Entry struct {
 	// The store revision at which this entry last changed.
 	Revision      int64 `protobuf:"varint,7,opt,name=revision,proto3" json:"revision,omitempty"`
 	JwtTtlSeconds int64 `protobuf:"varint,8,opt,name=jwt_ttl_seconds,json=jwtTtlSeconds,proto3" json:"jwt_ttl_seconds,omitempty"`
+	// Trust domains (names, "other.org") whose federated bundles the
+	// entry's workloads get.
+	FederatesWith []string `protobuf:"bytes,9,rep,name=federates_with,json=federatesWith,proto3" json:"federates_with,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -334,6 +337,13 @@ func (x *Entry) GetJwtTtlSeconds() int64 {
 		return x.JwtTtlSeconds
 	}
 	return 0
+}
+
+func (x *Entry) GetFederatesWith() []string {
+	if x != nil {
+		return x.FederatesWith
+	}
+	return nil
 }
 
 type AttestNodeRequest struct {
@@ -585,6 +595,10 @@ type SyncEntriesResponse struct {
 	// activation with --rotate-now); agents re-mint, spread with jitter, when
 	// it grows past what they have seen.
 	RotateGeneration int64 `protobuf:"varint,7,opt,name=rotate_generation,json=rotateGeneration,proto3" json:"rotate_generation,omitempty"`
+	// Set when the federated bundles changed (always on the first message):
+	// the complete set of other trust domains' bundles. Each workload gets
+	// only those its entries federate with.
+	FederatedBundles *FederatedBundles `protobuf:"bytes,8,opt,name=federated_bundles,json=federatedBundles,proto3" json:"federated_bundles,omitempty"`
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
 }
@@ -668,6 +682,59 @@ func (x *SyncEntriesResponse) GetRotateGeneration() int64 {
 	return 0
 }
 
+func (x *SyncEntriesResponse) GetFederatedBundles() *FederatedBundles {
+	if x != nil {
+		return x.FederatedBundles
+	}
+	return nil
+}
+
+// FederatedBundles are the bundles of the trust domains this one
+// federates with, ordered by trust domain.
+type FederatedBundles struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Bundles       []*Bundle              `protobuf:"bytes,1,rep,name=bundles,proto3" json:"bundles,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FederatedBundles) Reset() {
+	*x = FederatedBundles{}
+	mi := &file_signet_node_v1_node_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FederatedBundles) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FederatedBundles) ProtoMessage() {}
+
+func (x *FederatedBundles) ProtoReflect() protoreflect.Message {
+	mi := &file_signet_node_v1_node_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FederatedBundles.ProtoReflect.Descriptor instead.
+func (*FederatedBundles) Descriptor() ([]byte, []int) {
+	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *FederatedBundles) GetBundles() []*Bundle {
+	if x != nil {
+		return x.Bundles
+	}
+	return nil
+}
+
 // MTLSPolicies is the whole policy set of the trust domain.
 type MTLSPolicies struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -678,7 +745,7 @@ type MTLSPolicies struct {
 
 func (x *MTLSPolicies) Reset() {
 	*x = MTLSPolicies{}
-	mi := &file_signet_node_v1_node_proto_msgTypes[10]
+	mi := &file_signet_node_v1_node_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -690,7 +757,7 @@ func (x *MTLSPolicies) String() string {
 func (*MTLSPolicies) ProtoMessage() {}
 
 func (x *MTLSPolicies) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_node_v1_node_proto_msgTypes[10]
+	mi := &file_signet_node_v1_node_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -703,7 +770,7 @@ func (x *MTLSPolicies) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MTLSPolicies.ProtoReflect.Descriptor instead.
 func (*MTLSPolicies) Descriptor() ([]byte, []int) {
-	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{10}
+	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *MTLSPolicies) GetPolicies() []*MTLSPolicy {
@@ -730,7 +797,7 @@ type MTLSPolicy struct {
 
 func (x *MTLSPolicy) Reset() {
 	*x = MTLSPolicy{}
-	mi := &file_signet_node_v1_node_proto_msgTypes[11]
+	mi := &file_signet_node_v1_node_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -742,7 +809,7 @@ func (x *MTLSPolicy) String() string {
 func (*MTLSPolicy) ProtoMessage() {}
 
 func (x *MTLSPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_node_v1_node_proto_msgTypes[11]
+	mi := &file_signet_node_v1_node_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -755,7 +822,7 @@ func (x *MTLSPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MTLSPolicy.ProtoReflect.Descriptor instead.
 func (*MTLSPolicy) Descriptor() ([]byte, []int) {
-	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{11}
+	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *MTLSPolicy) GetId() string {
@@ -816,7 +883,7 @@ type MintX509SVIDsRequest struct {
 
 func (x *MintX509SVIDsRequest) Reset() {
 	*x = MintX509SVIDsRequest{}
-	mi := &file_signet_node_v1_node_proto_msgTypes[12]
+	mi := &file_signet_node_v1_node_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -828,7 +895,7 @@ func (x *MintX509SVIDsRequest) String() string {
 func (*MintX509SVIDsRequest) ProtoMessage() {}
 
 func (x *MintX509SVIDsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_node_v1_node_proto_msgTypes[12]
+	mi := &file_signet_node_v1_node_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -841,7 +908,7 @@ func (x *MintX509SVIDsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MintX509SVIDsRequest.ProtoReflect.Descriptor instead.
 func (*MintX509SVIDsRequest) Descriptor() ([]byte, []int) {
-	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{12}
+	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *MintX509SVIDsRequest) GetParams() []*MintX509SVIDParams {
@@ -862,7 +929,7 @@ type MintX509SVIDParams struct {
 
 func (x *MintX509SVIDParams) Reset() {
 	*x = MintX509SVIDParams{}
-	mi := &file_signet_node_v1_node_proto_msgTypes[13]
+	mi := &file_signet_node_v1_node_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -874,7 +941,7 @@ func (x *MintX509SVIDParams) String() string {
 func (*MintX509SVIDParams) ProtoMessage() {}
 
 func (x *MintX509SVIDParams) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_node_v1_node_proto_msgTypes[13]
+	mi := &file_signet_node_v1_node_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -887,7 +954,7 @@ func (x *MintX509SVIDParams) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MintX509SVIDParams.ProtoReflect.Descriptor instead.
 func (*MintX509SVIDParams) Descriptor() ([]byte, []int) {
-	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{13}
+	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *MintX509SVIDParams) GetEntryId() string {
@@ -913,7 +980,7 @@ type MintX509SVIDsResponse struct {
 
 func (x *MintX509SVIDsResponse) Reset() {
 	*x = MintX509SVIDsResponse{}
-	mi := &file_signet_node_v1_node_proto_msgTypes[14]
+	mi := &file_signet_node_v1_node_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -925,7 +992,7 @@ func (x *MintX509SVIDsResponse) String() string {
 func (*MintX509SVIDsResponse) ProtoMessage() {}
 
 func (x *MintX509SVIDsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_node_v1_node_proto_msgTypes[14]
+	mi := &file_signet_node_v1_node_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -938,7 +1005,7 @@ func (x *MintX509SVIDsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MintX509SVIDsResponse.ProtoReflect.Descriptor instead.
 func (*MintX509SVIDsResponse) Descriptor() ([]byte, []int) {
-	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{14}
+	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *MintX509SVIDsResponse) GetResults() []*MintX509SVIDResult {
@@ -962,7 +1029,7 @@ type MintX509SVIDResult struct {
 
 func (x *MintX509SVIDResult) Reset() {
 	*x = MintX509SVIDResult{}
-	mi := &file_signet_node_v1_node_proto_msgTypes[15]
+	mi := &file_signet_node_v1_node_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -974,7 +1041,7 @@ func (x *MintX509SVIDResult) String() string {
 func (*MintX509SVIDResult) ProtoMessage() {}
 
 func (x *MintX509SVIDResult) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_node_v1_node_proto_msgTypes[15]
+	mi := &file_signet_node_v1_node_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -987,7 +1054,7 @@ func (x *MintX509SVIDResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MintX509SVIDResult.ProtoReflect.Descriptor instead.
 func (*MintX509SVIDResult) Descriptor() ([]byte, []int) {
-	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{15}
+	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *MintX509SVIDResult) GetEntryId() string {
@@ -1028,7 +1095,7 @@ type MintJWTSVIDRequest struct {
 
 func (x *MintJWTSVIDRequest) Reset() {
 	*x = MintJWTSVIDRequest{}
-	mi := &file_signet_node_v1_node_proto_msgTypes[16]
+	mi := &file_signet_node_v1_node_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1040,7 +1107,7 @@ func (x *MintJWTSVIDRequest) String() string {
 func (*MintJWTSVIDRequest) ProtoMessage() {}
 
 func (x *MintJWTSVIDRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_node_v1_node_proto_msgTypes[16]
+	mi := &file_signet_node_v1_node_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1053,7 +1120,7 @@ func (x *MintJWTSVIDRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MintJWTSVIDRequest.ProtoReflect.Descriptor instead.
 func (*MintJWTSVIDRequest) Descriptor() ([]byte, []int) {
-	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{16}
+	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *MintJWTSVIDRequest) GetEntryId() string {
@@ -1081,7 +1148,7 @@ type MintJWTSVIDResponse struct {
 
 func (x *MintJWTSVIDResponse) Reset() {
 	*x = MintJWTSVIDResponse{}
-	mi := &file_signet_node_v1_node_proto_msgTypes[17]
+	mi := &file_signet_node_v1_node_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1093,7 +1160,7 @@ func (x *MintJWTSVIDResponse) String() string {
 func (*MintJWTSVIDResponse) ProtoMessage() {}
 
 func (x *MintJWTSVIDResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_node_v1_node_proto_msgTypes[17]
+	mi := &file_signet_node_v1_node_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1106,7 +1173,7 @@ func (x *MintJWTSVIDResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MintJWTSVIDResponse.ProtoReflect.Descriptor instead.
 func (*MintJWTSVIDResponse) Descriptor() ([]byte, []int) {
-	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{17}
+	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *MintJWTSVIDResponse) GetSpiffeId() string {
@@ -1144,7 +1211,7 @@ type ReportStatusRequest struct {
 
 func (x *ReportStatusRequest) Reset() {
 	*x = ReportStatusRequest{}
-	mi := &file_signet_node_v1_node_proto_msgTypes[18]
+	mi := &file_signet_node_v1_node_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1156,7 +1223,7 @@ func (x *ReportStatusRequest) String() string {
 func (*ReportStatusRequest) ProtoMessage() {}
 
 func (x *ReportStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_node_v1_node_proto_msgTypes[18]
+	mi := &file_signet_node_v1_node_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1169,7 +1236,7 @@ func (x *ReportStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportStatusRequest.ProtoReflect.Descriptor instead.
 func (*ReportStatusRequest) Descriptor() ([]byte, []int) {
-	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{18}
+	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ReportStatusRequest) GetAppliedBundleRevision() int64 {
@@ -1210,7 +1277,7 @@ type ConnectionCounts struct {
 
 func (x *ConnectionCounts) Reset() {
 	*x = ConnectionCounts{}
-	mi := &file_signet_node_v1_node_proto_msgTypes[19]
+	mi := &file_signet_node_v1_node_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1222,7 +1289,7 @@ func (x *ConnectionCounts) String() string {
 func (*ConnectionCounts) ProtoMessage() {}
 
 func (x *ConnectionCounts) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_node_v1_node_proto_msgTypes[19]
+	mi := &file_signet_node_v1_node_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1235,7 +1302,7 @@ func (x *ConnectionCounts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnectionCounts.ProtoReflect.Descriptor instead.
 func (*ConnectionCounts) Descriptor() ([]byte, []int) {
-	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{19}
+	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ConnectionCounts) GetSpiffeId() string {
@@ -1288,7 +1355,7 @@ type ReportStatusResponse struct {
 
 func (x *ReportStatusResponse) Reset() {
 	*x = ReportStatusResponse{}
-	mi := &file_signet_node_v1_node_proto_msgTypes[20]
+	mi := &file_signet_node_v1_node_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1300,7 +1367,7 @@ func (x *ReportStatusResponse) String() string {
 func (*ReportStatusResponse) ProtoMessage() {}
 
 func (x *ReportStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_node_v1_node_proto_msgTypes[20]
+	mi := &file_signet_node_v1_node_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1313,7 +1380,7 @@ func (x *ReportStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportStatusResponse.ProtoReflect.Descriptor instead.
 func (*ReportStatusResponse) Descriptor() ([]byte, []int) {
-	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{20}
+	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{21}
 }
 
 var File_signet_node_v1_node_proto protoreflect.FileDescriptor
@@ -1338,7 +1405,7 @@ const file_signet_node_v1_node_proto_rawDesc = "" +
 	"\x10x509_authorities\x18\x02 \x03(\fR\x0fx509Authorities\x12?\n" +
 	"\x0fjwt_authorities\x18\x03 \x03(\v2\x16.signet.node.v1.JWTKeyR\x0ejwtAuthorities\x12\x1a\n" +
 	"\brevision\x18\x04 \x01(\x03R\brevision\x12!\n" +
-	"\frefresh_hint\x18\x05 \x01(\x03R\vrefreshHint\"\xfa\x01\n" +
+	"\frefresh_hint\x18\x05 \x01(\x03R\vrefreshHint\"\xa1\x02\n" +
 	"\x05Entry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\tspiffe_id\x18\x02 \x01(\tR\bspiffeId\x12\x1b\n" +
@@ -1347,7 +1414,8 @@ const file_signet_node_v1_node_proto_rawDesc = "" +
 	"\x10x509_ttl_seconds\x18\x05 \x01(\x03R\x0ex509TtlSeconds\x12\x1b\n" +
 	"\tdns_names\x18\x06 \x03(\tR\bdnsNames\x12\x1a\n" +
 	"\brevision\x18\a \x01(\x03R\brevision\x12&\n" +
-	"\x0fjwt_ttl_seconds\x18\b \x01(\x03R\rjwtTtlSeconds\"D\n" +
+	"\x0fjwt_ttl_seconds\x18\b \x01(\x03R\rjwtTtlSeconds\x12%\n" +
+	"\x0efederates_with\x18\t \x03(\tR\rfederatesWith\"D\n" +
 	"\x11AttestNodeRequest\x12\x1d\n" +
 	"\n" +
 	"join_token\x18\x01 \x01(\tR\tjoinToken\x12\x10\n" +
@@ -1359,7 +1427,7 @@ const file_signet_node_v1_node_proto_rawDesc = "" +
 	"\x03csr\x18\x01 \x01(\fR\x03csr\"E\n" +
 	"\x15RenewNodeSVIDResponse\x12,\n" +
 	"\x04svid\x18\x01 \x01(\v2\x18.signet.node.v1.X509SVIDR\x04svid\"\x14\n" +
-	"\x12SyncEntriesRequest\"\xc2\x02\n" +
+	"\x12SyncEntriesRequest\"\x91\x03\n" +
 	"\x13SyncEntriesResponse\x12\x12\n" +
 	"\x04full\x18\x01 \x01(\bR\x04full\x12/\n" +
 	"\aentries\x18\x02 \x03(\v2\x15.signet.node.v1.EntryR\aentries\x12*\n" +
@@ -1367,7 +1435,10 @@ const file_signet_node_v1_node_proto_rawDesc = "" +
 	"\x06bundle\x18\x04 \x01(\v2\x16.signet.node.v1.BundleR\x06bundle\x12\x1a\n" +
 	"\brevision\x18\x05 \x01(\x03R\brevision\x12A\n" +
 	"\rmtls_policies\x18\x06 \x01(\v2\x1c.signet.node.v1.MTLSPoliciesR\fmtlsPolicies\x12+\n" +
-	"\x11rotate_generation\x18\a \x01(\x03R\x10rotateGeneration\"F\n" +
+	"\x11rotate_generation\x18\a \x01(\x03R\x10rotateGeneration\x12M\n" +
+	"\x11federated_bundles\x18\b \x01(\v2 .signet.node.v1.FederatedBundlesR\x10federatedBundles\"D\n" +
+	"\x10FederatedBundles\x120\n" +
+	"\abundles\x18\x01 \x03(\v2\x16.signet.node.v1.BundleR\abundles\"F\n" +
 	"\fMTLSPolicies\x126\n" +
 	"\bpolicies\x18\x01 \x03(\v2\x1a.signet.node.v1.MTLSPolicyR\bpolicies\"\xb5\x01\n" +
 	"\n" +
@@ -1433,7 +1504,7 @@ func file_signet_node_v1_node_proto_rawDescGZIP() []byte {
 	return file_signet_node_v1_node_proto_rawDescData
 }
 
-var file_signet_node_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_signet_node_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_signet_node_v1_node_proto_goTypes = []any{
 	(*X509SVID)(nil),              // 0: signet.node.v1.X509SVID
 	(*JWTKey)(nil),                // 1: signet.node.v1.JWTKey
@@ -1445,17 +1516,18 @@ var file_signet_node_v1_node_proto_goTypes = []any{
 	(*RenewNodeSVIDResponse)(nil), // 7: signet.node.v1.RenewNodeSVIDResponse
 	(*SyncEntriesRequest)(nil),    // 8: signet.node.v1.SyncEntriesRequest
 	(*SyncEntriesResponse)(nil),   // 9: signet.node.v1.SyncEntriesResponse
-	(*MTLSPolicies)(nil),          // 10: signet.node.v1.MTLSPolicies
-	(*MTLSPolicy)(nil),            // 11: signet.node.v1.MTLSPolicy
-	(*MintX509SVIDsRequest)(nil),  // 12: signet.node.v1.MintX509SVIDsRequest
-	(*MintX509SVIDParams)(nil),    // 13: signet.node.v1.MintX509SVIDParams
-	(*MintX509SVIDsResponse)(nil), // 14: signet.node.v1.MintX509SVIDsResponse
-	(*MintX509SVIDResult)(nil),    // 15: signet.node.v1.MintX509SVIDResult
-	(*MintJWTSVIDRequest)(nil),    // 16: signet.node.v1.MintJWTSVIDRequest
-	(*MintJWTSVIDResponse)(nil),   // 17: signet.node.v1.MintJWTSVIDResponse
-	(*ReportStatusRequest)(nil),   // 18: signet.node.v1.ReportStatusRequest
-	(*ConnectionCounts)(nil),      // 19: signet.node.v1.ConnectionCounts
-	(*ReportStatusResponse)(nil),  // 20: signet.node.v1.ReportStatusResponse
+	(*FederatedBundles)(nil),      // 10: signet.node.v1.FederatedBundles
+	(*MTLSPolicies)(nil),          // 11: signet.node.v1.MTLSPolicies
+	(*MTLSPolicy)(nil),            // 12: signet.node.v1.MTLSPolicy
+	(*MintX509SVIDsRequest)(nil),  // 13: signet.node.v1.MintX509SVIDsRequest
+	(*MintX509SVIDParams)(nil),    // 14: signet.node.v1.MintX509SVIDParams
+	(*MintX509SVIDsResponse)(nil), // 15: signet.node.v1.MintX509SVIDsResponse
+	(*MintX509SVIDResult)(nil),    // 16: signet.node.v1.MintX509SVIDResult
+	(*MintJWTSVIDRequest)(nil),    // 17: signet.node.v1.MintJWTSVIDRequest
+	(*MintJWTSVIDResponse)(nil),   // 18: signet.node.v1.MintJWTSVIDResponse
+	(*ReportStatusRequest)(nil),   // 19: signet.node.v1.ReportStatusRequest
+	(*ConnectionCounts)(nil),      // 20: signet.node.v1.ConnectionCounts
+	(*ReportStatusResponse)(nil),  // 21: signet.node.v1.ReportStatusResponse
 }
 var file_signet_node_v1_node_proto_depIdxs = []int32{
 	1,  // 0: signet.node.v1.Bundle.jwt_authorities:type_name -> signet.node.v1.JWTKey
@@ -1464,29 +1536,31 @@ var file_signet_node_v1_node_proto_depIdxs = []int32{
 	0,  // 3: signet.node.v1.RenewNodeSVIDResponse.svid:type_name -> signet.node.v1.X509SVID
 	3,  // 4: signet.node.v1.SyncEntriesResponse.entries:type_name -> signet.node.v1.Entry
 	2,  // 5: signet.node.v1.SyncEntriesResponse.bundle:type_name -> signet.node.v1.Bundle
-	10, // 6: signet.node.v1.SyncEntriesResponse.mtls_policies:type_name -> signet.node.v1.MTLSPolicies
-	11, // 7: signet.node.v1.MTLSPolicies.policies:type_name -> signet.node.v1.MTLSPolicy
-	13, // 8: signet.node.v1.MintX509SVIDsRequest.params:type_name -> signet.node.v1.MintX509SVIDParams
-	15, // 9: signet.node.v1.MintX509SVIDsResponse.results:type_name -> signet.node.v1.MintX509SVIDResult
-	0,  // 10: signet.node.v1.MintX509SVIDResult.svid:type_name -> signet.node.v1.X509SVID
-	19, // 11: signet.node.v1.ReportStatusRequest.connections:type_name -> signet.node.v1.ConnectionCounts
-	4,  // 12: signet.node.v1.NodeService.AttestNode:input_type -> signet.node.v1.AttestNodeRequest
-	6,  // 13: signet.node.v1.NodeService.RenewNodeSVID:input_type -> signet.node.v1.RenewNodeSVIDRequest
-	8,  // 14: signet.node.v1.NodeService.SyncEntries:input_type -> signet.node.v1.SyncEntriesRequest
-	12, // 15: signet.node.v1.NodeService.MintX509SVIDs:input_type -> signet.node.v1.MintX509SVIDsRequest
-	16, // 16: signet.node.v1.NodeService.MintJWTSVID:input_type -> signet.node.v1.MintJWTSVIDRequest
-	18, // 17: signet.node.v1.NodeService.ReportStatus:input_type -> signet.node.v1.ReportStatusRequest
-	5,  // 18: signet.node.v1.NodeService.AttestNode:output_type -> signet.node.v1.AttestNodeResponse
-	7,  // 19: signet.node.v1.NodeService.RenewNodeSVID:output_type -> signet.node.v1.RenewNodeSVIDResponse
-	9,  // 20: signet.node.v1.NodeService.SyncEntries:output_type -> signet.node.v1.SyncEntriesResponse
-	14, // 21: signet.node.v1.NodeService.MintX509SVIDs:output_type -> signet.node.v1.MintX509SVIDsResponse
-	17, // 22: signet.node.v1.NodeService.MintJWTSVID:output_type -> signet.node.v1.MintJWTSVIDResponse
-	20, // 23: signet.node.v1.NodeService.ReportStatus:output_type -> signet.node.v1.ReportStatusResponse
-	18, // [18:24] is the sub-list for method output_type
-	12, // [12:18] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	11, // 6: signet.node.v1.SyncEntriesResponse.mtls_policies:type_name -> signet.node.v1.MTLSPolicies
+	10, // 7: signet.node.v1.SyncEntriesResponse.federated_bundles:type_name -> signet.node.v1.FederatedBundles
+	2,  // 8: signet.node.v1.FederatedBundles.bundles:type_name -> signet.node.v1.Bundle
+	12, // 9: signet.node.v1.MTLSPolicies.policies:type_name -> signet.node.v1.MTLSPolicy
+	14, // 10: signet.node.v1.MintX509SVIDsRequest.params:type_name -> signet.node.v1.MintX509SVIDParams
+	16, // 11: signet.node.v1.MintX509SVIDsResponse.results:type_name -> signet.node.v1.MintX509SVIDResult
+	0,  // 12: signet.node.v1.MintX509SVIDResult.svid:type_name -> signet.node.v1.X509SVID
+	20, // 13: signet.node.v1.ReportStatusRequest.connections:type_name -> signet.node.v1.ConnectionCounts
+	4,  // 14: signet.node.v1.NodeService.AttestNode:input_type -> signet.node.v1.AttestNodeRequest
+	6,  // 15: signet.node.v1.NodeService.RenewNodeSVID:input_type -> signet.node.v1.RenewNodeSVIDRequest
+	8,  // 16: signet.node.v1.NodeService.SyncEntries:input_type -> signet.node.v1.SyncEntriesRequest
+	13, // 17: signet.node.v1.NodeService.MintX509SVIDs:input_type -> signet.node.v1.MintX509SVIDsRequest
+	17, // 18: signet.node.v1.NodeService.MintJWTSVID:input_type -> signet.node.v1.MintJWTSVIDRequest
+	19, // 19: signet.node.v1.NodeService.ReportStatus:input_type -> signet.node.v1.ReportStatusRequest
+	5,  // 20: signet.node.v1.NodeService.AttestNode:output_type -> signet.node.v1.AttestNodeResponse
+	7,  // 21: signet.node.v1.NodeService.RenewNodeSVID:output_type -> signet.node.v1.RenewNodeSVIDResponse
+	9,  // 22: signet.node.v1.NodeService.SyncEntries:output_type -> signet.node.v1.SyncEntriesResponse
+	15, // 23: signet.node.v1.NodeService.MintX509SVIDs:output_type -> signet.node.v1.MintX509SVIDsResponse
+	18, // 24: signet.node.v1.NodeService.MintJWTSVID:output_type -> signet.node.v1.MintJWTSVIDResponse
+	21, // 25: signet.node.v1.NodeService.ReportStatus:output_type -> signet.node.v1.ReportStatusResponse
+	20, // [20:26] is the sub-list for method output_type
+	14, // [14:20] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_signet_node_v1_node_proto_init() }
@@ -1500,7 +1574,7 @@ func file_signet_node_v1_node_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_signet_node_v1_node_proto_rawDesc), len(file_signet_node_v1_node_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   21,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
