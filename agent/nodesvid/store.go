@@ -86,9 +86,11 @@ func parseNodeSVID(path string, pass []byte) (*x509svid.SVID, error) {
 			if err != nil {
 				return nil, fmt.Errorf("decrypting node key (wrong passphrase?): %w", err)
 			}
+			// A wrong passphrase usually fails the CBC padding check;
+			// the rare time it passes, the bytes do not parse.
 			k, err := x509.ParsePKCS8PrivateKey(der)
 			if err != nil {
-				return nil, fmt.Errorf("parsing node key: %w", err)
+				return nil, fmt.Errorf("decrypting node key (wrong passphrase?): %w", err)
 			}
 			s, ok := k.(crypto.Signer)
 			if !ok {
