@@ -4,6 +4,7 @@ package api
 // message names things alike.
 const (
 	logActor       = "actor"
+	logAttestor    = "attestor"
 	logComponent   = "component"
 	logDryRun      = "dry_run"
 	logEntryID     = "entry_id"

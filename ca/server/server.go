@@ -40,6 +40,7 @@ import (
 	"github.com/signet-mesh/signet/ca"
 	"github.com/signet-mesh/signet/ca/api"
 	"github.com/signet-mesh/signet/ca/bundle"
+	"github.com/signet-mesh/signet/ca/k8spsat"
 	"github.com/signet-mesh/signet/ca/keys"
 	"github.com/signet-mesh/signet/ca/rotation"
 	"github.com/signet-mesh/signet/ca/servercert"
@@ -103,6 +104,9 @@ type Config struct {
 	// Metrics receives the CA's metrics (see NewMetrics); nil records
 	// none.
 	Metrics *Metrics
+	// K8sPSAT attests Kubernetes nodes (k8s_clusters); nil refuses
+	// k8s_psat attestation.
+	K8sPSAT *k8spsat.Attestor
 }
 
 // Server is a running CA.
@@ -208,6 +212,7 @@ func newServer(ctx context.Context, cfg Config, hooks TestOptions) (*Server, err
 		node: api.NewNodeService(api.NodeConfig{
 			Store: sst, CA: c, TrustDomain: cfg.TrustDomain, Clock: cfg.Clock, Logger: cfg.Logger,
 			NodeRate: cfg.NodeRate, Connections: conns, Metrics: cfg.Metrics.nodeHooks(),
+			K8sPSAT: cfg.K8sPSAT,
 		}),
 		admin: api.NewAdminService(api.AdminConfig{
 			Store: sst, TrustDomain: cfg.TrustDomain, AdminUIDs: cfg.AdminUIDs, SelfUID: uint32(os.Getuid()),

@@ -48,6 +48,8 @@ type serverConfig struct {
 	ImportIntermediateChain string `json:"import_intermediate_chain"`
 	ImportIntermediateKey   string `json:"import_intermediate_key"`
 	ImportKeyPassphraseFile string `json:"import_key_passphrase_file"`
+	// Kubernetes clusters whose agents attest with k8s_psat (file only).
+	K8sClusters []k8sClusterConfig `json:"k8s_clusters,fileonly"`
 }
 
 var serverUsages = map[string]string{
@@ -72,6 +74,7 @@ var serverUsages = map[string]string{
 	"import_intermediate_chain":  "PEM chain above import_intermediate_cert, up to the root(s) that become the trust bundle",
 	"import_intermediate_key":    "private key (PEM) of import_intermediate_cert",
 	"import_key_passphrase_file": "passphrase of an encrypted import key",
+	"k8s_clusters":               "config file only: Kubernetes clusters whose agents attest with k8s_psat, a list of {name, kubeconfig (empty: in-cluster), service_account_allow_list: [namespace:name], audience (default signet)}",
 }
 
 // defaultServerConfig has no data_dir: a server's state is precious, so it
@@ -197,6 +200,9 @@ func (c serverConfig) toServerConfig() (server.Config, string, error) {
 		MTLSWindow:         durationOf(c.MTLSWindow),
 		ImportRoot:         importRoot,
 		ImportIntermediate: importInter,
+	}
+	if out.K8sPSAT, err = c.k8sAttestor(); err != nil {
+		return out, "", err
 	}
 	return out, admin, nil
 }

@@ -337,10 +337,14 @@ func (x *Entry) GetJwtTtlSeconds() int64 {
 }
 
 type AttestNodeRequest struct {
-	state     protoimpl.MessageState `protogen:"open.v1"`
-	JoinToken string                 `protobuf:"bytes,1,opt,name=join_token,json=joinToken,proto3" json:"join_token,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Exactly one of join_token and k8s_psat.
+	JoinToken string `protobuf:"bytes,1,opt,name=join_token,json=joinToken,proto3" json:"join_token,omitempty"`
 	// PKCS#10, DER encoded. Its key becomes the node SVID's key.
-	Csr           []byte `protobuf:"bytes,2,opt,name=csr,proto3" json:"csr,omitempty"`
+	Csr []byte `protobuf:"bytes,2,opt,name=csr,proto3" json:"csr,omitempty"`
+	// Kubernetes projected service account token attestation: the CA
+	// reviews the token with the named cluster's API server.
+	K8SPsat       *K8SPSAT `protobuf:"bytes,3,opt,name=k8s_psat,json=k8sPsat,proto3" json:"k8s_psat,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -389,6 +393,68 @@ func (x *AttestNodeRequest) GetCsr() []byte {
 	return nil
 }
 
+func (x *AttestNodeRequest) GetK8SPsat() *K8SPSAT {
+	if x != nil {
+		return x.K8SPsat
+	}
+	return nil
+}
+
+// K8sPSAT is a projected service account token of the agent's pod.
+type K8SPSAT struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The cluster's name in the CA's k8s_clusters configuration.
+	Cluster string `protobuf:"bytes,1,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	// The token, as read from the projected volume (audience "signet").
+	Token         string `protobuf:"bytes,2,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *K8SPSAT) Reset() {
+	*x = K8SPSAT{}
+	mi := &file_signet_node_v1_node_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *K8SPSAT) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*K8SPSAT) ProtoMessage() {}
+
+func (x *K8SPSAT) ProtoReflect() protoreflect.Message {
+	mi := &file_signet_node_v1_node_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use K8SPSAT.ProtoReflect.Descriptor instead.
+func (*K8SPSAT) Descriptor() ([]byte, []int) {
+	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *K8SPSAT) GetCluster() string {
+	if x != nil {
+		return x.Cluster
+	}
+	return ""
+}
+
+func (x *K8SPSAT) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
 type AttestNodeResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Svid          *X509SVID              `protobuf:"bytes,1,opt,name=svid,proto3" json:"svid,omitempty"`
@@ -399,7 +465,7 @@ type AttestNodeResponse struct {
 
 func (x *AttestNodeResponse) Reset() {
 	*x = AttestNodeResponse{}
-	mi := &file_signet_node_v1_node_proto_msgTypes[5]
+	mi := &file_signet_node_v1_node_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -411,7 +477,7 @@ func (x *AttestNodeResponse) String() string {
 func (*AttestNodeResponse) ProtoMessage() {}
 
 func (x *AttestNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_node_v1_node_proto_msgTypes[5]
+	mi := &file_signet_node_v1_node_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -424,7 +490,7 @@ func (x *AttestNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttestNodeResponse.ProtoReflect.Descriptor instead.
 func (*AttestNodeResponse) Descriptor() ([]byte, []int) {
-	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{5}
+	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *AttestNodeResponse) GetSvid() *X509SVID {
@@ -450,7 +516,7 @@ type RenewNodeSVIDRequest struct {
 
 func (x *RenewNodeSVIDRequest) Reset() {
 	*x = RenewNodeSVIDRequest{}
-	mi := &file_signet_node_v1_node_proto_msgTypes[6]
+	mi := &file_signet_node_v1_node_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -462,7 +528,7 @@ func (x *RenewNodeSVIDRequest) String() string {
 func (*RenewNodeSVIDRequest) ProtoMessage() {}
 
 func (x *RenewNodeSVIDRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_node_v1_node_proto_msgTypes[6]
+	mi := &file_signet_node_v1_node_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -475,7 +541,7 @@ func (x *RenewNodeSVIDRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewNodeSVIDRequest.ProtoReflect.Descriptor instead.
 func (*RenewNodeSVIDRequest) Descriptor() ([]byte, []int) {
-	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{6}
+	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RenewNodeSVIDRequest) GetCsr() []byte {
@@ -494,7 +560,7 @@ type RenewNodeSVIDResponse struct {
 
 func (x *RenewNodeSVIDResponse) Reset() {
 	*x = RenewNodeSVIDResponse{}
-	mi := &file_signet_node_v1_node_proto_msgTypes[7]
+	mi := &file_signet_node_v1_node_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -506,7 +572,7 @@ func (x *RenewNodeSVIDResponse) String() string {
 func (*RenewNodeSVIDResponse) ProtoMessage() {}
 
 func (x *RenewNodeSVIDResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_node_v1_node_proto_msgTypes[7]
+	mi := &file_signet_node_v1_node_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -519,7 +585,7 @@ func (x *RenewNodeSVIDResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewNodeSVIDResponse.ProtoReflect.Descriptor instead.
 func (*RenewNodeSVIDResponse) Descriptor() ([]byte, []int) {
-	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{7}
+	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RenewNodeSVIDResponse) GetSvid() *X509SVID {
@@ -537,7 +603,7 @@ type SyncEntriesRequest struct {
 
 func (x *SyncEntriesRequest) Reset() {
 	*x = SyncEntriesRequest{}
-	mi := &file_signet_node_v1_node_proto_msgTypes[8]
+	mi := &file_signet_node_v1_node_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -549,7 +615,7 @@ func (x *SyncEntriesRequest) String() string {
 func (*SyncEntriesRequest) ProtoMessage() {}
 
 func (x *SyncEntriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_node_v1_node_proto_msgTypes[8]
+	mi := &file_signet_node_v1_node_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -562,7 +628,7 @@ func (x *SyncEntriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncEntriesRequest.ProtoReflect.Descriptor instead.
 func (*SyncEntriesRequest) Descriptor() ([]byte, []int) {
-	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{8}
+	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{9}
 }
 
 type SyncEntriesResponse struct {
@@ -591,7 +657,7 @@ type SyncEntriesResponse struct {
 
 func (x *SyncEntriesResponse) Reset() {
 	*x = SyncEntriesResponse{}
-	mi := &file_signet_node_v1_node_proto_msgTypes[9]
+	mi := &file_signet_node_v1_node_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -603,7 +669,7 @@ func (x *SyncEntriesResponse) String() string {
 func (*SyncEntriesResponse) ProtoMessage() {}
 
 func (x *SyncEntriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_node_v1_node_proto_msgTypes[9]
+	mi := &file_signet_node_v1_node_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -616,7 +682,7 @@ func (x *SyncEntriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncEntriesResponse.ProtoReflect.Descriptor instead.
 func (*SyncEntriesResponse) Descriptor() ([]byte, []int) {
-	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{9}
+	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SyncEntriesResponse) GetFull() bool {
@@ -678,7 +744,7 @@ type MTLSPolicies struct {
 
 func (x *MTLSPolicies) Reset() {
 	*x = MTLSPolicies{}
-	mi := &file_signet_node_v1_node_proto_msgTypes[10]
+	mi := &file_signet_node_v1_node_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -690,7 +756,7 @@ func (x *MTLSPolicies) String() string {
 func (*MTLSPolicies) ProtoMessage() {}
 
 func (x *MTLSPolicies) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_node_v1_node_proto_msgTypes[10]
+	mi := &file_signet_node_v1_node_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -703,7 +769,7 @@ func (x *MTLSPolicies) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MTLSPolicies.ProtoReflect.Descriptor instead.
 func (*MTLSPolicies) Descriptor() ([]byte, []int) {
-	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{10}
+	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *MTLSPolicies) GetPolicies() []*MTLSPolicy {
@@ -730,7 +796,7 @@ type MTLSPolicy struct {
 
 func (x *MTLSPolicy) Reset() {
 	*x = MTLSPolicy{}
-	mi := &file_signet_node_v1_node_proto_msgTypes[11]
+	mi := &file_signet_node_v1_node_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -742,7 +808,7 @@ func (x *MTLSPolicy) String() string {
 func (*MTLSPolicy) ProtoMessage() {}
 
 func (x *MTLSPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_node_v1_node_proto_msgTypes[11]
+	mi := &file_signet_node_v1_node_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -755,7 +821,7 @@ func (x *MTLSPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MTLSPolicy.ProtoReflect.Descriptor instead.
 func (*MTLSPolicy) Descriptor() ([]byte, []int) {
-	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{11}
+	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *MTLSPolicy) GetId() string {
@@ -816,7 +882,7 @@ type MintX509SVIDsRequest struct {
 
 func (x *MintX509SVIDsRequest) Reset() {
 	*x = MintX509SVIDsRequest{}
-	mi := &file_signet_node_v1_node_proto_msgTypes[12]
+	mi := &file_signet_node_v1_node_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -828,7 +894,7 @@ func (x *MintX509SVIDsRequest) String() string {
 func (*MintX509SVIDsRequest) ProtoMessage() {}
 
 func (x *MintX509SVIDsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_node_v1_node_proto_msgTypes[12]
+	mi := &file_signet_node_v1_node_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -841,7 +907,7 @@ func (x *MintX509SVIDsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MintX509SVIDsRequest.ProtoReflect.Descriptor instead.
 func (*MintX509SVIDsRequest) Descriptor() ([]byte, []int) {
-	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{12}
+	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *MintX509SVIDsRequest) GetParams() []*MintX509SVIDParams {
@@ -862,7 +928,7 @@ type MintX509SVIDParams struct {
 
 func (x *MintX509SVIDParams) Reset() {
 	*x = MintX509SVIDParams{}
-	mi := &file_signet_node_v1_node_proto_msgTypes[13]
+	mi := &file_signet_node_v1_node_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -874,7 +940,7 @@ func (x *MintX509SVIDParams) String() string {
 func (*MintX509SVIDParams) ProtoMessage() {}
 
 func (x *MintX509SVIDParams) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_node_v1_node_proto_msgTypes[13]
+	mi := &file_signet_node_v1_node_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -887,7 +953,7 @@ func (x *MintX509SVIDParams) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MintX509SVIDParams.ProtoReflect.Descriptor instead.
 func (*MintX509SVIDParams) Descriptor() ([]byte, []int) {
-	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{13}
+	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *MintX509SVIDParams) GetEntryId() string {
@@ -913,7 +979,7 @@ type MintX509SVIDsResponse struct {
 
 func (x *MintX509SVIDsResponse) Reset() {
 	*x = MintX509SVIDsResponse{}
-	mi := &file_signet_node_v1_node_proto_msgTypes[14]
+	mi := &file_signet_node_v1_node_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -925,7 +991,7 @@ func (x *MintX509SVIDsResponse) String() string {
 func (*MintX509SVIDsResponse) ProtoMessage() {}
 
 func (x *MintX509SVIDsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_node_v1_node_proto_msgTypes[14]
+	mi := &file_signet_node_v1_node_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -938,7 +1004,7 @@ func (x *MintX509SVIDsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MintX509SVIDsResponse.ProtoReflect.Descriptor instead.
 func (*MintX509SVIDsResponse) Descriptor() ([]byte, []int) {
-	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{14}
+	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *MintX509SVIDsResponse) GetResults() []*MintX509SVIDResult {
@@ -962,7 +1028,7 @@ type MintX509SVIDResult struct {
 
 func (x *MintX509SVIDResult) Reset() {
 	*x = MintX509SVIDResult{}
-	mi := &file_signet_node_v1_node_proto_msgTypes[15]
+	mi := &file_signet_node_v1_node_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -974,7 +1040,7 @@ func (x *MintX509SVIDResult) String() string {
 func (*MintX509SVIDResult) ProtoMessage() {}
 
 func (x *MintX509SVIDResult) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_node_v1_node_proto_msgTypes[15]
+	mi := &file_signet_node_v1_node_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -987,7 +1053,7 @@ func (x *MintX509SVIDResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MintX509SVIDResult.ProtoReflect.Descriptor instead.
 func (*MintX509SVIDResult) Descriptor() ([]byte, []int) {
-	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{15}
+	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *MintX509SVIDResult) GetEntryId() string {
@@ -1028,7 +1094,7 @@ type MintJWTSVIDRequest struct {
 
 func (x *MintJWTSVIDRequest) Reset() {
 	*x = MintJWTSVIDRequest{}
-	mi := &file_signet_node_v1_node_proto_msgTypes[16]
+	mi := &file_signet_node_v1_node_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1040,7 +1106,7 @@ func (x *MintJWTSVIDRequest) String() string {
 func (*MintJWTSVIDRequest) ProtoMessage() {}
 
 func (x *MintJWTSVIDRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_node_v1_node_proto_msgTypes[16]
+	mi := &file_signet_node_v1_node_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1053,7 +1119,7 @@ func (x *MintJWTSVIDRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MintJWTSVIDRequest.ProtoReflect.Descriptor instead.
 func (*MintJWTSVIDRequest) Descriptor() ([]byte, []int) {
-	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{16}
+	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *MintJWTSVIDRequest) GetEntryId() string {
@@ -1081,7 +1147,7 @@ type MintJWTSVIDResponse struct {
 
 func (x *MintJWTSVIDResponse) Reset() {
 	*x = MintJWTSVIDResponse{}
-	mi := &file_signet_node_v1_node_proto_msgTypes[17]
+	mi := &file_signet_node_v1_node_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1093,7 +1159,7 @@ func (x *MintJWTSVIDResponse) String() string {
 func (*MintJWTSVIDResponse) ProtoMessage() {}
 
 func (x *MintJWTSVIDResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_node_v1_node_proto_msgTypes[17]
+	mi := &file_signet_node_v1_node_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1106,7 +1172,7 @@ func (x *MintJWTSVIDResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MintJWTSVIDResponse.ProtoReflect.Descriptor instead.
 func (*MintJWTSVIDResponse) Descriptor() ([]byte, []int) {
-	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{17}
+	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *MintJWTSVIDResponse) GetSpiffeId() string {
@@ -1144,7 +1210,7 @@ type ReportStatusRequest struct {
 
 func (x *ReportStatusRequest) Reset() {
 	*x = ReportStatusRequest{}
-	mi := &file_signet_node_v1_node_proto_msgTypes[18]
+	mi := &file_signet_node_v1_node_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1156,7 +1222,7 @@ func (x *ReportStatusRequest) String() string {
 func (*ReportStatusRequest) ProtoMessage() {}
 
 func (x *ReportStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_node_v1_node_proto_msgTypes[18]
+	mi := &file_signet_node_v1_node_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1169,7 +1235,7 @@ func (x *ReportStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportStatusRequest.ProtoReflect.Descriptor instead.
 func (*ReportStatusRequest) Descriptor() ([]byte, []int) {
-	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{18}
+	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ReportStatusRequest) GetAppliedBundleRevision() int64 {
@@ -1210,7 +1276,7 @@ type ConnectionCounts struct {
 
 func (x *ConnectionCounts) Reset() {
 	*x = ConnectionCounts{}
-	mi := &file_signet_node_v1_node_proto_msgTypes[19]
+	mi := &file_signet_node_v1_node_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1222,7 +1288,7 @@ func (x *ConnectionCounts) String() string {
 func (*ConnectionCounts) ProtoMessage() {}
 
 func (x *ConnectionCounts) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_node_v1_node_proto_msgTypes[19]
+	mi := &file_signet_node_v1_node_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1235,7 +1301,7 @@ func (x *ConnectionCounts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnectionCounts.ProtoReflect.Descriptor instead.
 func (*ConnectionCounts) Descriptor() ([]byte, []int) {
-	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{19}
+	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ConnectionCounts) GetSpiffeId() string {
@@ -1288,7 +1354,7 @@ type ReportStatusResponse struct {
 
 func (x *ReportStatusResponse) Reset() {
 	*x = ReportStatusResponse{}
-	mi := &file_signet_node_v1_node_proto_msgTypes[20]
+	mi := &file_signet_node_v1_node_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1300,7 +1366,7 @@ func (x *ReportStatusResponse) String() string {
 func (*ReportStatusResponse) ProtoMessage() {}
 
 func (x *ReportStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_node_v1_node_proto_msgTypes[20]
+	mi := &file_signet_node_v1_node_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1313,7 +1379,7 @@ func (x *ReportStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportStatusResponse.ProtoReflect.Descriptor instead.
 func (*ReportStatusResponse) Descriptor() ([]byte, []int) {
-	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{20}
+	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{21}
 }
 
 var File_signet_node_v1_node_proto protoreflect.FileDescriptor
@@ -1347,11 +1413,15 @@ const file_signet_node_v1_node_proto_rawDesc = "" +
 	"\x10x509_ttl_seconds\x18\x05 \x01(\x03R\x0ex509TtlSeconds\x12\x1b\n" +
 	"\tdns_names\x18\x06 \x03(\tR\bdnsNames\x12\x1a\n" +
 	"\brevision\x18\a \x01(\x03R\brevision\x12&\n" +
-	"\x0fjwt_ttl_seconds\x18\b \x01(\x03R\rjwtTtlSeconds\"D\n" +
+	"\x0fjwt_ttl_seconds\x18\b \x01(\x03R\rjwtTtlSeconds\"x\n" +
 	"\x11AttestNodeRequest\x12\x1d\n" +
 	"\n" +
 	"join_token\x18\x01 \x01(\tR\tjoinToken\x12\x10\n" +
-	"\x03csr\x18\x02 \x01(\fR\x03csr\"r\n" +
+	"\x03csr\x18\x02 \x01(\fR\x03csr\x122\n" +
+	"\bk8s_psat\x18\x03 \x01(\v2\x17.signet.node.v1.K8sPSATR\ak8sPsat\"9\n" +
+	"\aK8sPSAT\x12\x18\n" +
+	"\acluster\x18\x01 \x01(\tR\acluster\x12\x14\n" +
+	"\x05token\x18\x02 \x01(\tR\x05token\"r\n" +
 	"\x12AttestNodeResponse\x12,\n" +
 	"\x04svid\x18\x01 \x01(\v2\x18.signet.node.v1.X509SVIDR\x04svid\x12.\n" +
 	"\x06bundle\x18\x02 \x01(\v2\x16.signet.node.v1.BundleR\x06bundle\"(\n" +
@@ -1433,60 +1503,62 @@ func file_signet_node_v1_node_proto_rawDescGZIP() []byte {
 	return file_signet_node_v1_node_proto_rawDescData
 }
 
-var file_signet_node_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_signet_node_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_signet_node_v1_node_proto_goTypes = []any{
 	(*X509SVID)(nil),              // 0: signet.node.v1.X509SVID
 	(*JWTKey)(nil),                // 1: signet.node.v1.JWTKey
 	(*Bundle)(nil),                // 2: signet.node.v1.Bundle
 	(*Entry)(nil),                 // 3: signet.node.v1.Entry
 	(*AttestNodeRequest)(nil),     // 4: signet.node.v1.AttestNodeRequest
-	(*AttestNodeResponse)(nil),    // 5: signet.node.v1.AttestNodeResponse
-	(*RenewNodeSVIDRequest)(nil),  // 6: signet.node.v1.RenewNodeSVIDRequest
-	(*RenewNodeSVIDResponse)(nil), // 7: signet.node.v1.RenewNodeSVIDResponse
-	(*SyncEntriesRequest)(nil),    // 8: signet.node.v1.SyncEntriesRequest
-	(*SyncEntriesResponse)(nil),   // 9: signet.node.v1.SyncEntriesResponse
-	(*MTLSPolicies)(nil),          // 10: signet.node.v1.MTLSPolicies
-	(*MTLSPolicy)(nil),            // 11: signet.node.v1.MTLSPolicy
-	(*MintX509SVIDsRequest)(nil),  // 12: signet.node.v1.MintX509SVIDsRequest
-	(*MintX509SVIDParams)(nil),    // 13: signet.node.v1.MintX509SVIDParams
-	(*MintX509SVIDsResponse)(nil), // 14: signet.node.v1.MintX509SVIDsResponse
-	(*MintX509SVIDResult)(nil),    // 15: signet.node.v1.MintX509SVIDResult
-	(*MintJWTSVIDRequest)(nil),    // 16: signet.node.v1.MintJWTSVIDRequest
-	(*MintJWTSVIDResponse)(nil),   // 17: signet.node.v1.MintJWTSVIDResponse
-	(*ReportStatusRequest)(nil),   // 18: signet.node.v1.ReportStatusRequest
-	(*ConnectionCounts)(nil),      // 19: signet.node.v1.ConnectionCounts
-	(*ReportStatusResponse)(nil),  // 20: signet.node.v1.ReportStatusResponse
+	(*K8SPSAT)(nil),               // 5: signet.node.v1.K8sPSAT
+	(*AttestNodeResponse)(nil),    // 6: signet.node.v1.AttestNodeResponse
+	(*RenewNodeSVIDRequest)(nil),  // 7: signet.node.v1.RenewNodeSVIDRequest
+	(*RenewNodeSVIDResponse)(nil), // 8: signet.node.v1.RenewNodeSVIDResponse
+	(*SyncEntriesRequest)(nil),    // 9: signet.node.v1.SyncEntriesRequest
+	(*SyncEntriesResponse)(nil),   // 10: signet.node.v1.SyncEntriesResponse
+	(*MTLSPolicies)(nil),          // 11: signet.node.v1.MTLSPolicies
+	(*MTLSPolicy)(nil),            // 12: signet.node.v1.MTLSPolicy
+	(*MintX509SVIDsRequest)(nil),  // 13: signet.node.v1.MintX509SVIDsRequest
+	(*MintX509SVIDParams)(nil),    // 14: signet.node.v1.MintX509SVIDParams
+	(*MintX509SVIDsResponse)(nil), // 15: signet.node.v1.MintX509SVIDsResponse
+	(*MintX509SVIDResult)(nil),    // 16: signet.node.v1.MintX509SVIDResult
+	(*MintJWTSVIDRequest)(nil),    // 17: signet.node.v1.MintJWTSVIDRequest
+	(*MintJWTSVIDResponse)(nil),   // 18: signet.node.v1.MintJWTSVIDResponse
+	(*ReportStatusRequest)(nil),   // 19: signet.node.v1.ReportStatusRequest
+	(*ConnectionCounts)(nil),      // 20: signet.node.v1.ConnectionCounts
+	(*ReportStatusResponse)(nil),  // 21: signet.node.v1.ReportStatusResponse
 }
 var file_signet_node_v1_node_proto_depIdxs = []int32{
 	1,  // 0: signet.node.v1.Bundle.jwt_authorities:type_name -> signet.node.v1.JWTKey
-	0,  // 1: signet.node.v1.AttestNodeResponse.svid:type_name -> signet.node.v1.X509SVID
-	2,  // 2: signet.node.v1.AttestNodeResponse.bundle:type_name -> signet.node.v1.Bundle
-	0,  // 3: signet.node.v1.RenewNodeSVIDResponse.svid:type_name -> signet.node.v1.X509SVID
-	3,  // 4: signet.node.v1.SyncEntriesResponse.entries:type_name -> signet.node.v1.Entry
-	2,  // 5: signet.node.v1.SyncEntriesResponse.bundle:type_name -> signet.node.v1.Bundle
-	10, // 6: signet.node.v1.SyncEntriesResponse.mtls_policies:type_name -> signet.node.v1.MTLSPolicies
-	11, // 7: signet.node.v1.MTLSPolicies.policies:type_name -> signet.node.v1.MTLSPolicy
-	13, // 8: signet.node.v1.MintX509SVIDsRequest.params:type_name -> signet.node.v1.MintX509SVIDParams
-	15, // 9: signet.node.v1.MintX509SVIDsResponse.results:type_name -> signet.node.v1.MintX509SVIDResult
-	0,  // 10: signet.node.v1.MintX509SVIDResult.svid:type_name -> signet.node.v1.X509SVID
-	19, // 11: signet.node.v1.ReportStatusRequest.connections:type_name -> signet.node.v1.ConnectionCounts
-	4,  // 12: signet.node.v1.NodeService.AttestNode:input_type -> signet.node.v1.AttestNodeRequest
-	6,  // 13: signet.node.v1.NodeService.RenewNodeSVID:input_type -> signet.node.v1.RenewNodeSVIDRequest
-	8,  // 14: signet.node.v1.NodeService.SyncEntries:input_type -> signet.node.v1.SyncEntriesRequest
-	12, // 15: signet.node.v1.NodeService.MintX509SVIDs:input_type -> signet.node.v1.MintX509SVIDsRequest
-	16, // 16: signet.node.v1.NodeService.MintJWTSVID:input_type -> signet.node.v1.MintJWTSVIDRequest
-	18, // 17: signet.node.v1.NodeService.ReportStatus:input_type -> signet.node.v1.ReportStatusRequest
-	5,  // 18: signet.node.v1.NodeService.AttestNode:output_type -> signet.node.v1.AttestNodeResponse
-	7,  // 19: signet.node.v1.NodeService.RenewNodeSVID:output_type -> signet.node.v1.RenewNodeSVIDResponse
-	9,  // 20: signet.node.v1.NodeService.SyncEntries:output_type -> signet.node.v1.SyncEntriesResponse
-	14, // 21: signet.node.v1.NodeService.MintX509SVIDs:output_type -> signet.node.v1.MintX509SVIDsResponse
-	17, // 22: signet.node.v1.NodeService.MintJWTSVID:output_type -> signet.node.v1.MintJWTSVIDResponse
-	20, // 23: signet.node.v1.NodeService.ReportStatus:output_type -> signet.node.v1.ReportStatusResponse
-	18, // [18:24] is the sub-list for method output_type
-	12, // [12:18] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	5,  // 1: signet.node.v1.AttestNodeRequest.k8s_psat:type_name -> signet.node.v1.K8sPSAT
+	0,  // 2: signet.node.v1.AttestNodeResponse.svid:type_name -> signet.node.v1.X509SVID
+	2,  // 3: signet.node.v1.AttestNodeResponse.bundle:type_name -> signet.node.v1.Bundle
+	0,  // 4: signet.node.v1.RenewNodeSVIDResponse.svid:type_name -> signet.node.v1.X509SVID
+	3,  // 5: signet.node.v1.SyncEntriesResponse.entries:type_name -> signet.node.v1.Entry
+	2,  // 6: signet.node.v1.SyncEntriesResponse.bundle:type_name -> signet.node.v1.Bundle
+	11, // 7: signet.node.v1.SyncEntriesResponse.mtls_policies:type_name -> signet.node.v1.MTLSPolicies
+	12, // 8: signet.node.v1.MTLSPolicies.policies:type_name -> signet.node.v1.MTLSPolicy
+	14, // 9: signet.node.v1.MintX509SVIDsRequest.params:type_name -> signet.node.v1.MintX509SVIDParams
+	16, // 10: signet.node.v1.MintX509SVIDsResponse.results:type_name -> signet.node.v1.MintX509SVIDResult
+	0,  // 11: signet.node.v1.MintX509SVIDResult.svid:type_name -> signet.node.v1.X509SVID
+	20, // 12: signet.node.v1.ReportStatusRequest.connections:type_name -> signet.node.v1.ConnectionCounts
+	4,  // 13: signet.node.v1.NodeService.AttestNode:input_type -> signet.node.v1.AttestNodeRequest
+	7,  // 14: signet.node.v1.NodeService.RenewNodeSVID:input_type -> signet.node.v1.RenewNodeSVIDRequest
+	9,  // 15: signet.node.v1.NodeService.SyncEntries:input_type -> signet.node.v1.SyncEntriesRequest
+	13, // 16: signet.node.v1.NodeService.MintX509SVIDs:input_type -> signet.node.v1.MintX509SVIDsRequest
+	17, // 17: signet.node.v1.NodeService.MintJWTSVID:input_type -> signet.node.v1.MintJWTSVIDRequest
+	19, // 18: signet.node.v1.NodeService.ReportStatus:input_type -> signet.node.v1.ReportStatusRequest
+	6,  // 19: signet.node.v1.NodeService.AttestNode:output_type -> signet.node.v1.AttestNodeResponse
+	8,  // 20: signet.node.v1.NodeService.RenewNodeSVID:output_type -> signet.node.v1.RenewNodeSVIDResponse
+	10, // 21: signet.node.v1.NodeService.SyncEntries:output_type -> signet.node.v1.SyncEntriesResponse
+	15, // 22: signet.node.v1.NodeService.MintX509SVIDs:output_type -> signet.node.v1.MintX509SVIDsResponse
+	18, // 23: signet.node.v1.NodeService.MintJWTSVID:output_type -> signet.node.v1.MintJWTSVIDResponse
+	21, // 24: signet.node.v1.NodeService.ReportStatus:output_type -> signet.node.v1.ReportStatusResponse
+	19, // [19:25] is the sub-list for method output_type
+	13, // [13:19] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_signet_node_v1_node_proto_init() }
@@ -1500,7 +1572,7 @@ func file_signet_node_v1_node_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_signet_node_v1_node_proto_rawDesc), len(file_signet_node_v1_node_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   21,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
