@@ -23,6 +23,7 @@ import (
 	"github.com/signet-mesh/signet/agent/internal/logkey"
 	"github.com/signet-mesh/signet/internal/backoff"
 	"github.com/signet-mesh/signet/internal/clock"
+	"github.com/signet-mesh/signet/internal/kubeapi"
 	"github.com/signet-mesh/signet/internal/nodeapi"
 )
 
@@ -56,6 +57,11 @@ type Config struct {
 	// JoinToken attests the node when DataDir holds no usable identity,
 	// or when it is not the token the stored identity came from.
 	JoinToken string
+	// K8sPSAT attests with the agent pod's Kubernetes service account
+	// token instead of a join token: at every start (a new agent pod on
+	// the node attests again) and whenever the stored identity is not
+	// usable. Nil: join tokens.
+	K8sPSAT *K8sPSAT
 	// DataDir keeps the node SVID (see the package documentation).
 	// Required.
 	DataDir string
@@ -74,6 +80,20 @@ type Config struct {
 	Logger  *slog.Logger
 	Metrics Metrics
 }
+
+// K8sPSAT configures Kubernetes node attestation (k8s_psat).
+type K8sPSAT struct {
+	// Cluster is the cluster's name in the CA's k8s_clusters.
+	Cluster string
+	// TokenFile holds the projected service account token (audience
+	// "signet"); it is read again for each attempt, as the kubelet
+	// rotates it.
+	TokenFile string
+}
+
+// DefaultK8sTokenFile is where the agent DaemonSet mounts its projected
+// token.
+const DefaultK8sTokenFile = "/var/run/secrets/tokens/signet-agent"
 
 // Node is the node's identity (see the package documentation). It is safe
 // for concurrent use.
@@ -130,6 +150,8 @@ func (n *Node) obtain(ctx context.Context) (*x509svid.SVID, []*x509.Certificate,
 	case errors.Is(err, os.ErrNotExist):
 	case err != nil:
 		return nil, nil, fmt.Errorf("loading node identity: %w", err)
+	case n.cfg.K8sPSAT != nil:
+		n.log.Info("attesting with the pod's service account token (k8s_psat)", logkey.SPIFFEID, svid.ID.String())
 	case n.newToken():
 		n.log.Info("the join token is not the one the stored node identity came from: attesting with it", logkey.SPIFFEID, svid.ID.String())
 	case !n.cfg.Clock.Now().Before(svid.Certificates[0].NotAfter):
@@ -138,7 +160,7 @@ func (n *Node) obtain(ctx context.Context) (*x509svid.SVID, []*x509.Certificate,
 		n.log.Info("using stored node identity", logkey.SPIFFEID, svid.ID.String(), logkey.NotAfter, svid.Certificates[0].NotAfter)
 		return svid, roots, nil
 	}
-	if n.cfg.JoinToken == "" {
+	if n.cfg.JoinToken == "" && n.cfg.K8sPSAT == nil {
 		if id, ok := n.rejectedID(); ok {
 			return nil, nil, fmt.Errorf("the node identity %s in %s was rejected by the CA; %s", id, dir, whatToDo(id))
 		}
@@ -153,10 +175,19 @@ func (n *Node) obtain(ctx context.Context) (*x509svid.SVID, []*x509.Certificate,
 	}
 	var bundle *x509bundle.Bundle
 	err = backoff.Retry(ctx, n.cfg.Clock, backoff.New(n.cfg.Backoff), func(ctx context.Context) error {
-		s, b, err := client.Attest(ctx, client.AttestParams{
+		p := client.AttestParams{
 			Address: n.cfg.ServerAddress, TrustDomain: n.cfg.TrustDomain, Bootstrap: roots,
 			Insecure: n.cfg.InsecureBootstrap && len(roots) == 0, JoinToken: n.cfg.JoinToken, Key: key,
-		})
+		}
+		if k := n.cfg.K8sPSAT; k != nil {
+			// Read for each attempt: the kubelet rotates the token.
+			token, err := kubeapi.ReadTokenFile(k.TokenFile)
+			if err != nil {
+				return backoff.Permanent(fmt.Errorf("reading the service account token (--k8s-token-file): %w; mount a projected token with audience signet there", err))
+			}
+			p.K8sCluster, p.K8sToken = k.Cluster, token
+		}
+		s, b, err := client.Attest(ctx, p)
 		switch status.Code(err) {
 		case codes.OK:
 		case codes.PermissionDenied, codes.InvalidArgument:
@@ -181,8 +212,10 @@ func (n *Node) obtain(ctx context.Context) (*x509svid.SVID, []*x509.Certificate,
 	if err := saveNodeSVID(dir, n.cfg.KeyPassphrase, svid); err != nil {
 		return nil, nil, fmt.Errorf("saving node identity: %w", err)
 	}
-	if err := saveTokenHash(dir, n.cfg.JoinToken); err != nil {
-		return nil, nil, fmt.Errorf("saving node identity: %w", err)
+	if n.cfg.JoinToken != "" { // k8s_psat has no join token to remember
+		if err := saveTokenHash(dir, n.cfg.JoinToken); err != nil {
+			return nil, nil, fmt.Errorf("saving node identity: %w", err)
+		}
 	}
 	if err := saveBundle(dir, bundle.X509Authorities()); err != nil {
 		return nil, nil, fmt.Errorf("saving bundle: %w", err)

@@ -89,8 +89,12 @@ func ParseServiceAccount(s string) error {
 	return nil
 }
 
-// Clusters returns the names of the configured clusters, sorted.
+// Clusters returns the names of the configured clusters, sorted; none
+// for a nil Attestor.
 func (a *Attestor) Clusters() []string {
+	if a == nil {
+		return nil
+	}
 	var out []string
 	for n := range a.clusters {
 		out = append(out, n)

@@ -216,6 +216,7 @@ func newServer(ctx context.Context, cfg Config, hooks TestOptions) (*Server, err
 		}),
 		admin: api.NewAdminService(api.AdminConfig{
 			Store: sst, TrustDomain: cfg.TrustDomain, AdminUIDs: cfg.AdminUIDs, SelfUID: uint32(os.Getuid()),
+			K8sClusters: cfg.K8sPSAT.Clusters(),
 			Connections: conns, Clock: cfg.Clock, Logger: cfg.Logger, Roots: rot,
 			CheckpointSigner: rot.CheckpointSigner,
 		}),

@@ -20,6 +20,7 @@ import (
 	"github.com/signet-mesh/signet/agent"
 	"github.com/signet-mesh/signet/agent/attestor"
 	"github.com/signet-mesh/signet/agent/cache"
+	"github.com/signet-mesh/signet/agent/nodesvid"
 	"github.com/signet-mesh/signet/agent/proxyapi"
 	"github.com/signet-mesh/signet/agent/workloadapi"
 	"github.com/signet-mesh/signet/ca/keys"
@@ -47,6 +48,10 @@ type agentConfig struct {
 	KeyPassphraseFile string `json:"key_passphrase_file"`
 	LogLevel          string `json:"log_level"`
 	LogFormat         string `json:"log_format"`
+	// Kubernetes (issue 15).
+	NodeAttestor string `json:"node_attestor"`
+	K8sCluster   string `json:"k8s_cluster"`
+	K8sTokenFile string `json:"k8s_token_file"`
 }
 
 var agentUsages = map[string]string{
@@ -62,6 +67,9 @@ var agentUsages = map[string]string{
 	"key_passphrase_file": "file holding the passphrase that encrypts the node key (or env SIGNET_KEY_PASSPHRASE)",
 	"log_level":           "debug, info, warn or error",
 	"log_format":          "text or json",
+	"node_attestor":       "how the node proves itself to the CA: join_token, or k8s_psat (the agent pod's projected service account token)",
+	"k8s_cluster":         "k8s_psat: the cluster's name in the CA's k8s_clusters",
+	"k8s_token_file":      "k8s_psat: the projected service account token (audience signet), read again at each attestation",
 }
 
 func defaultAgentConfig() agentConfig {
@@ -72,6 +80,8 @@ func defaultAgentConfig() agentConfig {
 		DataDir:       "./signet-agent-data",
 		LogLevel:      "info",
 		LogFormat:     "text",
+		NodeAttestor:  "join_token",
+		K8sTokenFile:  nodesvid.DefaultK8sTokenFile,
 	}
 }
 
@@ -101,9 +111,31 @@ func (c agentConfig) toAgentConfig() (agent.Config, error) {
 			return out, fmt.Errorf("metrics_listen %q: must be host:port", c.MetricsListen)
 		}
 	}
-	joinToken, err := c.joinToken()
-	if err != nil {
-		return out, err
+	var (
+		joinToken string
+		psat      *nodesvid.K8sPSAT
+	)
+	switch c.NodeAttestor {
+	case "", "join_token":
+		if c.K8sCluster != "" {
+			return out, fmt.Errorf("k8s_cluster is set but node_attestor is %q: give --node-attestor k8s_psat", c.NodeAttestor)
+		}
+		if joinToken, err = c.joinToken(); err != nil {
+			return out, err
+		}
+	case "k8s_psat":
+		if c.JoinToken != "" || c.JoinTokenFile != "" {
+			return out, fmt.Errorf("node_attestor k8s_psat attests with the pod's service account token: drop join_token and join_token_file")
+		}
+		if c.K8sCluster == "" {
+			return out, fmt.Errorf("node_attestor k8s_psat needs k8s_cluster: the cluster's name in the CA's k8s_clusters (--k8s-cluster NAME)")
+		}
+		if c.K8sTokenFile == "" {
+			return out, fmt.Errorf("node_attestor k8s_psat needs k8s_token_file (default %s)", nodesvid.DefaultK8sTokenFile)
+		}
+		psat = &nodesvid.K8sPSAT{Cluster: c.K8sCluster, TokenFile: c.K8sTokenFile}
+	default:
+		return out, fmt.Errorf("node_attestor %q: want join_token or k8s_psat", c.NodeAttestor)
 	}
 	if c.TrustBundle == "" && !c.InsecureBootstrap {
 		if _, err := os.Stat(filepath.Join(c.DataDir, "bundle.pem")); err != nil {
@@ -115,6 +147,7 @@ func (c agentConfig) toAgentConfig() (agent.Config, error) {
 		TrustDomain:       td,
 		InsecureBootstrap: c.InsecureBootstrap,
 		JoinToken:         joinToken,
+		K8sPSAT:           psat,
 		DataDir:           c.DataDir,
 	}
 	if c.TrustBundle != "" {
@@ -151,6 +184,8 @@ Every flag is also a key of the --config file and a SIGNET_* environment
 variable; flags win over the environment, which wins over the file.`,
 		Example: `  signet agent --server-address ca.example.org:8081 --trust-bundle bundle.pem \
       --join-token TOKEN --data-dir /var/lib/signet-agent
+  signet agent --server-address signet-server.signet:8081 --trust-bundle /bundle/bundle.pem \
+      --node-attestor k8s_psat --k8s-cluster prod   # in a DaemonSet pod
   signet agent --config /etc/signet/agent.yaml
   signet agent --server-address 127.0.0.1:8081 --insecure-bootstrap --join-token TOKEN   # development only`,
 		Args: noArgs,
