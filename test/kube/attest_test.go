@@ -223,4 +223,3 @@ func TestK8sPSATEndToEnd(t *testing.T) {
 		t.Errorf("nodes after the refusals (-want +got):\n%s", diff)
 	}
 }
-
