@@ -52,6 +52,10 @@ type agentConfig struct {
 	NodeAttestor string `json:"node_attestor"`
 	K8sCluster   string `json:"k8s_cluster"`
 	K8sTokenFile string `json:"k8s_token_file"`
+	// Workload attestation.
+	WorkloadAttestors string `json:"workload_attestors"`
+	K8sKubeconfig     string `json:"k8s_kubeconfig"`
+	K8sNodeName       string `json:"k8s_node_name"`
 }
 
 var agentUsages = map[string]string{
@@ -70,18 +74,22 @@ var agentUsages = map[string]string{
 	"node_attestor":       "how the node proves itself to the CA: join_token, or k8s_psat (the agent pod's projected service account token)",
 	"k8s_cluster":         "k8s_psat: the cluster's name in the CA's k8s_clusters",
 	"k8s_token_file":      "k8s_psat: the projected service account token (audience signet), read again at each attestation",
+	"workload_attestors":  "comma-separated: unix (always on), k8s (the caller's pod, from its cgroup and the node's pods in the API server)",
+	"k8s_kubeconfig":      "k8s workload attestation: kubeconfig to watch the node's pods with (empty: the pod's in-cluster service account)",
+	"k8s_node_name":       "k8s workload attestation: this node's name (empty: read from k8s_token_file's claims)",
 }
 
 func defaultAgentConfig() agentConfig {
 	return agentConfig{
-		ServerAddress: "127.0.0.1:8081",
-		TrustDomain:   defaultTrustDomain,
-		Socket:        defaultAgentSocket,
-		DataDir:       "./signet-agent-data",
-		LogLevel:      "info",
-		LogFormat:     "text",
-		NodeAttestor:  "join_token",
-		K8sTokenFile:  nodesvid.DefaultK8sTokenFile,
+		ServerAddress:     "127.0.0.1:8081",
+		TrustDomain:       defaultTrustDomain,
+		Socket:            defaultAgentSocket,
+		DataDir:           "./signet-agent-data",
+		LogLevel:          "info",
+		LogFormat:         "text",
+		NodeAttestor:      "join_token",
+		WorkloadAttestors: "unix",
+		K8sTokenFile:      nodesvid.DefaultK8sTokenFile,
 	}
 }
 
@@ -223,14 +231,18 @@ func (o *agentOptions) run(ctx context.Context, env *cliEnv) error {
 	}
 	acfg.Logger = logger
 	defer logShutdown(ctx, logger)()
-	return runAgentProcess(ctx, acfg, cfg.Socket, cfg.MetricsListen)
+	k8s, err := cfg.k8sWorkloadAttestor(env.getenv, logger)
+	if err != nil {
+		return err
+	}
+	return runAgentProcess(ctx, acfg, cfg.Socket, cfg.MetricsListen, k8s)
 }
 
 // runAgentProcess wires an agent to its socket: the Workload API and SDS,
 // both attesting callers with the Unix attestor and serving from the
 // agent's cache. metricsListen, when set, serves the agent's metrics and
 // readiness.
-func runAgentProcess(ctx context.Context, cfg agent.Config, socket, metricsListen string) error {
+func runAgentProcess(ctx context.Context, cfg agent.Config, socket, metricsListen string, k8s *k8sWorkload) error {
 	logger := cfg.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -253,7 +265,7 @@ func runAgentProcess(ctx context.Context, cfg agent.Config, socket, metricsListe
 	if err != nil {
 		return err
 	}
-	att := attestor.New(attestor.Config{Logger: logger})
+	att := attestor.New(attestor.Config{Logger: logger, Plugins: k8s.plugins()})
 	wl := workloadapi.New(workloadapi.Config{Cache: c, Attestor: att, JWTMinter: a, Logger: logger})
 	sds := sdsserver.New(sdsserver.Config{Source: sdsSource{c}, Attestor: att, Logger: logger, Metrics: sdsMetrics(cfg.Metrics)})
 	px := proxyapi.New(proxyapi.Config{Cache: c, Attestor: att, Policies: a, Reporter: proxyReporter(a, cfg.Metrics), Logger: logger})
@@ -280,6 +292,7 @@ func runAgentProcess(ctx context.Context, cfg agent.Config, socket, metricsListe
 		})
 	})
 	g.Go(func() error { return a.Run(ctx) })
+	g.Go(func() error { return k8s.run(ctx) })
 	g.Go(func() error { return a.ServeHealth(ctx, hs) })
 	g.Go(func() error { return tel.serve(ctx, a.Ready) })
 	return g.Wait()

@@ -64,4 +64,9 @@ const (
 	UID = "uid"
 	// MaxConnsPerUID is the socket's per-user connection limit.
 	MaxConnsPerUID = "max_conns_per_uid"
+	// Kubernetes workload attestation (agent/k8sattest).
+	Node        = "node"
+	Pods        = "pods"
+	ContainerID = "container_id"
+	Pod         = "pod"
 )
