@@ -52,7 +52,9 @@ func signetBinary(t testing.TB) string {
 		binPath = filepath.Join(dir, "signet")
 		// -C: build in signet's own module, whose go.mod this module's
 		// build list never sees.
-		out, err := exec.Command("go", "build", "-C", filepath.Join("..", ".."), "-o", binPath, "./cmd/signet").CombinedOutput()
+		// signet_testhooks: SIGNET_TEST_CGROUP_ROOT puts a test's
+		// process "in a container" (cmd/signet/k8s_testhook.go).
+		out, err := exec.Command("go", "build", "-C", filepath.Join("..", ".."), "-tags", "signet_testhooks", "-o", binPath, "./cmd/signet").CombinedOutput()
 		if err != nil {
 			binErr = fmt.Errorf("building signet: %v\n%s", err, out)
 		}
