@@ -16,10 +16,7 @@ import (
 
 // API is the part of the Kubernetes API the pod view calls
 // (kubeapi.Client implements it).
-type API interface {
-	ListPods(ctx context.Context, fieldSelector string) (*kubeapi.PodList, error)
-	WatchPods(ctx context.Context, fieldSelector, resourceVersion string, fn func(kubeapi.PodEvent) error) error
-}
+type API = kubeapi.PodSource
 
 // Container is one running container of a pod on the node.
 type Container struct {
@@ -86,39 +83,23 @@ func (p *Pods) Run(ctx context.Context) error {
 	return nil
 }
 
-// listAndWatch lists the node's pods, replaces the view with them, and
-// watches from there until the watch fails or cannot resume.
+// listAndWatch keeps the view in step with the node's pods until the
+// watch fails or cannot resume.
 func (p *Pods) listAndWatch(ctx context.Context, sel string, b *backoff.Backoff) error {
-	list, err := p.cfg.Client.ListPods(ctx, sel)
-	if err != nil {
-		return err
-	}
-	p.replace(list.Items)
-	b.Reset()
-	p.log.Debug("pods listed", logkey.Pods, len(list.Items))
-	rv := list.Metadata.ResourceVersion
-	for ctx.Err() == nil {
-		err := p.cfg.Client.WatchPods(ctx, sel, rv, func(ev kubeapi.PodEvent) error {
-			if ev.Pod.Metadata.ResourceVersion != "" {
-				rv = ev.Pod.Metadata.ResourceVersion
-			}
+	return kubeapi.ListWatchPods(ctx, p.cfg.Client, sel, kubeapi.PodHandler{
+		Replace: p.replace,
+		Event: func(ev kubeapi.PodEvent) {
 			switch ev.Type {
 			case kubeapi.EventAdded, kubeapi.EventModified:
 				p.put(ev.Pod)
 			case kubeapi.EventDeleted:
 				p.remove(ev.Pod.Metadata.UID)
 			}
-			return nil
-		})
-		switch {
-		case kubeapi.IsGone(err):
-			return nil // list again, at once
-		case err != nil:
-			return err
-		}
-		// The server ended the watch (its timeout): resume from rv.
-	}
-	return nil
+		},
+	}, func(n int) {
+		b.Reset()
+		p.log.Debug("pods listed", logkey.Pods, n)
+	})
 }
 
 // replace sets the view to pods.

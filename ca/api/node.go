@@ -454,13 +454,17 @@ func (s *NodeService) SyncEntries(_ *nodev1.SyncEntriesRequest, stream nodev1.No
 			b        *bundle.Bundle
 			rev      int64
 			policies []*store.MTLSPolicy
+			node     *store.Node
 		)
 		var rotateGen int64
+		// Taken before the automatic entries are read, so that no
+		// change between the two is missed.
+		autoChanged := s.cfg.K8sPSAT.Changed()
 		err := s.cfg.Store.View(ctx, func(tx store.Tx) error {
-			if _, err := s.authorizeNode(tx, nodeID, leaf); err != nil {
+			var err error
+			if node, err = s.authorizeNode(tx, nodeID, leaf); err != nil {
 				return err
 			}
-			var err error
 			entries = entries[:0]
 			for _, parent := range parentIDs(nodeID) {
 				es, err := tx.ListEntries(store.EntryFilter{ParentID: parent})
@@ -484,6 +488,7 @@ func (s *NodeService) SyncEntries(_ *nodev1.SyncEntriesRequest, stream nodev1.No
 		if err != nil {
 			return toStatus(ctx, s.log, "syncing entries", err)
 		}
+		entries = append(entries, s.autoEntries(nodeID, node)...)
 		msg := &nodev1.SyncEntriesResponse{Full: first, Revision: rev, RotateGeneration: rotateGen}
 		seen := make(map[string]bool, len(entries))
 		for _, e := range entries {
@@ -519,6 +524,7 @@ func (s *NodeService) SyncEntries(_ *nodev1.SyncEntriesRequest, stream nodev1.No
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-autoChanged:
 		case _, ok := <-changes:
 			if !ok {
 				return status.Error(codes.Unavailable, "server is shutting down")
@@ -545,11 +551,21 @@ func (s *NodeService) MintX509SVIDs(ctx context.Context, req *nodev1.MintX509SVI
 	}
 
 	entries := make(map[string]*store.Entry, len(params))
+	var node *store.Node
 	err = s.cfg.Store.View(ctx, func(tx store.Tx) error {
-		if _, err := s.authorizeNode(tx, nodeID, leaf); err != nil {
+		var err error
+		if node, err = s.authorizeNode(tx, nodeID, leaf); err != nil {
 			return err
 		}
 		for _, p := range params {
+			if auto, ok := parseAutoEntryID(p.GetEntryId()); ok {
+				if _, _, ok := s.autoCluster(nodeID, node); ok {
+					if e, err := autoEntry(s.cfg.TrustDomain, nodeID, auto); err == nil {
+						entries[e.ID] = e
+					}
+				}
+				continue
+			}
 			e, err := tx.GetEntry(p.GetEntryId())
 			if isNotFound(err) {
 				continue
@@ -565,11 +581,17 @@ func (s *NodeService) MintX509SVIDs(ctx context.Context, req *nodev1.MintX509SVI
 		return nil, toStatus(ctx, s.log, "minting SVIDs", err)
 	}
 
+	refused := s.checkAutoEntries(ctx, nodeID, node, entries)
+
 	results := make([]*nodev1.MintX509SVIDResult, len(params))
 	records := make([]*store.SVIDRecord, len(params))
 	audits := make([]audit.Record, len(params))
 	s.forEachParallel(len(params), func(i int) {
 		p := params[i]
+		if r := refused[p.GetEntryId()]; r != nil {
+			results[i] = r
+			return
+		}
 		res := &nodev1.MintX509SVIDResult{EntryId: p.GetEntryId()}
 		results[i] = res
 		e := entries[p.GetEntryId()]

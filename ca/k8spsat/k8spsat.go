@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/signet-mesh/signet/ca/registration"
 	"github.com/signet-mesh/signet/internal/kubeapi"
@@ -26,6 +27,9 @@ type API interface {
 	CreateTokenReview(ctx context.Context, token string, audiences []string) (*kubeapi.TokenReview, error)
 	GetPod(ctx context.Context, namespace, name string) (*kubeapi.Pod, error)
 	GetNode(ctx context.Context, name string) (*kubeapi.Node, error)
+	// For automatic identities.
+	kubeapi.PodSource
+	ListPodsIn(ctx context.Context, namespace, fieldSelector string) (*kubeapi.PodList, error)
 }
 
 // Cluster is one cluster whose agents may attest.
@@ -40,17 +44,25 @@ type Cluster struct {
 	// "namespace:name". Required: an empty list would let any pod's
 	// token attest a node.
 	AllowList []string
+	// AutoIdentity gives every pod on the cluster's attested nodes
+	// spiffe://<td>/ns/<namespace>/sa/<service-account> with no entry
+	// (see auto.go). The CA then lists and watches the cluster's pods.
+	AutoIdentity bool
 }
 
 // Attestor checks agent tokens against their clusters' API servers. It is
 // safe for concurrent use.
 type Attestor struct {
 	clusters map[string]*Cluster
+	views    map[string]*podView // of clusters with AutoIdentity
+
+	mu      sync.Mutex
+	changed chan struct{} // closed (and replaced) when a view changes
 }
 
 // New returns an Attestor for clusters, checking each.
 func New(clusters []Cluster) (*Attestor, error) {
-	a := &Attestor{clusters: map[string]*Cluster{}}
+	a := &Attestor{clusters: map[string]*Cluster{}, views: map[string]*podView{}, changed: make(chan struct{})}
 	for _, c := range clusters {
 		if c.Name == "" {
 			return nil, errors.New("k8spsat: a cluster needs a name")
@@ -76,6 +88,9 @@ func New(clusters []Cluster) (*Attestor, error) {
 			c.Audience = DefaultAudience
 		}
 		a.clusters[c.Name] = &c
+		if c.AutoIdentity {
+			a.views[c.Name] = &podView{pods: map[string]podKey{}}
+		}
 	}
 	return a, nil
 }

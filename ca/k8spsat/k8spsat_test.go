@@ -48,6 +48,19 @@ func (f *fakeAPI) GetNode(_ context.Context, name string) (*kubeapi.Node, error)
 	return nil, &kubeapi.APIError{Code: 404}
 }
 
+func (f *fakeAPI) ListPods(ctx context.Context, sel string) (*kubeapi.PodList, error) {
+	return f.ListPodsIn(ctx, "", sel)
+}
+
+func (f *fakeAPI) ListPodsIn(context.Context, string, string) (*kubeapi.PodList, error) {
+	return &kubeapi.PodList{}, nil
+}
+
+func (f *fakeAPI) WatchPods(ctx context.Context, _, _ string, _ func(kubeapi.PodEvent) error) error {
+	<-ctx.Done()
+	return nil
+}
+
 func review(user, pod, podUID, node, nodeUID string) kubeapi.TokenReviewStatus {
 	extra := map[string][]string{}
 	for k, v := range map[string]string{kubeapi.ExtraPodName: pod, kubeapi.ExtraPodUID: podUID, kubeapi.ExtraNodeName: node, kubeapi.ExtraNodeUID: nodeUID} {

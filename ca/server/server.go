@@ -286,6 +286,7 @@ func (s *Server) Serve(ctx context.Context, nodeLn, adminLn net.Listener) error 
 	g.Go(func() error { return s.rot.Run(ctx) })
 	g.Go(func() error { return s.watchBundle(ctx) })
 	g.Go(func() error { return s.pruneLoop(ctx) })
+	g.Go(func() error { return s.cfg.K8sPSAT.Run(ctx, s.cfg.Clock, s.log.With(logComponent, "k8spsat")) })
 	g.Go(func() error { return s.checkpointLoop(ctx) })
 	g.Go(func() error { return s.watchHealth(ctx, healthSrv) })
 	s.log.Info("serving", logTrustDomain, s.cfg.TrustDomain.Name(), logNodeAPI, nodeLn.Addr().String(), logAdminSocket, addrOf(adminLn))

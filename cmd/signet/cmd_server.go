@@ -74,7 +74,7 @@ var serverUsages = map[string]string{
 	"import_intermediate_chain":  "PEM chain above import_intermediate_cert, up to the root(s) that become the trust bundle",
 	"import_intermediate_key":    "private key (PEM) of import_intermediate_cert",
 	"import_key_passphrase_file": "passphrase of an encrypted import key",
-	"k8s_clusters":               "config file only: Kubernetes clusters whose agents attest with k8s_psat, a list of {name, kubeconfig (empty: in-cluster), service_account_allow_list: [namespace:name], audience (default signet)}",
+	"k8s_clusters":               "config file only: Kubernetes clusters whose agents attest with k8s_psat, a list of {name, kubeconfig (empty: in-cluster), service_account_allow_list: [namespace:name], audience (default signet), auto_identity (every pod gets spiffe://<td>/ns/<ns>/sa/<sa>)}",
 }
 
 // defaultServerConfig has no data_dir: a server's state is precious, so it

@@ -20,6 +20,9 @@ type k8sClusterConfig struct {
 	ServiceAccountAllowList []string `json:"service_account_allow_list"`
 	// Audience of the agents' projected tokens; default "signet".
 	Audience string `json:"audience"`
+	// AutoIdentity gives every pod on the cluster's nodes
+	// spiffe://<td>/ns/<namespace>/sa/<service-account> with no entry.
+	AutoIdentity bool `json:"auto_identity"`
 }
 
 // k8sAttestor builds the k8s_psat attestor of the configured clusters, nil
@@ -54,6 +57,7 @@ func (c serverConfig) k8sAttestor() (*k8spsat.Attestor, error) {
 		}
 		clusters = append(clusters, k8spsat.Cluster{
 			Name: kc.Name, Client: client, Audience: kc.Audience, AllowList: kc.ServiceAccountAllowList,
+			AutoIdentity: kc.AutoIdentity,
 		})
 	}
 	a, err := k8spsat.New(clusters)

@@ -132,13 +132,23 @@ func NodeSelector(node string) string { return "spec.nodeName=" + node }
 
 // ListPods lists the pods of all namespaces that match fieldSelector.
 func (c *Client) ListPods(ctx context.Context, fieldSelector string) (*PodList, error) {
+	return c.ListPodsIn(ctx, "", fieldSelector)
+}
+
+// ListPodsIn lists the pods of namespace ("": all) that match
+// fieldSelector.
+func (c *Client) ListPodsIn(ctx context.Context, namespace, fieldSelector string) (*PodList, error) {
 	q := url.Values{}
 	if fieldSelector != "" {
 		q.Set("fieldSelector", fieldSelector)
 	}
+	path := "/api/v1/pods"
+	if namespace != "" {
+		path = "/api/v1/namespaces/" + url.PathEscape(namespace) + "/pods"
+	}
 	var l PodList
-	if err := c.do(ctx, http.MethodGet, "/api/v1/pods", q, nil, &l); err != nil {
-		return nil, fmt.Errorf("listing pods (%s): %w", fieldSelector, err)
+	if err := c.do(ctx, http.MethodGet, path, q, nil, &l); err != nil {
+		return nil, fmt.Errorf("listing pods (%s %s): %w", namespace, fieldSelector, err)
 	}
 	return &l, nil
 }

@@ -18,10 +18,12 @@ import (
 )
 
 // serverRules are what signet's CA needs in a cluster
-// (deploy/kubernetes/rbac.yaml): review tokens, get pods and nodes.
+// (deploy/kubernetes/k8s-psat/rbac.yaml): review tokens, get pods and
+// nodes, and for automatic identities list and watch pods.
 var serverRules = []rbacv1.PolicyRule{
 	{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"tokenreviews"}, Verbs: []string{"create"}},
-	{APIGroups: []string{""}, Resources: []string{"pods", "nodes"}, Verbs: []string{"get"}},
+	{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get"}},
+	{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list", "watch"}},
 }
 
 // serverKubeconfig returns a kubeconfig for service account signet/server
