@@ -581,7 +581,7 @@ func (s *NodeService) MintX509SVIDs(ctx context.Context, req *nodev1.MintX509SVI
 		return nil, toStatus(ctx, s.log, "minting SVIDs", err)
 	}
 
-	refused := s.checkAutoEntries(ctx, nodeID, node, entries)
+	refused := s.checkAutoEntries(ctx, nodeID, node, entries, audit.TypeSVIDIssued)
 
 	results := make([]*nodev1.MintX509SVIDResult, len(params))
 	records := make([]*store.SVIDRecord, len(params))
@@ -660,14 +660,30 @@ func (s *NodeService) MintJWTSVID(ctx context.Context, req *nodev1.MintJWTSVIDRe
 	if err := s.allow(nodeID); err != nil {
 		return nil, err
 	}
-	var e *store.Entry
+	var (
+		e    *store.Entry
+		node *store.Node
+	)
 	err = s.cfg.Store.View(ctx, func(tx store.Tx) error {
-		if _, err := s.authorizeNode(tx, nodeID, leaf); err != nil {
+		if node, err = s.authorizeNode(tx, nodeID, leaf); err != nil {
 			return err
+		}
+		if _, ok := parseAutoEntryID(req.GetEntryId()); ok {
+			return nil // checked below, outside the transaction
 		}
 		e, err = tx.GetEntry(req.GetEntryId())
 		return err
 	})
+	if err == nil && e == nil {
+		var refused *nodev1.MintX509SVIDResult
+		if e, refused = s.autoEntryFor(ctx, nodeID, node, req.GetEntryId()); refused != nil {
+			s.issued(SVIDKindJWT, OutcomeDenied)
+			return nil, status.Error(codes.Code(refused.GetCode()), refused.GetMessage())
+		}
+		if e == nil {
+			err = store.ErrNotFound
+		}
+	}
 	if isNotFound(err) || (err == nil && !mayMint(nodeID, e.ParentID)) {
 		s.issued(SVIDKindJWT, OutcomeDenied)
 		return nil, status.Error(codes.NotFound, "entry not found or not authorized")

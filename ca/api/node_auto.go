@@ -103,9 +103,9 @@ func (s *NodeService) autoEntries(nodeID spiffeid.ID, n *store.Node) []*store.En
 // checkAutoEntries asks the API server, for each automatic entry among
 // entries, whether a pod of its service account runs on the node; it
 // removes the refused ones from entries and returns a result (code and
-// message) for each, by entry id. An API error refuses too, as
+// message) for each, by entry id, audited as recordType failures. An API error refuses too, as
 // Unavailable: nothing is minted on a check that could not be made.
-func (s *NodeService) checkAutoEntries(ctx context.Context, nodeID spiffeid.ID, n *store.Node, entries map[string]*store.Entry) map[string]*nodev1.MintX509SVIDResult {
+func (s *NodeService) checkAutoEntries(ctx context.Context, nodeID spiffeid.ID, n *store.Node, entries map[string]*store.Entry, recordType string) map[string]*nodev1.MintX509SVIDResult {
 	refused := map[string]*nodev1.MintX509SVIDResult{}
 	cluster, nodeName, _ := s.autoCluster(nodeID, n)
 	ids := make([]string, 0)
@@ -128,7 +128,7 @@ func (s *NodeService) checkAutoEntries(ctx context.Context, nodeID spiffeid.ID, 
 			res.Code, res.Message = int32(codes.Unavailable), "checking the pod with the API server: "+err.Error()
 		}
 		s.log.WarnContext(ctx, "automatic identity refused", logSPIFFEID, nodeID.String(), logEntryID, id, logError, err)
-		rec := audit.Record{Type: audit.TypeSVIDIssued, Outcome: audit.OutcomeFailure, Actor: nodeID.String(), Details: map[string]string{
+		rec := audit.Record{Type: recordType, Outcome: audit.OutcomeFailure, Actor: nodeID.String(), Details: map[string]string{
 			audit.DetailEntryID: id, audit.DetailReason: res.Message, audit.DetailCluster: cluster, audit.DetailNodeName: nodeName,
 		}}
 		if e, err := autoEntry(s.cfg.TrustDomain, nodeID, auto); err == nil {
@@ -140,4 +140,26 @@ func (s *NodeService) checkAutoEntries(ctx context.Context, nodeID spiffeid.ID, 
 		refused[id] = res
 	}
 	return refused
+}
+
+// autoEntryFor returns the automatic entry id for the node, after the API
+// server check: nil and no result when the node gets no automatic
+// identities (the entry does not exist for it), a result when the check
+// refused it.
+func (s *NodeService) autoEntryFor(ctx context.Context, nodeID spiffeid.ID, n *store.Node, id string) (*store.Entry, *nodev1.MintX509SVIDResult) {
+	auto, ok := parseAutoEntryID(id)
+	if !ok {
+		return nil, nil
+	}
+	if _, _, ok := s.autoCluster(nodeID, n); !ok {
+		return nil, nil
+	}
+	e, err := autoEntry(s.cfg.TrustDomain, nodeID, auto)
+	if err != nil {
+		return nil, nil
+	}
+	if refused := s.checkAutoEntries(ctx, nodeID, n, map[string]*store.Entry{id: e}, audit.TypeJWTIssued); refused[id] != nil {
+		return nil, refused[id]
+	}
+	return e, nil
 }

@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/signet-mesh/signet/test/kube/kubetest"
 )
 
@@ -78,9 +81,17 @@ func TestAutoIdentity(t *testing.T) {
 	if r.Code != permissionDenied || r.SVID || !strings.Contains(r.Message, "no pod of service account default/db runs on node node-a") {
 		t.Errorf("node-a minting the identity of a pod on node-b: %s, want PermissionDenied naming the pod's absence", r)
 	}
-	recs := s.audit(t, "svid.issued")
-	last := recs[len(recs)-1]
-	if last.Outcome != "failure" || last.Details["entry_id"] != "auto:default:db" || last.Subject != "spiffe://"+trustDomain+"/ns/default/sa/db" {
-		t.Errorf("last svid.issued record: %+v, want the refusal of auto:default:db", last)
+	if id, err := rogue.mintJWT(t, "auto:default:web", "payments"); err != nil || id != webSPIFFEID {
+		t.Errorf("node-a minting a JWT-SVID for a pod on it: %q, %v; want %s", id, err, webSPIFFEID)
+	}
+	if _, err := rogue.mintJWT(t, "auto:default:db", "payments"); status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "no pod of service account default/db runs on node node-a") {
+		t.Errorf("node-a minting a JWT-SVID for a pod on node-b: %v, want PermissionDenied naming the pod's absence", err)
+	}
+	for _, typ := range []string{"svid.issued", "jwt.issued"} {
+		recs := s.audit(t, typ)
+		last := recs[len(recs)-1]
+		if last.Outcome != "failure" || last.Details["entry_id"] != "auto:default:db" || last.Subject != "spiffe://"+trustDomain+"/ns/default/sa/db" {
+			t.Errorf("last %s record: %+v, want the refusal of auto:default:db", typ, last)
+		}
 	}
 }

@@ -180,6 +180,26 @@ func (c *nodeClient) mint(t *testing.T, entryID string) mintResult {
 	return r
 }
 
+// mintJWT asks for a JWT-SVID of one entry (MintJWTSVIDRequest:
+// entry_id = 1, audience = 2) and returns its SPIFFE ID
+// (MintJWTSVIDResponse.spiffe_id = 1) or the call's error.
+func (c *nodeClient) mintJWT(t *testing.T, entryID, audience string) (string, error) {
+	t.Helper()
+	var req []byte
+	req = protowire.AppendTag(req, 1, protowire.BytesType)
+	req = protowire.AppendString(req, entryID)
+	req = protowire.AppendTag(req, 2, protowire.BytesType)
+	req = protowire.AppendString(req, audience)
+	resp, err := c.call(t, "MintJWTSVID", req)
+	if err != nil {
+		return "", err
+	}
+	if v := protoFields(t, resp)[1]; len(v) > 0 {
+		return string(v[0].bytes), nil
+	}
+	return "", nil
+}
+
 type field struct {
 	bytes  []byte
 	varint uint64
