@@ -28,4 +28,20 @@
 // The node's SPIFFE ID is spiffe://<td>/signet/agent/k8s_psat/<cluster>/<node-uid>:
 // a node keeps its identity across agent pods (a rolling update), and a
 // node deleted and created again under the same name is a new node.
+//
+// # Automatic identities
+//
+// A cluster with AutoIdentity gives every pod on its attested nodes
+// spiffe://<td>/ns/<namespace>/sa/<service-account>. Run keeps a view of
+// the cluster's pods (list and watch) so that the CA can tell each node
+// which of those identities its pods need (AutoIdentities, Changed);
+// CheckAutoIdentity asks the API server itself, before each signing,
+// whether a pod of the service account runs on the asking node.
+//
+// # Caveats
+//
+// The check is per service account on a node, not per pod: a node that
+// runs one pod of a service account may mint that account's identity
+// (for any of its pods); it can never mint one for an account with no pod
+// on it.
 package k8spsat
