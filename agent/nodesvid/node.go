@@ -386,6 +386,11 @@ const joinTokenPrefix = "/signet/agent/join_token/"
 
 // whatToDo tells the operator how to give the node an identity again.
 func whatToDo(id spiffeid.ID) string {
+	if strings.HasPrefix(id.Path(), "/signet/agent/k8s_psat/") {
+		// Readiness fails, the kubelet restarts the container, and a
+		// new start attests again with the pod's token.
+		return "restart the agent pod: it attests again with its service account token (k8s_psat)"
+	}
 	if name, ok := strings.CutPrefix(id.Path(), joinTokenPrefix); ok && name != "" {
 		return fmt.Sprintf("create a new join token with `signet token create --node-name %s` and restart the agent with --join-token", name)
 	}
