@@ -145,6 +145,9 @@ func (c agentConfig) toAgentConfig() (agent.Config, error) {
 	default:
 		return out, fmt.Errorf("node_attestor %q: want join_token or k8s_psat", c.NodeAttestor)
 	}
+	if _, err := c.wantsK8sWorkloads(); err != nil {
+		return out, err
+	}
 	if c.TrustBundle == "" && !c.InsecureBootstrap {
 		if _, err := os.Stat(filepath.Join(c.DataDir, "bundle.pem")); err != nil {
 			return out, fmt.Errorf("trust_bundle must be configured (or insecure_bootstrap for development)")

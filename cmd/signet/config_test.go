@@ -338,6 +338,7 @@ func TestCheckConfig(t *testing.T) {
 		{name: "k8s_psat without a cluster", command: "agent", file: "insecure_bootstrap: true\nnode_attestor: k8s_psat\n", wantErr: "node_attestor k8s_psat needs k8s_cluster"},
 		{name: "k8s_psat and a join token", command: "agent", file: "insecure_bootstrap: true\nnode_attestor: k8s_psat\nk8s_cluster: prod\njoin_token: x\n", wantErr: "drop join_token"},
 		{name: "k8s cluster without k8s_psat", command: "agent", file: "insecure_bootstrap: true\nk8s_cluster: prod\n", wantErr: "give --node-attestor k8s_psat"},
+		{name: "unknown workload attestor", command: "agent", file: "insecure_bootstrap: true\nworkload_attestors: unix,docker\n", wantErr: `workload_attestors: unknown attestor "docker" (known: unix, k8s)`},
 		{name: "unknown node attestor", command: "agent", file: "insecure_bootstrap: true\nnode_attestor: aws_iid\n", wantErr: `node_attestor "aws_iid": want join_token or k8s_psat`},
 	}
 	for _, tc := range tests {

@@ -36,18 +36,8 @@ func (k *k8sWorkload) run(ctx context.Context) error {
 // k8sWorkloadAttestor builds the k8s workload attestor that
 // workload_attestors asks for, naming the key of any mistake.
 func (c agentConfig) k8sWorkloadAttestor(getenv func(string) string, logger *slog.Logger) (*k8sWorkload, error) {
-	var k8s bool
-	for a := range strings.SplitSeq(c.WorkloadAttestors, ",") {
-		switch a = strings.TrimSpace(a); a {
-		case "", "unix":
-		case "k8s":
-			k8s = true
-		default:
-			return nil, fmt.Errorf("workload_attestors: unknown attestor %q (known: unix, k8s)", a)
-		}
-	}
-	if !k8s {
-		return nil, nil
+	if k8s, err := c.wantsK8sWorkloads(); err != nil || !k8s {
+		return nil, err
 	}
 	node := c.K8sNodeName
 	if node == "" {
@@ -76,4 +66,20 @@ func (c agentConfig) k8sWorkloadAttestor(getenv func(string) string, logger *slo
 		pods:     pods,
 		attestor: k8sattest.New(k8sattest.Config{Pods: pods, ProcRoot: cgroupProcRoot(getenv), Logger: logger}),
 	}, nil
+}
+
+// wantsK8sWorkloads reads workload_attestors: whether it names k8s, and
+// an error naming an unknown attestor.
+func (c agentConfig) wantsK8sWorkloads() (bool, error) {
+	var k8s bool
+	for a := range strings.SplitSeq(c.WorkloadAttestors, ",") {
+		switch a = strings.TrimSpace(a); a {
+		case "", "unix":
+		case "k8s":
+			k8s = true
+		default:
+			return false, fmt.Errorf("workload_attestors: unknown attestor %q (known: unix, k8s)", a)
+		}
+	}
+	return k8s, nil
 }
