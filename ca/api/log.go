@@ -4,7 +4,6 @@ package api
 // message names things alike.
 const (
 	logActor       = "actor"
-	logAttestor    = "attestor"
 	logComponent   = "component"
 	logDryRun      = "dry_run"
 	logEntryID     = "entry_id"
@@ -29,3 +28,6 @@ const (
 	logTokenID     = "token_id"
 	logUID         = "uid"
 )
+
+// Kubernetes node attestation (node_k8s.go, node_auto.go).
+const logAttestor = "attestor"
