@@ -53,6 +53,9 @@ type Config struct {
 	// or when it is not the token the stored identity came from (see
 	// agent/nodesvid).
 	JoinToken string
+	// K8sPSAT attests with the agent pod's Kubernetes service account
+	// token instead (see agent/nodesvid).
+	K8sPSAT *nodesvid.K8sPSAT
 	// DataDir keeps the node SVID (key encrypted with KeyPassphrase) and
 	// the last bundle, so a restart needs no new token.
 	DataDir       string
@@ -126,7 +129,7 @@ func New(cfg Config) (*Agent, error) {
 	m := cfg.Metrics
 	a.node = nodesvid.New(nodesvid.Config{
 		ServerAddress: cfg.ServerAddress, TrustDomain: cfg.TrustDomain, TrustBundle: cfg.TrustBundle,
-		InsecureBootstrap: cfg.InsecureBootstrap, JoinToken: cfg.JoinToken, DataDir: cfg.DataDir,
+		InsecureBootstrap: cfg.InsecureBootstrap, JoinToken: cfg.JoinToken, K8sPSAT: cfg.K8sPSAT, DataDir: cfg.DataDir,
 		KeyPassphrase: cfg.KeyPassphrase, NewKey: cfg.NewKey, CA: a.ca,
 		Renewed: func(s *x509svid.SVID) { a.sched.ScheduleNode(s.Certificates[0]) },
 		Backoff: cfg.Backoff, Clock: cfg.Clock, Logger: cfg.Logger,

@@ -18,8 +18,9 @@
 // others as a small interface:
 //
 //   - agent/nodesvid: the node identity: load the stored node SVID or
-//     attest with a join token, renew it, keep it under the data dir, and
-//     give it up when the CA refuses it for good;
+//     attest with a join token (or, on Kubernetes, the pod's projected
+//     service account token, at every start), renew it, keep it under the
+//     data dir, and give it up when the CA refuses it for good;
 //   - agent/sync: the CA's entry sync stream into the cache (entries,
 //     bundle, mTLS policies, rotate generation);
 //   - agent/mint: the mint queue (batched calls, retries with backoff), and
@@ -32,7 +33,8 @@
 //
 // The servers on the agent socket are their own packages: agent/workloadapi
 // (the SPIFFE Workload API), agent/proxyapi (for `signet proxy`) and
-// sds/server (Envoy SDS), all attesting callers with agent/attestor.
+// sds/server (Envoy SDS), all attesting callers with agent/attestor (with
+// agent/k8sattest as a plugin on Kubernetes: the caller's pod).
 //
 // # Failure
 //

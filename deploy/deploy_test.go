@@ -84,15 +84,15 @@ func stripComments(doc []byte) []byte {
 	return out.Bytes()
 }
 
-// manifests decodes every file under kubernetes/.
-func manifests(t *testing.T) map[string][]runtime.Object {
+// manifests decodes every file dir/*.yaml.
+func manifests(t *testing.T, dir string) map[string][]runtime.Object {
 	t.Helper()
-	files, err := filepath.Glob("kubernetes/*.yaml")
+	files, err := filepath.Glob(dir + "/*.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(files) == 0 {
-		t.Fatal("no manifests under kubernetes/")
+		t.Fatalf("no manifests under %s/", dir)
 	}
 	out := map[string][]runtime.Object{}
 	for _, f := range files {
@@ -121,7 +121,15 @@ var externalObjects = map[string]bool{
 // workload has probes, resource requests and limits, a locked-down
 // security context and references only objects that exist.
 func TestKubernetesManifests(t *testing.T) {
-	all := manifests(t)
+	// kubernetes/ deploys with join tokens; kubernetes/k8s-psat/ instead
+	// with Kubernetes node and workload attestation.
+	for _, dir := range []string{"kubernetes", "kubernetes/k8s-psat"} {
+		t.Run(dir, func(t *testing.T) { checkManifests(t, dir) })
+	}
+}
+
+func checkManifests(t *testing.T, dir string) {
+	all := manifests(t, dir)
 	defined := map[string]bool{}
 	var workloads []workload
 	var governing [][2]string // file, serviceName of a StatefulSet

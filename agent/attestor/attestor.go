@@ -43,12 +43,23 @@ type Config struct {
 	// ProcRoot is where procfs is mounted. Empty means "/proc"; tests
 	// point it at a fake tree.
 	ProcRoot string
+	// Plugins add selectors of other kinds (agent/k8sattest). Each runs
+	// inside the window Attest checks for PID reuse, so what they read
+	// of the PID is the connected process's too.
+	Plugins []Plugin
+}
+
+// Plugin is an attestor of another kind: it adds selectors about process
+// pid. It must be safe for concurrent use and may wait, bounded by ctx.
+type Plugin interface {
+	Selectors(ctx context.Context, pid int32) ([]string, error)
 }
 
 // Attestor attests Unix workloads. It is safe for concurrent use.
 type Attestor struct {
 	log      *slog.Logger
 	procRoot string
+	plugins  []Plugin
 	hashes   hashCache
 }
 
@@ -63,6 +74,7 @@ func New(cfg Config) *Attestor {
 	return &Attestor{
 		log:      cfg.Logger.With(logkey.Component, "attestor"),
 		procRoot: cfg.ProcRoot,
+		plugins:  cfg.Plugins,
 		hashes:   hashCache{sums: make(map[fileKey]string), inflight: make(map[fileKey]*hashCall)},
 	}
 }
@@ -96,6 +108,13 @@ func (a *Attestor) Attest(ctx context.Context, c peercred.Creds) ([]string, erro
 		return nil, wrapErr(err)
 	}
 	sels = append(sels, exeSels...)
+	for _, p := range a.plugins {
+		more, err := p.Selectors(ctx, c.PID)
+		if err != nil {
+			return nil, wrapErr(err)
+		}
+		sels = append(sels, more...)
+	}
 
 	// Everything read from /proc above must have come from the process that
 	// connected: it must still be running, and its PID must not have been

@@ -21,6 +21,10 @@
 // and ctime, so a large binary is hashed once however many of its processes
 // connect.
 //
+// Config.Plugins add selectors of other kinds (agent/k8sattest: the
+// caller's pod), read inside the same PID-reuse window: after them, the
+// pidfd and the start time are checked again.
+//
 // # Caveats
 //
 // A process may connect and then exec another binary under the same PID;

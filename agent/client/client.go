@@ -69,11 +69,15 @@ type AttestParams struct {
 	Bootstrap []*x509.Certificate
 	Insecure  bool
 	JoinToken string
+	// K8sCluster and K8sToken attest with a Kubernetes projected service
+	// account token (k8s_psat) instead of a join token.
+	K8sCluster, K8sToken string
 	// Key becomes the node SVID's key; it never leaves the node.
 	Key crypto.Signer
 }
 
-// Attest trades a join token for a node SVID and the trust bundle.
+// Attest trades a join token (or a Kubernetes service account token) for
+// a node SVID and the trust bundle.
 func Attest(ctx context.Context, p AttestParams) (*x509svid.SVID, *nodev1.Bundle, error) {
 	var tlsCfg *tls.Config
 	switch {
@@ -97,7 +101,11 @@ func Attest(ctx context.Context, p AttestParams) (*x509svid.SVID, *nodev1.Bundle
 	}
 	ctx, cancel := withCallTimeout(ctx)
 	defer cancel()
-	resp, err := nodev1.NewNodeServiceClient(conn).AttestNode(ctx, &nodev1.AttestNodeRequest{JoinToken: p.JoinToken, Csr: csr})
+	req := &nodev1.AttestNodeRequest{JoinToken: p.JoinToken, Csr: csr}
+	if p.K8sCluster != "" {
+		req.K8SPsat = &nodev1.K8SPSAT{Cluster: p.K8sCluster, Token: p.K8sToken}
+	}
+	resp, err := nodev1.NewNodeServiceClient(conn).AttestNode(ctx, req)
 	if err != nil {
 		return nil, nil, fmt.Errorf("client: attesting: %w", err)
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/signet-mesh/signet/agent/internal/logkey"
 	"github.com/signet-mesh/signet/internal/backoff"
 	"github.com/signet-mesh/signet/internal/clock"
+	"github.com/signet-mesh/signet/internal/kubeapi"
 	"github.com/signet-mesh/signet/internal/nodeapi"
 )
 
@@ -56,6 +57,11 @@ type Config struct {
 	// JoinToken attests the node when DataDir holds no usable identity,
 	// or when it is not the token the stored identity came from.
 	JoinToken string
+	// K8sPSAT attests with the agent pod's Kubernetes service account
+	// token instead of a join token: at every start (a new agent pod on
+	// the node attests again) and whenever the stored identity is not
+	// usable. Nil: join tokens.
+	K8sPSAT *K8sPSAT
 	// DataDir keeps the node SVID (see the package documentation).
 	// Required.
 	DataDir string
@@ -75,6 +81,20 @@ type Config struct {
 	Metrics Metrics
 }
 
+// K8sPSAT configures Kubernetes node attestation (k8s_psat).
+type K8sPSAT struct {
+	// Cluster is the cluster's name in the CA's k8s_clusters.
+	Cluster string
+	// TokenFile holds the projected service account token (audience
+	// "signet"); it is read again for each attempt, as the kubelet
+	// rotates it.
+	TokenFile string
+}
+
+// DefaultK8sTokenFile is where the agent DaemonSet mounts its projected
+// token.
+const DefaultK8sTokenFile = "/var/run/secrets/tokens/signet-agent"
+
 // Node is the node's identity (see the package documentation). It is safe
 // for concurrent use.
 type Node struct {
@@ -84,6 +104,7 @@ type Node struct {
 	mu        sync.Mutex
 	src       *client.Source // nil until Obtain
 	rejection error          // why the CA refused the identity, once it did
+	rejecting bool           // Rejected has begun (it sets rejection last)
 
 	renew chan struct{} // RenewNow
 }
@@ -130,6 +151,8 @@ func (n *Node) obtain(ctx context.Context) (*x509svid.SVID, []*x509.Certificate,
 	case errors.Is(err, os.ErrNotExist):
 	case err != nil:
 		return nil, nil, fmt.Errorf("loading node identity: %w", err)
+	case n.cfg.K8sPSAT != nil:
+		n.log.Info("attesting with the pod's service account token (k8s_psat)", logkey.SPIFFEID, svid.ID.String())
 	case n.newToken():
 		n.log.Info("the join token is not the one the stored node identity came from: attesting with it", logkey.SPIFFEID, svid.ID.String())
 	case !n.cfg.Clock.Now().Before(svid.Certificates[0].NotAfter):
@@ -138,7 +161,7 @@ func (n *Node) obtain(ctx context.Context) (*x509svid.SVID, []*x509.Certificate,
 		n.log.Info("using stored node identity", logkey.SPIFFEID, svid.ID.String(), logkey.NotAfter, svid.Certificates[0].NotAfter)
 		return svid, roots, nil
 	}
-	if n.cfg.JoinToken == "" {
+	if n.cfg.JoinToken == "" && n.cfg.K8sPSAT == nil {
 		if id, ok := n.rejectedID(); ok {
 			return nil, nil, fmt.Errorf("the node identity %s in %s was rejected by the CA; %s", id, dir, whatToDo(id))
 		}
@@ -153,10 +176,19 @@ func (n *Node) obtain(ctx context.Context) (*x509svid.SVID, []*x509.Certificate,
 	}
 	var bundle *x509bundle.Bundle
 	err = backoff.Retry(ctx, n.cfg.Clock, backoff.New(n.cfg.Backoff), func(ctx context.Context) error {
-		s, b, err := client.Attest(ctx, client.AttestParams{
+		p := client.AttestParams{
 			Address: n.cfg.ServerAddress, TrustDomain: n.cfg.TrustDomain, Bootstrap: roots,
 			Insecure: n.cfg.InsecureBootstrap && len(roots) == 0, JoinToken: n.cfg.JoinToken, Key: key,
-		})
+		}
+		if k := n.cfg.K8sPSAT; k != nil {
+			// Read for each attempt: the kubelet rotates the token.
+			token, err := kubeapi.ReadTokenFile(k.TokenFile)
+			if err != nil {
+				return backoff.Permanent(fmt.Errorf("reading the service account token (--k8s-token-file): %w; mount a projected token with audience signet there", err))
+			}
+			p.K8sCluster, p.K8sToken = k.Cluster, token
+		}
+		s, b, err := client.Attest(ctx, p)
 		switch status.Code(err) {
 		case codes.OK:
 		case codes.PermissionDenied, codes.InvalidArgument:
@@ -181,8 +213,10 @@ func (n *Node) obtain(ctx context.Context) (*x509svid.SVID, []*x509.Certificate,
 	if err := saveNodeSVID(dir, n.cfg.KeyPassphrase, svid); err != nil {
 		return nil, nil, fmt.Errorf("saving node identity: %w", err)
 	}
-	if err := saveTokenHash(dir, n.cfg.JoinToken); err != nil {
-		return nil, nil, fmt.Errorf("saving node identity: %w", err)
+	if n.cfg.JoinToken != "" { // k8s_psat has no join token to remember
+		if err := saveTokenHash(dir, n.cfg.JoinToken); err != nil {
+			return nil, nil, fmt.Errorf("saving node identity: %w", err)
+		}
 	}
 	if err := saveBundle(dir, bundle.X509Authorities()); err != nil {
 		return nil, nil, fmt.Errorf("saving bundle: %w", err)
@@ -317,23 +351,28 @@ func (n *Node) renewOnce(ctx context.Context) error {
 func (n *Node) Rejected(err error) {
 	reason, _ := nodeapi.NodeRejection(err)
 	n.mu.Lock()
-	if n.rejection != nil {
+	if n.rejecting {
 		n.mu.Unlock()
 		return
 	}
+	n.rejecting = true
 	var id spiffeid.ID
 	if n.src != nil {
 		if svid, _ := n.src.GetX509SVID(); svid != nil {
 			id = svid.ID
 		}
 	}
-	n.rejection = fmt.Errorf("node identity %s was rejected by the CA (%s): %s", id, reason, whatToDo(id))
 	n.mu.Unlock()
 	msg := fmt.Sprintf("node identity %s %s; %s", id, reasonText(reason), whatToDo(id))
 	if err := setAside(n.cfg.DataDir); err != nil {
 		msg += fmt.Sprintf(" (moving it aside failed: %v)", err)
 	}
 	n.log.Error(msg, logkey.SPIFFEID, id.String(), logkey.Reason, string(reason))
+	// Not ready only now: whoever sees the agent not ready finds the
+	// ERROR line that says why, and the identity already set aside.
+	n.mu.Lock()
+	n.rejection = fmt.Errorf("node identity %s was rejected by the CA (%s): %s", id, reason, whatToDo(id))
+	n.mu.Unlock()
 }
 
 // reasonText says what a rejection means, for the log.
@@ -353,6 +392,11 @@ const joinTokenPrefix = "/signet/agent/join_token/"
 
 // whatToDo tells the operator how to give the node an identity again.
 func whatToDo(id spiffeid.ID) string {
+	if strings.HasPrefix(id.Path(), "/signet/agent/k8s_psat/") {
+		// Readiness fails, the kubelet restarts the container, and a
+		// new start attests again with the pod's token.
+		return "restart the agent pod: it attests again with its service account token (k8s_psat)"
+	}
 	if name, ok := strings.CutPrefix(id.Path(), joinTokenPrefix); ok && name != "" {
 		return fmt.Sprintf("create a new join token with `signet token create --node-name %s` and restart the agent with --join-token", name)
 	}

@@ -41,6 +41,9 @@ const (
 type AdminConfig struct {
 	Store       store.Store
 	TrustDomain spiffeid.TrustDomain
+	// K8sClusters are the configured Kubernetes clusters: each one's
+	// SPIFFE ID (ClusterID) may parent entries.
+	K8sClusters []string
 	// AdminUIDs may call the API; the server's own uid is always allowed.
 	AdminUIDs []uint32
 	// SelfUID is the server process's uid.
@@ -325,9 +328,14 @@ func (s *AdminService) CreateEntries(ctx context.Context, req *adminv1.CreateEnt
 		if err != nil {
 			return err
 		}
+		for _, c := range s.cfg.K8sClusters {
+			if id, err := ClusterID(s.cfg.TrustDomain, c); err == nil {
+				parents[id.String()] = true
+			}
+		}
 		for i, e := range entries {
 			if !parents[e.ParentID] {
-				return status.Errorf(codes.FailedPrecondition, "%sparent_id %q: no such agent (attested node or unused join token)", entryErrPrefix(i, len(entries)), e.ParentID)
+				return status.Errorf(codes.FailedPrecondition, "%sparent_id %q: no such agent (attested node or unused join token) or configured cluster (k8s_clusters)", entryErrPrefix(i, len(entries)), e.ParentID)
 			}
 			if err := checkFederatesWith(tx, e.FederatesWith, entryErrPrefix(i, len(entries))); err != nil {
 				return err

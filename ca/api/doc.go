@@ -40,6 +40,20 @@
 // node name the token was for. ListJoinTokens never shows secrets (only
 // their hashes are stored); RevokeJoinToken deletes unused tokens.
 //
+// # Kubernetes
+//
+// AttestNode with k8s_psat (node_k8s.go) checks the agent pod's token with
+// ca/k8spsat and records the node as
+// spiffe://<td>/signet/agent/k8s_psat/<cluster>/<node-uid>, with its
+// selectors; a new agent pod on the node attests again, superseding the
+// old incarnation. Such a node mints the entries parented by itself and by
+// its cluster (spiffe://<td>/signet/cluster/<name>, accepted as a parent
+// when the cluster is configured). In a cluster with automatic identities
+// (node_auto.go) SyncEntries adds one made-up entry per namespace and
+// service account on the node (id auto:<ns>:<sa>), and MintX509SVIDs and
+// MintJWTSVID sign one only after the API server says such a pod runs on
+// the asking node; a refusal is audited.
+//
 // # Limits and errors
 //
 // Input limits are checked before anything is signed or stored, each with

@@ -30,3 +30,6 @@ const (
 	logTokenID     = "token_id"
 	logUID         = "uid"
 )
+
+// Kubernetes node attestation (node_k8s.go, node_auto.go).
+const logAttestor = "attestor"

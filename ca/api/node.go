@@ -26,6 +26,7 @@ import (
 	"github.com/signet-mesh/signet/ca"
 	"github.com/signet-mesh/signet/ca/audit"
 	"github.com/signet-mesh/signet/ca/bundle"
+	"github.com/signet-mesh/signet/ca/k8spsat"
 	"github.com/signet-mesh/signet/ca/registration"
 	"github.com/signet-mesh/signet/ca/store"
 	"github.com/signet-mesh/signet/internal/clock"
@@ -66,6 +67,9 @@ type NodeConfig struct {
 	// Metrics are hooks counting issuance and attestation; the zero value
 	// counts nothing.
 	Metrics NodeMetrics
+	// K8sPSAT attests nodes by Kubernetes service account token; nil
+	// refuses such attestations (no k8s_clusters configured).
+	K8sPSAT *k8spsat.Attestor
 }
 
 // NodeService implements nodev1.NodeServiceServer.
@@ -121,6 +125,12 @@ func HashJoinToken(token string) string {
 func (s *NodeService) AttestNode(ctx context.Context, req *nodev1.AttestNodeRequest) (*nodev1.AttestNodeResponse, error) {
 	now := s.cfg.Clock.Now()
 	a := &attempt{peer: peerAddress(ctx), now: now}
+	if req.GetK8SPsat() != nil {
+		if req.GetJoinToken() != "" {
+			return nil, s.attestFailed(ctx, a, AttestInvalid, "both a join token and a k8s_psat token", status.Error(codes.InvalidArgument, "give a join token or a k8s_psat token, not both"))
+		}
+		return s.attestK8sPSAT(ctx, a, req)
+	}
 	if req.GetJoinToken() == "" {
 		return nil, s.attestFailed(ctx, a, AttestInvalid, "no join token", status.Error(codes.InvalidArgument, "join token is required"))
 	}
@@ -245,6 +255,10 @@ func (s *NodeService) AttestNode(ctx context.Context, req *nodev1.AttestNodeRequ
 type attempt struct {
 	peer string
 	now  time.Time
+	// attestor is the node attestor tried; empty means join_token.
+	attestor string
+	// extra details of the attempt (the attestor's findings).
+	extra map[string]string
 	// tok is the token presented, once known.
 	tok *store.JoinToken
 	// consume: the failure spends the token (it expired, or it may not
@@ -255,6 +269,12 @@ type attempt struct {
 // details adds what is known of the attempt to an audit record's details.
 func (a *attempt) details(d map[string]string) {
 	d[audit.DetailAttestor] = AttestorJoinToken
+	if a.attestor != "" {
+		d[audit.DetailAttestor] = a.attestor
+	}
+	for k, v := range a.extra {
+		d[k] = v
+	}
 	if a.peer != "" {
 		d[audit.DetailPeerAddress] = a.peer
 	}
@@ -435,16 +455,25 @@ func (s *NodeService) SyncEntries(_ *nodev1.SyncEntriesRequest, stream nodev1.No
 			b        *bundle.Bundle
 			rev      int64
 			policies []*store.MTLSPolicy
+			node     *store.Node
 		)
 		var rotateGen int64
 		var fed federatedBundles
+		// Taken before the automatic entries are read, so that no
+		// change between the two is missed.
+		autoChanged := s.cfg.K8sPSAT.Changed()
 		err := s.cfg.Store.View(ctx, func(tx store.Tx) error {
-			if _, err := s.authorizeNode(tx, nodeID, leaf); err != nil {
+			var err error
+			if node, err = s.authorizeNode(tx, nodeID, leaf); err != nil {
 				return err
 			}
-			var err error
-			if entries, err = tx.ListEntries(store.EntryFilter{ParentID: nodeID.String()}); err != nil {
-				return err
+			entries = entries[:0]
+			for _, parent := range parentIDs(nodeID) {
+				es, err := tx.ListEntries(store.EntryFilter{ParentID: parent})
+				if err != nil {
+					return err
+				}
+				entries = append(entries, es...)
 			}
 			if b, err = bundle.FromTx(tx, s.cfg.TrustDomain); err != nil {
 				return err
@@ -464,6 +493,7 @@ func (s *NodeService) SyncEntries(_ *nodev1.SyncEntriesRequest, stream nodev1.No
 		if err != nil {
 			return toStatus(ctx, s.log, "syncing entries", err)
 		}
+		entries = append(entries, s.autoEntries(nodeID, node)...)
 		msg := &nodev1.SyncEntriesResponse{Full: first, Revision: rev, RotateGeneration: rotateGen}
 		seen := make(map[string]bool, len(entries))
 		for _, e := range entries {
@@ -502,6 +532,7 @@ func (s *NodeService) SyncEntries(_ *nodev1.SyncEntriesRequest, stream nodev1.No
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-autoChanged:
 		case _, ok := <-changes:
 			if !ok {
 				return status.Error(codes.Unavailable, "server is shutting down")
@@ -528,11 +559,21 @@ func (s *NodeService) MintX509SVIDs(ctx context.Context, req *nodev1.MintX509SVI
 	}
 
 	entries := make(map[string]*store.Entry, len(params))
+	var node *store.Node
 	err = s.cfg.Store.View(ctx, func(tx store.Tx) error {
-		if _, err := s.authorizeNode(tx, nodeID, leaf); err != nil {
+		var err error
+		if node, err = s.authorizeNode(tx, nodeID, leaf); err != nil {
 			return err
 		}
 		for _, p := range params {
+			if auto, ok := parseAutoEntryID(p.GetEntryId()); ok {
+				if _, _, ok := s.autoCluster(nodeID, node); ok {
+					if e, err := autoEntry(s.cfg.TrustDomain, nodeID, auto); err == nil {
+						entries[e.ID] = e
+					}
+				}
+				continue
+			}
 			e, err := tx.GetEntry(p.GetEntryId())
 			if isNotFound(err) {
 				continue
@@ -548,15 +589,21 @@ func (s *NodeService) MintX509SVIDs(ctx context.Context, req *nodev1.MintX509SVI
 		return nil, toStatus(ctx, s.log, "minting SVIDs", err)
 	}
 
+	refused := s.checkAutoEntries(ctx, nodeID, node, entries, audit.TypeSVIDIssued)
+
 	results := make([]*nodev1.MintX509SVIDResult, len(params))
 	records := make([]*store.SVIDRecord, len(params))
 	audits := make([]audit.Record, len(params))
 	s.forEachParallel(len(params), func(i int) {
 		p := params[i]
+		if r := refused[p.GetEntryId()]; r != nil {
+			results[i] = r
+			return
+		}
 		res := &nodev1.MintX509SVIDResult{EntryId: p.GetEntryId()}
 		results[i] = res
 		e := entries[p.GetEntryId()]
-		if e == nil || e.ParentID != nodeID.String() {
+		if e == nil || !mayMint(nodeID, e.ParentID) {
 			res.Code, res.Message = int32(codes.NotFound), "entry not found or not authorized"
 			return
 		}
@@ -621,15 +668,31 @@ func (s *NodeService) MintJWTSVID(ctx context.Context, req *nodev1.MintJWTSVIDRe
 	if err := s.allow(nodeID); err != nil {
 		return nil, err
 	}
-	var e *store.Entry
+	var (
+		e    *store.Entry
+		node *store.Node
+	)
 	err = s.cfg.Store.View(ctx, func(tx store.Tx) error {
-		if _, err := s.authorizeNode(tx, nodeID, leaf); err != nil {
+		if node, err = s.authorizeNode(tx, nodeID, leaf); err != nil {
 			return err
+		}
+		if _, ok := parseAutoEntryID(req.GetEntryId()); ok {
+			return nil // checked below, outside the transaction
 		}
 		e, err = tx.GetEntry(req.GetEntryId())
 		return err
 	})
-	if isNotFound(err) || (err == nil && e.ParentID != nodeID.String()) {
+	if err == nil && e == nil {
+		var refused *nodev1.MintX509SVIDResult
+		if e, refused = s.autoEntryFor(ctx, nodeID, node, req.GetEntryId()); refused != nil {
+			s.issued(SVIDKindJWT, OutcomeDenied)
+			return nil, status.Error(codes.Code(refused.GetCode()), refused.GetMessage())
+		}
+		if e == nil {
+			err = store.ErrNotFound
+		}
+	}
+	if isNotFound(err) || (err == nil && !mayMint(nodeID, e.ParentID)) {
 		s.issued(SVIDKindJWT, OutcomeDenied)
 		return nil, status.Error(codes.NotFound, "entry not found or not authorized")
 	}

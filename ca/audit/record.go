@@ -183,6 +183,13 @@ const (
 	DetailIncarnation         = "incarnation"
 	DetailReplaces            = "replaces"
 	DetailReplacedIncarnation = "replaced_incarnation"
+	// Kubernetes node attestation (k8s_psat).
+	DetailCluster        = "cluster"
+	DetailNodeUID        = "node_uid"
+	DetailNamespace      = "namespace"
+	DetailServiceAccount = "service_account"
+	DetailPodName        = "pod_name"
+	DetailPodUID         = "pod_uid"
 	// DetailChanged lists the fields an update changed (comma-separated).
 	DetailChanged = "changed"
 	// DetailReason says why a change failed, or why a checkpoint was

@@ -141,14 +141,26 @@ func IsAgentID(id spiffeid.ID) bool {
 	return strings.HasPrefix(id.Path(), AgentPathPrefix)
 }
 
-// ParseParentID parses an entry's parent: the SPIFFE ID of an agent.
+// ClusterPathPrefix is the path prefix of a Kubernetes cluster's SPIFFE
+// ID: as an entry's parent, it names every node attested in the cluster.
+const ClusterPathPrefix = ReservedPath + "/cluster/"
+
+// ParseParentID parses an entry's parent: the SPIFFE ID of an agent, or of
+// a Kubernetes cluster (spiffe://<td>/signet/cluster/<name>: every node
+// attested in it).
 func ParseParentID(s string, td spiffeid.TrustDomain) (spiffeid.ID, error) {
 	id, err := ParseID("parent_id", s, td)
 	if err != nil {
 		return id, err
 	}
+	if cluster, ok := strings.CutPrefix(id.Path(), ClusterPathPrefix); ok {
+		if err := ParsePathSegment("parent_id", cluster); err != nil {
+			return spiffeid.ID{}, invalid("parent_id", s, "the cluster name must be 1-128 letters, digits, dots, dashes or underscores")
+		}
+		return id, nil
+	}
 	if !IsAgentID(id) {
-		return spiffeid.ID{}, invalid("parent_id", s, "must be an agent's SPIFFE ID (spiffe://%s%s...)", td.Name(), AgentPathPrefix)
+		return spiffeid.ID{}, invalid("parent_id", s, "must be an agent's SPIFFE ID (spiffe://%s%s...) or a cluster's (spiffe://%s%s<name>)", td.Name(), AgentPathPrefix, td.Name(), ClusterPathPrefix)
 	}
 	return id, nil
 }
@@ -160,8 +172,8 @@ var (
 	dnsLabelRE = regexp.MustCompile(`^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?|\*)$`)
 )
 
-// SelectorTypes lists the selector types the agent's Unix attestor
-// produces, with a check for each value.
+// SelectorTypes lists the selector types the agent's attestors produce,
+// with a check for each value.
 var selectorTypes = map[string]func(string) error{
 	"unix:uid":    checkUint,
 	"unix:gid":    checkUint,
@@ -169,6 +181,32 @@ var selectorTypes = map[string]func(string) error{
 	"unix:group":  checkUnixName,
 	"unix:path":   checkAbsPath,
 	"unix:sha256": checkSHA256,
+	// Kubernetes workloads (the agent's k8s attestor).
+	"k8s:ns":              checkAny,
+	"k8s:sa":              checkAny,
+	"k8s:pod-name":        checkAny,
+	"k8s:pod-uid":         checkAny,
+	"k8s:pod-label":       checkKeyValue,
+	"k8s:container-name":  checkAny,
+	"k8s:container-image": checkAny,
+	"k8s:node-name":       checkAny,
+	// Kubernetes nodes (the CA's k8s_psat attestor).
+	"k8s_psat:cluster":    checkAny,
+	"k8s_psat:node-name":  checkAny,
+	"k8s_psat:agent_ns":   checkAny,
+	"k8s_psat:agent_sa":   checkAny,
+	"k8s_psat:node-label": checkKeyValue,
+}
+
+// checkAny accepts any non-empty value (ParseSelector refuses empty ones).
+func checkAny(string) error { return nil }
+
+// checkKeyValue checks a label selector's value: "<key>:<value>".
+func checkKeyValue(v string) error {
+	if k, _, ok := strings.Cut(v, ":"); !ok || k == "" {
+		return errors.New("must be <key>:<value>")
+	}
+	return nil
 }
 
 func checkUint(v string) error {

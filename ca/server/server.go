@@ -41,6 +41,7 @@ import (
 	"github.com/signet-mesh/signet/ca/api"
 	"github.com/signet-mesh/signet/ca/bundle"
 	"github.com/signet-mesh/signet/ca/federation"
+	"github.com/signet-mesh/signet/ca/k8spsat"
 	"github.com/signet-mesh/signet/ca/keys"
 	"github.com/signet-mesh/signet/ca/rotation"
 	"github.com/signet-mesh/signet/ca/servercert"
@@ -104,6 +105,9 @@ type Config struct {
 	// Metrics receives the CA's metrics (see NewMetrics); nil records
 	// none.
 	Metrics *Metrics
+	// K8sPSAT attests Kubernetes nodes (k8s_clusters); nil refuses
+	// k8s_psat attestation.
+	K8sPSAT *k8spsat.Attestor
 }
 
 // Server is a running CA.
@@ -215,9 +219,11 @@ func newServer(ctx context.Context, cfg Config, hooks TestOptions) (*Server, err
 		node: api.NewNodeService(api.NodeConfig{
 			Store: sst, CA: c, TrustDomain: cfg.TrustDomain, Clock: cfg.Clock, Logger: cfg.Logger,
 			NodeRate: cfg.NodeRate, Connections: conns, Metrics: cfg.Metrics.nodeHooks(),
+			K8sPSAT: cfg.K8sPSAT,
 		}),
 		admin: api.NewAdminService(api.AdminConfig{
 			Store: sst, TrustDomain: cfg.TrustDomain, AdminUIDs: cfg.AdminUIDs, SelfUID: uint32(os.Getuid()),
+			K8sClusters: cfg.K8sPSAT.Clusters(),
 			Connections: conns, Clock: cfg.Clock, Logger: cfg.Logger, Roots: rot,
 			CheckpointSigner: rot.CheckpointSigner,
 		}),
@@ -298,6 +304,7 @@ func (s *Server) Serve(ctx context.Context, nodeLn, adminLn net.Listener) error 
 	g.Go(func() error { return s.rot.Run(ctx) })
 	g.Go(func() error { return s.watchBundle(ctx) })
 	g.Go(func() error { return s.pruneLoop(ctx) })
+	g.Go(func() error { return s.cfg.K8sPSAT.Run(ctx, s.cfg.Clock, s.log.With(logComponent, "k8spsat")) })
 	g.Go(func() error { return s.checkpointLoop(ctx) })
 	g.Go(func() error { return s.watchHealth(ctx, healthSrv) })
 	s.runFederation(ctx, g)

@@ -291,7 +291,7 @@ type EntryFilter struct {
 // Node is an attested agent.
 type Node struct {
 	SPIFFEID string `json:"spiffe_id"`
-	// Attestor is how the node proved itself ("join_token").
+	// Attestor is how the node proved itself ("join_token", "k8s_psat").
 	Attestor string `json:"attestor"`
 	// Serial of the node's current SVID, lower-case hex.
 	Serial                string    `json:"serial"`
@@ -306,6 +306,9 @@ type Node struct {
 	Incarnation string `json:"incarnation,omitempty"`
 	// EvictedAt is set on eviction records only (EvictNode).
 	EvictedAt time.Time `json:"evicted_at,omitzero"`
+	// Selectors are what the node attestor found about the node
+	// ("k8s_psat:cluster:prod", ...), sorted; none for join tokens.
+	Selectors []string `json:"selectors,omitempty"`
 }
 
 // JoinToken is a single-use node credential. Only its SHA-256 is stored.

@@ -20,6 +20,7 @@ import (
 	"github.com/signet-mesh/signet/agent"
 	"github.com/signet-mesh/signet/agent/attestor"
 	"github.com/signet-mesh/signet/agent/cache"
+	"github.com/signet-mesh/signet/agent/nodesvid"
 	"github.com/signet-mesh/signet/agent/proxyapi"
 	"github.com/signet-mesh/signet/agent/workloadapi"
 	"github.com/signet-mesh/signet/ca/keys"
@@ -47,6 +48,14 @@ type agentConfig struct {
 	KeyPassphraseFile string `json:"key_passphrase_file"`
 	LogLevel          string `json:"log_level"`
 	LogFormat         string `json:"log_format"`
+	// Kubernetes (issue 15).
+	NodeAttestor string `json:"node_attestor"`
+	K8sCluster   string `json:"k8s_cluster"`
+	K8sTokenFile string `json:"k8s_token_file"`
+	// Workload attestation.
+	WorkloadAttestors string `json:"workload_attestors"`
+	K8sKubeconfig     string `json:"k8s_kubeconfig"`
+	K8sNodeName       string `json:"k8s_node_name"`
 }
 
 var agentUsages = map[string]string{
@@ -62,16 +71,25 @@ var agentUsages = map[string]string{
 	"key_passphrase_file": "file holding the passphrase that encrypts the node key (or env SIGNET_KEY_PASSPHRASE)",
 	"log_level":           "debug, info, warn or error",
 	"log_format":          "text or json",
+	"node_attestor":       "how the node proves itself to the CA: join_token, or k8s_psat (the agent pod's projected service account token)",
+	"k8s_cluster":         "k8s_psat: the cluster's name in the CA's k8s_clusters",
+	"k8s_token_file":      "k8s_psat: the projected service account token (audience signet), read again at each attestation",
+	"workload_attestors":  "comma-separated: unix (always on), k8s (the caller's pod, from its cgroup and the node's pods in the API server)",
+	"k8s_kubeconfig":      "k8s workload attestation: kubeconfig to watch the node's pods with (empty: the pod's in-cluster service account)",
+	"k8s_node_name":       "k8s workload attestation: this node's name (empty: read from k8s_token_file's claims)",
 }
 
 func defaultAgentConfig() agentConfig {
 	return agentConfig{
-		ServerAddress: "127.0.0.1:8081",
-		TrustDomain:   defaultTrustDomain,
-		Socket:        defaultAgentSocket,
-		DataDir:       "./signet-agent-data",
-		LogLevel:      "info",
-		LogFormat:     "text",
+		ServerAddress:     "127.0.0.1:8081",
+		TrustDomain:       defaultTrustDomain,
+		Socket:            defaultAgentSocket,
+		DataDir:           "./signet-agent-data",
+		LogLevel:          "info",
+		LogFormat:         "text",
+		NodeAttestor:      "join_token",
+		WorkloadAttestors: "unix",
+		K8sTokenFile:      nodesvid.DefaultK8sTokenFile,
 	}
 }
 
@@ -101,8 +119,33 @@ func (c agentConfig) toAgentConfig() (agent.Config, error) {
 			return out, fmt.Errorf("metrics_listen %q: must be host:port", c.MetricsListen)
 		}
 	}
-	joinToken, err := c.joinToken()
-	if err != nil {
+	var (
+		joinToken string
+		psat      *nodesvid.K8sPSAT
+	)
+	switch c.NodeAttestor {
+	case "", "join_token":
+		if c.K8sCluster != "" {
+			return out, fmt.Errorf("k8s_cluster is set but node_attestor is %q: give --node-attestor k8s_psat", c.NodeAttestor)
+		}
+		if joinToken, err = c.joinToken(); err != nil {
+			return out, err
+		}
+	case "k8s_psat":
+		if c.JoinToken != "" || c.JoinTokenFile != "" {
+			return out, fmt.Errorf("node_attestor k8s_psat attests with the pod's service account token: drop join_token and join_token_file")
+		}
+		if c.K8sCluster == "" {
+			return out, fmt.Errorf("node_attestor k8s_psat needs k8s_cluster: the cluster's name in the CA's k8s_clusters (--k8s-cluster NAME)")
+		}
+		if c.K8sTokenFile == "" {
+			return out, fmt.Errorf("node_attestor k8s_psat needs k8s_token_file (default %s)", nodesvid.DefaultK8sTokenFile)
+		}
+		psat = &nodesvid.K8sPSAT{Cluster: c.K8sCluster, TokenFile: c.K8sTokenFile}
+	default:
+		return out, fmt.Errorf("node_attestor %q: want join_token or k8s_psat", c.NodeAttestor)
+	}
+	if _, err := c.wantsK8sWorkloads(); err != nil {
 		return out, err
 	}
 	if c.TrustBundle == "" && !c.InsecureBootstrap {
@@ -115,6 +158,7 @@ func (c agentConfig) toAgentConfig() (agent.Config, error) {
 		TrustDomain:       td,
 		InsecureBootstrap: c.InsecureBootstrap,
 		JoinToken:         joinToken,
+		K8sPSAT:           psat,
 		DataDir:           c.DataDir,
 	}
 	if c.TrustBundle != "" {
@@ -151,6 +195,8 @@ Every flag is also a key of the --config file and a SIGNET_* environment
 variable; flags win over the environment, which wins over the file.`,
 		Example: `  signet agent --server-address ca.example.org:8081 --trust-bundle bundle.pem \
       --join-token TOKEN --data-dir /var/lib/signet-agent
+  signet agent --server-address signet-server.signet:8081 --trust-bundle /bundle/bundle.pem \
+      --node-attestor k8s_psat --k8s-cluster prod   # in a DaemonSet pod
   signet agent --config /etc/signet/agent.yaml
   signet agent --server-address 127.0.0.1:8081 --insecure-bootstrap --join-token TOKEN   # development only`,
 		Args: noArgs,
@@ -188,14 +234,18 @@ func (o *agentOptions) run(ctx context.Context, env *cliEnv) error {
 	}
 	acfg.Logger = logger
 	defer logShutdown(ctx, logger)()
-	return runAgentProcess(ctx, acfg, cfg.Socket, cfg.MetricsListen)
+	k8s, err := cfg.k8sWorkloadAttestor(env.getenv, logger)
+	if err != nil {
+		return err
+	}
+	return runAgentProcess(ctx, acfg, cfg.Socket, cfg.MetricsListen, k8s)
 }
 
 // runAgentProcess wires an agent to its socket: the Workload API and SDS,
 // both attesting callers with the Unix attestor and serving from the
 // agent's cache. metricsListen, when set, serves the agent's metrics and
 // readiness.
-func runAgentProcess(ctx context.Context, cfg agent.Config, socket, metricsListen string) error {
+func runAgentProcess(ctx context.Context, cfg agent.Config, socket, metricsListen string, k8s *k8sWorkload) error {
 	logger := cfg.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -218,7 +268,7 @@ func runAgentProcess(ctx context.Context, cfg agent.Config, socket, metricsListe
 	if err != nil {
 		return err
 	}
-	att := attestor.New(attestor.Config{Logger: logger})
+	att := attestor.New(attestor.Config{Logger: logger, Plugins: k8s.plugins()})
 	wl := workloadapi.New(workloadapi.Config{Cache: c, Attestor: att, JWTMinter: a, Logger: logger})
 	sds := sdsserver.New(sdsserver.Config{Source: sdsSource{c}, Attestor: att, Logger: logger, Metrics: sdsMetrics(cfg.Metrics)})
 	px := proxyapi.New(proxyapi.Config{Cache: c, Attestor: att, Policies: a, Reporter: proxyReporter(a, cfg.Metrics), Logger: logger})
@@ -245,6 +295,7 @@ func runAgentProcess(ctx context.Context, cfg agent.Config, socket, metricsListe
 		})
 	})
 	g.Go(func() error { return a.Run(ctx) })
+	g.Go(func() error { return k8s.run(ctx) })
 	g.Go(func() error { return a.ServeHealth(ctx, hs) })
 	g.Go(func() error { return tel.serve(ctx, a.Ready) })
 	return g.Wait()

@@ -55,6 +55,8 @@ type serverConfig struct {
 	FederationCertFile    string   `json:"federation_cert_file"`
 	FederationKeyFile     string   `json:"federation_key_file"`
 	FederationRefreshHint duration `json:"federation_refresh_hint"`
+	// Kubernetes clusters whose agents attest with k8s_psat (file only).
+	K8sClusters []k8sClusterConfig `json:"k8s_clusters,fileonly"`
 }
 
 var serverUsages = map[string]string{
@@ -84,6 +86,7 @@ var serverUsages = map[string]string{
 	"federation_cert_file":       "https_web: PEM certificate (chain) of the bundle endpoint, reloaded when it changes",
 	"federation_key_file":        "https_web: PEM private key of federation_cert_file",
 	"federation_refresh_hint":    "spiffe_refresh_hint the bundle endpoint serves (default 5m)",
+	"k8s_clusters":               "config file only: Kubernetes clusters whose agents attest with k8s_psat, a list of {name, kubeconfig (empty: in-cluster), service_account_allow_list: [namespace:name], audience (default signet), auto_identity (every pod gets spiffe://<td>/ns/<ns>/sa/<sa>)}",
 }
 
 // defaultServerConfig has no data_dir: a server's state is precious, so it
@@ -212,6 +215,9 @@ func (c serverConfig) toServerConfig() (server.Config, string, error) {
 		MTLSWindow:         durationOf(c.MTLSWindow),
 		ImportRoot:         importRoot,
 		ImportIntermediate: importInter,
+	}
+	if out.K8sPSAT, err = c.k8sAttestor(); err != nil {
+		return out, "", err
 	}
 	return out, admin, nil
 }

@@ -45,7 +45,7 @@ func registerConfigFlags(fs *pflag.FlagSet, cfg any, usages map[string]string, g
 	t := v.Type()
 	for i := range t.NumField() {
 		key := jsonKey(t.Field(i))
-		if key == "" {
+		if key == "" || fileOnly(t.Field(i)) {
 			continue
 		}
 		f := fs.VarPF(&configValue{text: formatValue(v.Field(i)), typ: typeName(v.Field(i))}, flagName(key), "", usages[key])
@@ -61,7 +61,7 @@ func registerConfigFlags(fs *pflag.FlagSet, cfg any, usages map[string]string, g
 		}
 		for i := range t.NumField() {
 			key := jsonKey(t.Field(i))
-			if key == "" {
+			if key == "" || fileOnly(t.Field(i)) {
 				continue
 			}
 			env := "SIGNET_" + strings.ToUpper(key)
@@ -141,6 +141,19 @@ func jsonKey(f reflect.StructField) string {
 		return ""
 	}
 	return name
+}
+
+// fileOnly reports whether a config key is set in the file only (its json
+// tag has the option "fileonly"): a list of structured items, such as
+// k8s_clusters, has no sensible flag or environment variable.
+func fileOnly(f reflect.StructField) bool {
+	_, opts, _ := strings.Cut(f.Tag.Get("json"), ",")
+	for o := range strings.SplitSeq(opts, ",") {
+		if o == "fileonly" {
+			return true
+		}
+	}
+	return false
 }
 
 func flagName(key string) string { return strings.ReplaceAll(key, "_", "-") }

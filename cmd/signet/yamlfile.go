@@ -193,6 +193,18 @@ func setYAMLValue(field reflect.Value, n ast.Node) error {
 			return errors.New("want a single value, not a list")
 		}
 		out := reflect.MakeSlice(field.Type(), 0, len(seq.Values))
+		if field.Type().Elem().Kind() == reflect.Struct {
+			// A list of mappings, each decoded like the file itself.
+			for i, item := range seq.Values {
+				elem := reflect.New(field.Type().Elem())
+				if err := decodeYAMLStruct(item, elem.Interface(), fmt.Sprintf("item %d", i+1)); err != nil {
+					return err
+				}
+				out = reflect.Append(out, elem.Elem())
+			}
+			field.Set(out)
+			return nil
+		}
 		for _, item := range seq.Values {
 			s, ok := yamlScalar(item)
 			if !ok {

@@ -72,7 +72,7 @@ func TestServerCLI(t *testing.T) {
 		{"percent encoding", []string{"--spiffe-id", "spiffe://example.org/a%2Fb"}, "percent-encoding"},
 		{"root path", []string{"--spiffe-id", "spiffe://example.org"}, "needs a path"},
 		{"ttl above max", []string{"--spiffe-id", "spiffe://example.org/x", "--x509-ttl", "9000h"}, "above the maximum"},
-		{"unknown selector", []string{"--spiffe-id", "spiffe://example.org/x", "--selector", "k8s:ns:default"}, "unknown selector type"},
+		{"unknown selector", []string{"--spiffe-id", "spiffe://example.org/x", "--selector", "docker:label:app"}, "unknown selector type"},
 		{"duplicate", []string{"--spiffe-id", "spiffe://example.org/web"}, "already exists"},
 		{"missing parent", []string{"--spiffe-id", "spiffe://example.org/x", "--parent-id", "spiffe://example.org/signet/agent/join_token/nope"}, "no such agent"},
 	}

@@ -69,4 +69,9 @@ const (
 	TrustDomain = "trust_domain"
 	// FederatedBundles is the number of federated bundles applied.
 	FederatedBundles = "federated_bundles"
+	// Kubernetes workload attestation (agent/k8sattest).
+	Node        = "node"
+	Pods        = "pods"
+	ContainerID = "container_id"
+	Pod         = "pod"
 )

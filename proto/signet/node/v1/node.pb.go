@@ -347,10 +347,14 @@ func (x *Entry) GetFederatesWith() []string {
 }
 
 type AttestNodeRequest struct {
-	state     protoimpl.MessageState `protogen:"open.v1"`
-	JoinToken string                 `protobuf:"bytes,1,opt,name=join_token,json=joinToken,proto3" json:"join_token,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Exactly one of join_token and k8s_psat.
+	JoinToken string `protobuf:"bytes,1,opt,name=join_token,json=joinToken,proto3" json:"join_token,omitempty"`
 	// PKCS#10, DER encoded. Its key becomes the node SVID's key.
-	Csr           []byte `protobuf:"bytes,2,opt,name=csr,proto3" json:"csr,omitempty"`
+	Csr []byte `protobuf:"bytes,2,opt,name=csr,proto3" json:"csr,omitempty"`
+	// Kubernetes projected service account token attestation: the CA
+	// reviews the token with the named cluster's API server.
+	K8SPsat       *K8SPSAT `protobuf:"bytes,3,opt,name=k8s_psat,json=k8sPsat,proto3" json:"k8s_psat,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -399,6 +403,68 @@ func (x *AttestNodeRequest) GetCsr() []byte {
 	return nil
 }
 
+func (x *AttestNodeRequest) GetK8SPsat() *K8SPSAT {
+	if x != nil {
+		return x.K8SPsat
+	}
+	return nil
+}
+
+// K8sPSAT is a projected service account token of the agent's pod.
+type K8SPSAT struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The cluster's name in the CA's k8s_clusters configuration.
+	Cluster string `protobuf:"bytes,1,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	// The token, as read from the projected volume (audience "signet").
+	Token         string `protobuf:"bytes,2,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *K8SPSAT) Reset() {
+	*x = K8SPSAT{}
+	mi := &file_signet_node_v1_node_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *K8SPSAT) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*K8SPSAT) ProtoMessage() {}
+
+func (x *K8SPSAT) ProtoReflect() protoreflect.Message {
+	mi := &file_signet_node_v1_node_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use K8SPSAT.ProtoReflect.Descriptor instead.
+func (*K8SPSAT) Descriptor() ([]byte, []int) {
+	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *K8SPSAT) GetCluster() string {
+	if x != nil {
+		return x.Cluster
+	}
+	return ""
+}
+
+func (x *K8SPSAT) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
 type AttestNodeResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Svid          *X509SVID              `protobuf:"bytes,1,opt,name=svid,proto3" json:"svid,omitempty"`
@@ -409,7 +475,7 @@ type AttestNodeResponse struct {
 
 func (x *AttestNodeResponse) Reset() {
 	*x = AttestNodeResponse{}
-	mi := &file_signet_node_v1_node_proto_msgTypes[5]
+	mi := &file_signet_node_v1_node_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -421,7 +487,7 @@ func (x *AttestNodeResponse) String() string {
 func (*AttestNodeResponse) ProtoMessage() {}
 
 func (x *AttestNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_node_v1_node_proto_msgTypes[5]
+	mi := &file_signet_node_v1_node_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -434,7 +500,7 @@ func (x *AttestNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttestNodeResponse.ProtoReflect.Descriptor instead.
 func (*AttestNodeResponse) Descriptor() ([]byte, []int) {
-	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{5}
+	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *AttestNodeResponse) GetSvid() *X509SVID {
@@ -460,7 +526,7 @@ type RenewNodeSVIDRequest struct {
 
 func (x *RenewNodeSVIDRequest) Reset() {
 	*x = RenewNodeSVIDRequest{}
-	mi := &file_signet_node_v1_node_proto_msgTypes[6]
+	mi := &file_signet_node_v1_node_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -472,7 +538,7 @@ func (x *RenewNodeSVIDRequest) String() string {
 func (*RenewNodeSVIDRequest) ProtoMessage() {}
 
 func (x *RenewNodeSVIDRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_node_v1_node_proto_msgTypes[6]
+	mi := &file_signet_node_v1_node_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -485,7 +551,7 @@ func (x *RenewNodeSVIDRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewNodeSVIDRequest.ProtoReflect.Descriptor instead.
 func (*RenewNodeSVIDRequest) Descriptor() ([]byte, []int) {
-	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{6}
+	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RenewNodeSVIDRequest) GetCsr() []byte {
@@ -504,7 +570,7 @@ type RenewNodeSVIDResponse struct {
 
 func (x *RenewNodeSVIDResponse) Reset() {
 	*x = RenewNodeSVIDResponse{}
-	mi := &file_signet_node_v1_node_proto_msgTypes[7]
+	mi := &file_signet_node_v1_node_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -516,7 +582,7 @@ func (x *RenewNodeSVIDResponse) String() string {
 func (*RenewNodeSVIDResponse) ProtoMessage() {}
 
 func (x *RenewNodeSVIDResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_node_v1_node_proto_msgTypes[7]
+	mi := &file_signet_node_v1_node_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -529,7 +595,7 @@ func (x *RenewNodeSVIDResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewNodeSVIDResponse.ProtoReflect.Descriptor instead.
 func (*RenewNodeSVIDResponse) Descriptor() ([]byte, []int) {
-	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{7}
+	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RenewNodeSVIDResponse) GetSvid() *X509SVID {
@@ -547,7 +613,7 @@ type SyncEntriesRequest struct {
 
 func (x *SyncEntriesRequest) Reset() {
 	*x = SyncEntriesRequest{}
-	mi := &file_signet_node_v1_node_proto_msgTypes[8]
+	mi := &file_signet_node_v1_node_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -559,7 +625,7 @@ func (x *SyncEntriesRequest) String() string {
 func (*SyncEntriesRequest) ProtoMessage() {}
 
 func (x *SyncEntriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_node_v1_node_proto_msgTypes[8]
+	mi := &file_signet_node_v1_node_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -572,7 +638,7 @@ func (x *SyncEntriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncEntriesRequest.ProtoReflect.Descriptor instead.
 func (*SyncEntriesRequest) Descriptor() ([]byte, []int) {
-	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{8}
+	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{9}
 }
 
 type SyncEntriesResponse struct {
@@ -605,7 +671,7 @@ type SyncEntriesResponse struct {
 
 func (x *SyncEntriesResponse) Reset() {
 	*x = SyncEntriesResponse{}
-	mi := &file_signet_node_v1_node_proto_msgTypes[9]
+	mi := &file_signet_node_v1_node_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -617,7 +683,7 @@ func (x *SyncEntriesResponse) String() string {
 func (*SyncEntriesResponse) ProtoMessage() {}
 
 func (x *SyncEntriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_node_v1_node_proto_msgTypes[9]
+	mi := &file_signet_node_v1_node_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -630,7 +696,7 @@ func (x *SyncEntriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncEntriesResponse.ProtoReflect.Descriptor instead.
 func (*SyncEntriesResponse) Descriptor() ([]byte, []int) {
-	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{9}
+	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SyncEntriesResponse) GetFull() bool {
@@ -700,7 +766,7 @@ type FederatedBundles struct {
 
 func (x *FederatedBundles) Reset() {
 	*x = FederatedBundles{}
-	mi := &file_signet_node_v1_node_proto_msgTypes[10]
+	mi := &file_signet_node_v1_node_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -712,7 +778,7 @@ func (x *FederatedBundles) String() string {
 func (*FederatedBundles) ProtoMessage() {}
 
 func (x *FederatedBundles) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_node_v1_node_proto_msgTypes[10]
+	mi := &file_signet_node_v1_node_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -725,7 +791,7 @@ func (x *FederatedBundles) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FederatedBundles.ProtoReflect.Descriptor instead.
 func (*FederatedBundles) Descriptor() ([]byte, []int) {
-	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{10}
+	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *FederatedBundles) GetBundles() []*Bundle {
@@ -745,7 +811,7 @@ type MTLSPolicies struct {
 
 func (x *MTLSPolicies) Reset() {
 	*x = MTLSPolicies{}
-	mi := &file_signet_node_v1_node_proto_msgTypes[11]
+	mi := &file_signet_node_v1_node_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -757,7 +823,7 @@ func (x *MTLSPolicies) String() string {
 func (*MTLSPolicies) ProtoMessage() {}
 
 func (x *MTLSPolicies) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_node_v1_node_proto_msgTypes[11]
+	mi := &file_signet_node_v1_node_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -770,7 +836,7 @@ func (x *MTLSPolicies) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MTLSPolicies.ProtoReflect.Descriptor instead.
 func (*MTLSPolicies) Descriptor() ([]byte, []int) {
-	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{11}
+	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *MTLSPolicies) GetPolicies() []*MTLSPolicy {
@@ -797,7 +863,7 @@ type MTLSPolicy struct {
 
 func (x *MTLSPolicy) Reset() {
 	*x = MTLSPolicy{}
-	mi := &file_signet_node_v1_node_proto_msgTypes[12]
+	mi := &file_signet_node_v1_node_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -809,7 +875,7 @@ func (x *MTLSPolicy) String() string {
 func (*MTLSPolicy) ProtoMessage() {}
 
 func (x *MTLSPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_node_v1_node_proto_msgTypes[12]
+	mi := &file_signet_node_v1_node_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -822,7 +888,7 @@ func (x *MTLSPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MTLSPolicy.ProtoReflect.Descriptor instead.
 func (*MTLSPolicy) Descriptor() ([]byte, []int) {
-	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{12}
+	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *MTLSPolicy) GetId() string {
@@ -883,7 +949,7 @@ type MintX509SVIDsRequest struct {
 
 func (x *MintX509SVIDsRequest) Reset() {
 	*x = MintX509SVIDsRequest{}
-	mi := &file_signet_node_v1_node_proto_msgTypes[13]
+	mi := &file_signet_node_v1_node_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -895,7 +961,7 @@ func (x *MintX509SVIDsRequest) String() string {
 func (*MintX509SVIDsRequest) ProtoMessage() {}
 
 func (x *MintX509SVIDsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_node_v1_node_proto_msgTypes[13]
+	mi := &file_signet_node_v1_node_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -908,7 +974,7 @@ func (x *MintX509SVIDsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MintX509SVIDsRequest.ProtoReflect.Descriptor instead.
 func (*MintX509SVIDsRequest) Descriptor() ([]byte, []int) {
-	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{13}
+	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *MintX509SVIDsRequest) GetParams() []*MintX509SVIDParams {
@@ -929,7 +995,7 @@ type MintX509SVIDParams struct {
 
 func (x *MintX509SVIDParams) Reset() {
 	*x = MintX509SVIDParams{}
-	mi := &file_signet_node_v1_node_proto_msgTypes[14]
+	mi := &file_signet_node_v1_node_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -941,7 +1007,7 @@ func (x *MintX509SVIDParams) String() string {
 func (*MintX509SVIDParams) ProtoMessage() {}
 
 func (x *MintX509SVIDParams) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_node_v1_node_proto_msgTypes[14]
+	mi := &file_signet_node_v1_node_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -954,7 +1020,7 @@ func (x *MintX509SVIDParams) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MintX509SVIDParams.ProtoReflect.Descriptor instead.
 func (*MintX509SVIDParams) Descriptor() ([]byte, []int) {
-	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{14}
+	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *MintX509SVIDParams) GetEntryId() string {
@@ -980,7 +1046,7 @@ type MintX509SVIDsResponse struct {
 
 func (x *MintX509SVIDsResponse) Reset() {
 	*x = MintX509SVIDsResponse{}
-	mi := &file_signet_node_v1_node_proto_msgTypes[15]
+	mi := &file_signet_node_v1_node_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -992,7 +1058,7 @@ func (x *MintX509SVIDsResponse) String() string {
 func (*MintX509SVIDsResponse) ProtoMessage() {}
 
 func (x *MintX509SVIDsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_node_v1_node_proto_msgTypes[15]
+	mi := &file_signet_node_v1_node_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1005,7 +1071,7 @@ func (x *MintX509SVIDsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MintX509SVIDsResponse.ProtoReflect.Descriptor instead.
 func (*MintX509SVIDsResponse) Descriptor() ([]byte, []int) {
-	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{15}
+	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *MintX509SVIDsResponse) GetResults() []*MintX509SVIDResult {
@@ -1029,7 +1095,7 @@ type MintX509SVIDResult struct {
 
 func (x *MintX509SVIDResult) Reset() {
 	*x = MintX509SVIDResult{}
-	mi := &file_signet_node_v1_node_proto_msgTypes[16]
+	mi := &file_signet_node_v1_node_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1041,7 +1107,7 @@ func (x *MintX509SVIDResult) String() string {
 func (*MintX509SVIDResult) ProtoMessage() {}
 
 func (x *MintX509SVIDResult) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_node_v1_node_proto_msgTypes[16]
+	mi := &file_signet_node_v1_node_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1054,7 +1120,7 @@ func (x *MintX509SVIDResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MintX509SVIDResult.ProtoReflect.Descriptor instead.
 func (*MintX509SVIDResult) Descriptor() ([]byte, []int) {
-	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{16}
+	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *MintX509SVIDResult) GetEntryId() string {
@@ -1095,7 +1161,7 @@ type MintJWTSVIDRequest struct {
 
 func (x *MintJWTSVIDRequest) Reset() {
 	*x = MintJWTSVIDRequest{}
-	mi := &file_signet_node_v1_node_proto_msgTypes[17]
+	mi := &file_signet_node_v1_node_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1107,7 +1173,7 @@ func (x *MintJWTSVIDRequest) String() string {
 func (*MintJWTSVIDRequest) ProtoMessage() {}
 
 func (x *MintJWTSVIDRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_node_v1_node_proto_msgTypes[17]
+	mi := &file_signet_node_v1_node_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1120,7 +1186,7 @@ func (x *MintJWTSVIDRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MintJWTSVIDRequest.ProtoReflect.Descriptor instead.
 func (*MintJWTSVIDRequest) Descriptor() ([]byte, []int) {
-	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{17}
+	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *MintJWTSVIDRequest) GetEntryId() string {
@@ -1148,7 +1214,7 @@ type MintJWTSVIDResponse struct {
 
 func (x *MintJWTSVIDResponse) Reset() {
 	*x = MintJWTSVIDResponse{}
-	mi := &file_signet_node_v1_node_proto_msgTypes[18]
+	mi := &file_signet_node_v1_node_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1160,7 +1226,7 @@ func (x *MintJWTSVIDResponse) String() string {
 func (*MintJWTSVIDResponse) ProtoMessage() {}
 
 func (x *MintJWTSVIDResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_node_v1_node_proto_msgTypes[18]
+	mi := &file_signet_node_v1_node_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1173,7 +1239,7 @@ func (x *MintJWTSVIDResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MintJWTSVIDResponse.ProtoReflect.Descriptor instead.
 func (*MintJWTSVIDResponse) Descriptor() ([]byte, []int) {
-	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{18}
+	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *MintJWTSVIDResponse) GetSpiffeId() string {
@@ -1211,7 +1277,7 @@ type ReportStatusRequest struct {
 
 func (x *ReportStatusRequest) Reset() {
 	*x = ReportStatusRequest{}
-	mi := &file_signet_node_v1_node_proto_msgTypes[19]
+	mi := &file_signet_node_v1_node_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1223,7 +1289,7 @@ func (x *ReportStatusRequest) String() string {
 func (*ReportStatusRequest) ProtoMessage() {}
 
 func (x *ReportStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_node_v1_node_proto_msgTypes[19]
+	mi := &file_signet_node_v1_node_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1236,7 +1302,7 @@ func (x *ReportStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportStatusRequest.ProtoReflect.Descriptor instead.
 func (*ReportStatusRequest) Descriptor() ([]byte, []int) {
-	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{19}
+	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ReportStatusRequest) GetAppliedBundleRevision() int64 {
@@ -1277,7 +1343,7 @@ type ConnectionCounts struct {
 
 func (x *ConnectionCounts) Reset() {
 	*x = ConnectionCounts{}
-	mi := &file_signet_node_v1_node_proto_msgTypes[20]
+	mi := &file_signet_node_v1_node_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1289,7 +1355,7 @@ func (x *ConnectionCounts) String() string {
 func (*ConnectionCounts) ProtoMessage() {}
 
 func (x *ConnectionCounts) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_node_v1_node_proto_msgTypes[20]
+	mi := &file_signet_node_v1_node_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1302,7 +1368,7 @@ func (x *ConnectionCounts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnectionCounts.ProtoReflect.Descriptor instead.
 func (*ConnectionCounts) Descriptor() ([]byte, []int) {
-	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{20}
+	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ConnectionCounts) GetSpiffeId() string {
@@ -1355,7 +1421,7 @@ type ReportStatusResponse struct {
 
 func (x *ReportStatusResponse) Reset() {
 	*x = ReportStatusResponse{}
-	mi := &file_signet_node_v1_node_proto_msgTypes[21]
+	mi := &file_signet_node_v1_node_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1367,7 +1433,7 @@ func (x *ReportStatusResponse) String() string {
 func (*ReportStatusResponse) ProtoMessage() {}
 
 func (x *ReportStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_signet_node_v1_node_proto_msgTypes[21]
+	mi := &file_signet_node_v1_node_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1380,7 +1446,7 @@ func (x *ReportStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportStatusResponse.ProtoReflect.Descriptor instead.
 func (*ReportStatusResponse) Descriptor() ([]byte, []int) {
-	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{21}
+	return file_signet_node_v1_node_proto_rawDescGZIP(), []int{22}
 }
 
 var File_signet_node_v1_node_proto protoreflect.FileDescriptor
@@ -1415,11 +1481,15 @@ const file_signet_node_v1_node_proto_rawDesc = "" +
 	"\tdns_names\x18\x06 \x03(\tR\bdnsNames\x12\x1a\n" +
 	"\brevision\x18\a \x01(\x03R\brevision\x12&\n" +
 	"\x0fjwt_ttl_seconds\x18\b \x01(\x03R\rjwtTtlSeconds\x12%\n" +
-	"\x0efederates_with\x18\t \x03(\tR\rfederatesWith\"D\n" +
+	"\x0efederates_with\x18\t \x03(\tR\rfederatesWith\"x\n" +
 	"\x11AttestNodeRequest\x12\x1d\n" +
 	"\n" +
 	"join_token\x18\x01 \x01(\tR\tjoinToken\x12\x10\n" +
-	"\x03csr\x18\x02 \x01(\fR\x03csr\"r\n" +
+	"\x03csr\x18\x02 \x01(\fR\x03csr\x122\n" +
+	"\bk8s_psat\x18\x03 \x01(\v2\x17.signet.node.v1.K8sPSATR\ak8sPsat\"9\n" +
+	"\aK8sPSAT\x12\x18\n" +
+	"\acluster\x18\x01 \x01(\tR\acluster\x12\x14\n" +
+	"\x05token\x18\x02 \x01(\tR\x05token\"r\n" +
 	"\x12AttestNodeResponse\x12,\n" +
 	"\x04svid\x18\x01 \x01(\v2\x18.signet.node.v1.X509SVIDR\x04svid\x12.\n" +
 	"\x06bundle\x18\x02 \x01(\v2\x16.signet.node.v1.BundleR\x06bundle\"(\n" +
@@ -1504,63 +1574,65 @@ func file_signet_node_v1_node_proto_rawDescGZIP() []byte {
 	return file_signet_node_v1_node_proto_rawDescData
 }
 
-var file_signet_node_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_signet_node_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_signet_node_v1_node_proto_goTypes = []any{
 	(*X509SVID)(nil),              // 0: signet.node.v1.X509SVID
 	(*JWTKey)(nil),                // 1: signet.node.v1.JWTKey
 	(*Bundle)(nil),                // 2: signet.node.v1.Bundle
 	(*Entry)(nil),                 // 3: signet.node.v1.Entry
 	(*AttestNodeRequest)(nil),     // 4: signet.node.v1.AttestNodeRequest
-	(*AttestNodeResponse)(nil),    // 5: signet.node.v1.AttestNodeResponse
-	(*RenewNodeSVIDRequest)(nil),  // 6: signet.node.v1.RenewNodeSVIDRequest
-	(*RenewNodeSVIDResponse)(nil), // 7: signet.node.v1.RenewNodeSVIDResponse
-	(*SyncEntriesRequest)(nil),    // 8: signet.node.v1.SyncEntriesRequest
-	(*SyncEntriesResponse)(nil),   // 9: signet.node.v1.SyncEntriesResponse
-	(*FederatedBundles)(nil),      // 10: signet.node.v1.FederatedBundles
-	(*MTLSPolicies)(nil),          // 11: signet.node.v1.MTLSPolicies
-	(*MTLSPolicy)(nil),            // 12: signet.node.v1.MTLSPolicy
-	(*MintX509SVIDsRequest)(nil),  // 13: signet.node.v1.MintX509SVIDsRequest
-	(*MintX509SVIDParams)(nil),    // 14: signet.node.v1.MintX509SVIDParams
-	(*MintX509SVIDsResponse)(nil), // 15: signet.node.v1.MintX509SVIDsResponse
-	(*MintX509SVIDResult)(nil),    // 16: signet.node.v1.MintX509SVIDResult
-	(*MintJWTSVIDRequest)(nil),    // 17: signet.node.v1.MintJWTSVIDRequest
-	(*MintJWTSVIDResponse)(nil),   // 18: signet.node.v1.MintJWTSVIDResponse
-	(*ReportStatusRequest)(nil),   // 19: signet.node.v1.ReportStatusRequest
-	(*ConnectionCounts)(nil),      // 20: signet.node.v1.ConnectionCounts
-	(*ReportStatusResponse)(nil),  // 21: signet.node.v1.ReportStatusResponse
+	(*K8SPSAT)(nil),               // 5: signet.node.v1.K8sPSAT
+	(*AttestNodeResponse)(nil),    // 6: signet.node.v1.AttestNodeResponse
+	(*RenewNodeSVIDRequest)(nil),  // 7: signet.node.v1.RenewNodeSVIDRequest
+	(*RenewNodeSVIDResponse)(nil), // 8: signet.node.v1.RenewNodeSVIDResponse
+	(*SyncEntriesRequest)(nil),    // 9: signet.node.v1.SyncEntriesRequest
+	(*SyncEntriesResponse)(nil),   // 10: signet.node.v1.SyncEntriesResponse
+	(*FederatedBundles)(nil),      // 11: signet.node.v1.FederatedBundles
+	(*MTLSPolicies)(nil),          // 12: signet.node.v1.MTLSPolicies
+	(*MTLSPolicy)(nil),            // 13: signet.node.v1.MTLSPolicy
+	(*MintX509SVIDsRequest)(nil),  // 14: signet.node.v1.MintX509SVIDsRequest
+	(*MintX509SVIDParams)(nil),    // 15: signet.node.v1.MintX509SVIDParams
+	(*MintX509SVIDsResponse)(nil), // 16: signet.node.v1.MintX509SVIDsResponse
+	(*MintX509SVIDResult)(nil),    // 17: signet.node.v1.MintX509SVIDResult
+	(*MintJWTSVIDRequest)(nil),    // 18: signet.node.v1.MintJWTSVIDRequest
+	(*MintJWTSVIDResponse)(nil),   // 19: signet.node.v1.MintJWTSVIDResponse
+	(*ReportStatusRequest)(nil),   // 20: signet.node.v1.ReportStatusRequest
+	(*ConnectionCounts)(nil),      // 21: signet.node.v1.ConnectionCounts
+	(*ReportStatusResponse)(nil),  // 22: signet.node.v1.ReportStatusResponse
 }
 var file_signet_node_v1_node_proto_depIdxs = []int32{
 	1,  // 0: signet.node.v1.Bundle.jwt_authorities:type_name -> signet.node.v1.JWTKey
-	0,  // 1: signet.node.v1.AttestNodeResponse.svid:type_name -> signet.node.v1.X509SVID
-	2,  // 2: signet.node.v1.AttestNodeResponse.bundle:type_name -> signet.node.v1.Bundle
-	0,  // 3: signet.node.v1.RenewNodeSVIDResponse.svid:type_name -> signet.node.v1.X509SVID
-	3,  // 4: signet.node.v1.SyncEntriesResponse.entries:type_name -> signet.node.v1.Entry
-	2,  // 5: signet.node.v1.SyncEntriesResponse.bundle:type_name -> signet.node.v1.Bundle
-	11, // 6: signet.node.v1.SyncEntriesResponse.mtls_policies:type_name -> signet.node.v1.MTLSPolicies
-	10, // 7: signet.node.v1.SyncEntriesResponse.federated_bundles:type_name -> signet.node.v1.FederatedBundles
-	2,  // 8: signet.node.v1.FederatedBundles.bundles:type_name -> signet.node.v1.Bundle
-	12, // 9: signet.node.v1.MTLSPolicies.policies:type_name -> signet.node.v1.MTLSPolicy
-	14, // 10: signet.node.v1.MintX509SVIDsRequest.params:type_name -> signet.node.v1.MintX509SVIDParams
-	16, // 11: signet.node.v1.MintX509SVIDsResponse.results:type_name -> signet.node.v1.MintX509SVIDResult
-	0,  // 12: signet.node.v1.MintX509SVIDResult.svid:type_name -> signet.node.v1.X509SVID
-	20, // 13: signet.node.v1.ReportStatusRequest.connections:type_name -> signet.node.v1.ConnectionCounts
-	4,  // 14: signet.node.v1.NodeService.AttestNode:input_type -> signet.node.v1.AttestNodeRequest
-	6,  // 15: signet.node.v1.NodeService.RenewNodeSVID:input_type -> signet.node.v1.RenewNodeSVIDRequest
-	8,  // 16: signet.node.v1.NodeService.SyncEntries:input_type -> signet.node.v1.SyncEntriesRequest
-	13, // 17: signet.node.v1.NodeService.MintX509SVIDs:input_type -> signet.node.v1.MintX509SVIDsRequest
-	17, // 18: signet.node.v1.NodeService.MintJWTSVID:input_type -> signet.node.v1.MintJWTSVIDRequest
-	19, // 19: signet.node.v1.NodeService.ReportStatus:input_type -> signet.node.v1.ReportStatusRequest
-	5,  // 20: signet.node.v1.NodeService.AttestNode:output_type -> signet.node.v1.AttestNodeResponse
-	7,  // 21: signet.node.v1.NodeService.RenewNodeSVID:output_type -> signet.node.v1.RenewNodeSVIDResponse
-	9,  // 22: signet.node.v1.NodeService.SyncEntries:output_type -> signet.node.v1.SyncEntriesResponse
-	15, // 23: signet.node.v1.NodeService.MintX509SVIDs:output_type -> signet.node.v1.MintX509SVIDsResponse
-	18, // 24: signet.node.v1.NodeService.MintJWTSVID:output_type -> signet.node.v1.MintJWTSVIDResponse
-	21, // 25: signet.node.v1.NodeService.ReportStatus:output_type -> signet.node.v1.ReportStatusResponse
-	20, // [20:26] is the sub-list for method output_type
-	14, // [14:20] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	5,  // 1: signet.node.v1.AttestNodeRequest.k8s_psat:type_name -> signet.node.v1.K8sPSAT
+	0,  // 2: signet.node.v1.AttestNodeResponse.svid:type_name -> signet.node.v1.X509SVID
+	2,  // 3: signet.node.v1.AttestNodeResponse.bundle:type_name -> signet.node.v1.Bundle
+	0,  // 4: signet.node.v1.RenewNodeSVIDResponse.svid:type_name -> signet.node.v1.X509SVID
+	3,  // 5: signet.node.v1.SyncEntriesResponse.entries:type_name -> signet.node.v1.Entry
+	2,  // 6: signet.node.v1.SyncEntriesResponse.bundle:type_name -> signet.node.v1.Bundle
+	12, // 7: signet.node.v1.SyncEntriesResponse.mtls_policies:type_name -> signet.node.v1.MTLSPolicies
+	11, // 8: signet.node.v1.SyncEntriesResponse.federated_bundles:type_name -> signet.node.v1.FederatedBundles
+	2,  // 9: signet.node.v1.FederatedBundles.bundles:type_name -> signet.node.v1.Bundle
+	13, // 10: signet.node.v1.MTLSPolicies.policies:type_name -> signet.node.v1.MTLSPolicy
+	15, // 11: signet.node.v1.MintX509SVIDsRequest.params:type_name -> signet.node.v1.MintX509SVIDParams
+	17, // 12: signet.node.v1.MintX509SVIDsResponse.results:type_name -> signet.node.v1.MintX509SVIDResult
+	0,  // 13: signet.node.v1.MintX509SVIDResult.svid:type_name -> signet.node.v1.X509SVID
+	21, // 14: signet.node.v1.ReportStatusRequest.connections:type_name -> signet.node.v1.ConnectionCounts
+	4,  // 15: signet.node.v1.NodeService.AttestNode:input_type -> signet.node.v1.AttestNodeRequest
+	7,  // 16: signet.node.v1.NodeService.RenewNodeSVID:input_type -> signet.node.v1.RenewNodeSVIDRequest
+	9,  // 17: signet.node.v1.NodeService.SyncEntries:input_type -> signet.node.v1.SyncEntriesRequest
+	14, // 18: signet.node.v1.NodeService.MintX509SVIDs:input_type -> signet.node.v1.MintX509SVIDsRequest
+	18, // 19: signet.node.v1.NodeService.MintJWTSVID:input_type -> signet.node.v1.MintJWTSVIDRequest
+	20, // 20: signet.node.v1.NodeService.ReportStatus:input_type -> signet.node.v1.ReportStatusRequest
+	6,  // 21: signet.node.v1.NodeService.AttestNode:output_type -> signet.node.v1.AttestNodeResponse
+	8,  // 22: signet.node.v1.NodeService.RenewNodeSVID:output_type -> signet.node.v1.RenewNodeSVIDResponse
+	10, // 23: signet.node.v1.NodeService.SyncEntries:output_type -> signet.node.v1.SyncEntriesResponse
+	16, // 24: signet.node.v1.NodeService.MintX509SVIDs:output_type -> signet.node.v1.MintX509SVIDsResponse
+	19, // 25: signet.node.v1.NodeService.MintJWTSVID:output_type -> signet.node.v1.MintJWTSVIDResponse
+	22, // 26: signet.node.v1.NodeService.ReportStatus:output_type -> signet.node.v1.ReportStatusResponse
+	21, // [21:27] is the sub-list for method output_type
+	15, // [15:21] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_signet_node_v1_node_proto_init() }
@@ -1574,7 +1646,7 @@ func file_signet_node_v1_node_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_signet_node_v1_node_proto_rawDesc), len(file_signet_node_v1_node_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   22,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

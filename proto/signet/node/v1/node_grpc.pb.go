@@ -40,9 +40,11 @@ const (
 //
 // NodeService is served by the CA on its TCP listener (--listen).
 type NodeServiceClient interface {
-	// AttestNode exchanges a single-use join token and a CSR for a node SVID
-	// and the trust bundle. A used, expired or unknown token gets
-	// PermissionDenied; a bad CSR gets InvalidArgument.
+	// AttestNode exchanges a single-use join token, or a Kubernetes
+	// projected service account token (k8s_psat), and a CSR for a node SVID
+	// and the trust bundle. A used, expired or unknown token, or a refused
+	// service account token, gets PermissionDenied; a bad CSR gets
+	// InvalidArgument.
 	AttestNode(ctx context.Context, in *AttestNodeRequest, opts ...grpc.CallOption) (*AttestNodeResponse, error)
 	// RenewNodeSVID issues a fresh node SVID for a new key. It must be called
 	// over mTLS with the current node SVID; an evicted node gets
@@ -149,9 +151,11 @@ func (c *nodeServiceClient) ReportStatus(ctx context.Context, in *ReportStatusRe
 //
 // NodeService is served by the CA on its TCP listener (--listen).
 type NodeServiceServer interface {
-	// AttestNode exchanges a single-use join token and a CSR for a node SVID
-	// and the trust bundle. A used, expired or unknown token gets
-	// PermissionDenied; a bad CSR gets InvalidArgument.
+	// AttestNode exchanges a single-use join token, or a Kubernetes
+	// projected service account token (k8s_psat), and a CSR for a node SVID
+	// and the trust bundle. A used, expired or unknown token, or a refused
+	// service account token, gets PermissionDenied; a bad CSR gets
+	// InvalidArgument.
 	AttestNode(context.Context, *AttestNodeRequest) (*AttestNodeResponse, error)
 	// RenewNodeSVID issues a fresh node SVID for a new key. It must be called
 	// over mTLS with the current node SVID; an evicted node gets
