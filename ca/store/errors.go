@@ -18,3 +18,9 @@ var (
 	// ErrCorrupt: a stored record could not be decoded.
 	ErrCorrupt = errors.New("store: corrupt record")
 )
+
+// ErrUnavailable: the backend could not be reached or had no quorum
+// (etcd). Treat the operation as failed; a commit cut short this way may
+// still have happened, which the CA's writes tolerate (see package
+// etcdstore). Retrying later may work.
+var ErrUnavailable = errors.New("store: unavailable")
