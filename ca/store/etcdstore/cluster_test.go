@@ -184,5 +184,3 @@ func openStore(t testing.TB, opts etcdstore.Options) *etcdstore.Store {
 	})
 	return st
 }
-
-

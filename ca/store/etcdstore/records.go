@@ -139,7 +139,7 @@ func cloneEntry(e *store.Entry) *store.Entry {
 	return &c
 }
 
-func cloneNode(n *store.Node) *store.Node           { c := *n; return &c }
+func cloneNode(n *store.Node) *store.Node            { c := *n; return &c }
 func cloneToken(t *store.JoinToken) *store.JoinToken { c := *t; return &c }
 
 func clonePolicy(p *store.MTLSPolicy) *store.MTLSPolicy {
