@@ -15,9 +15,9 @@ import (
 const maxBatchSize = 1000
 
 // Batch implements store.Store with group commit: callers queue their fn;
-// a caller that finds no commit in flight becomes the leader, runs
+// a caller that finds no commit in flight starts a leader, which runs
 // everything queued in one transaction and commits it in one etcd Txn,
-// while the others wait. Each fn runs on a savepoint of the group's
+// while the callers wait. Each fn runs on a savepoint of the group's
 // transaction: one that fails (or panics) loses its own writes only, and
 // its caller gets its error (a panic is re-raised in its goroutine). When
 // the commit conflicts with another instance's, the group runs again on
@@ -44,7 +44,9 @@ func (s *Store) Batch(ctx context.Context, fn func(store.Tx) error) error {
 				return r.get()
 			default:
 			}
-			s.lead()
+			// The leader runs on its own goroutine, so that this caller
+			// can still leave when its ctx ends.
+			go s.lead()
 		case <-ctx.Done():
 			if s.dequeue(call) {
 				return ctx.Err()
@@ -153,7 +155,8 @@ func (s *Store) requeue(calls []*batchCall) {
 }
 
 // lead runs one group commit; the caller holds the writer, which lead
-// releases.
+// releases. A panic outside the functions (a bug of the store) fails the
+// group's calls and crashes the process.
 func (s *Store) lead() {
 	defer s.releaseWriter()
 	group := s.take()

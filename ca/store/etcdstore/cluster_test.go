@@ -80,7 +80,8 @@ func (c *cluster) start(i int) error {
 	return nil
 }
 
-// stop stops member i, as a crash of its process would.
+// stop stops member i. With clients connected it takes etcd's request
+// timeout (7s): the server waits that long for open streams.
 func (c *cluster) stop(i int) {
 	if e := c.members[i]; e != nil {
 		e.Close()

@@ -229,11 +229,13 @@ func (m *mirror) apply(ks keyspace, evs []*mvccpb.Event) (published []commitReco
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	changed := false
+	// A Txn's events share one revision and arrive in one response.
+	delivered := m.watchRev
 	for _, ev := range evs {
-		if ev.Kv.ModRevision <= m.watchRev {
+		if ev.Kv.ModRevision <= delivered {
 			continue // delivered again after a reconnect
 		}
-		m.watchRev = ev.Kv.ModRevision
+		m.watchRev = max(m.watchRev, ev.Kv.ModRevision)
 		if ev.Kv.ModRevision <= m.cur.Load().rev {
 			// Written by this instance's own commit, already applied
 			// (its records, its intent, its commit record).
