@@ -147,6 +147,7 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	defer sharedClient.Close()
+	defer stopBenchCluster()
 	return m.Run()
 }
 

@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/signet-mesh/signet/ca/store"
 )
 
 // writeOp is one key a commit writes, with its value in the committed
@@ -129,11 +131,11 @@ func (s *Store) txnOnCommit(ctx context.Context, rev int64, then []clientv3.Op, 
 		return 0, s.etcdErr(ctx, doing, err)
 	}
 	if !resp.Succeeded {
-		var seen int64
-		if rr := resp.Responses[0].GetResponseRange(); rr != nil && len(rr.Kvs) > 0 {
-			seen = rr.Kvs[0].ModRevision
+		rr := resp.Responses[0].GetResponseRange()
+		if rr == nil || len(rr.Kvs) == 0 {
+			return 0, fmt.Errorf("etcd: %s: the commit key %s is gone (was the prefix deleted?): %w", doing, s.keys.commit(), store.ErrCorrupt)
 		}
-		return 0, &conflictError{seen: seen}
+		return 0, &conflictError{seen: rr.Kvs[0].ModRevision}
 	}
 	return resp.Header.Revision, nil
 }

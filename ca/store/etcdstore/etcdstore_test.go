@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -490,4 +491,110 @@ func TestEtcdDown(t *testing.T) {
 	}
 	t.Logf("writes resumed %v after etcd restarted", time.Since(start).Round(time.Millisecond))
 	checkOnlySmall(t, st, 2)
+}
+
+// TestReadsSeeOwnWrites checks that a transaction reads the SVID index
+// and the audit log with its own writes laid over what etcd holds, as
+// bbolt does: the same steps run on both and must agree.
+func TestReadsSeeOwnWrites(t *testing.T) {
+	backends := map[string]func(t *testing.T) store.Store{
+		"bolt": func(t *testing.T) store.Store {
+			st, err := store.Open(filepath.Join(t.TempDir(), "signet.db"), store.Options{NoSync: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { st.Close() })
+			return st
+		},
+		"etcd": func(t *testing.T) store.Store { return openStore(t, etcdstore.Options{}) },
+	}
+	svid := func(i int) *store.SVIDRecord {
+		return &store.SVIDRecord{Serial: fmt.Sprintf("%032x", i), NotAfter: t0.Add(time.Duration(i) * time.Minute)}
+	}
+	serials := func(tx store.Tx) []string {
+		var out []string
+		if err := tx.ForEachSVID(func(r *store.SVIDRecord) error { out = append(out, r.Serial[30:]); return nil }); err != nil {
+			t.Fatalf("ForEachSVID: %v", err)
+		}
+		return out
+	}
+	seqs := func(tx store.Tx, from uint64) []uint64 {
+		var out []uint64
+		if err := tx.ForEachAudit(from, func(r *store.AuditRecord) error { out = append(out, r.Seq); return nil }); err != nil {
+			t.Fatalf("ForEachAudit: %v", err)
+		}
+		return out
+	}
+	results := map[string][]string{}
+	for name, open := range backends {
+		t.Run(name, func(t *testing.T) {
+			st := open(t)
+			var got []string
+			record := func(step string, v any) { got = append(got, fmt.Sprintf("%s: %v", step, v)) }
+			update(t, st, func(tx store.Tx) error {
+				for _, i := range []int{5, 1, 3} {
+					if err := tx.PutSVID(svid(i)); err != nil {
+						return err
+					}
+				}
+				for range 4 {
+					if err := appendAudit(tx, "a"); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			update(t, st, func(tx store.Tx) error {
+				if err := tx.PutSVID(svid(2)); err != nil {
+					return err
+				}
+				record("svids with one more", serials(tx))
+				n, err := tx.PruneSVIDs(t0.Add(150 * time.Second))
+				if err != nil {
+					return err
+				}
+				record("pruned", n)
+				record("svids after pruning", serials(tx))
+				if err := tx.PutSVID(svid(0)); err != nil { // expired, after the prune
+					return err
+				}
+				record("svids with an expired one", serials(tx))
+				if err := appendAudit(tx, "b"); err != nil {
+					return err
+				}
+				record("audit from 3", seqs(tx, 3))
+				if n, err = tx.DeleteAuditBefore(3); err != nil {
+					return err
+				}
+				record("audit deleted", n)
+				record("audit from 0", seqs(tx, 0))
+				if err := appendAudit(tx, "c"); err != nil {
+					return err
+				}
+				record("audit from 6", seqs(tx, 6))
+				if n, err = tx.DeleteAuditBefore(100); err != nil {
+					return err
+				}
+				record("audit deleted", n)
+				if err := appendAudit(tx, "d"); err != nil {
+					return err
+				}
+				record("audit after emptying", seqs(tx, 0))
+				return nil
+			})
+			err := st.View(t.Context(), func(tx store.Tx) error {
+				record("committed svids", serials(tx))
+				record("committed audit", seqs(tx, 0))
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			results[name] = got
+		})
+	}
+	if diff := cmp.Diff(results["bolt"], results["etcd"]); diff != "" {
+		t.Errorf("etcd reads differ from bolt's (-bolt +etcd):\n%s", diff)
+	}
+	t.Logf("steps: %q", results["bolt"])
 }
