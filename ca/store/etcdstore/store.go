@@ -479,13 +479,22 @@ func (s *Store) etcdErr(ctx context.Context, doing string, err error) error {
 	switch {
 	case errors.Is(err, context.DeadlineExceeded):
 		return fmt.Errorf("%s: %s: no answer within %v: %w", where, doing, s.reqTimeout, store.ErrUnavailable)
-	case status.Code(err) == codes.Unavailable, errors.Is(err, rpctypes.ErrNoLeader),
-		errors.Is(err, rpctypes.ErrTimeout), errors.Is(err, rpctypes.ErrLeaderChanged),
-		errors.Is(err, rpctypes.ErrTimeoutDueToLeaderFail), errors.Is(err, rpctypes.ErrTimeoutDueToConnectionLost):
+	case unavailable(err):
 		return fmt.Errorf("%s: %s: %w: %v", where, doing, store.ErrUnavailable, err)
 	default:
 		return fmt.Errorf("%s: %s: %v", where, doing, err)
 	}
+}
+
+// unavailable reports an error of a cluster that cannot serve: not
+// connected, no leader, stopping, or timed out (etcd gives all of these
+// gRPC's Unavailable).
+func unavailable(err error) bool {
+	var ee rpctypes.EtcdError
+	if errors.As(err, &ee) {
+		return ee.Code() == codes.Unavailable
+	}
+	return status.Code(err) == codes.Unavailable
 }
 
 func isCompacted(err error) bool { return errors.Is(err, rpctypes.ErrCompacted) }
