@@ -43,6 +43,11 @@
 //	                        form, at most 64 KiB
 //	P/x/undo/<n>            undo records of a chunked commit in flight
 //
+// Other paths under P are outside the commit protocol, free for the
+// server's own use with the same client (an election under P/election/,
+// lease-bound records of what each replica's agents applied under
+// P/live/): the store neither reads nor mirrors them.
+//
 // Packs keep a group commit of hundreds of mints to a handful of etcd
 // operations. Every instance mirrors P/m/ in memory (the small tables),
 // kept current by a watch on P/m/; the SVID index and the audit log are

@@ -203,6 +203,10 @@ func TestChunkedCommitWriterDies(t *testing.T) {
 		t.Fatalf("no undo records after the crash: the chunks were not written")
 	}
 	checkOnlySmall(t, b, 1)
+	// An instance that starts now (a replica restarting) loads the
+	// committed state, without the chunks.
+	c := openStore(t, etcdstore.Options{Prefix: prefix, IntentTTL: ttl})
+	checkOnlySmall(t, c, 1)
 
 	// The survivor's write waits for the dead writer's lease, then rolls
 	// its chunks back and commits.
@@ -217,7 +221,13 @@ func TestChunkedCommitWriterDies(t *testing.T) {
 	if got := keysUnder(t, prefix, etcdstore.DirUndo); len(got) != 0 {
 		t.Errorf("undo records left after the rollback: %v", got)
 	}
-	// A new instance (the restarted process) loads the same state.
+	// The instance that started meanwhile follows the rollback and the
+	// write; a new one loads the same state.
+	waitFor(t, c, "the write after the rollback", func(tx store.Tx) bool {
+		seq, _, _ := tx.AuditHead()
+		return seq == 2
+	})
+	checkOnlySmall(t, c, 2)
 	checkOnlySmall(t, openStore(t, etcdstore.Options{Prefix: prefix}), 2)
 }
 

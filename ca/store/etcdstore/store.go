@@ -245,16 +245,17 @@ func (s *Store) load(ctx context.Context) (*state, *pendingIntent, int64, error)
 	watchRev := rev
 	if rec.Intent != nil {
 		in = &pendingIntent{modRev: commitKV.ModRevision, rec: rec}
-		if kvs, _, err = s.readMirror(ctx, rec.Intent.Base); err != nil {
+		base := rec.Intent.Base
+		if kvs, _, err = s.readMirror(ctx, base); err != nil {
 			return nil, nil, 0, err
 		}
 		if commitKV = findKV(kvs, s.keys.commit()); commitKV == nil {
-			return nil, nil, 0, fmt.Errorf("loading the store from etcd: the commit key is missing at revision %d: %w", rec.Intent.Base, store.ErrCorrupt)
+			return nil, nil, 0, fmt.Errorf("loading the store from etcd: the commit key is missing at revision %d: %w", base, store.ErrCorrupt)
 		}
 		if rec, err = decodeCommit(commitKV.Value); err != nil {
 			return nil, nil, 0, fmt.Errorf("loading the store from etcd: %w", err)
 		}
-		watchRev = rec.Intent.Base
+		watchRev = base
 	}
 	var changes [numTables]map[string]*item
 	for _, kv := range kvs {
