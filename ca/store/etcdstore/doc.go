@@ -130,11 +130,16 @@
 //
 // Commits are serialized across instances by the commit key: instances
 // writing at the same time take turns through conflicts and reruns. A
+// long write transaction (a scan of the SVID index) on one instance
+// conflicts with every commit another instance makes meanwhile, and gives
+// up with store.ErrConflict after 100 reruns: read in a View, then write
+// in a short transaction that checks what it read (see package store). A
 // chunked commit stops every other writer until it publishes, and a
 // writer that died mid-commit stops them up to Options.IntentTTL.
 //
-// Every instance holds the small tables in memory (about two KiB per
-// entry); the SVID index and the audit log are not held. A commit that
+// Every instance holds the small tables in memory (about 2.7 KiB per
+// entry of 500 stored bytes); the SVID index and the audit log are not
+// held. A commit that
 // changes a table copies that table's map in the mirror: a few
 // milliseconds per commit that changes entries when there are 100,000.
 //
