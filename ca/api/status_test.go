@@ -34,6 +34,8 @@ func TestToStatus(t *testing.T) {
 			codes.Aborted, "try again"},
 		{"broken audit chain", fmt.Errorf("exporting: %w", &audit.VerifyError{Seq: 5, Missing: 5, Err: audit.ErrMissing, Reason: "record seq 5 is missing from the log"}),
 			codes.DataLoss, "record seq 5 is missing"},
+		{"store unavailable", fmt.Errorf("committing a transaction: etcd at 127.0.0.1:2379: %w: etcdserver: no leader", store.ErrUnavailable),
+			codes.Unavailable, "etcd at 127.0.0.1:2379"},
 		{"not found", fmt.Errorf("getting entry: %w", store.ErrNotFound), codes.NotFound, "not found"},
 		{"something else", fmt.Errorf("bbolt: page 7 is corrupt"), codes.Internal, "internal error"},
 	}
