@@ -15,4 +15,7 @@ const (
 	logRecords     = "records"
 	logTokens      = "join_tokens"
 	logNodes       = "evicted_nodes"
+	logServerName  = "server_name"
+	logLeading     = "leading"
+	logStore       = "store"
 )

@@ -103,22 +103,28 @@ type Config struct {
 	// Metrics receives the CA's metrics (see NewMetrics); nil records
 	// none.
 	Metrics *Metrics
+	// Etcd, when set, keeps the state in etcd instead of DataDir's bbolt
+	// file, shared by every server (replica) given the same endpoints and
+	// prefix, each with its own ServerName (empty: the host name). See
+	// replica.go.
+	Etcd *EtcdConfig
 }
 
 // Server is a running CA.
 type Server struct {
-	cfg    Config
-	log    *slog.Logger
-	store  *store.Bolt
-	ca     *ca.CA
-	rot    *rotation.Manager
-	cert   *servercert.Manager
-	conns  *api.Connections
-	node   *api.NodeService
-	admin  *api.AdminService
-	pool   poolCache
-	signer signerCheck
-	closed sync.Once
+	cfg     Config
+	log     *slog.Logger
+	store   store.Store
+	backend *backend
+	ca      *ca.CA
+	rot     *rotation.Manager
+	cert    *servercert.Manager
+	conns   *api.Connections
+	node    *api.NodeService
+	admin   *api.AdminService
+	pool    poolCache
+	signer  signerCheck
+	closed  sync.Once
 }
 
 // New opens the store under cfg.DataDir and loads (or, on first start,
@@ -141,19 +147,27 @@ func newServer(ctx context.Context, cfg Config, hooks TestOptions) (*Server, err
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("server: creating data dir: %w", err)
 	}
+	var err error
+	if cfg.ServerName, err = defaultServerName(cfg); err != nil {
+		return nil, err
+	}
 	km, err := keys.New(ctx, keys.Config{KMSURI: cfg.KMSURI, Dir: filepath.Join(cfg.DataDir, KeysDir), Passphrase: cfg.Passphrase})
 	if err != nil {
 		return nil, fmt.Errorf("server: key manager: %w", err)
 	}
+	be, err := openBackend(ctx, cfg, hooks)
+	if err != nil {
+		return nil, err
+	}
+	st := be
+	if be.etcd != nil && keys.IsSoft(cfg.KMSURI) {
+		km = &sharedRootKeys{Manager: km, st: be.st, dir: filepath.Join(cfg.DataDir, KeysDir)}
+	}
 	if hooks.WrapKeys != nil {
 		km = hooks.WrapKeys(km)
 	}
-	st, err := store.Open(filepath.Join(cfg.DataDir, DBFile), store.Options{Logger: cfg.Logger, NoSync: hooks.StoreNoSync, OnGroupCommit: cfg.Metrics.groupCommitHook()})
-	if err != nil {
-		return nil, fmt.Errorf("server: opening store: %w", err)
-	}
 	// Components write through sst, which times commits for the metrics.
-	sst := cfg.Metrics.instrument(st)
+	sst := cfg.Metrics.instrument(st.st)
 	if hooks.NoAudit {
 		sst = noAuditStore{sst}
 	}
@@ -177,34 +191,36 @@ func newServer(ctx context.Context, cfg Config, hooks TestOptions) (*Server, err
 		ImportIntermediate: cfg.ImportIntermediate,
 		AutoRotateRoots:    cfg.AutoRotateRoots,
 		ConnectedAgents:    conns.AppliedRevisions,
+		Leading:            be.leading.Load,
 		CrashPoint:         hooks.CrashPoint,
 	})
 	if err != nil {
-		st.Close()
+		st.close()
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	if err := rot.Init(ctx); err != nil {
-		st.Close()
+		st.close()
 		return nil, fmt.Errorf("server: loading authorities: %w", err)
 	}
 	cert, err := servercert.New(servercert.Config{CA: c, Clock: cfg.Clock, Logger: cfg.Logger})
 	if err != nil {
-		st.Close()
+		st.close()
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	if _, err := cert.Certificate(); err != nil {
-		st.Close()
+		st.close()
 		return nil, fmt.Errorf("server: signing the server certificate: %w", err)
 	}
 	conns.SetMTLSWindow(cfg.MTLSWindow)
 	s := &Server{
-		cfg:   cfg,
-		log:   cfg.Logger.With(logComponent, "server"),
-		store: st,
-		ca:    c,
-		rot:   rot,
-		cert:  cert,
-		conns: conns,
+		cfg:     cfg,
+		log:     cfg.Logger.With(logComponent, "server"),
+		store:   st.st,
+		backend: be,
+		ca:      c,
+		rot:     rot,
+		cert:    cert,
+		conns:   conns,
 		node: api.NewNodeService(api.NodeConfig{
 			Store: sst, CA: c, TrustDomain: cfg.TrustDomain, Clock: cfg.Clock, Logger: cfg.Logger,
 			NodeRate: cfg.NodeRate, Connections: conns, Metrics: cfg.Metrics.nodeHooks(),
@@ -215,8 +231,8 @@ func newServer(ctx context.Context, cfg Config, hooks TestOptions) (*Server, err
 			CheckpointSigner: rot.CheckpointSigner,
 		}),
 	}
-	if err := s.pool.refresh(ctx, st, cfg.TrustDomain); err != nil {
-		st.Close()
+	if err := s.pool.refresh(ctx, st.st, cfg.TrustDomain); err != nil {
+		st.close()
 		return nil, err
 	}
 	cfg.Metrics.bind(s)
@@ -282,7 +298,9 @@ func (s *Server) Serve(ctx context.Context, nodeLn, adminLn net.Listener) error 
 	g.Go(func() error { return s.pruneLoop(ctx) })
 	g.Go(func() error { return s.checkpointLoop(ctx) })
 	g.Go(func() error { return s.watchHealth(ctx, healthSrv) })
-	s.log.Info("serving", logTrustDomain, s.cfg.TrustDomain.Name(), logNodeAPI, nodeLn.Addr().String(), logAdminSocket, addrOf(adminLn))
+	g.Go(func() error { return s.backend.runElection(ctx, s) })
+	s.log.Info("serving", logTrustDomain, s.cfg.TrustDomain.Name(), logNodeAPI, nodeLn.Addr().String(), logAdminSocket, addrOf(adminLn),
+		logServerName, s.cfg.ServerName, logStore, s.backend.kind(), logLeading, s.Leading())
 	return g.Wait()
 }
 
@@ -316,6 +334,7 @@ func (s *Server) watchBundle(ctx context.Context) error {
 			if err := s.pool.refresh(ctx, s.store, s.cfg.TrustDomain); err != nil && ctx.Err() == nil {
 				s.log.Error("refreshing trust pool", logError, err)
 			}
+			s.followAuthorities(ctx)
 		}
 	}
 }
@@ -328,6 +347,9 @@ func (s *Server) pruneLoop(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C():
+			if !s.Leading() {
+				continue // the elected replica prunes
+			}
 			var n, toks, nodes int
 			err := s.store.Update(ctx, func(tx store.Tx) error {
 				before := s.cfg.Clock.Now().Add(-svidRetention)
@@ -353,7 +375,7 @@ func (s *Server) pruneLoop(ctx context.Context) error {
 // Close closes the store. It is idempotent.
 func (s *Server) Close() error {
 	var err error
-	s.closed.Do(func() { err = s.store.Close() })
+	s.closed.Do(func() { err = s.backend.close() })
 	return err
 }
 

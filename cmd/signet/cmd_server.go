@@ -48,6 +48,14 @@ type serverConfig struct {
 	ImportIntermediateChain string `json:"import_intermediate_chain"`
 	ImportIntermediateKey   string `json:"import_intermediate_key"`
 	ImportKeyPassphraseFile string `json:"import_key_passphrase_file"`
+	// Several replicas on etcd (cmd_server_etcd.go).
+	Store         string   `json:"store"`
+	EtcdEndpoints []string `json:"etcd_endpoints"`
+	EtcdPrefix    string   `json:"etcd_prefix"`
+	EtcdCA        string   `json:"etcd_ca"`
+	EtcdCert      string   `json:"etcd_cert"`
+	EtcdKey       string   `json:"etcd_key"`
+	ServerName    string   `json:"server_name"`
 }
 
 var serverUsages = map[string]string{
@@ -72,6 +80,13 @@ var serverUsages = map[string]string{
 	"import_intermediate_chain":  "PEM chain above import_intermediate_cert, up to the root(s) that become the trust bundle",
 	"import_intermediate_key":    "private key (PEM) of import_intermediate_cert",
 	"import_key_passphrase_file": "passphrase of an encrypted import key",
+	"store":                      "where the CA keeps its state: bolt (a file in data_dir) or etcd (shared by several replicas)",
+	"etcd_endpoints":             "with store etcd: etcd client URLs (repeat the flag or give a comma list)",
+	"etcd_prefix":                "with store etcd: key prefix of this CA's state (default /signet)",
+	"etcd_ca":                    "with store etcd: PEM CA bundle that verifies etcd's serving certificates",
+	"etcd_cert":                  "with store etcd: client certificate (PEM) for etcd",
+	"etcd_key":                   "with store etcd: private key (PEM) of etcd_cert",
+	"server_name":                "this replica's name among the CA servers sharing a store (default: the host name with etcd, default with bolt)",
 }
 
 // defaultServerConfig has no data_dir: a server's state is precious, so it
@@ -197,6 +212,9 @@ func (c serverConfig) toServerConfig() (server.Config, string, error) {
 		MTLSWindow:         durationOf(c.MTLSWindow),
 		ImportRoot:         importRoot,
 		ImportIntermediate: importInter,
+	}
+	if err := c.storeConfig(&out); err != nil {
+		return out, "", err
 	}
 	return out, admin, nil
 }

@@ -318,6 +318,16 @@ func TestCheckConfig(t *testing.T) {
 		{name: "agent socket too long", command: "agent", file: "insecure_bootstrap: true\nsocket: /" + strings.Repeat("s", 120) + "\n", wantErr: "socket \"/sss"},
 		{name: "YAML 1.1 booleans", command: "agent", file: "insecure_bootstrap: yes\n"},
 		{name: "not a boolean", command: "agent", file: "insecure_bootstrap: sometimes\n", wantErr: `line 1: insecure_bootstrap: "sometimes" is not true or false`},
+		{name: "etcd store", command: "server", file: base + "store: etcd\netcd_endpoints: [http://127.0.0.1:2379, http://127.0.0.2:2379]\netcd_prefix: /signet-a\nserver_name: ca-1\n"},
+		{name: "etcd endpoints as a comma list", command: "server", file: base + "store: etcd\netcd_endpoints: http://127.0.0.1:2379,http://127.0.0.2:2379\n"},
+		{name: "unknown store", command: "server", file: base + "store: postgres\n", wantErr: `store "postgres": want bolt or etcd`},
+		{name: "etcd without endpoints", command: "server", file: base + "store: etcd\n", wantErr: "store etcd needs etcd_endpoints"},
+		{name: "etcd keys with bolt", command: "server", file: base + "etcd_endpoints: [http://127.0.0.1:2379]\n", wantErr: `etcd_* keys are set but store is "bolt"`},
+		{name: "etcd endpoint not a URL", command: "server", file: base + "store: etcd\netcd_endpoints: [127.0.0.1:2379]\n", wantErr: `etcd_endpoints "127.0.0.1:2379": want a URL`},
+		{name: "etcd prefix ending with a slash", command: "server", file: base + "store: etcd\netcd_endpoints: [http://127.0.0.1:2379]\netcd_prefix: /signet/\n", wantErr: `etcd_prefix "/signet/": must start with /`},
+		{name: "etcd cert without key", command: "server", file: base + "store: etcd\netcd_endpoints: [https://127.0.0.1:2379]\netcd_cert: " + notADir + "\n", wantErr: "etcd_cert and etcd_key must be given together"},
+		{name: "etcd ca not PEM", command: "server", file: base + "store: etcd\netcd_endpoints: [https://127.0.0.1:2379]\netcd_ca: " + notADir + "\n", wantErr: "etcd_ca " + notADir + ": no PEM certificate"},
+		{name: "bad server name", command: "server", file: base + "server_name: a/b\n", wantErr: `server_name "a/b": use 1 to 63 letters`},
 		{name: "agent socket URI is a path", command: "agent", file: "insecure_bootstrap: true\nsocket: unix:///run/x.sock\n", wantErr: ""},
 	}
 	for _, tc := range tests {

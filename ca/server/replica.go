@@ -1,0 +1,253 @@
+package server
+
+import (
+	"context"
+	"crypto"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+
+	"go.etcd.io/etcd/client/v3/concurrency"
+
+	"github.com/signet-mesh/signet/ca/bundle"
+	"github.com/signet-mesh/signet/ca/keys"
+	"github.com/signet-mesh/signet/ca/rotation"
+	"github.com/signet-mesh/signet/ca/store"
+	"github.com/signet-mesh/signet/ca/store/etcdstore"
+	"github.com/signet-mesh/signet/internal/backoff"
+)
+
+// Several CA servers (replicas) can share one etcd store (Config.Etcd):
+// each has its own name (Config.ServerName) and its own intermediate and
+// JWT keys, made on its machine; the roots are shared (a soft root key is
+// kept in the store encrypted under the passphrase, see sharedRootKeys);
+// one replica, elected through etcd, does the once-per-store work (the
+// automatic root schedule, audit checkpoints, pruning). With bbolt the
+// one server always leads.
+
+// EtcdConfig selects the etcd store.
+type EtcdConfig struct {
+	// Endpoints of the etcd cluster (URLs). Required.
+	Endpoints []string
+	// Prefix of the store's keys; empty means etcdstore.DefaultPrefix.
+	Prefix string
+	// TLS for the client connection; nil connects in plain text.
+	TLS *tls.Config
+}
+
+// backend is the opened store and, for etcd, the replica's membership.
+type backend struct {
+	st      store.Store
+	etcd    *etcdstore.Store // nil for bbolt
+	replica *etcdstore.Replica
+	session *concurrency.Session // the first session, claimed at start
+	leading atomic.Bool
+	// bundleRev is the bundle revision followAuthorities last acted on.
+	bundleRev atomic.Int64
+}
+
+// openBackend opens the store cfg names: bbolt under DataDir, or etcd;
+// with etcd it also claims cfg.ServerName among the live replicas, so that
+// two replicas never run under one name.
+func openBackend(ctx context.Context, cfg Config, hooks TestOptions) (*backend, error) {
+	if cfg.Etcd == nil {
+		st, err := store.Open(filepath.Join(cfg.DataDir, DBFile), store.Options{Logger: cfg.Logger, NoSync: hooks.StoreNoSync, OnGroupCommit: cfg.Metrics.groupCommitHook()})
+		if err != nil {
+			return nil, fmt.Errorf("server: opening store: %w", err)
+		}
+		b := &backend{st: st}
+		b.leading.Store(true)
+		return b, nil
+	}
+	st, err := etcdstore.Open(ctx, etcdstore.Options{
+		Endpoints:     cfg.Etcd.Endpoints,
+		TLS:           cfg.Etcd.TLS,
+		Prefix:        cfg.Etcd.Prefix,
+		Name:          cfg.ServerName,
+		Logger:        cfg.Logger,
+		OnGroupCommit: cfg.Metrics.groupCommitHook(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("server: opening the etcd store: %w", err)
+	}
+	b := &backend{st: st, etcd: st}
+	log := cfg.Logger.With(logComponent, "replica")
+	b.replica = st.NewReplica(cfg.ServerName, 0, func(leading bool) {
+		b.leading.Store(leading)
+		if leading {
+			log.Info("leading: this replica does the once-per-cluster work", logServerName, cfg.ServerName)
+		} else {
+			log.Info("no longer leading", logServerName, cfg.ServerName)
+		}
+	})
+	if b.session, err = b.replica.Claim(ctx); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("server: server_name: %w", err)
+	}
+	return b, nil
+}
+
+// runElection keeps this replica a candidate until ctx ends (bbolt:
+// nothing to do, the server always leads).
+func (b *backend) runElection(ctx context.Context, s *Server) error {
+	if b.replica == nil {
+		return nil
+	}
+	bo := backoff.New(backoff.Config{})
+	sess := b.session
+	b.session = nil
+	return b.replica.Run(ctx, sess, func(ctx context.Context) error {
+		return backoff.Sleep(ctx, s.cfg.Clock, bo.Next())
+	}, func(err error) {
+		s.log.Error("campaigning for leadership", logError, err)
+	})
+}
+
+// Leading reports whether this server does the once-per-store work now:
+// always with bbolt, while elected with etcd.
+func (s *Server) Leading() bool { return s.backend.leading.Load() }
+
+// ServerName is this server's name among those sharing its store.
+func (s *Server) ServerName() string { return s.cfg.ServerName }
+
+func (b *backend) close() error {
+	if b.session != nil {
+		_ = b.session.Close()
+	}
+	return b.st.Close()
+}
+
+// defaultServerName fills Config.ServerName: the host name with etcd
+// (each machine one replica), rotation.DefaultServerName with bbolt.
+func defaultServerName(cfg Config) (string, error) {
+	if cfg.ServerName != "" {
+		return cfg.ServerName, nil
+	}
+	if cfg.Etcd == nil {
+		return rotation.DefaultServerName, nil
+	}
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		return "", errors.New("server: server name must be configured with an etcd store (the host name is unknown)")
+	}
+	return host, nil
+}
+
+// sharedRootKeys keeps the soft keys of roots reachable by every replica:
+// after a root key is made (or imported) in this replica's key directory,
+// its encrypted PEM (never the key in clear) is copied into the store
+// under rootKeyMeta; a replica that lacks the file fetches it from there
+// on Load. Intermediate and JWT keys stay on the machine that made them.
+type sharedRootKeys struct {
+	keys.Manager
+	st  store.Store
+	dir string
+}
+
+// rootKeyMeta is the meta key of a root's encrypted key file.
+func rootKeyMeta(ref string) string { return "root_key/" + ref }
+
+// isRootKey reports whether a key name or reference is a root's (see
+// rotation's key names: kind, a dash, the authority ID).
+func isRootKey(ref string) bool {
+	return len(ref) > len(store.KindRoot)+1 && ref[:len(store.KindRoot)+1] == string(store.KindRoot)+"-"
+}
+
+func (m *sharedRootKeys) share(ctx context.Context, ref string) error {
+	if !isRootKey(ref) {
+		return nil
+	}
+	pemBytes, err := os.ReadFile(filepath.Join(m.dir, ref))
+	if err != nil {
+		return fmt.Errorf("sharing root key %s: %w", ref, err)
+	}
+	return m.st.Update(ctx, func(tx store.Tx) error { return tx.PutMeta(rootKeyMeta(ref), pemBytes) })
+}
+
+func (m *sharedRootKeys) Create(ctx context.Context, name string, kt keys.KeyType) (_ crypto.Signer, _ string, err error) {
+	signer, ref, err := m.Manager.Create(ctx, name, kt)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := m.share(ctx, ref); err != nil {
+		_ = m.Manager.Delete(ctx, ref)
+		return nil, "", err
+	}
+	return signer, ref, nil
+}
+
+func (m *sharedRootKeys) Import(ctx context.Context, name string, key crypto.Signer) (string, error) {
+	ref, err := m.Manager.Import(ctx, name, key)
+	if err != nil {
+		return "", err
+	}
+	if err := m.share(ctx, ref); err != nil {
+		_ = m.Manager.Delete(ctx, ref)
+		return "", err
+	}
+	return ref, nil
+}
+
+func (m *sharedRootKeys) Load(ctx context.Context, ref string) (crypto.Signer, error) {
+	signer, err := m.Manager.Load(ctx, ref)
+	if !errors.Is(err, keys.ErrKeyNotFound) || !isRootKey(ref) {
+		return signer, err
+	}
+	var pemBytes []byte
+	err2 := m.st.View(ctx, func(tx store.Tx) (err error) {
+		pemBytes, err = tx.GetMeta(rootKeyMeta(ref))
+		return err
+	})
+	if err2 != nil || len(pemBytes) == 0 {
+		return nil, err // not shared either: the key manager's error
+	}
+	if err := keys.WriteSoftKeyFile(m.dir, ref, pemBytes); err != nil {
+		return nil, fmt.Errorf("fetching root key %s from the store: %w", ref, err)
+	}
+	return m.Manager.Load(ctx, ref)
+}
+
+func (m *sharedRootKeys) Delete(ctx context.Context, ref string) error {
+	err := m.Manager.Delete(ctx, ref)
+	if isRootKey(ref) {
+		// A key made for a step that lost its race: no authority names
+		// it. Meta has no delete; an empty value reads as absent.
+		if uerr := m.st.Update(ctx, func(tx store.Tx) error { return tx.PutMeta(rootKeyMeta(ref), nil) }); uerr != nil && err == nil {
+			err = uerr
+		}
+	}
+	return err
+}
+
+func (b *backend) kind() string {
+	if b.etcd != nil {
+		return "etcd"
+	}
+	return "bolt"
+}
+
+// followAuthorities runs after every change another writer may have made
+// to the store (Subscribe): with several replicas, a root step taken
+// through another one (a root activated) must move this replica's
+// intermediate under the new active root now, not at its next rotation.
+// The bundle revision tells when authorities changed.
+func (s *Server) followAuthorities(ctx context.Context) {
+	if s.backend.etcd == nil {
+		return // one server: its own steps already did it
+	}
+	var rev int64
+	err := s.store.View(ctx, func(tx store.Tx) (err error) {
+		rev, err = bundle.Revision(tx)
+		return err
+	})
+	if err != nil || rev == s.backend.bundleRev.Load() {
+		return
+	}
+	s.backend.bundleRev.Store(rev)
+	if err := s.rot.Reconcile(ctx); err != nil && ctx.Err() == nil {
+		s.log.Error("following another replica's change to the authorities", logError, err)
+	}
+}
