@@ -44,6 +44,9 @@ type testCA struct {
 	addr  string
 	admin adminv1.AdminServiceClient
 	roots []*x509.Certificate
+	dir   string
+	// stop ends Serve and closes the server; it is idempotent.
+	stop func()
 }
 
 type testOpts struct {
@@ -53,6 +56,9 @@ type testOpts struct {
 	noAudit   bool
 	wrapStore func(store.Store) store.Store
 	wrapKeys  func(keys.Manager) keys.Manager
+	// etcd and serverName run the CA as a replica on etcd.
+	etcd       *EtcdConfig
+	serverName string
 }
 
 func startCA(tb testing.TB, o testOpts) *testCA {
@@ -63,7 +69,7 @@ func startCA(tb testing.TB, o testOpts) *testCA {
 	}
 	tb.Cleanup(func() { os.RemoveAll(dir) })
 	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := NewForTest(ctx, Config{TrustDomain: td, DataDir: filepath.Join(dir, "data"), Passphrase: []byte("test"), Clock: o.clock, NodeRate: o.nodeRate},
+	srv, err := NewForTest(ctx, Config{TrustDomain: td, DataDir: filepath.Join(dir, "data"), Passphrase: []byte("test"), Clock: o.clock, NodeRate: o.nodeRate, Etcd: o.etcd, ServerName: o.serverName},
 		TestOptions{StoreNoSync: o.noSync, NoAudit: o.noAudit, WrapStore: o.wrapStore, WrapKeys: o.wrapKeys})
 	if err != nil {
 		tb.Fatal(err)
@@ -79,13 +85,14 @@ func startCA(tb testing.TB, o testOpts) *testCA {
 	}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, ln, adminLn) }()
-	tb.Cleanup(func() {
+	stop := sync.OnceFunc(func() {
 		cancel()
 		if err := <-done; err != nil {
 			tb.Errorf("Serve: %v", err)
 		}
 		srv.Close()
 	})
+	tb.Cleanup(stop)
 	conn, err := grpc.NewClient("unix://"+adminPath, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		tb.Fatal(err)
@@ -95,7 +102,7 @@ func startCA(tb testing.TB, o testOpts) *testCA {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return &testCA{srv: srv, addr: ln.Addr().String(), admin: adminv1.NewAdminServiceClient(conn), roots: b.X509Authorities}
+	return &testCA{srv: srv, addr: ln.Addr().String(), admin: adminv1.NewAdminServiceClient(conn), roots: b.X509Authorities, dir: dir, stop: stop}
 }
 
 func (c *testCA) bundle() *x509bundle.Bundle { return x509bundle.FromX509Authorities(td, c.roots) }

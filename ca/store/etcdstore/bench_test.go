@@ -13,22 +13,23 @@ import (
 
 	"github.com/signet-mesh/signet/ca/store"
 	"github.com/signet-mesh/signet/ca/store/etcdstore"
+	"github.com/signet-mesh/signet/ca/store/etcdstore/etcdtest"
 )
 
 // benchCluster is a 3-member etcd on loopback with fsync on, as
 // production runs it, started on first use and stopped by TestMain.
 var (
 	benchOnce    sync.Once
-	benchCluster *cluster
+	benchCluster *etcdtest.Cluster
 	benchErr     error
 	benchDir     string
 )
 
-func startBenchCluster(b *testing.B) *cluster {
+func startBenchCluster(b *testing.B) *etcdtest.Cluster {
 	benchOnce.Do(func() {
 		benchDir, benchErr = os.MkdirTemp("", "etcdstore-bench-")
 		if benchErr == nil {
-			benchCluster, benchErr = startCluster(benchDir, 3, true)
+			benchCluster, benchErr = etcdtest.Start(benchDir, 3, true)
 		}
 	})
 	if benchErr != nil {
@@ -39,7 +40,7 @@ func startBenchCluster(b *testing.B) *cluster {
 
 func stopBenchCluster() {
 	if benchCluster != nil {
-		benchCluster.close()
+		benchCluster.Close()
 	}
 	if benchDir != "" {
 		os.RemoveAll(benchDir)
@@ -67,7 +68,7 @@ func BenchmarkMintBatch(b *testing.B) {
 		c := startBenchCluster(b)
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		st, err := etcdstore.Open(ctx, etcdstore.Options{Endpoints: c.endpoints(), Prefix: newPrefix(b)})
+		st, err := etcdstore.Open(ctx, etcdstore.Options{Endpoints: c.Endpoints(), Prefix: newPrefix(b)})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/signet-mesh/signet/ca/store"
 	"github.com/signet-mesh/signet/ca/store/etcdstore"
+	"github.com/signet-mesh/signet/ca/store/etcdstore/etcdtest"
 	"github.com/signet-mesh/signet/ca/store/storetest"
 )
 
@@ -42,8 +43,8 @@ func TestLarge(t *testing.T) {
 func TestShared(t *testing.T) {
 	storetest.RunShared(t, func(t *testing.T) (store.Store, store.Store) {
 		prefix := newPrefix(t)
-		return openStore(t, etcdstore.Options{Prefix: prefix, Endpoints: shared.endpoints()}),
-			openStore(t, etcdstore.Options{Prefix: prefix, Endpoints: shared.endpoints()})
+		return openStore(t, etcdstore.Options{Prefix: prefix, Endpoints: shared.Endpoints()}),
+			openStore(t, etcdstore.Options{Prefix: prefix, Endpoints: shared.Endpoints()})
 	})
 }
 
@@ -100,7 +101,7 @@ func keysUnder(t *testing.T, prefix, dir string) []string {
 func TestChunkedCommitInvisible(t *testing.T) {
 	prefix := newPrefix(t)
 	a := openStore(t, etcdstore.Options{Prefix: prefix})
-	b := openStore(t, etcdstore.Options{Prefix: prefix, Endpoints: shared.endpoints()})
+	b := openStore(t, etcdstore.Options{Prefix: prefix, Endpoints: shared.Endpoints()})
 	var (
 		chunks  int
 		waiting = make(chan error, 1)
@@ -155,7 +156,7 @@ func TestChunkedCommitFails(t *testing.T) {
 	// A long TTL: were the next writer to wait for the lease, it would
 	// time out.
 	a := openStore(t, etcdstore.Options{Prefix: prefix, IntentTTL: time.Minute})
-	b := openStore(t, etcdstore.Options{Prefix: prefix, Endpoints: shared.endpoints()})
+	b := openStore(t, etcdstore.Options{Prefix: prefix, Endpoints: shared.Endpoints()})
 	update(t, a, smallWrite) // something the rollback must keep
 	errBoom := errors.New("boom")
 	etcdstore.SetTestHooks(a, nil, func() error { return errBoom })
@@ -190,7 +191,7 @@ func TestChunkedCommitWriterDies(t *testing.T) {
 	prefix := newPrefix(t)
 	const ttl = 2 * time.Second
 	a := openStore(t, etcdstore.Options{Prefix: prefix, IntentTTL: ttl, Name: "dying"})
-	b := openStore(t, etcdstore.Options{Prefix: prefix, IntentTTL: ttl, Endpoints: shared.endpoints(), Name: "survivor"})
+	b := openStore(t, etcdstore.Options{Prefix: prefix, IntentTTL: ttl, Endpoints: shared.Endpoints(), Name: "survivor"})
 	update(t, a, smallWrite)
 	etcdstore.SetTestHooks(a, nil, func() error { return etcdstore.ErrTestCrash })
 	if err := a.Update(t.Context(), storetest.CreateMany); !errors.Is(err, etcdstore.ErrTestCrash) {
@@ -427,14 +428,14 @@ func TestOpenErrors(t *testing.T) {
 // reopening the store.
 func TestEtcdDown(t *testing.T) {
 	t.Parallel() // stopping etcd takes its 7s request timeout
-	c, err := startCluster(t.TempDir(), 1, false)
+	c, err := etcdtest.Start(t.TempDir(), 1, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(c.close)
-	st := openStore(t, etcdstore.Options{Endpoints: c.endpoints(), RequestTimeout: 3 * time.Second})
+	t.Cleanup(c.Close)
+	st := openStore(t, etcdstore.Options{Endpoints: c.Endpoints(), RequestTimeout: 3 * time.Second})
 	update(t, st, smallWrite)
-	c.stop(0)
+	c.Stop(0)
 
 	ops := []struct {
 		name string
@@ -484,7 +485,7 @@ func TestEtcdDown(t *testing.T) {
 		t.Errorf("Update without a deadline failed after %v, want about the request timeout", took)
 	}
 
-	if err := c.start(0); err != nil {
+	if err := c.Restart(0); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
@@ -615,16 +616,16 @@ func TestReadsSeeOwnWrites(t *testing.T) {
 // still serves Views, and writes resume once a member is back.
 func TestQuorumLost(t *testing.T) {
 	t.Parallel() // stopping members takes etcd's 7s request timeout
-	c, err := startCluster(t.TempDir(), 3, false)
+	c, err := etcdtest.Start(t.TempDir(), 3, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(c.close)
-	st := openStore(t, etcdstore.Options{Endpoints: c.endpoints(), RequestTimeout: 2 * time.Second})
+	t.Cleanup(c.Close)
+	st := openStore(t, etcdstore.Options{Endpoints: c.Endpoints(), RequestTimeout: 2 * time.Second})
 	update(t, st, smallWrite)
 	var wg sync.WaitGroup
 	for _, i := range []int{1, 2} {
-		wg.Go(func() { c.stop(i) })
+		wg.Go(func() { c.Stop(i) })
 	}
 	wg.Wait()
 
@@ -654,7 +655,7 @@ func TestQuorumLost(t *testing.T) {
 		t.Errorf("View of the mirror without quorum: %v", err)
 	}
 
-	if err := c.start(1); err != nil {
+	if err := c.Restart(1); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel = context.WithTimeout(t.Context(), 30*time.Second)

@@ -1,0 +1,172 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/signet-mesh/signet/ca/store"
+	"github.com/signet-mesh/signet/ca/store/etcdstore"
+	"github.com/signet-mesh/signet/ca/store/etcdstore/etcdtest"
+	adminv1 "github.com/signet-mesh/signet/proto/signet/admin/v1"
+)
+
+// waitFor polls cond until it holds, failing after timeout.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v", what, timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestReplicasOnEtcd: two CA servers on one etcd share the roots (the
+// soft root key travels encrypted through the store), each has its own
+// intermediate, exactly one leads and the other takes over when it stops,
+// a name is held by one live replica only, and a change made through one
+// replica reaches the other's subscribers.
+func TestReplicasOnEtcd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs etcd")
+	}
+	cluster := etcdtest.New(t, 1)
+	etcd := &EtcdConfig{Endpoints: cluster.Endpoints(), Prefix: "/replicas-test"}
+	start := time.Now()
+	a := startCA(t, testOpts{etcd: etcd, serverName: "a", noSync: true})
+	t.Logf("a started in %v", time.Since(start))
+	b := startCA(t, testOpts{etcd: etcd, serverName: "b", noSync: true})
+	t.Logf("b started in %v", time.Since(start))
+
+	if len(a.roots) != 1 || len(b.roots) != 1 || !a.roots[0].Equal(b.roots[0]) {
+		t.Fatalf("replicas serve different roots: a %d, b %d", len(a.roots), len(b.roots))
+	}
+	var auths []*store.Authority
+	var shared []byte
+	err := b.srv.Store().View(t.Context(), func(tx store.Tx) (err error) {
+		if auths, err = tx.ListAuthorities(); err != nil {
+			return err
+		}
+		for _, a := range auths {
+			if a.Kind == store.KindRoot {
+				shared, err = tx.GetMeta(rootKeyMeta(a.KeyRef))
+			}
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var root *store.Authority
+	inters := map[string]string{} // server name -> parent
+	for _, au := range auths {
+		switch au.Kind {
+		case store.KindRoot:
+			root = au
+		case store.KindIntermediate:
+			inters[au.ServerName] = au.ParentID
+		}
+	}
+	if diff := cmp.Diff(map[string]string{"a": root.ID, "b": root.ID}, inters); diff != "" {
+		t.Errorf("intermediates by server, their parent (-want +got):\n%s", diff)
+	}
+	if !strings.HasPrefix(string(shared), "-----BEGIN ENCRYPTED PRIVATE KEY-----") {
+		t.Errorf("the shared root key is not an encrypted PEM: %.40q", shared)
+	}
+	// b signed its intermediate with the root key it fetched from the
+	// store: a copy in its key directory, as encrypted as a's.
+	fetched, err := os.ReadFile(filepath.Join(b.dir, "data", KeysDir, root.KeyRef))
+	if err != nil || string(fetched) != string(shared) {
+		t.Errorf("b's copy of the root key: %v (equal to the shared one: %v)", err, string(fetched) == string(shared))
+	}
+
+	// One name, one live replica.
+	_, err = New(t.Context(), Config{TrustDomain: td, DataDir: t.TempDir(), Passphrase: []byte("test"), Etcd: etcd, ServerName: "a"})
+	if !errors.Is(err, etcdstore.ErrNameTaken) {
+		t.Errorf("a second replica named a: %v, want ErrNameTaken", err)
+	}
+
+	// An entry created through a reaches b's subscribers, pushed.
+	_, nodeID := a.token(t, "n1", time.Hour)
+	changes, cancel := b.srv.Store().Subscribe()
+	defer cancel()
+	_, err = a.admin.CreateEntries(t.Context(), &adminv1.CreateEntriesRequest{Entries: []*adminv1.Entry{{
+		SpiffeId: "spiffe://example.org/web", ParentId: nodeID, Selectors: []string{"unix:uid:1000"},
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-changes:
+	case <-time.After(5 * time.Second):
+		t.Fatal("b's store did not tell its subscribers of the entry created through a")
+	}
+	resp, err := b.admin.ListEntries(t.Context(), &adminv1.ListEntriesRequest{})
+	if err != nil || len(resp.Entries) != 1 {
+		t.Fatalf("entries through b: %v, %v; want the one created through a", resp, err)
+	}
+
+	// Exactly one leads; when it stops, the other takes over.
+	waitFor(t, 10*time.Second, "one replica leading", func() bool { return a.srv.Leading() != b.srv.Leading() })
+	leader, follower := a, b
+	if b.srv.Leading() {
+		leader, follower = b, a
+	}
+	start = time.Now()
+	leader.stop()
+	waitFor(t, 10*time.Second, "the other replica leading", follower.srv.Leading)
+	t.Logf("leadership moved in %v", time.Since(start).Round(time.Millisecond))
+}
+
+// TestReplicaLeaderElection: the only candidate leads, Leader names it,
+// and it resigns (and says so) when Run ends.
+func TestReplicaLeaderElection(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs etcd")
+	}
+	cluster := etcdtest.New(t, 1)
+	st, err := etcdstore.Open(t.Context(), etcdstore.Options{Endpoints: cluster.Endpoints(), Prefix: "/election-test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	leading := make(chan bool, 4)
+	r := st.NewReplica("x", time.Second, func(l bool) { leading <- l })
+	sess, err := r.Claim(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx, sess, func(context.Context) error { return nil }, func(err error) { t.Error(err) }) }()
+	select {
+	case l := <-leading:
+		if !l {
+			t.Fatal("first leadership change is false")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the only candidate did not lead")
+	}
+	if name, err := st.Leader(t.Context()); err != nil || name != "x" {
+		t.Errorf("Leader = %q, %v; want x", name, err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run: %v", err)
+	}
+	if l := <-leading; l {
+		t.Error("no false when Run ended")
+	}
+	if name, err := st.Leader(t.Context()); err != nil || name != "" {
+		t.Errorf("Leader after Run ended = %q, %v; want none (it resigned)", name, err)
+	}
+}
