@@ -147,7 +147,9 @@ func TestReplicaLeaderElection(t *testing.T) {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx, sess, func(context.Context) error { return nil }, func(err error) { t.Error(err) }) }()
+	go func() {
+		done <- r.Run(ctx, sess, func(context.Context) error { return nil }, func(err error) { t.Error(err) })
+	}()
 	select {
 	case l := <-leading:
 		if !l {
