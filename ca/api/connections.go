@@ -14,6 +14,9 @@ type Connections struct {
 	nodes map[spiffeid.ID]*connState
 	// traffic holds the proxies' connection counts (mtls_traffic.go).
 	traffic *mtlsTraffic
+	// peers, when set, returns the agents connected to the other CA
+	// replicas sharing the store (SetPeers).
+	peers func() map[string]int64
 }
 
 type connState struct {
@@ -53,17 +56,45 @@ func (c *Connections) setApplied(id spiffeid.ID, rev int64) {
 	}
 }
 
-// Connected reports whether id has a sync stream open.
+// SetPeers makes Connected and AppliedRevisions also count the agents
+// of the other CA replicas sharing the store, as peers returns them (by
+// SPIFFE ID, with the bundle revision each applied). Call it before
+// serving.
+func (c *Connections) SetPeers(peers func() map[string]int64) { c.peers = peers }
+
+// Connected reports whether id has a sync stream open, to this server or
+// (see SetPeers) to another replica.
 func (c *Connections) Connected(id spiffeid.ID) bool {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	_, ok := c.nodes[id]
+	c.mu.Unlock()
+	if !ok && c.peers != nil {
+		_, ok = c.peers()[id.String()]
+	}
 	return ok
 }
 
 // AppliedRevisions is Snapshot keyed by the agents' SPIFFE IDs as
-// strings, the form root activation checks take.
+// strings, the form root activation checks take, with the agents of the
+// other replicas (SetPeers): the activation gate waits for every agent,
+// whichever replica it talks to.
 func (c *Connections) AppliedRevisions() map[string]int64 {
+	snap := c.Snapshot()
+	out := make(map[string]int64, len(snap))
+	if c.peers != nil {
+		for id, rev := range c.peers() {
+			out[id] = rev
+		}
+	}
+	for id, rev := range snap {
+		out[id.String()] = rev
+	}
+	return out
+}
+
+// LocalAppliedRevisions is AppliedRevisions of this server's own
+// agents only: what it publishes to the other replicas.
+func (c *Connections) LocalAppliedRevisions() map[string]int64 {
 	snap := c.Snapshot()
 	out := make(map[string]int64, len(snap))
 	for id, rev := range snap {

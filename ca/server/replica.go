@@ -4,11 +4,13 @@ import (
 	"context"
 	"crypto"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sync/atomic"
+	"time"
 
 	"go.etcd.io/etcd/client/v3/concurrency"
 
@@ -47,6 +49,8 @@ type backend struct {
 	leading atomic.Bool
 	// bundleRev is the bundle revision followAuthorities last acted on.
 	bundleRev atomic.Int64
+	// peers are the other replicas' agents (shareAgents).
+	peers peerAgents
 }
 
 // openBackend opens the store cfg names: bbolt under DataDir, or etcd;
@@ -250,4 +254,73 @@ func (s *Server) followAuthorities(ctx context.Context) {
 	if err := s.rot.Reconcile(ctx); err != nil && ctx.Err() == nil {
 		s.log.Error("following another replica's change to the authorities", logError, err)
 	}
+}
+
+// shareEvery is how often a replica publishes its agents (and reads the
+// others'): the activation gate and `root status` see an agent of another
+// replica within about this long.
+const shareEvery = time.Second
+
+// peerAgents holds what the other replicas published of their agents.
+type peerAgents struct {
+	cur atomic.Pointer[map[string]int64]
+}
+
+func (p *peerAgents) get() map[string]int64 {
+	if m := p.cur.Load(); m != nil {
+		return *m
+	}
+	return nil
+}
+
+// shareAgents publishes this replica's connected agents and the bundle
+// revision each applied (bound to its session: a dead replica's agents
+// vanish with its lease) and reads the other replicas', until ctx ends.
+func (s *Server) shareAgents(ctx context.Context) error {
+	if s.backend.replica == nil {
+		return nil
+	}
+	t := s.cfg.Clock.NewTicker(shareEvery)
+	defer t.Stop()
+	var lastErr string
+	for {
+		err := s.shareOnce(ctx)
+		if msg := fmt.Sprint(err); err != nil && msg != lastErr && ctx.Err() == nil {
+			s.log.Warn("sharing connected agents with the other replicas", logError, err)
+		}
+		lastErr = fmt.Sprint(err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C():
+		}
+	}
+}
+
+func (s *Server) shareOnce(ctx context.Context) error {
+	data, err := json.Marshal(s.conns.LocalAppliedRevisions())
+	if err != nil {
+		return err
+	}
+	if err := s.backend.replica.Publish(ctx, data); err != nil {
+		return err
+	}
+	peers, err := s.backend.replica.Peers(ctx)
+	if err != nil {
+		return err
+	}
+	merged := map[string]int64{}
+	for name, raw := range peers {
+		var agents map[string]int64
+		if err := json.Unmarshal(raw, &agents); err != nil {
+			return fmt.Errorf("replica %s published %w", name, err)
+		}
+		for id, rev := range agents {
+			if old, ok := merged[id]; !ok || rev > old {
+				merged[id] = rev
+			}
+		}
+	}
+	s.backend.peers.cur.Store(&merged)
+	return nil
 }

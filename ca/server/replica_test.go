@@ -15,6 +15,7 @@ import (
 	"github.com/signet-mesh/signet/ca/store/etcdstore"
 	"github.com/signet-mesh/signet/ca/store/etcdstore/etcdtest"
 	adminv1 "github.com/signet-mesh/signet/proto/signet/admin/v1"
+	nodev1 "github.com/signet-mesh/signet/proto/signet/node/v1"
 )
 
 // waitFor polls cond until it holds, failing after timeout.
@@ -112,6 +113,26 @@ func TestReplicasOnEtcd(t *testing.T) {
 	resp, err := b.admin.ListEntries(t.Context(), &adminv1.ListEntriesRequest{})
 	if err != nil || len(resp.Entries) != 1 {
 		t.Fatalf("entries through b: %v, %v; want the one created through a", resp, err)
+	}
+
+	// An agent connected to b counts for a: the activation gate and
+	// `root status` on a wait for it too.
+	n := b.attestWithToken(t, func() string { tok, _ := b.token(t, "n2", time.Hour); return tok }())
+	sctx, stopSync := context.WithCancel(t.Context())
+	defer stopSync()
+	stream, err := n.client.SyncEntries(sctx, &nodev1.SyncEntriesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "a seeing b's agent", func() bool {
+		_, ok := a.srv.conns.AppliedRevisions()[n.id.String()]
+		return ok && a.srv.conns.Connected(n.id)
+	})
+	if _, ok := a.srv.conns.LocalAppliedRevisions()[n.id.String()]; ok {
+		t.Error("b's agent counted as a's own")
 	}
 
 	// Exactly one leads; when it stops, the other takes over.

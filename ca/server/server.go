@@ -176,6 +176,9 @@ func newServer(ctx context.Context, cfg Config, hooks TestOptions) (*Server, err
 	}
 	c := ca.New(ca.Config{TrustDomain: cfg.TrustDomain, Clock: cfg.Clock, Logger: cfg.Logger})
 	conns := api.NewConnections()
+	if be.replica != nil {
+		conns.SetPeers(be.peers.get)
+	}
 	rot, err := rotation.New(rotation.Config{
 		Store:              sst,
 		Keys:               km,
@@ -299,6 +302,7 @@ func (s *Server) Serve(ctx context.Context, nodeLn, adminLn net.Listener) error 
 	g.Go(func() error { return s.checkpointLoop(ctx) })
 	g.Go(func() error { return s.watchHealth(ctx, healthSrv) })
 	g.Go(func() error { return s.backend.runElection(ctx, s) })
+	g.Go(func() error { return s.shareAgents(ctx) })
 	s.log.Info("serving", logTrustDomain, s.cfg.TrustDomain.Name(), logNodeAPI, nodeLn.Addr().String(), logAdminSocket, addrOf(adminLn),
 		logServerName, s.cfg.ServerName, logStore, s.backend.kind(), logLeading, s.Leading())
 	return g.Wait()

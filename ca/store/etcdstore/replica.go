@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -16,6 +18,8 @@ import (
 //
 //	P/replicas/<name>   held by a live replica, bound to its session lease
 //	P/election/         the election's candidates (concurrency.Election)
+//	P/live/<name>       what the replica publishes of its connected agents
+//	                    (Publish), bound to its session lease
 //
 // and both are bound to one etcd session (a lease the replica keeps
 // alive): a replica that dies or loses etcd for longer than the session's
@@ -23,6 +27,7 @@ import (
 const (
 	dirReplicas = "/replicas/"
 	dirElection = "/election"
+	dirLive     = "/live/"
 )
 
 // DefaultSessionTTL is the lease TTL of a replica's session: how long the
@@ -43,6 +48,8 @@ type Replica struct {
 	// and false when it stops being one (its session expired, or Run
 	// returns). It must be quick.
 	onLeading func(bool)
+	// sess is the current session, nil between sessions.
+	sess atomic.Pointer[concurrency.Session]
 }
 
 // NewReplica returns the replica named name of s. ttl is the session TTL
@@ -113,7 +120,9 @@ func (r *Replica) Run(ctx context.Context, sess *concurrency.Session, wait func(
 				continue
 			}
 		}
+		r.sess.Store(sess)
 		r.lead(ctx, sess)
+		r.sess.Store(nil)
 		_ = sess.Close() // revokes the lease: the name and the candidacy go
 		sess = nil
 		if ctx.Err() != nil {
@@ -146,6 +155,40 @@ func (r *Replica) lead(ctx context.Context, sess *concurrency.Session) {
 		_ = el.Resign(rctx)
 		cancel()
 	}
+}
+
+// Publish puts data as this replica's live record (P/live/<name>), bound
+// to its session: it disappears when the replica dies. Before Run has a
+// session it does nothing.
+func (r *Replica) Publish(ctx context.Context, data []byte) error {
+	sess := r.sess.Load()
+	if sess == nil {
+		return nil
+	}
+	rctx, cancel := r.s.reqCtx(ctx)
+	defer cancel()
+	if _, err := r.s.cli.Put(rctx, r.s.keys.prefix+dirLive+r.name, string(data), clientv3.WithLease(sess.Lease())); err != nil {
+		return r.s.etcdErr(ctx, "publishing replica state", err)
+	}
+	return nil
+}
+
+// Peers returns the live records of the other replicas, by name.
+func (r *Replica) Peers(ctx context.Context) (map[string][]byte, error) {
+	rctx, cancel := r.s.reqCtx(ctx)
+	defer cancel()
+	dir := r.s.keys.prefix + dirLive
+	resp, err := r.s.cli.Get(rctx, dir, clientv3.WithPrefix())
+	if err != nil {
+		return nil, r.s.etcdErr(ctx, "reading replica states", err)
+	}
+	out := map[string][]byte{}
+	for _, kv := range resp.Kvs {
+		if name := strings.TrimPrefix(string(kv.Key), dir); name != r.name {
+			out[name] = kv.Value
+		}
+	}
+	return out, nil
 }
 
 // Leader returns the name of the elected replica, "" when there is none.
