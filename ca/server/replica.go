@@ -100,6 +100,7 @@ func (b *backend) runElection(ctx context.Context, s *Server) error {
 	if b.replica == nil {
 		return nil
 	}
+	s.log.Info("replica of a shared store", logServerName, s.cfg.ServerName, logStore, b.kind(), logLeading, s.Leading())
 	bo := backoff.New(backoff.Config{})
 	sess := b.session
 	b.session = nil
@@ -112,7 +113,7 @@ func (b *backend) runElection(ctx context.Context, s *Server) error {
 
 // Leading reports whether this server does the once-per-store work now:
 // always with bbolt, while elected with etcd.
-func (s *Server) Leading() bool { return s.backend.leading.Load() }
+func (s *Server) Leading() bool { return s.be.leading.Load() }
 
 // ServerName is this server's name among those sharing its store.
 func (s *Server) ServerName() string { return s.cfg.ServerName }
@@ -239,7 +240,7 @@ func (b *backend) kind() string {
 // intermediate under the new active root now, not at its next rotation.
 // The bundle revision tells when authorities changed.
 func (s *Server) followAuthorities(ctx context.Context) {
-	if s.backend.etcd == nil {
+	if s.be.etcd == nil {
 		return // one server: its own steps already did it
 	}
 	var rev int64
@@ -247,10 +248,10 @@ func (s *Server) followAuthorities(ctx context.Context) {
 		rev, err = bundle.Revision(tx)
 		return err
 	})
-	if err != nil || rev == s.backend.bundleRev.Load() {
+	if err != nil || rev == s.be.bundleRev.Load() {
 		return
 	}
-	s.backend.bundleRev.Store(rev)
+	s.be.bundleRev.Store(rev)
 	if err := s.rot.Reconcile(ctx); err != nil && ctx.Err() == nil {
 		s.log.Error("following another replica's change to the authorities", logError, err)
 	}
@@ -277,7 +278,7 @@ func (p *peerAgents) get() map[string]int64 {
 // revision each applied (bound to its session: a dead replica's agents
 // vanish with its lease) and reads the other replicas', until ctx ends.
 func (s *Server) shareAgents(ctx context.Context) error {
-	if s.backend.replica == nil {
+	if s.be.replica == nil {
 		return nil
 	}
 	t := s.cfg.Clock.NewTicker(shareEvery)
@@ -302,10 +303,10 @@ func (s *Server) shareOnce(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.backend.replica.Publish(ctx, data); err != nil {
+	if err := s.be.replica.Publish(ctx, data); err != nil {
 		return err
 	}
-	peers, err := s.backend.replica.Peers(ctx)
+	peers, err := s.be.replica.Peers(ctx)
 	if err != nil {
 		return err
 	}
@@ -321,6 +322,6 @@ func (s *Server) shareOnce(ctx context.Context) error {
 			}
 		}
 	}
-	s.backend.peers.cur.Store(&merged)
+	s.be.peers.cur.Store(&merged)
 	return nil
 }

@@ -112,19 +112,19 @@ type Config struct {
 
 // Server is a running CA.
 type Server struct {
-	cfg     Config
-	log     *slog.Logger
-	store   store.Store
-	backend *backend
-	ca      *ca.CA
-	rot     *rotation.Manager
-	cert    *servercert.Manager
-	conns   *api.Connections
-	node    *api.NodeService
-	admin   *api.AdminService
-	pool    poolCache
-	signer  signerCheck
-	closed  sync.Once
+	cfg    Config
+	log    *slog.Logger
+	store  store.Store
+	be     *backend
+	ca     *ca.CA
+	rot    *rotation.Manager
+	cert   *servercert.Manager
+	conns  *api.Connections
+	node   *api.NodeService
+	admin  *api.AdminService
+	pool   poolCache
+	signer signerCheck
+	closed sync.Once
 }
 
 // New opens the store under cfg.DataDir and loads (or, on first start,
@@ -159,7 +159,6 @@ func newServer(ctx context.Context, cfg Config, hooks TestOptions) (*Server, err
 	if err != nil {
 		return nil, err
 	}
-	st := be
 	if be.etcd != nil && keys.IsSoft(cfg.KMSURI) {
 		km = &sharedRootKeys{Manager: km, st: be.st, dir: filepath.Join(cfg.DataDir, KeysDir)}
 	}
@@ -167,7 +166,7 @@ func newServer(ctx context.Context, cfg Config, hooks TestOptions) (*Server, err
 		km = hooks.WrapKeys(km)
 	}
 	// Components write through sst, which times commits for the metrics.
-	sst := cfg.Metrics.instrument(st.st)
+	sst := cfg.Metrics.instrument(be.st)
 	if hooks.NoAudit {
 		sst = noAuditStore{sst}
 	}
@@ -198,32 +197,32 @@ func newServer(ctx context.Context, cfg Config, hooks TestOptions) (*Server, err
 		CrashPoint:         hooks.CrashPoint,
 	})
 	if err != nil {
-		st.close()
+		be.close()
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	if err := rot.Init(ctx); err != nil {
-		st.close()
+		be.close()
 		return nil, fmt.Errorf("server: loading authorities: %w", err)
 	}
 	cert, err := servercert.New(servercert.Config{CA: c, Clock: cfg.Clock, Logger: cfg.Logger})
 	if err != nil {
-		st.close()
+		be.close()
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	if _, err := cert.Certificate(); err != nil {
-		st.close()
+		be.close()
 		return nil, fmt.Errorf("server: signing the server certificate: %w", err)
 	}
 	conns.SetMTLSWindow(cfg.MTLSWindow)
 	s := &Server{
-		cfg:     cfg,
-		log:     cfg.Logger.With(logComponent, "server"),
-		store:   st.st,
-		backend: be,
-		ca:      c,
-		rot:     rot,
-		cert:    cert,
-		conns:   conns,
+		cfg:   cfg,
+		log:   cfg.Logger.With(logComponent, "server"),
+		store: be.st,
+		be:    be,
+		ca:    c,
+		rot:   rot,
+		cert:  cert,
+		conns: conns,
 		node: api.NewNodeService(api.NodeConfig{
 			Store: sst, CA: c, TrustDomain: cfg.TrustDomain, Clock: cfg.Clock, Logger: cfg.Logger,
 			NodeRate: cfg.NodeRate, Connections: conns, Metrics: cfg.Metrics.nodeHooks(),
@@ -234,8 +233,8 @@ func newServer(ctx context.Context, cfg Config, hooks TestOptions) (*Server, err
 			CheckpointSigner: rot.CheckpointSigner,
 		}),
 	}
-	if err := s.pool.refresh(ctx, st.st, cfg.TrustDomain); err != nil {
-		st.close()
+	if err := s.pool.refresh(ctx, be.st, cfg.TrustDomain); err != nil {
+		be.close()
 		return nil, err
 	}
 	cfg.Metrics.bind(s)
@@ -301,10 +300,9 @@ func (s *Server) Serve(ctx context.Context, nodeLn, adminLn net.Listener) error 
 	g.Go(func() error { return s.pruneLoop(ctx) })
 	g.Go(func() error { return s.checkpointLoop(ctx) })
 	g.Go(func() error { return s.watchHealth(ctx, healthSrv) })
-	g.Go(func() error { return s.backend.runElection(ctx, s) })
+	g.Go(func() error { return s.be.runElection(ctx, s) })
 	g.Go(func() error { return s.shareAgents(ctx) })
-	s.log.Info("serving", logTrustDomain, s.cfg.TrustDomain.Name(), logNodeAPI, nodeLn.Addr().String(), logAdminSocket, addrOf(adminLn),
-		logServerName, s.cfg.ServerName, logStore, s.backend.kind(), logLeading, s.Leading())
+	s.log.Info("serving", logTrustDomain, s.cfg.TrustDomain.Name(), logNodeAPI, nodeLn.Addr().String(), logAdminSocket, addrOf(adminLn))
 	return g.Wait()
 }
 
@@ -379,7 +377,7 @@ func (s *Server) pruneLoop(ctx context.Context) error {
 // Close closes the store. It is idempotent.
 func (s *Server) Close() error {
 	var err error
-	s.closed.Do(func() { err = s.backend.close() })
+	s.closed.Do(func() { err = s.be.close() })
 	return err
 }
 
