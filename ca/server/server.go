@@ -9,6 +9,10 @@
 //	err = srv.Serve(ctx, nodeLn, adminLn) // until ctx ends
 //	srv.Close()
 //
+// With Config.Etcd the state is in etcd instead, shared by several
+// servers (replicas), each with its own name and keys, one of them elected
+// for the once-per-store work (replica.go).
+//
 // Tests reach a few hooks (crash points, a store without fsync or
 // without audit records, wrapped stores and key managers) through
 // NewForTest and TestOptions, never through Config: a product binary

@@ -303,7 +303,9 @@ the environment, which wins over the file. The key passphrase comes from
 		Example: `  signet server --trust-domain example.org --data-dir /var/lib/signet \
       --listen 0.0.0.0:8081 --admin-socket /run/signet/admin.sock
   signet server --config /etc/signet/server.yaml
-  signet server --config /etc/signet/server.yaml --check-config`,
+  signet server --config /etc/signet/server.yaml --check-config
+  signet server --data-dir /var/lib/signet --store etcd --server-name ca-1 \
+      --etcd-endpoints https://etcd-0:2379,https://etcd-1:2379,https://etcd-2:2379`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd.Context(), env) },
 	}

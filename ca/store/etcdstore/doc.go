@@ -47,10 +47,11 @@
 //	                        form, at most 64 KiB
 //	P/x/undo/<n>            undo records of a chunked commit in flight
 //
-// Other paths under P are outside the commit protocol, free for the
-// server's own use with the same client (an election under P/election/,
-// lease-bound records of what each replica's agents applied under
-// P/live/): the store neither reads nor mirrors them.
+// Other paths under P are outside the commit protocol and the mirror:
+// Replica (replica.go) keeps there, bound to each CA replica's session
+// lease, the replica names in use (P/replicas/), the leader election
+// (P/election/, concurrency.Election) and what each replica publishes of
+// its connected agents (P/live/).
 //
 // Packs keep a group commit of hundreds of mints to a handful of etcd
 // operations. Every instance mirrors P/m/ in memory (the small tables),
