@@ -9,12 +9,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/client/v3/concurrency"
 
-	"github.com/signet-mesh/signet/ca/bundle"
 	"github.com/signet-mesh/signet/ca/keys"
 	"github.com/signet-mesh/signet/ca/rotation"
 	"github.com/signet-mesh/signet/ca/store"
@@ -47,8 +47,6 @@ type backend struct {
 	replica *etcdstore.Replica
 	session *concurrency.Session // the first session, claimed at start
 	leading atomic.Bool
-	// bundleRev is the bundle revision followAuthorities last acted on.
-	bundleRev atomic.Int64
 	// peers are the other replicas' agents (shareAgents).
 	peers peerAgents
 }
@@ -234,27 +232,61 @@ func (b *backend) kind() string {
 	return "bolt"
 }
 
-// followAuthorities runs after every change another writer may have made
-// to the store (Subscribe): with several replicas, a root step taken
-// through another one (a root activated) must move this replica's
-// intermediate under the new active root now, not at its next rotation.
-// The bundle revision tells when authorities changed.
-func (s *Server) followAuthorities(ctx context.Context) {
-	if s.be.etcd == nil {
-		return // one server: its own steps already did it
+// followEvery is how often a replica looks for another's change to the
+// authorities besides the store's change notifications (a root step takes
+// no store revision when the bundle is unchanged, as activation).
+const followEvery = 10 * time.Second
+
+// followAuthorities keeps this replica's authorities in step with the
+// other replicas' root steps, until ctx ends: when the authorities change
+// (a root activated through another replica), this replica's
+// intermediate moves under the new active root now, not at its own next
+// rotation, so the old root can be retired. With bbolt there is nothing
+// to follow: the one server's own steps do it.
+func (s *Server) followAuthorities(ctx context.Context) error {
+	if s.be.replica == nil {
+		return nil
 	}
-	var rev int64
-	err := s.store.View(ctx, func(tx store.Tx) (err error) {
-		rev, err = bundle.Revision(tx)
+	changes, cancel := s.store.Subscribe()
+	defer cancel()
+	t := s.cfg.Clock.NewTicker(followEvery)
+	defer t.Stop()
+	last := ""
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case _, ok := <-changes:
+			if !ok {
+				return nil
+			}
+		case <-t.C():
+		}
+		fp, err := s.authoritiesFingerprint(ctx)
+		if err != nil || fp == last {
+			continue
+		}
+		if last != "" {
+			if err := s.rot.Reconcile(ctx); err != nil && ctx.Err() == nil {
+				s.log.Error("following another replica's change to the authorities", logError, err)
+				continue
+			}
+		}
+		last = fp
+	}
+}
+
+// authoritiesFingerprint names the authorities and their states.
+func (s *Server) authoritiesFingerprint(ctx context.Context) (string, error) {
+	var b strings.Builder
+	err := s.store.View(ctx, func(tx store.Tx) error {
+		auths, err := tx.ListAuthorities()
+		for _, a := range auths {
+			fmt.Fprintf(&b, "%s:%s:%s;", a.ID, a.State, a.ParentID)
+		}
 		return err
 	})
-	if err != nil || rev == s.be.bundleRev.Load() {
-		return
-	}
-	s.be.bundleRev.Store(rev)
-	if err := s.rot.Reconcile(ctx); err != nil && ctx.Err() == nil {
-		s.log.Error("following another replica's change to the authorities", logError, err)
-	}
+	return b.String(), err
 }
 
 // shareEvery is how often a replica publishes its agents (and reads the

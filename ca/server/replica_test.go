@@ -135,6 +135,30 @@ func TestReplicasOnEtcd(t *testing.T) {
 		t.Error("b's agent counted as a's own")
 	}
 
+	// A root prepared and activated through a: b's intermediate moves
+	// under it (b follows a's step without one of its own).
+	prep, err := a.admin.PrepareRoot(t.Context(), &adminv1.PrepareRootRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.admin.ActivateRoot(t.Context(), &adminv1.ActivateRootRequest{Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	newRoot := prep.GetAuthority().GetId()
+	waitFor(t, 20*time.Second, "b's intermediate under the new root", func() bool {
+		active := map[string]string{} // server -> parent of its active intermediate
+		err := b.srv.Store().View(t.Context(), func(tx store.Tx) error {
+			auths, err := tx.ListAuthorities()
+			for _, au := range auths {
+				if au.Kind == store.KindIntermediate && au.State == store.StateActive {
+					active[au.ServerName] = au.ParentID
+				}
+			}
+			return err
+		})
+		return err == nil && active["a"] == newRoot && active["b"] == newRoot
+	})
+
 	// Exactly one leads; when it stops, the other takes over.
 	waitFor(t, 10*time.Second, "one replica leading", func() bool { return a.srv.Leading() != b.srv.Leading() })
 	leader, follower := a, b

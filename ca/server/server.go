@@ -306,6 +306,7 @@ func (s *Server) Serve(ctx context.Context, nodeLn, adminLn net.Listener) error 
 	g.Go(func() error { return s.watchHealth(ctx, healthSrv) })
 	g.Go(func() error { return s.be.runElection(ctx, s) })
 	g.Go(func() error { return s.shareAgents(ctx) })
+	g.Go(func() error { return s.followAuthorities(ctx) })
 	s.log.Info("serving", logTrustDomain, s.cfg.TrustDomain.Name(), logNodeAPI, nodeLn.Addr().String(), logAdminSocket, addrOf(adminLn))
 	return g.Wait()
 }
@@ -340,7 +341,6 @@ func (s *Server) watchBundle(ctx context.Context) error {
 			if err := s.pool.refresh(ctx, s.store, s.cfg.TrustDomain); err != nil && ctx.Err() == nil {
 				s.log.Error("refreshing trust pool", logError, err)
 			}
-			s.followAuthorities(ctx)
 		}
 	}
 }
