@@ -12,6 +12,7 @@ import (
 	"github.com/signet-mesh/signet/ca/audit"
 	"github.com/signet-mesh/signet/ca/registration"
 	"github.com/signet-mesh/signet/ca/store"
+	"github.com/signet-mesh/signet/internal/nodeapi"
 )
 
 // toStatus turns an error from the layers below into a gRPC status: the one
@@ -50,7 +51,7 @@ func toStatus(ctx context.Context, log *slog.Logger, what string, err error) err
 		// etcd unreachable or without quorum: the caller may retry, on
 		// this replica or another. The cause names etcd and its endpoints.
 		log.WarnContext(ctx, "request failed: store unavailable", logOp, what, logError, err)
-		return status.Error(codes.Unavailable, what+": the CA's store is unavailable, try again: "+err.Error())
+		return nodeapi.StoreUnavailable(what + ": the CA's store is unavailable, try again: " + err.Error())
 	case errors.Is(err, store.ErrConflict):
 		return status.Error(codes.Aborted, what+": a concurrent change got there first; nothing was changed, try again")
 	}

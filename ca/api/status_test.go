@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/signet-mesh/signet/ca/audit"
 	"github.com/signet-mesh/signet/ca/store"
+	"github.com/signet-mesh/signet/internal/nodeapi"
 )
 
 // TestToStatus: an error the caller can act on keeps a code and a message
@@ -44,6 +46,9 @@ func TestToStatus(t *testing.T) {
 			err := toStatus(context.Background(), slog.New(slog.DiscardHandler), "doing it", tt.err)
 			if status.Code(err) != tt.code || !strings.Contains(status.Convert(err).Message(), tt.msg) {
 				t.Errorf("toStatus = %v, want %s containing %q", err, tt.code, tt.msg)
+			}
+			if got, want := nodeapi.IsStoreUnavailable(err), errors.Is(tt.err, store.ErrUnavailable); got != want {
+				t.Errorf("IsStoreUnavailable = %v, want %v", got, want)
 			}
 		})
 	}
