@@ -6,10 +6,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/signet-mesh/signet/ca/store"
 	"github.com/signet-mesh/signet/ca/store/etcdstore"
@@ -133,6 +136,46 @@ func TestReplicasOnEtcd(t *testing.T) {
 	})
 	if _, ok := a.srv.conns.LocalAppliedRevisions()[n.id.String()]; ok {
 		t.Error("b's agent counted as a's own")
+	}
+
+	// 50 attestations with one join token, spread over both replicas:
+	// exactly one succeeds.
+	tok, _ := a.token(t, "raced", time.Hour)
+	waitFor(t, 5*time.Second, "b seeing the token", func() bool {
+		ok := false
+		b.srv.Store().View(t.Context(), func(tx store.Tx) error {
+			ts, err := tx.ListJoinTokens()
+			for _, jt := range ts {
+				ok = ok || jt.SPIFFEID == "spiffe://example.org/signet/agent/join_token/raced"
+			}
+			return err
+		})
+		return ok
+	})
+	clients := []nodev1.NodeServiceClient{a.anonClient(t), b.anonClient(t)}
+	key := newKey(t)
+	req := &nodev1.AttestNodeRequest{JoinToken: tok, Csr: csr(t, key)}
+	var wg sync.WaitGroup
+	codesSeen := make([]codes.Code, 50)
+	for i := range codesSeen {
+		wg.Go(func() {
+			_, err := clients[i%2].AttestNode(t.Context(), req)
+			codesSeen[i] = status.Code(err)
+		})
+	}
+	wg.Wait()
+	won := 0
+	for i, c := range codesSeen {
+		switch c {
+		case codes.OK:
+			won++
+		case codes.PermissionDenied, codes.Aborted, codes.Unavailable:
+		default:
+			t.Errorf("attestation %d: %v", i, c)
+		}
+	}
+	if won != 1 {
+		t.Errorf("%d of 50 attestations with one token succeeded, want exactly 1 (codes %v)", won, codesSeen)
 	}
 
 	// A root prepared and activated through a: b's intermediate moves
