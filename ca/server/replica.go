@@ -15,6 +15,7 @@ import (
 
 	"go.etcd.io/etcd/client/v3/concurrency"
 
+	"github.com/signet-mesh/signet/ca/api"
 	"github.com/signet-mesh/signet/ca/keys"
 	"github.com/signet-mesh/signet/ca/rotation"
 	"github.com/signet-mesh/signet/ca/store"
@@ -296,10 +297,10 @@ const shareEvery = time.Second
 
 // peerAgents holds what the other replicas published of their agents.
 type peerAgents struct {
-	cur atomic.Pointer[map[string]int64]
+	cur atomic.Pointer[map[string]api.PeerAgent]
 }
 
-func (p *peerAgents) get() map[string]int64 {
+func (p *peerAgents) get() map[string]api.PeerAgent {
 	if m := p.cur.Load(); m != nil {
 		return *m
 	}
@@ -342,15 +343,15 @@ func (s *Server) shareOnce(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	merged := map[string]int64{}
+	merged := map[string]api.PeerAgent{}
 	for name, raw := range peers {
 		var agents map[string]int64
 		if err := json.Unmarshal(raw, &agents); err != nil {
 			return fmt.Errorf("replica %s published %w", name, err)
 		}
 		for id, rev := range agents {
-			if old, ok := merged[id]; !ok || rev > old {
-				merged[id] = rev
+			if old, ok := merged[id]; !ok || rev > old.Applied {
+				merged[id] = api.PeerAgent{Replica: name, Applied: rev}
 			}
 		}
 	}

@@ -137,6 +137,17 @@ func TestReplicasOnEtcd(t *testing.T) {
 	if _, ok := a.srv.conns.LocalAppliedRevisions()[n.id.String()]; ok {
 		t.Error("b's agent counted as a's own")
 	}
+	nodes, err := a.admin.ListNodes(t.Context(), &adminv1.ListNodesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	replicas := map[string]string{}
+	for _, pn := range nodes.Nodes {
+		replicas[pn.SpiffeId] = pn.Replica
+	}
+	if got := replicas[n.id.String()]; got != "b" {
+		t.Errorf("node list through a: the agent's replica is %q, want b", got)
+	}
 
 	// 50 attestations with one join token, spread over both replicas:
 	// exactly one succeeds.

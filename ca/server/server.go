@@ -180,7 +180,7 @@ func newServer(ctx context.Context, cfg Config, hooks TestOptions) (*Server, err
 	c := ca.New(ca.Config{TrustDomain: cfg.TrustDomain, Clock: cfg.Clock, Logger: cfg.Logger})
 	conns := api.NewConnections()
 	if be.replica != nil {
-		conns.SetPeers(be.peers.get)
+		conns.SetPeers(cfg.ServerName, be.peers.get)
 	}
 	rot, err := rotation.New(rotation.Config{
 		Store:              sst,

@@ -18,6 +18,8 @@ type nodeJSON struct {
 	ExpiresAt             string `json:"expires_at"`
 	Connected             bool   `json:"connected"`
 	AppliedBundleRevision int64  `json:"applied_bundle_revision"`
+	// Replica is the CA replica the agent is connected to (etcd store).
+	Replica string `json:"replica,omitempty"`
 }
 
 type nodeListOptions struct {
@@ -55,6 +57,7 @@ func (o *nodeListOptions) run(ctx context.Context, env *cliEnv) error {
 			AttestedAt: unixTime(n.AttestedAt), ExpiresAt: unixTime(n.ExpiresAt),
 			Connected: n.Connected, AppliedBundleRevision: n.AppliedBundleRevision,
 		}
+		j.Replica = n.Replica
 		out = append(out, j)
 		rows = append(rows, []string{j.SPIFFEID, j.Attestor, strconv.FormatBool(j.Connected), j.ExpiresAt, j.Serial})
 	}

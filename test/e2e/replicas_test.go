@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -75,6 +76,18 @@ func TestReplicasFailover(t *testing.T) {
 	r2.cli(t, "entry", "create", "--spiffe-id", "spiffe://example.org/after", "--parent-id", a.nodeID, "--selector", "unix:uid:"+strconv.Itoa(os.Getuid()))
 	fetchUntil(t, a, 15*time.Second, hasOnly("spiffe://example.org/before", "spiffe://example.org/after"))
 	t.Logf("an entry created through r2 was served %v later (r1 killed %v before)", time.Since(created).Round(time.Millisecond), time.Since(killed).Round(time.Millisecond))
+
+	// node list names the replica the agent moved to.
+	var nodes []struct {
+		SPIFFEID string `json:"spiffe_id"`
+		Replica  string `json:"replica"`
+	}
+	if err := json.Unmarshal([]byte(r2.cli(t, "node", "list", "-o", "json")), &nodes); err != nil {
+		t.Fatal(err)
+	}
+	if len(nodes) != 1 || nodes[0].Replica != "r2" {
+		t.Errorf("node list through r2: %+v, want node-a on replica r2", nodes)
+	}
 
 	stopFetching()
 	<-fetching
