@@ -13,8 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"go.etcd.io/etcd/client/v3/concurrency"
-
 	"github.com/signet-mesh/signet/ca/api"
 	"github.com/signet-mesh/signet/ca/keys"
 	"github.com/signet-mesh/signet/ca/rotation"
@@ -46,7 +44,6 @@ type backend struct {
 	st      store.Store
 	etcd    *etcdstore.Store // nil for bbolt
 	replica *etcdstore.Replica
-	session *concurrency.Session // the first session, claimed at start
 	leading atomic.Bool
 	// peers are the other replicas' agents (shareAgents).
 	peers peerAgents
@@ -86,7 +83,7 @@ func openBackend(ctx context.Context, cfg Config, hooks TestOptions) (*backend, 
 			log.Info("no longer leading", logServerName, cfg.ServerName)
 		}
 	})
-	if b.session, err = b.replica.Claim(ctx); err != nil {
+	if err := b.replica.Claim(ctx); err != nil {
 		st.Close()
 		return nil, fmt.Errorf("server: server_name: %w", err)
 	}
@@ -101,9 +98,7 @@ func (b *backend) runElection(ctx context.Context, s *Server) error {
 	}
 	s.log.Info("replica of a shared store", logServerName, s.cfg.ServerName, logStore, b.kind(), logLeading, s.Leading())
 	bo := backoff.New(backoff.Config{})
-	sess := b.session
-	b.session = nil
-	return b.replica.Run(ctx, sess, func(ctx context.Context) error {
+	return b.replica.Run(ctx, func(ctx context.Context) error {
 		return backoff.Sleep(ctx, s.cfg.Clock, bo.Next())
 	}, func(err error) {
 		s.log.Error("campaigning for leadership", logError, err)
@@ -118,8 +113,8 @@ func (s *Server) Leading() bool { return s.be.leading.Load() }
 func (s *Server) ServerName() string { return s.cfg.ServerName }
 
 func (b *backend) close() error {
-	if b.session != nil {
-		_ = b.session.Close()
+	if b.replica != nil {
+		b.replica.Release() // a server closed before Serve
 	}
 	return b.st.Close()
 }

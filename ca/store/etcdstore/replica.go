@@ -50,6 +50,8 @@ type Replica struct {
 	onLeading func(bool)
 	// sess is the current session, nil between sessions.
 	sess atomic.Pointer[concurrency.Session]
+	// claimed is the session of Claim, which Run starts with.
+	claimed *concurrency.Session
 }
 
 // NewReplica returns the replica named name of s. ttl is the session TTL
@@ -64,10 +66,27 @@ func (s *Store) NewReplica(name string, ttl time.Duration, onLeading func(bool))
 	return &Replica{s: s, name: name, ttl: ttl, onLeading: onLeading}
 }
 
-// Claim takes the replica's name for a first session and returns it, so
-// that a start with a name another live replica holds fails at once with
-// ErrNameTaken. Pass the session to Run.
-func (r *Replica) Claim(ctx context.Context) (*concurrency.Session, error) {
+// Claim takes the replica's name for a first session, so that a start
+// with a name another live replica holds fails at once with ErrNameTaken.
+// Run starts with that session; Release gives it up without running.
+func (r *Replica) Claim(ctx context.Context) error {
+	sess, err := r.newSession(ctx)
+	if err != nil {
+		return err
+	}
+	r.claimed = sess
+	return nil
+}
+
+// Release gives up the name Claim took, when Run is not to run.
+func (r *Replica) Release() {
+	if r.claimed != nil {
+		_ = r.claimed.Close()
+		r.claimed = nil
+	}
+}
+
+func (r *Replica) newSession(ctx context.Context) (*concurrency.Session, error) {
 	sess, err := concurrency.NewSession(r.s.cli, concurrency.WithTTL(int(r.ttl.Round(time.Second)/time.Second)), concurrency.WithContext(r.s.ctx))
 	if err != nil {
 		return nil, r.s.etcdErr(ctx, "starting a replica session", err)
@@ -101,15 +120,17 @@ func (r *Replica) claim(ctx context.Context, sess *concurrency.Session) error {
 	return nil
 }
 
-// Run campaigns for leadership with sess (from Claim) until ctx ends,
-// starting a new session (and claiming the name again) whenever the
-// current one expires, retrying after wait(attempt) while etcd is
-// unreachable. It returns nil when ctx ends, after resigning.
-func (r *Replica) Run(ctx context.Context, sess *concurrency.Session, wait func(ctx context.Context) error, logErr func(error)) error {
+// Run campaigns for leadership (with the session of Claim, if any) until
+// ctx ends, starting a new session (and claiming the name again) whenever
+// the current one expires, retrying after wait while etcd is unreachable.
+// It returns nil when ctx ends, after resigning.
+func (r *Replica) Run(ctx context.Context, wait func(ctx context.Context) error, logErr func(error)) error {
+	sess := r.claimed
+	r.claimed = nil
 	for {
 		if sess == nil {
 			var err error
-			if sess, err = r.Claim(ctx); err != nil {
+			if sess, err = r.newSession(ctx); err != nil {
 				if ctx.Err() != nil {
 					return nil
 				}
