@@ -40,7 +40,9 @@ const rotateGenerationFile = "rotate-generation"
 
 // Config configures an Agent. Zero values take the documented defaults.
 type Config struct {
-	// ServerAddress is the CA's node API (host:port).
+	// ServerAddress is the CA's node API (host:port), or the replicas'
+	// as a comma-separated list: the agent talks to one and fails over to
+	// another (see package client).
 	ServerAddress string
 	TrustDomain   spiffeid.TrustDomain
 	// TrustBundle authenticates the CA on first contact. Once the CA has

@@ -90,7 +90,11 @@ func Attest(ctx context.Context, p AttestParams) (*x509svid.SVID, *nodev1.Bundle
 		return nil, nil, errors.New("client: a trust bundle is required to authenticate the CA")
 	}
 	tlsCfg.MinVersion = tls.VersionTLS13
-	conn, err := grpc.NewClient(p.Address, grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)))
+	tgt, opts, err := target(p.Address)
+	if err != nil {
+		return nil, nil, err
+	}
+	conn, err := grpc.NewClient(tgt, append(opts, grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)))...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("client: dialing %s: %w", p.Address, err)
 	}
@@ -250,15 +254,20 @@ type Client struct {
 }
 
 // Dial prepares a connection to the CA (gRPC connects lazily and
-// reconnects by itself).
+// reconnects by itself, to another replica when address lists several:
+// see target.go).
 func Dial(address string, td spiffeid.TrustDomain, src *Source) (*Client, error) {
 	tlsCfg := tlsconfig.MTLSClientConfig(src, src, tlsconfig.AuthorizeID(ServerID(td)))
 	tlsCfg.MinVersion = tls.VersionTLS13
-	conn, err := grpc.NewClient(address, grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)),
+	tgt, opts, err := target(address)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := grpc.NewClient(tgt, append(opts, grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)),
 		// The agent hears from the CA in bursts (a batch of minted SVIDs
 		// can be megabytes) and then not for minutes: pooled receive
 		// buffers would hold the burst's size idle in between.
-		experimental.WithBufferPool(mem.NopBufferPool{}))
+		experimental.WithBufferPool(mem.NopBufferPool{}))...)
 	if err != nil {
 		return nil, fmt.Errorf("client: dialing %s: %w", address, err)
 	}

@@ -44,7 +44,8 @@ type Metrics struct {
 
 // Config configures a Node.
 type Config struct {
-	// ServerAddress is the CA's node API (host:port). Required.
+	// ServerAddress is the CA's node API (host:port), or a comma-separated
+	// list of the replicas' (see package client). Required.
 	ServerAddress string
 	// TrustDomain is the node's trust domain. Required.
 	TrustDomain spiffeid.TrustDomain

@@ -565,7 +565,7 @@ func (s *AdminService) ListNodes(ctx context.Context, req *adminv1.ListNodesRequ
 			AppliedBundleRevision: n.AppliedBundleRevision,
 		}
 		if n.EvictedAt.IsZero() {
-			pn.Connected = s.cfg.Connections.Connected(id)
+			pn.Replica, pn.Connected = s.cfg.Connections.Replica(id)
 		} else {
 			pn.EvictedAt = n.EvictedAt.Unix()
 		}

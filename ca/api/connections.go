@@ -14,6 +14,19 @@ type Connections struct {
 	nodes map[spiffeid.ID]*connState
 	// traffic holds the proxies' connection counts (mtls_traffic.go).
 	traffic *mtlsTraffic
+	// name is this server's replica name (SetPeers).
+	name string
+	// peers, when set, returns the agents connected to the other CA
+	// replicas sharing the store (SetPeers).
+	peers func() map[string]PeerAgent
+}
+
+// PeerAgent is an agent connected to another CA replica.
+type PeerAgent struct {
+	// Replica is that replica's server name.
+	Replica string `json:"replica"`
+	// Applied is the bundle revision the agent last reported applying.
+	Applied int64 `json:"applied"`
 }
 
 type connState struct {
@@ -53,17 +66,60 @@ func (c *Connections) setApplied(id spiffeid.ID, rev int64) {
 	}
 }
 
-// Connected reports whether id has a sync stream open.
+// SetPeers names this server among the CA replicas sharing its store
+// and makes Connected, Replica and AppliedRevisions also count the agents
+// of the other replicas, as peers returns them (by SPIFFE ID). Call it
+// before serving.
+func (c *Connections) SetPeers(name string, peers func() map[string]PeerAgent) {
+	c.name, c.peers = name, peers
+}
+
+// Connected reports whether id has a sync stream open, to this server or
+// (see SetPeers) to another replica.
 func (c *Connections) Connected(id spiffeid.ID) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	_, ok := c.nodes[id]
+	_, ok := c.Replica(id)
 	return ok
 }
 
+// Replica returns the name of the replica id has a sync stream open with
+// (this server's name, empty without SetPeers, when it is this server);
+// ok is false when it has none.
+func (c *Connections) Replica(id spiffeid.ID) (string, bool) {
+	c.mu.Lock()
+	_, ok := c.nodes[id]
+	c.mu.Unlock()
+	if ok {
+		return c.name, true
+	}
+	if c.peers != nil {
+		if p, ok := c.peers()[id.String()]; ok {
+			return p.Replica, true
+		}
+	}
+	return "", false
+}
+
 // AppliedRevisions is Snapshot keyed by the agents' SPIFFE IDs as
-// strings, the form root activation checks take.
+// strings, the form root activation checks take, with the agents of the
+// other replicas (SetPeers): the activation gate waits for every agent,
+// whichever replica it talks to.
 func (c *Connections) AppliedRevisions() map[string]int64 {
+	snap := c.Snapshot()
+	out := make(map[string]int64, len(snap))
+	if c.peers != nil {
+		for id, p := range c.peers() {
+			out[id] = p.Applied
+		}
+	}
+	for id, rev := range snap {
+		out[id.String()] = rev
+	}
+	return out
+}
+
+// LocalAppliedRevisions is AppliedRevisions of this server's own
+// agents only: what it publishes to the other replicas.
+func (c *Connections) LocalAppliedRevisions() map[string]int64 {
 	snap := c.Snapshot()
 	out := make(map[string]int64, len(snap))
 	for id, rev := range snap {

@@ -12,13 +12,14 @@ import (
 	"github.com/signet-mesh/signet/ca/audit"
 	"github.com/signet-mesh/signet/ca/registration"
 	"github.com/signet-mesh/signet/ca/store"
+	"github.com/signet-mesh/signet/internal/nodeapi"
 )
 
 // toStatus turns an error from the layers below into a gRPC status: the one
 // place where internal errors are mapped and logged. Validation errors keep
 // their message (it is written for the operator); store sentinels and the
-// conditions a caller can act on (a record too large, a full disk, a
-// concurrent change, a broken audit chain) map to their codes with a
+// conditions a caller can act on (a record too large, a full disk, an
+// unreachable etcd, a concurrent change, a broken audit chain) map to their codes with a
 // message that names the cause; anything else is Internal, logged with
 // its detail and shown to the caller without it.
 func toStatus(ctx context.Context, log *slog.Logger, what string, err error) error {
@@ -46,6 +47,11 @@ func toStatus(ctx context.Context, log *slog.Logger, what string, err error) err
 	case errors.Is(err, syscall.ENOSPC):
 		log.ErrorContext(ctx, "request failed: disk full", logOp, what, logError, err)
 		return status.Error(codes.ResourceExhausted, what+": the CA's disk is full; nothing was changed")
+	case errors.Is(err, store.ErrUnavailable):
+		// etcd unreachable or without quorum: the caller may retry, on
+		// this replica or another. The cause names etcd and its endpoints.
+		log.WarnContext(ctx, "request failed: store unavailable", logOp, what, logError, err)
+		return nodeapi.StoreUnavailable(what + ": the CA's store is unavailable, try again: " + err.Error())
 	case errors.Is(err, store.ErrConflict):
 		return status.Error(codes.Aborted, what+": a concurrent change got there first; nothing was changed, try again")
 	}

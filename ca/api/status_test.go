@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/signet-mesh/signet/ca/audit"
 	"github.com/signet-mesh/signet/ca/store"
+	"github.com/signet-mesh/signet/internal/nodeapi"
 )
 
 // TestToStatus: an error the caller can act on keeps a code and a message
@@ -34,6 +36,8 @@ func TestToStatus(t *testing.T) {
 			codes.Aborted, "try again"},
 		{"broken audit chain", fmt.Errorf("exporting: %w", &audit.VerifyError{Seq: 5, Missing: 5, Err: audit.ErrMissing, Reason: "record seq 5 is missing from the log"}),
 			codes.DataLoss, "record seq 5 is missing"},
+		{"store unavailable", fmt.Errorf("committing a transaction: etcd at 127.0.0.1:2379: %w: etcdserver: no leader", store.ErrUnavailable),
+			codes.Unavailable, "etcd at 127.0.0.1:2379"},
 		{"not found", fmt.Errorf("getting entry: %w", store.ErrNotFound), codes.NotFound, "not found"},
 		{"something else", fmt.Errorf("bbolt: page 7 is corrupt"), codes.Internal, "internal error"},
 	}
@@ -42,6 +46,9 @@ func TestToStatus(t *testing.T) {
 			err := toStatus(context.Background(), slog.New(slog.DiscardHandler), "doing it", tt.err)
 			if status.Code(err) != tt.code || !strings.Contains(status.Convert(err).Message(), tt.msg) {
 				t.Errorf("toStatus = %v, want %s containing %q", err, tt.code, tt.msg)
+			}
+			if got, want := nodeapi.IsStoreUnavailable(err), errors.Is(tt.err, store.ErrUnavailable); got != want {
+				t.Errorf("IsStoreUnavailable = %v, want %v", got, want)
 			}
 		})
 	}

@@ -131,6 +131,10 @@ func New(ctx context.Context, cfg Config) (Manager, error) {
 	return newKMS(ctx, cfg.KMSURI)
 }
 
+// IsSoft reports whether a KMS URI selects file-based soft keys (empty
+// or "softkms:").
+func IsSoft(uri string) bool { return isSoft(uri) }
+
 // isSoft reports whether uri selects file-based soft keys.
 func isSoft(uri string) bool {
 	return uri == "" || strings.EqualFold(strings.TrimSuffix(uri, ":"), string(apiv1.SoftKMS))

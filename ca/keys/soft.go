@@ -187,3 +187,23 @@ func syncDir(dir string) error {
 	}
 	return nil
 }
+
+// WriteSoftKeyFile stores data, a soft key file as Create writes it (an
+// encrypted PEM, which is checked), as dir/ref: a key another CA replica
+// made and shared, encrypted, through the store. A file already there is
+// kept (it holds the same key). Load then reads it as any other.
+func WriteSoftKeyFile(dir, ref string, data []byte) error {
+	if err := checkName(ref); err != nil {
+		return err
+	}
+	if block, _ := pem.Decode(data); block == nil || block.Type != encryptedPEMType {
+		return fmt.Errorf("%w: the shared key %s is not an encrypted PEM", ErrNotEncrypted, ref)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return wrapErr("creating key directory: %w", err)
+	}
+	if err := writeNewFile(dir, ref, data); err != nil && !errors.Is(err, ErrKeyExists) {
+		return err
+	}
+	return nil
+}

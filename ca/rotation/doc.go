@@ -104,10 +104,12 @@
 // Nothing here assumes one server per store: each server plans only its
 // own intermediate and JWT keys (by ServerName), the commit's
 // compare-and-swap makes concurrent steps of different servers safe, and
-// a step that loses the race leaves no key behind. What a shared store
-// still needs is the root's key reachable by every server that signs its
-// intermediates (a KMS or HSM), since a soft key lives in one server's
-// data directory.
+// a step that loses the race leaves no key behind. The root's key must be
+// reachable by every server that signs its intermediates: a KMS or HSM,
+// or a key manager that shares soft root keys (ca/server does, encrypted,
+// through an etcd store). Config.Leading keeps the automatic root
+// schedule on one server; Reconcile moves this server's intermediate
+// under a root another server activated.
 //
 // # Caveats
 //

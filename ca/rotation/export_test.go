@@ -6,8 +6,5 @@ import "context"
 // step.
 func (m *Manager) Tick(ctx context.Context) { m.tick(ctx) }
 
-// Reconcile runs a step with nothing but what the clock requires.
-func (m *Manager) Reconcile(ctx context.Context) error { return m.reconcile(ctx) }
-
 // CachesSigner reports whether the signer cache holds the key ref.
 func (m *Manager) CachesSigner(ref string) bool { return m.signers.has(ref) }

@@ -94,6 +94,10 @@ type Config struct {
 	// once all of them trust it, as `signet root activate` does. Required
 	// with AutoRotateRoots.
 	ConnectedAgents func() map[string]int64
+	// Leading reports whether this server is the one of its store that
+	// does once-per-store work: the automatic root schedule runs only
+	// while it returns true. Nil means always (one server per store).
+	Leading func() bool
 
 	// CrashPoint, for crash-safety tests only, is called at named points
 	// of the root rotation steps (CrashPoints lists them). Nil does
@@ -222,7 +226,7 @@ func (m *Manager) tick(ctx context.Context) {
 		}
 	}
 	m.warnExpiring(ctx)
-	if m.cfg.AutoRotateRoots {
+	if m.cfg.AutoRotateRoots && (m.cfg.Leading == nil || m.cfg.Leading()) {
 		m.scheduleRoots(ctx)
 	}
 }
@@ -232,6 +236,13 @@ func (m *Manager) due(now time.Time) bool {
 	defer m.mu.Unlock()
 	return !now.Before(m.next)
 }
+
+// Reconcile brings this server's authorities to what the store and the
+// clock require now. Servers sharing a store call it when another server
+// changed the authorities (a root activated through another replica):
+// this server's intermediate then moves under the new active root without
+// waiting for its own next event.
+func (m *Manager) Reconcile(ctx context.Context) error { return m.reconcile(ctx) }
 
 // reconcile brings this server's authorities to what the clock requires
 // (see next in plan.go) and hands the signing ones to the CA.

@@ -23,6 +23,9 @@ func (s *Server) checkpointLoop(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C():
+			if !s.Leading() {
+				continue // the elected replica signs checkpoints
+			}
 			if err := s.checkpoint(ctx); err != nil && ctx.Err() == nil {
 				s.log.Error("signing audit checkpoint", logError, err)
 			}

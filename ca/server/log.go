@@ -19,4 +19,7 @@ const (
 	// was taken.
 	logBackupCreatedAt = "backup_created_at"
 	logAddress         = "address"
+	logServerName      = "server_name"
+	logLeading         = "leading"
+	logStore           = "store"
 )

@@ -9,6 +9,10 @@
 //	err = srv.Serve(ctx, nodeLn, adminLn) // until ctx ends
 //	srv.Close()
 //
+// With Config.Etcd the state is in etcd instead, shared by several
+// servers (replicas), each with its own name and keys, one of them elected
+// for the once-per-store work (replica.go).
+//
 // Tests reach a few hooks (crash points, a store without fsync or
 // without audit records, wrapped stores and key managers) through
 // NewForTest and TestOptions, never through Config: a product binary
@@ -108,13 +112,19 @@ type Config struct {
 	// K8sPSAT attests Kubernetes nodes (k8s_clusters); nil refuses
 	// k8s_psat attestation.
 	K8sPSAT *k8spsat.Attestor
+	// Etcd, when set, keeps the state in etcd instead of DataDir's bbolt
+	// file, shared by every server (replica) given the same endpoints and
+	// prefix, each with its own ServerName (empty: the host name). See
+	// replica.go.
+	Etcd *EtcdConfig
 }
 
 // Server is a running CA.
 type Server struct {
 	cfg    Config
 	log    *slog.Logger
-	store  *store.Bolt
+	store  store.Store
+	be     *backend
 	ca     *ca.CA
 	rot    *rotation.Manager
 	cert   *servercert.Manager
@@ -152,19 +162,26 @@ func newServer(ctx context.Context, cfg Config, hooks TestOptions) (*Server, err
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("server: creating data dir: %w", err)
 	}
+	var err error
+	if cfg.ServerName, err = defaultServerName(cfg); err != nil {
+		return nil, err
+	}
 	km, err := keys.New(ctx, keys.Config{KMSURI: cfg.KMSURI, Dir: filepath.Join(cfg.DataDir, KeysDir), Passphrase: cfg.Passphrase})
 	if err != nil {
 		return nil, fmt.Errorf("server: key manager: %w", err)
 	}
+	be, err := openBackend(ctx, cfg, hooks)
+	if err != nil {
+		return nil, err
+	}
+	if be.etcd != nil && keys.IsSoft(cfg.KMSURI) {
+		km = &sharedRootKeys{Manager: km, st: be.st, dir: filepath.Join(cfg.DataDir, KeysDir)}
+	}
 	if hooks.WrapKeys != nil {
 		km = hooks.WrapKeys(km)
 	}
-	st, err := store.Open(filepath.Join(cfg.DataDir, DBFile), store.Options{Logger: cfg.Logger, NoSync: hooks.StoreNoSync, OnGroupCommit: cfg.Metrics.groupCommitHook(), OnMigrate: migrationAudit(cfg.Clock)})
-	if err != nil {
-		return nil, fmt.Errorf("server: opening store: %w", err)
-	}
 	// Components write through sst, which times commits for the metrics.
-	sst := cfg.Metrics.instrument(st)
+	sst := cfg.Metrics.instrument(be.st)
 	if hooks.NoAudit {
 		sst = noAuditStore{sst}
 	}
@@ -173,6 +190,9 @@ func newServer(ctx context.Context, cfg Config, hooks TestOptions) (*Server, err
 	}
 	c := ca.New(ca.Config{TrustDomain: cfg.TrustDomain, Clock: cfg.Clock, Logger: cfg.Logger})
 	conns := api.NewConnections()
+	if be.replica != nil {
+		conns.SetPeers(cfg.ServerName, be.peers.get)
+	}
 	rot, err := rotation.New(rotation.Config{
 		Store:              sst,
 		Keys:               km,
@@ -188,30 +208,32 @@ func newServer(ctx context.Context, cfg Config, hooks TestOptions) (*Server, err
 		ImportIntermediate: cfg.ImportIntermediate,
 		AutoRotateRoots:    cfg.AutoRotateRoots,
 		ConnectedAgents:    conns.AppliedRevisions,
+		Leading:            be.leading.Load,
 		CrashPoint:         hooks.CrashPoint,
 	})
 	if err != nil {
-		st.Close()
+		be.close()
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	if err := rot.Init(ctx); err != nil {
-		st.Close()
+		be.close()
 		return nil, fmt.Errorf("server: loading authorities: %w", err)
 	}
 	cert, err := servercert.New(servercert.Config{CA: c, Clock: cfg.Clock, Logger: cfg.Logger})
 	if err != nil {
-		st.Close()
+		be.close()
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	if _, err := cert.Certificate(); err != nil {
-		st.Close()
+		be.close()
 		return nil, fmt.Errorf("server: signing the server certificate: %w", err)
 	}
 	conns.SetMTLSWindow(cfg.MTLSWindow)
 	s := &Server{
 		cfg:   cfg,
 		log:   cfg.Logger.With(logComponent, "server"),
-		store: st,
+		store: be.st,
+		be:    be,
 		ca:    c,
 		rot:   rot,
 		cert:  cert,
@@ -230,17 +252,17 @@ func newServer(ctx context.Context, cfg Config, hooks TestOptions) (*Server, err
 	}
 	s.sst = sst
 	if err := s.newFederation(); err != nil {
-		st.Close()
+		be.close()
 		return nil, err
 	}
-	if err := s.pool.refresh(ctx, st, cfg.TrustDomain); err != nil {
-		st.Close()
+	if err := s.pool.refresh(ctx, be.st, cfg.TrustDomain); err != nil {
+		be.close()
 		return nil, err
 	}
 	cfg.Metrics.bind(s)
 	s.checkAuditChain(ctx)
 	if err := s.recordRestore(ctx); err != nil {
-		st.Close()
+		be.close()
 		return nil, err
 	}
 	return s, nil
@@ -308,6 +330,9 @@ func (s *Server) Serve(ctx context.Context, nodeLn, adminLn net.Listener) error 
 	g.Go(func() error { return s.checkpointLoop(ctx) })
 	g.Go(func() error { return s.watchHealth(ctx, healthSrv) })
 	s.runFederation(ctx, g)
+	g.Go(func() error { return s.be.runElection(ctx, s) })
+	g.Go(func() error { return s.shareAgents(ctx) })
+	g.Go(func() error { return s.followAuthorities(ctx) })
 	s.log.Debug("serving", logTrustDomain, s.cfg.TrustDomain.Name(), logNodeAPI, nodeLn.Addr().String(), logAdminSocket, addrOf(adminLn))
 	return g.Wait()
 }
@@ -354,6 +379,9 @@ func (s *Server) pruneLoop(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C():
+			if !s.Leading() {
+				continue // the elected replica prunes
+			}
 			var n, toks, nodes int
 			err := s.store.Update(ctx, func(tx store.Tx) error {
 				before := s.cfg.Clock.Now().Add(-svidRetention)
@@ -379,7 +407,7 @@ func (s *Server) pruneLoop(ctx context.Context) error {
 // Close closes the store. It is idempotent.
 func (s *Server) Close() error {
 	var err error
-	s.closed.Do(func() { err = s.store.Close() })
+	s.closed.Do(func() { err = s.be.close() })
 	return err
 }
 

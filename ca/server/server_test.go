@@ -46,6 +46,9 @@ type testCA struct {
 	// conn is the admin socket's connection, for its other services.
 	conn  *grpc.ClientConn
 	roots []*x509.Certificate
+	dir   string
+	// stop ends Serve and closes the server; it is idempotent.
+	stop func()
 }
 
 type testOpts struct {
@@ -55,6 +58,9 @@ type testOpts struct {
 	noAudit   bool
 	wrapStore func(store.Store) store.Store
 	wrapKeys  func(keys.Manager) keys.Manager
+	// etcd and serverName run the CA as a replica on etcd.
+	etcd       *EtcdConfig
+	serverName string
 }
 
 func startCA(tb testing.TB, o testOpts) *testCA {
@@ -65,7 +71,7 @@ func startCA(tb testing.TB, o testOpts) *testCA {
 	}
 	tb.Cleanup(func() { os.RemoveAll(dir) })
 	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := NewForTest(ctx, Config{TrustDomain: td, DataDir: filepath.Join(dir, "data"), Passphrase: []byte("test"), Clock: o.clock, NodeRate: o.nodeRate},
+	srv, err := NewForTest(ctx, Config{TrustDomain: td, DataDir: filepath.Join(dir, "data"), Passphrase: []byte("test"), Clock: o.clock, NodeRate: o.nodeRate, Etcd: o.etcd, ServerName: o.serverName},
 		TestOptions{StoreNoSync: o.noSync, NoAudit: o.noAudit, WrapStore: o.wrapStore, WrapKeys: o.wrapKeys})
 	if err != nil {
 		tb.Fatal(err)
@@ -81,13 +87,14 @@ func startCA(tb testing.TB, o testOpts) *testCA {
 	}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, ln, adminLn) }()
-	tb.Cleanup(func() {
+	stop := sync.OnceFunc(func() {
 		cancel()
 		if err := <-done; err != nil {
 			tb.Errorf("Serve: %v", err)
 		}
 		srv.Close()
 	})
+	tb.Cleanup(stop)
 	conn, err := grpc.NewClient("unix://"+adminPath, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		tb.Fatal(err)
@@ -97,7 +104,7 @@ func startCA(tb testing.TB, o testOpts) *testCA {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return &testCA{srv: srv, addr: ln.Addr().String(), admin: adminv1.NewAdminServiceClient(conn), conn: conn, roots: b.X509Authorities}
+	return &testCA{srv: srv, addr: ln.Addr().String(), admin: adminv1.NewAdminServiceClient(conn), conn: conn, roots: b.X509Authorities, dir: dir, stop: stop}
 }
 
 func (c *testCA) bundle() *x509bundle.Bundle { return x509bundle.FromX509Authorities(td, c.roots) }

@@ -38,8 +38,9 @@ func migrationAudit(clk clock.Clock) func(tx store.Tx, from, to uint64) error {
 // registerStoreService serves the store API (backups) on the admin
 // socket.
 func (s *Server) registerStoreService(adminSrv *grpc.Server) {
+	b, _ := s.store.(store.Backuper) // a backend without backups answers Unimplemented
 	adminv1.RegisterStoreServiceServer(adminSrv, api.NewStoreService(api.StoreConfig{
-		Store: s.store, Backuper: s.store, TrustDomain: s.cfg.TrustDomain, Clock: s.cfg.Clock, Logger: s.cfg.Logger,
+		Store: s.store, Backuper: b, TrustDomain: s.cfg.TrustDomain, Clock: s.cfg.Clock, Logger: s.cfg.Logger,
 	}))
 }
 

@@ -5,8 +5,10 @@
 // changed.
 //
 // Store is the interface the CA codes against; Bolt, returned by Open,
-// implements it over one bbolt file. Another backend must pass the
-// conformance suite in package storetest.
+// implements it over one bbolt file, and package etcdstore over etcd, for
+// several CA replicas. Every backend passes the conformance suite in
+// package storetest (Run, and RunLarge for transactions beyond one etcd
+// request; RunShared for a backend several processes share).
 //
 // Open the store once per process:
 //

@@ -27,3 +27,9 @@ var (
 // 20 KiB), a page or so for bbolt, and well inside etcd's request limit
 // (1.5 MiB), so a backend never refuses what another accepts.
 const MaxRecordBytes = 64 << 10
+
+// ErrUnavailable: the backend could not be reached or had no quorum
+// (etcd). Treat the operation as failed; a commit cut short this way may
+// still have happened, which the CA's writes tolerate (see package
+// etcdstore). Retrying later may work.
+var ErrUnavailable = errors.New("store: unavailable")

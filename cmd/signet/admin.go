@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/signet-mesh/signet/internal/nodeapi"
 	adminv1 "github.com/signet-mesh/signet/proto/signet/admin/v1"
 )
 
@@ -75,10 +76,12 @@ func (a *adminOptions) rpcError(err error) error {
 	if !ok {
 		return err
 	}
-	switch st.Code() {
-	case codes.Unavailable:
+	switch {
+	case nodeapi.IsStoreUnavailable(err):
+		return errors.New(st.Message()) // the CA answered: its store did not
+	case st.Code() == codes.Unavailable:
 		return fmt.Errorf("cannot reach the CA admin socket %s (set --admin-socket or %s): %s", a.socket, adminSocketEnv, st.Message())
-	case codes.Unimplemented:
+	case st.Code() == codes.Unimplemented:
 		return fmt.Errorf("the CA at %s does not support this command (it runs an older signet): %s", a.socket, st.Message())
 	}
 	return errors.New(st.Message())

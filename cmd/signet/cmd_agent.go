@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -36,18 +37,18 @@ const agentGCPercent = 25
 // agentConfig is the agent's configuration file (YAML); each key is also a
 // flag and a SIGNET_* environment variable.
 type agentConfig struct {
-	ServerAddress     string `json:"server_address"`
-	TrustDomain       string `json:"trust_domain"`
-	TrustBundle       string `json:"trust_bundle"`
-	InsecureBootstrap bool   `json:"insecure_bootstrap"`
-	JoinToken         string `json:"join_token"`
-	JoinTokenFile     string `json:"join_token_file"`
-	Socket            string `json:"socket"`
-	DataDir           string `json:"data_dir"`
-	MetricsListen     string `json:"metrics_listen"`
-	KeyPassphraseFile string `json:"key_passphrase_file"`
-	LogLevel          string `json:"log_level"`
-	LogFormat         string `json:"log_format"`
+	ServerAddress     []string `json:"server_address"`
+	TrustDomain       string   `json:"trust_domain"`
+	TrustBundle       string   `json:"trust_bundle"`
+	InsecureBootstrap bool     `json:"insecure_bootstrap"`
+	JoinToken         string   `json:"join_token"`
+	JoinTokenFile     string   `json:"join_token_file"`
+	Socket            string   `json:"socket"`
+	DataDir           string   `json:"data_dir"`
+	MetricsListen     string   `json:"metrics_listen"`
+	KeyPassphraseFile string   `json:"key_passphrase_file"`
+	LogLevel          string   `json:"log_level"`
+	LogFormat         string   `json:"log_format"`
 	// Kubernetes (issue 15).
 	NodeAttestor string `json:"node_attestor"`
 	K8sCluster   string `json:"k8s_cluster"`
@@ -59,7 +60,7 @@ type agentConfig struct {
 }
 
 var agentUsages = map[string]string{
-	"server_address":      "CA node API address (host:port)",
+	"server_address":      "CA node API address (host:port); repeat the flag or give a comma list for several replicas",
 	"trust_domain":        "trust domain",
 	"trust_bundle":        "PEM file with the CA's roots, to authenticate the CA on first contact",
 	"insecure_bootstrap":  "attest without authenticating the CA (DEVELOPMENT ONLY)",
@@ -81,7 +82,7 @@ var agentUsages = map[string]string{
 
 func defaultAgentConfig() agentConfig {
 	return agentConfig{
-		ServerAddress:     "127.0.0.1:8081",
+		ServerAddress:     []string{"127.0.0.1:8081"},
 		TrustDomain:       defaultTrustDomain,
 		Socket:            defaultAgentSocket,
 		DataDir:           "./signet-agent-data",
@@ -99,8 +100,13 @@ func (c agentConfig) toAgentConfig() (agent.Config, error) {
 	if err != nil {
 		return out, fmt.Errorf("trust_domain %q: %v", c.TrustDomain, err)
 	}
-	if _, _, err := net.SplitHostPort(c.ServerAddress); err != nil {
-		return out, fmt.Errorf("server_address %q: must be host:port", c.ServerAddress)
+	if len(c.ServerAddress) == 0 {
+		return out, fmt.Errorf("server_address must be configured")
+	}
+	for _, a := range c.ServerAddress {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return out, fmt.Errorf("server_address %q: must be host:port", a)
+		}
 	}
 	if c.Socket == "" {
 		return out, fmt.Errorf("socket must be configured")
@@ -154,7 +160,7 @@ func (c agentConfig) toAgentConfig() (agent.Config, error) {
 		}
 	}
 	out = agent.Config{
-		ServerAddress:     c.ServerAddress,
+		ServerAddress:     strings.Join(c.ServerAddress, ","),
 		TrustDomain:       td,
 		InsecureBootstrap: c.InsecureBootstrap,
 		JoinToken:         joinToken,

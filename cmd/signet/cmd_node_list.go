@@ -20,6 +20,8 @@ type nodeJSON struct {
 	AppliedBundleRevision int64  `json:"applied_bundle_revision"`
 	// EvictedAt is set only for an evicted node (--include-evicted).
 	EvictedAt string `json:"evicted_at,omitempty"`
+	// Replica is the CA replica the agent is connected to (etcd store).
+	Replica string `json:"replica,omitempty"`
 }
 
 type nodeListOptions struct {
@@ -63,6 +65,7 @@ func (o *nodeListOptions) run(ctx context.Context, env *cliEnv) error {
 		if n.EvictedAt != 0 {
 			j.EvictedAt = unixTime(n.EvictedAt)
 		}
+		j.Replica = n.Replica
 		out = append(out, j)
 		row := []string{j.SPIFFEID, j.Attestor, strconv.FormatBool(j.Connected), j.ExpiresAt, j.Serial}
 		if o.includeEvicted {

@@ -57,6 +57,14 @@ type serverConfig struct {
 	FederationRefreshHint duration `json:"federation_refresh_hint"`
 	// Kubernetes clusters whose agents attest with k8s_psat (file only).
 	K8sClusters []k8sClusterConfig `json:"k8s_clusters,fileonly"`
+	// Several replicas on etcd (cmd_server_etcd.go).
+	Store         string   `json:"store"`
+	EtcdEndpoints []string `json:"etcd_endpoints"`
+	EtcdPrefix    string   `json:"etcd_prefix"`
+	EtcdCA        string   `json:"etcd_ca"`
+	EtcdCert      string   `json:"etcd_cert"`
+	EtcdKey       string   `json:"etcd_key"`
+	ServerName    string   `json:"server_name"`
 }
 
 var serverUsages = map[string]string{
@@ -87,6 +95,13 @@ var serverUsages = map[string]string{
 	"federation_key_file":        "https_web: PEM private key of federation_cert_file",
 	"federation_refresh_hint":    "spiffe_refresh_hint the bundle endpoint serves (default 5m)",
 	"k8s_clusters":               "config file only: Kubernetes clusters whose agents attest with k8s_psat, a list of {name, kubeconfig (empty: in-cluster), service_account_allow_list: [namespace:name], audience (default signet), auto_identity (every pod gets spiffe://<td>/ns/<ns>/sa/<sa>)}",
+	"store":                      "where the CA keeps its state: bolt (a file in data_dir) or etcd (shared by several replicas)",
+	"etcd_endpoints":             "with store etcd: etcd client URLs (repeat the flag or give a comma list)",
+	"etcd_prefix":                "with store etcd: key prefix of this CA's state (default /signet)",
+	"etcd_ca":                    "with store etcd: PEM CA bundle that verifies etcd's serving certificates",
+	"etcd_cert":                  "with store etcd: client certificate (PEM) for etcd",
+	"etcd_key":                   "with store etcd: private key (PEM) of etcd_cert",
+	"server_name":                "this replica's name among the CA servers sharing a store (default: the host name with etcd, default with bolt)",
 }
 
 // defaultServerConfig has no data_dir: a server's state is precious, so it
@@ -219,6 +234,9 @@ func (c serverConfig) toServerConfig() (server.Config, string, error) {
 	if out.K8sPSAT, err = c.k8sAttestor(); err != nil {
 		return out, "", err
 	}
+	if err := c.storeConfig(&out); err != nil {
+		return out, "", err
+	}
 	return out, admin, nil
 }
 
@@ -306,7 +324,9 @@ the environment, which wins over the file. The key passphrase comes from
 		Example: `  signet server --trust-domain example.org --data-dir /var/lib/signet \
       --listen 0.0.0.0:8081 --admin-socket /run/signet/admin.sock
   signet server --config /etc/signet/server.yaml
-  signet server --config /etc/signet/server.yaml --check-config`,
+  signet server --config /etc/signet/server.yaml --check-config
+  signet server --data-dir /var/lib/signet --store etcd --server-name ca-1 \
+      --etcd-endpoints https://etcd-0:2379,https://etcd-1:2379,https://etcd-2:2379`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd.Context(), env) },
 	}

@@ -28,11 +28,22 @@ const maxConfigFile = 16 << 20
 // the file and the environment.
 type configValue struct {
 	text, typ string
+	// list keys (string lists) take repeated flags and comma lists alike:
+	// each --flag after the first adds to the list.
+	list, set bool
 }
 
-func (c *configValue) String() string     { return c.text }
-func (c *configValue) Set(s string) error { c.text = s; return nil }
-func (c *configValue) Type() string       { return c.typ }
+func (c *configValue) String() string { return c.text }
+func (c *configValue) Set(s string) error {
+	if c.list && c.set {
+		c.text += "," + s
+	} else {
+		c.text = s
+	}
+	c.set = true
+	return nil
+}
+func (c *configValue) Type() string { return c.typ }
 
 // registerConfigFlags adds a flag for every key of cfg (a pointer to a
 // config struct), with the struct's current value as the shown default.
@@ -48,7 +59,8 @@ func registerConfigFlags(fs *pflag.FlagSet, cfg any, usages map[string]string, g
 		if key == "" || fileOnly(t.Field(i)) {
 			continue
 		}
-		f := fs.VarPF(&configValue{text: formatValue(v.Field(i)), typ: typeName(v.Field(i))}, flagName(key), "", usages[key])
+		_, list := v.Field(i).Interface().([]string)
+		f := fs.VarPF(&configValue{text: formatValue(v.Field(i)), typ: typeName(v.Field(i)), list: list}, flagName(key), "", usages[key])
 		if v.Field(i).Kind() == reflect.Bool {
 			f.NoOptDefVal = "true"
 		}
@@ -171,6 +183,8 @@ func typeName(v reflect.Value) string {
 		return "duration"
 	case []uint32:
 		return "uids"
+	case []string:
+		return "list"
 	case bool:
 		return "bool"
 	case int, int64:
@@ -194,6 +208,8 @@ func formatValue(v reflect.Value) string {
 			parts[i] = strconv.FormatUint(uint64(u), 10)
 		}
 		return strings.Join(parts, ",")
+	case []string:
+		return strings.Join(x, ",")
 	case bool:
 		if !x {
 			return "false"
@@ -248,7 +264,15 @@ func setValue(v reflect.Value, s string) error {
 		}
 		v.SetUint(u)
 	case []string:
-		v.Set(reflect.ValueOf([]string{s}))
+		// A comma list; a YAML list sets each item through here, and an
+		// item holding commas is several.
+		var out []string
+		for p := range strings.SplitSeq(s, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				out = append(out, p)
+			}
+		}
+		v.Set(reflect.ValueOf(out))
 	case string:
 		v.SetString(s)
 	case bool:

@@ -134,3 +134,35 @@ func NodeRejection(err error) (Reason, bool) {
 	}
 	return "", false
 }
+
+// ReasonStoreUnavailable is the ErrorInfo reason of an Unavailable the CA
+// itself answers because its store cannot be reached (etcd without
+// quorum), on the node and admin APIs alike: the CA is up, its store is
+// not. Callers tell it from an unreachable CA (also Unavailable) by this
+// reason, not by the message.
+const ReasonStoreUnavailable = "STORE_UNAVAILABLE"
+
+// StoreUnavailable returns the Unavailable status for a store that cannot
+// be reached; msg names the store and what failed.
+func StoreUnavailable(msg string) error {
+	st := status.New(codes.Unavailable, msg)
+	if withInfo, err := st.WithDetails(&errdetails.ErrorInfo{Reason: ReasonStoreUnavailable, Domain: ErrorDomain}); err == nil {
+		st = withInfo
+	}
+	return st.Err()
+}
+
+// IsStoreUnavailable reports whether err (possibly wrapped) is
+// StoreUnavailable's status.
+func IsStoreUnavailable(err error) bool {
+	var se interface{ GRPCStatus() *status.Status }
+	if !errors.As(err, &se) || se.GRPCStatus().Code() != codes.Unavailable {
+		return false
+	}
+	for _, d := range se.GRPCStatus().Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.Domain == ErrorDomain && info.Reason == ReasonStoreUnavailable {
+			return true
+		}
+	}
+	return false
+}

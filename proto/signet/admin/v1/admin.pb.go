@@ -1175,7 +1175,10 @@ type Node struct {
 	AppliedBundleRevision int64 `protobuf:"varint,7,opt,name=applied_bundle_revision,json=appliedBundleRevision,proto3" json:"applied_bundle_revision,omitempty"`
 	// Unix seconds; set only on an evicted node (listed with
 	// include_evicted), which can no longer act until it attests again.
-	EvictedAt     int64 `protobuf:"varint,8,opt,name=evicted_at,json=evictedAt,proto3" json:"evicted_at,omitempty"`
+	EvictedAt int64 `protobuf:"varint,8,opt,name=evicted_at,json=evictedAt,proto3" json:"evicted_at,omitempty"`
+	// The CA replica (its server_name) the agent holds its entry-sync
+	// stream with; empty when it is not connected.
+	Replica       string `protobuf:"bytes,9,opt,name=replica,proto3" json:"replica,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1264,6 +1267,13 @@ func (x *Node) GetEvictedAt() int64 {
 		return x.EvictedAt
 	}
 	return 0
+}
+
+func (x *Node) GetReplica() string {
+	if x != nil {
+		return x.Replica
+	}
+	return ""
 }
 
 type ListNodesRequest struct {
@@ -3440,7 +3450,7 @@ const file_signet_admin_v1_admin_proto_rawDesc = "" +
 	"\x11_x509_ttl_secondsB\x12\n" +
 	"\x10_jwt_ttl_seconds\"C\n" +
 	"\x13UpdateEntryResponse\x12,\n" +
-	"\x05entry\x18\x01 \x01(\v2\x16.signet.admin.v1.EntryR\x05entry\"\x8c\x02\n" +
+	"\x05entry\x18\x01 \x01(\v2\x16.signet.admin.v1.EntryR\x05entry\"\xa6\x02\n" +
 	"\x04Node\x12\x1b\n" +
 	"\tspiffe_id\x18\x01 \x01(\tR\bspiffeId\x12\x1a\n" +
 	"\battestor\x18\x02 \x01(\tR\battestor\x12\x16\n" +
@@ -3452,7 +3462,8 @@ const file_signet_admin_v1_admin_proto_rawDesc = "" +
 	"\tconnected\x18\x06 \x01(\bR\tconnected\x126\n" +
 	"\x17applied_bundle_revision\x18\a \x01(\x03R\x15appliedBundleRevision\x12\x1d\n" +
 	"\n" +
-	"evicted_at\x18\b \x01(\x03R\tevictedAt\";\n" +
+	"evicted_at\x18\b \x01(\x03R\tevictedAt\x12\x18\n" +
+	"\areplica\x18\t \x01(\tR\areplica\";\n" +
 	"\x10ListNodesRequest\x12'\n" +
 	"\x0finclude_evicted\x18\x01 \x01(\bR\x0eincludeEvicted\"@\n" +
 	"\x11ListNodesResponse\x12+\n" +
