@@ -122,6 +122,7 @@ func (s *Syncer) follow(ctx context.Context, b *backoff.Backoff) error {
 	if err != nil {
 		return err
 	}
+	var pending *nodev1.SyncEntriesResponse // an update split across messages, so far
 	for first := true; ; first = false {
 		msg, err := stream.Recv()
 		if err != nil {
@@ -131,12 +132,39 @@ func (s *Syncer) follow(ctx context.Context, b *backoff.Backoff) error {
 			s.cfg.Minter.CAReachable()
 		}
 		b.Reset()
+		if pending != nil {
+			msg = joinSync(pending, msg)
+			pending = nil
+		}
+		if msg.GetMore() {
+			pending = msg
+			continue
+		}
 		s.connected(true)
 		s.backoff(0)
 		if err := s.apply(msg); err != nil {
 			return err
 		}
 	}
+}
+
+// joinSync adds next, a continuation of an update split across messages,
+// to what arrived of it so far: the entries and deletions of both, the
+// first message's full, bundle and policies, next's revision, rotate
+// generation and more.
+func joinSync(sofar, next *nodev1.SyncEntriesResponse) *nodev1.SyncEntriesResponse {
+	sofar.Entries = append(sofar.Entries, next.GetEntries()...)
+	sofar.DeletedEntryIds = append(sofar.DeletedEntryIds, next.GetDeletedEntryIds()...)
+	if next.GetBundle() != nil {
+		sofar.Bundle = next.GetBundle()
+	}
+	if next.GetMtlsPolicies() != nil {
+		sofar.MtlsPolicies = next.GetMtlsPolicies()
+	}
+	sofar.Revision = next.GetRevision()
+	sofar.RotateGeneration = next.GetRotateGeneration()
+	sofar.More = next.GetMore()
+	return sofar
 }
 
 // apply feeds one sync message to the cache and queues the mints it needs.

@@ -5,7 +5,9 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"fmt"
 	"slices"
+	"strings"
 	gosync "sync"
 	"testing"
 	"time"
@@ -140,4 +142,88 @@ func TestSyncer(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("Run went on after the node was evicted")
 	}
+}
+
+// TestSyncerLargeRegistry: a node whose entries add up to well over
+// gRPC's 4 MiB message limit (here over 16 MiB, with SPIFFE IDs near their
+// 2048-byte limit) gets them all through a real CA's stream, split across
+// messages and applied as one update, and again on a new stream, as after
+// an agent restart (issue 16).
+func TestSyncerLargeRegistry(t *testing.T) {
+	if testing.Short() {
+		t.Skip("creates 16 MiB of entries")
+	}
+	s := testserver.Start(t)
+	tok := s.JoinToken(t, "node1")
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	svid, b, err := client.Attest(ctx, client.AttestParams{Address: s.Addr, TrustDomain: testserver.TrustDomain, Bootstrap: s.Roots(t), JoinToken: tok.GetToken(), Key: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundle, err := client.BundleFromProto(testserver.TrustDomain, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.Dial(s.Addr, testserver.TrustDomain, client.NewSource(svid, bundle))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+
+	const entries, perCall = 8400, 1200 // 8400 x ~2 KiB = ~17 MiB
+	long := strings.Repeat("a", 1990)
+	total := 0
+	for n := 0; n < entries; n += perCall {
+		req := &adminv1.CreateEntriesRequest{}
+		for i := n; i < n+perCall; i++ {
+			id := fmt.Sprintf("spiffe://example.org/w%05d/%s", i, long)
+			total += len(id)
+			req.Entries = append(req.Entries, &adminv1.Entry{SpiffeId: id, ParentId: svid.ID.String(), Selectors: []string{fmt.Sprintf("unix:uid:%d", i)}})
+		}
+		if _, err := s.Admin.CreateEntries(ctx, req); err != nil {
+			t.Fatalf("creating entries: %v", err)
+		}
+	}
+	if total <= 16<<20 {
+		t.Fatalf("the entries' SPIFFE IDs add up to %d bytes, want over 16 MiB", total)
+	}
+
+	for _, run := range []string{"first start", "restart"} {
+		rec := &recorder{}
+		ch := cache.New(cache.Config{TrustDomain: testserver.TrustDomain})
+		syncer := agentsync.New(agentsync.Config{
+			TrustDomain: testserver.TrustDomain, Cache: ch, CA: c, Minter: rec, Scheduler: rec,
+			BundleChanged: func(*x509bundle.Bundle) {},
+			BundleApplied: func() {},
+			Policies:      func(*nodev1.MTLSPolicies) {},
+			Backoff:       backoff.Config{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond},
+		})
+		runCtx, stop := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- syncer.Run(runCtx) }()
+		waitFor(t, run+": every entry synced", func() bool {
+			return ch.Ready() && len(ch.Entries()) == entries && distinct(rec.snapshot().queued) == entries
+		})
+		if got := rec.snapshot(); got.reachable != 1 {
+			t.Errorf("%s: CA reachable %d times; want 1 (one stream, no reconnection)", run, got.reachable)
+		}
+		stop()
+		if err := <-done; err != nil {
+			t.Fatalf("%s: Run: %v", run, err)
+		}
+	}
+}
+
+// distinct counts the distinct strings of ids.
+func distinct(ids []string) int {
+	seen := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		seen[id] = true
+	}
+	return len(seen)
 }

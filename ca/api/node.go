@@ -66,6 +66,9 @@ type NodeConfig struct {
 	// Metrics are hooks counting issuance and attestation; the zero value
 	// counts nothing.
 	Metrics NodeMetrics
+	// MaxSyncMessageBytes bounds one SyncEntries message; 0 means
+	// nodeapi.MaxSyncMessageBytes. Tests lower it to split small updates.
+	MaxSyncMessageBytes int
 }
 
 // NodeService implements nodev1.NodeServiceServer.
@@ -484,11 +487,13 @@ func (s *NodeService) SyncEntries(_ *nodev1.SyncEntriesRequest, stream nodev1.No
 		}
 		if first || len(msg.Entries) > 0 || len(msg.DeletedEntryIds) > 0 || msg.Bundle != nil || msg.MtlsPolicies != nil || rotateGen != rotateGenSent {
 			rotateGenSent = rotateGen
-			if err := stream.Send(msg); err != nil {
-				if err == io.EOF {
-					return nil
+			for _, m := range splitSync(msg, s.cfg.MaxSyncMessageBytes) {
+				if err := stream.Send(m); err != nil {
+					if err == io.EOF {
+						return nil
+					}
+					return err
 				}
-				return err
 			}
 		}
 		select {

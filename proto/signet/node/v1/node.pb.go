@@ -585,8 +585,15 @@ type SyncEntriesResponse struct {
 	// activation with --rotate-now); agents re-mint, spread with jitter, when
 	// it grows past what they have seen.
 	RotateGeneration int64 `protobuf:"varint,7,opt,name=rotate_generation,json=rotateGeneration,proto3" json:"rotate_generation,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Set when the update is split across several messages so that no
+	// message grows with the number of entries: more messages of the same
+	// update follow, and the receiver applies them together once one comes
+	// with more = false. Only the first message of an update carries full,
+	// the bundle and the mTLS policies; every message carries revision and
+	// rotate_generation. (Field 16, apart from the other additions.)
+	More          bool `protobuf:"varint,16,opt,name=more,proto3" json:"more,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SyncEntriesResponse) Reset() {
@@ -666,6 +673,13 @@ func (x *SyncEntriesResponse) GetRotateGeneration() int64 {
 		return x.RotateGeneration
 	}
 	return 0
+}
+
+func (x *SyncEntriesResponse) GetMore() bool {
+	if x != nil {
+		return x.More
+	}
+	return false
 }
 
 // MTLSPolicies is the whole policy set of the trust domain.
@@ -1359,7 +1373,7 @@ const file_signet_node_v1_node_proto_rawDesc = "" +
 	"\x03csr\x18\x01 \x01(\fR\x03csr\"E\n" +
 	"\x15RenewNodeSVIDResponse\x12,\n" +
 	"\x04svid\x18\x01 \x01(\v2\x18.signet.node.v1.X509SVIDR\x04svid\"\x14\n" +
-	"\x12SyncEntriesRequest\"\xc2\x02\n" +
+	"\x12SyncEntriesRequest\"\xd6\x02\n" +
 	"\x13SyncEntriesResponse\x12\x12\n" +
 	"\x04full\x18\x01 \x01(\bR\x04full\x12/\n" +
 	"\aentries\x18\x02 \x03(\v2\x15.signet.node.v1.EntryR\aentries\x12*\n" +
@@ -1367,7 +1381,8 @@ const file_signet_node_v1_node_proto_rawDesc = "" +
 	"\x06bundle\x18\x04 \x01(\v2\x16.signet.node.v1.BundleR\x06bundle\x12\x1a\n" +
 	"\brevision\x18\x05 \x01(\x03R\brevision\x12A\n" +
 	"\rmtls_policies\x18\x06 \x01(\v2\x1c.signet.node.v1.MTLSPoliciesR\fmtlsPolicies\x12+\n" +
-	"\x11rotate_generation\x18\a \x01(\x03R\x10rotateGeneration\"F\n" +
+	"\x11rotate_generation\x18\a \x01(\x03R\x10rotateGeneration\x12\x12\n" +
+	"\x04more\x18\x10 \x01(\bR\x04more\"F\n" +
 	"\fMTLSPolicies\x126\n" +
 	"\bpolicies\x18\x01 \x03(\v2\x1a.signet.node.v1.MTLSPolicyR\bpolicies\"\xb5\x01\n" +
 	"\n" +
