@@ -5,6 +5,7 @@ package api
 const (
 	logActor       = "actor"
 	logComponent   = "component"
+	logCount       = "count"
 	logDryRun      = "dry_run"
 	logEntryID     = "entry_id"
 	logError       = "error"

@@ -268,6 +268,7 @@ func (s *Server) Serve(ctx context.Context, nodeLn, adminLn net.Listener) error 
 	nodev1.RegisterNodeServiceServer(nodeSrv, s.node)
 	adminSrv := grpc.NewServer(append([]grpc.ServerOption{grpc.Creds(peercred.TransportCredentials())}, s.admin.ServerOptions()...)...)
 	adminv1.RegisterAdminServiceServer(adminSrv, s.admin)
+	adminv1.RegisterEntryBatchServiceServer(adminSrv, s.admin.EntryBatch())
 	// Exec probes (signet healthcheck --admin-socket) ask this.
 	healthSrv := health.NewServer()
 	healthpb.RegisterHealthServer(adminSrv, healthSrv)

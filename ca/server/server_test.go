@@ -43,6 +43,7 @@ type testCA struct {
 	srv   *Server
 	addr  string
 	admin adminv1.AdminServiceClient
+	batch adminv1.EntryBatchServiceClient
 	roots []*x509.Certificate
 }
 
@@ -95,7 +96,7 @@ func startCA(tb testing.TB, o testOpts) *testCA {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return &testCA{srv: srv, addr: ln.Addr().String(), admin: adminv1.NewAdminServiceClient(conn), roots: b.X509Authorities}
+	return &testCA{srv: srv, addr: ln.Addr().String(), admin: adminv1.NewAdminServiceClient(conn), batch: adminv1.NewEntryBatchServiceClient(conn), roots: b.X509Authorities}
 }
 
 func (c *testCA) bundle() *x509bundle.Bundle { return x509bundle.FromX509Authorities(td, c.roots) }
