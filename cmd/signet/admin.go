@@ -43,6 +43,15 @@ func (a *adminOptions) addFlags(fs *pflag.FlagSet, env *cliEnv) {
 // dial connects to the admin socket. The connection is lazy; the first
 // call reports an unreachable socket.
 func (a *adminOptions) dial() (adminv1.AdminServiceClient, func(), error) {
+	conn, err := a.conn()
+	if err != nil {
+		return nil, nil, err
+	}
+	return adminv1.NewAdminServiceClient(conn), func() { conn.Close() }, nil
+}
+
+// conn is dial's connection, for the admin socket's other services.
+func (a *adminOptions) conn() (*grpc.ClientConn, error) {
 	conn, err := grpc.NewClient("passthrough:///"+a.socket,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
@@ -50,9 +59,9 @@ func (a *adminOptions) dial() (adminv1.AdminServiceClient, func(), error) {
 		}),
 	)
 	if err != nil {
-		return nil, nil, fmt.Errorf("connecting to admin socket %s: %w", a.socket, err)
+		return nil, fmt.Errorf("connecting to admin socket %s: %w", a.socket, err)
 	}
-	return adminv1.NewAdminServiceClient(conn), func() { conn.Close() }, nil
+	return conn, nil
 }
 
 // rpcError turns an admin call's error into the operator's message: the

@@ -23,6 +23,7 @@ type nodeJSON struct {
 type nodeListOptions struct {
 	admin  adminOptions
 	output outputOption
+	page   pageOptions
 }
 
 func newNodeListCommand(env *cliEnv) *cobra.Command {
@@ -37,13 +38,14 @@ func newNodeListCommand(env *cliEnv) *cobra.Command {
 	}
 	o.admin.addFlags(cmd.Flags(), env)
 	o.output.addFlags(cmd, listFormats)
+	o.page.addFlags(cmd.Flags())
 	return cmd
 }
 
 func (o *nodeListOptions) run(ctx context.Context, env *cliEnv) error {
-	resp, err := adminCall(ctx, &o.admin, func(ctx context.Context, c adminv1.AdminServiceClient) (*adminv1.ListNodesResponse, error) {
-		return c.ListNodes(ctx, &adminv1.ListNodesRequest{})
-	})
+	resp, err := adminPages(ctx, &o.admin, func(ctx context.Context, c adminv1.AdminServiceClient, token string) (*adminv1.ListNodesResponse, error) {
+		return c.ListNodes(ctx, &adminv1.ListNodesRequest{PageSize: o.page.size, PageToken: token})
+	}, func(all, page *adminv1.ListNodesResponse) { all.Nodes = append(all.Nodes, page.Nodes...) })
 	if err != nil {
 		return err
 	}
