@@ -61,7 +61,8 @@ type Config struct {
 	Cache *cache.Cache
 	// NewKey makes workload and node keys; default ECDSA P-256.
 	NewKey func() (crypto.Signer, error)
-	// Backoff paces every retry towards the CA. Its Rand defaults to Rand.
+	// Backoff paces every retry towards the CA. Its Rand defaults to Rand,
+	// its Hint to nodeapi.RetryHint (the CA's admission control).
 	Backoff backoff.Config
 	// Rand is the one source of jitter (retries, renewal times); nil is
 	// backoff.SystemRand. Tests pass backoff.NewRand.
@@ -109,6 +110,10 @@ func New(cfg Config) (*Agent, error) {
 	cfg.Rand = backoff.OrSystem(cfg.Rand)
 	if cfg.Backoff.Rand == nil {
 		cfg.Backoff.Rand = cfg.Rand
+	}
+	if cfg.Backoff.Hint == nil {
+		// A CA at its admission bound says when to come back.
+		cfg.Backoff.Hint = nodeapi.RetryHint
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

@@ -107,7 +107,7 @@ func (s *Syncer) Run(ctx context.Context) error {
 		if _, ok := nodeapi.NodeRejection(err); ok {
 			return fmt.Errorf("entry sync: %w", err)
 		}
-		d := b.Next()
+		d := b.NextFor(err)
 		s.backoff(d)
 		s.log.Warn("entry sync interrupted; retrying", logkey.Error, err, logkey.RetryIn, d)
 		if backoff.Sleep(ctx, s.cfg.Clock, d) != nil {

@@ -66,6 +66,9 @@ type NodeConfig struct {
 	// Metrics are hooks counting issuance and attestation; the zero value
 	// counts nothing.
 	Metrics NodeMetrics
+	// Admission bounds concurrent attestations and mint batches; the
+	// zero value takes its defaults.
+	Admission Admission
 	// MaxSyncMessageBytes bounds one SyncEntries message; 0 means
 	// nodeapi.MaxSyncMessageBytes. Tests lower it to split small updates.
 	MaxSyncMessageBytes int
@@ -78,6 +81,8 @@ type NodeService struct {
 	log      *slog.Logger
 	limitsMu sync.Mutex
 	limits   map[spiffeid.ID]*rate.Limiter
+	attests  *gate
+	mints    *gate
 }
 
 // NewNodeService returns the node API with cfg's zero fields defaulted.
@@ -95,7 +100,10 @@ func NewNodeService(cfg NodeConfig) *NodeService {
 	if cfg.Connections == nil {
 		cfg.Connections = NewConnections()
 	}
-	return &NodeService{cfg: cfg, log: cfg.Logger.With(logComponent, "node_api"), limits: map[spiffeid.ID]*rate.Limiter{}}
+	return &NodeService{cfg: cfg, log: cfg.Logger.With(logComponent, "node_api"), limits: map[spiffeid.ID]*rate.Limiter{},
+		attests: newGate("attestations", cfg.Admission.MaxAttestations, cfg.Admission.RetryAfter, cfg.Clock),
+		mints:   newGate("mint batches", cfg.Admission.MaxMintBatches, cfg.Admission.RetryAfter, cfg.Clock),
+	}
 }
 
 // AgentID returns the SPIFFE ID a join token's node gets.
@@ -122,13 +130,19 @@ func HashJoinToken(token string) string {
 // Every failure is logged and audited with the caller's address and, when
 // the token is known, the node it was for.
 func (s *NodeService) AttestNode(ctx context.Context, req *nodev1.AttestNodeRequest) (*nodev1.AttestNodeResponse, error) {
+	release, err := s.attests.enter()
+	if err != nil {
+		s.attested(AttestBusy)
+		return nil, err
+	}
+	defer release()
 	now := s.cfg.Clock.Now()
 	a := &attempt{peer: peerAddress(ctx), now: now}
 	if req.GetJoinToken() == "" {
 		return nil, s.attestFailed(ctx, a, AttestInvalid, "no join token", status.Error(codes.InvalidArgument, "join token is required"))
 	}
 	hash := HashJoinToken(req.GetJoinToken())
-	err := s.cfg.Store.View(ctx, func(tx store.Tx) (err error) {
+	err = s.cfg.Store.View(ctx, func(tx store.Tx) (err error) {
 		a.tok, err = tx.GetJoinToken(hash)
 		return err
 	})
@@ -366,6 +380,11 @@ func (s *NodeService) RenewNodeSVID(ctx context.Context, req *nodev1.RenewNodeSV
 	if err := s.allow(nodeID); err != nil {
 		return nil, err
 	}
+	release, err := s.mints.enter()
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	csr, err := ca.ParseCSR(req.GetCsr())
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "invalid CSR: %v", err)
@@ -523,6 +542,11 @@ func (s *NodeService) MintX509SVIDs(ctx context.Context, req *nodev1.MintX509SVI
 	if err := s.allow(nodeID); err != nil {
 		return nil, err
 	}
+	release, err := s.mints.enter()
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 
 	entries := make(map[string]*store.Entry, len(params))
 	err = s.cfg.Store.View(ctx, func(tx store.Tx) error {
@@ -761,7 +785,7 @@ func (s *NodeService) allow(id spiffeid.ID) error {
 	}
 	s.limitsMu.Unlock()
 	if !l.AllowN(s.cfg.Clock.Now(), 1) {
-		return status.Errorf(codes.ResourceExhausted, "node %s exceeded %v requests per second; retry with backoff", id, s.cfg.NodeRate)
+		return nodeapi.Overloaded(fmt.Sprintf("node %s exceeded %v requests per second; retry with backoff", id, s.cfg.NodeRate), time.Duration(float64(time.Second)/s.cfg.NodeRate)+time.Millisecond)
 	}
 	return nil
 }

@@ -94,6 +94,9 @@ type Config struct {
 	ImportRoot, ImportIntermediate *rotation.Import
 	// NodeRate is the per-node request rate limit; see api.NodeConfig.
 	NodeRate float64
+	// Admission bounds concurrent attestations and mint batches; the
+	// zero value takes api.Admission's defaults.
+	Admission api.Admission
 	// MTLSWindow is how far back `mtls status` and the STRICT readiness
 	// check look at the proxies' connection counts; 0 means
 	// api.DefaultMTLSWindow (10 minutes).
@@ -207,7 +210,7 @@ func newServer(ctx context.Context, cfg Config, hooks TestOptions) (*Server, err
 		conns: conns,
 		node: api.NewNodeService(api.NodeConfig{
 			Store: sst, CA: c, TrustDomain: cfg.TrustDomain, Clock: cfg.Clock, Logger: cfg.Logger,
-			NodeRate: cfg.NodeRate, Connections: conns, Metrics: cfg.Metrics.nodeHooks(),
+			NodeRate: cfg.NodeRate, Connections: conns, Metrics: cfg.Metrics.nodeHooks(), Admission: cfg.Admission,
 		}),
 		admin: api.NewAdminService(api.AdminConfig{
 			Store: sst, TrustDomain: cfg.TrustDomain, AdminUIDs: cfg.AdminUIDs, SelfUID: uint32(os.Getuid()),
