@@ -98,8 +98,9 @@ func New(cfg Config) *Syncer {
 // help.
 func (s *Syncer) Run(ctx context.Context) error {
 	b := backoff.New(s.cfg.Backoff)
+	rnd := backoff.OrSystem(s.cfg.Backoff.Rand)
 	for {
-		err := s.follow(ctx, b)
+		spread, err := s.follow(ctx, b)
 		s.connected(false)
 		if ctx.Err() != nil {
 			return nil
@@ -108,6 +109,12 @@ func (s *Syncer) Run(ctx context.Context) error {
 			return fmt.Errorf("entry sync: %w", err)
 		}
 		d := b.NextFor(err)
+		if spread > 0 {
+			// The stream was up and broke (a CA restart, most likely):
+			// come back at a random point of the window the CA asked
+			// for, so the fleet does not arrive all at once.
+			d = time.Duration(rnd() * float64(spread))
+		}
 		s.backoff(d)
 		s.log.Warn("entry sync interrupted; retrying", logkey.Error, err, logkey.RetryIn, d)
 		if backoff.Sleep(ctx, s.cfg.Clock, d) != nil {
@@ -116,18 +123,20 @@ func (s *Syncer) Run(ctx context.Context) error {
 	}
 }
 
-// follow runs one stream until it fails.
-func (s *Syncer) follow(ctx context.Context, b *backoff.Backoff) error {
+// follow runs one stream until it fails. spread is the reconnection
+// window the CA's last message asked for (0 if none came).
+func (s *Syncer) follow(ctx context.Context, b *backoff.Backoff) (spread time.Duration, err error) {
 	stream, err := s.cfg.CA.SyncEntries(ctx)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	var pending *nodev1.SyncEntriesResponse // an update split across messages, so far
 	for first := true; ; first = false {
 		msg, err := stream.Recv()
 		if err != nil {
-			return err
+			return spread, err
 		}
+		spread = time.Duration(msg.GetReconnectSpreadMs()) * time.Millisecond
 		if first {
 			s.cfg.Minter.CAReachable()
 		}
@@ -143,7 +152,7 @@ func (s *Syncer) follow(ctx context.Context, b *backoff.Backoff) error {
 		s.connected(true)
 		s.backoff(0)
 		if err := s.apply(msg); err != nil {
-			return err
+			return spread, err
 		}
 	}
 }
@@ -164,6 +173,7 @@ func joinSync(sofar, next *nodev1.SyncEntriesResponse) *nodev1.SyncEntriesRespon
 	sofar.Revision = next.GetRevision()
 	sofar.RotateGeneration = next.GetRotateGeneration()
 	sofar.More = next.GetMore()
+	sofar.ReconnectSpreadMs = next.GetReconnectSpreadMs()
 	return sofar
 }
 

@@ -227,3 +227,76 @@ func distinct(ids []string) int {
 	}
 	return len(seen)
 }
+
+// TestSyncerSpreadsReconnection: when its stream breaks, the agent waits
+// a random point of the window the CA asked for (reconnect_spread_ms,
+// which grows with the connected fleet) before its first attempt, instead
+// of coming back at once with the rest of the fleet.
+func TestSyncerSpreadsReconnection(t *testing.T) {
+	// One agent at half an agent per second: a 2 s window.
+	s := testserver.StartWith(t, testserver.Options{ReconnectRate: 0.5})
+	tok := s.JoinToken(t, "node1")
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	svid, b, err := client.Attest(ctx, client.AttestParams{Address: s.Addr, TrustDomain: testserver.TrustDomain, Bootstrap: s.Roots(t), JoinToken: tok.GetToken(), Key: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundle, err := client.BundleFromProto(testserver.TrustDomain, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.Dial(s.Addr, testserver.TrustDomain, client.NewSource(svid, bundle))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	rec := &recorder{}
+	ch := cache.New(cache.Config{TrustDomain: testserver.TrustDomain})
+	var mu gosync.Mutex
+	var delays []time.Duration
+	syncer := agentsync.New(agentsync.Config{
+		TrustDomain: testserver.TrustDomain, Cache: ch, CA: c, Minter: rec, Scheduler: rec,
+		BundleChanged: func(*x509bundle.Bundle) {},
+		BundleApplied: func() {},
+		Policies:      func(*nodev1.MTLSPolicies) {},
+		Backoff:       backoff.Config{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond, Rand: func() float64 { return 0.75 }},
+		Metrics: agentsync.Metrics{Backoff: func(d time.Duration) {
+			mu.Lock()
+			delays = append(delays, d)
+			mu.Unlock()
+		}},
+	})
+	done := make(chan error, 1)
+	go func() { done <- syncer.Run(ctx) }()
+	waitFor(t, "the first sync", func() bool { return ch.Ready() })
+	s.Stop(t)
+	waitFor(t, "a retry after the CA stopped", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, d := range delays {
+			if d > 0 {
+				return true
+			}
+		}
+		return false
+	})
+	mu.Lock()
+	var first time.Duration
+	for _, d := range delays {
+		if d > 0 {
+			first = d
+			break
+		}
+	}
+	mu.Unlock()
+	if want := 1500 * time.Millisecond; first != want {
+		t.Errorf("first reconnection after %s, want %s (0.75 of the CA's 2 s window, not the 50 ms backoff)", first, want)
+	}
+	cancel()
+	<-done
+}

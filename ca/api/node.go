@@ -69,6 +69,10 @@ type NodeConfig struct {
 	// Admission bounds concurrent attestations and mint batches; the
 	// zero value takes its defaults.
 	Admission Admission
+	// ReconnectRate is the agents per second the CA takes back after a
+	// restart: agents spread their reconnection over connected agents /
+	// ReconnectRate. 0 means DefaultReconnectRate.
+	ReconnectRate float64
 	// MaxSyncMessageBytes bounds one SyncEntries message; 0 means
 	// nodeapi.MaxSyncMessageBytes. Tests lower it to split small updates.
 	MaxSyncMessageBytes int
@@ -481,7 +485,7 @@ func (s *NodeService) SyncEntries(_ *nodev1.SyncEntriesRequest, stream nodev1.No
 		if err != nil {
 			return toStatus(ctx, s.log, "syncing entries", err)
 		}
-		msg := &nodev1.SyncEntriesResponse{Full: first, Revision: rev, RotateGeneration: rotateGen}
+		msg := &nodev1.SyncEntriesResponse{Full: first, Revision: rev, RotateGeneration: rotateGen, ReconnectSpreadMs: s.reconnectSpread().Milliseconds()}
 		seen := make(map[string]bool, len(entries))
 		for _, e := range entries {
 			seen[e.ID] = true

@@ -25,13 +25,13 @@ func splitSync(msg *nodev1.SyncEntriesResponse, maxBytes int) []*nodev1.SyncEntr
 	}
 	head := &nodev1.SyncEntriesResponse{
 		Full: msg.GetFull(), Bundle: msg.GetBundle(), MtlsPolicies: msg.GetMtlsPolicies(),
-		Revision: msg.GetRevision(), RotateGeneration: msg.GetRotateGeneration(),
+		Revision: msg.GetRevision(), RotateGeneration: msg.GetRotateGeneration(), ReconnectSpreadMs: msg.GetReconnectSpreadMs(),
 	}
 	out := []*nodev1.SyncEntriesResponse{head}
 	cur, size := head, proto.Size(head)
 	next := func(n int) *nodev1.SyncEntriesResponse {
 		if size+n > maxBytes && (len(cur.Entries) > 0 || len(cur.DeletedEntryIds) > 0) {
-			cur = &nodev1.SyncEntriesResponse{Revision: msg.GetRevision(), RotateGeneration: msg.GetRotateGeneration()}
+			cur = &nodev1.SyncEntriesResponse{Revision: msg.GetRevision(), RotateGeneration: msg.GetRotateGeneration(), ReconnectSpreadMs: msg.GetReconnectSpreadMs()}
 			out = append(out, cur)
 			size = proto.Size(cur)
 		}

@@ -97,6 +97,9 @@ type Config struct {
 	// Admission bounds concurrent attestations and mint batches; the
 	// zero value takes api.Admission's defaults.
 	Admission api.Admission
+	// ReconnectRate paces agents back after a restart; see
+	// api.NodeConfig. 0 means api.DefaultReconnectRate.
+	ReconnectRate float64
 	// MTLSWindow is how far back `mtls status` and the STRICT readiness
 	// check look at the proxies' connection counts; 0 means
 	// api.DefaultMTLSWindow (10 minutes).
@@ -211,6 +214,7 @@ func newServer(ctx context.Context, cfg Config, hooks TestOptions) (*Server, err
 		node: api.NewNodeService(api.NodeConfig{
 			Store: sst, CA: c, TrustDomain: cfg.TrustDomain, Clock: cfg.Clock, Logger: cfg.Logger,
 			NodeRate: cfg.NodeRate, Connections: conns, Metrics: cfg.Metrics.nodeHooks(), Admission: cfg.Admission,
+			ReconnectRate: cfg.ReconnectRate,
 		}),
 		admin: api.NewAdminService(api.AdminConfig{
 			Store: sst, TrustDomain: cfg.TrustDomain, AdminUIDs: cfg.AdminUIDs, SelfUID: uint32(os.Getuid()),

@@ -59,6 +59,9 @@ type Options struct {
 	// admission control (api.Admission); zero takes its defaults.
 	MaxAttestations, MaxMintBatches int
 	RetryAfter                      time.Duration
+	// ReconnectRate sets how fast agents come back after a restart
+	// (api.NodeConfig); zero takes the default.
+	ReconnectRate float64
 }
 
 // Start runs a CA with a fresh store until the test ends.
@@ -77,7 +80,8 @@ func StartWith(tb testing.TB, o Options) *Server {
 	tb.Cleanup(func() { os.RemoveAll(dir) })
 	ctx, cancel := context.WithCancel(context.Background())
 	srv, err := server.New(ctx, server.Config{TrustDomain: TrustDomain, DataDir: filepath.Join(dir, "data"), Passphrase: []byte("test"),
-		Admission: api.Admission{MaxAttestations: o.MaxAttestations, MaxMintBatches: o.MaxMintBatches, RetryAfter: o.RetryAfter}})
+		Admission:     api.Admission{MaxAttestations: o.MaxAttestations, MaxMintBatches: o.MaxMintBatches, RetryAfter: o.RetryAfter},
+		ReconnectRate: o.ReconnectRate})
 	if err != nil {
 		cancel()
 		tb.Fatalf("testserver: %v", err)

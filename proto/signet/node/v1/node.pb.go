@@ -591,9 +591,15 @@ type SyncEntriesResponse struct {
 	// with more = false. Only the first message of an update carries full,
 	// the bundle and the mTLS policies; every message carries revision and
 	// rotate_generation. (Field 16, apart from the other additions.)
-	More          bool `protobuf:"varint,16,opt,name=more,proto3" json:"more,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	More bool `protobuf:"varint,16,opt,name=more,proto3" json:"more,omitempty"`
+	// How long, in milliseconds, the agent spreads its reconnection over
+	// when this stream breaks (a CA restart): it waits a random time up to
+	// this before its first attempt, so that a fleet does not storm the CA
+	// at once. It grows with the number of agents connected to the CA; 0
+	// means reconnect at once (with the usual backoff).
+	ReconnectSpreadMs int64 `protobuf:"varint,17,opt,name=reconnect_spread_ms,json=reconnectSpreadMs,proto3" json:"reconnect_spread_ms,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *SyncEntriesResponse) Reset() {
@@ -680,6 +686,13 @@ func (x *SyncEntriesResponse) GetMore() bool {
 		return x.More
 	}
 	return false
+}
+
+func (x *SyncEntriesResponse) GetReconnectSpreadMs() int64 {
+	if x != nil {
+		return x.ReconnectSpreadMs
+	}
+	return 0
 }
 
 // MTLSPolicies is the whole policy set of the trust domain.
@@ -1373,7 +1386,7 @@ const file_signet_node_v1_node_proto_rawDesc = "" +
 	"\x03csr\x18\x01 \x01(\fR\x03csr\"E\n" +
 	"\x15RenewNodeSVIDResponse\x12,\n" +
 	"\x04svid\x18\x01 \x01(\v2\x18.signet.node.v1.X509SVIDR\x04svid\"\x14\n" +
-	"\x12SyncEntriesRequest\"\xd6\x02\n" +
+	"\x12SyncEntriesRequest\"\x86\x03\n" +
 	"\x13SyncEntriesResponse\x12\x12\n" +
 	"\x04full\x18\x01 \x01(\bR\x04full\x12/\n" +
 	"\aentries\x18\x02 \x03(\v2\x15.signet.node.v1.EntryR\aentries\x12*\n" +
@@ -1382,7 +1395,8 @@ const file_signet_node_v1_node_proto_rawDesc = "" +
 	"\brevision\x18\x05 \x01(\x03R\brevision\x12A\n" +
 	"\rmtls_policies\x18\x06 \x01(\v2\x1c.signet.node.v1.MTLSPoliciesR\fmtlsPolicies\x12+\n" +
 	"\x11rotate_generation\x18\a \x01(\x03R\x10rotateGeneration\x12\x12\n" +
-	"\x04more\x18\x10 \x01(\bR\x04more\"F\n" +
+	"\x04more\x18\x10 \x01(\bR\x04more\x12.\n" +
+	"\x13reconnect_spread_ms\x18\x11 \x01(\x03R\x11reconnectSpreadMs\"F\n" +
 	"\fMTLSPolicies\x126\n" +
 	"\bpolicies\x18\x01 \x03(\v2\x1a.signet.node.v1.MTLSPolicyR\bpolicies\"\xb5\x01\n" +
 	"\n" +
