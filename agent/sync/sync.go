@@ -38,8 +38,10 @@ type Minter interface {
 type Scheduler interface {
 	// Forget unschedules deleted entries.
 	Forget(entryIDs ...string)
-	// ApplyGeneration acts on the CA's rotate generation.
-	ApplyGeneration(gen int64)
+	// ApplyGeneration acts on the CA's rotate generation; spread is the
+	// window the CA asks the re-mints to be spread over (0: the
+	// scheduler's default).
+	ApplyGeneration(gen int64, spread time.Duration)
 }
 
 // Metrics are optional hooks; nil fields are skipped.
@@ -174,6 +176,9 @@ func joinSync(sofar, next *nodev1.SyncEntriesResponse) *nodev1.SyncEntriesRespon
 	sofar.RotateGeneration = next.GetRotateGeneration()
 	sofar.More = next.GetMore()
 	sofar.ReconnectSpreadMs = next.GetReconnectSpreadMs()
+	if next.GetRotateSpreadMs() != 0 {
+		sofar.RotateSpreadMs = next.GetRotateSpreadMs()
+	}
 	return sofar
 }
 
@@ -219,7 +224,7 @@ func (s *Syncer) apply(msg *nodev1.SyncEntriesResponse) error {
 	}
 	s.cfg.Scheduler.Forget(msg.GetDeletedEntryIds()...)
 	s.cfg.Minter.Queue(ids...)
-	s.cfg.Scheduler.ApplyGeneration(msg.GetRotateGeneration())
+	s.cfg.Scheduler.ApplyGeneration(msg.GetRotateGeneration(), time.Duration(msg.GetRotateSpreadMs())*time.Millisecond)
 	return nil
 }
 

@@ -53,7 +53,7 @@ func (r *recorder) Forget(ids ...string) {
 	r.forgotten = append(r.forgotten, ids...)
 	r.mu.Unlock()
 }
-func (r *recorder) ApplyGeneration(gen int64) {
+func (r *recorder) ApplyGeneration(gen int64, _ time.Duration) {
 	r.mu.Lock()
 	r.gens = append(r.gens, gen)
 	r.mu.Unlock()

@@ -87,6 +87,7 @@ type NodeService struct {
 	limits   map[spiffeid.ID]*rate.Limiter
 	attests  *gate
 	mints    *gate
+	capacity capacity
 }
 
 // NewNodeService returns the node API with cfg's zero fields defaulted.
@@ -451,6 +452,7 @@ func (s *NodeService) SyncEntries(_ *nodev1.SyncEntriesRequest, stream nodev1.No
 	defer done()
 
 	sent := map[string]int64{} // entry id -> revision the node has
+	defer func() { s.capacity.liveEntries.Add(-int64(len(sent))) }()
 	var bundleRev int64 = -1
 	var policiesSent string // policySetVersion of the mTLS policies the node has
 	var rotateGenSent int64 // rotate generation the node has (root activate --rotate-now)
@@ -486,6 +488,7 @@ func (s *NodeService) SyncEntries(_ *nodev1.SyncEntriesRequest, stream nodev1.No
 			return toStatus(ctx, s.log, "syncing entries", err)
 		}
 		msg := &nodev1.SyncEntriesResponse{Full: first, Revision: rev, RotateGeneration: rotateGen, ReconnectSpreadMs: s.reconnectSpread().Milliseconds()}
+		held := len(sent)
 		seen := make(map[string]bool, len(entries))
 		for _, e := range entries {
 			seen[e.ID] = true
@@ -499,6 +502,10 @@ func (s *NodeService) SyncEntries(_ *nodev1.SyncEntriesRequest, stream nodev1.No
 				msg.DeletedEntryIds = append(msg.DeletedEntryIds, id)
 				delete(sent, id)
 			}
+		}
+		s.capacity.liveEntries.Add(int64(len(sent) - held))
+		if rotateGen != rotateGenSent {
+			msg.RotateSpreadMs = s.capacity.rotateSpread().Milliseconds()
 		}
 		if b.Revision != bundleRev {
 			msg.Bundle = bundleProto(b)
@@ -598,6 +605,7 @@ func (s *NodeService) MintX509SVIDs(ctx context.Context, req *nodev1.MintX509SVI
 		start := time.Now()
 		svid, err := s.cfg.CA.SignX509SVID(ctx, ca.X509SVIDParams{SPIFFEID: id, PublicKey: csr.PublicKey, TTL: e.X509TTL, DNSNames: e.DNSNames})
 		s.signed(SVIDKindWorkload, start)
+		s.capacity.observe(time.Since(start))
 		if err != nil {
 			s.log.ErrorContext(ctx, "signing SVID failed", logSPIFFEID, e.SPIFFEID, logError, err)
 			res.Code, res.Message = int32(codes.Internal), "signing failed"

@@ -26,6 +26,7 @@ func splitSync(msg *nodev1.SyncEntriesResponse, maxBytes int) []*nodev1.SyncEntr
 	head := &nodev1.SyncEntriesResponse{
 		Full: msg.GetFull(), Bundle: msg.GetBundle(), MtlsPolicies: msg.GetMtlsPolicies(),
 		Revision: msg.GetRevision(), RotateGeneration: msg.GetRotateGeneration(), ReconnectSpreadMs: msg.GetReconnectSpreadMs(),
+		RotateSpreadMs: msg.GetRotateSpreadMs(),
 	}
 	out := []*nodev1.SyncEntriesResponse{head}
 	cur, size := head, proto.Size(head)

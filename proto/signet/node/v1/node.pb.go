@@ -598,8 +598,15 @@ type SyncEntriesResponse struct {
 	// at once. It grows with the number of agents connected to the CA; 0
 	// means reconnect at once (with the usual backoff).
 	ReconnectSpreadMs int64 `protobuf:"varint,17,opt,name=reconnect_spread_ms,json=reconnectSpreadMs,proto3" json:"reconnect_spread_ms,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// How long, in milliseconds, agents spread the re-mints a new
+	// rotate_generation asks for: the SVIDs of every connected agent divided
+	// by the signatures per second the CA measured it can give, so that a
+	// root rotated now keeps the CA within its signing capacity. Each SVID
+	// still re-mints within a tenth of its lifetime, so none expires. 0: the
+	// agent's default.
+	RotateSpreadMs int64 `protobuf:"varint,18,opt,name=rotate_spread_ms,json=rotateSpreadMs,proto3" json:"rotate_spread_ms,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *SyncEntriesResponse) Reset() {
@@ -691,6 +698,13 @@ func (x *SyncEntriesResponse) GetMore() bool {
 func (x *SyncEntriesResponse) GetReconnectSpreadMs() int64 {
 	if x != nil {
 		return x.ReconnectSpreadMs
+	}
+	return 0
+}
+
+func (x *SyncEntriesResponse) GetRotateSpreadMs() int64 {
+	if x != nil {
+		return x.RotateSpreadMs
 	}
 	return 0
 }
@@ -1386,7 +1400,7 @@ const file_signet_node_v1_node_proto_rawDesc = "" +
 	"\x03csr\x18\x01 \x01(\fR\x03csr\"E\n" +
 	"\x15RenewNodeSVIDResponse\x12,\n" +
 	"\x04svid\x18\x01 \x01(\v2\x18.signet.node.v1.X509SVIDR\x04svid\"\x14\n" +
-	"\x12SyncEntriesRequest\"\x86\x03\n" +
+	"\x12SyncEntriesRequest\"\xb0\x03\n" +
 	"\x13SyncEntriesResponse\x12\x12\n" +
 	"\x04full\x18\x01 \x01(\bR\x04full\x12/\n" +
 	"\aentries\x18\x02 \x03(\v2\x15.signet.node.v1.EntryR\aentries\x12*\n" +
@@ -1396,7 +1410,8 @@ const file_signet_node_v1_node_proto_rawDesc = "" +
 	"\rmtls_policies\x18\x06 \x01(\v2\x1c.signet.node.v1.MTLSPoliciesR\fmtlsPolicies\x12+\n" +
 	"\x11rotate_generation\x18\a \x01(\x03R\x10rotateGeneration\x12\x12\n" +
 	"\x04more\x18\x10 \x01(\bR\x04more\x12.\n" +
-	"\x13reconnect_spread_ms\x18\x11 \x01(\x03R\x11reconnectSpreadMs\"F\n" +
+	"\x13reconnect_spread_ms\x18\x11 \x01(\x03R\x11reconnectSpreadMs\x12(\n" +
+	"\x10rotate_spread_ms\x18\x12 \x01(\x03R\x0erotateSpreadMs\"F\n" +
 	"\fMTLSPolicies\x126\n" +
 	"\bpolicies\x18\x01 \x03(\v2\x1a.signet.node.v1.MTLSPolicyR\bpolicies\"\xb5\x01\n" +
 	"\n" +
