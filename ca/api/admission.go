@@ -15,8 +15,9 @@ import (
 // google.rpc.RetryInfo (nodeapi.Overloaded), and the agent waits at least
 // that long, jittered (internal/backoff), so a fleet that arrives together
 // (a CA restart, a root rotated now) is spread out instead of queued up.
-// The hint grows with the refusals of the last second, so a larger crowd
-// is spread over a longer window.
+// The hint is the time the CA needs to serve the calls it refused in the
+// last second at the pace it serves them now, so a larger crowd is spread
+// over a longer window.
 type Admission struct {
 	// MaxAttestations bounds concurrent AttestNode calls; 0 means
 	// 4 x GOMAXPROCS.
@@ -31,7 +32,7 @@ type Admission struct {
 
 const (
 	// DefaultRetryAfter is the retry hint of a call refused while few are.
-	DefaultRetryAfter = time.Second
+	DefaultRetryAfter = 500 * time.Millisecond
 	// MaxRetryAfter caps the hint: a crowd of any size is spread over at
 	// most twice this (the agent's jitter doubles it at most).
 	MaxRetryAfter = 15 * time.Second
@@ -47,6 +48,9 @@ type gate struct {
 	mu          sync.Mutex
 	windowStart time.Time
 	refused     int
+	// cost is a moving average of how long an admitted call holds its
+	// slot.
+	cost time.Duration
 }
 
 func newGate(what string, limit int, base time.Duration, clk clock.Clock) *gate {
@@ -64,15 +68,29 @@ func newGate(what string, limit int, base time.Duration, clk clock.Clock) *gate 
 func (g *gate) enter() (release func(), err error) {
 	select {
 	case g.slots <- struct{}{}:
-		return func() { <-g.slots }, nil
+		start := g.clock.Now()
+		return func() {
+			<-g.slots
+			g.observe(g.clock.Now().Sub(start))
+		}, nil
 	default:
 	}
 	hint := g.refusal()
 	return nil, nodeapi.Overloaded(fmt.Sprintf("the CA is at its limit of %d concurrent %s; retry in %s", cap(g.slots), g.what, hint), hint)
 }
 
-// refusal counts a refusal and returns its hint: the base, times one
-// more for each full set of slots refused in the last second.
+func (g *gate) observe(d time.Duration) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.cost == 0 {
+		g.cost = d
+		return
+	}
+	g.cost += (d - g.cost) / 16
+}
+
+// refusal counts a refusal and returns its hint: the time the slots need
+// for the calls refused in the last second, at least the base.
 func (g *gate) refusal() time.Duration {
 	now := g.clock.Now()
 	g.mu.Lock()
@@ -81,5 +99,6 @@ func (g *gate) refusal() time.Duration {
 		g.windowStart, g.refused = now, 0
 	}
 	g.refused++
-	return min(g.base*time.Duration(1+g.refused/cap(g.slots)), MaxRetryAfter)
+	need := time.Duration(g.refused) * g.cost / time.Duration(cap(g.slots))
+	return min(max(g.base, need), MaxRetryAfter)
 }
