@@ -101,6 +101,7 @@ Unix socket. Operators drive the CA through its admin socket
 		newMTLSCommand(env),
 		newProxyCommand(env),
 		newHealthcheckCommand(env),
+		newBenchCommand(env),
 		newVersionCommand(env),
 		newCompletionCommand(root),
 	)
