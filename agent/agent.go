@@ -57,6 +57,9 @@ type Config struct {
 	// the last bundle, so a restart needs no new token.
 	DataDir       string
 	KeyPassphrase []byte
+	// MemoryOnlyIdentity keeps the node SVID in memory only (see
+	// nodesvid.Config.MemoryOnly): for simulated agents, never a real one.
+	MemoryOnlyIdentity bool
 	// Cache receives entries, SVIDs and bundles; nil makes one.
 	Cache *cache.Cache
 	// NewKey makes workload and node keys; default ECDSA P-256.
@@ -132,7 +135,7 @@ func New(cfg Config) (*Agent, error) {
 	a.node = nodesvid.New(nodesvid.Config{
 		ServerAddress: cfg.ServerAddress, TrustDomain: cfg.TrustDomain, TrustBundle: cfg.TrustBundle,
 		InsecureBootstrap: cfg.InsecureBootstrap, JoinToken: cfg.JoinToken, DataDir: cfg.DataDir,
-		KeyPassphrase: cfg.KeyPassphrase, NewKey: cfg.NewKey, CA: a.ca,
+		KeyPassphrase: cfg.KeyPassphrase, MemoryOnly: cfg.MemoryOnlyIdentity, NewKey: cfg.NewKey, CA: a.ca,
 		Renewed: func(s *x509svid.SVID) { a.sched.ScheduleNode(s.Certificates[0]) },
 		Backoff: cfg.Backoff, Clock: cfg.Clock, Logger: cfg.Logger,
 		Metrics: nodesvid.Metrics{
