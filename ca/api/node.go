@@ -193,7 +193,9 @@ func (s *NodeService) AttestNode(ctx context.Context, req *nodev1.AttestNodeRequ
 		resp     *nodev1.AttestNodeResponse
 		replaced *store.Node
 	)
-	err = s.cfg.Store.Update(ctx, func(tx store.Tx) error {
+	// Batch: a fleet attesting at once shares fsyncs (group commit); fn
+	// may run more than once and only changes state through tx.
+	err = s.cfg.Store.Batch(ctx, func(tx store.Tx) error {
 		if _, err := tx.TakeJoinToken(hash, now); err != nil {
 			return err // another agent used it since it was read
 		}
@@ -219,9 +221,14 @@ func (s *NodeService) AttestNode(ctx context.Context, req *nodev1.AttestNodeRequ
 		if err := tx.PutSVID(svidRecord(leaf, svid.AuthorityID, nodeID.String(), "")); err != nil {
 			return err
 		}
-		// Wake every entry stream: one of a superseded incarnation ends.
-		if _, err := tx.NextRevision(); err != nil {
-			return err
+		// Wake the entry streams when a node is superseded, so that its
+		// old incarnation's stream ends. A new node has no stream yet:
+		// waking every other agent's for it would make a fleet's
+		// build-up cost agents x agents reads.
+		if replaced != nil {
+			if _, err := tx.NextRevision(); err != nil {
+				return err
+			}
 		}
 		// One record for the one change: the token spent, the node
 		// attested, and its SVID's issuance details.
@@ -710,7 +717,9 @@ func (s *NodeService) ReportStatus(ctx context.Context, req *nodev1.ReportStatus
 		return nil, status.Errorf(codes.InvalidArgument, "%d connection counts exceed the limit of %d per report", n, maxReportedCounts)
 	}
 	var owned map[string]bool // workloads the node may report counts for
-	err = s.cfg.Store.Update(ctx, func(tx store.Tx) error {
+	// Batch: every agent reports the new bundle at once after a root
+	// change; they share fsyncs.
+	err = s.cfg.Store.Batch(ctx, func(tx store.Tx) error {
 		node, err := s.authorizeNode(tx, nodeID, leaf)
 		if err != nil {
 			return err

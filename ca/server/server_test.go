@@ -28,6 +28,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/signet-mesh/signet/ca"
+	"github.com/signet-mesh/signet/ca/api"
 	"github.com/signet-mesh/signet/ca/keys"
 	"github.com/signet-mesh/signet/ca/store"
 	"github.com/signet-mesh/signet/internal/clock"
@@ -54,6 +55,7 @@ type testOpts struct {
 	noAudit   bool
 	wrapStore func(store.Store) store.Store
 	wrapKeys  func(keys.Manager) keys.Manager
+	admission api.Admission
 }
 
 func startCA(tb testing.TB, o testOpts) *testCA {
@@ -64,7 +66,7 @@ func startCA(tb testing.TB, o testOpts) *testCA {
 	}
 	tb.Cleanup(func() { os.RemoveAll(dir) })
 	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := NewForTest(ctx, Config{TrustDomain: td, DataDir: filepath.Join(dir, "data"), Passphrase: []byte("test"), Clock: o.clock, NodeRate: o.nodeRate},
+	srv, err := NewForTest(ctx, Config{TrustDomain: td, DataDir: filepath.Join(dir, "data"), Passphrase: []byte("test"), Clock: o.clock, NodeRate: o.nodeRate, Admission: o.admission},
 		TestOptions{StoreNoSync: o.noSync, NoAudit: o.noAudit, WrapStore: o.wrapStore, WrapKeys: o.wrapKeys})
 	if err != nil {
 		tb.Fatal(err)
@@ -204,7 +206,8 @@ func toSVID(tb testing.TB, p *nodev1.X509SVID, key crypto.Signer) *x509svid.SVID
 // TestJoinTokenRace: 50 concurrent attestations with one token; exactly one
 // succeeds and the others are refused.
 func TestJoinTokenRace(t *testing.T) {
-	c := startCA(t, testOpts{})
+	// Room for all 50 at once: the race, not admission control, decides.
+	c := startCA(t, testOpts{admission: api.Admission{MaxAttestations: 64}})
 	tok, nodeID := c.token(t, "racer", time.Minute)
 	client := c.anonClient(t)
 	var wins, denied atomic.Int32
