@@ -479,8 +479,16 @@ func (s *NodeService) SyncEntries(_ *nodev1.SyncEntriesRequest, stream nodev1.No
 			if entries, err = tx.ListEntries(store.EntryFilter{ParentID: nodeID.String()}); err != nil {
 				return err
 			}
-			if b, err = bundle.FromTx(tx, s.cfg.TrustDomain); err != nil {
+			// The bundle is read (its certificates parsed) only when
+			// its revision moved: every change wakes every stream.
+			brev, err := bundle.Revision(tx)
+			if err != nil {
 				return err
+			}
+			if brev != bundleRev {
+				if b, err = bundle.FromTx(tx, s.cfg.TrustDomain); err != nil {
+					return err
+				}
 			}
 			if policies, err = tx.ListMTLSPolicies(); err != nil {
 				return err
@@ -514,7 +522,7 @@ func (s *NodeService) SyncEntries(_ *nodev1.SyncEntriesRequest, stream nodev1.No
 		if rotateGen != rotateGenSent {
 			msg.RotateSpreadMs = s.capacity.rotateSpread().Milliseconds()
 		}
-		if b.Revision != bundleRev {
+		if b != nil && b.Revision != bundleRev {
 			msg.Bundle = bundleProto(b)
 			bundleRev = b.Revision
 		}
