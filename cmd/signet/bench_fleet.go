@@ -96,6 +96,9 @@ type fleetBench struct {
 	fanoutRoot atomic.Pointer[x509.Certificate]
 	rotateRoot atomic.Pointer[x509.Certificate]
 
+	// stopped is the first agent that stopped for good: the phases that
+	// wait on every agent give up at once instead of at their timeout.
+	stopped  atomic.Pointer[error]
 	errs     atomic.Int64
 	errMu    sync.Mutex
 	errFirst []string
@@ -379,6 +382,8 @@ func (a *simAgent) start(ctx context.Context, wg *sync.WaitGroup) error {
 		defer a.sub.Close()
 		if err := ag.Run(ctx); err != nil && ctx.Err() == nil {
 			a.b.fail("agent %s stopped: %v", a.nodeID, err)
+			err = fmt.Errorf("agent %s stopped: %w", a.nodeID, err)
+			a.b.stopped.CompareAndSwap(nil, &err)
 		}
 	})
 	return nil
@@ -448,6 +453,9 @@ func (b *fleetBench) waitAll(ctx context.Context, what string, progress func() (
 		done, total := progress()
 		if done >= total {
 			return nil
+		}
+		if err := b.stopped.Load(); err != nil {
+			return fmt.Errorf("%s: %d of %d: %w", what, done, total, *err)
 		}
 		if time.Since(last) >= time.Second {
 			b.say("  %s: %d/%d", what, done, total)
