@@ -62,11 +62,15 @@ type Config struct {
 	// the last bundle, so a restart needs no new token.
 	DataDir       string
 	KeyPassphrase []byte
+	// MemoryOnlyIdentity keeps the node SVID in memory only (see
+	// nodesvid.Config.MemoryOnly): for simulated agents, never a real one.
+	MemoryOnlyIdentity bool
 	// Cache receives entries, SVIDs and bundles; nil makes one.
 	Cache *cache.Cache
 	// NewKey makes workload and node keys; default ECDSA P-256.
 	NewKey func() (crypto.Signer, error)
-	// Backoff paces every retry towards the CA. Its Rand defaults to Rand.
+	// Backoff paces every retry towards the CA. Its Rand defaults to Rand,
+	// its Hint to nodeapi.RetryHint (the CA's admission control).
 	Backoff backoff.Config
 	// Rand is the one source of jitter (retries, renewal times); nil is
 	// backoff.SystemRand. Tests pass backoff.NewRand.
@@ -115,6 +119,10 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Backoff.Rand == nil {
 		cfg.Backoff.Rand = cfg.Rand
 	}
+	if cfg.Backoff.Hint == nil {
+		// A CA at its admission bound says when to come back.
+		cfg.Backoff.Hint = nodeapi.RetryHint
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -132,7 +140,7 @@ func New(cfg Config) (*Agent, error) {
 	a.node = nodesvid.New(nodesvid.Config{
 		ServerAddress: cfg.ServerAddress, TrustDomain: cfg.TrustDomain, TrustBundle: cfg.TrustBundle,
 		InsecureBootstrap: cfg.InsecureBootstrap, JoinToken: cfg.JoinToken, K8sPSAT: cfg.K8sPSAT, DataDir: cfg.DataDir,
-		KeyPassphrase: cfg.KeyPassphrase, NewKey: cfg.NewKey, CA: a.ca,
+		KeyPassphrase: cfg.KeyPassphrase, MemoryOnly: cfg.MemoryOnlyIdentity, NewKey: cfg.NewKey, CA: a.ca,
 		Renewed: func(s *x509svid.SVID) { a.sched.ScheduleNode(s.Certificates[0]) },
 		Backoff: cfg.Backoff, Clock: cfg.Clock, Logger: cfg.Logger,
 		Metrics: nodesvid.Metrics{

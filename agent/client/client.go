@@ -293,7 +293,13 @@ func (c *Client) RenewNodeSVID(ctx context.Context, key crypto.Signer) (*x509svi
 }
 
 // SyncEntries opens the entry sync stream.
+//
+// The caller paces its attempts (internal/backoff, with the CA's
+// reconnection window): gRPC's own connection backoff, which after a CA
+// restart can leave the connection idle for many seconds after the CA is
+// back, is reset so that the attempt dials at once.
 func (c *Client) SyncEntries(ctx context.Context) (nodev1.NodeService_SyncEntriesClient, error) {
+	c.conn.ResetConnectBackoff()
 	return c.node.SyncEntries(ctx, &nodev1.SyncEntriesRequest{})
 }
 

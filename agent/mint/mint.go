@@ -165,7 +165,7 @@ func (m *Minter) Run(ctx context.Context) error {
 				return fmt.Errorf("minting SVIDs: %w", err)
 			}
 			m.Queue(ids...)
-			d := m.retryDelay(b, ids)
+			d := m.retryDelay(b, err, ids)
 			m.backoff(d)
 			m.log.Warn("minting SVIDs failed; retrying", logkey.Count, len(ids), logkey.Error, err, logkey.RetryIn, d)
 			if !m.waitRetry(ctx, b, d) {
@@ -178,13 +178,14 @@ func (m *Minter) Run(ctx context.Context) error {
 	}
 }
 
-// retryDelay is the backoff's next delay, but never more than a quarter of
+// retryDelay is the backoff's next delay after err (at least the CA's
+// retry hint, see backoff.Config.Hint), but never more than a quarter of
 // the time left to the earliest expiry among the SVIDs being replaced: a
 // backoff sized for a long CA outage must not let an SVID lapse minutes
 // after the CA came back. SVIDs of an hour leave more than the backoff's
 // cap, so only SVIDs about to expire retry faster.
-func (m *Minter) retryDelay(b *backoff.Backoff, ids []string) time.Duration {
-	d := b.Next()
+func (m *Minter) retryDelay(b *backoff.Backoff, err error, ids []string) time.Duration {
+	d := b.NextFor(err)
 	now := m.cfg.Clock.Now()
 	for _, id := range ids {
 		svid := m.cfg.Cache.SVID(id)

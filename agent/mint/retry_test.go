@@ -71,13 +71,13 @@ func TestRetryDelay(t *testing.T) {
 	}
 	// "short" has 30 s of life: 24 s left after 6 s.
 	clk.Advance(6 * time.Second)
-	if d := m.retryDelay(grown(), []string{"short", "long"}); d > 6*time.Second {
+	if d := m.retryDelay(grown(), nil, []string{"short", "long"}); d > 6*time.Second {
 		t.Errorf("retry delay with 24 s of SVID life left: %v, want at most 6 s", d)
 	}
-	if d := m.retryDelay(grown(), []string{"long"}); d < 19*time.Second {
+	if d := m.retryDelay(grown(), nil, []string{"long"}); d < 19*time.Second {
 		t.Errorf("retry delay for an hour-long SVID: %v, want the backoff's ~20 s", d)
 	}
-	if d := m.retryDelay(grown(), []string{"new-entry"}); d < 19*time.Second {
+	if d := m.retryDelay(grown(), nil, []string{"new-entry"}); d < 19*time.Second {
 		t.Errorf("retry delay for an entry without an SVID: %v, want the backoff's ~20 s", d)
 	}
 }

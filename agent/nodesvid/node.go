@@ -68,6 +68,13 @@ type Config struct {
 	DataDir string
 	// KeyPassphrase encrypts the node key at rest. Required.
 	KeyPassphrase []byte
+	// MemoryOnly keeps the node SVID and its key in memory: nothing is
+	// read from or written to DataDir's node SVID file, so a restart needs
+	// a new join token. For many simulated agents in one process (signet
+	// bench fleet), each of which would otherwise spend a quarter second
+	// of CPU deriving the key that encrypts its node key; a real agent
+	// leaves it false.
+	MemoryOnly bool
 	// NewKey makes node keys. Required.
 	NewKey func() (crypto.Signer, error)
 	// CA renews the node SVID (Run). Required for Run.
@@ -147,7 +154,7 @@ func (n *Node) obtain(ctx context.Context) (*x509svid.SVID, []*x509.Certificate,
 	if stored, err := LoadBundleFile(filepath.Join(dir, BundleFile)); err == nil && len(stored) > 0 {
 		roots = stored
 	}
-	svid, err := loadNodeSVID(dir, n.cfg.KeyPassphrase)
+	svid, err := n.load(dir)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 	case err != nil:
@@ -211,7 +218,7 @@ func (n *Node) obtain(ctx context.Context) (*x509svid.SVID, []*x509.Certificate,
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := saveNodeSVID(dir, n.cfg.KeyPassphrase, svid); err != nil {
+	if err := n.save(dir, svid); err != nil {
 		return nil, nil, fmt.Errorf("saving node identity: %w", err)
 	}
 	if n.cfg.JoinToken != "" { // k8s_psat has no join token to remember
@@ -330,7 +337,7 @@ func (n *Node) renewOnce(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := saveNodeSVID(n.cfg.DataDir, n.cfg.KeyPassphrase, fresh); err != nil {
+	if err := n.save(n.cfg.DataDir, fresh); err != nil {
 		return fmt.Errorf("saving node identity: %w", err)
 	}
 	n.mu.Lock()
@@ -445,4 +452,20 @@ func (n *Node) renewBackoff(d time.Duration) {
 	if n.cfg.Metrics.RenewBackoff != nil {
 		n.cfg.Metrics.RenewBackoff(d)
 	}
+}
+
+// load reads the stored node SVID (none with MemoryOnly).
+func (n *Node) load(dir string) (*x509svid.SVID, error) {
+	if n.cfg.MemoryOnly {
+		return nil, fmt.Errorf("node identity kept in memory only: %w", os.ErrNotExist)
+	}
+	return loadNodeSVID(dir, n.cfg.KeyPassphrase)
+}
+
+// save stores the node SVID (nothing with MemoryOnly).
+func (n *Node) save(dir string, svid *x509svid.SVID) error {
+	if n.cfg.MemoryOnly {
+		return nil
+	}
+	return saveNodeSVID(dir, n.cfg.KeyPassphrase, svid)
 }

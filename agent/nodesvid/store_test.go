@@ -141,3 +141,26 @@ func TestWhatToDo(t *testing.T) {
 		t.Errorf("whatToDo(%s) = %q, want no node name and a pod restart (k8s_psat attests again by itself)", other, got)
 	}
 }
+
+// TestMemoryOnly: with MemoryOnly nothing is read from or written to the
+// node SVID file, whatever the data dir holds.
+func TestMemoryOnly(t *testing.T) {
+	dir := t.TempDir()
+	n := New(Config{DataDir: dir, KeyPassphrase: []byte("pass"), MemoryOnly: true})
+	if err := n.save(dir, testSVID(t)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, NodeSVIDFile)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("node SVID file after a memory-only save: %v, want none", err)
+	}
+	if err := saveNodeSVID(dir, []byte("pass"), testSVID(t)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.load(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("memory-only load of a stored identity = %v, want os.ErrNotExist", err)
+	}
+	stored := New(Config{DataDir: dir, KeyPassphrase: []byte("pass")})
+	if _, err := stored.load(dir); err != nil {
+		t.Fatalf("a real agent's load = %v", err)
+	}
+}

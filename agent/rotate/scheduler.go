@@ -1,6 +1,7 @@
 package rotate
 
 import (
+	"cmp"
 	"context"
 	"crypto/x509"
 	"errors"
@@ -238,9 +239,11 @@ func (s *Scheduler) Run(ctx context.Context) error {
 // ApplyGeneration acts on the rotate generation of a sync message: when it
 // is past the one acted on, every scheduled SVID, the node's included, is
 // re-minted at a random point of its rotate-now window (see
-// RotateNowMaxSpread); an SVID already due earlier keeps its time. SVIDs
-// being minted right now are replaced anyway.
-func (s *Scheduler) ApplyGeneration(gen int64) {
+// RotateNowMaxSpread; caSpread, when positive, replaces that cap: it is
+// the window the CA sized to its signing capacity and the fleet); an SVID
+// already due earlier keeps its time. SVIDs being minted right now are
+// replaced anyway.
+func (s *Scheduler) ApplyGeneration(gen int64, caSpread time.Duration) {
 	s.mu.Lock()
 	if !s.loaded {
 		s.acted = s.loadGeneration()
@@ -253,7 +256,7 @@ func (s *Scheduler) ApplyGeneration(gen int64) {
 	s.acted = gen
 	now := s.cfg.Clock.Now()
 	pull := func(sl *slot) {
-		if at := now.Add(s.jitter(rotateNowSpread(sl.notBefore, sl.notAfter))); at.Before(sl.at) {
+		if at := now.Add(s.jitter(rotateNowSpread(sl.notBefore, sl.notAfter, caSpread))); at.Before(sl.at) {
 			sl.at = at
 		}
 	}
@@ -273,13 +276,18 @@ func (s *Scheduler) ApplyGeneration(gen int64) {
 		}
 	}
 	s.poke()
-	s.log.Info("re-minting every SVID now, as root activation asked", logkey.RotateGeneration, gen, logkey.SVIDs, n, logkey.MaxSpread, RotateNowMaxSpread)
+	s.log.Info("re-minting every SVID now, as root activation asked", logkey.RotateGeneration, gen, logkey.SVIDs, n, logkey.MaxSpread, cmp.Or(caSpread, RotateNowMaxSpread))
 }
 
 // rotateNowSpread is the window over which the re-mint of an SVID valid
-// from notBefore to notAfter is spread (see RotateNowMaxSpread).
-func rotateNowSpread(notBefore, notAfter time.Time) time.Duration {
-	return min(RotateNowMaxSpread, time.Duration(float64(notAfter.Sub(notBefore))*MaxJitter))
+// from notBefore to notAfter is spread: a tenth of its lifetime, at most
+// RotateNowMaxSpread or, when positive, the CA's window caSpread.
+func rotateNowSpread(notBefore, notAfter time.Time, caSpread time.Duration) time.Duration {
+	limit := RotateNowMaxSpread
+	if caSpread > 0 {
+		limit = caSpread
+	}
+	return min(limit, time.Duration(float64(notAfter.Sub(notBefore))*MaxJitter))
 }
 
 // jitter returns a uniformly random duration in [0, d).

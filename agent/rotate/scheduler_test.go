@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -168,12 +169,12 @@ func TestRotateNow(t *testing.T) {
 	normalNode, _ := s.NodeAt()
 
 	// Generation 0 (no activation with --rotate-now yet) changes nothing.
-	s.ApplyGeneration(0)
+	s.ApplyGeneration(0, 0)
 	if d := at(s, "long"); d < 24*time.Minute {
 		t.Fatalf("long SVID due at +%v before any rotate-now", d)
 	}
 
-	s.ApplyGeneration(1)
+	s.ApplyGeneration(1, 0)
 	for _, tc := range []struct {
 		id     string
 		spread time.Duration
@@ -197,7 +198,7 @@ func TestRotateNow(t *testing.T) {
 
 	// The same generation again (a reconnect's full message) is ignored.
 	s.Schedule("long", long)
-	s.ApplyGeneration(1)
+	s.ApplyGeneration(1, 0)
 	if d := at(s, "long"); d < 24*time.Minute {
 		t.Errorf("generation 1 acted on twice")
 	}
@@ -205,12 +206,61 @@ func TestRotateNow(t *testing.T) {
 	// So it is after a restart, but a later generation is acted on.
 	g := newScheduler(clk, file, r)
 	g.Schedule("long", long)
-	g.ApplyGeneration(1)
+	g.ApplyGeneration(1, 0)
 	if d := at(g, "long"); d < 24*time.Minute {
 		t.Errorf("generation 1 acted on again after a restart")
 	}
-	g.ApplyGeneration(2)
+	g.ApplyGeneration(2, 0)
 	if d := at(g, "long"); d >= rotate.RotateNowMaxSpread {
 		t.Errorf("generation 2 not acted on: long SVID due at +%v", d)
 	}
+}
+
+// TestRotateNowCASpread: the window the CA sizes to its signing capacity
+// replaces the default cap, still within a tenth of each SVID's lifetime
+// so that none expires on the way (issue 16).
+func TestRotateNowCASpread(t *testing.T) {
+	tests := []struct {
+		name     string
+		caSpread time.Duration
+		ttl      time.Duration
+		want     time.Duration // the window the re-mint falls in
+	}{
+		{name: "CA asks for longer than the default", caSpread: 90 * time.Second, ttl: time.Hour, want: 90 * time.Second},
+		{name: "CA asks for shorter", caSpread: 2 * time.Second, ttl: time.Hour, want: 2 * time.Second},
+		{name: "a tenth of the lifetime caps it", caSpread: 90 * time.Second, ttl: 5 * time.Minute, want: 30 * time.Second},
+		{name: "no CA window: the default", caSpread: 0, ttl: time.Hour, want: rotate.RotateNowMaxSpread},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clk := clock.NewFake(time.Now().Truncate(time.Second))
+			now := clk.Now()
+			s := newScheduler(clk, "", backoff.NewRand(seedOf(t)))
+			for i := range 50 {
+				s.Schedule(strconv.Itoa(i), leaf(t, now, tt.ttl))
+			}
+			s.ApplyGeneration(1, tt.caSpread)
+			var latest time.Duration
+			for i := range 50 {
+				at, _ := s.At(strconv.Itoa(i))
+				d := at.Sub(now)
+				if d < 0 || d >= tt.want {
+					t.Fatalf("SVID %d re-minted at +%v, want within [0, %v)", i, d, tt.want)
+				}
+				latest = max(latest, d)
+			}
+			if latest < tt.want/2 {
+				t.Errorf("50 re-mints all within +%v of a %v window: not spread", latest, tt.want)
+			}
+		})
+	}
+}
+
+// seedOf derives a seed from the test's name.
+func seedOf(t *testing.T) uint64 {
+	var h uint64 = 14695981039346656037
+	for _, c := range []byte(t.Name()) {
+		h = (h ^ uint64(c)) * 1099511628211
+	}
+	return h
 }

@@ -17,6 +17,12 @@
 //     status report (agent/report);
 //   - the mTLS policy set goes to agent/policy.
 //
+// An update the CA split across messages (more) is applied once whole. A
+// stream that breaks after it was up reconnects at a random point of the
+// window the CA's last message asked for (reconnect_spread_ms, growing
+// with the fleet), so a CA restart is not met by the whole fleet at once;
+// later attempts follow the backoff, which honours the CA's retry hints.
+//
 // A reconnect tells the mint queue the CA is back, so a mint retry need not
 // wait out its backoff. Run stops with an error only when the CA refuses
 // the node's identity for good (nodeapi.NodeRejection).

@@ -38,8 +38,10 @@ type Minter interface {
 type Scheduler interface {
 	// Forget unschedules deleted entries.
 	Forget(entryIDs ...string)
-	// ApplyGeneration acts on the CA's rotate generation.
-	ApplyGeneration(gen int64)
+	// ApplyGeneration acts on the CA's rotate generation; spread is the
+	// window the CA asks the re-mints to be spread over (0: the
+	// scheduler's default).
+	ApplyGeneration(gen int64, spread time.Duration)
 }
 
 // Metrics are optional hooks; nil fields are skipped.
@@ -98,8 +100,9 @@ func New(cfg Config) *Syncer {
 // help.
 func (s *Syncer) Run(ctx context.Context) error {
 	b := backoff.New(s.cfg.Backoff)
+	rnd := backoff.OrSystem(s.cfg.Backoff.Rand)
 	for {
-		err := s.follow(ctx, b)
+		spread, err := s.follow(ctx, b)
 		s.connected(false)
 		if ctx.Err() != nil {
 			return nil
@@ -107,7 +110,13 @@ func (s *Syncer) Run(ctx context.Context) error {
 		if _, ok := nodeapi.NodeRejection(err); ok {
 			return fmt.Errorf("entry sync: %w", err)
 		}
-		d := b.Next()
+		d := b.NextFor(err)
+		if spread > 0 {
+			// The stream was up and broke (a CA restart, most likely):
+			// come back at a random point of the window the CA asked
+			// for, so the fleet does not arrive all at once.
+			d = time.Duration(rnd() * float64(spread))
+		}
 		s.backoff(d)
 		s.log.Warn("entry sync interrupted; retrying", logkey.Error, err, logkey.RetryIn, d)
 		if backoff.Sleep(ctx, s.cfg.Clock, d) != nil {
@@ -116,27 +125,64 @@ func (s *Syncer) Run(ctx context.Context) error {
 	}
 }
 
-// follow runs one stream until it fails.
-func (s *Syncer) follow(ctx context.Context, b *backoff.Backoff) error {
+// follow runs one stream until it fails. spread is the reconnection
+// window the CA's last message asked for (0 if none came).
+func (s *Syncer) follow(ctx context.Context, b *backoff.Backoff) (spread time.Duration, err error) {
 	stream, err := s.cfg.CA.SyncEntries(ctx)
 	if err != nil {
-		return err
+		return 0, err
 	}
+	var pending *nodev1.SyncEntriesResponse // an update split across messages, so far
 	for first := true; ; first = false {
 		msg, err := stream.Recv()
 		if err != nil {
-			return err
+			return spread, err
 		}
+		spread = time.Duration(msg.GetReconnectSpreadMs()) * time.Millisecond
 		if first {
 			s.cfg.Minter.CAReachable()
 		}
 		b.Reset()
+		if pending != nil {
+			msg = joinSync(pending, msg)
+			pending = nil
+		}
+		if msg.GetMore() {
+			pending = msg
+			continue
+		}
 		s.connected(true)
 		s.backoff(0)
 		if err := s.apply(msg); err != nil {
-			return err
+			return spread, err
 		}
 	}
+}
+
+// joinSync adds next, a continuation of an update split across messages,
+// to what arrived of it so far: the entries and deletions of both, the
+// first message's full, bundle, policies and federated bundles, next's revision, rotate
+// generation and more.
+func joinSync(sofar, next *nodev1.SyncEntriesResponse) *nodev1.SyncEntriesResponse {
+	sofar.Entries = append(sofar.Entries, next.GetEntries()...)
+	sofar.DeletedEntryIds = append(sofar.DeletedEntryIds, next.GetDeletedEntryIds()...)
+	if next.GetBundle() != nil {
+		sofar.Bundle = next.GetBundle()
+	}
+	if next.GetMtlsPolicies() != nil {
+		sofar.MtlsPolicies = next.GetMtlsPolicies()
+	}
+	if next.GetFederatedBundles() != nil {
+		sofar.FederatedBundles = next.GetFederatedBundles()
+	}
+	sofar.Revision = next.GetRevision()
+	sofar.RotateGeneration = next.GetRotateGeneration()
+	sofar.More = next.GetMore()
+	sofar.ReconnectSpreadMs = next.GetReconnectSpreadMs()
+	if next.GetRotateSpreadMs() != 0 {
+		sofar.RotateSpreadMs = next.GetRotateSpreadMs()
+	}
+	return sofar
 }
 
 // apply feeds one sync message to the cache and queues the mints it needs.
@@ -188,7 +234,7 @@ func (s *Syncer) apply(msg *nodev1.SyncEntriesResponse) error {
 	}
 	s.cfg.Scheduler.Forget(msg.GetDeletedEntryIds()...)
 	s.cfg.Minter.Queue(ids...)
-	s.cfg.Scheduler.ApplyGeneration(msg.GetRotateGeneration())
+	s.cfg.Scheduler.ApplyGeneration(msg.GetRotateGeneration(), time.Duration(msg.GetRotateSpreadMs())*time.Millisecond)
 	return nil
 }
 

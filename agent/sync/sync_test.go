@@ -5,7 +5,9 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"fmt"
 	"slices"
+	"strings"
 	gosync "sync"
 	"testing"
 	"time"
@@ -51,7 +53,7 @@ func (r *recorder) Forget(ids ...string) {
 	r.forgotten = append(r.forgotten, ids...)
 	r.mu.Unlock()
 }
-func (r *recorder) ApplyGeneration(gen int64) {
+func (r *recorder) ApplyGeneration(gen int64, _ time.Duration) {
 	r.mu.Lock()
 	r.gens = append(r.gens, gen)
 	r.mu.Unlock()
@@ -140,4 +142,161 @@ func TestSyncer(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("Run went on after the node was evicted")
 	}
+}
+
+// TestSyncerLargeRegistry: a node whose entries add up to well over
+// gRPC's 4 MiB message limit (here over 16 MiB, with SPIFFE IDs near their
+// 2048-byte limit) gets them all through a real CA's stream, split across
+// messages and applied as one update, and again on a new stream, as after
+// an agent restart (issue 16).
+func TestSyncerLargeRegistry(t *testing.T) {
+	if testing.Short() {
+		t.Skip("creates 16 MiB of entries")
+	}
+	s := testserver.Start(t)
+	tok := s.JoinToken(t, "node1")
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	svid, b, err := client.Attest(ctx, client.AttestParams{Address: s.Addr, TrustDomain: testserver.TrustDomain, Bootstrap: s.Roots(t), JoinToken: tok.GetToken(), Key: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundle, err := client.BundleFromProto(testserver.TrustDomain, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.Dial(s.Addr, testserver.TrustDomain, client.NewSource(svid, bundle))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+
+	const entries, perCall = 8400, 1200 // 8400 x ~2 KiB = ~17 MiB
+	long := strings.Repeat("a", 1990)
+	total := 0
+	for n := 0; n < entries; n += perCall {
+		req := &adminv1.CreateEntriesRequest{}
+		for i := n; i < n+perCall; i++ {
+			id := fmt.Sprintf("spiffe://example.org/w%05d/%s", i, long)
+			total += len(id)
+			req.Entries = append(req.Entries, &adminv1.Entry{SpiffeId: id, ParentId: svid.ID.String(), Selectors: []string{fmt.Sprintf("unix:uid:%d", i)}})
+		}
+		if _, err := s.Admin.CreateEntries(ctx, req); err != nil {
+			t.Fatalf("creating entries: %v", err)
+		}
+	}
+	if total <= 16<<20 {
+		t.Fatalf("the entries' SPIFFE IDs add up to %d bytes, want over 16 MiB", total)
+	}
+
+	for _, run := range []string{"first start", "restart"} {
+		rec := &recorder{}
+		ch := cache.New(cache.Config{TrustDomain: testserver.TrustDomain})
+		syncer := agentsync.New(agentsync.Config{
+			TrustDomain: testserver.TrustDomain, Cache: ch, CA: c, Minter: rec, Scheduler: rec,
+			BundleChanged: func(*x509bundle.Bundle) {},
+			BundleApplied: func() {},
+			Policies:      func(*nodev1.MTLSPolicies) {},
+			Backoff:       backoff.Config{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond},
+		})
+		runCtx, stop := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- syncer.Run(runCtx) }()
+		waitFor(t, run+": every entry synced", func() bool {
+			return ch.Ready() && len(ch.Entries()) == entries && distinct(rec.snapshot().queued) == entries
+		})
+		if got := rec.snapshot(); got.reachable != 1 {
+			t.Errorf("%s: CA reachable %d times; want 1 (one stream, no reconnection)", run, got.reachable)
+		}
+		stop()
+		if err := <-done; err != nil {
+			t.Fatalf("%s: Run: %v", run, err)
+		}
+	}
+}
+
+// distinct counts the distinct strings of ids.
+func distinct(ids []string) int {
+	seen := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		seen[id] = true
+	}
+	return len(seen)
+}
+
+// TestSyncerSpreadsReconnection: when its stream breaks, the agent waits
+// a random point of the window the CA asked for (reconnect_spread_ms,
+// which grows with the connected fleet) before its first attempt, instead
+// of coming back at once with the rest of the fleet.
+func TestSyncerSpreadsReconnection(t *testing.T) {
+	// One agent at half an agent per second: a 2 s window.
+	s := testserver.StartWith(t, testserver.Options{ReconnectRate: 0.5})
+	tok := s.JoinToken(t, "node1")
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	svid, b, err := client.Attest(ctx, client.AttestParams{Address: s.Addr, TrustDomain: testserver.TrustDomain, Bootstrap: s.Roots(t), JoinToken: tok.GetToken(), Key: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundle, err := client.BundleFromProto(testserver.TrustDomain, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.Dial(s.Addr, testserver.TrustDomain, client.NewSource(svid, bundle))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	rec := &recorder{}
+	ch := cache.New(cache.Config{TrustDomain: testserver.TrustDomain})
+	var mu gosync.Mutex
+	var delays []time.Duration
+	syncer := agentsync.New(agentsync.Config{
+		TrustDomain: testserver.TrustDomain, Cache: ch, CA: c, Minter: rec, Scheduler: rec,
+		BundleChanged: func(*x509bundle.Bundle) {},
+		BundleApplied: func() {},
+		Policies:      func(*nodev1.MTLSPolicies) {},
+		Backoff:       backoff.Config{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond, Rand: func() float64 { return 0.75 }},
+		Metrics: agentsync.Metrics{Backoff: func(d time.Duration) {
+			mu.Lock()
+			delays = append(delays, d)
+			mu.Unlock()
+		}},
+	})
+	done := make(chan error, 1)
+	go func() { done <- syncer.Run(ctx) }()
+	waitFor(t, "the first sync", func() bool { return ch.Ready() })
+	s.Stop(t)
+	waitFor(t, "a retry after the CA stopped", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, d := range delays {
+			if d > 0 {
+				return true
+			}
+		}
+		return false
+	})
+	mu.Lock()
+	var first time.Duration
+	for _, d := range delays {
+		if d > 0 {
+			first = d
+			break
+		}
+	}
+	mu.Unlock()
+	if want := 1500 * time.Millisecond; first != want {
+		t.Errorf("first reconnection after %s, want %s (0.75 of the CA's 2 s window, not the 50 ms backoff)", first, want)
+	}
+	cancel()
+	<-done
 }

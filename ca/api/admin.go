@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os/user"
@@ -197,9 +198,18 @@ func (s *AdminService) CreateJoinToken(ctx context.Context, req *adminv1.CreateJ
 
 // ListJoinTokens implements adminv1.AdminServiceServer: the unused,
 // unexpired tokens, never their secrets (only their hashes are stored).
-func (s *AdminService) ListJoinTokens(ctx context.Context, _ *adminv1.ListJoinTokensRequest) (*adminv1.ListJoinTokensResponse, error) {
+func (s *AdminService) ListJoinTokens(ctx context.Context, req *adminv1.ListJoinTokensRequest) (*adminv1.ListJoinTokensResponse, error) {
+	size, err := pageSize(req.GetPageSize())
+	if err != nil {
+		return nil, err
+	}
+	var after tokenKey
+	paged, err := decodePageToken(req.GetPageToken(), &after)
+	if err != nil {
+		return nil, err
+	}
 	var toks []*store.JoinToken
-	err := s.cfg.Store.View(ctx, func(tx store.Tx) (err error) {
+	err = s.cfg.Store.View(ctx, func(tx store.Tx) (err error) {
 		toks, err = tx.ListJoinTokens()
 		return err
 	})
@@ -207,16 +217,34 @@ func (s *AdminService) ListJoinTokens(ctx context.Context, _ *adminv1.ListJoinTo
 		return nil, toStatus(ctx, s.log, "listing join tokens", err)
 	}
 	now := s.cfg.Clock.Now()
-	out := &adminv1.ListJoinTokensResponse{}
+	live := make([]*adminv1.JoinToken, 0, len(toks))
 	for _, t := range toks {
 		if now.Before(t.ExpiresAt) {
-			out.Tokens = append(out.Tokens, joinTokenProto(t))
+			live = append(live, joinTokenProto(t))
 		}
 	}
-	slices.SortFunc(out.Tokens, func(a, b *adminv1.JoinToken) int {
-		return cmp.Or(cmp.Compare(a.ExpiresAt, b.ExpiresAt), strings.Compare(a.NodeName, b.NodeName), strings.Compare(a.Id, b.Id))
-	})
+	slices.SortFunc(live, func(a, b *adminv1.JoinToken) int { return tokenKeyOf(a).compare(tokenKeyOf(b)) })
+	out := &adminv1.ListJoinTokensResponse{}
+	out.Tokens, out.NextPageToken = takePage(live,
+		func(t *adminv1.JoinToken) bool { return !paged || tokenKeyOf(t).compare(after) > 0 },
+		func(t *adminv1.JoinToken) *adminv1.JoinToken { return t },
+		func(t *adminv1.JoinToken) any { return tokenKeyOf(t) }, size)
 	return out, nil
+}
+
+// tokenKey orders join tokens: by expiry, node name, then id.
+type tokenKey struct {
+	ExpiresAt int64  `json:"e"`
+	NodeName  string `json:"n"`
+	ID        string `json:"i"`
+}
+
+func tokenKeyOf(t *adminv1.JoinToken) tokenKey {
+	return tokenKey{ExpiresAt: t.GetExpiresAt(), NodeName: t.GetNodeName(), ID: t.GetId()}
+}
+
+func (k tokenKey) compare(o tokenKey) int {
+	return cmp.Or(cmp.Compare(k.ExpiresAt, o.ExpiresAt), strings.Compare(k.NodeName, o.NodeName), strings.Compare(k.ID, o.ID))
 }
 
 func joinTokenProto(t *store.JoinToken) *adminv1.JoinToken {
@@ -403,8 +431,16 @@ func newEntryID() string {
 
 // ListEntries implements adminv1.AdminServiceServer.
 func (s *AdminService) ListEntries(ctx context.Context, req *adminv1.ListEntriesRequest) (*adminv1.ListEntriesResponse, error) {
+	size, err := pageSize(req.GetPageSize())
+	if err != nil {
+		return nil, err
+	}
+	var afterID string
+	if _, err := decodePageToken(req.GetPageToken(), &afterID); err != nil {
+		return nil, err
+	}
 	var entries []*store.Entry
-	err := s.cfg.Store.View(ctx, func(tx store.Tx) error {
+	err = s.cfg.Store.View(ctx, func(tx store.Tx) error {
 		var err error
 		entries, err = tx.ListEntries(store.EntryFilter{ParentID: req.GetParentId(), SPIFFEID: req.GetSpiffeId()})
 		return err
@@ -413,9 +449,11 @@ func (s *AdminService) ListEntries(ctx context.Context, req *adminv1.ListEntries
 		return nil, toStatus(ctx, s.log, "listing entries", err)
 	}
 	out := &adminv1.ListEntriesResponse{}
-	for _, e := range entries {
-		out.Entries = append(out.Entries, adminEntryProto(e))
-	}
+	// Entries come ordered by ID.
+	out.Entries, out.NextPageToken = takePage(entries,
+		func(e *store.Entry) bool { return e.ID > afterID },
+		adminEntryProto,
+		func(e *store.Entry) any { return e.ID }, size)
 	return out, nil
 }
 
@@ -542,8 +580,16 @@ func (s *AdminService) UpdateEntry(ctx context.Context, req *adminv1.UpdateEntry
 // ListNodes implements adminv1.AdminServiceServer: the live nodes, and
 // with include_evicted the evicted ones too (evicted_at set).
 func (s *AdminService) ListNodes(ctx context.Context, req *adminv1.ListNodesRequest) (*adminv1.ListNodesResponse, error) {
+	size, err := pageSize(req.GetPageSize())
+	if err != nil {
+		return nil, err
+	}
+	var afterID string
+	if _, err := decodePageToken(req.GetPageToken(), &afterID); err != nil {
+		return nil, err
+	}
 	var nodes, evicted []*store.Node
-	err := s.cfg.Store.View(ctx, func(tx store.Tx) (err error) {
+	err = s.cfg.Store.View(ctx, func(tx store.Tx) (err error) {
 		if nodes, err = tx.ListNodes(); err != nil || !req.GetIncludeEvicted() {
 			return err
 		}
@@ -553,25 +599,29 @@ func (s *AdminService) ListNodes(ctx context.Context, req *adminv1.ListNodesRequ
 	if err != nil {
 		return nil, toStatus(ctx, s.log, "listing nodes", err)
 	}
+	all := append(nodes, evicted...)
+	slices.SortFunc(all, func(a, b *store.Node) int { return strings.Compare(a.SPIFFEID, b.SPIFFEID) })
 	out := &adminv1.ListNodesResponse{}
-	for _, n := range append(nodes, evicted...) {
-		id, _ := spiffeid.FromString(n.SPIFFEID)
-		pn := &adminv1.Node{
-			SpiffeId:              n.SPIFFEID,
-			Attestor:              n.Attestor,
-			Serial:                n.Serial,
-			AttestedAt:            n.AttestedAt.Unix(),
-			ExpiresAt:             n.ExpiresAt.Unix(),
-			AppliedBundleRevision: n.AppliedBundleRevision,
-		}
-		if n.EvictedAt.IsZero() {
-			pn.Replica, pn.Connected = s.cfg.Connections.Replica(id)
-		} else {
-			pn.EvictedAt = n.EvictedAt.Unix()
-		}
-		out.Nodes = append(out.Nodes, pn)
-	}
-	slices.SortFunc(out.Nodes, func(a, b *adminv1.Node) int { return strings.Compare(a.SpiffeId, b.SpiffeId) })
+	out.Nodes, out.NextPageToken = takePage(all,
+		func(n *store.Node) bool { return n.SPIFFEID > afterID },
+		func(n *store.Node) *adminv1.Node {
+			id, _ := spiffeid.FromString(n.SPIFFEID)
+			pn := &adminv1.Node{
+				SpiffeId:              n.SPIFFEID,
+				Attestor:              n.Attestor,
+				Serial:                n.Serial,
+				AttestedAt:            n.AttestedAt.Unix(),
+				ExpiresAt:             n.ExpiresAt.Unix(),
+				AppliedBundleRevision: n.AppliedBundleRevision,
+			}
+			if n.EvictedAt.IsZero() {
+				pn.Replica, pn.Connected = s.cfg.Connections.Replica(id)
+			} else {
+				pn.EvictedAt = n.EvictedAt.Unix()
+			}
+			return pn
+		},
+		func(n *store.Node) any { return n.SPIFFEID }, size)
 	return out, nil
 }
 
@@ -604,9 +654,23 @@ func (s *AdminService) EvictNode(ctx context.Context, req *adminv1.EvictNodeRequ
 
 // ListSVIDs implements adminv1.AdminServiceServer.
 func (s *AdminService) ListSVIDs(ctx context.Context, req *adminv1.ListSVIDsRequest) (*adminv1.ListSVIDsResponse, error) {
+	size, err := pageSize(req.GetPageSize())
+	if err != nil {
+		return nil, err
+	}
+	var after svidKey
+	paged, err := decodePageToken(req.GetPageToken(), &after)
+	if err != nil {
+		return nil, err
+	}
 	now := s.cfg.Clock.Now()
-	out := &adminv1.ListSVIDsResponse{}
-	err := s.cfg.Store.View(ctx, func(tx store.Tx) error {
+	// The index is walked in expiry order (to the second), then order of
+	// issuance; a page is ordered by expiry second, then serial, so the
+	// walk stops once it holds a page and has left the second of the
+	// page's last item.
+	var found []*adminv1.SVID
+	errEnough := errors.New("page full")
+	err = s.cfg.Store.View(ctx, func(tx store.Tx) error {
 		return tx.ForEachSVID(func(r *store.SVIDRecord) error {
 			if req.GetValid() && (now.Before(r.NotBefore) || !now.Before(r.NotAfter)) {
 				return nil
@@ -614,7 +678,14 @@ func (s *AdminService) ListSVIDs(ctx context.Context, req *adminv1.ListSVIDsRequ
 			if req.GetSpiffeId() != "" && r.SPIFFEID != req.GetSpiffeId() {
 				return nil
 			}
-			out.Svids = append(out.Svids, &adminv1.SVID{
+			k := svidKey{ExpiresAt: r.NotAfter.Unix(), Serial: r.Serial}
+			if paged && k.compare(after) <= 0 {
+				return nil
+			}
+			if len(found) >= size && found[len(found)-1].ExpiresAt != k.ExpiresAt {
+				return errEnough
+			}
+			found = append(found, &adminv1.SVID{
 				Serial:      r.Serial,
 				SpiffeId:    r.SPIFFEID,
 				NodeId:      r.NodeID,
@@ -626,10 +697,34 @@ func (s *AdminService) ListSVIDs(ctx context.Context, req *adminv1.ListSVIDsRequ
 			return nil
 		})
 	})
-	if err != nil {
+	stopped := errors.Is(err, errEnough) // more records follow the walk's stop
+	if err != nil && !stopped {
 		return nil, toStatus(ctx, s.log, "listing SVIDs", err)
 	}
+	slices.SortStableFunc(found, func(a, b *adminv1.SVID) int { return svidKeyOf(a).compare(svidKeyOf(b)) })
+	out := &adminv1.ListSVIDsResponse{}
+	out.Svids, out.NextPageToken = takePage(found,
+		func(*adminv1.SVID) bool { return true },
+		func(v *adminv1.SVID) *adminv1.SVID { return v },
+		func(v *adminv1.SVID) any { return svidKeyOf(v) }, size)
+	if stopped && out.NextPageToken == "" && len(out.Svids) > 0 {
+		out.NextPageToken = encodePageToken(svidKeyOf(out.Svids[len(out.Svids)-1]))
+	}
 	return out, nil
+}
+
+// svidKey orders the SVID listing: by expiry (to the second), then serial.
+type svidKey struct {
+	ExpiresAt int64  `json:"e"`
+	Serial    string `json:"s"`
+}
+
+func svidKeyOf(v *adminv1.SVID) svidKey {
+	return svidKey{ExpiresAt: v.GetExpiresAt(), Serial: v.GetSerial()}
+}
+
+func (k svidKey) compare(o svidKey) int {
+	return cmp.Or(cmp.Compare(k.ExpiresAt, o.ExpiresAt), strings.Compare(k.Serial, o.Serial))
 }
 
 // GetBundle implements adminv1.AdminServiceServer.

@@ -97,4 +97,24 @@
 // streams the file the store's store.Backuper writes, in chunks, then
 // audits the backup (store.backed_up) and sends a summary last: a stream
 // without the summary is incomplete.
+//
+// # Fleet scale
+//
+// No message grows with the registry. SyncEntries splits an update larger
+// than nodeapi.MaxSyncMessageBytes (1 MiB) across messages marked more,
+// which the agent applies as one; the admin lists are keyset paged
+// (page_size, page_token, next_page_token; DefaultPageSize 1000, at most
+// MaxPageSize items and MaxPageBytes a page), so a listing followed while
+// items come and go returns every item that exists throughout exactly
+// once. EntryBatchService.DeleteEntries deletes up to MaxDeleteEntries in
+// one audited transaction, all or none.
+//
+// Admission bounds the concurrent attestations and mint batches of one
+// CA; a call over a bound gets ResourceExhausted at once with a RetryInfo
+// (nodeapi.Overloaded) sized to the crowd refused, which the agent's
+// backoff honours. Each sync message tells the agent how to spread a
+// reconnection (connected agents / ReconnectRate) and, with a rotate
+// generation, a re-mint window sized to the connected fleet's SVIDs and
+// the signing cost measured here. An idle stream waits on the store's
+// change notifications: no timer, no poll.
 package api

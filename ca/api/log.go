@@ -7,6 +7,7 @@ const (
 	logAuditSeq    = "audit_seq"
 	logBytes       = "bytes"
 	logComponent   = "component"
+	logCount       = "count"
 	logDryRun      = "dry_run"
 	logEntryID     = "entry_id"
 	logError       = "error"

@@ -57,6 +57,9 @@ const (
 	// token was not created to replace it.
 	AttestRefused = "refused"
 	AttestError   = "error"
+	// AttestBusy: the CA was at its bound of concurrent attestations
+	// (Admission) and told the agent when to retry.
+	AttestBusy = "busy"
 )
 
 func (s *NodeService) issued(kind, outcome string) {

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -199,9 +200,18 @@ func (s *AdminService) policyRecord(ctx context.Context, typ string, p *store.MT
 }
 
 // ListMTLSPolicies implements adminv1.AdminServiceServer.
-func (s *AdminService) ListMTLSPolicies(ctx context.Context, _ *adminv1.ListMTLSPoliciesRequest) (*adminv1.ListMTLSPoliciesResponse, error) {
+func (s *AdminService) ListMTLSPolicies(ctx context.Context, req *adminv1.ListMTLSPoliciesRequest) (*adminv1.ListMTLSPoliciesResponse, error) {
+	size, err := pageSize(req.GetPageSize())
+	if err != nil {
+		return nil, err
+	}
+	var after store.MTLSPolicy
+	paged, err := decodePageToken(req.GetPageToken(), &after)
+	if err != nil {
+		return nil, err
+	}
 	var stored []*store.MTLSPolicy
-	err := s.cfg.Store.View(ctx, func(tx store.Tx) (err error) {
+	err = s.cfg.Store.View(ctx, func(tx store.Tx) (err error) {
 		stored, err = tx.ListMTLSPolicies()
 		return err
 	})
@@ -210,9 +220,13 @@ func (s *AdminService) ListMTLSPolicies(ctx context.Context, _ *adminv1.ListMTLS
 	}
 	sortStored(stored)
 	out := &adminv1.ListMTLSPoliciesResponse{}
-	for _, p := range stored {
-		out.Policies = append(out.Policies, adminPolicyProto(p))
-	}
+	out.Policies, out.NextPageToken = takePage(stored,
+		func(p *store.MTLSPolicy) bool { return !paged || compareStored(p, &after) > 0 },
+		adminPolicyProto,
+		// The key is what the order compares: the scope, port and id.
+		func(p *store.MTLSPolicy) any {
+			return &store.MTLSPolicy{ID: p.ID, SPIFFEID: p.SPIFFEID, Prefix: p.Prefix, Port: p.Port}
+		}, size)
 	return out, nil
 }
 
@@ -495,7 +509,13 @@ func policiesFromStore(ps []*store.MTLSPolicy) []mtlspolicy.Policy {
 
 // sortStored orders stored policies as mtlspolicy.Compare does.
 func sortStored(ps []*store.MTLSPolicy) {
-	slices.SortFunc(ps, func(a, b *store.MTLSPolicy) int { return mtlspolicy.Compare(policyFromStore(a), policyFromStore(b)) })
+	slices.SortFunc(ps, compareStored)
+}
+
+// compareStored is the display order of policies, then their id: a total
+// order, which the listing's pages follow.
+func compareStored(a, b *store.MTLSPolicy) int {
+	return cmp.Or(mtlspolicy.Compare(policyFromStore(a), policyFromStore(b)), strings.Compare(a.ID, b.ID))
 }
 
 func adminPolicyProto(p *store.MTLSPolicy) *adminv1.MTLSPolicy {

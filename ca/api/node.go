@@ -70,6 +70,16 @@ type NodeConfig struct {
 	// K8sPSAT attests nodes by Kubernetes service account token; nil
 	// refuses such attestations (no k8s_clusters configured).
 	K8sPSAT *k8spsat.Attestor
+	// Admission bounds concurrent attestations and mint batches; the
+	// zero value takes its defaults.
+	Admission Admission
+	// ReconnectRate is the agents per second the CA takes back after a
+	// restart: agents spread their reconnection over connected agents /
+	// ReconnectRate. 0 means DefaultReconnectRate.
+	ReconnectRate float64
+	// MaxSyncMessageBytes bounds one SyncEntries message; 0 means
+	// nodeapi.MaxSyncMessageBytes. Tests lower it to split small updates.
+	MaxSyncMessageBytes int
 }
 
 // NodeService implements nodev1.NodeServiceServer.
@@ -79,6 +89,9 @@ type NodeService struct {
 	log      *slog.Logger
 	limitsMu sync.Mutex
 	limits   map[spiffeid.ID]*rate.Limiter
+	attests  *gate
+	mints    *gate
+	capacity capacity
 }
 
 // NewNodeService returns the node API with cfg's zero fields defaulted.
@@ -96,7 +109,10 @@ func NewNodeService(cfg NodeConfig) *NodeService {
 	if cfg.Connections == nil {
 		cfg.Connections = NewConnections()
 	}
-	return &NodeService{cfg: cfg, log: cfg.Logger.With(logComponent, "node_api"), limits: map[spiffeid.ID]*rate.Limiter{}}
+	return &NodeService{cfg: cfg, log: cfg.Logger.With(logComponent, "node_api"), limits: map[spiffeid.ID]*rate.Limiter{},
+		attests: newGate("attestations", cfg.Admission.MaxAttestations, cfg.Admission.RetryAfter, cfg.Clock),
+		mints:   newGate("mint batches", cfg.Admission.MaxMintBatches, cfg.Admission.RetryAfter, cfg.Clock),
+	}
 }
 
 // AgentID returns the SPIFFE ID a join token's node gets.
@@ -123,6 +139,12 @@ func HashJoinToken(token string) string {
 // Every failure is logged and audited with the caller's address and, when
 // the token is known, the node it was for.
 func (s *NodeService) AttestNode(ctx context.Context, req *nodev1.AttestNodeRequest) (*nodev1.AttestNodeResponse, error) {
+	release, err := s.attests.enter()
+	if err != nil {
+		s.attested(AttestBusy)
+		return nil, err
+	}
+	defer release()
 	now := s.cfg.Clock.Now()
 	a := &attempt{peer: peerAddress(ctx), now: now}
 	if req.GetK8SPsat() != nil {
@@ -135,7 +157,7 @@ func (s *NodeService) AttestNode(ctx context.Context, req *nodev1.AttestNodeRequ
 		return nil, s.attestFailed(ctx, a, AttestInvalid, "no join token", status.Error(codes.InvalidArgument, "join token is required"))
 	}
 	hash := HashJoinToken(req.GetJoinToken())
-	err := s.cfg.Store.View(ctx, func(tx store.Tx) (err error) {
+	err = s.cfg.Store.View(ctx, func(tx store.Tx) (err error) {
 		a.tok, err = tx.GetJoinToken(hash)
 		return err
 	})
@@ -181,7 +203,9 @@ func (s *NodeService) AttestNode(ctx context.Context, req *nodev1.AttestNodeRequ
 		resp     *nodev1.AttestNodeResponse
 		replaced *store.Node
 	)
-	err = s.cfg.Store.Update(ctx, func(tx store.Tx) error {
+	// Batch: a fleet attesting at once shares fsyncs (group commit); fn
+	// may run more than once and only changes state through tx.
+	err = s.cfg.Store.Batch(ctx, func(tx store.Tx) error {
 		if _, err := tx.TakeJoinToken(hash, now); err != nil {
 			return err // another agent used it since it was read
 		}
@@ -207,9 +231,14 @@ func (s *NodeService) AttestNode(ctx context.Context, req *nodev1.AttestNodeRequ
 		if err := tx.PutSVID(svidRecord(leaf, svid.AuthorityID, nodeID.String(), "")); err != nil {
 			return err
 		}
-		// Wake every entry stream: one of a superseded incarnation ends.
-		if _, err := tx.NextRevision(); err != nil {
-			return err
+		// Wake the entry streams when a node is superseded, so that its
+		// old incarnation's stream ends. A new node has no stream yet:
+		// waking every other agent's for it would make a fleet's
+		// build-up cost agents x agents reads.
+		if replaced != nil {
+			if _, err := tx.NextRevision(); err != nil {
+				return err
+			}
 		}
 		// One record for the one change: the token spent, the node
 		// attested, and its SVID's issuance details.
@@ -383,6 +412,11 @@ func (s *NodeService) RenewNodeSVID(ctx context.Context, req *nodev1.RenewNodeSV
 	if err := s.allow(nodeID); err != nil {
 		return nil, err
 	}
+	release, err := s.mints.enter()
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	csr, err := ca.ParseCSR(req.GetCsr())
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "invalid CSR: %v", err)
@@ -445,6 +479,7 @@ func (s *NodeService) SyncEntries(_ *nodev1.SyncEntriesRequest, stream nodev1.No
 	defer done()
 
 	sent := map[string]int64{} // entry id -> revision the node has
+	defer func() { s.capacity.liveEntries.Add(-int64(len(sent))) }()
 	var bundleRev int64 = -1
 	var policiesSent string // policySetVersion of the mTLS policies the node has
 	var rotateGenSent int64 // rotate generation the node has (root activate --rotate-now)
@@ -475,8 +510,16 @@ func (s *NodeService) SyncEntries(_ *nodev1.SyncEntriesRequest, stream nodev1.No
 				}
 				entries = append(entries, es...)
 			}
-			if b, err = bundle.FromTx(tx, s.cfg.TrustDomain); err != nil {
+			// The bundle is read (its certificates parsed) only when
+			// its revision moved: every change wakes every stream.
+			brev, err := bundle.Revision(tx)
+			if err != nil {
 				return err
+			}
+			if brev != bundleRev {
+				if b, err = bundle.FromTx(tx, s.cfg.TrustDomain); err != nil {
+					return err
+				}
 			}
 			if policies, err = tx.ListMTLSPolicies(); err != nil {
 				return err
@@ -494,7 +537,8 @@ func (s *NodeService) SyncEntries(_ *nodev1.SyncEntriesRequest, stream nodev1.No
 			return toStatus(ctx, s.log, "syncing entries", err)
 		}
 		entries = append(entries, s.autoEntries(nodeID, node)...)
-		msg := &nodev1.SyncEntriesResponse{Full: first, Revision: rev, RotateGeneration: rotateGen}
+		msg := &nodev1.SyncEntriesResponse{Full: first, Revision: rev, RotateGeneration: rotateGen, ReconnectSpreadMs: s.reconnectSpread().Milliseconds()}
+		held := len(sent)
 		seen := make(map[string]bool, len(entries))
 		for _, e := range entries {
 			seen[e.ID] = true
@@ -509,7 +553,11 @@ func (s *NodeService) SyncEntries(_ *nodev1.SyncEntriesRequest, stream nodev1.No
 				delete(sent, id)
 			}
 		}
-		if b.Revision != bundleRev {
+		s.capacity.liveEntries.Add(int64(len(sent) - held))
+		if rotateGen != rotateGenSent {
+			msg.RotateSpreadMs = s.capacity.rotateSpread().Milliseconds()
+		}
+		if b != nil && b.Revision != bundleRev {
 			msg.Bundle = bundleProto(b)
 			bundleRev = b.Revision
 		}
@@ -522,11 +570,13 @@ func (s *NodeService) SyncEntries(_ *nodev1.SyncEntriesRequest, stream nodev1.No
 		}
 		if first || len(msg.Entries) > 0 || len(msg.DeletedEntryIds) > 0 || msg.Bundle != nil || msg.MtlsPolicies != nil || rotateGen != rotateGenSent || msg.FederatedBundles != nil {
 			rotateGenSent = rotateGen
-			if err := stream.Send(msg); err != nil {
-				if err == io.EOF {
-					return nil
+			for _, m := range splitSync(msg, s.cfg.MaxSyncMessageBytes) {
+				if err := stream.Send(m); err != nil {
+					if err == io.EOF {
+						return nil
+					}
+					return err
 				}
-				return err
 			}
 		}
 		select {
@@ -557,6 +607,11 @@ func (s *NodeService) MintX509SVIDs(ctx context.Context, req *nodev1.MintX509SVI
 	if err := s.allow(nodeID); err != nil {
 		return nil, err
 	}
+	release, err := s.mints.enter()
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 
 	entries := make(map[string]*store.Entry, len(params))
 	var node *store.Node
@@ -620,6 +675,7 @@ func (s *NodeService) MintX509SVIDs(ctx context.Context, req *nodev1.MintX509SVI
 		start := time.Now()
 		svid, err := s.cfg.CA.SignX509SVID(ctx, ca.X509SVIDParams{SPIFFEID: id, PublicKey: csr.PublicKey, TTL: e.X509TTL, DNSNames: e.DNSNames})
 		s.signed(SVIDKindWorkload, start)
+		s.capacity.observe(time.Since(start))
 		if err != nil {
 			s.log.ErrorContext(ctx, "signing SVID failed", logSPIFFEID, e.SPIFFEID, logError, err)
 			res.Code, res.Message = int32(codes.Internal), "signing failed"
@@ -740,7 +796,9 @@ func (s *NodeService) ReportStatus(ctx context.Context, req *nodev1.ReportStatus
 		return nil, status.Errorf(codes.InvalidArgument, "%d connection counts exceed the limit of %d per report", n, maxReportedCounts)
 	}
 	var owned map[string]bool // workloads the node may report counts for
-	err = s.cfg.Store.Update(ctx, func(tx store.Tx) error {
+	// Batch: every agent reports the new bundle at once after a root
+	// change; they share fsyncs.
+	err = s.cfg.Store.Batch(ctx, func(tx store.Tx) error {
 		node, err := s.authorizeNode(tx, nodeID, leaf)
 		if err != nil {
 			return err
@@ -827,7 +885,7 @@ func (s *NodeService) allow(id spiffeid.ID) error {
 	}
 	s.limitsMu.Unlock()
 	if !l.AllowN(s.cfg.Clock.Now(), 1) {
-		return status.Errorf(codes.ResourceExhausted, "node %s exceeded %v requests per second; retry with backoff", id, s.cfg.NodeRate)
+		return nodeapi.Overloaded(fmt.Sprintf("node %s exceeded %v requests per second; retry with backoff", id, s.cfg.NodeRate), time.Duration(float64(time.Second)/s.cfg.NodeRate)+time.Millisecond)
 	}
 	return nil
 }

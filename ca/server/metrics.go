@@ -135,7 +135,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			m.svidsIssued.WithLabelValues(kind, outcome)
 		}
 	}
-	for _, r := range []string{api.AttestSuccess, api.AttestUnknownToken, api.AttestExpiredToken, api.AttestInvalid, api.AttestRefused, api.AttestError} {
+	for _, r := range []string{api.AttestSuccess, api.AttestUnknownToken, api.AttestExpiredToken, api.AttestInvalid, api.AttestRefused, api.AttestError, api.AttestBusy} {
 		m.attestations.WithLabelValues(r)
 	}
 	reg.MustRegister(m.svidsIssued, m.mintDuration, m.attestations, m.storeCommit, m.groupCommit, m.requests, m.state, m.chainOK, m.chainBadSeq)

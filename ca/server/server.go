@@ -100,6 +100,12 @@ type Config struct {
 	ImportRoot, ImportIntermediate *rotation.Import
 	// NodeRate is the per-node request rate limit; see api.NodeConfig.
 	NodeRate float64
+	// Admission bounds concurrent attestations and mint batches; the
+	// zero value takes api.Admission's defaults.
+	Admission api.Admission
+	// ReconnectRate paces agents back after a restart; see
+	// api.NodeConfig. 0 means api.DefaultReconnectRate.
+	ReconnectRate float64
 	// MTLSWindow is how far back `mtls status` and the STRICT readiness
 	// check look at the proxies' connection counts; 0 means
 	// api.DefaultMTLSWindow (10 minutes).
@@ -240,8 +246,8 @@ func newServer(ctx context.Context, cfg Config, hooks TestOptions) (*Server, err
 		conns: conns,
 		node: api.NewNodeService(api.NodeConfig{
 			Store: sst, CA: c, TrustDomain: cfg.TrustDomain, Clock: cfg.Clock, Logger: cfg.Logger,
-			NodeRate: cfg.NodeRate, Connections: conns, Metrics: cfg.Metrics.nodeHooks(),
-			K8sPSAT: cfg.K8sPSAT,
+			NodeRate: cfg.NodeRate, Connections: conns, Metrics: cfg.Metrics.nodeHooks(), Admission: cfg.Admission,
+			ReconnectRate: cfg.ReconnectRate, K8sPSAT: cfg.K8sPSAT,
 		}),
 		admin: api.NewAdminService(api.AdminConfig{
 			Store: sst, TrustDomain: cfg.TrustDomain, AdminUIDs: cfg.AdminUIDs, SelfUID: uint32(os.Getuid()),
@@ -312,6 +318,7 @@ func (s *Server) Serve(ctx context.Context, nodeLn, adminLn net.Listener) error 
 	nodev1.RegisterNodeServiceServer(nodeSrv, s.node)
 	adminSrv := grpc.NewServer(append([]grpc.ServerOption{grpc.Creds(peercred.TransportCredentials())}, s.admin.ServerOptions()...)...)
 	adminv1.RegisterAdminServiceServer(adminSrv, s.admin)
+	adminv1.RegisterEntryBatchServiceServer(adminSrv, s.admin.EntryBatch())
 	// Exec probes (signet healthcheck --admin-socket) ask this.
 	healthSrv := health.NewServer()
 	healthpb.RegisterHealthServer(adminSrv, healthSrv)

@@ -28,6 +28,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/signet-mesh/signet/ca"
+	"github.com/signet-mesh/signet/ca/api"
 	"github.com/signet-mesh/signet/ca/keys"
 	"github.com/signet-mesh/signet/ca/store"
 	"github.com/signet-mesh/signet/internal/clock"
@@ -45,6 +46,7 @@ type testCA struct {
 	admin adminv1.AdminServiceClient
 	// conn is the admin socket's connection, for its other services.
 	conn  *grpc.ClientConn
+	batch adminv1.EntryBatchServiceClient
 	roots []*x509.Certificate
 	dir   string
 	// stop ends Serve and closes the server; it is idempotent.
@@ -61,6 +63,7 @@ type testOpts struct {
 	// etcd and serverName run the CA as a replica on etcd.
 	etcd       *EtcdConfig
 	serverName string
+	admission  api.Admission
 }
 
 func startCA(tb testing.TB, o testOpts) *testCA {
@@ -71,7 +74,7 @@ func startCA(tb testing.TB, o testOpts) *testCA {
 	}
 	tb.Cleanup(func() { os.RemoveAll(dir) })
 	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := NewForTest(ctx, Config{TrustDomain: td, DataDir: filepath.Join(dir, "data"), Passphrase: []byte("test"), Clock: o.clock, NodeRate: o.nodeRate, Etcd: o.etcd, ServerName: o.serverName},
+	srv, err := NewForTest(ctx, Config{TrustDomain: td, DataDir: filepath.Join(dir, "data"), Passphrase: []byte("test"), Clock: o.clock, NodeRate: o.nodeRate, Etcd: o.etcd, ServerName: o.serverName, Admission: o.admission},
 		TestOptions{StoreNoSync: o.noSync, NoAudit: o.noAudit, WrapStore: o.wrapStore, WrapKeys: o.wrapKeys})
 	if err != nil {
 		tb.Fatal(err)
@@ -104,7 +107,7 @@ func startCA(tb testing.TB, o testOpts) *testCA {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return &testCA{srv: srv, addr: ln.Addr().String(), admin: adminv1.NewAdminServiceClient(conn), conn: conn, roots: b.X509Authorities, dir: dir, stop: stop}
+	return &testCA{srv: srv, addr: ln.Addr().String(), admin: adminv1.NewAdminServiceClient(conn), batch: adminv1.NewEntryBatchServiceClient(conn), conn: conn, roots: b.X509Authorities, dir: dir, stop: stop}
 }
 
 func (c *testCA) bundle() *x509bundle.Bundle { return x509bundle.FromX509Authorities(td, c.roots) }
@@ -212,7 +215,8 @@ func toSVID(tb testing.TB, p *nodev1.X509SVID, key crypto.Signer) *x509svid.SVID
 // TestJoinTokenRace: 50 concurrent attestations with one token; exactly one
 // succeeds and the others are refused.
 func TestJoinTokenRace(t *testing.T) {
-	c := startCA(t, testOpts{})
+	// Room for all 50 at once: the race, not admission control, decides.
+	c := startCA(t, testOpts{admission: api.Admission{MaxAttestations: 64}})
 	tok, nodeID := c.token(t, "racer", time.Minute)
 	client := c.anonClient(t)
 	var wins, denied atomic.Int32

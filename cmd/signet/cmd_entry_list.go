@@ -12,6 +12,7 @@ import (
 type entryListOptions struct {
 	admin              adminOptions
 	output             outputOption
+	page               pageOptions
 	spiffeID, parentID string
 }
 
@@ -28,15 +29,16 @@ func newEntryListCommand(env *cliEnv) *cobra.Command {
 	}
 	o.admin.addFlags(cmd.Flags(), env)
 	o.output.addFlags(cmd, listFormats)
+	o.page.addFlags(cmd.Flags())
 	cmd.Flags().StringVar(&o.spiffeID, "spiffe-id", "", "only entries with this SPIFFE ID")
 	cmd.Flags().StringVar(&o.parentID, "parent-id", "", "only entries of this agent")
 	return cmd
 }
 
 func (o *entryListOptions) run(ctx context.Context, env *cliEnv) error {
-	resp, err := adminCall(ctx, &o.admin, func(ctx context.Context, c adminv1.AdminServiceClient) (*adminv1.ListEntriesResponse, error) {
-		return c.ListEntries(ctx, &adminv1.ListEntriesRequest{SpiffeId: o.spiffeID, ParentId: o.parentID})
-	})
+	resp, err := adminPages(ctx, &o.admin, func(ctx context.Context, c adminv1.AdminServiceClient, token string) (*adminv1.ListEntriesResponse, error) {
+		return c.ListEntries(ctx, &adminv1.ListEntriesRequest{SpiffeId: o.spiffeID, ParentId: o.parentID, PageSize: o.page.size, PageToken: token})
+	}, func(all, page *adminv1.ListEntriesResponse) { all.Entries = append(all.Entries, page.Entries...) })
 	if err != nil {
 		return err
 	}

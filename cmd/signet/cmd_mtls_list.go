@@ -12,6 +12,7 @@ import (
 type mtlsListOptions struct {
 	admin  adminOptions
 	output outputOption
+	page   pageOptions
 }
 
 func newMTLSListCommand(env *cliEnv) *cobra.Command {
@@ -26,12 +27,15 @@ func newMTLSListCommand(env *cliEnv) *cobra.Command {
 	}
 	o.admin.addFlags(cmd.Flags(), env)
 	o.output.addFlags(cmd, listFormats)
+	o.page.addFlags(cmd.Flags())
 	return cmd
 }
 
 func (o *mtlsListOptions) run(ctx context.Context, env *cliEnv) error {
-	resp, err := adminCall(ctx, &o.admin, func(ctx context.Context, c adminv1.AdminServiceClient) (*adminv1.ListMTLSPoliciesResponse, error) {
-		return c.ListMTLSPolicies(ctx, &adminv1.ListMTLSPoliciesRequest{})
+	resp, err := adminPages(ctx, &o.admin, func(ctx context.Context, c adminv1.AdminServiceClient, token string) (*adminv1.ListMTLSPoliciesResponse, error) {
+		return c.ListMTLSPolicies(ctx, &adminv1.ListMTLSPoliciesRequest{PageSize: o.page.size, PageToken: token})
+	}, func(all, page *adminv1.ListMTLSPoliciesResponse) {
+		all.Policies = append(all.Policies, page.Policies...)
 	})
 	if err != nil {
 		return err

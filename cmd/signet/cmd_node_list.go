@@ -28,6 +28,7 @@ type nodeListOptions struct {
 	admin          adminOptions
 	output         outputOption
 	includeEvicted bool
+	page           pageOptions
 }
 
 func newNodeListCommand(env *cliEnv) *cobra.Command {
@@ -44,13 +45,14 @@ func newNodeListCommand(env *cliEnv) *cobra.Command {
 	cmd.Flags().BoolVar(&o.includeEvicted, "include-evicted", false, "also list evicted nodes (their tombstones), with the time of eviction")
 	o.admin.addFlags(cmd.Flags(), env)
 	o.output.addFlags(cmd, listFormats)
+	o.page.addFlags(cmd.Flags())
 	return cmd
 }
 
 func (o *nodeListOptions) run(ctx context.Context, env *cliEnv) error {
-	resp, err := adminCall(ctx, &o.admin, func(ctx context.Context, c adminv1.AdminServiceClient) (*adminv1.ListNodesResponse, error) {
-		return c.ListNodes(ctx, &adminv1.ListNodesRequest{IncludeEvicted: o.includeEvicted})
-	})
+	resp, err := adminPages(ctx, &o.admin, func(ctx context.Context, c adminv1.AdminServiceClient, token string) (*adminv1.ListNodesResponse, error) {
+		return c.ListNodes(ctx, &adminv1.ListNodesRequest{IncludeEvicted: o.includeEvicted, PageSize: o.page.size, PageToken: token})
+	}, func(all, page *adminv1.ListNodesResponse) { all.Nodes = append(all.Nodes, page.Nodes...) })
 	if err != nil {
 		return err
 	}

@@ -23,6 +23,7 @@ type svidJSON struct {
 type svidListOptions struct {
 	admin    adminOptions
 	output   outputOption
+	page     pageOptions
 	valid    bool
 	spiffeID string
 }
@@ -40,15 +41,16 @@ func newSVIDListCommand(env *cliEnv) *cobra.Command {
 	}
 	o.admin.addFlags(cmd.Flags(), env)
 	o.output.addFlags(cmd, listFormats)
+	o.page.addFlags(cmd.Flags())
 	cmd.Flags().BoolVar(&o.valid, "valid", false, "only certificates valid now (the inventory)")
 	cmd.Flags().StringVar(&o.spiffeID, "spiffe-id", "", "only certificates for this SPIFFE ID")
 	return cmd
 }
 
 func (o *svidListOptions) run(ctx context.Context, env *cliEnv) error {
-	resp, err := adminCall(ctx, &o.admin, func(ctx context.Context, c adminv1.AdminServiceClient) (*adminv1.ListSVIDsResponse, error) {
-		return c.ListSVIDs(ctx, &adminv1.ListSVIDsRequest{Valid: o.valid, SpiffeId: o.spiffeID})
-	})
+	resp, err := adminPages(ctx, &o.admin, func(ctx context.Context, c adminv1.AdminServiceClient, token string) (*adminv1.ListSVIDsResponse, error) {
+		return c.ListSVIDs(ctx, &adminv1.ListSVIDsRequest{Valid: o.valid, SpiffeId: o.spiffeID, PageSize: o.page.size, PageToken: token})
+	}, func(all, page *adminv1.ListSVIDsResponse) { all.Svids = append(all.Svids, page.Svids...) })
 	if err != nil {
 		return err
 	}

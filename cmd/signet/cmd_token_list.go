@@ -11,6 +11,7 @@ import (
 type tokenListOptions struct {
 	admin  adminOptions
 	output outputOption
+	page   pageOptions
 }
 
 func newTokenListCommand(env *cliEnv) *cobra.Command {
@@ -25,13 +26,14 @@ func newTokenListCommand(env *cliEnv) *cobra.Command {
 	}
 	o.admin.addFlags(cmd.Flags(), env)
 	o.output.addFlags(cmd, listFormats)
+	o.page.addFlags(cmd.Flags())
 	return cmd
 }
 
 func (o *tokenListOptions) run(ctx context.Context, env *cliEnv) error {
-	resp, err := adminCall(ctx, &o.admin, func(ctx context.Context, c adminv1.AdminServiceClient) (*adminv1.ListJoinTokensResponse, error) {
-		return c.ListJoinTokens(ctx, &adminv1.ListJoinTokensRequest{})
-	})
+	resp, err := adminPages(ctx, &o.admin, func(ctx context.Context, c adminv1.AdminServiceClient, token string) (*adminv1.ListJoinTokensResponse, error) {
+		return c.ListJoinTokens(ctx, &adminv1.ListJoinTokensRequest{PageSize: o.page.size, PageToken: token})
+	}, func(all, page *adminv1.ListJoinTokensResponse) { all.Tokens = append(all.Tokens, page.Tokens...) })
 	if err != nil {
 		return err
 	}

@@ -103,6 +103,7 @@ Unix socket. Operators drive the CA through its admin socket
 		newFederationCommand(env),
 		newProxyCommand(env),
 		newHealthcheckCommand(env),
+		newBenchCommand(env),
 		newVersionCommand(env),
 		newCompletionCommand(root),
 	)

@@ -50,6 +50,12 @@ type Config struct {
 	Max time.Duration
 	// Rand draws the jitter; nil uses SystemRand. Tests pass NewRand.
 	Rand Rand
+	// Hint reads, from a failed call's error, how long the server asked
+	// callers to wait before retrying (0: it did not say). NextFor honours
+	// it: the delay is then at least the hint, jittered over [hint,
+	// 2*hint] so that callers refused together do not come back together.
+	// Nil means no hints.
+	Hint func(error) time.Duration
 }
 
 // Backoff yields successive delays. It is safe for concurrent use.
@@ -99,6 +105,21 @@ func (b *Backoff) Next() time.Duration {
 	return time.Duration(b.cfg.Rand() * float64(c))
 }
 
+// NextFor is Next after a failure err: when Config.Hint reads a retry
+// hint from err, the delay is uniformly random in [hint, 2*hint] (capped
+// at 2*Max), else it is Next(). Either way the attempt count advances.
+func (b *Backoff) NextFor(err error) time.Duration {
+	d := b.Next()
+	if b.cfg.Hint == nil || err == nil {
+		return d
+	}
+	hint := min(b.cfg.Hint(err), b.cfg.Max)
+	if hint <= 0 {
+		return d
+	}
+	return hint + time.Duration(b.cfg.Rand()*float64(hint))
+}
+
 // Ceiling reports the current cap on the next delay, for metrics.
 func (b *Backoff) Ceiling() time.Duration {
 	b.mu.Lock()
@@ -126,7 +147,7 @@ func Sleep(ctx context.Context, clk clock.Clock, d time.Duration) error {
 }
 
 // Retry calls fn until it returns nil, a permanent error (see Permanent), or
-// ctx ends, sleeping b.Next() between attempts. onRetry, if set, is told of
+// ctx ends, sleeping b.NextFor(err) between attempts. onRetry, if set, is told of
 // each failure and the delay before the next attempt. It returns nil, the
 // error Permanent wrapped, or ctx.Err().
 func Retry(ctx context.Context, clk clock.Clock, b *Backoff, fn func(context.Context) error, onRetry func(err error, delay time.Duration)) error {
@@ -142,7 +163,7 @@ func Retry(ctx context.Context, clk clock.Clock, b *Backoff, fn func(context.Con
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		d := b.Next()
+		d := b.NextFor(err)
 		if onRetry != nil {
 			onRetry(err, d)
 		}

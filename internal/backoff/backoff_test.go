@@ -292,3 +292,42 @@ func TestPermanentNil(t *testing.T) {
 		t.Errorf("Permanent(nil) = %v, want nil", err)
 	}
 }
+
+// hintErr is an error carrying a server's retry hint.
+type hintErr time.Duration
+
+func (h hintErr) Error() string { return fmt.Sprintf("busy, retry in %s", time.Duration(h)) }
+
+func TestNextForHonoursHint(t *testing.T) {
+	hint := func(err error) time.Duration {
+		var h hintErr
+		if errors.As(err, &h) {
+			return time.Duration(h)
+		}
+		return 0
+	}
+	tests := []struct {
+		name     string
+		rand     float64
+		err      error
+		want     time.Duration
+		noHinter bool
+	}{
+		{name: "no hint: the backoff", rand: 0.5, err: errors.New("down"), want: 100 * time.Millisecond},
+		{name: "hint at its low end", rand: 0, err: fmt.Errorf("minting: %w", hintErr(3*time.Second)), want: 3 * time.Second},
+		{name: "hint jittered", rand: 0.5, err: hintErr(2 * time.Second), want: 3 * time.Second},
+		{name: "hint capped at Max", rand: 1, err: hintErr(time.Hour), want: 60 * time.Second},
+		{name: "hints ignored without a reader", rand: 0.5, err: hintErr(2 * time.Second), want: 100 * time.Millisecond, noHinter: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := backoff.Config{Rand: constRand(tt.rand), Hint: hint}
+			if tt.noHinter {
+				cfg.Hint = nil
+			}
+			if got := backoff.New(cfg).NextFor(tt.err); got != tt.want {
+				t.Errorf("NextFor = %s, want %s", got, tt.want)
+			}
+		})
+	}
+}

@@ -32,6 +32,13 @@ import (
 // CA refuses anything larger.
 const MaxMintBatch = 500
 
+// MaxSyncMessageBytes bounds one SyncEntries message: an update larger
+// than this (the first full state of a node with thousands of entries) is
+// split across messages (SyncEntriesResponse.more), so no message grows
+// with the registry and every one stays far below gRPC's 4 MiB default.
+// One entry (at most store.MaxRecordBytes) always fits.
+const MaxSyncMessageBytes = 1 << 20
+
 // Limits both ends apply to what they send and accept, so that a request
 // the agent lets through is one the CA takes.
 const (

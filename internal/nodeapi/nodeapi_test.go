@@ -6,6 +6,7 @@ import (
 	"math/big"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc/codes"
@@ -79,6 +80,31 @@ func TestCheckJWTAudience(t *testing.T) {
 			}
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Errorf("CheckJWTAudience = %v, want an error containing %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestRetryHint(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want time.Duration
+	}{
+		{name: "overloaded", err: Overloaded("busy", 1500*time.Millisecond), want: 1500 * time.Millisecond},
+		{name: "wrapped", err: fmt.Errorf("client: minting SVIDs: %w", Overloaded("busy", 2*time.Second)), want: 2 * time.Second},
+		{name: "no hint", err: status.Error(codes.ResourceExhausted, "busy"), want: 0},
+		{name: "other code", err: status.Error(codes.Internal, "x"), want: 0},
+		{name: "not a status", err: errors.New("x"), want: 0},
+		{name: "nil", err: nil, want: 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := RetryHint(tt.err); got != tt.want {
+				t.Errorf("RetryHint = %s, want %s", got, tt.want)
+			}
+			if tt.want > 0 && status.Code(tt.err) != codes.ResourceExhausted {
+				t.Errorf("code %s, want ResourceExhausted", status.Code(tt.err))
 			}
 		})
 	}

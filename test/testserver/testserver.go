@@ -31,6 +31,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/signet-mesh/signet/ca/api"
 	"github.com/signet-mesh/signet/ca/server"
 	"github.com/signet-mesh/signet/internal/peercred"
 	adminv1 "github.com/signet-mesh/signet/proto/signet/admin/v1"
@@ -55,8 +56,25 @@ type Server struct {
 	stopOnce sync.Once
 }
 
+// Options change the CA a test runs; the zero value is Start's.
+type Options struct {
+	// MaxAttestations, MaxMintBatches and RetryAfter set the CA's
+	// admission control (api.Admission); zero takes its defaults.
+	MaxAttestations, MaxMintBatches int
+	RetryAfter                      time.Duration
+	// ReconnectRate sets how fast agents come back after a restart
+	// (api.NodeConfig); zero takes the default.
+	ReconnectRate float64
+}
+
 // Start runs a CA with a fresh store until the test ends.
 func Start(tb testing.TB) *Server {
+	tb.Helper()
+	return StartWith(tb, Options{})
+}
+
+// StartWith is Start with o.
+func StartWith(tb testing.TB, o Options) *Server {
 	tb.Helper()
 	dir, err := os.MkdirTemp("", "sgca") // short: Unix socket paths are limited
 	if err != nil {
@@ -64,7 +82,9 @@ func Start(tb testing.TB) *Server {
 	}
 	tb.Cleanup(func() { os.RemoveAll(dir) })
 	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := server.New(ctx, server.Config{TrustDomain: TrustDomain, DataDir: filepath.Join(dir, "data"), Passphrase: []byte("test")})
+	srv, err := server.New(ctx, server.Config{TrustDomain: TrustDomain, DataDir: filepath.Join(dir, "data"), Passphrase: []byte("test"),
+		Admission:     api.Admission{MaxAttestations: o.MaxAttestations, MaxMintBatches: o.MaxMintBatches, RetryAfter: o.RetryAfter},
+		ReconnectRate: o.ReconnectRate})
 	if err != nil {
 		cancel()
 		tb.Fatalf("testserver: %v", err)

@@ -301,7 +301,14 @@ func (x *JoinToken) GetCreatedAt() int64 {
 }
 
 type ListJoinTokensRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Paging: at most page_size items (0: the server's default; the
+	// server caps it), after the item page_token names (empty: from the
+	// start). Items are in a fixed order, so a listing that follows
+	// next_page_token while items are created and deleted neither misses
+	// an item that existed throughout nor returns one twice.
+	PageSize      int32  `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -336,9 +343,25 @@ func (*ListJoinTokensRequest) Descriptor() ([]byte, []int) {
 	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{3}
 }
 
+func (x *ListJoinTokensRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListJoinTokensRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListJoinTokensResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Tokens        []*JoinToken           `protobuf:"bytes,1,rep,name=tokens,proto3" json:"tokens,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Tokens []*JoinToken           `protobuf:"bytes,1,rep,name=tokens,proto3" json:"tokens,omitempty"`
+	// Set when more items follow: pass it as page_token.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -378,6 +401,13 @@ func (x *ListJoinTokensResponse) GetTokens() []*JoinToken {
 		return x.Tokens
 	}
 	return nil
+}
+
+func (x *ListJoinTokensResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type RevokeJoinTokenRequest struct {
@@ -708,8 +738,15 @@ func (x *CreateEntriesResponse) GetEntries() []*Entry {
 type ListEntriesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Optional filters.
-	SpiffeId      string `protobuf:"bytes,1,opt,name=spiffe_id,json=spiffeId,proto3" json:"spiffe_id,omitempty"`
-	ParentId      string `protobuf:"bytes,2,opt,name=parent_id,json=parentId,proto3" json:"parent_id,omitempty"`
+	SpiffeId string `protobuf:"bytes,1,opt,name=spiffe_id,json=spiffeId,proto3" json:"spiffe_id,omitempty"`
+	ParentId string `protobuf:"bytes,2,opt,name=parent_id,json=parentId,proto3" json:"parent_id,omitempty"`
+	// Paging: at most page_size items (0: the server's default; the
+	// server caps it), after the item page_token names (empty: from the
+	// start). Items are in a fixed order, so a listing that follows
+	// next_page_token while items are created and deleted neither misses
+	// an item that existed throughout nor returns one twice.
+	PageSize      int32  `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -758,9 +795,25 @@ func (x *ListEntriesRequest) GetParentId() string {
 	return ""
 }
 
+func (x *ListEntriesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListEntriesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListEntriesResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Entries       []*Entry               `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Entries []*Entry               `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
+	// Set when more items follow: pass it as page_token.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -800,6 +853,13 @@ func (x *ListEntriesResponse) GetEntries() []*Entry {
 		return x.Entries
 	}
 	return nil
+}
+
+func (x *ListEntriesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type GetEntryRequest struct {
@@ -1281,8 +1341,15 @@ type ListNodesRequest struct {
 	// Also list evicted nodes (with evicted_at set). Live nodes only by
 	// default.
 	IncludeEvicted bool `protobuf:"varint,1,opt,name=include_evicted,json=includeEvicted,proto3" json:"include_evicted,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Paging: at most page_size items (0: the server's default; the
+	// server caps it), after the item page_token names (empty: from the
+	// start). Items are in a fixed order, so a listing that follows
+	// next_page_token while items are created and deleted neither misses
+	// an item that existed throughout nor returns one twice.
+	PageSize      int32  `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListNodesRequest) Reset() {
@@ -1322,9 +1389,25 @@ func (x *ListNodesRequest) GetIncludeEvicted() bool {
 	return false
 }
 
+func (x *ListNodesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListNodesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListNodesResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Nodes         []*Node                `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Nodes []*Node                `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	// Set when more items follow: pass it as page_token.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1364,6 +1447,13 @@ func (x *ListNodesResponse) GetNodes() []*Node {
 		return x.Nodes
 	}
 	return nil
+}
+
+func (x *ListNodesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type EvictNodeRequest struct {
@@ -1545,8 +1635,15 @@ func (x *SVID) GetAuthorityId() string {
 type ListSVIDsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Only certificates valid now.
-	Valid         bool   `protobuf:"varint,1,opt,name=valid,proto3" json:"valid,omitempty"`
-	SpiffeId      string `protobuf:"bytes,2,opt,name=spiffe_id,json=spiffeId,proto3" json:"spiffe_id,omitempty"`
+	Valid    bool   `protobuf:"varint,1,opt,name=valid,proto3" json:"valid,omitempty"`
+	SpiffeId string `protobuf:"bytes,2,opt,name=spiffe_id,json=spiffeId,proto3" json:"spiffe_id,omitempty"`
+	// Paging: at most page_size items (0: the server's default; the
+	// server caps it), after the item page_token names (empty: from the
+	// start). Items are in a fixed order, so a listing that follows
+	// next_page_token while items are created and deleted neither misses
+	// an item that existed throughout nor returns one twice.
+	PageSize      int32  `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1595,9 +1692,25 @@ func (x *ListSVIDsRequest) GetSpiffeId() string {
 	return ""
 }
 
+func (x *ListSVIDsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListSVIDsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListSVIDsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Svids         []*SVID                `protobuf:"bytes,1,rep,name=svids,proto3" json:"svids,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Svids []*SVID                `protobuf:"bytes,1,rep,name=svids,proto3" json:"svids,omitempty"`
+	// Set when more items follow: pass it as page_token.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1637,6 +1750,13 @@ func (x *ListSVIDsResponse) GetSvids() []*SVID {
 		return x.Svids
 	}
 	return nil
+}
+
+func (x *ListSVIDsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type GetBundleRequest struct {
@@ -2668,7 +2788,14 @@ func (x *SetMTLSPolicyResponse) GetPreview() bool {
 }
 
 type ListMTLSPoliciesRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Paging: at most page_size items (0: the server's default; the
+	// server caps it), after the item page_token names (empty: from the
+	// start). Items are in a fixed order, so a listing that follows
+	// next_page_token while items are created and deleted neither misses
+	// an item that existed throughout nor returns one twice.
+	PageSize      int32  `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2703,9 +2830,25 @@ func (*ListMTLSPoliciesRequest) Descriptor() ([]byte, []int) {
 	return file_signet_admin_v1_admin_proto_rawDescGZIP(), []int{42}
 }
 
+func (x *ListMTLSPoliciesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListMTLSPoliciesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListMTLSPoliciesResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Policies      []*MTLSPolicy          `protobuf:"bytes,1,rep,name=policies,proto3" json:"policies,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Policies []*MTLSPolicy          `protobuf:"bytes,1,rep,name=policies,proto3" json:"policies,omitempty"`
+	// Set when more items follow: pass it as page_token.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2745,6 +2888,13 @@ func (x *ListMTLSPoliciesResponse) GetPolicies() []*MTLSPolicy {
 		return x.Policies
 	}
 	return nil
+}
+
+func (x *ListMTLSPoliciesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type DeleteMTLSPolicyRequest struct {
@@ -3395,10 +3545,14 @@ const file_signet_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"expires_at\x18\x04 \x01(\x03R\texpiresAt\x12\x1d\n" +
 	"\n" +
-	"created_at\x18\x05 \x01(\x03R\tcreatedAt\"\x17\n" +
-	"\x15ListJoinTokensRequest\"L\n" +
+	"created_at\x18\x05 \x01(\x03R\tcreatedAt\"S\n" +
+	"\x15ListJoinTokensRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"t\n" +
 	"\x16ListJoinTokensResponse\x122\n" +
-	"\x06tokens\x18\x01 \x03(\v2\x1a.signet.admin.v1.JoinTokenR\x06tokens\"E\n" +
+	"\x06tokens\x18\x01 \x03(\v2\x1a.signet.admin.v1.JoinTokenR\x06tokens\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"E\n" +
 	"\x16RevokeJoinTokenRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\tnode_name\x18\x02 \x01(\tR\bnodeName\"O\n" +
@@ -3422,12 +3576,16 @@ const file_signet_admin_v1_admin_proto_rawDesc = "" +
 	"\x13allow_dns_wildcards\x18\x02 \x01(\bR\x11allowDnsWildcards\x123\n" +
 	"\x16allow_dns_ip_addresses\x18\x03 \x01(\bR\x13allowDnsIpAddresses\"I\n" +
 	"\x15CreateEntriesResponse\x120\n" +
-	"\aentries\x18\x01 \x03(\v2\x16.signet.admin.v1.EntryR\aentries\"N\n" +
+	"\aentries\x18\x01 \x03(\v2\x16.signet.admin.v1.EntryR\aentries\"\x8a\x01\n" +
 	"\x12ListEntriesRequest\x12\x1b\n" +
 	"\tspiffe_id\x18\x01 \x01(\tR\bspiffeId\x12\x1b\n" +
-	"\tparent_id\x18\x02 \x01(\tR\bparentId\"G\n" +
+	"\tparent_id\x18\x02 \x01(\tR\bparentId\x12\x1b\n" +
+	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x04 \x01(\tR\tpageToken\"o\n" +
 	"\x13ListEntriesResponse\x120\n" +
-	"\aentries\x18\x01 \x03(\v2\x16.signet.admin.v1.EntryR\aentries\"!\n" +
+	"\aentries\x18\x01 \x03(\v2\x16.signet.admin.v1.EntryR\aentries\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"!\n" +
 	"\x0fGetEntryRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"@\n" +
 	"\x10GetEntryResponse\x12,\n" +
@@ -3463,11 +3621,15 @@ const file_signet_admin_v1_admin_proto_rawDesc = "" +
 	"\x17applied_bundle_revision\x18\a \x01(\x03R\x15appliedBundleRevision\x12\x1d\n" +
 	"\n" +
 	"evicted_at\x18\b \x01(\x03R\tevictedAt\x12\x18\n" +
-	"\areplica\x18\t \x01(\tR\areplica\";\n" +
+	"\areplica\x18\t \x01(\tR\areplica\"w\n" +
 	"\x10ListNodesRequest\x12'\n" +
-	"\x0finclude_evicted\x18\x01 \x01(\bR\x0eincludeEvicted\"@\n" +
+	"\x0finclude_evicted\x18\x01 \x01(\bR\x0eincludeEvicted\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"h\n" +
 	"\x11ListNodesResponse\x12+\n" +
-	"\x05nodes\x18\x01 \x03(\v2\x15.signet.admin.v1.NodeR\x05nodes\"/\n" +
+	"\x05nodes\x18\x01 \x03(\v2\x15.signet.admin.v1.NodeR\x05nodes\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"/\n" +
 	"\x10EvictNodeRequest\x12\x1b\n" +
 	"\tspiffe_id\x18\x01 \x01(\tR\bspiffeId\"\x13\n" +
 	"\x11EvictNodeResponse\"\xd0\x01\n" +
@@ -3480,12 +3642,16 @@ const file_signet_admin_v1_admin_proto_rawDesc = "" +
 	"not_before\x18\x05 \x01(\x03R\tnotBefore\x12\x1d\n" +
 	"\n" +
 	"expires_at\x18\x06 \x01(\x03R\texpiresAt\x12!\n" +
-	"\fauthority_id\x18\a \x01(\tR\vauthorityId\"E\n" +
+	"\fauthority_id\x18\a \x01(\tR\vauthorityId\"\x81\x01\n" +
 	"\x10ListSVIDsRequest\x12\x14\n" +
 	"\x05valid\x18\x01 \x01(\bR\x05valid\x12\x1b\n" +
-	"\tspiffe_id\x18\x02 \x01(\tR\bspiffeId\"@\n" +
+	"\tspiffe_id\x18\x02 \x01(\tR\bspiffeId\x12\x1b\n" +
+	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x04 \x01(\tR\tpageToken\"h\n" +
 	"\x11ListSVIDsResponse\x12+\n" +
-	"\x05svids\x18\x01 \x03(\v2\x15.signet.admin.v1.SVIDR\x05svids\"\x12\n" +
+	"\x05svids\x18\x01 \x03(\v2\x15.signet.admin.v1.SVIDR\x05svids\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x12\n" +
 	"\x10GetBundleRequest\"\xa2\x01\n" +
 	"\x11GetBundleResponse\x12!\n" +
 	"\ftrust_domain\x18\x01 \x01(\tR\vtrustDomain\x12)\n" +
@@ -3563,10 +3729,14 @@ const file_signet_admin_v1_admin_proto_rawDesc = "" +
 	"\x06policy\x18\x01 \x01(\v2\x1b.signet.admin.v1.MTLSPolicyR\x06policy\x12/\n" +
 	"\x13plaintext_workloads\x18\x02 \x03(\tR\x12plaintextWorkloads\x12F\n" +
 	"\fwould_refuse\x18\x03 \x03(\v2#.signet.admin.v1.WorkloadMTLSStatusR\vwouldRefuse\x12\x18\n" +
-	"\apreview\x18\x04 \x01(\bR\apreview\"\x19\n" +
-	"\x17ListMTLSPoliciesRequest\"S\n" +
+	"\apreview\x18\x04 \x01(\bR\apreview\"U\n" +
+	"\x17ListMTLSPoliciesRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"{\n" +
 	"\x18ListMTLSPoliciesResponse\x127\n" +
-	"\bpolicies\x18\x01 \x03(\v2\x1b.signet.admin.v1.MTLSPolicyR\bpolicies\"?\n" +
+	"\bpolicies\x18\x01 \x03(\v2\x1b.signet.admin.v1.MTLSPolicyR\bpolicies\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"?\n" +
 	"\x17DeleteMTLSPolicyRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05force\x18\x02 \x01(\bR\x05force\"K\n" +

@@ -665,8 +665,28 @@ type SyncEntriesResponse struct {
 	// the complete set of other trust domains' bundles. Each workload gets
 	// only those its entries federate with.
 	FederatedBundles *FederatedBundles `protobuf:"bytes,8,opt,name=federated_bundles,json=federatedBundles,proto3" json:"federated_bundles,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Set when the update is split across several messages so that no
+	// message grows with the number of entries: more messages of the same
+	// update follow, and the receiver applies them together once one comes
+	// with more = false. Only the first message of an update carries full,
+	// the bundle and the mTLS policies; every message carries revision and
+	// rotate_generation. (Field 16, apart from the other additions.)
+	More bool `protobuf:"varint,16,opt,name=more,proto3" json:"more,omitempty"`
+	// How long, in milliseconds, the agent spreads its reconnection over
+	// when this stream breaks (a CA restart): it waits a random time up to
+	// this before its first attempt, so that a fleet does not storm the CA
+	// at once. It grows with the number of agents connected to the CA; 0
+	// means reconnect at once (with the usual backoff).
+	ReconnectSpreadMs int64 `protobuf:"varint,17,opt,name=reconnect_spread_ms,json=reconnectSpreadMs,proto3" json:"reconnect_spread_ms,omitempty"`
+	// How long, in milliseconds, agents spread the re-mints a new
+	// rotate_generation asks for: the SVIDs of every connected agent divided
+	// by the signatures per second the CA measured it can give, so that a
+	// root rotated now keeps the CA within its signing capacity. Each SVID
+	// still re-mints within a tenth of its lifetime, so none expires. 0: the
+	// agent's default.
+	RotateSpreadMs int64 `protobuf:"varint,18,opt,name=rotate_spread_ms,json=rotateSpreadMs,proto3" json:"rotate_spread_ms,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *SyncEntriesResponse) Reset() {
@@ -753,6 +773,27 @@ func (x *SyncEntriesResponse) GetFederatedBundles() *FederatedBundles {
 		return x.FederatedBundles
 	}
 	return nil
+}
+
+func (x *SyncEntriesResponse) GetMore() bool {
+	if x != nil {
+		return x.More
+	}
+	return false
+}
+
+func (x *SyncEntriesResponse) GetReconnectSpreadMs() int64 {
+	if x != nil {
+		return x.ReconnectSpreadMs
+	}
+	return 0
+}
+
+func (x *SyncEntriesResponse) GetRotateSpreadMs() int64 {
+	if x != nil {
+		return x.RotateSpreadMs
+	}
+	return 0
 }
 
 // FederatedBundles are the bundles of the trust domains this one
@@ -1497,7 +1538,7 @@ const file_signet_node_v1_node_proto_rawDesc = "" +
 	"\x03csr\x18\x01 \x01(\fR\x03csr\"E\n" +
 	"\x15RenewNodeSVIDResponse\x12,\n" +
 	"\x04svid\x18\x01 \x01(\v2\x18.signet.node.v1.X509SVIDR\x04svid\"\x14\n" +
-	"\x12SyncEntriesRequest\"\x91\x03\n" +
+	"\x12SyncEntriesRequest\"\xff\x03\n" +
 	"\x13SyncEntriesResponse\x12\x12\n" +
 	"\x04full\x18\x01 \x01(\bR\x04full\x12/\n" +
 	"\aentries\x18\x02 \x03(\v2\x15.signet.node.v1.EntryR\aentries\x12*\n" +
@@ -1506,7 +1547,10 @@ const file_signet_node_v1_node_proto_rawDesc = "" +
 	"\brevision\x18\x05 \x01(\x03R\brevision\x12A\n" +
 	"\rmtls_policies\x18\x06 \x01(\v2\x1c.signet.node.v1.MTLSPoliciesR\fmtlsPolicies\x12+\n" +
 	"\x11rotate_generation\x18\a \x01(\x03R\x10rotateGeneration\x12M\n" +
-	"\x11federated_bundles\x18\b \x01(\v2 .signet.node.v1.FederatedBundlesR\x10federatedBundles\"D\n" +
+	"\x11federated_bundles\x18\b \x01(\v2 .signet.node.v1.FederatedBundlesR\x10federatedBundles\x12\x12\n" +
+	"\x04more\x18\x10 \x01(\bR\x04more\x12.\n" +
+	"\x13reconnect_spread_ms\x18\x11 \x01(\x03R\x11reconnectSpreadMs\x12(\n" +
+	"\x10rotate_spread_ms\x18\x12 \x01(\x03R\x0erotateSpreadMs\"D\n" +
 	"\x10FederatedBundles\x120\n" +
 	"\abundles\x18\x01 \x03(\v2\x16.signet.node.v1.BundleR\abundles\"F\n" +
 	"\fMTLSPolicies\x126\n" +

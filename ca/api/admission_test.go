@@ -1,0 +1,67 @@
+package api
+
+import (
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/signet-mesh/signet/internal/clock"
+	"github.com/signet-mesh/signet/internal/nodeapi"
+)
+
+// TestGate: calls past the bound are refused at once with a hint that
+// grows with the crowd refused and the time a call takes, within its
+// floor and cap; a released slot is taken again.
+func TestGate(t *testing.T) {
+	clk := clock.NewFake(time.Now())
+	g := newGate("mint batches", 2, 500*time.Millisecond, clk)
+	r1, err := g.enter()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := g.enter()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Each admitted call takes 100 ms.
+	clk.Advance(100 * time.Millisecond)
+	r1()
+	r2()
+	var hints []time.Duration
+	hold := []func(){}
+	for range 2 {
+		r, err := g.enter()
+		if err != nil {
+			t.Fatal(err)
+		}
+		hold = append(hold, r)
+	}
+	for range 40 {
+		_, err := g.enter()
+		if status.Code(err) != codes.ResourceExhausted {
+			t.Fatalf("enter past the bound = %v, want ResourceExhausted", err)
+		}
+		hints = append(hints, nodeapi.RetryHint(err))
+	}
+	// 10 refused x 100 ms / 2 slots = 500 ms (the floor); 40 refused: 2 s.
+	if hints[0] != 500*time.Millisecond || hints[39] != 2*time.Second {
+		t.Errorf("hints %v ... %v, want 500ms (the floor) ... 2s (40 x 100ms / 2 slots)", hints[0], hints[39])
+	}
+	for range 1000 {
+		_, err = g.enter()
+	}
+	if h := nodeapi.RetryHint(err); h != MaxRetryAfter {
+		t.Errorf("hint for a huge crowd %v, want the cap %v", h, MaxRetryAfter)
+	}
+	// A second later the crowd is forgotten.
+	clk.Advance(1100 * time.Millisecond)
+	if _, err := g.enter(); nodeapi.RetryHint(err) != 500*time.Millisecond {
+		t.Errorf("hint after the window = %v, want the floor", nodeapi.RetryHint(err))
+	}
+	hold[0]()
+	if _, err := g.enter(); err != nil {
+		t.Errorf("enter after a release = %v, want a slot", err)
+	}
+}

@@ -1,0 +1,44 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os/exec"
+	"testing"
+	"time"
+)
+
+// TestBenchFleet runs `signet bench fleet` as CI does (issue 16): a real
+// server and 200 simulated agents through every phase; no error, no SVID
+// expired. Timings are the bench's to report, not this test's to judge.
+func TestBenchFleet(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a fleet")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, signetBinary(t), "bench", "fleet", "--agents", "200", "--workloads", "5", "--duration", "10s", "-o", "json")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("signet bench fleet: %v\nstderr:\n%s", err, stderr.String())
+	}
+	var res map[string]float64
+	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
+		t.Fatalf("output is not one JSON object of figures: %v\n%s", err, stdout.String())
+	}
+	for _, key := range []string{"agents", "workloads", "svids", "attest_seconds", "sync_p99_ms", "fanout_p99_ms", "mint_p50_ms", "mint_p99_ms",
+		"server_rss_mb", "server_idle_cpu_percent", "reconnect_seconds", "rotate_now_seconds", "expired_svids", "errors"} {
+		if _, ok := res[key]; !ok {
+			t.Errorf("figure %q missing from %s", key, stdout.String())
+		}
+	}
+	if res["agents"] != 200 || res["workloads"] != 5 || res["svids"] != 1000 {
+		t.Errorf("agents %v, workloads %v, svids %v; want 200, 5, 1000", res["agents"], res["workloads"], res["svids"])
+	}
+	if res["errors"] != 0 || res["expired_svids"] != 0 {
+		t.Errorf("errors %v, expired_svids %v; want 0 and 0\nstderr:\n%s", res["errors"], res["expired_svids"], stderr.String())
+	}
+	t.Logf("%s", stdout.String())
+}
