@@ -167,14 +167,18 @@ func (s *NodeService) AttestNode(ctx context.Context, req *nodev1.AttestNodeRequ
 	case err != nil:
 		s.attested(AttestError)
 		return nil, toStatus(ctx, s.log, "attesting node", err)
-	case !a.tok.UsedAt.IsZero():
-		return nil, s.attestFailed(ctx, a, AttestUnknownToken, "join token already used at "+audit.FormatTime(a.tok.UsedAt),
-			status.Error(codes.PermissionDenied, "join token is unknown or was already used"))
 	}
 	csr, err := ca.ParseCSR(req.GetCsr())
 	if err != nil {
 		// The token stays usable: the agent's request was malformed.
 		return nil, s.attestFailed(ctx, a, AttestInvalid, "invalid CSR: "+err.Error(), status.Errorf(codes.InvalidArgument, "invalid CSR: %v", err))
+	}
+	keyHash, err := publicKeySHA256(csr.PublicKey)
+	if err != nil {
+		return nil, s.attestFailed(ctx, a, AttestInvalid, "invalid CSR: "+err.Error(), status.Errorf(codes.InvalidArgument, "invalid CSR: %v", err))
+	}
+	if !a.tok.UsedAt.IsZero() {
+		return s.retryAttestation(ctx, a, req, csr.PublicKey, keyHash)
 	}
 	if !now.Before(a.tok.ExpiresAt) {
 		// An expired token is consumed all the same: it can never be
@@ -225,6 +229,8 @@ func (s *NodeService) AttestNode(ctx context.Context, req *nodev1.AttestNodeRequ
 			AttestedAt:  now,
 			ExpiresAt:   leaf.NotAfter,
 			Incarnation: incarnation,
+			// Only a node SVID's key proves a retry is the same agent.
+			AttestKeySHA256: keyHash,
 		}); err != nil {
 			return err
 		}

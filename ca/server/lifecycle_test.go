@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"crypto"
+	"crypto/x509"
 	"io"
 	"strings"
 	"testing"
@@ -428,5 +430,66 @@ func TestPruneAuditDryRun(t *testing.T) {
 	}
 	if h := auditHead(t, c); h != head || auditSince(t, c, 0)[0].Seq != 1 {
 		t.Errorf("a dry run changed the log")
+	}
+}
+
+// TestAttestationRetrySameKey: an agent whose attestation succeeded but
+// whose answer was lost (a client timeout under load) retries with its
+// spent token and the same key, and gets the same attestation back; any
+// other key, an evicted node, or an expired token is refused as a used
+// token.
+func TestAttestationRetrySameKey(t *testing.T) {
+	clk := clock.NewFake(time.Now())
+	c := startCA(t, testOpts{clock: clk})
+	ctx := context.Background()
+	tok, nodeID := c.token(t, "lost", time.Minute)
+	key := newKey(t)
+	attest := func(k crypto.Signer) (*nodev1.AttestNodeResponse, error) {
+		return c.anonClient(t).AttestNode(ctx, &nodev1.AttestNodeRequest{JoinToken: tok, Csr: csr(t, k)})
+	}
+	first, err := attest(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := func(r *nodev1.AttestNodeResponse) *x509.Certificate {
+		t.Helper()
+		cert, err := x509.ParseCertificate(r.GetSvid().GetCertChain()[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cert
+	}
+	head := auditHead(t, c)
+	again, err := attest(key)
+	if err != nil {
+		t.Fatalf("retry with the same key: %v, want the attestation again", err)
+	}
+	a, b := leaf(first), leaf(again)
+	if a.SerialNumber.Cmp(b.SerialNumber) == 0 || a.Subject.SerialNumber != b.Subject.SerialNumber || a.URIs[0].String() != nodeID {
+		t.Errorf("retry gave serial %x incarnation %q for %s; want a new SVID of incarnation %q for %s", b.SerialNumber, b.Subject.SerialNumber, b.URIs[0], a.Subject.SerialNumber, nodeID)
+	}
+	recs := auditSince(t, c, head)
+	if len(recs) != 1 || recs[0].Outcome != audit.OutcomeSuccess || !strings.Contains(recs[0].Details[audit.DetailReason], "retry") {
+		t.Errorf("audit records of the retry: %+v, want one successful node.attested naming the retry", recs)
+	}
+
+	if _, err := attest(newKey(t)); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("spent token with another key: %v, want PermissionDenied", err)
+	}
+	clk.Advance(2 * time.Minute)
+	if _, err := attest(key); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("retry after the token expired: %v, want PermissionDenied", err)
+	}
+
+	tok2, nodeID2 := c.token(t, "evicted", time.Hour)
+	key2 := newKey(t)
+	if _, err := c.anonClient(t).AttestNode(ctx, &nodev1.AttestNodeRequest{JoinToken: tok2, Csr: csr(t, key2)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.admin.EvictNode(ctx, &adminv1.EvictNodeRequest{SpiffeId: nodeID2}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.anonClient(t).AttestNode(ctx, &nodev1.AttestNodeRequest{JoinToken: tok2, Csr: csr(t, key2)}); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("retry for an evicted node: %v, want PermissionDenied", err)
 	}
 }

@@ -309,6 +309,11 @@ type Node struct {
 	// Selectors are what the node attestor found about the node
 	// ("k8s_psat:cluster:prod", ...), sorted; none for join tokens.
 	Selectors []string `json:"selectors,omitempty"`
+	// AttestKeySHA256 is the SHA-256 of the public key (PKIX DER) the
+	// node attested with: an agent whose answer was lost (a timeout under
+	// load) may retry with its spent token and the same key, and gets
+	// the same attestation back, not a refusal (ca/api AttestNode).
+	AttestKeySHA256 string `json:"attest_key_sha256,omitempty"`
 }
 
 // JoinToken is a single-use node credential. Only its SHA-256 is stored.
