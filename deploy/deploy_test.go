@@ -227,27 +227,7 @@ func (w workload) check(t *testing.T, defined map[string]bool) {
 				}
 			}
 		}
-		for _, res := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
-			if _, ok := c.Resources.Requests[res]; !ok {
-				t.Errorf("container %s: no %s request", c.Name, res)
-			}
-			if _, ok := c.Resources.Limits[res]; !ok {
-				t.Errorf("container %s: no %s limit", c.Name, res)
-			}
-		}
-		sc := c.SecurityContext
-		switch {
-		case sc == nil:
-			t.Errorf("container %s: no securityContext", c.Name)
-		case sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation:
-			t.Errorf("container %s: allowPrivilegeEscalation must be false", c.Name)
-		case sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem:
-			t.Errorf("container %s: the root filesystem must be read-only", c.Name)
-		case sc.Capabilities == nil || !slices.Contains(sc.Capabilities.Drop, "ALL"):
-			t.Errorf("container %s: must drop ALL capabilities", c.Name)
-		case sc.Privileged != nil && *sc.Privileged:
-			t.Errorf("container %s: must not be privileged", c.Name)
-		}
+		checkHardened(t, c)
 		for _, m := range c.VolumeMounts {
 			if _, ok := mounts[m.Name]; !ok && !defined["PVC/"+m.Name] {
 				t.Errorf("container %s: mount %s names no volume", c.Name, m.Name)
@@ -280,6 +260,34 @@ func (w workload) check(t *testing.T, defined map[string]bool) {
 		if !hostSockets {
 			t.Error("the agent must put its socket in a hostPath directory")
 		}
+	}
+}
+
+// checkHardened: resource requests and limits, and a locked-down security
+// context (no privilege escalation, read-only root, ALL capabilities
+// dropped, not privileged).
+func checkHardened(t *testing.T, c corev1.Container) {
+	t.Helper()
+	for _, res := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
+		if _, ok := c.Resources.Requests[res]; !ok {
+			t.Errorf("container %s: no %s request", c.Name, res)
+		}
+		if _, ok := c.Resources.Limits[res]; !ok {
+			t.Errorf("container %s: no %s limit", c.Name, res)
+		}
+	}
+	sc := c.SecurityContext
+	switch {
+	case sc == nil:
+		t.Errorf("container %s: no securityContext", c.Name)
+	case sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation:
+		t.Errorf("container %s: allowPrivilegeEscalation must be false", c.Name)
+	case sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem:
+		t.Errorf("container %s: the root filesystem must be read-only", c.Name)
+	case sc.Capabilities == nil || !slices.Contains(sc.Capabilities.Drop, "ALL"):
+		t.Errorf("container %s: must drop ALL capabilities", c.Name)
+	case sc.Privileged != nil && *sc.Privileged:
+		t.Errorf("container %s: must not be privileged", c.Name)
 	}
 }
 
