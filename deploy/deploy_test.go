@@ -1,7 +1,9 @@
 // Package deploy_test loads every deployment example in this folder, so
 // that a broken one fails CI: Kubernetes manifests are decoded strictly
 // into the Kubernetes API types (an unknown or misplaced field is an
-// error) and checked for probes, resources and security settings; systemd
+// error) and checked for probes, resources and security settings
+// (examples_test.go checks the example applications of kubernetes/examples
+// against their README and kubernetes/k8s-psat); systemd
 // units and the container file are parsed and checked for what they must
 // contain; the Grafana dashboard must parse and use only metrics that the
 // CA and the agent export. The signet configurations (deploy/config and
