@@ -1,7 +1,9 @@
 // Package deploy_test loads every deployment example in this folder, so
 // that a broken one fails CI: Kubernetes manifests are decoded strictly
 // into the Kubernetes API types (an unknown or misplaced field is an
-// error) and checked for probes, resources and security settings; systemd
+// error) and checked for probes, resources and security settings
+// (examples_test.go checks the example applications of kubernetes/examples
+// against their README and kubernetes/k8s-psat); systemd
 // units and the container file are parsed and checked for what they must
 // contain; the Grafana dashboard must parse and use only metrics that the
 // CA and the agent export. The signet configurations (deploy/config and
@@ -227,27 +229,7 @@ func (w workload) check(t *testing.T, defined map[string]bool) {
 				}
 			}
 		}
-		for _, res := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
-			if _, ok := c.Resources.Requests[res]; !ok {
-				t.Errorf("container %s: no %s request", c.Name, res)
-			}
-			if _, ok := c.Resources.Limits[res]; !ok {
-				t.Errorf("container %s: no %s limit", c.Name, res)
-			}
-		}
-		sc := c.SecurityContext
-		switch {
-		case sc == nil:
-			t.Errorf("container %s: no securityContext", c.Name)
-		case sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation:
-			t.Errorf("container %s: allowPrivilegeEscalation must be false", c.Name)
-		case sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem:
-			t.Errorf("container %s: the root filesystem must be read-only", c.Name)
-		case sc.Capabilities == nil || !slices.Contains(sc.Capabilities.Drop, "ALL"):
-			t.Errorf("container %s: must drop ALL capabilities", c.Name)
-		case sc.Privileged != nil && *sc.Privileged:
-			t.Errorf("container %s: must not be privileged", c.Name)
-		}
+		checkHardened(t, c)
 		for _, m := range c.VolumeMounts {
 			if _, ok := mounts[m.Name]; !ok && !defined["PVC/"+m.Name] {
 				t.Errorf("container %s: mount %s names no volume", c.Name, m.Name)
@@ -280,6 +262,34 @@ func (w workload) check(t *testing.T, defined map[string]bool) {
 		if !hostSockets {
 			t.Error("the agent must put its socket in a hostPath directory")
 		}
+	}
+}
+
+// checkHardened: resource requests and limits, and a locked-down security
+// context (no privilege escalation, read-only root, ALL capabilities
+// dropped, not privileged).
+func checkHardened(t *testing.T, c corev1.Container) {
+	t.Helper()
+	for _, res := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
+		if _, ok := c.Resources.Requests[res]; !ok {
+			t.Errorf("container %s: no %s request", c.Name, res)
+		}
+		if _, ok := c.Resources.Limits[res]; !ok {
+			t.Errorf("container %s: no %s limit", c.Name, res)
+		}
+	}
+	sc := c.SecurityContext
+	switch {
+	case sc == nil:
+		t.Errorf("container %s: no securityContext", c.Name)
+	case sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation:
+		t.Errorf("container %s: allowPrivilegeEscalation must be false", c.Name)
+	case sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem:
+		t.Errorf("container %s: the root filesystem must be read-only", c.Name)
+	case sc.Capabilities == nil || !slices.Contains(sc.Capabilities.Drop, "ALL"):
+		t.Errorf("container %s: must drop ALL capabilities", c.Name)
+	case sc.Privileged != nil && *sc.Privileged:
+		t.Errorf("container %s: must not be privileged", c.Name)
 	}
 }
 

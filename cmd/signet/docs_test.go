@@ -11,7 +11,7 @@ import (
 )
 
 // TestDocsCommands: every signet command line in the shell blocks of
-// docs/*.md and README.md names a command that exists, with flags it
+// docs/*.md, README.md and deploy/kubernetes/examples/README.md names a command that exists, with flags it
 // takes and the number of arguments it wants, so the docs cannot drift
 // from the CLI. (test/e2e's TestDocsCommandsRun runs the ones that need
 // only a CA.) Nothing is executed here: each line is parsed by the real
@@ -21,7 +21,7 @@ func TestDocsCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	files = append(files, "../../README.md")
+	files = append(files, "../../README.md", "../../deploy/kubernetes/examples/README.md")
 	total := 0
 	for _, f := range files {
 		data, err := os.ReadFile(f)
@@ -36,7 +36,7 @@ func TestDocsCommands(t *testing.T) {
 		for _, c := range cmds {
 			total++
 			if err := parseCommandLine(c.Args); err != nil {
-				t.Errorf("%s:%d: %s: %v", filepath.Base(f), c.Line, c.Raw, err)
+				t.Errorf("%s:%d: %s: %v", strings.TrimPrefix(f, "../../"), c.Line, c.Raw, err)
 			}
 		}
 	}
