@@ -53,6 +53,15 @@ func TestAdmissionControl(t *testing.T) {
 	for _, f := range fleet {
 		wg.Go(func() { f.a.Run(ctx) }) //nolint:errcheck // ends with ctx
 	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for i, f := range fleet {
+				f.logs.mu.Lock()
+				t.Logf("agent %d log:\n%s", i, f.logs.b.String())
+				f.logs.mu.Unlock()
+			}
+		}
+	})
 	for _, f := range fleet {
 		waitFor(t, "every agent's SVIDs", func() bool {
 			return serves(f.a, "unix:uid:1000", f.id) && serves(f.a, "unix:uid:1001", f.id+"/b")
