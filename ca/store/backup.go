@@ -161,6 +161,25 @@ func ReadBackup(r io.Reader, dst io.Writer) (BackupHeader, error) {
 	return h, nil
 }
 
+// ReadBackupHeader reads the header of a backup file from r, without
+// checking the payload (ReadBackup does): to see which restore reads it.
+func ReadBackupHeader(r io.Reader) (BackupHeader, error) {
+	var h BackupHeader
+	br := bufio.NewReader(r)
+	magic := make([]byte, len(backupMagic))
+	if _, err := io.ReadFull(br, magic); err != nil || string(magic) != backupMagic {
+		return h, fmt.Errorf("%w: it does not start with %q", ErrBadBackup, backupMagic[:len(backupMagic)-1])
+	}
+	line, err := readLine(br, maxBackupHeader)
+	if err != nil {
+		return h, fmt.Errorf("%w: reading its header: %v", ErrBadBackup, err)
+	}
+	if err := json.Unmarshal(line, &h); err != nil {
+		return h, fmt.Errorf("%w: its header: %v", ErrBadBackup, err)
+	}
+	return h, nil
+}
+
 // readLine reads one '\n'-terminated line of at most max bytes, newline
 // included.
 func readLine(br *bufio.Reader, max int) ([]byte, error) {
