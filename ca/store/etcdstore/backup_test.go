@@ -3,6 +3,7 @@ package etcdstore_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -23,11 +24,32 @@ import (
 // split its writes by bytes, not only by operations.
 var bigMeta = []string{"big-1", "big-2", "big-3"}
 
-// fill puts a record in every table, the 1,000 entries of
-// storetest.CreateMany (more keys than one Txn takes) and bigMeta.
+// fillEntries is how many entries fill creates: more keys than one Txn
+// takes.
+const fillEntries = 300
+
+// fill puts a record in every table, fillEntries entries with their
+// revisions and audit records, and bigMeta.
 func fill(t *testing.T, st store.Store) {
 	t.Helper()
-	update(t, st, storetest.CreateMany)
+	for i := 0; i < fillEntries; i += 100 {
+		update(t, st, func(tx store.Tx) error {
+			for j := i; j < i+100; j++ {
+				e := storetest.LargeEntry(j)
+				var err error
+				if e.Revision, err = tx.NextRevision(); err != nil {
+					return err
+				}
+				if err := tx.CreateEntry(e); err != nil {
+					return err
+				}
+				if err := appendAudit(tx, "entry.created"); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
 	update(t, st, func(tx store.Tx) error {
 		for i, k := range bigMeta {
 			if err := tx.PutMeta(k, bytes.Repeat([]byte{byte('a' + i)}, 400<<10)); err != nil {
@@ -65,7 +87,7 @@ type storeState struct {
 	Current     []*store.SVIDRecord
 	SVIDs       []*store.SVIDRecord
 	Audit       []*store.AuditRecord
-	Meta        map[string][]byte
+	Meta        map[string][32]byte // the SHA-256: cmp.Diff of 400 KiB is slow
 	Revision    int64
 	AuditSeq    uint64
 	AuditHash   string
@@ -102,11 +124,13 @@ func stateOf(t *testing.T, st store.Store) storeState {
 		if err := tx.ForEachAudit(0, func(r *store.AuditRecord) error { s.Audit = append(s.Audit, r); return nil }); err != nil {
 			return err
 		}
-		s.Meta = map[string][]byte{}
+		s.Meta = map[string][32]byte{}
 		for _, k := range bigMeta {
-			if s.Meta[k], err = tx.GetMeta(k); err != nil {
+			v, err := tx.GetMeta(k)
+			if err != nil {
 				return err
 			}
+			s.Meta[k] = sha256.Sum256(v)
 		}
 		if s.Revision, err = tx.Revision(); err != nil {
 			return err
@@ -204,7 +228,7 @@ func TestBackupRestoreRoundTrip(t *testing.T) {
 		}
 	}
 	s := stateOf(t, openStore(t, etcdstore.Options{Prefix: prefix}))
-	base := int64(storetest.ManyEntries)
+	base := int64(fillEntries)
 	if got := int64(len(s.Entries)) - base; got < 3 || got >= written.Load() || s.Revision != base+got || h.Revision != s.Revision {
 		t.Errorf("restored %d written entries at revision %d (header %d), of %d written: not one instant", got, s.Revision, h.Revision, written.Load())
 	}
