@@ -16,7 +16,7 @@ import (
 
 // Backuper is implemented by stores that can write a consistent copy of
 // themselves while they serve: Bolt copies one read transaction
-// (bbolt's Tx.WriteTo); an etcd backend would write a snapshot of
+// (bbolt's Tx.WriteTo); the etcd store writes the keys of
 // signet's prefix at one revision, with its own Backend name. The backup
 // holds the store only: the keys it names stay where they are (key files
 // under the data dir, or a KMS), encrypted.
