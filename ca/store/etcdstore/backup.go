@@ -156,12 +156,6 @@ func (s *Store) backupRevision(ctx context.Context) (int64, commitRecord, error)
 // keys (a store, or a replica's claim). Nothing was written.
 var ErrPrefixInUse = errors.New("etcd store: the prefix is not empty")
 
-// backupKV is one key of a backup, its path under the prefix.
-type backupKV struct {
-	rel   string
-	value []byte
-}
-
 // Restore writes the etcd backup read from r under opts.Prefix (connecting
 // as Open does), with a store.RestoreInfo (restored at now) for the
 // server's next start. It refuses a prefix that holds any key, a store or
@@ -200,10 +194,15 @@ func Restore(ctx context.Context, opts Options, r io.Reader, now time.Time) (*st
 		maxOps:     orDefault(opts.MaxTxnOps, defaultMaxTxnOps),
 		maxBytes:   orDefault(opts.MaxRequestBytes, defaultMaxRequestBytes) * 2 / 3,
 	}
-	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
-		return nil, fmt.Errorf("restoring store: %w", err)
+	// Check the payload before writing anything; then read it again to
+	// write it, a Txn at a time.
+	payload := func(each func(rel string, v []byte) error) (commit []byte, refs []string, err error) {
+		if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+			return nil, nil, fmt.Errorf("restoring store: %w", err)
+		}
+		return s.readPayload(bufio.NewReaderSize(tmp, 1<<16), each)
 	}
-	kvs, commit, refs, err := s.readPayload(bufio.NewReader(tmp))
+	commit, refs, err := payload(nil)
 	if err != nil {
 		return nil, fmt.Errorf("restoring store: %w", err)
 	}
@@ -228,7 +227,7 @@ func Restore(ctx context.Context, opts Options, r io.Reader, now time.Time) (*st
 	if err != nil {
 		return nil, fmt.Errorf("restoring store: %w", err)
 	}
-	if err := s.writeRestore(ctx, kvs, commit, ri); err != nil {
+	if err := s.writeRestore(ctx, payload, commit, ri); err != nil {
 		return nil, err
 	}
 	return &store.RestoreResult{Header: h, KeyRefs: refs}, nil
@@ -236,15 +235,16 @@ func Restore(ctx context.Context, opts Options, r io.Reader, now time.Time) (*st
 
 // readPayload reads and checks a backup's payload: every key under one of
 // backupDirs, one commit record of a layout this signet reads, with no
-// chunked commit in flight. It returns the keys but the commit key, the
-// commit record's value and the key refs of the authorities not retired.
-func (s *Store) readPayload(br *bufio.Reader) (kvs []backupKV, commit []byte, refs []string, err error) {
+// chunked commit in flight. It calls each (when not nil) with every key
+// but the commit key and MetaRestore, and returns the commit record's
+// value and the key refs of the authorities not retired.
+func (s *Store) readPayload(br *bufio.Reader, each func(rel string, v []byte) error) (commit []byte, refs []string, err error) {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %s", store.ErrBadBackup, fmt.Sprintf(format, args...))
 	}
 	magic := make([]byte, len(payloadMagic))
 	if _, err := io.ReadFull(br, magic); err != nil || string(magic) != payloadMagic {
-		return nil, nil, nil, bad("the payload does not start with %q", strings.TrimSpace(payloadMagic))
+		return nil, nil, bad("the payload does not start with %q", strings.TrimSpace(payloadMagic))
 	}
 	readField := func(max uint64, what string) ([]byte, error) {
 		n, err := binary.ReadUvarint(br)
@@ -267,31 +267,31 @@ func (s *Store) readPayload(br *bufio.Reader) (kvs []backupKV, commit []byte, re
 		}
 		k, err := readField(maxBackupKey, "key")
 		if err != nil {
-			return nil, nil, nil, err
+			return nil, nil, err
 		}
 		rel := string(k)
 		v, err := readField(uint64(s.maxBytes), "value of "+rel)
 		if err != nil {
-			return nil, nil, nil, err
+			return nil, nil, err
 		}
 		known := false
 		for _, dir := range backupDirs {
 			known = known || strings.HasPrefix(rel, dir)
 		}
 		if !known {
-			return nil, nil, nil, bad("key %q is not one a store backup holds", rel)
+			return nil, nil, bad("key %q is not one a store backup holds", rel)
 		}
 		switch {
 		case rel == keyCommit:
 			if commit != nil {
-				return nil, nil, nil, bad("two commit records")
+				return nil, nil, bad("two commit records")
 			}
 			rec, err := decodeCommit(v)
 			if err != nil {
-				return nil, nil, nil, err
+				return nil, nil, err
 			}
 			if rec.Intent != nil {
-				return nil, nil, nil, bad("the commit record holds a chunked commit in flight")
+				return nil, nil, bad("the commit record holds a chunked commit in flight")
 			}
 			commit = v
 			continue
@@ -301,18 +301,22 @@ func (s *Store) readPayload(br *bufio.Reader) (kvs []backupKV, commit []byte, re
 		if t, id, ok := s.keys.parseRecord(s.keys.prefix + rel); ok && t == tAuthorities {
 			it := decodeItem(t, id, v)
 			if it.err != nil {
-				return nil, nil, nil, fmt.Errorf("%w: %v", store.ErrBadBackup, it.err)
+				return nil, nil, fmt.Errorf("%w: %v", store.ErrBadBackup, it.err)
 			}
 			if a := it.val.(*store.Authority); a.State != store.StateRetired && a.KeyRef != "" {
 				refs = append(refs, a.KeyRef)
 			}
 		}
-		kvs = append(kvs, backupKV{rel: rel, value: v})
+		if each != nil {
+			if err := each(rel, v); err != nil {
+				return nil, nil, err
+			}
+		}
 	}
 	if commit == nil {
-		return nil, nil, nil, bad("the payload has no commit record: not a signet store")
+		return nil, nil, bad("the payload has no commit record: not a signet store")
 	}
-	return kvs, commit, refs, nil
+	return commit, refs, nil
 }
 
 // refuseInUse fails with ErrPrefixInUse when any key is under the prefix,
@@ -339,11 +343,12 @@ func (s *Store) refuseInUse(ctx context.Context) error {
 	return fmt.Errorf("restoring store: etcd prefix %s holds %d keys: %w; restore into a new prefix (--etcd-prefix), or delete the old store first (etcdctl del --prefix %s)", s.keys.prefix, resp.Count, ErrPrefixInUse, p)
 }
 
-// writeRestore writes kvs in Txns within the store's limits, then the
+// writeRestore writes the keys payload reads in Txns within the store's
+// limits, then the
 // restore info and the commit key, every Txn only while the commit key is
 // absent. When one fails it deletes what it wrote, unless a store
 // appeared meanwhile.
-func (s *Store) writeRestore(ctx context.Context, kvs []backupKV, commit, restoreInfo []byte) error {
+func (s *Store) writeRestore(ctx context.Context, payload func(each func(rel string, v []byte) error) ([]byte, []string, error), commit, restoreInfo []byte) error {
 	absent := clientv3.Compare(clientv3.CreateRevision(s.keys.commit()), "=", 0)
 	send := func(ops []clientv3.Op) error {
 		rctx, cancel := s.reqCtx(ctx)
@@ -371,17 +376,21 @@ func (s *Store) writeRestore(ctx context.Context, kvs []backupKV, commit, restor
 	const opOverhead = 64 // bytes of a put besides its key and value
 	var ops []clientv3.Op
 	size := 0
-	for _, kv := range kvs {
-		key := s.keys.prefix + kv.rel
-		n := len(key) + len(kv.value) + opOverhead
+	_, _, err := payload(func(rel string, v []byte) error {
+		key := s.keys.prefix + rel
+		n := len(key) + len(v) + opOverhead
 		if len(ops) > 0 && (len(ops)+1 > s.maxOps || size+n > s.maxBytes) {
 			if err := send(ops); err != nil {
-				return fail(err)
+				return err
 			}
 			ops, size = ops[:0], 0
 		}
-		ops = append(ops, clientv3.OpPut(key, string(kv.value)))
+		ops = append(ops, clientv3.OpPut(key, string(v)))
 		size += n
+		return nil
+	})
+	if err != nil {
+		return fail(err)
 	}
 	if len(ops) > 0 {
 		if err := send(ops); err != nil {
@@ -389,7 +398,7 @@ func (s *Store) writeRestore(ctx context.Context, kvs []backupKV, commit, restor
 		}
 	}
 	// Last, so that the commit key's revision covers every key above.
-	err := send([]clientv3.Op{
+	err = send([]clientv3.Op{
 		clientv3.OpPut(s.keys.record(tMeta, store.MetaRestore), string(restoreInfo)),
 		clientv3.OpPut(s.keys.commit(), string(commit)),
 	})
