@@ -16,7 +16,7 @@ import (
 
 // Backuper is implemented by stores that can write a consistent copy of
 // themselves while they serve: Bolt copies one read transaction
-// (bbolt's Tx.WriteTo); an etcd backend would write a snapshot of
+// (bbolt's Tx.WriteTo); the etcd store writes the keys of
 // signet's prefix at one revision, with its own Backend name. The backup
 // holds the store only: the keys it names stay where they are (key files
 // under the data dir, or a KMS), encrypted.
@@ -157,6 +157,25 @@ func ReadBackup(r io.Reader, dst io.Writer) (BackupHeader, error) {
 	}
 	if !bytes.Equal(sum.Sum(nil), trailer[8:8+sha256.Size]) {
 		return h, fmt.Errorf("%w: checksum mismatch: the file was altered or damaged", ErrBadBackup)
+	}
+	return h, nil
+}
+
+// ReadBackupHeader reads the header of a backup file from r, without
+// checking the payload (ReadBackup does): to see which restore reads it.
+func ReadBackupHeader(r io.Reader) (BackupHeader, error) {
+	var h BackupHeader
+	br := bufio.NewReader(r)
+	magic := make([]byte, len(backupMagic))
+	if _, err := io.ReadFull(br, magic); err != nil || string(magic) != backupMagic {
+		return h, fmt.Errorf("%w: it does not start with %q", ErrBadBackup, backupMagic[:len(backupMagic)-1])
+	}
+	line, err := readLine(br, maxBackupHeader)
+	if err != nil {
+		return h, fmt.Errorf("%w: reading its header: %v", ErrBadBackup, err)
+	}
+	if err := json.Unmarshal(line, &h); err != nil {
+		return h, fmt.Errorf("%w: its header: %v", ErrBadBackup, err)
 	}
 	return h, nil
 }

@@ -53,6 +53,7 @@ func TestStoreRestore(t *testing.T) {
 		{name: "no such file", args: []string{"--from", filepath.Join(dir, "nope.db"), "--data-dir", filepath.Join(dir, "b")}, wantErr: "no such file"},
 		{name: "not a backup", args: []string{"--from", garbage, "--data-dir", filepath.Join(dir, "c")}, wantErr: "not a valid backup: it does not start with"},
 		{name: "over an existing store", args: []string{"--from", backup, "--data-dir", existing}, wantErr: "already holds a store"},
+		{name: "bolt backup into etcd", args: []string{"--from", backup, "--store", "etcd", "--etcd-endpoints", "http://127.0.0.1:1"}, wantErr: "not of an etcd store: restore it with --data-dir"},
 		{name: "restored", args: []string{"--from", backup, "--data-dir", filepath.Join(dir, "new")}, wantOut: "trust domain example.org"},
 	}
 	for _, tt := range tests {

@@ -110,6 +110,27 @@
 // transaction. A rollback that dies midway is taken over the same way and
 // redone (restoring values is idempotent).
 //
+// # Backup and restore
+//
+// Store implements store.Backuper (Backend "etcd"): Backup reads P/m/,
+// P/s/ and P/a/ at one etcd revision, that of the newest commit (the base
+// of a chunked commit in flight), page by page, and writes every key (its
+// path under P) and value as a stream inside store.WriteBackup's framing.
+// It leaves out what is not committed state: the undo records of a
+// chunked commit, and the keys bound to replicas' leases (P/replicas/,
+// P/election/, P/live/), which live replicas write anew. A backup longer
+// than etcd's compaction retention fails (its revision is gone): run it
+// again.
+//
+// Restore writes a backup under an empty prefix, any prefix (the paths
+// are relative). It checks the whole file first; refuses a prefix that
+// holds any key, naming a replica's claim when there is one; writes the
+// keys in Txns within the store's limits, each only while the prefix has
+// no commit key; then, in one Txn, the store.RestoreInfo for the server's
+// next start and the commit key, last, so that its revision covers every
+// key. A store opened meanwhile makes it fail; a failed restore deletes
+// what it wrote, leaving no commit key a server would open.
+//
 // # Caveats
 //
 // The function of Update, not only of Batch, may run more than once: when
