@@ -44,7 +44,7 @@ func (s *Server) registerStoreService(adminSrv *grpc.Server) {
 	}))
 }
 
-// recordRestore puts a restore (store.RestoreBolt) in the audit trail on
+// recordRestore puts a restore (store.RestoreBolt, etcdstore.Restore) in the audit trail on
 // the first start after it, in one transaction: the unused join tokens of
 // the backup are revoked (one of them may have been spent after the
 // backup, and spending it again would attest a second node under its
