@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/signet-mesh/signet/ca/audit"
 	"github.com/signet-mesh/signet/ca/rotation"
@@ -110,7 +109,7 @@ func (o *storeMigrateOptions) run(ctx context.Context, env *cliEnv) error {
 		return err
 	}
 	src, err := store.Open(path, store.Options{})
-	if errors.Is(err, bolterrors.ErrTimeout) {
+	if errors.Is(err, store.ErrLocked) {
 		return fmt.Errorf("--from %s: a running server holds the store: stop it first, migrate copies a stopped server's store", path)
 	}
 	if err != nil {
