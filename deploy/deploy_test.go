@@ -117,6 +117,8 @@ var externalObjects = map[string]bool{
 	"Secret/signet-server-passphrase": true,
 	"Secret/signet-agent-passphrase":  true,
 	"ConfigMap/signet-bundle":         true,
+	// kubernetes/replicas: the etcd client credentials.
+	"Secret/signet-etcd-client": true,
 }
 
 // TestKubernetesManifests: every manifest decodes strictly, and every

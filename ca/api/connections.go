@@ -139,3 +139,26 @@ func (c *Connections) Snapshot() map[spiffeid.ID]int64 {
 	}
 	return out
 }
+
+// ByReplica counts the connected agents by the replica each holds its
+// sync stream with: this server's under its name (empty without
+// SetPeers), the other replicas' as they last published them. An agent
+// that moved here and is still listed by its old replica counts here.
+func (c *Connections) ByReplica() map[string]int {
+	local := c.Snapshot()
+	out := map[string]int{}
+	if len(local) > 0 {
+		out[c.name] = len(local)
+	}
+	if c.peers != nil {
+		for id, p := range c.peers() {
+			if sid, err := spiffeid.FromString(id); err == nil {
+				if _, here := local[sid]; here {
+					continue
+				}
+			}
+			out[p.Replica]++
+		}
+	}
+	return out
+}

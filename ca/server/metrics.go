@@ -34,6 +34,10 @@ const (
 	// MetricConnectedAgents is the number of agents holding an entry-sync
 	// stream open.
 	MetricConnectedAgents = "signet_connected_agents"
+	// MetricReplicaAgents is the number of agents connected to each CA
+	// replica sharing the store (this one included), by replica: which
+	// replica each agent talks to, as this replica sees it.
+	MetricReplicaAgents = "signet_replica_connected_agents"
 	// MetricBundleRevision is the trust bundle's revision.
 	MetricBundleRevision = "signet_bundle_revision"
 	// MetricAuthorityExpiry is the seconds until each authority that is
@@ -190,7 +194,7 @@ func (m *Metrics) bind(s *Server) {
 	if m == nil {
 		return
 	}
-	m.state.src.Store(&stateSource{store: s.store, conns: s.conns, clock: s.cfg.Clock, td: s.cfg.TrustDomain})
+	m.state.src.Store(&stateSource{store: s.store, conns: s.conns, clock: s.cfg.Clock, td: s.cfg.TrustDomain, name: s.cfg.ServerName})
 }
 
 // meteredStore times the read-write transactions of the store it wraps.
@@ -225,6 +229,8 @@ type stateSource struct {
 	conns *api.Connections
 	clock clock.Clock
 	td    spiffeid.TrustDomain
+	// name is this server's replica name.
+	name string
 }
 
 // stateCollector reads the CA's state at scrape time, in one read
@@ -235,6 +241,7 @@ type stateCollector struct {
 	src       atomic.Pointer[stateSource]
 	entries   *prometheus.Desc
 	connected *prometheus.Desc
+	replicas  *prometheus.Desc
 	revision  *prometheus.Desc
 	expiry    *prometheus.Desc
 	audit     *prometheus.Desc
@@ -244,7 +251,9 @@ func newStateCollector() *stateCollector {
 	return &stateCollector{
 		entries:   prometheus.NewDesc(MetricEntries, "Registration entries in the store.", nil, nil),
 		connected: prometheus.NewDesc(MetricConnectedAgents, "Agents holding an entry-sync stream open to this server.", nil, nil),
-		revision:  prometheus.NewDesc(MetricBundleRevision, "Revision of the trust bundle.", nil, nil),
+		replicas: prometheus.NewDesc(MetricReplicaAgents, "Agents holding an entry-sync stream open to each CA replica sharing the store, by replica (server_name).",
+			[]string{"replica"}, nil),
+		revision: prometheus.NewDesc(MetricBundleRevision, "Revision of the trust bundle.", nil, nil),
 		expiry: prometheus.NewDesc(MetricAuthorityExpiry, "Seconds until each authority that is not retired expires, by authority_id, kind and state (negative once expired).",
 			[]string{"authority_id", "kind", "state"}, nil),
 		audit: prometheus.NewDesc(MetricAuditRecords, "Audit records ever written (the sequence number of the log's head).", nil, nil),
@@ -255,6 +264,7 @@ func newStateCollector() *stateCollector {
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.entries
 	ch <- c.connected
+	ch <- c.replicas
 	ch <- c.revision
 	ch <- c.expiry
 	ch <- c.audit
@@ -267,6 +277,17 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	ch <- prometheus.MustNewConstMetric(c.connected, prometheus.GaugeValue, float64(len(src.conns.Snapshot())))
+	byReplica := src.conns.ByReplica()
+	if n, ok := byReplica[""]; ok { // a store of its own: no peers named it
+		delete(byReplica, "")
+		byReplica[src.name] += n
+	}
+	if _, ok := byReplica[src.name]; !ok {
+		byReplica[src.name] = 0 // this replica is there, with no agent
+	}
+	for name, n := range byReplica {
+		ch <- prometheus.MustNewConstMetric(c.replicas, prometheus.GaugeValue, float64(n), name)
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), stateTimeout)
 	defer cancel()

@@ -182,6 +182,9 @@ func TestMetrics(t *testing.T) {
 	if got, _ := gauge(t, reg, MetricConnectedAgents, nil); got != 0 {
 		t.Errorf("%s before any sync stream = %v, want 0", MetricConnectedAgents, got)
 	}
+	if got, ok := gauge(t, reg, MetricReplicaAgents, map[string]string{"replica": "default"}); !ok || got != 0 {
+		t.Errorf("%s{replica=default} before any sync stream = %v (present %v), want 0", MetricReplicaAgents, got, ok)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	stream, err := n.client.SyncEntries(ctx, &nodev1.SyncEntriesRequest{})
 	if err != nil {
@@ -192,6 +195,10 @@ func TestMetrics(t *testing.T) {
 	}
 	if got, _ := gauge(t, reg, MetricConnectedAgents, nil); got != 1 {
 		t.Errorf("%s with a sync stream open = %v, want 1", MetricConnectedAgents, got)
+	}
+	// The one server of a bbolt store is the replica named "default".
+	if got, ok := gauge(t, reg, MetricReplicaAgents, map[string]string{"replica": "default"}); !ok || got != 1 {
+		t.Errorf("%s{replica=default} with a sync stream open = %v (present %v), want 1", MetricReplicaAgents, got, ok)
 	}
 	cancel()
 	waitUntil(t, "connected agents back to 0", func() bool {

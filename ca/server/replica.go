@@ -149,6 +149,11 @@ type sharedRootKeys struct {
 // rootKeyMeta is the meta key of a root's encrypted key file.
 func rootKeyMeta(ref string) string { return "root_key/" + ref }
 
+// SharedRootKeyMeta is the meta key under which replicas on a shared store
+// find the encrypted key file of the root whose Authority.KeyRef is ref
+// (signet store migrate puts a bbolt server's root keys there).
+func SharedRootKeyMeta(ref string) string { return rootKeyMeta(ref) }
+
 // isRootKey reports whether a key name or reference is a root's (see
 // rotation's key names: kind, a dash, the authority ID).
 func isRootKey(ref string) bool {

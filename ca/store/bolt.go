@@ -142,7 +142,7 @@ func Open(path string, opts Options) (*Bolt, error) {
 		InitialMmapSize: initialMmapSize,
 	})
 	if errors.Is(err, bolterrors.ErrTimeout) {
-		return nil, fmt.Errorf("opening store %s: another process holds its lock: %w", path, err)
+		return nil, fmt.Errorf("opening store %s: another process holds its lock (%w: %w)", path, ErrLocked, err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("opening store %s: %w", path, err)

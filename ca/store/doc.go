@@ -109,6 +109,12 @@
 // prefix at one revision) and its own restore into an empty store; the
 // framing and the header are shared.
 //
+// Bolt.Export reads a whole store in one read transaction as it is stored
+// (Contents: used join tokens, the current SVID index, every meta key and
+// the counters, beside the Tx to walk the SVID index and the audit log),
+// for a copy into another backend (etcdstore.Store.Import, behind signet
+// store migrate).
+//
 // A long backup keeps its read transaction open while its reader is slow,
 // so the pages of that instant are not reused: the file can grow during
 // it.

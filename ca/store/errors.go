@@ -33,3 +33,7 @@ const MaxRecordBytes = 64 << 10
 // still have happened, which the CA's writes tolerate (see package
 // etcdstore). Retrying later may work.
 var ErrUnavailable = errors.New("store: unavailable")
+
+// ErrLocked: Open found the file held by another process (a running
+// server): nothing was read or written.
+var ErrLocked = errors.New("store: held by another process")

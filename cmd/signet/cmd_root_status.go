@@ -60,7 +60,11 @@ func (o *rootStatusOptions) run(ctx context.Context, env *cliEnv) error {
 	}
 	fmt.Fprintf(env.stdout, "\nbundle revision %d\n", resp.BundleRevision)
 	fmt.Fprintln(env.stdout, describeSchedule(resp.RootSchedule))
-	return nil
+	lines, err := replicaLines(ctx, &o.admin, resp.BundleRevision)
+	for _, l := range lines {
+		fmt.Fprintln(env.stdout, l)
+	}
+	return err
 }
 
 // describeSchedule is the root status line about the automatic schedule.

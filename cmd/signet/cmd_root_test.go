@@ -65,6 +65,12 @@ func (f *fakeRootAdmin) RetireRoot(_ context.Context, req *adminv1.RetireRootReq
 // serveFake serves f on a Unix socket and returns an env pointing at it.
 func serveFake(t *testing.T, f *fakeRootAdmin) (*cliEnv, *bytes.Buffer, *bytes.Buffer) {
 	t.Helper()
+	return serveFakeAdmin(t, f)
+}
+
+// serveFakeAdmin serves any fake admin service, as serveFake does.
+func serveFakeAdmin(t *testing.T, f adminv1.AdminServiceServer) (*cliEnv, *bytes.Buffer, *bytes.Buffer) {
+	t.Helper()
 	dir, err := os.MkdirTemp("", "sgc")
 	if err != nil {
 		t.Fatal(err)

@@ -7,5 +7,6 @@ func newStoreCommand(env *cliEnv) *cobra.Command {
   signet store restore --from signet-backup.db --data-dir /var/lib/signet-restored`,
 		newStoreBackupCommand(env),
 		newStoreRestoreCommand(env),
+		newStoreMigrateCommand(env),
 	)
 }

@@ -12,6 +12,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"io"
+	"maps"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -36,6 +37,9 @@ type exampleConfig struct {
 	// pod it runs in (k8s_clusters without a kubeconfig), which a test
 	// does not run in: the check must get that far, and fail there.
 	inCluster bool
+	// etcd: the configuration keeps the state in etcd and names its
+	// client TLS files, which exist only on the target host.
+	etcd bool
 }
 
 // exampleConfigs finds every signet configuration under deploy/: the files
@@ -64,6 +68,18 @@ func exampleConfigs(t *testing.T) []exampleConfig {
 		t.Fatal(err)
 	}
 	manifests = append(manifests, k8s...)
+	replicas, err := filepath.Glob(filepath.Join(deployDir, "kubernetes", "replicas", "*.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	manifests = append(manifests, replicas...)
+	// The configuration of the three CA machines (systemd/replicas).
+	replicaConfig := filepath.Join(deployDir, "systemd", "replicas", "server.yaml")
+	data, err := os.ReadFile(replicaConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out = append(out, exampleConfig{name: replicaConfig, command: "server", data: data, etcd: true})
 	for _, f := range manifests {
 		for i, doc := range yamlDocuments(t, f) {
 			var cm struct {
@@ -85,7 +101,8 @@ func exampleConfigs(t *testing.T) []exampleConfig {
 				}
 				name := f + ": ConfigMap " + cm.Metadata.Name + " key " + key
 				out = append(out, exampleConfig{name: name, command: commandFor(t, name, key), data: []byte(content),
-					inCluster: strings.Contains(content, "k8s_clusters:") && !strings.Contains(content, "kubeconfig:")})
+					inCluster: strings.Contains(content, "k8s_clusters:") && !strings.Contains(content, "kubeconfig:"),
+					etcd:      strings.Contains(content, "store: etcd")})
 			}
 		}
 	}
@@ -196,6 +213,10 @@ func TestConfigExamples(t *testing.T) {
 	env := hostFiles(t)
 	for _, ex := range exampleConfigs(t) {
 		t.Run(ex.name, func(t *testing.T) {
+			env := env
+			if ex.etcd {
+				env = etcdHostFiles(t, env)
+			}
 			out, err := checkConfig(t, ex.command, ex.data, env)
 			if ex.inCluster {
 				const want = "kubeapi: not running in a Kubernetes pod"
@@ -252,4 +273,46 @@ func TestConfigExamplesBroken(t *testing.T) {
 			}
 		})
 	}
+}
+
+// etcdHostFiles is hostFiles with the etcd client TLS files a replica's
+// configuration names (etcd_ca, etcd_cert, etcd_key), set through the
+// environment as hostFiles does the others.
+func etcdHostFiles(t *testing.T, base map[string]string) map[string]string {
+	t.Helper()
+	dir := t.TempDir()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2),
+		Subject:      pkix.Name{CommonName: "signet etcd client"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string][]byte{
+		"ca.pem":         testRootPEM(t),
+		"client.pem":     pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		"client-key.pem": pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
+	}
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	env := maps.Clone(base)
+	env["SIGNET_ETCD_CA"] = filepath.Join(dir, "ca.pem")
+	env["SIGNET_ETCD_CERT"] = filepath.Join(dir, "client.pem")
+	env["SIGNET_ETCD_KEY"] = filepath.Join(dir, "client-key.pem")
+	return env
 }

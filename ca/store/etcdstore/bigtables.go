@@ -194,6 +194,14 @@ func (t *etx) PutSVID(r *store.SVIDRecord) error {
 	if err := t.checkWritable(); err != nil {
 		return fmt.Errorf("putting svid %q: %w", r.Serial, err)
 	}
+	if err := t.appendSVID(r); err != nil {
+		return err
+	}
+	return t.setCurrent(r)
+}
+
+// appendSVID adds r to the SVID index, not to the current index.
+func (t *etx) appendSVID(r *store.SVIDRecord) error {
 	rec, err := json.Marshal(r)
 	if err != nil {
 		return fmt.Errorf("putting svid %q: encoding record: %w", r.Serial, err)
@@ -208,7 +216,7 @@ func (t *etx) PutSVID(r *store.SVIDRecord) error {
 		setJ(t, t.big.openSVID, sec, key)
 	}
 	t.appendRec(p, rec)
-	return t.setCurrent(r)
+	return nil
 }
 
 // setCurrent makes r the current SVID of its entry and node unless the

@@ -187,6 +187,13 @@
 // One record must fit in one etcd request (two thirds of
 // Options.MaxRequestBytes): a larger meta value is refused.
 //
+// Import copies a stopped server's Bolt store (store.Bolt.Export) into an
+// empty prefix: the small tables in one transaction, then the SVID index
+// and the audit log in transactions of importChunk records, each chunked
+// within etcd's limits like any commit. The audit head is set where the
+// first copied record chains from, so a pruned log keeps its seqs and
+// hashes and the chain goes on.
+//
 // Nothing but signet may write under the prefix. The store holds only
 // what the CA gives it: no private key in clear (Authority.KeyRef names a
 // file or a KMS key).
