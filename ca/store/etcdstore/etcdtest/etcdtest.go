@@ -114,6 +114,23 @@ func (c *Cluster) Close() {
 	}
 }
 
+// Leader returns the index of the member that leads the raft group now,
+// or -1 if no running member knows of a leader.
+func (c *Cluster) Leader() int {
+	for _, e := range c.members {
+		if e == nil {
+			continue
+		}
+		lead := e.Server.Leader()
+		for i, m := range c.members {
+			if m != nil && m.Server.MemberID() == lead {
+				return i
+			}
+		}
+	}
+	return -1
+}
+
 // Endpoints are the client URLs of the members.
 func (c *Cluster) Endpoints() []string {
 	var out []string
