@@ -142,7 +142,8 @@ func TestReplicaEtcdMemberLostDuringBulkCreate(t *testing.T) {
 		if err := os.WriteFile(file, []byte(b.String()), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		victim := cluster.Leader()
+		var victim int
+		waitFor(t, 10*time.Second, "an etcd leader", func() bool { victim = cluster.Leader(); return victim >= 0 })
 		if !rd.leader {
 			victim = (victim + 1) % 3
 		}

@@ -7,7 +7,8 @@
 //	defer c.Close()
 //	st, err := etcdstore.Open(ctx, etcdstore.Options{Endpoints: c.Endpoints()})
 //
-// Stop and Restart a member to test failures; a member stopped while
+// Stop and Restart a member to test failures (Leader names the one to
+// stop for the worst case); a member stopped while
 // clients are connected takes etcd's request timeout (7s) to stop.
 package etcdtest
 
