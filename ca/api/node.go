@@ -490,6 +490,7 @@ func (s *NodeService) SyncEntries(_ *nodev1.SyncEntriesRequest, stream nodev1.No
 	var policiesSent string // policySetVersion of the mTLS policies the node has
 	var rotateGenSent int64 // rotate generation the node has (root activate --rotate-now)
 	var fedSent string      // version of the federated bundles the node has
+	var holdSince time.Time // when a new rotate generation was first held back (node_rotate.go)
 	for first := true; ; first = false {
 		var (
 			entries  []*store.Entry
@@ -532,6 +533,23 @@ func (s *NodeService) SyncEntries(_ *nodev1.SyncEntriesRequest, stream nodev1.No
 			}
 			if rotateGen, err = bundle.RotateGeneration(tx); err != nil {
 				return err
+			}
+			if !first && rotateGen > rotateGenSent {
+				ready, err := s.signsUnderActiveRoot(tx)
+				if err != nil {
+					return err
+				}
+				if now := s.cfg.Clock.Now(); ready || (!holdSince.IsZero() && now.Sub(holdSince) >= rotateHoldMax) {
+					if !ready {
+						s.log.Warn("this server does not sign under the active root yet; sending the rotate generation anyway", logNodeID, nodeID.String(), logRevision, rotateGen)
+					}
+					holdSince = time.Time{}
+				} else {
+					if holdSince.IsZero() {
+						holdSince = now
+					}
+					rotateGen = rotateGenSent
+				}
 			}
 			if fed, err = readFederatedBundles(tx); err != nil {
 				return err
@@ -585,14 +603,24 @@ func (s *NodeService) SyncEntries(_ *nodev1.SyncEntriesRequest, stream nodev1.No
 				}
 			}
 		}
+		var recheck <-chan time.Time
+		var recheckTimer clock.Timer
+		if !holdSince.IsZero() {
+			recheckTimer = s.cfg.Clock.NewTimer(rotateHoldRecheck)
+			recheck = recheckTimer.C()
+		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-autoChanged:
+		case <-recheck:
 		case _, ok := <-changes:
 			if !ok {
 				return status.Error(codes.Unavailable, "server is shutting down")
 			}
+		}
+		if recheckTimer != nil {
+			recheckTimer.Stop()
 		}
 	}
 }

@@ -80,7 +80,10 @@
 // costs what the entries and nodes do, not the SVIDs ever issued); Force
 // overrides both. RotateNow increments the rotate generation
 // (bundle.RotateGenerationKey) that the node API sends to agents, which
-// then re-mint every SVID at once, spread with jitter. PrepareRoot can
+// then re-mint every SVID at once, spread with jitter (each server sends
+// it once its own intermediate is under the new root, so that replicas
+// sharing the store never answer the re-mint under the old one; see
+// ca/api/node_rotate.go). PrepareRoot can
 // also import a root, or make a CSR for the organisation's CA and import
 // the signed certificate later.
 //

@@ -7,7 +7,8 @@
 //	defer c.Close()
 //	st, err := etcdstore.Open(ctx, etcdstore.Options{Endpoints: c.Endpoints()})
 //
-// Stop and Restart a member to test failures; a member stopped while
+// Stop and Restart a member to test failures (Leader names the one to
+// stop for the worst case); a member stopped while
 // clients are connected takes etcd's request timeout (7s) to stop.
 package etcdtest
 
@@ -112,6 +113,23 @@ func (c *Cluster) Close() {
 	for i := range c.members {
 		c.Stop(i)
 	}
+}
+
+// Leader returns the index of the member that leads the raft group now,
+// or -1 if no running member knows of a leader.
+func (c *Cluster) Leader() int {
+	for _, e := range c.members {
+		if e == nil {
+			continue
+		}
+		lead := e.Server.Leader()
+		for i, m := range c.members {
+			if m != nil && m.Server.MemberID() == lead {
+				return i
+			}
+		}
+	}
+	return -1
 }
 
 // Endpoints are the client URLs of the members.
