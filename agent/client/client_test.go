@@ -97,19 +97,26 @@ func testAttest(t *testing.T, s *testserver.Server) {
 	tests := []struct {
 		name     string
 		params   client.AttestParams
-		wantCode codes.Code // of the error, when wantErr is set
+		key      crypto.Signer // nil: key
+		wantCode codes.Code    // of the error, when wantErr is set
 		wantErr  string
 	}{
 		{name: "unknown token", params: client.AttestParams{Bootstrap: s.Roots(t), JoinToken: "no-such-token"}, wantCode: codes.PermissionDenied, wantErr: "attesting"},
 		{name: "no bundle", params: client.AttestParams{JoinToken: tok.GetToken()}, wantErr: "a trust bundle is required"},
 		{name: "roots of another CA", params: client.AttestParams{Bootstrap: []*x509.Certificate{otherRoot}, JoinToken: tok.GetToken()}, wantCode: codes.Unavailable, wantErr: "attesting"},
 		{name: "valid token", params: client.AttestParams{Bootstrap: s.Roots(t), JoinToken: tok.GetToken()}},
-		{name: "token used twice", params: client.AttestParams{Bootstrap: s.Roots(t), JoinToken: tok.GetToken()}, wantCode: codes.PermissionDenied, wantErr: "attesting"},
+		// The same key again is a retry whose answer was lost: the CA
+		// gives the attestation back. Another key is another agent.
+		{name: "token retried with the same key", params: client.AttestParams{Bootstrap: s.Roots(t), JoinToken: tok.GetToken()}},
+		{name: "token used by another key", params: client.AttestParams{Bootstrap: s.Roots(t), JoinToken: tok.GetToken()}, key: newKey(t), wantCode: codes.PermissionDenied, wantErr: "attesting"},
 	}
 	for _, tt := range tests { // in order: the token is used once
 		t.Run(tt.name, func(t *testing.T) {
 			p := tt.params
 			p.Address, p.TrustDomain, p.Key = s.Addr, td, key
+			if tt.key != nil {
+				p.Key = tt.key
+			}
 			svid, b, err := client.Attest(ctx(t), p)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/signet-mesh/signet/ca/api"
 	"github.com/signet-mesh/signet/ca/store"
 	"github.com/signet-mesh/signet/ca/store/etcdstore"
 	"github.com/signet-mesh/signet/ca/store/etcdstore/etcdtest"
@@ -45,9 +46,12 @@ func TestReplicasOnEtcd(t *testing.T) {
 	cluster := etcdtest.New(t, 1)
 	etcd := &EtcdConfig{Endpoints: cluster.Endpoints(), Prefix: "/replicas-test"}
 	start := time.Now()
-	a := startCA(t, testOpts{etcd: etcd, serverName: "a", noSync: true})
+	// Room for the 50 attestations below at once: the race, not
+	// admission control, decides.
+	room := api.Admission{MaxAttestations: 64}
+	a := startCA(t, testOpts{etcd: etcd, serverName: "a", noSync: true, admission: room})
 	t.Logf("a started in %v", time.Since(start))
-	b := startCA(t, testOpts{etcd: etcd, serverName: "b", noSync: true})
+	b := startCA(t, testOpts{etcd: etcd, serverName: "b", noSync: true, admission: room})
 	t.Logf("b started in %v", time.Since(start))
 
 	if len(a.roots) != 1 || len(b.roots) != 1 || !a.roots[0].Equal(b.roots[0]) {
@@ -164,13 +168,17 @@ func TestReplicasOnEtcd(t *testing.T) {
 		return ok
 	})
 	clients := []nodev1.NodeServiceClient{a.anonClient(t), b.anonClient(t)}
-	key := newKey(t)
-	req := &nodev1.AttestNodeRequest{JoinToken: tok, Csr: csr(t, key)}
+	// Fifty agents, each with its own key (the same key again would be
+	// one agent's retry, which gets its attestation back).
+	reqs := make([]*nodev1.AttestNodeRequest, 50)
+	for i := range reqs {
+		reqs[i] = &nodev1.AttestNodeRequest{JoinToken: tok, Csr: csr(t, newKey(t))}
+	}
 	var wg sync.WaitGroup
 	codesSeen := make([]codes.Code, 50)
 	for i := range codesSeen {
 		wg.Go(func() {
-			_, err := clients[i%2].AttestNode(t.Context(), req)
+			_, err := clients[i%2].AttestNode(t.Context(), reqs[i])
 			codesSeen[i] = status.Code(err)
 		})
 	}
