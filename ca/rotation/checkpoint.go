@@ -5,7 +5,9 @@ import (
 	"crypto"
 	"crypto/x509"
 	"encoding/hex"
+	"fmt"
 
+	"github.com/signet-mesh/signet/ca/audit"
 	"github.com/signet-mesh/signet/ca/store"
 )
 
@@ -36,3 +38,30 @@ func (m *Manager) CheckpointSigner(ctx context.Context) (crypto.Signer, string, 
 // CheckpointKeyID names a root's key in audit checkpoints: the hex of its
 // subject key identifier.
 func CheckpointKeyID(root *x509.Certificate) string { return hex.EncodeToString(root.SubjectKeyId) }
+
+// CheckpointKeys are the keys that may have signed the audit checkpoints
+// in st: every root's, retired ones included, so old checkpoints verify.
+func CheckpointKeys(ctx context.Context, st store.Store) (audit.Keys, error) {
+	keys := map[string]crypto.PublicKey{}
+	err := st.View(ctx, func(tx store.Tx) error {
+		auths, err := tx.ListAuthorities()
+		if err != nil {
+			return err
+		}
+		for _, a := range auths {
+			if a.Kind != store.KindRoot {
+				continue
+			}
+			c, err := x509.ParseCertificate(a.CertDER)
+			if err != nil {
+				return fmt.Errorf("root %s: %w", a.ID, err)
+			}
+			keys[CheckpointKeyID(c)] = c.PublicKey
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading the roots: %w", err)
+	}
+	return audit.KeyMap(keys), nil
+}

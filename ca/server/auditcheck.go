@@ -2,13 +2,10 @@ package server
 
 import (
 	"context"
-	"crypto"
-	"crypto/x509"
 	"errors"
 
 	"github.com/signet-mesh/signet/ca/audit"
 	"github.com/signet-mesh/signet/ca/rotation"
-	"github.com/signet-mesh/signet/ca/store"
 )
 
 // checkAuditChain verifies the audit log from its newest checkpoint to its
@@ -18,7 +15,7 @@ import (
 // the server starts all the same (refusing to issue would not bring the
 // record back), and `signet audit verify` names the same seq.
 func (s *Server) checkAuditChain(ctx context.Context) {
-	keys, err := checkpointKeys(ctx, s.store)
+	keys, err := rotation.CheckpointKeys(ctx, s.store)
 	var rep audit.Report
 	if err == nil {
 		rep, err = audit.VerifyTail(ctx, s.store, keys)
@@ -36,31 +33,4 @@ func (s *Server) checkAuditChain(ctx context.Context) {
 		s.cfg.Metrics.setAuditChain(true, 0)
 		s.log.Info("audit chain verified", logFromSeq, rep.FirstSeq, logToSeq, rep.LastSeq, logRecords, rep.Records)
 	}
-}
-
-// checkpointKeys are the keys that may have signed checkpoints: every
-// root's, retired ones included.
-func checkpointKeys(ctx context.Context, st store.Store) (audit.Keys, error) {
-	keys := map[string]crypto.PublicKey{}
-	err := st.View(ctx, func(tx store.Tx) error {
-		auths, err := tx.ListAuthorities()
-		if err != nil {
-			return err
-		}
-		for _, a := range auths {
-			if a.Kind != store.KindRoot {
-				continue
-			}
-			c, err := x509.ParseCertificate(a.CertDER)
-			if err != nil {
-				return err
-			}
-			keys[rotation.CheckpointKeyID(c)] = c.PublicKey
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return audit.KeyMap(keys), nil
 }

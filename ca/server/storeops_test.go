@@ -14,6 +14,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/signet-mesh/signet/ca/audit"
+	"github.com/signet-mesh/signet/ca/rotation"
 	"github.com/signet-mesh/signet/ca/store"
 	adminv1 "github.com/signet-mesh/signet/proto/signet/admin/v1"
 )
@@ -119,7 +120,7 @@ func TestBackupAndRestore(t *testing.T) {
 
 func mustKeys(t *testing.T, s *Server) audit.Keys {
 	t.Helper()
-	k, err := checkpointKeys(context.Background(), s.store)
+	k, err := rotation.CheckpointKeys(context.Background(), s.store)
 	if err != nil {
 		t.Fatal(err)
 	}

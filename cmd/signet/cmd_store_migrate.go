@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"os"
@@ -137,7 +135,7 @@ func (o *storeMigrateOptions) run(ctx context.Context, env *cliEnv) error {
 	if err != nil {
 		return err
 	}
-	keys, err := migratedRootKeys(ctx, dst)
+	keys, err := rotation.CheckpointKeys(ctx, dst)
 	if err != nil {
 		return err
 	}
@@ -198,31 +196,4 @@ func shareRootKeys(ctx context.Context, st store.Store, keysDir string) (shared 
 		return 0, nil, fmt.Errorf("sharing the root keys: %w", err)
 	}
 	return shared, missing, nil
-}
-
-// migratedRootKeys are the keys that may have signed checkpoints: every
-// root's, retired ones included.
-func migratedRootKeys(ctx context.Context, st store.Store) (audit.Keys, error) {
-	m := map[string]crypto.PublicKey{}
-	err := st.View(ctx, func(tx store.Tx) error {
-		auths, err := tx.ListAuthorities()
-		if err != nil {
-			return err
-		}
-		for _, a := range auths {
-			if a.Kind != store.KindRoot {
-				continue
-			}
-			c, err := x509.ParseCertificate(a.CertDER)
-			if err != nil {
-				return fmt.Errorf("root %s: %w", a.ID, err)
-			}
-			m[rotation.CheckpointKeyID(c)] = c.PublicKey
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("reading the roots: %w", err)
-	}
-	return audit.KeyMap(m), nil
 }
