@@ -12,15 +12,13 @@ import (
 	"sync"
 	"time"
 
-	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	secretv3 "github.com/envoyproxy/go-control-plane/envoy/service/secret/v3"
-	statuspb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/signet-mesh/signet/internal/backoff"
 	"github.com/signet-mesh/signet/internal/clock"
+	envoypb "github.com/signet-mesh/signet/proto/signet/envoy/v1"
 	"github.com/signet-mesh/signet/sds/internal/logkey"
 	"github.com/signet-mesh/signet/sds/server"
 )
@@ -129,12 +127,12 @@ func (c *Client) follow(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	stream, err := secretv3.NewSecretDiscoveryServiceClient(conn).StreamSecrets(ctx)
+	stream, err := openStream(ctx, conn)
 	if err != nil {
 		return fmt.Errorf("opening stream: %w", err)
 	}
 	c.mu.Lock()
-	first := &discoveryv3.DiscoveryRequest{TypeUrl: server.SecretTypeURL, ResourceNames: c.names, VersionInfo: c.version}
+	first := &envoypb.DiscoveryRequest{TypeUrl: server.SecretTypeURL, ResourceNames: c.names, VersionInfo: c.version}
 	c.mu.Unlock()
 	if err := stream.Send(first); err != nil {
 		return fmt.Errorf("sending request: %w", err)
@@ -152,8 +150,8 @@ func (c *Client) follow(ctx context.Context) error {
 
 // handle applies a response and returns its ACK, or its NACK when any
 // requested secret in it is invalid; a NACKed response changes nothing.
-func (c *Client) handle(resp *discoveryv3.DiscoveryResponse) *discoveryv3.DiscoveryRequest {
-	reply := &discoveryv3.DiscoveryRequest{TypeUrl: server.SecretTypeURL, ResourceNames: c.names, ResponseNonce: resp.GetNonce()}
+func (c *Client) handle(resp *envoypb.DiscoveryResponse) *envoypb.DiscoveryRequest {
+	reply := &envoypb.DiscoveryRequest{TypeUrl: server.SecretTypeURL, ResourceNames: c.names, ResponseNonce: resp.GetNonce()}
 	parsed, err := parseResponse(resp, c.names)
 
 	c.mu.Lock()
@@ -161,7 +159,7 @@ func (c *Client) handle(resp *discoveryv3.DiscoveryResponse) *discoveryv3.Discov
 	if err != nil {
 		c.log.Warn("rejecting secrets", logkey.Version, resp.GetVersionInfo(), logkey.KeptVersion, c.version, logkey.Error, err)
 		reply.VersionInfo = c.version
-		reply.ErrorDetail = &statuspb.Status{Code: int32(codes.InvalidArgument), Message: err.Error()}
+		reply.ErrorDetail = &envoypb.Status{Code: int32(codes.InvalidArgument), Message: err.Error()}
 		return reply
 	}
 	c.backoff.Reset() // the agent is healthy: the next failure starts over
@@ -266,4 +264,17 @@ func wrapErr(err error) error {
 		return nil
 	}
 	return fmt.Errorf("sds/client: %w", err)
+}
+
+// streamSecretsDesc describes the SDS StreamSecrets call (see
+// sds/server's service.go for why it is written by hand).
+var streamSecretsDesc = grpc.StreamDesc{StreamName: "StreamSecrets", ServerStreams: true, ClientStreams: true}
+
+// openStream opens a StreamSecrets stream on conn.
+func openStream(ctx context.Context, conn *grpc.ClientConn) (grpc.BidiStreamingClient[envoypb.DiscoveryRequest, envoypb.DiscoveryResponse], error) {
+	s, err := conn.NewStream(ctx, &streamSecretsDesc, server.StreamSecretsMethod)
+	if err != nil {
+		return nil, err
+	}
+	return &grpc.GenericClientStream[envoypb.DiscoveryRequest, envoypb.DiscoveryResponse]{ClientStream: s}, nil
 }

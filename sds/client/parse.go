@@ -9,12 +9,11 @@ import (
 	"fmt"
 	"slices"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
-	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"google.golang.org/protobuf/proto"
 
+	envoypb "github.com/signet-mesh/signet/proto/signet/envoy/v1"
 	"github.com/signet-mesh/signet/sds/server"
 )
 
@@ -36,7 +35,7 @@ type Secret struct {
 // parseResponse parses the secrets of resp that are among names, and fails
 // if any of them is invalid or appears twice. Secrets not asked for are
 // ignored, as the xDS protocol says clients do.
-func parseResponse(resp *discoveryv3.DiscoveryResponse, names []string) (map[string]*entry, error) {
+func parseResponse(resp *envoypb.DiscoveryResponse, names []string) (map[string]*entry, error) {
 	if t := resp.GetTypeUrl(); t != server.SecretTypeURL {
 		return nil, fmt.Errorf("response type_url %q, want %q", t, server.SecretTypeURL)
 	}
@@ -45,8 +44,8 @@ func parseResponse(resp *discoveryv3.DiscoveryResponse, names []string) (map[str
 		if a.GetTypeUrl() != server.SecretTypeURL {
 			return nil, fmt.Errorf("resource of type %q, want %q", a.GetTypeUrl(), server.SecretTypeURL)
 		}
-		msg := &tlsv3.Secret{}
-		if err := a.UnmarshalTo(msg); err != nil {
+		msg := &envoypb.Secret{}
+		if err := proto.Unmarshal(a.GetValue(), msg); err != nil {
 			return nil, fmt.Errorf("decoding secret: %w", err)
 		}
 		name := msg.GetName()
@@ -66,10 +65,10 @@ func parseResponse(resp *discoveryv3.DiscoveryResponse, names []string) (map[str
 }
 
 // parseSecret checks a secret the way Envoy would before using it.
-func parseSecret(msg *tlsv3.Secret) (Secret, error) {
+func parseSecret(msg *envoypb.Secret) (Secret, error) {
 	s := Secret{Name: msg.GetName()}
 	switch t := msg.GetType().(type) {
-	case *tlsv3.Secret_TlsCertificate:
+	case *envoypb.Secret_TlsCertificate:
 		chain, err := inline(t.TlsCertificate.GetCertificateChain())
 		if err != nil {
 			return Secret{}, fmt.Errorf("certificate_chain: %w", err)
@@ -83,7 +82,7 @@ func parseSecret(msg *tlsv3.Secret) (Secret, error) {
 			return Secret{}, fmt.Errorf("tls_certificate: %w", err)
 		}
 		s.Certificate = &cert
-	case *tlsv3.Secret_ValidationContext:
+	case *envoypb.Secret_ValidationContext:
 		vc := t.ValidationContext
 		switch {
 		case vc.GetTrustedCa() != nil:
@@ -111,12 +110,16 @@ func parseSecret(msg *tlsv3.Secret) (Secret, error) {
 
 // parseSPIFFEValidator reads the trust domains of a SPIFFE validator
 // configuration.
-func parseSPIFFEValidator(cfg *corev3.TypedExtensionConfig) (*x509bundle.Set, error) {
+func parseSPIFFEValidator(cfg *envoypb.TypedExtensionConfig) (*x509bundle.Set, error) {
 	if cfg.GetName() != server.SPIFFEValidatorName {
 		return nil, fmt.Errorf("validator %q, want %q", cfg.GetName(), server.SPIFFEValidatorName)
 	}
-	spiffe := &tlsv3.SPIFFECertValidatorConfig{}
-	if err := cfg.GetTypedConfig().UnmarshalTo(spiffe); err != nil {
+	typed := cfg.GetTypedConfig()
+	if typed.GetTypeUrl() != server.SPIFFEValidatorTypeURL {
+		return nil, fmt.Errorf("decoding SPIFFE validator config: typed_config of type %q, want %q", typed.GetTypeUrl(), server.SPIFFEValidatorTypeURL)
+	}
+	spiffe := &envoypb.SPIFFECertValidatorConfig{}
+	if err := proto.Unmarshal(typed.GetValue(), spiffe); err != nil {
 		return nil, fmt.Errorf("decoding SPIFFE validator config: %w", err)
 	}
 	if len(spiffe.GetTrustDomains()) == 0 {
@@ -149,7 +152,7 @@ func parseSPIFFEValidator(cfg *corev3.TypedExtensionConfig) (*x509bundle.Set, er
 
 // inline returns the bytes of an inline data source; SDS from the agent
 // never points at files.
-func inline(ds *corev3.DataSource) ([]byte, error) {
+func inline(ds *envoypb.DataSource) ([]byte, error) {
 	switch {
 	case len(ds.GetInlineBytes()) > 0:
 		return ds.GetInlineBytes(), nil

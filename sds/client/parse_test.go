@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
+	envoypb "github.com/signet-mesh/signet/proto/signet/envoy/v1"
 	"github.com/signet-mesh/signet/sds/internal/sdstest"
 	"github.com/signet-mesh/signet/sds/server"
 )
@@ -106,7 +107,7 @@ func TestParseSecret(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := parseSecret(tt.secret)
+			got, err := parseSecret(wire(t, tt.secret))
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("error = %v, want one containing %q", err, tt.wantErr)
@@ -121,6 +122,22 @@ func TestParseSecret(t *testing.T) {
 			}
 		})
 	}
+}
+
+// wire encodes an Envoy secret, as built with go-control-plane's own types,
+// and decodes it as signet's wire-compatible subset: the parser sees what
+// it would receive from any SDS server.
+func wire(tb testing.TB, s *tlsv3.Secret) *envoypb.Secret {
+	tb.Helper()
+	b, err := proto.Marshal(s)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	out := &envoypb.Secret{}
+	if err := proto.Unmarshal(b, out); err != nil {
+		tb.Fatal(err)
+	}
+	return out
 }
 
 func inlineBytes(b []byte) *corev3.DataSource {

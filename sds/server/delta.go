@@ -6,8 +6,7 @@ import (
 	"maps"
 	"slices"
 
-	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-
+	envoypb "github.com/signet-mesh/signet/proto/signet/envoy/v1"
 	"github.com/signet-mesh/signet/sds/internal/logkey"
 )
 
@@ -22,7 +21,7 @@ import (
 // subscribed again) is always answered.
 type deltaStream struct {
 	srv  *Server
-	send func(*discoveryv3.DeltaDiscoveryResponse) error
+	send func(*envoypb.DeltaDiscoveryResponse) error
 	log  *slog.Logger
 
 	snap       *Snapshot // latest state from the source; nil until the first
@@ -32,7 +31,7 @@ type deltaStream struct {
 	nonce      string // nonce of the latest response
 }
 
-func (st *deltaStream) request(req *discoveryv3.DeltaDiscoveryRequest) error {
+func (st *deltaStream) request(req *envoypb.DeltaDiscoveryRequest) error {
 	if err := checkTypeURL(req.GetTypeUrl()); err != nil {
 		return err
 	}
@@ -102,7 +101,7 @@ func (st *deltaStream) push() error {
 		return nil
 	}
 	// Record before sending: if Send fails the stream is over anyway.
-	resp := &discoveryv3.DeltaDiscoveryResponse{
+	resp := &envoypb.DeltaDiscoveryResponse{
 		TypeUrl:          SecretTypeURL,
 		RemovedResources: removed,
 		Nonce:            st.srv.nextNonce(),
@@ -110,7 +109,7 @@ func (st *deltaStream) push() error {
 	sentNames := make([]string, 0, len(changed))
 	for _, r := range changed {
 		st.known[r.name] = r.version
-		resp.Resources = append(resp.Resources, &discoveryv3.Resource{Name: r.name, Version: r.version, Resource: r.any})
+		resp.Resources = append(resp.Resources, &envoypb.Resource{Name: r.name, Version: r.version, Resource: r.any})
 		sentNames = append(sentNames, r.name)
 	}
 	for _, name := range removed {

@@ -9,14 +9,13 @@ import (
 	"slices"
 	"strings"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
+	envoypb "github.com/signet-mesh/signet/proto/signet/envoy/v1"
 	"github.com/signet-mesh/signet/sds/internal/logkey"
 )
 
@@ -39,6 +38,9 @@ const (
 	// SPIFFEValidatorName is the name of Envoy's SPIFFE certificate
 	// validator extension, used in the "ALL" secret.
 	SPIFFEValidatorName = "envoy.tls.cert_validator.spiffe"
+	// SPIFFEValidatorTypeURL is the type URL of that validator's
+	// typed_config.
+	SPIFFEValidatorTypeURL = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.SPIFFECertValidatorConfig"
 )
 
 // ValidName reports whether name is a secret name the server understands:
@@ -90,7 +92,7 @@ func (s *Server) build(log *slog.Logger, snap *Snapshot, name string) (resource,
 // newResource encodes secret deterministically and names its version after
 // the encoding: the first 8 bytes of its SHA-256, in hex. Equal content gives
 // equal versions on every stream and across agent restarts.
-func newResource(secret *tlsv3.Secret) (resource, error) {
+func newResource(secret *envoypb.Secret) (resource, error) {
 	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(secret)
 	if err != nil {
 		return resource{}, fmt.Errorf("marshaling secret %q: %w", secret.GetName(), err)
@@ -120,7 +122,7 @@ func setVersion(versions map[string]string) string {
 // snap has no such secret: the caller has no identity at all (no bundle
 // either, as on the Workload API), is not entitled to the SVID, the trust
 // domain is unknown, the bundle is not there yet, or the name is not valid.
-func secretFor(snap *Snapshot, name string) (*tlsv3.Secret, error) {
+func secretFor(snap *Snapshot, name string) (*envoypb.Secret, error) {
 	if len(snap.Identities) == 0 {
 		return nil, nil
 	}
@@ -178,7 +180,7 @@ func bundles(snap *Snapshot) []*x509bundle.Bundle {
 
 // tlsCertificate is an SVID as an Envoy tls_certificate: the PEM chain and the
 // PEM PKCS#8 private key, inline.
-func tlsCertificate(name string, svid *x509svid.SVID) (*tlsv3.Secret, error) {
+func tlsCertificate(name string, svid *x509svid.SVID) (*envoypb.Secret, error) {
 	if svid == nil {
 		return nil, fmt.Errorf("secret %q: nil SVID", name)
 	}
@@ -186,9 +188,9 @@ func tlsCertificate(name string, svid *x509svid.SVID) (*tlsv3.Secret, error) {
 	if err != nil {
 		return nil, fmt.Errorf("marshaling SVID %s: %w", svid.ID, err)
 	}
-	return &tlsv3.Secret{
+	return &envoypb.Secret{
 		Name: name,
-		Type: &tlsv3.Secret_TlsCertificate{TlsCertificate: &tlsv3.TlsCertificate{
+		Type: &envoypb.Secret_TlsCertificate{TlsCertificate: &envoypb.TlsCertificate{
 			CertificateChain: inline(certs),
 			PrivateKey:       inline(key),
 		}},
@@ -197,7 +199,7 @@ func tlsCertificate(name string, svid *x509svid.SVID) (*tlsv3.Secret, error) {
 
 // trustedCA is a bundle as a validation_context with trusted_ca, or nil when
 // there is no bundle.
-func trustedCA(name string, b *x509bundle.Bundle) (*tlsv3.Secret, error) {
+func trustedCA(name string, b *x509bundle.Bundle) (*envoypb.Secret, error) {
 	if b == nil || b.Empty() {
 		return nil, nil
 	}
@@ -205,9 +207,9 @@ func trustedCA(name string, b *x509bundle.Bundle) (*tlsv3.Secret, error) {
 	if err != nil {
 		return nil, fmt.Errorf("marshaling bundle of %s: %w", b.TrustDomain(), err)
 	}
-	return &tlsv3.Secret{
+	return &envoypb.Secret{
 		Name: name,
-		Type: &tlsv3.Secret_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
+		Type: &envoypb.Secret_ValidationContext{ValidationContext: &envoypb.CertificateValidationContext{
 			TrustedCa: inline(pem),
 		}},
 	}, nil
@@ -216,29 +218,29 @@ func trustedCA(name string, b *x509bundle.Bundle) (*tlsv3.Secret, error) {
 // spiffeValidator is a validation_context that has Envoy validate peers with
 // its SPIFFE certificate validator against every given trust domain, or nil
 // when there are no bundles.
-func spiffeValidator(name string, bs []*x509bundle.Bundle) (*tlsv3.Secret, error) {
+func spiffeValidator(name string, bs []*x509bundle.Bundle) (*envoypb.Secret, error) {
 	if len(bs) == 0 {
 		return nil, nil
 	}
-	cfg := &tlsv3.SPIFFECertValidatorConfig{}
+	cfg := &envoypb.SPIFFECertValidatorConfig{}
 	for _, b := range bs {
 		pem, err := b.Marshal()
 		if err != nil {
 			return nil, fmt.Errorf("marshaling bundle of %s: %w", b.TrustDomain(), err)
 		}
-		cfg.TrustDomains = append(cfg.TrustDomains, &tlsv3.SPIFFECertValidatorConfig_TrustDomain{
+		cfg.TrustDomains = append(cfg.TrustDomains, &envoypb.SPIFFECertValidatorConfig_TrustDomain{
 			Name:        b.TrustDomain().Name(),
 			TrustBundle: inline(pem),
 		})
 	}
-	typed, err := anyOf(cfg)
+	typed, err := anyOf(SPIFFEValidatorTypeURL, cfg)
 	if err != nil {
 		return nil, err
 	}
-	return &tlsv3.Secret{
+	return &envoypb.Secret{
 		Name: name,
-		Type: &tlsv3.Secret_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
-			CustomValidatorConfig: &corev3.TypedExtensionConfig{
+		Type: &envoypb.Secret_ValidationContext{ValidationContext: &envoypb.CertificateValidationContext{
+			CustomValidatorConfig: &envoypb.TypedExtensionConfig{
 				Name:        SPIFFEValidatorName,
 				TypedConfig: typed,
 			},
@@ -247,17 +249,18 @@ func spiffeValidator(name string, bs []*x509bundle.Bundle) (*tlsv3.Secret, error
 }
 
 // anyOf wraps m deterministically, so the enclosing secret's version depends
-// only on content.
-func anyOf(m proto.Message) (*anypb.Any, error) {
-	a := &anypb.Any{}
-	if err := anypb.MarshalFrom(a, m, proto.MarshalOptions{Deterministic: true}); err != nil {
+// only on content. typeURL is the Envoy name of m's message type (signet's
+// wire-compatible messages have names of their own).
+func anyOf(typeURL string, m proto.Message) (*anypb.Any, error) {
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+	if err != nil {
 		return nil, fmt.Errorf("marshaling %T: %w", m, err)
 	}
-	return a, nil
+	return &anypb.Any{TypeUrl: typeURL, Value: b}, nil
 }
 
-func inline(b []byte) *corev3.DataSource {
-	return &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: b}}
+func inline(b []byte) *envoypb.DataSource {
+	return &envoypb.DataSource{Specifier: &envoypb.DataSource_InlineBytes{InlineBytes: b}}
 }
 
 // uniqueNames returns names sorted, without duplicates and empty strings.

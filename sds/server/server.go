@@ -10,8 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	secretv3 "github.com/envoyproxy/go-control-plane/envoy/service/secret/v3"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"google.golang.org/grpc"
@@ -20,6 +18,7 @@ import (
 
 	"github.com/signet-mesh/signet/internal/clock"
 	"github.com/signet-mesh/signet/internal/peercred"
+	envoypb "github.com/signet-mesh/signet/proto/signet/envoy/v1"
 	"github.com/signet-mesh/signet/sds/internal/logkey"
 )
 
@@ -114,8 +113,6 @@ type Config struct {
 // safe for concurrent use; an idle stream holds only its handler goroutine
 // (see serve).
 type Server struct {
-	secretv3.UnimplementedSecretDiscoveryServiceServer
-
 	source   Source
 	attestor Attestor
 	clock    clock.Clock
@@ -147,11 +144,11 @@ func New(cfg Config) *Server {
 // grpc.Creds(peercred.TransportCredentials()) on a Unix socket, or every call
 // fails with PermissionDenied.
 func (s *Server) Register(g *grpc.Server) {
-	secretv3.RegisterSecretDiscoveryServiceServer(g, s)
+	g.RegisterService(&serviceDesc, s)
 }
 
 // StreamSecrets serves the state-of-the-world protocol (see doc.go).
-func (s *Server) StreamSecrets(stream secretv3.SecretDiscoveryService_StreamSecretsServer) error {
+func (s *Server) StreamSecrets(stream StreamSecretsStream) error {
 	ctx := stream.Context()
 	selectors, log, err := s.attest(ctx, apiStream)
 	if err != nil {
@@ -161,7 +158,7 @@ func (s *Server) StreamSecrets(stream secretv3.SecretDiscoveryService_StreamSecr
 }
 
 // DeltaSecrets serves the incremental protocol (see doc.go).
-func (s *Server) DeltaSecrets(stream secretv3.SecretDiscoveryService_DeltaSecretsServer) error {
+func (s *Server) DeltaSecrets(stream DeltaSecretsStream) error {
 	ctx := stream.Context()
 	selectors, log, err := s.attest(ctx, apiDelta)
 	if err != nil {
@@ -175,7 +172,7 @@ func (s *Server) DeltaSecrets(stream secretv3.SecretDiscoveryService_DeltaSecret
 // not entitled to it (or it does not exist; the two are not told apart, so
 // a caller cannot probe for other workloads' identities), InvalidArgument for
 // a name that is not a valid resource name.
-func (s *Server) FetchSecrets(ctx context.Context, req *discoveryv3.DiscoveryRequest) (*discoveryv3.DiscoveryResponse, error) {
+func (s *Server) FetchSecrets(ctx context.Context, req *envoypb.DiscoveryRequest) (*envoypb.DiscoveryResponse, error) {
 	if err := checkTypeURL(req.GetTypeUrl()); err != nil {
 		return nil, err
 	}
@@ -197,7 +194,7 @@ func (s *Server) FetchSecrets(ctx context.Context, req *discoveryv3.DiscoveryReq
 		log.Warn("fetching secrets", logkey.Error, err)
 		return nil, status.Error(codes.Unavailable, "sds: secrets are not available yet, retry later")
 	}
-	resp := &discoveryv3.DiscoveryResponse{TypeUrl: SecretTypeURL, Nonce: s.nextNonce()}
+	resp := &envoypb.DiscoveryResponse{TypeUrl: SecretTypeURL, Nonce: s.nextNonce()}
 	versions := make(map[string]string, len(names))
 	var missing []string
 	for _, name := range names {

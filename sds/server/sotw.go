@@ -5,8 +5,7 @@ import (
 	"log/slog"
 	"slices"
 
-	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-
+	envoypb "github.com/signet-mesh/signet/proto/signet/envoy/v1"
 	"github.com/signet-mesh/signet/sds/internal/logkey"
 )
 
@@ -22,7 +21,7 @@ import (
 // versions costs no encoding.
 type sotwStream struct {
 	srv  *Server
-	send func(*discoveryv3.DiscoveryResponse) error
+	send func(*envoypb.DiscoveryResponse) error
 	log  *slog.Logger
 
 	snap   *Snapshot         // latest state from the source; nil until the first
@@ -33,7 +32,7 @@ type sotwStream struct {
 	acked  string            // version_info of the latest ACK
 }
 
-func (st *sotwStream) request(req *discoveryv3.DiscoveryRequest) error {
+func (st *sotwStream) request(req *envoypb.DiscoveryRequest) error {
 	if err := checkTypeURL(req.GetTypeUrl()); err != nil {
 		return err
 	}
@@ -104,7 +103,7 @@ func (st *sotwStream) push() error {
 		st.sent = make(map[string]string, len(st.names))
 	}
 	// Record before sending: if Send fails the stream is over anyway.
-	resp := &discoveryv3.DiscoveryResponse{TypeUrl: SecretTypeURL, Nonce: st.srv.nextNonce()}
+	resp := &envoypb.DiscoveryResponse{TypeUrl: SecretTypeURL, Nonce: st.srv.nextNonce()}
 	sentNames := make([]string, 0, len(changed))
 	for _, r := range changed {
 		st.sent[r.name] = r.version
