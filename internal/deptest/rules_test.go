@@ -111,3 +111,20 @@ func (r *recorder) Errorf(format string, args ...any) {
 	r.errs = append(r.errs, fmt.Sprintf(format, args...))
 }
 func (r *recorder) Helper() {}
+
+// TestBinaryStaysLight: every package signet links runs its init and maps
+// its code whatever the command, so an agent pays for what the binary
+// links (issue 19). Kubernetes is reached through internal/kubeapi's
+// hand-written client, and SDS through signet's own subset of Envoy's
+// messages (proto/signet/envoy/v1).
+func TestBinaryStaysLight(t *testing.T) {
+	t.Parallel()
+	deptest.Rule{
+		Packages: []string{module + "cmd/signet"},
+		BadDeps: map[string]string{
+			"k8s.io/...":      "Kubernetes client libraries would weigh on every agent, k8s or not: use internal/kubeapi",
+			"sigs.k8s.io/...": "Kubernetes client libraries would weigh on every agent, k8s or not: use internal/kubeapi",
+			"github.com/envoyproxy/go-control-plane/...": "its generated xDS packages cost megabytes of mapped binary: sds uses proto/signet/envoy/v1",
+		},
+	}.Check(t)
+}
