@@ -3,6 +3,7 @@ package k8sattest
 import (
 	"regexp"
 	"strings"
+	"sync"
 )
 
 // containerSegment matches the path segment that names a container in the
@@ -11,11 +12,16 @@ import (
 // (".../kubepods-burstable-pod<uid>.slice/cri-containerd-<id>.scope",
 // "crio-<id>.scope", "docker-<id>.scope"). CRI-O's "crio-conmon-<id>" is
 // the monitor, not the container, and does not match.
-var containerSegment = regexp.MustCompile(`^(?:(?:cri-containerd|crio|docker|containerd)-)?([0-9a-f]{64})(?:\.scope)?$`)
+var containerSegment = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^(?:(?:cri-containerd|crio|docker|containerd)-)?([0-9a-f]{64})(?:\.scope)?$`)
+})
 
 // podSegment matches the segment naming the pod ("pod<uid>", with
-// underscores for dashes under systemd).
-var podSegment = regexp.MustCompile(`(?:^|-)pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})(?:\.slice)?$`)
+// underscores for dashes under systemd). Both patterns are compiled on
+// first use: agents without k8s workload attestation never need them.
+var podSegment = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`(?:^|-)pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})(?:\.slice)?$`)
+})
 
 // Cgroup is what a process's cgroup paths say about its container.
 type Cgroup struct {
@@ -60,13 +66,13 @@ func ParseCgroup(content string) (c Cgroup, ok bool) {
 func parsePath(path string) (Cgroup, bool) {
 	segs := strings.Split(strings.Trim(path, "/"), "/")
 	for i := len(segs) - 1; i >= 0; i-- {
-		m := containerSegment.FindStringSubmatch(segs[i])
+		m := containerSegment().FindStringSubmatch(segs[i])
 		if m == nil {
 			continue
 		}
 		c := Cgroup{ContainerID: m[1]}
 		for j := i - 1; j >= 0; j-- {
-			if p := podSegment.FindStringSubmatch(segs[j]); p != nil {
+			if p := podSegment().FindStringSubmatch(segs[j]); p != nil {
 				c.PodUID = strings.ReplaceAll(p[1], "_", "-")
 				break
 			}

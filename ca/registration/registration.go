@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -165,12 +166,21 @@ func ParseParentID(s string, td spiffeid.TrustDomain) (spiffeid.ID, error) {
 	return id, nil
 }
 
+// The patterns are compiled on first use, not at init: every signet
+// process links this package, and only the CA and a few commands check
+// entries (dnsLabelRE alone is tens of KB compiled; issue 19).
 var (
-	hexSHA256  = regexp.MustCompile(`^[0-9a-f]{64}$`)
-	unixName   = regexp.MustCompile(`^[A-Za-z0-9_.][A-Za-z0-9_.-]*\$?$`)
-	pathSegRE  = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
-	dnsLabelRE = regexp.MustCompile(`^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?|\*)$`)
+	hexSHA256  = lazyRegexp(`^[0-9a-f]{64}$`)
+	unixName   = lazyRegexp(`^[A-Za-z0-9_.][A-Za-z0-9_.-]*\$?$`)
+	pathSegRE  = lazyRegexp(`^[A-Za-z0-9._-]+$`)
+	dnsLabelRE = lazyRegexp(`^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?|\*)$`)
 )
+
+// lazyRegexp returns a function that compiles expr once, on its first
+// call.
+func lazyRegexp(expr string) func() *regexp.Regexp {
+	return sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(expr) })
+}
 
 // SelectorTypes lists the selector types the agent's attestors produce,
 // with a check for each value.
@@ -217,7 +227,7 @@ func checkUint(v string) error {
 }
 
 func checkUnixName(v string) error {
-	if !unixName.MatchString(v) || len(v) > 256 {
+	if !unixName().MatchString(v) || len(v) > 256 {
 		return errors.New("is not a valid user or group name")
 	}
 	return nil
@@ -231,7 +241,7 @@ func checkAbsPath(v string) error {
 }
 
 func checkSHA256(v string) error {
-	if !hexSHA256.MatchString(v) {
+	if !hexSHA256().MatchString(v) {
 		return errors.New("must be 64 lower-case hex digits")
 	}
 	return nil
@@ -282,7 +292,7 @@ func ParseSelector(s string) error {
 // ParsePathSegment checks a name used as one SPIFFE ID path segment (a node
 // name).
 func ParsePathSegment(field, s string) error {
-	if s == "" || s == "." || s == ".." || !pathSegRE.MatchString(s) || len(s) > 128 {
+	if s == "" || s == "." || s == ".." || !pathSegRE().MatchString(s) || len(s) > 128 {
 		return invalid(field, s, "must be 1-128 letters, digits, dots, dashes or underscores")
 	}
 	return nil
@@ -396,7 +406,7 @@ func checkDNSName(n string, allowWildcard, allowIP bool) error {
 		if l == "*" && !allowWildcard {
 			return errors.New("is a wildcard, which speaks for every host under it (allow wildcards explicitly if you must)")
 		}
-		if !dnsLabelRE.MatchString(l) {
+		if !dnsLabelRE().MatchString(l) {
 			return fmt.Errorf("label %q is not a valid DNS label", l)
 		}
 	}

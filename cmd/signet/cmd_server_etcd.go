@@ -8,6 +8,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/signet-mesh/signet/ca/server"
 )
@@ -17,13 +18,16 @@ import (
 // --check-config refuses what a start would, without reaching etcd.
 
 // serverNameRE is what a replica name may be: it names files and etcd
-// keys, and appears in logs and `node list`.
-var serverNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+// keys, and appears in logs and `node list`. Compiled on first use, not
+// at every start of the binary.
+var serverNameRE = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+})
 
 // storeConfig validates the store keys and sets out.Etcd and
 // out.ServerName.
 func (c serverConfig) storeConfig(out *server.Config) error {
-	if c.ServerName != "" && !serverNameRE.MatchString(c.ServerName) {
+	if c.ServerName != "" && !serverNameRE().MatchString(c.ServerName) {
 		return fmt.Errorf("server_name %q: use 1 to 63 letters, digits, dots, dashes or underscores", c.ServerName)
 	}
 	out.ServerName = c.ServerName
