@@ -5,9 +5,11 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -23,7 +25,8 @@ import (
 //
 // BenchmarkAgentSync1000 times one `entry create --file` of 1000 entries
 // for one node until a Workload API stream holds all 1000 SVIDs (target:
-// under 2 s). The RSS benchmarks (issue 19) report resident memory in KiB
+// under 2 s). The RSS benchmarks (issue 19) run signet as the container
+// image builds it (useImageBinary) and report resident memory in KiB
 // (rss-kb, VmRSS once it holds still), split into anonymous pages
 // (anon-kb) and the binary's file pages (bin-kb):
 //
@@ -114,6 +117,7 @@ func BenchmarkAgentSync1000(b *testing.B) {
 // streams; rss-kb is the agent's VmRSS once it has settled (target: at
 // most 24 MB).
 func BenchmarkAgentRSS(b *testing.B) {
+	useImageBinary(b)
 	const entries, streams = 500, 10
 	uid := strconv.Itoa(os.Getuid())
 	var m rssSample
@@ -150,6 +154,7 @@ func BenchmarkAgentRSS(b *testing.B) {
 // serving its socket (healthcheck ready), no entries (target: at most
 // 16 MB).
 func BenchmarkAgentIdleRSS(b *testing.B) {
+	useImageBinary(b)
 	var m rssSample
 	for i := 0; i < b.N; i++ {
 		s := startServer(b)
@@ -165,6 +170,7 @@ func BenchmarkAgentIdleRSS(b *testing.B) {
 // BenchmarkServerIdleRSS reports an idle CA's settled VmRSS: serving its
 // admin socket and node API, no agents (target: at most 20 MB).
 func BenchmarkServerIdleRSS(b *testing.B) {
+	useImageBinary(b)
 	var m rssSample
 	for i := 0; i < b.N; i++ {
 		s := startServer(b)
@@ -183,6 +189,43 @@ func waitAgentReady(tb testing.TB, a *testAgent) {
 	waitFor(tb, 30*time.Second, "agent "+a.name+" ready", func() bool {
 		return runCLI(tb, nil, "healthcheck", "--socket", a.socket).code == 0
 	})
+}
+
+var (
+	imageOnce sync.Once
+	imagePath string
+	imageErr  error
+)
+
+// useImageBinary makes b's processes run signet built as the container
+// image builds it (deploy/container/Containerfile: static, CGO_ENABLED=0,
+// -trimpath, -ldflags "-s -w", no test hooks), the binary whose memory
+// users see.
+func useImageBinary(b *testing.B) {
+	b.Helper()
+	if testing.Short() {
+		b.Skip("end-to-end benchmark: skipped with -short")
+	}
+	imageOnce.Do(func() {
+		imageDir, imageErr = os.MkdirTemp("", "signet-e2e-image-")
+		if imageErr != nil {
+			return
+		}
+		os.Chmod(imageDir, 0o755)
+		imagePath = filepath.Join(imageDir, "signet")
+		cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", imagePath, "github.com/signet-mesh/signet/cmd/signet")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			imageErr = fmt.Errorf("building signet as the image does: %v\n%s", err, out)
+			return
+		}
+		imageErr = touchSources(filepath.Join("..", ".."))
+	})
+	if imageErr != nil {
+		b.Fatal(imageErr)
+	}
+	imageBin = imagePath
+	b.Cleanup(func() { imageBin = "" })
 }
 
 // rssSample sums memory readings over a benchmark's iterations.

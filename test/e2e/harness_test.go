@@ -25,12 +25,20 @@ var (
 	binPath string
 	binErr  error
 	binDir  string
+
+	// imageBin, when set, is the binary signetBinary returns instead: the
+	// RSS benchmarks measure the build the container image ships (see
+	// useImageBinary).
+	imageBin string
+	imageDir string
 )
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
+	for _, dir := range []string{binDir, imageDir} {
+		if dir != "" {
+			os.RemoveAll(dir)
+		}
 	}
 	os.Exit(code)
 }
@@ -40,6 +48,9 @@ func signetBinary(t testing.TB) string {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("end-to-end test: skipped with -short")
+	}
+	if imageBin != "" {
+		return imageBin
 	}
 	binOnce.Do(func() {
 		binDir, binErr = os.MkdirTemp("", "signet-e2e-bin-")
