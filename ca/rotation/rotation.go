@@ -139,6 +139,9 @@ type Manager struct {
 	// schedule is the automatic root schedule's state: next is touched
 	// only by Run's goroutine, note is read by Schedule.
 	schedule scheduleState
+
+	// wake asks Run to look now rather than at its next tick (see Wake).
+	wake chan struct{}
 }
 
 // New checks cfg, applies its defaults and returns a Manager. It does no
@@ -179,6 +182,7 @@ func New(cfg Config) (*Manager, error) {
 		clock:   clock.OrReal(cfg.Clock),
 		log:     log.With(logComponent, "rotation"),
 		signers: signerCache{keys: cfg.Keys, m: map[string]crypto.Signer{}},
+		wake:    make(chan struct{}, 1),
 	}, nil
 }
 
@@ -215,7 +219,20 @@ func (m *Manager) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-ticker.C():
+		case <-m.wake:
+			m.schedule.next = time.Time{} // a new leader looks at the schedule at once
 		}
+	}
+}
+
+// Wake makes Run look at the authorities and the root schedule now. A
+// replica calls it when it becomes the leader: the step its predecessor
+// died in (a prepare, an activation due before the root expires) must not
+// wait up to checkInterval for the next tick.
+func (m *Manager) Wake() {
+	select {
+	case m.wake <- struct{}{}:
+	default: // a look is already pending
 	}
 }
 

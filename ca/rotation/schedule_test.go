@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -285,5 +286,48 @@ func TestScheduleLooksEveryTick(t *testing.T) {
 	}
 	if late := e.clock.Now().Sub(due); late < 0 || late > tick {
 		t.Errorf("root prepared %v after it was due, want within one tick", late)
+	}
+}
+
+// TestNewLeaderTakesDueStepAtOnce: a replica that becomes the leader takes
+// the step its predecessor left due when Wake is called, without waiting
+// for Run's next tick. (A replica that took over ten seconds before a
+// 90-second root expired once let it expire before activating its
+// successor, because it waited for its next tick.)
+func TestNewLeaderTakesDueStepAtOnce(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	e := newEnv(t)
+	var leading atomic.Bool
+	looked := make(chan struct{}, 1)
+	in := e.startMemKeys(t, newMemKeys(), rotation.Config{
+		RootTTL: 10 * time.Minute, AutoRotateRoots: true, ConnectedAgents: func() map[string]int64 { return nil },
+		Leading: func() bool {
+			select {
+			case looked <- struct{}{}:
+			default:
+			}
+			return leading.Load()
+		},
+	})
+	e.clock.Advance(6 * time.Minute) // past half of the root's life: a prepare is due
+	done := make(chan error, 1)
+	go func() { done <- in.m.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	<-looked // Run's first look, while another replica leads
+	if find(authorities(t, in.store), store.KindRoot, store.StatePrepared) != nil {
+		t.Fatal("a root was prepared by a replica that does not lead")
+	}
+	leading.Store(true)
+	in.m.Wake() // the clock does not move: no tick will come
+	deadline := time.Now().Add(10 * time.Second)
+	for find(authorities(t, in.store), store.KindRoot, store.StatePrepared) == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("the new leader did not prepare the due root after Wake")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

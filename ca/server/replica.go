@@ -45,6 +45,9 @@ type backend struct {
 	etcd    *etcdstore.Store // nil for bbolt
 	replica *etcdstore.Replica
 	leading atomic.Bool
+	// onLead is called when this replica becomes the leader (set once,
+	// before the election runs).
+	onLead func()
 	// peers are the other replicas' agents (shareAgents).
 	peers peerAgents
 }
@@ -79,6 +82,9 @@ func openBackend(ctx context.Context, cfg Config, hooks TestOptions) (*backend, 
 		b.leading.Store(leading)
 		if leading {
 			log.Info("leading: this replica does the once-per-cluster work", logServerName, cfg.ServerName)
+			if b.onLead != nil {
+				b.onLead()
+			}
 		} else {
 			log.Info("no longer leading", logServerName, cfg.ServerName)
 		}

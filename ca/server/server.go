@@ -221,6 +221,7 @@ func newServer(ctx context.Context, cfg Config, hooks TestOptions) (*Server, err
 		be.close()
 		return nil, fmt.Errorf("server: %w", err)
 	}
+	be.onLead = rot.Wake
 	if err := rot.Init(ctx); err != nil {
 		be.close()
 		return nil, fmt.Errorf("server: loading authorities: %w", err)

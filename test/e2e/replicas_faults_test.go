@@ -362,10 +362,16 @@ func TestReplicaScheduledStepLeaderCrash(t *testing.T) {
 	})
 	fetching.check(t)
 
+	// One cycle's steps: the 90-second successor root is past half its
+	// life by now, so the schedule may already have prepared the next
+	// root after the retirement, as it should.
 	steps := map[string]int{}
 	for _, rec := range auditRecords(t, r3) {
 		if rec["actor"] == "signet (automatic root schedule)" {
 			steps[fmt.Sprint(rec["type"])]++
+			if rec["type"] == "authority.retired" {
+				break
+			}
 		}
 	}
 	for _, step := range []string{"authority.prepared", "authority.activated", "authority.retired"} {
