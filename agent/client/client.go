@@ -397,7 +397,7 @@ func makeCSRs(reqs []MintRequest) csrBatch {
 	for range workers {
 		wg.Go(func() {
 			for i := int(next.Add(1) - 1); i < len(reqs); i = int(next.Add(1) - 1) {
-				csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, reqs[i].Key)
+				csr, err := newCSR(reqs[i].Key)
 				if err != nil {
 					errs[i] = err
 					continue
