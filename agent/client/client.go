@@ -24,7 +24,9 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
@@ -316,39 +318,102 @@ type MintResult struct {
 	Err     error
 }
 
-// MintX509SVIDs signs the requests in batches of MaxMintBatch. A failed
-// call returns an error (nothing in that call was minted); per-entry
-// refusals come back in the results.
+// MintX509SVIDs signs the requests in batches of at most MaxMintBatch
+// (mintChunk when there are more than that many). A failed call returns
+// an error with the results of the batches before it (nothing in the
+// failed call was minted); per-entry refusals come back in the results.
+//
+// The CSRs of the next batch are made, on every core, while the CA signs
+// the current one, and only one call is at the CA at a time: a node with
+// hundreds of new entries keeps both busy, and puts no more load on the
+// CA's admission control than one call.
 func (c *Client) MintX509SVIDs(ctx context.Context, reqs []MintRequest) ([]MintResult, error) {
 	out := make([]MintResult, 0, len(reqs))
-	for start := 0; start < len(reqs); start += MaxMintBatch {
-		batch := reqs[start:min(start+MaxMintBatch, len(reqs))]
-		params := make([]*nodev1.MintX509SVIDParams, len(batch))
-		for i, r := range batch {
-			csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, r.Key)
-			if err != nil {
-				return out, fmt.Errorf("client: creating CSR: %w", err)
+	size := MaxMintBatch
+	if len(reqs) > mintChunk {
+		size = mintChunk
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	batches := make(chan csrBatch, 1)
+	go func() {
+		defer close(batches)
+		for start := 0; start < len(reqs); start += size {
+			b := makeCSRs(reqs[start:min(start+size, len(reqs))])
+			select {
+			case batches <- b:
+			case <-ctx.Done():
+				return
 			}
-			params[i] = &nodev1.MintX509SVIDParams{EntryId: r.EntryID, Csr: csr}
+			if b.err != nil {
+				return
+			}
 		}
-		resp, err := c.mintBatch(ctx, params)
+	}()
+	for b := range batches {
+		if b.err != nil {
+			return out, b.err
+		}
+		resp, err := c.mintBatch(ctx, b.params)
 		if err != nil {
 			return out, fmt.Errorf("client: minting SVIDs: %w", err)
 		}
-		if len(resp.GetResults()) != len(batch) {
-			return out, fmt.Errorf("client: CA answered %d results for %d requests", len(resp.GetResults()), len(batch))
+		if len(resp.GetResults()) != len(b.reqs) {
+			return out, fmt.Errorf("client: CA answered %d results for %d requests", len(resp.GetResults()), len(b.reqs))
 		}
 		for i, res := range resp.GetResults() {
-			r := MintResult{EntryID: batch[i].EntryID}
+			r := MintResult{EntryID: b.reqs[i].EntryID}
 			if codes.Code(res.GetCode()) != codes.OK {
 				r.Err = status.Error(codes.Code(res.GetCode()), res.GetMessage())
 			} else {
-				r.SVID, r.Err = SVIDFromProto(res.GetSvid(), batch[i].Key)
+				r.SVID, r.Err = SVIDFromProto(res.GetSvid(), b.reqs[i].Key)
 			}
 			out = append(out, r)
 		}
 	}
 	return out, nil
+}
+
+// mintChunk is the batch size MintX509SVIDs uses for more requests than
+// that: small enough that the CA starts signing after a few milliseconds
+// of CSRs, large enough that a thousand entries take ten calls, well
+// within the CA's per-node rate.
+const mintChunk = 100
+
+// csrBatch is one MintX509SVIDs call's worth of requests with their CSRs.
+type csrBatch struct {
+	reqs   []MintRequest
+	params []*nodev1.MintX509SVIDParams
+	err    error
+}
+
+// makeCSRs makes the CSRs of reqs, on up to GOMAXPROCS goroutines.
+func makeCSRs(reqs []MintRequest) csrBatch {
+	b := csrBatch{reqs: reqs, params: make([]*nodev1.MintX509SVIDParams, len(reqs))}
+	errs := make([]error, len(reqs))
+	workers := min(runtime.GOMAXPROCS(0), len(reqs)/16+1)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < len(reqs); i = int(next.Add(1) - 1) {
+				csr, err := newCSR(reqs[i].Key)
+				if err != nil {
+					errs[i] = err
+					continue
+				}
+				b.params[i] = &nodev1.MintX509SVIDParams{EntryId: reqs[i].EntryID, Csr: csr}
+			}
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			b.err = fmt.Errorf("client: creating CSR: %w", err)
+			break
+		}
+	}
+	return b
 }
 
 func (c *Client) mintBatch(ctx context.Context, params []*nodev1.MintX509SVIDParams) (*nodev1.MintX509SVIDsResponse, error) {

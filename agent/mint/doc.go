@@ -2,8 +2,9 @@
 //
 // X509-SVIDs go through the Minter, a queue: entries that need an SVID
 // (new, changed, or due for renewal) are queued, and Run mints everything
-// queued in batched MintX509SVIDs calls (client.MaxMintBatch per call),
-// each with a key made here on the node. The results reach the cache as one
+// queued in batched MintX509SVIDs calls (agent/client makes the CSRs of
+// the next batch while the CA signs one), each with a key made here on the
+// node. The results reach the cache as one
 // change per batch, and each SVID's renewal is scheduled (agent/rotate).
 //
 //	m := mint.New(mint.Config{Cache: c, CA: conn, Scheduler: sched, NewKey: newKey})

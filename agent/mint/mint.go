@@ -255,6 +255,8 @@ func (m *Minter) mint(ctx context.Context, ids []string) error {
 		}
 	}
 	setErrs := m.cfg.Cache.SetSVIDs(minted)
+	// A disabled debug log must not format the ID and serial of each SVID.
+	logMinted := m.log.Enabled(ctx, slog.LevelDebug)
 	var retry []string
 	for _, r := range results {
 		if r.Err != nil {
@@ -282,7 +284,9 @@ func (m *Minter) mint(ctx context.Context, ids []string) error {
 		if renewing[r.EntryID] {
 			m.rotated()
 		}
-		m.log.Debug("SVID minted", logkey.EntryID, r.EntryID, logkey.SPIFFEID, r.SVID.ID.String(), logkey.Serial, nodeapi.FormatSerial(leaf.SerialNumber), logkey.NotAfter, leaf.NotAfter)
+		if logMinted {
+			m.log.Debug("SVID minted", logkey.EntryID, r.EntryID, logkey.SPIFFEID, r.SVID.ID.String(), logkey.Serial, nodeapi.FormatSerial(leaf.SerialNumber), logkey.NotAfter, leaf.NotAfter)
+		}
 	}
 	if err != nil {
 		// Requests past the failed batch were not minted.

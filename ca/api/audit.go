@@ -42,26 +42,27 @@ func adminActor(ctx context.Context) string {
 
 // issuedRecord is the audit record of one issued certificate.
 func issuedRecord(actor string, leaf *x509.Certificate, authorityID, entryID string, csr []byte) audit.Record {
-	d := map[string]string{
-		audit.DetailSerial:      serialHex(leaf),
-		audit.DetailNotBefore:   audit.FormatTime(leaf.NotBefore),
-		audit.DetailNotAfter:    audit.FormatTime(leaf.NotAfter),
-		audit.DetailAuthorityID: authorityID,
-	}
-	if sum, err := audit.PublicKeySHA256(leaf.PublicKey); err == nil {
-		d[audit.DetailPublicKeySHA256] = sum
-	}
+	return issuedAudit(actor, svidRecord(leaf, authorityID, actor, entryID), leaf, csr)
+}
+
+// issuedAudit is issuedRecord for a certificate whose index record r is
+// built already: the serial and SPIFFE ID are formatted once.
+func issuedAudit(actor string, r *store.SVIDRecord, leaf *x509.Certificate, csr []byte) audit.Record {
+	d := make(map[string]string, 7)
+	d[audit.DetailSerial] = r.Serial
+	d[audit.DetailNotBefore] = audit.FormatTime(leaf.NotBefore)
+	d[audit.DetailNotAfter] = audit.FormatTime(leaf.NotAfter)
+	d[audit.DetailAuthorityID] = r.AuthorityID
+	// The certificate's SubjectPublicKeyInfo DER is what
+	// audit.PublicKeySHA256 would marshal the key to again.
+	d[audit.DetailPublicKeySHA256] = audit.SHA256Hex(leaf.RawSubjectPublicKeyInfo)
 	if len(csr) > 0 {
 		d[audit.DetailCSRSHA256] = audit.SHA256Hex(csr)
 	}
-	if entryID != "" {
-		d[audit.DetailEntryID] = entryID
+	if r.EntryID != "" {
+		d[audit.DetailEntryID] = r.EntryID
 	}
-	subject := ""
-	if len(leaf.URIs) == 1 {
-		subject = leaf.URIs[0].String()
-	}
-	return audit.Record{Type: audit.TypeSVIDIssued, Outcome: audit.OutcomeSuccess, Actor: actor, Subject: subject, Details: d}
+	return audit.Record{Type: audit.TypeSVIDIssued, Outcome: audit.OutcomeSuccess, Actor: actor, Subject: r.SPIFFEID, Details: d}
 }
 
 func entryRecord(typ, actor string, e *store.Entry, method string) audit.Record {

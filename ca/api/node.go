@@ -680,6 +680,7 @@ func (s *NodeService) MintX509SVIDs(ctx context.Context, req *nodev1.MintX509SVI
 
 	refused := s.checkAutoEntries(ctx, nodeID, node, entries, audit.TypeSVIDIssued)
 
+	caller := nodeID.String()
 	results := make([]*nodev1.MintX509SVIDResult, len(params))
 	records := make([]*store.SVIDRecord, len(params))
 	audits := make([]audit.Record, len(params))
@@ -716,8 +717,8 @@ func (s *NodeService) MintX509SVIDs(ctx context.Context, req *nodev1.MintX509SVI
 			return
 		}
 		res.Svid = svidProto(id, svid.Chain)
-		records[i] = svidRecord(svid.Chain[0], svid.AuthorityID, nodeID.String(), e.ID)
-		audits[i] = issuedRecord(nodeID.String(), svid.Chain[0], svid.AuthorityID, e.ID, p.GetCsr())
+		records[i] = svidRecord(svid.Chain[0], svid.AuthorityID, caller, e.ID)
+		audits[i] = issuedAudit(caller, records[i], svid.Chain[0], p.GetCsr())
 	})
 
 	// Record every issued certificate, in the index and the audit log,

@@ -64,6 +64,7 @@ type testOpts struct {
 	etcd       *EtcdConfig
 	serverName string
 	admission  api.Admission
+	metrics    *Metrics
 }
 
 func startCA(tb testing.TB, o testOpts) *testCA {
@@ -74,7 +75,7 @@ func startCA(tb testing.TB, o testOpts) *testCA {
 	}
 	tb.Cleanup(func() { os.RemoveAll(dir) })
 	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := NewForTest(ctx, Config{TrustDomain: td, DataDir: filepath.Join(dir, "data"), Passphrase: []byte("test"), Clock: o.clock, NodeRate: o.nodeRate, Etcd: o.etcd, ServerName: o.serverName, Admission: o.admission},
+	srv, err := NewForTest(ctx, Config{TrustDomain: td, DataDir: filepath.Join(dir, "data"), Passphrase: []byte("test"), Clock: o.clock, NodeRate: o.nodeRate, Etcd: o.etcd, ServerName: o.serverName, Admission: o.admission, Metrics: o.metrics},
 		TestOptions{StoreNoSync: o.noSync, NoAudit: o.noAudit, WrapStore: o.wrapStore, WrapKeys: o.wrapKeys})
 	if err != nil {
 		tb.Fatal(err)
