@@ -116,5 +116,9 @@
 // reconnection (connected agents / ReconnectRate) and, with a rotate
 // generation, a re-mint window sized to the connected fleet's SVIDs and
 // the signing cost measured here. An idle stream waits on the store's
-// change notifications: no timer, no poll.
+// change notifications: no timer, no poll. A change wakes only the
+// streams it concerns (sync_wake.go, over store.Store.SubscribeChanges):
+// an entry its parent's node, or every node of a cluster for a cluster
+// parent; a node change that node; the bundle, policies, federation and
+// settings every stream. NodeService.SyncWakes counts the wakes.
 package api

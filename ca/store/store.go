@@ -34,6 +34,14 @@ type Store interface {
 	// channel is closed by cancel (which may be called more than once) and
 	// when the store is closed.
 	Subscribe() (<-chan struct{}, func())
+	// SubscribeChanges is Subscribe that says what changed: fn is called
+	// with the Change of each committed transaction that called
+	// NextRevision (a group commit's may be merged into one), from the
+	// committing goroutine or the backend's watch, so that a stream reads
+	// only when a change can concern it. fn must be quick: it must not
+	// block nor start a transaction. fn is not called after cancel
+	// returns; the returned channel is closed when the store closes.
+	SubscribeChanges(fn func(Change)) (<-chan struct{}, func())
 	// SubscribeAudit is Subscribe for the audit log: its channel receives a
 	// value after each committed transaction that called AppendAudit.
 	// It is apart from Subscribe because every issuance appends a

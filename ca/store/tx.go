@@ -20,6 +20,8 @@ type boltTx struct {
 	// audited records that AppendAudit was called, so the commit wakes
 	// audit subscribers.
 	audited bool
+	// scope is what the writes concern, for the commit's Change.
+	scope changeScope
 }
 
 var _ Tx = (*boltTx)(nil)
@@ -103,6 +105,7 @@ func (t *boltTx) PutAuthority(a *Authority) error {
 	if err := t.writable(); err != nil {
 		return fmt.Errorf("putting authority %q: %w", a.ID, err)
 	}
+	t.scope.touchAll()
 	if err := put(t, bucketAuthorities, a.ID, a); err != nil {
 		return fmt.Errorf("putting authority %q: %w", a.ID, err)
 	}
@@ -147,6 +150,7 @@ func (t *boltTx) createEntry(e *Entry) error {
 
 // putEntry writes n and its two index keys.
 func (t *boltTx) putEntry(n *Entry, key []byte) error {
+	t.scope.touch(n.ParentID)
 	if err := put(t, bucketEntries, n.ID, n); err != nil {
 		return err
 	}
@@ -161,6 +165,7 @@ func (t *boltTx) putEntry(n *Entry, key []byte) error {
 
 // deleteEntryIndexes removes the index keys of old, as stored.
 func (t *boltTx) deleteEntryIndexes(old *Entry) error {
+	t.scope.touch(old.ParentID)
 	if err := t.tx.Bucket(bucketEntryKeys).Delete(entryKey(old)); err != nil {
 		return fmt.Errorf("unindexing entry: %w", err)
 	}
@@ -270,6 +275,7 @@ func (t *boltTx) PutNode(n *Node) error {
 	if err := t.writable(); err != nil {
 		return fmt.Errorf("putting node %q: %w", n.SPIFFEID, err)
 	}
+	t.scope.touch(n.SPIFFEID)
 	if err := put(t, bucketNodes, n.SPIFFEID, n); err != nil {
 		return fmt.Errorf("putting node %q: %w", n.SPIFFEID, err)
 	}
@@ -283,6 +289,7 @@ func (t *boltTx) EvictNode(spiffeID string, at time.Time) (*Node, error) {
 	if err := t.writable(); err != nil {
 		return nil, fmt.Errorf("evicting node %q: %w", spiffeID, err)
 	}
+	t.scope.touch(spiffeID)
 	n, err := get[Node](t, bucketNodes, spiffeID)
 	if err != nil {
 		return nil, fmt.Errorf("evicting node %q: %w", spiffeID, err)
@@ -345,6 +352,7 @@ func (t *boltTx) DeleteNode(spiffeID string) error {
 	if err := t.writable(); err != nil {
 		return fmt.Errorf("deleting node %q: %w", spiffeID, err)
 	}
+	t.scope.touch(spiffeID)
 	if err := remove(t, bucketNodes, spiffeID); err != nil {
 		return fmt.Errorf("deleting node %q: %w", spiffeID, err)
 	}
@@ -482,6 +490,7 @@ func (t *boltTx) PutMeta(key string, value []byte) error {
 	if key == metaSchemaVersion || key == metaRevision || key == metaAuditHead {
 		return fmt.Errorf("putting meta %q: the key is reserved for the store itself", key)
 	}
+	t.scope.touchAll()
 	// bbolt keeps the value slice until commit; the caller may reuse it.
 	if err := t.tx.Bucket(bucketMeta).Put([]byte(key), bytes.Clone(value)); err != nil {
 		return fmt.Errorf("putting meta %q: %w", key, err)
