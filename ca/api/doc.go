@@ -106,7 +106,9 @@
 // (page_size, page_token, next_page_token; DefaultPageSize 1000, at most
 // MaxPageSize items and MaxPageBytes a page), so a listing followed while
 // items come and go returns every item that exists throughout exactly
-// once. EntryBatchService.DeleteEntries deletes up to MaxDeleteEntries in
+// once. The store reads each page from its start key (EntryFilter.After
+// and Limit, ListNodesAfter, ForEachSVIDFrom): a page costs its size,
+// not the registry's. EntryBatchService.DeleteEntries deletes up to MaxDeleteEntries in
 // one audited transaction, all or none.
 //
 // Admission bounds the concurrent attestations and mint batches of one

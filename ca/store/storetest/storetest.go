@@ -64,6 +64,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ContextCanceled", testContextCanceled},
 		{"Subscribe", testSubscribe},
 		{"SubscribeChanges", testSubscribeChanges},
+		{"Pages", testPages},
 		{"Close", testClose},
 		{"MTLSPolicies", testMTLSPolicies},
 		{"AuditRoundTrip", testAuditRoundTrip},
