@@ -122,3 +122,47 @@ func testSubscribeChanges(t *testing.T, st store.Store) {
 	update(t, st, revise(func(tx store.Tx) error { return tx.DeleteEntry("e2") }))
 	quiet("cancel")
 }
+
+// testSubscribeChangesAcross: a commit of one instance tells the other
+// instance's SubscribeChanges whom it concerns, and the change is
+// readable there when it is told.
+func testSubscribeChangesAcross(t *testing.T, a, b store.Store) {
+	const n1 = "spiffe://example.org/signet/agent/join_token/n1"
+	got := make(chan store.Change, 100)
+	_, cancel := b.SubscribeChanges(func(c store.Change) { got <- c })
+	defer cancel()
+	next := func(what string) store.Change {
+		t.Helper()
+		select {
+		case c := <-got:
+			return c
+		case <-time.After(waitTimeout):
+			t.Fatalf("%s: the other instance's SubscribeChanges not told within %v", what, waitTimeout)
+			return store.Change{}
+		}
+	}
+	update(t, a, func(tx store.Tx) error {
+		if _, err := tx.NextRevision(); err != nil {
+			return err
+		}
+		return tx.CreateEntry(entry("e1", "spiffe://example.org/web", n1, "unix:uid:1"))
+	})
+	if diff := cmp.Diff(store.Change{Keys: []string{n1}}, next("an entry")); diff != "" {
+		t.Errorf("change of an entry (-want +got):\n%s", diff)
+	}
+	view(t, b, func(tx store.Tx) error {
+		if _, err := tx.GetEntry("e1"); err != nil {
+			t.Errorf("when told: %v", err)
+		}
+		return nil
+	})
+	update(t, a, func(tx store.Tx) error {
+		if _, err := tx.NextRevision(); err != nil {
+			return err
+		}
+		return tx.PutAuthority(authority("a1", t0))
+	})
+	if c := next("an authority"); !c.All {
+		t.Errorf("change of an authority %+v, want every agent's", c)
+	}
+}
