@@ -439,10 +439,13 @@ func (s *AdminService) ListEntries(ctx context.Context, req *adminv1.ListEntries
 	if _, err := decodePageToken(req.GetPageToken(), &afterID); err != nil {
 		return nil, err
 	}
+	// One more than a page is read, from the token's key on: the store
+	// reads the page, not the registry, and the extra one tells that
+	// another page follows.
 	var entries []*store.Entry
 	err = s.cfg.Store.View(ctx, func(tx store.Tx) error {
 		var err error
-		entries, err = tx.ListEntries(store.EntryFilter{ParentID: req.GetParentId(), SPIFFEID: req.GetSpiffeId()})
+		entries, err = tx.ListEntries(store.EntryFilter{ParentID: req.GetParentId(), SPIFFEID: req.GetSpiffeId(), After: afterID, Limit: size + 1})
 		return err
 	})
 	if err != nil {
@@ -588,12 +591,15 @@ func (s *AdminService) ListNodes(ctx context.Context, req *adminv1.ListNodesRequ
 	if _, err := decodePageToken(req.GetPageToken(), &afterID); err != nil {
 		return nil, err
 	}
+	// One more than a page of each kind is read, from the token's key
+	// on: the merged page is among them, and the extra one tells that
+	// another page follows.
 	var nodes, evicted []*store.Node
 	err = s.cfg.Store.View(ctx, func(tx store.Tx) (err error) {
-		if nodes, err = tx.ListNodes(); err != nil || !req.GetIncludeEvicted() {
+		if nodes, err = tx.ListNodesAfter(afterID, size+1); err != nil || !req.GetIncludeEvicted() {
 			return err
 		}
-		evicted, err = tx.ListEvictedNodes()
+		evicted, err = tx.ListEvictedNodesAfter(afterID, size+1)
 		return err
 	})
 	if err != nil {
@@ -671,7 +677,15 @@ func (s *AdminService) ListSVIDs(ctx context.Context, req *adminv1.ListSVIDsRequ
 	var found []*adminv1.SVID
 	errEnough := errors.New("page full")
 	err = s.cfg.Store.View(ctx, func(tx store.Tx) error {
-		return tx.ForEachSVID(func(r *store.SVIDRecord) error {
+		walk := tx.ForEachSVID
+		if paged {
+			// From the second the last page ended in: what came
+			// before is not walked again.
+			walk = func(fn func(*store.SVIDRecord) error) error {
+				return tx.ForEachSVIDFrom(time.Unix(after.ExpiresAt, 0), fn)
+			}
+		}
+		return walk(func(r *store.SVIDRecord) error {
 			if req.GetValid() && (now.Before(r.NotBefore) || !now.Before(r.NotAfter)) {
 				return nil
 			}

@@ -106,7 +106,9 @@
 // (page_size, page_token, next_page_token; DefaultPageSize 1000, at most
 // MaxPageSize items and MaxPageBytes a page), so a listing followed while
 // items come and go returns every item that exists throughout exactly
-// once. EntryBatchService.DeleteEntries deletes up to MaxDeleteEntries in
+// once. The store reads each page from its start key (EntryFilter.After
+// and Limit, ListNodesAfter, ForEachSVIDFrom): a page costs its size,
+// not the registry's. EntryBatchService.DeleteEntries deletes up to MaxDeleteEntries in
 // one audited transaction, all or none.
 //
 // Admission bounds the concurrent attestations and mint batches of one
@@ -116,5 +118,9 @@
 // reconnection (connected agents / ReconnectRate) and, with a rotate
 // generation, a re-mint window sized to the connected fleet's SVIDs and
 // the signing cost measured here. An idle stream waits on the store's
-// change notifications: no timer, no poll.
+// change notifications: no timer, no poll. A change wakes only the
+// streams it concerns (sync_wake.go, over store.Store.SubscribeChanges):
+// an entry its parent's node, or every node of a cluster for a cluster
+// parent; a node change that node; the bundle, policies, federation and
+// settings every stream. NodeService.SyncWakes counts the wakes.
 package api

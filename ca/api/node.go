@@ -92,6 +92,10 @@ type NodeService struct {
 	attests  *gate
 	mints    *gate
 	capacity capacity
+	// syncWake wakes the sync streams a change concerns; made on the
+	// first stream (sync_wake.go).
+	syncWakeOnce sync.Once
+	syncWake     *syncWaker
 }
 
 // NewNodeService returns the node API with cfg's zero fields defaulted.
@@ -472,15 +476,17 @@ func (s *NodeService) RenewNodeSVID(ctx context.Context, req *nodev1.RenewNodeSV
 
 // SyncEntries implements nodev1.NodeServiceServer. It sends the full state,
 // then waits on the store's change notifications and sends only what
-// changed for this node: no polling.
+// changed for this node: no polling. It reads again only for a change
+// that can concern the node (syncWaker).
 func (s *NodeService) SyncEntries(_ *nodev1.SyncEntriesRequest, stream nodev1.NodeService_SyncEntriesServer) error {
 	ctx := stream.Context()
 	nodeID, leaf, err := s.callerNode(ctx)
 	if err != nil {
 		return err
 	}
-	changes, cancel := s.cfg.Store.Subscribe()
+	waiter, cancel := s.syncWaker().add(parentIDs(nodeID))
 	defer cancel()
+	changes, storeClosed := waiter.ch, s.syncWaker().closed
 	done := s.cfg.Connections.connect(nodeID)
 	defer done()
 
@@ -518,7 +524,7 @@ func (s *NodeService) SyncEntries(_ *nodev1.SyncEntriesRequest, stream nodev1.No
 				entries = append(entries, es...)
 			}
 			// The bundle is read (its certificates parsed) only when
-			// its revision moved: every change wakes every stream.
+			// its revision moved: entry changes wake streams too.
 			brev, err := bundle.Revision(tx)
 			if err != nil {
 				return err
@@ -614,10 +620,9 @@ func (s *NodeService) SyncEntries(_ *nodev1.SyncEntriesRequest, stream nodev1.No
 			return nil
 		case <-autoChanged:
 		case <-recheck:
-		case _, ok := <-changes:
-			if !ok {
-				return status.Error(codes.Unavailable, "server is shutting down")
-			}
+		case <-changes:
+		case <-storeClosed:
+			return status.Error(codes.Unavailable, "server is shutting down")
 		}
 		if recheckTimer != nil {
 			recheckTimer.Stop()

@@ -306,7 +306,7 @@ func (s *Server) Serve(ctx context.Context, nodeLn, adminLn net.Listener) error 
 			}, nil
 		},
 	}
-	nodeSrv := grpc.NewServer(
+	nodeSrv := grpc.NewServer(append(fleetServerOptions(),
 		grpc.Creds(credentials.NewTLS(tlsCfg)),
 		grpc.MaxRecvMsgSize(maxRecvMsgSize),
 		// A fixed pool of workers serves the RPCs instead of a goroutine
@@ -315,7 +315,7 @@ func (s *Server) Serve(ctx context.Context, nodeLn, adminLn net.Listener) error 
 		grpc.SharedWriteBuffer(true),
 		grpc.ChainUnaryInterceptor(s.cfg.Metrics.countRequests()),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-	)
+	)...)
 	nodev1.RegisterNodeServiceServer(nodeSrv, s.node)
 	adminSrv := grpc.NewServer(append([]grpc.ServerOption{grpc.Creds(peercred.TransportCredentials())}, s.admin.ServerOptions()...)...)
 	adminv1.RegisterAdminServiceServer(adminSrv, s.admin)

@@ -155,7 +155,8 @@ func (b *Bolt) lead() {
 		calls = append(calls, c)
 	}
 	for len(calls) > 0 {
-		failed, res, revised, audited, err := b.runGroup(calls)
+		var scope changeScope
+		failed, res, revised, audited, err := b.runGroup(calls, &scope)
 		if failed >= 0 {
 			b.log.Debug("rerunning group commit without a failed function", logKeyGroupSize, len(calls), logKeyError, res.err)
 			calls[failed].deliver(res)
@@ -164,7 +165,7 @@ func (b *Bolt) lead() {
 		}
 		err = b.txErr("committing batch", err)
 		if err == nil {
-			b.notify(revised, audited)
+			b.notify(revised, audited, &scope)
 			if b.onGroupCommit != nil {
 				b.onGroupCommit(len(calls))
 			}
@@ -205,8 +206,9 @@ var errFnFailed = errors.New("a batch function failed")
 // runGroup runs calls in one transaction and commits it unless one fails;
 // then it returns that one's index and result, and nothing is written.
 // err is bbolt's (begin or commit); revised says a fn took a revision,
-// audited that one appended to the audit log.
-func (b *Bolt) runGroup(calls []*batchCall) (failed int, res batchResult, revised, audited bool, err error) {
+// audited that one appended to the audit log, scope what the functions
+// that took a revision wrote.
+func (b *Bolt) runGroup(calls []*batchCall, scope *changeScope) (failed int, res batchResult, revised, audited bool, err error) {
 	failed = -1
 	err = b.db.Update(func(tx *bbolt.Tx) error {
 		for i, c := range calls {
@@ -216,6 +218,9 @@ func (b *Bolt) runGroup(calls []*batchCall) (failed int, res batchResult, revise
 				return errFnFailed
 			}
 			revised = revised || t.revised
+			if t.revised {
+				scope.merge(&t.scope)
+			}
 			audited = audited || t.audited
 		}
 		return nil

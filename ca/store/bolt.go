@@ -104,6 +104,7 @@ type Bolt struct {
 
 	subs      subscribers // commits that took a revision
 	auditSubs subscribers // commits that appended audit records
+	changes   ChangeFeed  // what commits that took a revision changed
 }
 
 var _ Store = (*Bolt)(nil)
@@ -218,14 +219,16 @@ func (b *Bolt) Update(ctx context.Context, fn func(Tx) error) error {
 	if err != nil {
 		return b.txErr("committing transaction", err)
 	}
-	b.notify(t.revised, t.audited)
+	b.notify(t.revised, t.audited, &t.scope)
 	return nil
 }
 
-// notify wakes the subscribers of what a commit changed.
-func (b *Bolt) notify(revised, audited bool) {
+// notify wakes the subscribers of what a commit changed; scope is what
+// its revised transactions wrote.
+func (b *Bolt) notify(revised, audited bool, scope *changeScope) {
 	if revised {
 		b.subs.notify()
+		b.changes.Publish(scope.change())
 	}
 	if audited {
 		b.auditSubs.notify()
@@ -235,6 +238,11 @@ func (b *Bolt) notify(revised, audited bool) {
 // Subscribe implements Store. The channel is closed by cancel or Close.
 func (b *Bolt) Subscribe() (<-chan struct{}, func()) {
 	return b.subs.add()
+}
+
+// SubscribeChanges implements Store.
+func (b *Bolt) SubscribeChanges(fn func(Change)) (<-chan struct{}, func()) {
+	return b.changes.Add(fn)
 }
 
 // SubscribeAudit implements Store. The channel is closed by cancel or
@@ -251,6 +259,7 @@ func (b *Bolt) Close() error {
 	err := b.db.Close()
 	b.subs.close()
 	b.auditSubs.close()
+	b.changes.Close()
 	if err != nil {
 		return fmt.Errorf("closing store: %w", err)
 	}

@@ -51,7 +51,11 @@
 //	})
 //
 // Streams that push changes to agents wait on Subscribe instead of polling:
-// it signals after each commit that took a revision.
+// it signals after each commit that took a revision. SubscribeChanges
+// also says whom such a commit concerns (Change: the parents of the
+// entries it wrote and the nodes it wrote, or everyone), so that a fleet's
+// streams need not all read for one node's entry; etcdstore carries it in
+// the commit record to every replica.
 //
 // The audit log is kept here so that a change and its record commit in one
 // transaction, but package audit writes and reads it (audit.Append inside

@@ -30,6 +30,7 @@ func (t *boltTx) PutMTLSPolicy(p *MTLSPolicy) error {
 	if p.ID == "" {
 		return errors.New("putting mtls policy: id is empty")
 	}
+	t.scope.touchAll()
 	if err := put(t, bucketMTLSPolicies, p.ID, p); err != nil {
 		return fmt.Errorf("putting mtls policy %q: %w", p.ID, err)
 	}
@@ -48,6 +49,7 @@ func (t *boltTx) DeleteMTLSPolicy(id string) error {
 	if err := t.writable(); err != nil {
 		return fmt.Errorf("deleting mtls policy %q: %w", id, err)
 	}
+	t.scope.touchAll()
 	if err := remove(t, bucketMTLSPolicies, id); err != nil {
 		return fmt.Errorf("deleting mtls policy %q: %w", id, err)
 	}

@@ -34,6 +34,14 @@ type Store interface {
 	// channel is closed by cancel (which may be called more than once) and
 	// when the store is closed.
 	Subscribe() (<-chan struct{}, func())
+	// SubscribeChanges is Subscribe that says what changed: fn is called
+	// with the Change of each committed transaction that called
+	// NextRevision (a group commit's may be merged into one), from the
+	// committing goroutine or the backend's watch, so that a stream reads
+	// only when a change can concern it. fn must be quick: it must not
+	// block nor start a transaction. fn is not called after cancel
+	// returns; the returned channel is closed when the store closes.
+	SubscribeChanges(fn func(Change)) (<-chan struct{}, func())
 	// SubscribeAudit is Subscribe for the audit log: its channel receives a
 	// value after each committed transaction that called AppendAudit.
 	// It is apart from Subscribe because every issuance appends a
@@ -67,7 +75,11 @@ type Tx interface {
 	GetEntry(id string) (*Entry, error)
 	// DeleteEntry returns ErrNotFound when id is unknown.
 	DeleteEntry(id string) error
-	// ListEntries returns the entries matching f, ordered by ID.
+	// ListEntries returns the entries matching f, ordered by ID. With
+	// f.After and f.Limit it is one page of a keyset-paged listing: it
+	// reads from After on and stops at Limit, so a page costs its size,
+	// not the registry's (through the parent index when f.ParentID is
+	// set; a SPIFFEID filter alone reads on until Limit matches).
 	ListEntries(f EntryFilter) ([]*Entry, error)
 
 	// PutNode creates or replaces a node. A node attested again after
@@ -80,6 +92,11 @@ type Tx interface {
 	DeleteNode(spiffeID string) error
 	// ListNodes returns every node ordered by SPIFFE ID.
 	ListNodes() ([]*Node, error)
+	// ListNodesAfter returns the nodes with a SPIFFE ID after after (from
+	// the first when it is empty), in order, at most limit of them (all
+	// when limit <= 0): one page of a keyset-paged listing, read from
+	// its start key.
+	ListNodesAfter(after string, limit int) ([]*Node, error)
 	// EvictNode removes the node and keeps an eviction record of it (the
 	// node with EvictedAt set to at), so the CA can tell an evicted node
 	// from an unknown one. ErrNotFound when the node is unknown.
@@ -89,6 +106,8 @@ type Tx interface {
 	GetEvictedNode(spiffeID string) (*Node, error)
 	// ListEvictedNodes returns the eviction records, ordered by SPIFFE ID.
 	ListEvictedNodes() ([]*Node, error)
+	// ListEvictedNodesAfter is ListNodesAfter for the eviction records.
+	ListEvictedNodesAfter(after string, limit int) ([]*Node, error)
 	// PruneEvictedNodes deletes the eviction records of nodes whose last
 	// SVID (Node.ExpiresAt) expired before t, and returns how many.
 	PruneEvictedNodes(t time.Time) (int, error)
@@ -135,6 +154,11 @@ type Tx interface {
 	// loading them all at once. An error from fn stops the
 	// walk and is returned.
 	ForEachSVID(fn func(*SVIDRecord) error) error
+	// ForEachSVIDFrom is ForEachSVID from the first certificate that
+	// expires in the second of from or later: a page of a listing in
+	// expiry order starts where the last one ended, without walking what
+	// came before.
+	ForEachSVIDFrom(from time.Time, fn func(*SVIDRecord) error) error
 	// PruneSVIDs deletes the records whose NotAfter is before t, from the
 	// SVID index and the current index, and returns how many it deleted
 	// from the SVID index.
@@ -286,6 +310,11 @@ type Entry struct {
 type EntryFilter struct {
 	ParentID string
 	SPIFFEID string
+	// After, when set, selects the entries with an ID after it: the
+	// start key of a page.
+	After string
+	// Limit, when positive, is the most entries returned: a page's size.
+	Limit int
 }
 
 // Node is an attested agent.

@@ -141,8 +141,21 @@ func (t *boltTx) GetSVID(serial string) (*SVIDRecord, error) {
 var errStopWalk = errors.New("stop walk")
 
 func (t *boltTx) ForEachSVID(fn func(*SVIDRecord) error) error {
+	return t.forEachSVID(nil, fn)
+}
+
+func (t *boltTx) ForEachSVIDFrom(from time.Time, fn func(*SVIDRecord) error) error {
+	return t.forEachSVID(svidKey(from, 0), fn)
+}
+
+// forEachSVID walks the index from key start (from the first when nil).
+func (t *boltTx) forEachSVID(start []byte, fn func(*SVIDRecord) error) error {
 	c := t.tx.Bucket(bucketSVIDs).Cursor()
-	for k, data := c.First(); k != nil; k, data = c.Next() {
+	k, data := c.First()
+	if start != nil {
+		k, data = c.Seek(start)
+	}
+	for ; k != nil; k, data = c.Next() {
 		r := new(SVIDRecord)
 		if err := decodeRecord(bucketSVIDs, k, data, r); err != nil {
 			return fmt.Errorf("walking svids: %w", err)

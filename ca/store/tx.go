@@ -20,6 +20,8 @@ type boltTx struct {
 	// audited records that AppendAudit was called, so the commit wakes
 	// audit subscribers.
 	audited bool
+	// scope is what the writes concern, for the commit's Change.
+	scope changeScope
 }
 
 var _ Tx = (*boltTx)(nil)
@@ -103,6 +105,7 @@ func (t *boltTx) PutAuthority(a *Authority) error {
 	if err := t.writable(); err != nil {
 		return fmt.Errorf("putting authority %q: %w", a.ID, err)
 	}
+	t.scope.touchAll()
 	if err := put(t, bucketAuthorities, a.ID, a); err != nil {
 		return fmt.Errorf("putting authority %q: %w", a.ID, err)
 	}
@@ -147,6 +150,7 @@ func (t *boltTx) createEntry(e *Entry) error {
 
 // putEntry writes n and its two index keys.
 func (t *boltTx) putEntry(n *Entry, key []byte) error {
+	t.scope.touch(n.ParentID)
 	if err := put(t, bucketEntries, n.ID, n); err != nil {
 		return err
 	}
@@ -161,6 +165,7 @@ func (t *boltTx) putEntry(n *Entry, key []byte) error {
 
 // deleteEntryIndexes removes the index keys of old, as stored.
 func (t *boltTx) deleteEntryIndexes(old *Entry) error {
+	t.scope.touch(old.ParentID)
 	if err := t.tx.Bucket(bucketEntryKeys).Delete(entryKey(old)); err != nil {
 		return fmt.Errorf("unindexing entry: %w", err)
 	}
@@ -231,26 +236,55 @@ func (t *boltTx) ListEntries(f EntryFilter) ([]*Entry, error) {
 		err     error
 	)
 	if f.ParentID == "" {
-		entries, err = list[Entry](t, bucketEntries)
+		entries, err = listAfter(t, bucketEntries, f.After, f.Limit, func(e *Entry) bool { return f.SPIFFEID == "" || e.SPIFFEID == f.SPIFFEID })
 	} else {
-		entries, err = t.entriesOfParent(f.ParentID)
+		entries, err = t.entriesOfParent(f)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("listing entries: %w", err)
 	}
-	if f.SPIFFEID != "" {
-		entries = slices.DeleteFunc(entries, func(e *Entry) bool { return e.SPIFFEID != f.SPIFFEID })
-	}
 	return entries, nil
 }
 
-// entriesOfParent reads the entries of one parent through the parent index,
-// in ID order (the order of the index keys).
-func (t *boltTx) entriesOfParent(parentID string) ([]*Entry, error) {
+// listAfter decodes the records of bucket with a key after after (from
+// the first when it is empty), in key order, that keep accepts, until it
+// holds limit (all when limit <= 0).
+func listAfter[T any](t *boltTx, bucket []byte, after string, limit int, keep func(*T) bool) ([]*T, error) {
+	var out []*T
+	c := t.tx.Bucket(bucket).Cursor()
+	k, data := c.First()
+	if after != "" {
+		k, data = c.Seek([]byte(after))
+		if k != nil && string(k) == after {
+			k, data = c.Next()
+		}
+	}
+	for ; k != nil && (limit <= 0 || len(out) < limit); k, data = c.Next() {
+		v := new(T)
+		if err := decodeRecord(bucket, k, data, v); err != nil {
+			return nil, err
+		}
+		if keep == nil || keep(v) {
+			out = append(out, v)
+		}
+	}
+	return out, nil
+}
+
+// entriesOfParent reads the entries of f's parent through the parent
+// index, in ID order (the order of the index keys), from f.After on and up
+// to f.Limit.
+func (t *boltTx) entriesOfParent(f EntryFilter) ([]*Entry, error) {
+	parentID := f.ParentID
 	prefix := parentPrefix(parentID)
 	var out []*Entry
 	c := t.tx.Bucket(bucketEntriesByParent).Cursor()
-	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+	start := prefix
+	if f.After != "" {
+		start = append(bytes.Clone(prefix), f.After...)
+		start = append(start, 0) // the key right after f.After's
+	}
+	for k, _ := c.Seek(start); k != nil && bytes.HasPrefix(k, prefix) && (f.Limit <= 0 || len(out) < f.Limit); k, _ = c.Next() {
 		id := string(k[len(prefix):])
 		e, err := get[Entry](t, bucketEntries, id)
 		if errors.Is(err, ErrNotFound) {
@@ -259,7 +293,7 @@ func (t *boltTx) entriesOfParent(parentID string) ([]*Entry, error) {
 		if err != nil {
 			return nil, err
 		}
-		if e.ParentID == parentID {
+		if e.ParentID == parentID && (f.SPIFFEID == "" || e.SPIFFEID == f.SPIFFEID) {
 			out = append(out, e)
 		}
 	}
@@ -270,6 +304,7 @@ func (t *boltTx) PutNode(n *Node) error {
 	if err := t.writable(); err != nil {
 		return fmt.Errorf("putting node %q: %w", n.SPIFFEID, err)
 	}
+	t.scope.touch(n.SPIFFEID)
 	if err := put(t, bucketNodes, n.SPIFFEID, n); err != nil {
 		return fmt.Errorf("putting node %q: %w", n.SPIFFEID, err)
 	}
@@ -283,6 +318,7 @@ func (t *boltTx) EvictNode(spiffeID string, at time.Time) (*Node, error) {
 	if err := t.writable(); err != nil {
 		return nil, fmt.Errorf("evicting node %q: %w", spiffeID, err)
 	}
+	t.scope.touch(spiffeID)
 	n, err := get[Node](t, bucketNodes, spiffeID)
 	if err != nil {
 		return nil, fmt.Errorf("evicting node %q: %w", spiffeID, err)
@@ -295,6 +331,22 @@ func (t *boltTx) EvictNode(spiffeID string, at time.Time) (*Node, error) {
 		return nil, fmt.Errorf("evicting node %q: %w", spiffeID, err)
 	}
 	return n, nil
+}
+
+func (t *boltTx) ListNodesAfter(after string, limit int) ([]*Node, error) {
+	ns, err := listAfter[Node](t, bucketNodes, after, limit, nil)
+	if err != nil {
+		return nil, fmt.Errorf("listing nodes: %w", err)
+	}
+	return ns, nil
+}
+
+func (t *boltTx) ListEvictedNodesAfter(after string, limit int) ([]*Node, error) {
+	ns, err := listAfter[Node](t, bucketEvictedNodes, after, limit, nil)
+	if err != nil {
+		return nil, fmt.Errorf("listing evicted nodes: %w", err)
+	}
+	return ns, nil
 }
 
 func (t *boltTx) GetEvictedNode(spiffeID string) (*Node, error) {
@@ -345,6 +397,7 @@ func (t *boltTx) DeleteNode(spiffeID string) error {
 	if err := t.writable(); err != nil {
 		return fmt.Errorf("deleting node %q: %w", spiffeID, err)
 	}
+	t.scope.touch(spiffeID)
 	if err := remove(t, bucketNodes, spiffeID); err != nil {
 		return fmt.Errorf("deleting node %q: %w", spiffeID, err)
 	}
@@ -482,6 +535,7 @@ func (t *boltTx) PutMeta(key string, value []byte) error {
 	if key == metaSchemaVersion || key == metaRevision || key == metaAuditHead {
 		return fmt.Errorf("putting meta %q: the key is reserved for the store itself", key)
 	}
+	t.scope.touchAll()
 	// bbolt keeps the value slice until commit; the caller may reuse it.
 	if err := t.tx.Bucket(bucketMeta).Put([]byte(key), bytes.Clone(value)); err != nil {
 		return fmt.Errorf("putting meta %q: %w", key, err)

@@ -24,7 +24,7 @@ import (
 // Unimplemented (or ignores the new field) the test skips, naming it.
 
 // adminClient dials the server's admin socket as the CLI does.
-func adminClient(t *testing.T, s *testServer) adminv1.AdminServiceClient {
+func adminClient(t testing.TB, s *testServer) adminv1.AdminServiceClient {
 	t.Helper()
 	conn, err := grpc.NewClient("passthrough:///"+s.admin,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
@@ -47,7 +47,7 @@ func skipIfUnimplemented(t *testing.T, rpc string, err error) {
 	}
 }
 
-func rpcCtx(t *testing.T) context.Context {
+func rpcCtx(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	t.Cleanup(cancel)
 	return ctx

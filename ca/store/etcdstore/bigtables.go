@@ -281,9 +281,18 @@ func (t *etx) GetSVID(serial string) (*store.SVIDRecord, error) {
 var errStopWalk = errors.New("stop walk")
 
 func (t *etx) ForEachSVID(fn func(*store.SVIDRecord) error) error {
+	return t.forEachSVID(t.s.keys.svidDir(), fn)
+}
+
+func (t *etx) ForEachSVIDFrom(from time.Time, fn func(*store.SVIDRecord) error) error {
+	return t.forEachSVID(t.s.keys.svidSecond(from.Unix()), fn)
+}
+
+// forEachSVID walks the SVID packs from key start on.
+func (t *etx) forEachSVID(start string, fn func(*store.SVIDRecord) error) error {
 	dir := t.s.keys.svidDir()
 	var fnErr error
-	err := t.scan(dir, prefixEnd(dir), splitSVIDPack, func(key string, _ []byte, recs [][]byte) error {
+	err := t.scan(start, prefixEnd(dir), splitSVIDPack, func(key string, _ []byte, recs [][]byte) error {
 		for _, rec := range recs {
 			r, err := decodeSVID(key, rec)
 			if err != nil {

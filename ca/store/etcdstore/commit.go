@@ -86,6 +86,10 @@ func (s *Store) commit(ctx context.Context, t *etx) (*state, error) {
 	ops, ranges := t.writeOps()
 	rec := t.rec
 	rec.Format, rec.Revised, rec.Audited, rec.Intent = formatVersion, t.revised, t.audited, nil
+	rec.setChange(store.Change{})
+	if t.revised {
+		rec.setChange(t.change())
+	}
 	recBytes := encodeCommit(rec)
 	size := commitOverhead + len(recBytes)
 	for _, o := range ops {
@@ -376,4 +380,37 @@ func (s *Store) grantLease(ctx context.Context) (clientv3.LeaseID, func(revoke b
 		}
 	}
 	return resp.ID, stop, nil
+}
+
+// change is what the buffered writes concern (store.Change): the parents
+// of the entries written, before and after, and the nodes written; any
+// write to the authorities, the settings or the mTLS policies concerns
+// everyone. Join tokens and the SVID and audit logs concern no stream.
+func (t *etx) change() store.Change {
+	var keys []string
+	all := false
+	for tb, m := range t.w {
+		switch table(tb) {
+		case tEntries:
+			for id, it := range m {
+				for _, e := range []*item{t.snap.tables[tEntries].items[id], it} {
+					switch {
+					case e == nil:
+					case e.err != nil:
+						all = true // whose it was cannot be told
+					default:
+						keys = append(keys, e.val.(*store.Entry).ParentID)
+					}
+				}
+			}
+		case tNodes, tEvicted:
+			for id := range m {
+				keys = append(keys, id)
+			}
+		case tTokens, tCurrent:
+		default:
+			all = all || len(m) > 0
+		}
+	}
+	return store.MakeChange(all, keys)
 }

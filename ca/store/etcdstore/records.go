@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/signet-mesh/signet/ca/store"
 )
@@ -32,6 +33,12 @@ type commitRecord struct {
 	// SubscribeAudit only for their kind.
 	Revised bool `json:"revised,omitempty"`
 	Audited bool `json:"audited,omitempty"`
+	// ChangeAll and ChangeKeys are the store.Change of a revised commit
+	// (ChangeKeys joined by newlines, so that the record stays
+	// comparable): every instance tells its streams whom it concerns.
+	// A record without either (an older instance's) concerns everyone.
+	ChangeAll  bool   `json:"change_all,omitempty"`
+	ChangeKeys string `json:"change_keys,omitempty"`
 	// Intent is set while a chunked commit (or the rollback of one) is in
 	// flight; the other fields are then those of the committed state it
 	// started from.
@@ -51,6 +58,26 @@ type intent struct {
 	Owner string `json:"owner"`
 	// Rollback is set when the writer is undoing another's chunks.
 	Rollback bool `json:"rollback,omitempty"`
+}
+
+// maxChangeKeyBytes bounds the keys a commit record names; a change that
+// touches more concerns everyone.
+const maxChangeKeyBytes = 16 << 10
+
+// change is the store.Change the record publishes.
+func (r commitRecord) change() store.Change {
+	if r.ChangeKeys == "" {
+		return store.Change{All: true}
+	}
+	return store.MakeChange(r.ChangeAll, strings.Split(r.ChangeKeys, "\n"))
+}
+
+// setChange records c in r.
+func (r *commitRecord) setChange(c store.Change) {
+	r.ChangeAll, r.ChangeKeys = c.All, strings.Join(c.Keys, "\n")
+	if len(r.ChangeKeys) > maxChangeKeyBytes {
+		r.ChangeAll, r.ChangeKeys = true, ""
+	}
 }
 
 func encodeCommit(r commitRecord) []byte {

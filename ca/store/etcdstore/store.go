@@ -114,6 +114,7 @@ type Store struct {
 	onGroupCommit func(calls int)
 
 	subs, auditSubs subscribers
+	changes         store.ChangeFeed
 
 	hooks testHooks
 }
@@ -399,11 +400,22 @@ func (s *Store) wake(recs []commitRecord) {
 	if audited {
 		s.auditSubs.notify()
 	}
+	for _, r := range recs {
+		if r.Revised {
+			s.changes.Publish(r.change())
+		}
+	}
 }
 
 // Subscribe implements store.Store. Commits of every instance on the
 // same prefix fire it, through the watch.
 func (s *Store) Subscribe() (<-chan struct{}, func()) { return s.subs.add() }
+
+// SubscribeChanges implements store.Store. Commits of every instance on
+// the same prefix call fn, through the watch.
+func (s *Store) SubscribeChanges(fn func(store.Change)) (<-chan struct{}, func()) {
+	return s.changes.Add(fn)
+}
 
 // SubscribeAudit implements store.Store.
 func (s *Store) SubscribeAudit() (<-chan struct{}, func()) { return s.auditSubs.add() }
@@ -418,6 +430,7 @@ func (s *Store) Close() error {
 	s.wg.Wait()
 	s.subs.close()
 	s.auditSubs.close()
+	s.changes.Close()
 	if s.ownClient {
 		if err := s.cli.Close(); err != nil && !errors.Is(err, context.Canceled) {
 			return fmt.Errorf("closing the etcd client: %w", err)

@@ -359,27 +359,25 @@ func (t *etx) deleteEntry(id string) error {
 }
 
 func (t *etx) ListEntries(f store.EntryFilter) ([]*store.Entry, error) {
-	var (
-		entries []*store.Entry
-		err     error
-	)
+	var ids []string
 	if f.ParentID == "" {
-		entries, err = list(t, tEntries, cloneEntry)
+		ids = t.ids(tEntries)
 	} else {
-		entries, err = t.entriesOfParent(f.ParentID)
+		ids = t.idsOfParent(f.ParentID)
 	}
+	entries, err := listIDs(t, tEntries, ids, f.After, f.Limit, cloneEntry, func(e *store.Entry) bool {
+		return (f.ParentID == "" || e.ParentID == f.ParentID) && (f.SPIFFEID == "" || e.SPIFFEID == f.SPIFFEID)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("listing entries: %w", err)
-	}
-	if f.SPIFFEID != "" {
-		entries = slices.DeleteFunc(entries, func(e *store.Entry) bool { return e.SPIFFEID != f.SPIFFEID })
 	}
 	return entries, nil
 }
 
-// entriesOfParent reads one parent's entries through the parent index (and
-// the entries the transaction wrote), in ID order.
-func (t *etx) entriesOfParent(parentID string) ([]*store.Entry, error) {
+// idsOfParent returns the IDs of one parent's entries through the parent
+// index (and of the entries the transaction wrote, whatever their parent:
+// callers check it), in ID order.
+func (t *etx) idsOfParent(parentID string) []string {
 	ids := slices.Collect(maps.Keys(t.snap.byParent[parentID]))
 	for id := range t.w[tEntries] {
 		if _, ok := t.snap.byParent[parentID][id]; !ok {
@@ -387,20 +385,53 @@ func (t *etx) entriesOfParent(parentID string) ([]*store.Entry, error) {
 		}
 	}
 	slices.Sort(ids)
-	var out []*store.Entry
-	for _, id := range ids {
-		it := t.lookup(tEntries, id)
+	return ids
+}
+
+// listIDs returns clones of the records of tb under ids (sorted) after
+// after, that keep accepts, until it holds limit (all when limit <= 0):
+// only the page is read and cloned.
+func listIDs[T any](t *etx, tb table, ids []string, after string, limit int, clone func(*T) *T, keep func(*T) bool) ([]*T, error) {
+	i := 0
+	if after != "" {
+		i, _ = slices.BinarySearch(ids, after)
+		if i < len(ids) && ids[i] == after {
+			i++
+		}
+	}
+	var out []*T
+	for _, id := range ids[i:] {
+		if limit > 0 && len(out) >= limit {
+			break
+		}
+		it := t.lookup(tb, id)
 		if it == nil {
 			continue
 		}
 		if it.err != nil {
 			return nil, it.err
 		}
-		if e := it.val.(*store.Entry); e.ParentID == parentID {
-			out = append(out, cloneEntry(e))
+		if v := it.val.(*T); keep == nil || keep(v) {
+			out = append(out, clone(v))
 		}
 	}
 	return out, nil
+}
+
+func (t *etx) ListNodesAfter(after string, limit int) ([]*store.Node, error) {
+	ns, err := listIDs(t, tNodes, t.ids(tNodes), after, limit, cloneNode, nil)
+	if err != nil {
+		return nil, fmt.Errorf("listing nodes: %w", err)
+	}
+	return ns, nil
+}
+
+func (t *etx) ListEvictedNodesAfter(after string, limit int) ([]*store.Node, error) {
+	ns, err := listIDs(t, tEvicted, t.ids(tEvicted), after, limit, cloneNode, nil)
+	if err != nil {
+		return nil, fmt.Errorf("listing evicted nodes: %w", err)
+	}
+	return ns, nil
 }
 
 func (t *etx) PutNode(n *store.Node) error {

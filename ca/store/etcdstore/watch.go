@@ -79,6 +79,7 @@ func (s *Store) reload() error {
 	s.m.reset(st, in, watchRev)
 	s.subs.notify()
 	s.auditSubs.notify()
+	s.changes.Publish(store.Change{All: true})
 	return nil
 }
 

@@ -23,6 +23,7 @@ func RunShared(t *testing.T, open func(t *testing.T) (a, b store.Store)) {
 		run  func(t *testing.T, a, b store.Store)
 	}{
 		{"SubscribeAcross", testSubscribeAcross},
+		{"SubscribeChangesAcross", testSubscribeChangesAcross},
 		{"UpdateAcross", testUpdateAcross},
 		{"RevisionsAcross", testRevisionsAcross},
 		{"AuditChainAcross", testAuditChainAcross},

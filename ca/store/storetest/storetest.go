@@ -63,6 +63,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"BatchFailureIsolated", testBatchFailureIsolated},
 		{"ContextCanceled", testContextCanceled},
 		{"Subscribe", testSubscribe},
+		{"SubscribeChanges", testSubscribeChanges},
+		{"Pages", testPages},
 		{"Close", testClose},
 		{"MTLSPolicies", testMTLSPolicies},
 		{"AuditRoundTrip", testAuditRoundTrip},
@@ -1378,6 +1380,8 @@ func testClose(t *testing.T, st store.Store) {
 	defer cancel()
 	auditCh, auditCancel := st.SubscribeAudit()
 	defer auditCancel()
+	changesClosed, changesCancel := st.SubscribeChanges(func(store.Change) {})
+	defer changesCancel()
 	if err := st.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
@@ -1399,6 +1403,11 @@ func testClose(t *testing.T, st store.Store) {
 		}
 	case <-time.After(waitTimeout):
 		t.Errorf("SubscribeAudit channel not closed within %v of Close", waitTimeout)
+	}
+	select {
+	case <-changesClosed:
+	case <-time.After(waitTimeout):
+		t.Errorf("SubscribeChanges channel not closed within %v of Close", waitTimeout)
 	}
 	after, cancelAfter := st.Subscribe()
 	defer cancelAfter()
