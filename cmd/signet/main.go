@@ -21,6 +21,9 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/signet-mesh/signet/cmd/internal/agentcmd"
+	"github.com/signet-mesh/signet/cmd/internal/cli"
 )
 
 // cliEnv is what a command may touch: its streams and environment. Tests
@@ -29,6 +32,11 @@ type cliEnv struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	getenv         func(string) string
+}
+
+// shared is e as the commands of cmd/internal/cli see it.
+func (e *cliEnv) shared() *cli.Env {
+	return &cli.Env{Stdin: e.stdin, Stdout: e.stdout, Stderr: e.stderr, Getenv: e.getenv}
 }
 
 func main() {
@@ -52,12 +60,6 @@ func run(ctx context.Context, env *cliEnv, args []string) error {
 	return root.ExecuteContext(ctx)
 }
 
-// oneLine keeps an error message on one line: every error is one line on
-// stderr.
-func oneLine(s string) string {
-	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", " ")), " ")
-}
-
 func newRootCommand(env *cliEnv) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "signet",
@@ -70,7 +72,7 @@ Unix socket. Operators drive the CA through its admin socket
 		Example: `  signet dev                          # CA and agent in one process: start here
   signet entry list -o json
   signet help entry`,
-		Version:               versionText(),
+		Version:               cli.VersionText("signet"),
 		DisableFlagsInUseLine: true,
 		// Errors are printed once, as one line, by main; usage only on
 		// request.
@@ -88,7 +90,7 @@ Unix socket. Operators drive the CA through its admin socket
 	root.SetHelpCommand(newHelpCommand(root))
 	root.AddCommand(
 		newServerCommand(env),
-		newAgentCommand(env),
+		agentcmd.NewCommand(env.shared()),
 		newDevCommand(env),
 		newTokenCommand(env),
 		newEntryCommand(env),
@@ -102,22 +104,13 @@ Unix socket. Operators drive the CA through its admin socket
 		newStoreCommand(env),
 		newFederationCommand(env),
 		newProxyCommand(env),
-		newHealthcheckCommand(env),
+		cli.NewHealthcheckCommand("signet", env.shared()),
 		newBenchCommand(env),
-		newVersionCommand(env),
+		cli.NewVersionCommand("signet", env.shared()),
 		newCompletionCommand(root),
 	)
 	groupArgs(root)
 	return root
-}
-
-// usageError says what was wrong with a command line, and where its help
-// is. main prefixes "signet: ", so the path is written without it.
-func usageError(c *cobra.Command, err error) error {
-	if sub := strings.TrimPrefix(c.CommandPath(), c.Root().Name()+" "); c.HasParent() {
-		return fmt.Errorf("%s: %w (see '%s --help')", sub, err, c.CommandPath())
-	}
-	return fmt.Errorf("%w (see '%s --help')", err, c.CommandPath())
 }
 
 // newGroupCommand is a command whose subcommands do the work (signet entry,

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"fmt"
@@ -9,7 +9,7 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// buildInfo is what `signet version` reports, from the binary's build
+// buildInfo is what `signet version` (and `signet-agent version`) reports, from the binary's build
 // information (runtime/debug): the module version ("(devel)" for a build
 // from a work tree), the VCS commit when the build recorded it, and the
 // Go version.
@@ -46,11 +46,12 @@ func readBuildInfo() buildInfo {
 	return out
 }
 
-// versionText is the output of `signet version` and `signet --version`.
-func versionText() string {
+// VersionText is the output of `NAME version` and `NAME --version`, for
+// the binary called name (signet, signet-agent).
+func VersionText(name string) string {
 	bi := readBuildInfo()
 	var b strings.Builder
-	fmt.Fprintf(&b, "signet %s\n", bi.Version)
+	fmt.Fprintf(&b, "%s %s\n", name, bi.Version)
 	commit := bi.Commit
 	if bi.Modified {
 		commit += " (modified)"
@@ -63,15 +64,15 @@ func versionText() string {
 	return b.String()
 }
 
-func newVersionCommand(env *cliEnv) *cobra.Command {
+// NewVersionCommand is `NAME version`, for the binary called name.
+func NewVersionCommand(name string, env *Env) *cobra.Command {
 	return &cobra.Command{
-		Use:   "version",
-		Short: "print the version, commit and Go version of this binary",
-		Example: `  signet version
-  signet --version`,
-		Args: noArgs,
+		Use:     "version",
+		Short:   "print the version, commit and Go version of this binary",
+		Example: "  " + name + " version\n  " + name + " --version",
+		Args:    NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			_, err := fmt.Fprint(env.stdout, versionText())
+			_, err := fmt.Fprint(env.Stdout, VersionText(name))
 			return err
 		},
 	}
