@@ -25,7 +25,7 @@ import (
 	"github.com/signet-mesh/signet/agent/proxyapi"
 	"github.com/signet-mesh/signet/agent/workloadapi"
 	"github.com/signet-mesh/signet/cmd/internal/cli"
-	"github.com/signet-mesh/signet/internal/passphrase"
+	"github.com/signet-mesh/signet/internal/keypass"
 	sdsserver "github.com/signet-mesh/signet/sds/server"
 )
 
@@ -294,7 +294,7 @@ func (o *agentOptions) run(ctx context.Context, env *cli.Env) error {
 	if err != nil {
 		return err
 	}
-	if acfg.KeyPassphrase, err = passphrase.Load(cfg.KeyPassphraseFile, cli.PassphraseEnv); err != nil {
+	if acfg.KeyPassphrase, err = keypass.Load(cfg.KeyPassphraseFile, cli.PassphraseEnv); err != nil {
 		return fmt.Errorf("key_passphrase_file: %v", err)
 	}
 	if o.checkOnly {

@@ -1,8 +1,8 @@
-// Package passphrase reads the passphrase that encrypts keys at rest: the
+// Package keypass reads the passphrase that encrypts keys at rest: the
 // CA's soft keys (ca/keys) and the agent's node key. It is a leaf of its
 // own so that the agent binary reads its passphrase without linking the
 // CA's key managers and their KMS clients.
-package passphrase
+package keypass
 
 import (
 	"bytes"
