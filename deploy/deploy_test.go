@@ -513,6 +513,9 @@ func TestContainerfile(t *testing.T) {
 	} else if final := froms[len(froms)-1]; !strings.Contains(final, "distroless/static") || !strings.Contains(final, "nonroot") {
 		t.Errorf("final stage FROM %s, want distroless static nonroot", final)
 	}
+	if !strings.Contains(build, "grpcnotrace") {
+		t.Errorf("build %q, want -tags grpcnotrace (megabytes less binary, all of it mapped by every process)", build)
+	}
 	for _, cmd := range []string{"signet", "signet-agent"} {
 		if !strings.Contains(build, "CGO_ENABLED=0") || !strings.Contains(build, "./cmd/"+cmd+" ") && !strings.HasSuffix(build, "./cmd/"+cmd) {
 			t.Errorf("build %q, want a static (CGO_ENABLED=0) build of ./cmd/%s", build, cmd)

@@ -72,7 +72,6 @@ Unix socket. Operators drive the CA through its admin socket
 		Example: `  signet dev                          # CA and agent in one process: start here
   signet entry list -o json
   signet help entry`,
-		Version:               cli.VersionText("signet"),
 		DisableFlagsInUseLine: true,
 		// Errors are printed once, as one line, by main; usage only on
 		// request.
@@ -82,7 +81,6 @@ Unix socket. Operators drive the CA through its admin socket
 	root.SetIn(env.stdin)
 	root.SetOut(env.stdout)
 	root.SetErr(env.stderr)
-	root.SetVersionTemplate("{{.Version}}")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageError(c, err)
 	})
@@ -110,6 +108,7 @@ Unix socket. Operators drive the CA through its admin socket
 		newCompletionCommand(root),
 	)
 	groupArgs(root)
+	cli.AddVersionFlag(root, "signet", env.shared()) // not cobra's Version: see there
 	return root
 }
 

@@ -45,6 +45,10 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// testTags are the build tags of the binaries the tests run: the image's
+// (grpcnotrace), plus the test hooks.
+const testTags = "signet_testhooks grpcnotrace"
+
 // signetBinary builds cmd/signet (once per test binary) and returns its path.
 func signetBinary(t testing.TB) string {
 	t.Helper()
@@ -67,7 +71,7 @@ func signetBinary(t testing.TB) string {
 		// makes every key decryption and handshake several times slower.
 		// The signet_testhooks tag links the crash points some tests use
 		// (cmd/signet/crash_hook.go); product builds have none.
-		cmd := exec.Command("go", "build", "-tags", "signet_testhooks", "-o", binPath, "github.com/signet-mesh/signet/cmd/signet")
+		cmd := exec.Command("go", "build", "-tags", testTags, "-o", binPath, "github.com/signet-mesh/signet/cmd/signet")
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			binErr = fmt.Errorf("building signet: %v\n%s", err, out)
@@ -101,7 +105,7 @@ func signetAgentBinary(t testing.TB) string {
 	}
 	agentBinOnce.Do(func() {
 		agentBinPath = filepath.Join(binDir, "signet-agent")
-		cmd := exec.Command("go", "build", "-tags", "signet_testhooks", "-o", agentBinPath, "github.com/signet-mesh/signet/cmd/signet-agent")
+		cmd := exec.Command("go", "build", "-tags", testTags, "-o", agentBinPath, "github.com/signet-mesh/signet/cmd/signet-agent")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			agentBinErr = fmt.Errorf("building signet-agent: %v\n%s", err, out)
 		}

@@ -242,7 +242,6 @@ signet-agent is ` + "`signet agent`" + ` in a binary of its own that links none 
 the CA, so that it maps less memory on every node. Its healthcheck and
 version commands are signet's.`,
 		Example:               examples(Name),
-		Version:               cli.VersionText(Name),
 		DisableFlagsInUseLine: true,
 		SilenceErrors:         true,
 		SilenceUsage:          true,
@@ -252,7 +251,7 @@ version commands are signet's.`,
 	root.SetIn(env.Stdin)
 	root.SetOut(env.Stdout)
 	root.SetErr(env.Stderr)
-	root.SetVersionTemplate("{{.Version}}")
+	cli.AddVersionFlag(root, Name, env) // not cobra's Version: see there
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return cli.UsageError(c, err) })
 	root.CompletionOptions.DisableDefaultCmd = true
 	o.addFlags(root.Flags(), env)

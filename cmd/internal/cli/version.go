@@ -77,3 +77,22 @@ func NewVersionCommand(name string, env *Env) *cobra.Command {
 		},
 	}
 }
+
+// AddVersionFlag gives root -v/--version, printing VersionText(name). It
+// stands in for cobra's Version field: cobra prints a custom version
+// through text/template, and template execution makes the linker keep
+// every exported method of every linked type (reflection may call any),
+// megabytes of binary that every process maps. Call it once root's RunE
+// is set.
+func AddVersionFlag(root *cobra.Command, name string, env *Env) {
+	var version bool
+	root.Flags().BoolVarP(&version, "version", "v", false, "version for "+name)
+	run := root.RunE
+	root.RunE = func(c *cobra.Command, args []string) error {
+		if version {
+			_, err := fmt.Fprint(env.Stdout, VersionText(name))
+			return err
+		}
+		return run(c, args)
+	}
+}
