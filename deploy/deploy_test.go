@@ -523,7 +523,9 @@ func TestContainerfile(t *testing.T) {
 		if _, err := os.Stat("../cmd/" + cmd + "/main.go"); err != nil {
 			t.Errorf("the container builds ./cmd/%s: %v", cmd, err)
 		}
-		if !slices.ContainsFunc(copies, func(c string) bool { return strings.Contains(c, "/out/"+cmd+" ") && strings.HasSuffix(c, "/usr/local/bin/") }) {
+		if !slices.ContainsFunc(copies, func(c string) bool {
+			return strings.Contains(c, "/out/"+cmd+" ") && strings.HasSuffix(c, "/usr/local/bin/")
+		}) {
 			t.Errorf("COPY %v: want /out/%s installed in /usr/local/bin/ (the manifests run it there)", copies, cmd)
 		}
 	}
