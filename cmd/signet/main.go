@@ -1,13 +1,17 @@
-// Command signet is signet's single binary: the CA server, the node agent,
+// Command signet is signet's main binary: the CA server, the node agent,
 // the all-in-one dev mode, the reference proxy, and the operator commands.
+// (cmd/signet-agent is the node agent alone, without the CA's code; both
+// run the agent command of cmd/internal/agentcmd.)
 //
 // The CLI is built on cobra and pflag. main only wires flags and config
 // files to packages; each command lives in its own file (cmd_<group>_<name>.go)
 // with an options struct that registers its own flags, as bbolt's
 // cmd/bbolt/command does. Shared pieces: admin.go (the admin socket),
-// output.go (-o table|json|csv), duration.go (durations with days),
-// endpoint.go (the agent socket and SPIFFE_ENDPOINT_SOCKET), config.go and
-// yamlfile.go (config files), args.go (positional arguments).
+// output.go (-o table|json|csv), endpoint.go (the agent socket option of
+// the client commands), args.go (positional arguments); the layered config
+// files and flags, durations with days, the logger, healthcheck and
+// version are in cmd/internal/cli, which signet-agent shares (shared.go
+// gives them their names here).
 package main
 
 import (
