@@ -226,8 +226,8 @@ func (w workload) check(t *testing.T, defined map[string]bool) {
 		for _, p := range []*corev1.Probe{c.ReadinessProbe, c.LivenessProbe, c.StartupProbe} {
 			if p != nil && p.Exec != nil {
 				cmd := p.Exec.Command
-				if len(cmd) < 3 || filepath.Base(cmd[0]) != "signet" || cmd[1] != "healthcheck" {
-					t.Errorf("container %s: exec probe %v is not `signet healthcheck`", c.Name, cmd)
+				if bin := filepath.Base(cmd[0]); len(cmd) < 3 || (bin != "signet" && bin != "signet-agent") || cmd[1] != "healthcheck" {
+					t.Errorf("container %s: exec probe %v is not `signet healthcheck` (or signet-agent's)", c.Name, cmd)
 				}
 			}
 		}
@@ -237,13 +237,21 @@ func (w workload) check(t *testing.T, defined map[string]bool) {
 				t.Errorf("container %s: mount %s names no volume", c.Name, m.Name)
 			}
 		}
-		// `signet <command> --config PATH`: PATH comes from a mount.
-		if len(c.Args) < 3 || (c.Args[0] != "server" && c.Args[0] != "agent") || c.Args[1] != "--config" {
-			t.Errorf("container %s: args %v, want [server|agent --config PATH]", c.Name, c.Args)
+		// `signet <command> --config PATH` (the image's entrypoint), or
+		// `signet-agent --config PATH`: PATH comes from a mount.
+		args := c.Args
+		switch {
+		case len(c.Command) == 1 && filepath.Base(c.Command[0]) == "signet-agent":
+			args = append([]string{"agent"}, c.Args...)
+		case len(c.Command) > 0:
+			t.Errorf("container %s: command %v, want the image's entrypoint (signet) or signet-agent", c.Name, c.Command)
+		}
+		if len(args) < 3 || (args[0] != "server" && args[0] != "agent") || args[1] != "--config" {
+			t.Errorf("container %s: command %v args %v, want [server|agent --config PATH] or signet-agent [--config PATH]", c.Name, c.Command, c.Args)
 		} else if !slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool {
-			return c.Args[2] == m.MountPath || strings.HasPrefix(c.Args[2], m.MountPath+"/")
+			return args[2] == m.MountPath || strings.HasPrefix(args[2], m.MountPath+"/")
 		}) {
-			t.Errorf("container %s: config %s is not on any mounted volume", c.Name, c.Args[2])
+			t.Errorf("container %s: config %s is not on any mounted volume", c.Name, args[2])
 		}
 	}
 	// The CA runs as a non-root user; the agent needs root (see
@@ -439,8 +447,12 @@ func TestSystemdUnits(t *testing.T) {
 			}
 			for _, exec := range append(svc["ExecStart"], svc["ExecStartPre"]...) {
 				args := strings.Fields(exec)
+				if len(args) > 0 && filepath.Base(args[0]) == "signet-agent" {
+					// signet-agent is `signet agent`.
+					args = append([]string{"signet", "agent"}, args[1:]...)
+				}
 				if len(args) < 4 || filepath.Base(args[0]) != "signet" || args[2] != "--config" {
-					t.Errorf("ExecStart %q, want signet <command> --config FILE", exec)
+					t.Errorf("ExecStart %q, want signet <command> --config FILE or signet-agent --config FILE", exec)
 					continue
 				}
 				example := filepath.Join("config", filepath.Base(args[3]))
@@ -459,15 +471,16 @@ func TestSystemdUnits(t *testing.T) {
 	}
 }
 
-// TestContainerfile: a multi-stage build of ./cmd/signet without cgo into a
-// distroless static image, running as a non-root user.
+// TestContainerfile: a multi-stage build of ./cmd/signet and
+// ./cmd/signet-agent without cgo into a distroless static image, running
+// as a non-root user, with signet as the entrypoint.
 func TestContainerfile(t *testing.T) {
 	data, err := os.ReadFile("container/Containerfile")
 	if err != nil {
 		t.Fatal(err)
 	}
 	known := []string{"FROM", "ARG", "WORKDIR", "COPY", "RUN", "ENV", "LABEL", "USER", "EXPOSE", "ENTRYPOINT", "CMD"}
-	var froms, users, entrypoints []string
+	var froms, users, entrypoints, copies []string
 	build := ""
 	// Join continuation lines, drop comments.
 	text := strings.ReplaceAll(string(data), "\\\n", " ")
@@ -487,6 +500,8 @@ func TestContainerfile(t *testing.T) {
 			users = append(users, rest)
 		case "ENTRYPOINT":
 			entrypoints = append(entrypoints, rest)
+		case "COPY":
+			copies = append(copies, rest)
 		case "RUN":
 			if strings.Contains(rest, "go build") {
 				build = rest
@@ -498,11 +513,21 @@ func TestContainerfile(t *testing.T) {
 	} else if final := froms[len(froms)-1]; !strings.Contains(final, "distroless/static") || !strings.Contains(final, "nonroot") {
 		t.Errorf("final stage FROM %s, want distroless static nonroot", final)
 	}
-	if !strings.Contains(build, "CGO_ENABLED=0") || !strings.Contains(build, "./cmd/signet") {
-		t.Errorf("build %q, want a static (CGO_ENABLED=0) build of ./cmd/signet", build)
+	if !strings.Contains(build, "grpcnotrace") {
+		t.Errorf("build %q, want -tags grpcnotrace (megabytes less binary, all of it mapped by every process)", build)
 	}
-	if _, err := os.Stat("../cmd/signet/main.go"); err != nil {
-		t.Errorf("the container builds ./cmd/signet: %v", err)
+	for _, cmd := range []string{"signet", "signet-agent"} {
+		if !strings.Contains(build, "CGO_ENABLED=0") || !strings.Contains(build, "./cmd/"+cmd+" ") && !strings.HasSuffix(build, "./cmd/"+cmd) {
+			t.Errorf("build %q, want a static (CGO_ENABLED=0) build of ./cmd/%s", build, cmd)
+		}
+		if _, err := os.Stat("../cmd/" + cmd + "/main.go"); err != nil {
+			t.Errorf("the container builds ./cmd/%s: %v", cmd, err)
+		}
+		if !slices.ContainsFunc(copies, func(c string) bool {
+			return strings.Contains(c, "/out/"+cmd+" ") && strings.HasSuffix(c, "/usr/local/bin/")
+		}) {
+			t.Errorf("COPY %v: want /out/%s installed in /usr/local/bin/ (the manifests run it there)", copies, cmd)
+		}
 	}
 	if len(users) == 0 || strings.HasPrefix(users[len(users)-1], "0") || strings.HasPrefix(users[len(users)-1], "root") {
 		t.Errorf("USER %v, want a non-root user", users)

@@ -3,6 +3,8 @@ package keys
 import (
 	"errors"
 	"fmt"
+
+	"github.com/signet-mesh/signet/internal/keypass"
 )
 
 var (
@@ -10,7 +12,7 @@ var (
 	ErrUnknownKeyType = errors.New("keys: unknown key type")
 	// ErrPassphraseRequired: soft keys are encrypted at rest, so New needs
 	// a passphrase (see LoadPassphrase).
-	ErrPassphraseRequired = errors.New("keys: passphrase required for soft keys")
+	ErrPassphraseRequired = keypass.ErrRequired
 	// ErrWrongPassphrase: a key file could not be decrypted with the
 	// configured passphrase (or it is corrupt).
 	ErrWrongPassphrase = errors.New("keys: wrong passphrase or corrupt key file")

@@ -20,7 +20,6 @@ import (
 // Where the operator commands find the CA.
 const (
 	defaultDataDir  = "./signet-data" // dev's state, and so the admin socket's default
-	adminSocketEnv  = "SIGNET_ADMIN_SOCKET"
 	adminSocketName = "admin.sock"
 	agentSocketName = "agent.sock"
 	// adminCallTimeout bounds one admin call.

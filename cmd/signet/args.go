@@ -7,14 +7,6 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// noArgs refuses positional arguments.
-func noArgs(c *cobra.Command, args []string) error {
-	if len(args) > 0 {
-		return usageError(c, fmt.Errorf("unexpected argument %q", args[0]))
-	}
-	return nil
-}
-
 // exactArgs wants one positional argument per name (ID, SPIFFE_ID, ...).
 func exactArgs(names ...string) cobra.PositionalArgs {
 	return func(c *cobra.Command, args []string) error {

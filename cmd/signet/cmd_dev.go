@@ -30,6 +30,7 @@ import (
 	"github.com/signet-mesh/signet/agent/proxyapi"
 	"github.com/signet-mesh/signet/agent/workloadapi"
 	"github.com/signet-mesh/signet/ca/server"
+	"github.com/signet-mesh/signet/cmd/internal/agentcmd"
 	"github.com/signet-mesh/signet/internal/fileutil"
 	"github.com/signet-mesh/signet/internal/peercred"
 	adminv1 "github.com/signet-mesh/signet/proto/signet/admin/v1"
@@ -159,7 +160,7 @@ func (o *devOptions) run(ctx context.Context, env *cliEnv) error {
 	defer os.Remove(agentPath)
 	att := attestor.New(attestor.Config{Logger: logger})
 	wl := workloadapi.New(workloadapi.Config{Cache: c, Attestor: att, JWTMinter: a, Logger: logger})
-	sds := sdsserver.New(sdsserver.Config{Source: sdsSource{c}, Attestor: att, Logger: logger})
+	sds := sdsserver.New(sdsserver.Config{Source: agentcmd.NewSDSSource(c), Attestor: att, Logger: logger})
 	px := proxyapi.New(proxyapi.Config{Cache: c, Attestor: att, Policies: a, Reporter: a, Logger: logger})
 
 	g, ctx := errgroup.WithContext(ctx)

@@ -127,8 +127,8 @@ func parseEntryFile(name string, data []byte) ([]*adminv1.Entry, error) {
 	for i, item := range seq.Values {
 		e, err := parseEntryItem(item)
 		if err != nil {
-			if ye := (*yamlError)(nil); errors.As(err, &ye) && ye.line > 0 {
-				return nil, fmt.Errorf("%s: line %d: entry %d: %s", name, ye.line, i+1, ye.msg)
+			if ye := (*yamlError)(nil); errors.As(err, &ye) && ye.Line > 0 {
+				return nil, fmt.Errorf("%s: line %d: entry %d: %s", name, ye.Line, i+1, ye.Msg)
 			}
 			return nil, fmt.Errorf("%s: entry %d: %v", name, i+1, err)
 		}
@@ -155,8 +155,8 @@ func parseEntryItem(item ast.Node) (*adminv1.Entry, error) {
 	}
 	keyAt := func(key string) ast.Node {
 		for _, f := range fields {
-			if f.key == key {
-				return f.node
+			if f.Key == key {
+				return f.Node
 			}
 		}
 		return node

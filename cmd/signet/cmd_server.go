@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -115,13 +114,6 @@ func defaultServerConfig() serverConfig {
 		LogFormat:   "text",
 	}
 }
-
-const (
-	defaultTrustDomain = "example.org"
-	// passphraseEnv holds the key passphrase itself, for deployments that
-	// inject secrets as environment variables.
-	passphraseEnv = "SIGNET_KEY_PASSPHRASE"
-)
 
 // errNoDataDir is the one line a server without a data directory prints.
 var errNoDataDir = errors.New("signet server needs a data directory: give --data-dir DIR (or data_dir in --config); signet dev is the all-in-one that keeps its state in ./signet-data")
@@ -355,7 +347,7 @@ func (o *serverOptions) run(ctx context.Context, env *cliEnv) error {
 	if err != nil {
 		return err
 	}
-	defer tel.close()
+	defer tel.Close()
 	scfg.Metrics = newServerMetrics(tel)
 	srv, err := newCAServer(ctx, scfg, env.getenv, env.stderr)
 	if err != nil {
@@ -378,23 +370,7 @@ func (o *serverOptions) run(ctx context.Context, env *cliEnv) error {
 		return err
 	}
 	logger.Info("serving", logTrustDomain, scfg.TrustDomain.Name(), logNodeAPI, nodeLn.Addr().String(),
-		logAdminSocket, adminPath, logMetrics, tel.metricsURL(), logHealth, tel.healthDescription("grpc.health.v1 on the admin socket"))
+		logAdminSocket, adminPath, logMetrics, tel.MetricsURL(), logHealth, tel.HealthDescription("grpc.health.v1 on the admin socket"))
 	defer logShutdown(ctx, logger)()
-	return tel.run(ctx, srv.Ready, func(ctx context.Context) error { return srv.Serve(ctx, nodeLn, adminLn) })
-}
-
-// logShutdown logs "shutting down" with the reason (the signal) once ctx
-// ends; the function it returns logs "stopped" when the process is done.
-func logShutdown(ctx context.Context, logger *slog.Logger) func() {
-	logged := make(chan struct{})
-	stop := context.AfterFunc(ctx, func() {
-		logger.Info("shutting down", logReason, context.Cause(ctx).Error())
-		close(logged)
-	})
-	return func() {
-		if !stop() {
-			<-logged // in that order
-			logger.Info("stopped")
-		}
-	}
+	return tel.Run(ctx, srv.Ready, func(ctx context.Context) error { return srv.Serve(ctx, nodeLn, adminLn) })
 }

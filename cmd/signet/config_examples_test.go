@@ -22,6 +22,8 @@ import (
 
 	k8syaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
+
+	"github.com/signet-mesh/signet/cmd/internal/agentcmd"
 )
 
 // deployDir holds the example configurations and manifests.
@@ -203,6 +205,19 @@ func checkConfig(t *testing.T, command string, data []byte, env map[string]strin
 	err := run(context.Background(), cli, []string{command, "--config", path, "--check-config"})
 	if err != nil && stderr.Len() > 0 {
 		err = errors.Join(err, errors.New(stderr.String()))
+	}
+	if command == "agent" {
+		// signet-agent runs the same command: it must say the same.
+		var aout, aerr bytes.Buffer
+		cli.stdout, cli.stderr = &aout, &aerr
+		code := agentcmd.Main(context.Background(), cli.shared(), []string{"--config", path, "--check-config"})
+		want := ""
+		if err != nil {
+			want = "signet-agent: " + oneLine(err.Error()) + "\n"
+		}
+		if aout.String() != stdout.String() || aerr.String() != want || (code == 0) != (err == nil) {
+			t.Errorf("signet-agent --check-config: exit %d, stdout %q, stderr %q; signet agent: stdout %q, error %v", code, aout.String(), aerr.String(), stdout.String(), err)
+		}
 	}
 	return stdout.String(), err
 }

@@ -14,6 +14,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/spf13/pflag"
 	"go.step.sm/crypto/kms/apiv1"
+
+	"github.com/signet-mesh/signet/cmd/internal/agentcmd"
 )
 
 // mapEnv is a getenv over a map.
@@ -185,7 +187,7 @@ func TestEveryFlagHasAConfigKey(t *testing.T) {
 		usages  map[string]string
 	}{
 		{"server", serverConfig{}, serverUsages},
-		{"agent", agentConfig{}, agentUsages},
+		{"agent", agentcmd.Config{}, agentcmd.Usages},
 	} {
 		t.Run(tc.command, func(t *testing.T) {
 			keys := map[string]bool{}
@@ -238,43 +240,6 @@ func TestEveryFlagHasAConfigKey(t *testing.T) {
 			})
 			if flags != len(keys) {
 				t.Errorf("%d flags for %d config keys", flags, len(keys))
-			}
-		})
-	}
-}
-
-// TestJoinTokenFile: join_token wins, the file is read and trimmed, and a
-// missing file means no token.
-func TestJoinTokenFile(t *testing.T) {
-	dir := t.TempDir()
-	tokenFile := filepath.Join(dir, "token")
-	os.WriteFile(tokenFile, []byte("  abc123\n"), 0o600)
-	big := filepath.Join(dir, "big")
-	os.WriteFile(big, bytes.Repeat([]byte("x"), maxJoinTokenFile+1), 0o600)
-	tests := []struct {
-		name    string
-		cfg     agentConfig
-		want    string
-		wantErr string
-	}{
-		{name: "none", cfg: agentConfig{}},
-		{name: "inline", cfg: agentConfig{JoinToken: "inline", JoinTokenFile: tokenFile}, want: "inline"},
-		{name: "file", cfg: agentConfig{JoinTokenFile: tokenFile}, want: "abc123"},
-		{name: "missing file", cfg: agentConfig{JoinTokenFile: filepath.Join(dir, "nope")}},
-		{name: "directory", cfg: agentConfig{JoinTokenFile: dir}, wantErr: "join_token_file"},
-		{name: "too large", cfg: agentConfig{JoinTokenFile: big}, wantErr: "too large"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := tc.cfg.joinToken()
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Errorf("error = %v, want %q", err, tc.wantErr)
-				}
-				return
-			}
-			if err != nil || got != tc.want {
-				t.Errorf("joinToken() = %q, %v; want %q", got, err, tc.want)
 			}
 		})
 	}
@@ -389,7 +354,7 @@ func FuzzConfigFile(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		cfg := defaultServerConfig()
 		decodeConfig(data, &cfg)
-		acfg := defaultAgentConfig()
+		acfg := agentcmd.DefaultConfig()
 		decodeConfig(data, &acfg)
 		parseEntryFile("fuzz", data)
 	})

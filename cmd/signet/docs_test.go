@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/signet-mesh/signet/cmd/internal/agentcmd"
 	"github.com/signet-mesh/signet/internal/doccmd"
 )
 
@@ -48,8 +49,17 @@ func TestDocsCommands(t *testing.T) {
 // parseCommandLine resolves args in signet's command tree and parses its
 // flags and positional arguments as a run would, without running it.
 func parseCommandLine(args []string) error {
+	return parseBinaryCommandLine("signet", args)
+}
+
+// parseBinaryCommandLine is parseCommandLine for the binary bin: signet,
+// or signet-agent.
+func parseBinaryCommandLine(bin string, args []string) error {
 	env := &cliEnv{stdin: strings.NewReader(""), stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{}, getenv: func(string) string { return "" }}
 	root := newRootCommand(env)
+	if bin == agentcmd.Name {
+		root = agentcmd.NewRootCommand(env.shared())
+	}
 	c, rest, err := root.Find(args)
 	if err != nil {
 		return err

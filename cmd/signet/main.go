@@ -1,13 +1,17 @@
-// Command signet is signet's single binary: the CA server, the node agent,
+// Command signet is signet's main binary: the CA server, the node agent,
 // the all-in-one dev mode, the reference proxy, and the operator commands.
+// (cmd/signet-agent is the node agent alone, without the CA's code; both
+// run the agent command of cmd/internal/agentcmd.)
 //
 // The CLI is built on cobra and pflag. main only wires flags and config
 // files to packages; each command lives in its own file (cmd_<group>_<name>.go)
 // with an options struct that registers its own flags, as bbolt's
 // cmd/bbolt/command does. Shared pieces: admin.go (the admin socket),
-// output.go (-o table|json|csv), duration.go (durations with days),
-// endpoint.go (the agent socket and SPIFFE_ENDPOINT_SOCKET), config.go and
-// yamlfile.go (config files), args.go (positional arguments).
+// output.go (-o table|json|csv), endpoint.go (the agent socket option of
+// the client commands), args.go (positional arguments); the layered config
+// files and flags, durations with days, the logger, healthcheck and
+// version are in cmd/internal/cli, which signet-agent shares (shared.go
+// gives them their names here).
 package main
 
 import (
@@ -21,6 +25,9 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/signet-mesh/signet/cmd/internal/agentcmd"
+	"github.com/signet-mesh/signet/cmd/internal/cli"
 )
 
 // cliEnv is what a command may touch: its streams and environment. Tests
@@ -29,6 +36,11 @@ type cliEnv struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	getenv         func(string) string
+}
+
+// shared is e as the commands of cmd/internal/cli see it.
+func (e *cliEnv) shared() *cli.Env {
+	return &cli.Env{Stdin: e.stdin, Stdout: e.stdout, Stderr: e.stderr, Getenv: e.getenv}
 }
 
 func main() {
@@ -52,12 +64,6 @@ func run(ctx context.Context, env *cliEnv, args []string) error {
 	return root.ExecuteContext(ctx)
 }
 
-// oneLine keeps an error message on one line: every error is one line on
-// stderr.
-func oneLine(s string) string {
-	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", " ")), " ")
-}
-
 func newRootCommand(env *cliEnv) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "signet",
@@ -70,7 +76,6 @@ Unix socket. Operators drive the CA through its admin socket
 		Example: `  signet dev                          # CA and agent in one process: start here
   signet entry list -o json
   signet help entry`,
-		Version:               versionText(),
 		DisableFlagsInUseLine: true,
 		// Errors are printed once, as one line, by main; usage only on
 		// request.
@@ -80,7 +85,6 @@ Unix socket. Operators drive the CA through its admin socket
 	root.SetIn(env.stdin)
 	root.SetOut(env.stdout)
 	root.SetErr(env.stderr)
-	root.SetVersionTemplate("{{.Version}}")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageError(c, err)
 	})
@@ -88,7 +92,7 @@ Unix socket. Operators drive the CA through its admin socket
 	root.SetHelpCommand(newHelpCommand(root))
 	root.AddCommand(
 		newServerCommand(env),
-		newAgentCommand(env),
+		agentcmd.NewCommand(env.shared()),
 		newDevCommand(env),
 		newTokenCommand(env),
 		newEntryCommand(env),
@@ -102,22 +106,14 @@ Unix socket. Operators drive the CA through its admin socket
 		newStoreCommand(env),
 		newFederationCommand(env),
 		newProxyCommand(env),
-		newHealthcheckCommand(env),
+		cli.NewHealthcheckCommand("signet", env.shared()),
 		newBenchCommand(env),
-		newVersionCommand(env),
+		cli.NewVersionCommand("signet", env.shared()),
 		newCompletionCommand(root),
 	)
 	groupArgs(root)
+	cli.AddVersionFlag(root, "signet", env.shared()) // not cobra's Version: see there
 	return root
-}
-
-// usageError says what was wrong with a command line, and where its help
-// is. main prefixes "signet: ", so the path is written without it.
-func usageError(c *cobra.Command, err error) error {
-	if sub := strings.TrimPrefix(c.CommandPath(), c.Root().Name()+" "); c.HasParent() {
-		return fmt.Errorf("%s: %w (see '%s --help')", sub, err, c.CommandPath())
-	}
-	return fmt.Errorf("%w (see '%s --help')", err, c.CommandPath())
 }
 
 // newGroupCommand is a command whose subcommands do the work (signet entry,

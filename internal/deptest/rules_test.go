@@ -128,3 +128,30 @@ func TestBinaryStaysLight(t *testing.T) {
 		},
 	}.Check(t)
 }
+
+// TestAgentBinaryStaysLight: signet-agent exists so that a node's agent
+// maps only the agent's code (issue 19). It links the agent, SDS and the
+// command-line plumbing both binaries share (cmd/internal/cli); anything
+// of the CA would bring back the weight the binary was split to shed.
+func TestAgentBinaryStaysLight(t *testing.T) {
+	t.Parallel()
+	const why = "signet-agent links only what the agent runs: the CA's code belongs in signet"
+	deptest.Rule{
+		Packages: []string{module + "cmd/signet-agent", module + "cmd/internal/agentcmd"},
+		BadDeps: map[string]string{
+			module + "ca/...":                            why,
+			module + "cmd/signet":                        "signet-agent shares the agent command through cmd/internal/agentcmd, not signet's main",
+			"go.etcd.io/...":                             why + " (bbolt and etcd are the CA's stores)",
+			"go.step.sm/crypto/kms/...":                  why + " (the CA's key managers and their cloud KMS clients)",
+			"cloud.google.com/...":                       why + " (cloud KMS clients)",
+			"github.com/aws/...":                         why + " (cloud KMS clients)",
+			"github.com/Azure/...":                       why + " (cloud KMS clients)",
+			"go.uber.org/zap":                            why + " (etcd's logger)",
+			"go.opentelemetry.io/...":                    why + " (etcd's tracing)",
+			"github.com/prometheus/prometheus/...":       why + " (the CA's rule evaluation)",
+			"k8s.io/...":                                 "Kubernetes client libraries: the agent uses internal/kubeapi",
+			"sigs.k8s.io/...":                            "Kubernetes client libraries: the agent uses internal/kubeapi",
+			"github.com/envoyproxy/go-control-plane/...": "sds uses proto/signet/envoy/v1",
+		},
+	}.Check(t)
+}

@@ -25,8 +25,10 @@ import (
 //
 // BenchmarkAgentSync1000 times one `entry create --file` of 1000 entries
 // for one node until a Workload API stream holds all 1000 SVIDs (target:
-// under 2 s). The RSS benchmarks (issue 19) run signet as the container
-// image builds it (useImageBinary) and report resident memory in KiB
+// under 2 s). The RSS benchmarks (issue 19) run signet and signet-agent as
+// the container image builds them (useImageBinary), the agent's once per
+// binary (binary=signet: `signet agent`; binary=signet-agent), and
+// report resident memory in KiB
 // (rss-kb, VmRSS once it holds still), split into anonymous pages
 // (anon-kb) and the binary's file pages (bin-kb):
 //
@@ -115,9 +117,10 @@ func BenchmarkAgentSync1000(b *testing.B) {
 // BenchmarkAgentRSS is the loaded agent of issue 19: 500 SVIDs cached,
 // all of them served to this process on each of 10 open Workload API
 // streams; rss-kb is the agent's VmRSS once it has settled (target: at
-// most 24 MB).
-func BenchmarkAgentRSS(b *testing.B) {
-	useImageBinary(b)
+// most 24 MB), for `signet agent` and for signet-agent.
+func BenchmarkAgentRSS(b *testing.B) { agentBinaries(b, benchAgentRSS) }
+
+func benchAgentRSS(b *testing.B) {
 	const entries, streams = 500, 10
 	uid := strconv.Itoa(os.Getuid())
 	var m rssSample
@@ -152,9 +155,10 @@ func BenchmarkAgentRSS(b *testing.B) {
 
 // BenchmarkAgentIdleRSS reports an idle agent's settled VmRSS: attested,
 // serving its socket (healthcheck ready), no entries (target: at most
-// 16 MB).
-func BenchmarkAgentIdleRSS(b *testing.B) {
-	useImageBinary(b)
+// 16 MB), for `signet agent` and for signet-agent.
+func BenchmarkAgentIdleRSS(b *testing.B) { agentBinaries(b, benchAgentIdleRSS) }
+
+func benchAgentIdleRSS(b *testing.B) {
 	var m rssSample
 	for i := 0; i < b.N; i++ {
 		s := startServer(b)
@@ -197,10 +201,10 @@ var (
 	imageErr  error
 )
 
-// useImageBinary makes b's processes run signet built as the container
-// image builds it (deploy/container/Containerfile: static, CGO_ENABLED=0,
-// -trimpath, -ldflags "-s -w", no test hooks), the binary whose memory
-// users see.
+// useImageBinary makes b's processes run signet (and signet-agent) built
+// as the container image builds them (deploy/container/Containerfile:
+// static, CGO_ENABLED=0, -trimpath, -tags grpcnotrace, -ldflags "-s -w",
+// no test hooks), the binaries whose memory users see.
 func useImageBinary(b *testing.B) {
 	b.Helper()
 	if testing.Short() {
@@ -213,19 +217,34 @@ func useImageBinary(b *testing.B) {
 		}
 		os.Chmod(imageDir, 0o755)
 		imagePath = filepath.Join(imageDir, "signet")
-		cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", imagePath, "github.com/signet-mesh/signet/cmd/signet")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			imageErr = fmt.Errorf("building signet as the image does: %v\n%s", err, out)
-			return
+		for _, name := range []string{"signet", "signet-agent"} {
+			cmd := exec.Command("go", "build", "-trimpath", "-tags", "grpcnotrace", "-ldflags", "-s -w", "-o", filepath.Join(imageDir, name), "github.com/signet-mesh/signet/cmd/"+name)
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				imageErr = fmt.Errorf("building %s as the image does: %v\n%s", name, err, out)
+				return
+			}
 		}
 		imageErr = touchSources(filepath.Join("..", ".."))
 	})
 	if imageErr != nil {
 		b.Fatal(imageErr)
 	}
-	imageBin = imagePath
-	b.Cleanup(func() { imageBin = "" })
+	imageBin, imageAgentBin = imagePath, filepath.Join(imageDir, "signet-agent")
+	b.Cleanup(func() { imageBin, imageAgentBin = "", "" })
+}
+
+// agentBinaries runs bench once per agent binary users run: `signet
+// agent` (binary=signet) and signet-agent (binary=signet-agent), both as
+// the image builds them, so one run reports both.
+func agentBinaries(b *testing.B, bench func(b *testing.B)) {
+	for _, bin := range []string{"signet", "signet-agent"} {
+		b.Run("binary="+bin, func(b *testing.B) {
+			useImageBinary(b)
+			useAgentBinary(b, bin)
+			bench(b)
+		})
+	}
 }
 
 // rssSample sums memory readings over a benchmark's iterations.

@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,12 +27,28 @@ import (
 	workloadpb "github.com/spiffe/go-spiffe/v2/proto/spiffe/workload"
 )
 
-// testAgent is a running `signet agent`.
+// testAgent is a running `signet agent`, or `signet-agent` when bin says
+// so.
 type testAgent struct {
 	*proc
 	name, dir, socket string
 	server            *testServer
 	nodeID            string
+	// bin is the agent binary: "signet" runs `signet agent`,
+	// "signet-agent" the agent's own binary.
+	bin string
+}
+
+// agentBin is the binary new testAgents run ("signet" when empty); see
+// useAgentBinary.
+var agentBin string
+
+// useAgentBinary makes tb's new agents run bin ("signet" or
+// "signet-agent") until tb ends.
+func useAgentBinary(tb testing.TB, bin string) {
+	tb.Helper()
+	agentBin = bin
+	tb.Cleanup(func() { agentBin = "" })
 }
 
 // startAgent attests a new agent named name with a fresh join token.
@@ -50,7 +68,7 @@ func startAgentTB(t testing.TB, s *testServer, name string, extra ...string) *te
 	}
 	dir := shortTempDir(t)
 	os.Chmod(dir, 0o755) // workloads of other uids reach the socket
-	a := &testAgent{name: name, dir: dir, socket: filepath.Join(dir, "agent.sock"), server: s, nodeID: tok.SPIFFEID}
+	a := &testAgent{name: name, dir: dir, socket: filepath.Join(dir, "agent.sock"), server: s, nodeID: tok.SPIFFEID, bin: agentBin}
 	a.run(t, append([]string{"--join-token", tok.Token}, extra...)...)
 	return a
 }
@@ -59,7 +77,12 @@ func (a *testAgent) run(t testing.TB, extra ...string) {
 	t.Helper()
 	args := append([]string{"agent", "--server-address", a.server.addr, "--trust-domain", a.server.td,
 		"--trust-bundle", a.server.bundleFile(t), "--socket", a.socket, "--data-dir", filepath.Join(a.dir, "data"), "--log-level", "debug"}, extra...)
-	a.proc = start(t, "agent "+a.name, a.server.env, args...)
+	if a.bin == "signet-agent" {
+		// The same command line, without the command word.
+		a.proc = startBin(t, signetAgentBinary(t), "signet-agent "+a.name, a.server.env, args[1:]...)
+	} else {
+		a.proc = start(t, "agent "+a.name, a.server.env, args...)
+	}
 	waitFor(t, 30*time.Second, "agent socket", func() bool {
 		if a.proc.exited() {
 			t.Fatalf("agent %s exited: %v\n%s", a.name, a.proc.err, a.proc.out.String())
@@ -353,4 +376,45 @@ func TestAgentBatchesMints(t *testing.T) {
 		t.Fatalf("%v workload SVIDs issued in %v MintX509SVIDs calls; want 1000 in at most 10", issued, calls)
 	}
 	t.Logf("1000 SVIDs in %v mint calls", calls)
+}
+
+// TestSignetAgentBinary: the signet-agent binary is a whole agent: it
+// attests to a real `signet server` with the flags of `signet agent`,
+// serves an SVID over the Workload API, and answers its own healthcheck.
+func TestSignetAgentBinary(t *testing.T) {
+	s := startServer(t)
+	useAgentBinary(t, "signet-agent")
+	a := startAgent(t, s, "node-sa")
+	if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", a.cmd.Process.Pid)); err != nil || filepath.Base(exe) != "signet-agent" {
+		t.Fatalf("the agent process runs %q (%v), want signet-agent", exe, err)
+	}
+	id := "spiffe://example.org/workload-sa"
+	a.entryFor(t, id)
+	fetchUntil(t, a, 30*time.Second, hasOnly(id))
+
+	run := func(args ...string) result {
+		t.Helper()
+		var stdout, stderr strings.Builder
+		cmd := exec.Command(signetAgentBinary(t), args...)
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		r := result{stdout: stdout.String(), stderr: stderr.String()}
+		if ee := (*exec.ExitError)(nil); errors.As(err, &ee) {
+			r.code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	waitFor(t, 30*time.Second, "signet-agent healthcheck", func() bool {
+		r := run("healthcheck", "--socket", a.socket, "--timeout", "2s")
+		return r.code == 0 && r.stdout == "ready\n"
+	})
+	if r := run("version"); r.code != 0 || !strings.HasPrefix(r.stdout, "signet-agent ") {
+		t.Errorf("signet-agent version: exit %d, %q", r.code, r.stdout)
+	}
+	a.stop()
+	if r := run("healthcheck", "--socket", a.socket, "--timeout", "2s"); r.code != 1 || !strings.HasPrefix(r.stderr, "signet-agent: agent at "+a.socket) {
+		t.Errorf("healthcheck of a stopped agent: exit %d, stderr %q; want exit 1 naming the socket", r.code, r.stderr)
+	}
 }

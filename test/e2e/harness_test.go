@@ -31,6 +31,8 @@ var (
 	// useImageBinary).
 	imageBin string
 	imageDir string
+	// imageAgentBin is signetAgentBinary's counterpart of imageBin.
+	imageAgentBin string
 )
 
 func TestMain(m *testing.M) {
@@ -42,6 +44,10 @@ func TestMain(m *testing.M) {
 	}
 	os.Exit(code)
 }
+
+// testTags are the build tags of the binaries the tests run: the image's
+// (grpcnotrace), plus the test hooks.
+const testTags = "signet_testhooks grpcnotrace"
 
 // signetBinary builds cmd/signet (once per test binary) and returns its path.
 func signetBinary(t testing.TB) string {
@@ -65,7 +71,7 @@ func signetBinary(t testing.TB) string {
 		// makes every key decryption and handshake several times slower.
 		// The signet_testhooks tag links the crash points some tests use
 		// (cmd/signet/crash_hook.go); product builds have none.
-		cmd := exec.Command("go", "build", "-tags", "signet_testhooks", "-o", binPath, "github.com/signet-mesh/signet/cmd/signet")
+		cmd := exec.Command("go", "build", "-tags", testTags, "-o", binPath, "github.com/signet-mesh/signet/cmd/signet")
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			binErr = fmt.Errorf("building signet: %v\n%s", err, out)
@@ -81,6 +87,33 @@ func signetBinary(t testing.TB) string {
 		t.Fatal(binErr)
 	}
 	return binPath
+}
+
+var (
+	agentBinOnce sync.Once
+	agentBinPath string
+	agentBinErr  error
+)
+
+// signetAgentBinary builds cmd/signet-agent (once per test binary, beside
+// signet and with the same tags) and returns its path.
+func signetAgentBinary(t testing.TB) string {
+	t.Helper()
+	signetBinary(t) // skips under -short; makes binDir
+	if imageAgentBin != "" {
+		return imageAgentBin
+	}
+	agentBinOnce.Do(func() {
+		agentBinPath = filepath.Join(binDir, "signet-agent")
+		cmd := exec.Command("go", "build", "-tags", testTags, "-o", agentBinPath, "github.com/signet-mesh/signet/cmd/signet-agent")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			agentBinErr = fmt.Errorf("building signet-agent: %v\n%s", err, out)
+		}
+	})
+	if agentBinErr != nil {
+		t.Fatal(agentBinErr)
+	}
+	return agentBinPath
 }
 
 // shortTempDir returns a temp dir with a short path: Unix socket paths are
@@ -139,7 +172,13 @@ func (s *syncBuffer) String() string {
 // failed.
 func start(t testing.TB, name string, env []string, args ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(signetBinary(t), args...)
+	return startBin(t, signetBinary(t), name, env, args...)
+}
+
+// startBin is start with another binary (signet-agent).
+func startBin(t testing.TB, bin, name string, env []string, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), env...)
 	out := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out

@@ -53,7 +53,7 @@ func signetBinary(t testing.TB) string {
 		// -C: build in signet's own module, whose go.mod this module's
 		// build list never sees.
 		// signet_testhooks: SIGNET_TEST_CGROUP_ROOT puts a test's
-		// process "in a container" (cmd/signet/k8s_testhook.go).
+		// process "in a container" (cmd/internal/agentcmd/k8s_testhook.go).
 		out, err := exec.Command("go", "build", "-C", filepath.Join("..", ".."), "-tags", "signet_testhooks", "-o", binPath, "./cmd/signet").CombinedOutput()
 		if err != nil {
 			binErr = fmt.Errorf("building signet: %v\n%s", err, out)

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"errors"
@@ -16,21 +16,22 @@ import (
 // about: "line 7: root_ttl: "forever" is not a duration". Struct fields
 // are keyed by their json tags, as the -o json output is.
 
-// yamlError is a problem at a line of a YAML file.
-type yamlError struct {
-	line int
-	msg  string
+// YAMLError is a problem at a line of a YAML file.
+type YAMLError struct {
+	Line int    // 0 when unknown
+	Msg  string // the problem, without the line
 }
 
-func (e *yamlError) Error() string {
-	if e.line <= 0 {
-		return e.msg
+func (e *YAMLError) Error() string {
+	if e.Line <= 0 {
+		return e.Msg
 	}
-	return fmt.Sprintf("line %d: %s", e.line, e.msg)
+	return fmt.Sprintf("line %d: %s", e.Line, e.Msg)
 }
 
-func yamlErrorf(n ast.Node, format string, args ...any) error {
-	return &yamlError{line: lineOf(n), msg: fmt.Sprintf(format, args...)}
+// YAMLErrorf is a YAMLError at n's line.
+func YAMLErrorf(n ast.Node, format string, args ...any) error {
+	return &YAMLError{Line: lineOf(n), Msg: fmt.Sprintf(format, args...)}
 }
 
 func lineOf(n ast.Node) int {
@@ -40,14 +41,14 @@ func lineOf(n ast.Node) int {
 	return n.GetToken().Position.Line
 }
 
-// parseYAML parses data as one YAML document and returns its top node:
+// ParseYAML parses data as one YAML document and returns its top node:
 // nil for an empty document (or one of comments only).
-func parseYAML(data []byte) (ast.Node, error) {
+func ParseYAML(data []byte) (ast.Node, error) {
 	f, err := parser.ParseBytes(data, 0)
 	if err != nil {
 		var ye yaml.Error
 		if errors.As(err, &ye) && ye.GetToken() != nil {
-			return nil, &yamlError{line: ye.GetToken().Position.Line, msg: ye.GetMessage()}
+			return nil, &YAMLError{Line: ye.GetToken().Position.Line, Msg: ye.GetMessage()}
 		}
 		return nil, err
 	}
@@ -57,16 +58,16 @@ func parseYAML(data []byte) (ast.Node, error) {
 			continue
 		}
 		if body != nil {
-			return nil, yamlErrorf(d.Body, "a second YAML document: the file holds one")
+			return nil, YAMLErrorf(d.Body, "a second YAML document: the file holds one")
 		}
 		body = d.Body
 	}
-	return unwrapYAML(body)
+	return UnwrapYAML(body)
 }
 
-// unwrapYAML looks through tags and anchors to the value; aliases are
+// UnwrapYAML looks through tags and anchors to the value; aliases are
 // refused (a value should be written where it is used).
-func unwrapYAML(n ast.Node) (ast.Node, error) {
+func UnwrapYAML(n ast.Node) (ast.Node, error) {
 	for {
 		switch v := n.(type) {
 		case *ast.TagNode:
@@ -74,7 +75,7 @@ func unwrapYAML(n ast.Node) (ast.Node, error) {
 		case *ast.AnchorNode:
 			n = v.Value
 		case *ast.AliasNode:
-			return nil, yamlErrorf(v, "YAML aliases (*name) are not supported here: write the value out")
+			return nil, YAMLErrorf(v, "YAML aliases (*name) are not supported here: write the value out")
 		case *ast.NullNode:
 			return nil, nil
 		default:
@@ -83,16 +84,16 @@ func unwrapYAML(n ast.Node) (ast.Node, error) {
 	}
 }
 
-// yamlField is one key of a mapping; value is nil for a null value.
-type yamlField struct {
-	key   string
-	node  ast.Node // the key, for its line
-	value ast.Node
+// YAMLField is one key of a mapping; Value is nil for a null value.
+type YAMLField struct {
+	Key   string
+	Node  ast.Node // the key, for its line
+	Value ast.Node
 }
 
-// yamlMapping returns the keys of a mapping node in order. what names the
+// YAMLMapping returns the keys of a mapping node in order. what names the
 // thing for the error when n is not a mapping ("the config file").
-func yamlMapping(n ast.Node, what string) ([]yamlField, error) {
+func YAMLMapping(n ast.Node, what string) ([]YAMLField, error) {
 	var pairs []*ast.MappingValueNode
 	switch m := n.(type) {
 	case *ast.MappingNode:
@@ -100,22 +101,22 @@ func yamlMapping(n ast.Node, what string) ([]yamlField, error) {
 	case *ast.MappingValueNode:
 		pairs = []*ast.MappingValueNode{m}
 	default:
-		return nil, yamlErrorf(n, "%s must be a mapping of keys to values, not %s", what, yamlKind(n))
+		return nil, YAMLErrorf(n, "%s must be a mapping of keys to values, not %s", what, YAMLKind(n))
 	}
-	out := make([]yamlField, 0, len(pairs))
+	out := make([]YAMLField, 0, len(pairs))
 	for _, p := range pairs {
 		if p.Key.Type() == ast.MergeKeyType {
-			return nil, yamlErrorf(p, "YAML merge keys (<<) are not supported here")
+			return nil, YAMLErrorf(p, "YAML merge keys (<<) are not supported here")
 		}
 		key, ok := yamlScalar(p.Key)
 		if !ok {
-			return nil, yamlErrorf(p.Key, "%s has a key that is not a name", what)
+			return nil, YAMLErrorf(p.Key, "%s has a key that is not a name", what)
 		}
-		v, err := unwrapYAML(p.Value)
+		v, err := UnwrapYAML(p.Value)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, yamlField{key: key, node: p.Key, value: v})
+		out = append(out, YAMLField{Key: key, Node: p.Key, Value: v})
 	}
 	return out, nil
 }
@@ -137,8 +138,8 @@ func yamlScalar(n ast.Node) (string, bool) {
 	return "", false
 }
 
-// yamlKind names a node's kind for messages.
-func yamlKind(n ast.Node) string {
+// YAMLKind names a node's kind for messages.
+func YAMLKind(n ast.Node) string {
 	switch n.(type) {
 	case nil:
 		return "empty"
@@ -153,32 +154,32 @@ func yamlKind(n ast.Node) string {
 	return n.Type().String()
 }
 
-// decodeYAMLStruct sets the fields of the struct dst points to from a
+// DecodeYAMLStruct sets the fields of the struct dst points to from a
 // mapping node, keyed by the fields' json tags. An unknown key, a key
 // given twice and a bad value are errors naming the line and the key;
 // a null value leaves the field as it was.
-func decodeYAMLStruct(n ast.Node, dst any, what string) error {
-	fields, err := yamlMapping(n, what)
+func DecodeYAMLStruct(n ast.Node, dst any, what string) error {
+	fields, err := YAMLMapping(n, what)
 	if err != nil {
 		return err
 	}
 	v := reflect.ValueOf(dst).Elem()
 	index := map[string]int{}
 	for i := range v.NumField() {
-		if k := jsonKey(v.Type().Field(i)); k != "" {
+		if k := JSONKey(v.Type().Field(i)); k != "" {
 			index[k] = i
 		}
 	}
 	for _, f := range fields {
-		i, ok := index[f.key]
+		i, ok := index[f.Key]
 		if !ok {
-			return yamlErrorf(f.node, "unknown field %q", f.key)
+			return YAMLErrorf(f.Node, "unknown field %q", f.Key)
 		}
-		if f.value == nil {
+		if f.Value == nil {
 			continue
 		}
-		if err := setYAMLValue(v.Field(i), f.value); err != nil {
-			return yamlErrorf(f.node, "%s: %v", f.key, err)
+		if err := setYAMLValue(v.Field(i), f.Value); err != nil {
+			return YAMLErrorf(f.Node, "%s: %v", f.Key, err)
 		}
 	}
 	return nil
@@ -197,7 +198,7 @@ func setYAMLValue(field reflect.Value, n ast.Node) error {
 			// A list of mappings, each decoded like the file itself.
 			for i, item := range seq.Values {
 				elem := reflect.New(field.Type().Elem())
-				if err := decodeYAMLStruct(item, elem.Interface(), fmt.Sprintf("item %d", i+1)); err != nil {
+				if err := DecodeYAMLStruct(item, elem.Interface(), fmt.Sprintf("item %d", i+1)); err != nil {
 					return err
 				}
 				out = reflect.Append(out, elem.Elem())
@@ -208,7 +209,7 @@ func setYAMLValue(field reflect.Value, n ast.Node) error {
 		for _, item := range seq.Values {
 			s, ok := yamlScalar(item)
 			if !ok {
-				return fmt.Errorf("list items must be single values, not %s", yamlKind(item))
+				return fmt.Errorf("list items must be single values, not %s", YAMLKind(item))
 			}
 			elem := reflect.New(field.Type().Elem()).Elem()
 			if err := setValue(elem, s); err != nil {
@@ -221,7 +222,7 @@ func setYAMLValue(field reflect.Value, n ast.Node) error {
 	}
 	s, ok := yamlScalar(n)
 	if !ok {
-		return fmt.Errorf("want a value, not %s", yamlKind(n))
+		return fmt.Errorf("want a value, not %s", YAMLKind(n))
 	}
 	return setValue(field, s)
 }

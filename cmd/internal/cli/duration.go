@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"fmt"
@@ -7,15 +7,15 @@ import (
 	"time"
 )
 
-// day is the "d" unit of parseDuration: 24 hours, as operators mean it
+// Day is the "d" unit of ParseDuration: 24 hours, as operators mean it
 // for TTLs and retention ("90d"), with no calendar or DST arithmetic.
-const day = 24 * time.Hour
+const Day = 24 * time.Hour
 
-// parseDuration parses a duration as time.ParseDuration does, and also
+// ParseDuration parses a duration as time.ParseDuration does, and also
 // takes days: "7d", "90d", "1d12h", "1.5d". Every flag, config key and
 // environment variable that holds a duration goes through it, so they all
 // accept the same forms.
-func parseDuration(s string) (time.Duration, error) {
+func ParseDuration(s string) (time.Duration, error) {
 	orig := s
 	neg := false
 	if s != "" && (s[0] == '-' || s[0] == '+') {
@@ -87,13 +87,13 @@ func durationSyntaxError(s string) error {
 	return fmt.Errorf("%q is not a duration like 90s, 1h or 7d", s)
 }
 
-// formatDuration writes d for people: whole days as "7d" and "1d12h",
+// FormatDuration writes d for people: whole days as "7d" and "1d12h",
 // everything else as time.Duration does.
-func formatDuration(d time.Duration) string {
-	if d <= 0 || d%time.Hour != 0 || d < day {
+func FormatDuration(d time.Duration) string {
+	if d <= 0 || d%time.Hour != 0 || d < Day {
 		return d.String()
 	}
-	days, rest := d/day, d%day
+	days, rest := d/Day, d%Day
 	if rest == 0 {
 		return fmt.Sprintf("%dd", days)
 	}
@@ -103,7 +103,7 @@ func formatDuration(d time.Duration) string {
 // durationValue is a pflag.Value for a duration flag that takes days.
 type durationValue struct{ d *time.Duration }
 
-func newDurationValue(d *time.Duration, def time.Duration) durationValue {
+func NewDurationValue(d *time.Duration, def time.Duration) durationValue {
 	*d = def
 	return durationValue{d}
 }
@@ -112,11 +112,11 @@ func (v durationValue) String() string {
 	if v.d == nil || *v.d == 0 {
 		return "0" // what pflag's help takes for "no default"
 	}
-	return formatDuration(*v.d)
+	return FormatDuration(*v.d)
 }
 
 func (v durationValue) Set(s string) error {
-	d, err := parseDuration(s)
+	d, err := ParseDuration(s)
 	if err != nil {
 		return err
 	}

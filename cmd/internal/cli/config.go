@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"fmt"
@@ -45,18 +45,18 @@ func (c *configValue) Set(s string) error {
 }
 func (c *configValue) Type() string { return c.typ }
 
-// registerConfigFlags adds a flag for every key of cfg (a pointer to a
+// RegisterConfigFlags adds a flag for every key of cfg (a pointer to a
 // config struct), with the struct's current value as the shown default.
 // Boolean keys are flags that take no value (--insecure-bootstrap). It
 // returns a function that applies the file, the environment and the flags
 // that were set to cfg, in that order.
-func registerConfigFlags(fs *pflag.FlagSet, cfg any, usages map[string]string, getenv func(string) string) (configPath *string, apply func() error) {
+func RegisterConfigFlags(fs *pflag.FlagSet, cfg any, usages map[string]string, getenv func(string) string) (configPath *string, apply func() error) {
 	configPath = fs.String("config", "", "YAML config file (SIGNET_* variables and flags override it)")
 	v := reflect.ValueOf(cfg).Elem()
 	t := v.Type()
 	for i := range t.NumField() {
-		key := jsonKey(t.Field(i))
-		if key == "" || fileOnly(t.Field(i)) {
+		key := JSONKey(t.Field(i))
+		if key == "" || FileOnly(t.Field(i)) {
 			continue
 		}
 		_, list := v.Field(i).Interface().([]string)
@@ -72,8 +72,8 @@ func registerConfigFlags(fs *pflag.FlagSet, cfg any, usages map[string]string, g
 			}
 		}
 		for i := range t.NumField() {
-			key := jsonKey(t.Field(i))
-			if key == "" || fileOnly(t.Field(i)) {
+			key := JSONKey(t.Field(i))
+			if key == "" || FileOnly(t.Field(i)) {
 				continue
 			}
 			env := "SIGNET_" + strings.ToUpper(key)
@@ -90,7 +90,7 @@ func registerConfigFlags(fs *pflag.FlagSet, cfg any, usages map[string]string, g
 			}
 			key := strings.ReplaceAll(f.Name, "-", "_")
 			for i := range t.NumField() {
-				if jsonKey(t.Field(i)) == key {
+				if JSONKey(t.Field(i)) == key {
 					if e := setValue(v.Field(i), f.Value.String()); e != nil {
 						err = fmt.Errorf("flag --%s=%q: %v", f.Name, f.Value.String(), e)
 					}
@@ -104,38 +104,38 @@ func registerConfigFlags(fs *pflag.FlagSet, cfg any, usages map[string]string, g
 
 // readConfigFile decodes a YAML config file into cfg.
 func readConfigFile(path string, cfg any) error {
-	data, err := readLimited(path, maxConfigFile)
+	data, err := ReadLimited(path, maxConfigFile)
 	if err != nil {
 		return fmt.Errorf("reading config: %w", err)
 	}
-	if err := decodeConfig(data, cfg); err != nil {
+	if err := DecodeConfig(data, cfg); err != nil {
 		return fmt.Errorf("config %s: %w", path, err)
 	}
 	return nil
 }
 
-// decodeConfig decodes a config file's content into cfg: a mapping of
+// DecodeConfig decodes a config file's content into cfg: a mapping of
 // keys, or an empty file.
-func decodeConfig(data []byte, cfg any) error {
-	doc, err := parseYAML(data)
+func DecodeConfig(data []byte, cfg any) error {
+	doc, err := ParseYAML(data)
 	if err != nil || doc == nil {
 		return err
 	}
-	return decodeYAMLStruct(doc, cfg, "a config file")
+	return DecodeYAMLStruct(doc, cfg, "a config file")
 }
 
-// readLimited reads a file of at most limit bytes.
-func readLimited(path string, limit int64) ([]byte, error) {
+// ReadLimited reads a file of at most limit bytes.
+func ReadLimited(path string, limit int64) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	return readAllLimited(f, path, limit)
+	return ReadAllLimited(f, path, limit)
 }
 
-// readAllLimited reads r to its end, refusing more than limit bytes.
-func readAllLimited(r io.Reader, name string, limit int64) ([]byte, error) {
+// ReadAllLimited reads r to its end, refusing more than limit bytes.
+func ReadAllLimited(r io.Reader, name string, limit int64) ([]byte, error) {
 	data, err := io.ReadAll(io.LimitReader(r, limit+1))
 	if err != nil {
 		return nil, err
@@ -146,7 +146,7 @@ func readAllLimited(r io.Reader, name string, limit int64) ([]byte, error) {
 	return data, nil
 }
 
-func jsonKey(f reflect.StructField) string {
+func JSONKey(f reflect.StructField) string {
 	tag := f.Tag.Get("json")
 	name, _, _ := strings.Cut(tag, ",")
 	if name == "-" {
@@ -155,10 +155,10 @@ func jsonKey(f reflect.StructField) string {
 	return name
 }
 
-// fileOnly reports whether a config key is set in the file only (its json
+// FileOnly reports whether a config key is set in the file only (its json
 // tag has the option "fileonly"): a list of structured items, such as
 // k8s_clusters, has no sensible flag or environment variable.
-func fileOnly(f reflect.StructField) bool {
+func FileOnly(f reflect.StructField) bool {
 	_, opts, _ := strings.Cut(f.Tag.Get("json"), ",")
 	for o := range strings.SplitSeq(opts, ",") {
 		if o == "fileonly" {
@@ -170,16 +170,16 @@ func fileOnly(f reflect.StructField) bool {
 
 func flagName(key string) string { return strings.ReplaceAll(key, "_", "-") }
 
-// duration is a config key holding a time.Duration, written "1h", "90s"
-// or "7d" in files, variables and flags alike (parseDuration).
-type duration time.Duration
+// Duration is a config key holding a time.Duration, written "1h", "90s"
+// or "7d" in files, variables and flags alike (ParseDuration).
+type Duration time.Duration
 
-func durationOf(d duration) time.Duration { return time.Duration(d) }
+func DurationOf(d Duration) time.Duration { return time.Duration(d) }
 
 // typeName is the word the help shows after a config flag.
 func typeName(v reflect.Value) string {
 	switch v.Interface().(type) {
-	case duration:
+	case Duration:
 		return "duration"
 	case []uint32:
 		return "uids"
@@ -197,11 +197,11 @@ func typeName(v reflect.Value) string {
 
 func formatValue(v reflect.Value) string {
 	switch x := v.Interface().(type) {
-	case duration:
+	case Duration:
 		if x == 0 {
 			return ""
 		}
-		return formatDuration(time.Duration(x))
+		return FormatDuration(time.Duration(x))
 	case []uint32:
 		parts := make([]string, len(x))
 		for i, u := range x {
@@ -238,12 +238,12 @@ func parseBool(s string) (bool, error) {
 // flag, or a scalar of a YAML file.
 func setValue(v reflect.Value, s string) error {
 	switch v.Interface().(type) {
-	case duration:
-		d, err := parseDuration(s)
+	case Duration:
+		d, err := ParseDuration(s)
 		if err != nil {
 			return err
 		}
-		v.Set(reflect.ValueOf(duration(d)))
+		v.Set(reflect.ValueOf(Duration(d)))
 	case []uint32:
 		var out []uint32
 		for p := range strings.SplitSeq(s, ",") {

@@ -1,4 +1,4 @@
-package main
+package agentcmd
 
 import (
 	"errors"
@@ -17,7 +17,7 @@ const maxJoinTokenFile = 4 << 10
 // data_dir needs no token, and in Kubernetes the file is one key of a
 // Secret (named after the node) that operators remove once the node has
 // attested.
-func (c agentConfig) joinToken() (string, error) {
+func (c Config) joinToken() (string, error) {
 	if c.JoinToken != "" || c.JoinTokenFile == "" {
 		return c.JoinToken, nil
 	}

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -25,7 +25,10 @@ type healthcheckOptions struct {
 	timeout            time.Duration
 }
 
-func newHealthcheckCommand(env *cliEnv) *cobra.Command {
+// NewHealthcheckCommand is `NAME healthcheck`, for the binary called name
+// (signet, signet-agent): the exec probe of the agent's and the CA's
+// deployments.
+func NewHealthcheckCommand(name string, env *Env) *cobra.Command {
 	var o healthcheckOptions
 	cmd := &cobra.Command{
 		Use:   "healthcheck [--socket AGENT_SOCKET | --admin-socket ADMIN_SOCKET | --url http://HOST:PORT/readyz]",
@@ -36,25 +39,25 @@ their sockets (SERVING exactly when their /readyz says ready), so an exec
 probe needs no network listener.
 
 With no flag, the target comes from the environment: the CA at
-$` + adminSocketEnv + `, or the agent at $` + endpointSocketEnv + ` (one of them, not both),
-else the agent at ` + defaultAgentSocket + `.`,
-		Example: `  signet healthcheck --socket /run/signet/agent.sock
+$` + AdminSocketEnv + `, or the agent at $` + EndpointSocketEnv + ` (one of them, not both),
+else the agent at ` + DefaultAgentSocket + `.`,
+		Example: strings.ReplaceAll(`  signet healthcheck --socket /run/signet/agent.sock
   signet healthcheck --admin-socket /run/signet/admin.sock --timeout 4s
   SIGNET_ADMIN_SOCKET=/run/signet/admin.sock signet healthcheck
-  signet healthcheck --url http://127.0.0.1:9090/readyz`,
-		Args: noArgs,
+  signet healthcheck --url http://127.0.0.1:9090/readyz`, "signet ", name+" "),
+		Args: NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd, env) },
 	}
 	fs := cmd.Flags()
 	fs.StringVar(&o.socket, "socket", "", "agent socket (a path or a unix:// URI)")
 	fs.StringVar(&o.admin, "admin-socket", "", "CA admin socket (the caller must be an admin uid, as for every admin call)")
 	fs.StringVar(&o.url, "url", "", "readiness URL of a metrics_listen endpoint, e.g. http://127.0.0.1:9090/readyz")
-	fs.Var(newDurationValue(&o.timeout, 5*time.Second), "timeout", "give up after this long")
+	fs.Var(NewDurationValue(&o.timeout, 5*time.Second), "timeout", "give up after this long")
 	return cmd
 }
 
-func (o *healthcheckOptions) run(cmd *cobra.Command, env *cliEnv) error {
-	what, target, err := o.target(cmd, env.getenv)
+func (o *healthcheckOptions) run(cmd *cobra.Command, env *Env) error {
+	what, target, err := o.target(cmd, env.Getenv)
 	if err != nil {
 		return err
 	}
@@ -68,7 +71,7 @@ func (o *healthcheckOptions) run(cmd *cobra.Command, env *cliEnv) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(env.stdout, "ready")
+	fmt.Fprintln(env.Stdout, "ready")
 	return nil
 }
 
@@ -91,7 +94,7 @@ func (o *healthcheckOptions) target(cmd *cobra.Command, getenv func(string) stri
 	case o.admin != "":
 		return "CA", o.admin, nil
 	case o.socket != "":
-		p, err := socketPath(o.socket)
+		p, err := SocketPath(o.socket)
 		if err != nil {
 			return "", "", fmt.Errorf("--socket %v", err)
 		}
@@ -99,20 +102,20 @@ func (o *healthcheckOptions) target(cmd *cobra.Command, getenv func(string) stri
 	case n == 1:
 		return "", "", errors.New("the target flag is empty: " + errOne.Error())
 	}
-	admin, endpoint := getenv(adminSocketEnv), getenv(endpointSocketEnv)
+	admin, endpoint := getenv(AdminSocketEnv), getenv(EndpointSocketEnv)
 	switch {
 	case admin != "" && endpoint != "":
-		return "", "", fmt.Errorf("both %s and %s are set: %v", adminSocketEnv, endpointSocketEnv, errOne)
+		return "", "", fmt.Errorf("both %s and %s are set: %v", AdminSocketEnv, EndpointSocketEnv, errOne)
 	case admin != "":
 		return "CA", admin, nil
 	case endpoint != "":
-		p, err := socketPath(endpoint)
+		p, err := SocketPath(endpoint)
 		if err != nil {
-			return "", "", fmt.Errorf("%s=%v", endpointSocketEnv, err)
+			return "", "", fmt.Errorf("%s=%v", EndpointSocketEnv, err)
 		}
 		return "agent", p, nil
 	}
-	return "agent", defaultAgentSocket, nil
+	return "agent", DefaultAgentSocket, nil
 }
 
 // checkSocket calls the gRPC health service on a Unix socket.

@@ -1,9 +1,12 @@
-package main
+package agentcmd
 
 import (
 	"github.com/signet-mesh/signet/agent/cache"
 	sdsserver "github.com/signet-mesh/signet/sds/server"
 )
+
+// NewSDSSource is the SDS server's Source of an agent's cache.
+func NewSDSSource(c *cache.Cache) sdsserver.Source { return sdsSource{c} }
 
 // sdsSource adapts the agent's cache to the SDS server's Source: sds/server
 // does not import agent/, so the two meet here.

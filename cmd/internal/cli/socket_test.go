@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"strings"
@@ -33,36 +33,36 @@ var socketPathTests = []struct {
 func TestSocketPath(t *testing.T) {
 	for _, tt := range socketPathTests {
 		t.Run(tt.in, func(t *testing.T) {
-			got, err := socketPath(tt.in)
+			got, err := SocketPath(tt.in)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("socketPath(%q) = %q, %v; want error %q", tt.in, got, err, tt.wantErr)
+					t.Fatalf("SocketPath(%q) = %q, %v; want error %q", tt.in, got, err, tt.wantErr)
 				}
 				return
 			}
 			if err != nil || got != tt.want {
-				t.Fatalf("socketPath(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
+				t.Fatalf("SocketPath(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
 			}
 		})
 	}
 }
 
-// FuzzSocketPath: socketPath never panics, and what it accepts is a path
+// FuzzSocketPath: SocketPath never panics, and what it accepts is a path
 // a Unix socket can have.
 func FuzzSocketPath(f *testing.F) {
 	for _, tt := range socketPathTests {
 		f.Add(tt.in)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		got, err := socketPath(s)
+		got, err := SocketPath(s)
 		if err != nil {
 			return
 		}
-		if got == "" || len(got) > maxSocketPath {
-			t.Fatalf("socketPath(%q) = %q: not a usable socket path", s, got)
+		if got == "" || len(got) > MaxSocketPath {
+			t.Fatalf("SocketPath(%q) = %q: not a usable socket path", s, got)
 		}
 		if strings.HasPrefix(strings.ToLower(s), "unix:") && !strings.HasPrefix(got, "/") {
-			t.Fatalf("socketPath(%q) = %q: a unix: URI must give an absolute path", s, got)
+			t.Fatalf("SocketPath(%q) = %q: a unix: URI must give an absolute path", s, got)
 		}
 	})
 }

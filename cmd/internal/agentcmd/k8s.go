@@ -1,4 +1,4 @@
-package main
+package agentcmd
 
 import (
 	"context"
@@ -35,7 +35,7 @@ func (k *k8sWorkload) run(ctx context.Context) error {
 
 // k8sWorkloadAttestor builds the k8s workload attestor that
 // workload_attestors asks for, naming the key of any mistake.
-func (c agentConfig) k8sWorkloadAttestor(getenv func(string) string, logger *slog.Logger) (*k8sWorkload, error) {
+func (c Config) k8sWorkloadAttestor(getenv func(string) string, logger *slog.Logger) (*k8sWorkload, error) {
 	if k8s, err := c.wantsK8sWorkloads(); err != nil || !k8s {
 		return nil, err
 	}
@@ -70,7 +70,7 @@ func (c agentConfig) k8sWorkloadAttestor(getenv func(string) string, logger *slo
 
 // wantsK8sWorkloads reads workload_attestors: whether it names k8s, and
 // an error naming an unknown attestor.
-func (c agentConfig) wantsK8sWorkloads() (bool, error) {
+func (c Config) wantsK8sWorkloads() (bool, error) {
 	var k8s bool
 	for a := range strings.SplitSeq(c.WorkloadAttestors, ",") {
 		switch a = strings.TrimSpace(a); a {

@@ -1,4 +1,4 @@
-package main
+package agentcmd
 
 import (
 	"context"
@@ -24,7 +24,8 @@ import (
 	"github.com/signet-mesh/signet/agent/nodesvid"
 	"github.com/signet-mesh/signet/agent/proxyapi"
 	"github.com/signet-mesh/signet/agent/workloadapi"
-	"github.com/signet-mesh/signet/ca/keys"
+	"github.com/signet-mesh/signet/cmd/internal/cli"
+	"github.com/signet-mesh/signet/internal/keypass"
 	sdsserver "github.com/signet-mesh/signet/sds/server"
 )
 
@@ -34,9 +35,9 @@ import (
 // of a second (BenchmarkAgentRSS, BenchmarkAgentSync1000).
 const agentGCPercent = 25
 
-// agentConfig is the agent's configuration file (YAML); each key is also a
+// Config is the agent's configuration file (YAML); each key is also a
 // flag and a SIGNET_* environment variable.
-type agentConfig struct {
+type Config struct {
 	ServerAddress     []string `json:"server_address"`
 	TrustDomain       string   `json:"trust_domain"`
 	TrustBundle       string   `json:"trust_bundle"`
@@ -59,7 +60,8 @@ type agentConfig struct {
 	K8sNodeName       string `json:"k8s_node_name"`
 }
 
-var agentUsages = map[string]string{
+// Usages are the help texts of the config keys (and so of the flags).
+var Usages = map[string]string{
 	"server_address":      "CA node API address (host:port); repeat the flag or give a comma list for several replicas",
 	"trust_domain":        "trust domain",
 	"trust_bundle":        "PEM file with the CA's roots, to authenticate the CA on first contact",
@@ -80,11 +82,13 @@ var agentUsages = map[string]string{
 	"k8s_node_name":       "k8s workload attestation: this node's name (empty: read from k8s_token_file's claims)",
 }
 
-func defaultAgentConfig() agentConfig {
-	return agentConfig{
+// DefaultConfig is the configuration before the file, the environment and
+// the flags.
+func DefaultConfig() Config {
+	return Config{
 		ServerAddress:     []string{"127.0.0.1:8081"},
-		TrustDomain:       defaultTrustDomain,
-		Socket:            defaultAgentSocket,
+		TrustDomain:       cli.DefaultTrustDomain,
+		Socket:            cli.DefaultAgentSocket,
 		DataDir:           "./signet-agent-data",
 		LogLevel:          "info",
 		LogFormat:         "text",
@@ -94,7 +98,7 @@ func defaultAgentConfig() agentConfig {
 	}
 }
 
-func (c agentConfig) toAgentConfig() (agent.Config, error) {
+func (c Config) toAgentConfig() (agent.Config, error) {
 	var out agent.Config
 	td, err := spiffeid.TrustDomainFromString(c.TrustDomain)
 	if err != nil {
@@ -111,13 +115,13 @@ func (c agentConfig) toAgentConfig() (agent.Config, error) {
 	if c.Socket == "" {
 		return out, fmt.Errorf("socket must be configured")
 	}
-	if _, err := socketPath(c.Socket); err != nil {
+	if _, err := cli.SocketPath(c.Socket); err != nil {
 		return out, fmt.Errorf("socket %v", err)
 	}
 	if c.DataDir == "" {
 		return out, fmt.Errorf("data_dir must be configured")
 	}
-	if err := checkWritableDir("data_dir", c.DataDir); err != nil {
+	if err := cli.CheckWritableDir("data_dir", c.DataDir); err != nil {
 		return out, err
 	}
 	if c.MetricsListen != "" {
@@ -175,52 +179,113 @@ func (c agentConfig) toAgentConfig() (agent.Config, error) {
 	return out, nil
 }
 
-// agentOptions are the flags of `signet agent`: every config key, plus
+// agentOptions are the flags of the agent: every config key, plus
 // --config and --check-config.
 type agentOptions struct {
-	cfg       agentConfig
+	cfg       Config
 	apply     func() error
 	checkOnly bool
 }
 
-func (o *agentOptions) addFlags(fs *pflag.FlagSet, env *cliEnv) {
-	o.cfg = defaultAgentConfig()
-	_, o.apply = registerConfigFlags(fs, &o.cfg, agentUsages, env.getenv)
+func (o *agentOptions) addFlags(fs *pflag.FlagSet, env *cli.Env) {
+	o.cfg = DefaultConfig()
+	_, o.apply = cli.RegisterConfigFlags(fs, &o.cfg, Usages, env.Getenv)
 	fs.BoolVar(&o.checkOnly, "check-config", false, "validate the configuration as a start would, then exit")
 }
 
-func newAgentCommand(env *cliEnv) *cobra.Command {
-	var o agentOptions
-	cmd := &cobra.Command{
-		Use:   "agent",
-		Short: "run the node agent",
-		Long: `Run the node agent: it attests to the CA once (with a join token, or from the
+// long is the agent's help.
+const long = `Run the node agent: it attests to the CA once (with a join token, or from the
 node identity kept in --data-dir), then serves the SPIFFE Workload API and
-Envoy SDS on one Unix socket (--socket, default ` + defaultAgentSocket + `).
+Envoy SDS on one Unix socket (--socket, default ` + cli.DefaultAgentSocket + `).
 Every flag is also a key of the --config file and a SIGNET_* environment
-variable; flags win over the environment, which wins over the file.`,
-		Example: `  signet agent --server-address ca.example.org:8081 --trust-bundle bundle.pem \
+variable; flags win over the environment, which wins over the file.`
+
+// examples are the agent's help examples, run as name.
+func examples(name string) string {
+	return strings.ReplaceAll(`  signet agent --server-address ca.example.org:8081 --trust-bundle bundle.pem \
       --join-token TOKEN --data-dir /var/lib/signet-agent
   signet agent --server-address signet-server.signet:8081 --trust-bundle /bundle/bundle.pem \
       --node-attestor k8s_psat --k8s-cluster prod   # in a DaemonSet pod
   signet agent --config /etc/signet/agent.yaml
-  signet agent --server-address 127.0.0.1:8081 --insecure-bootstrap --join-token TOKEN   # development only`,
-		Args: noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd.Context(), env) },
+  signet agent --server-address 127.0.0.1:8081 --insecure-bootstrap --join-token TOKEN   # development only`, "signet agent", name)
+}
+
+// NewCommand is `signet agent`.
+func NewCommand(env *cli.Env) *cobra.Command {
+	var o agentOptions
+	cmd := &cobra.Command{
+		Use:     "agent",
+		Short:   "run the node agent",
+		Long:    long,
+		Example: examples("signet agent"),
+		Args:    cli.NoArgs,
+		RunE:    func(cmd *cobra.Command, _ []string) error { return o.run(cmd.Context(), env) },
 	}
 	o.addFlags(cmd.Flags(), env)
 	return cmd
 }
 
-func (o *agentOptions) run(ctx context.Context, env *cliEnv) error {
+// Name is the agent binary's name.
+const Name = "signet-agent"
+
+// NewRootCommand is the signet-agent binary: the agent itself (the flags
+// of `signet agent`), with healthcheck and version beside it, which is
+// what an agent's container or systemd unit runs.
+func NewRootCommand(env *cli.Env) *cobra.Command {
+	var o agentOptions
+	root := &cobra.Command{
+		Use:   Name,
+		Short: "the signet node agent (what `signet agent` runs, in a binary without the CA)",
+		Long: long + `
+
+signet-agent is ` + "`signet agent`" + ` in a binary of its own that links none of
+the CA, so that it maps less memory on every node. Its healthcheck and
+version commands are signet's.`,
+		Example:               examples(Name),
+		DisableFlagsInUseLine: true,
+		SilenceErrors:         true,
+		SilenceUsage:          true,
+		Args:                  cli.NoArgs,
+		RunE:                  func(cmd *cobra.Command, _ []string) error { return o.run(cmd.Context(), env) },
+	}
+	root.SetIn(env.Stdin)
+	root.SetOut(env.Stdout)
+	root.SetErr(env.Stderr)
+	cli.AddVersionFlag(root, Name, env) // not cobra's Version: see there
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return cli.UsageError(c, err) })
+	root.CompletionOptions.DisableDefaultCmd = true
+	o.addFlags(root.Flags(), env)
+	root.AddCommand(
+		cli.NewHealthcheckCommand(Name, env),
+		cli.NewVersionCommand(Name, env),
+	)
+	return root
+}
+
+// Main runs one signet-agent command line and returns the process's exit
+// code; errors are one line on stderr, prefixed with the binary's name.
+func Main(ctx context.Context, env *cli.Env, args []string) int {
+	if env.Stdin == nil {
+		env.Stdin = strings.NewReader("")
+	}
+	root := NewRootCommand(env)
+	root.SetArgs(args)
+	if err := root.ExecuteContext(ctx); err != nil {
+		fmt.Fprintf(env.Stderr, "%s: %s\n", Name, cli.OneLine(err.Error()))
+		return 1
+	}
+	return 0
+}
+
+func (o *agentOptions) run(ctx context.Context, env *cli.Env) error {
 	if err := o.apply(); err != nil {
 		return err
 	}
 	cfg := o.cfg
-	if p, err := socketPath(cfg.Socket); err == nil {
+	if p, err := cli.SocketPath(cfg.Socket); err == nil {
 		cfg.Socket = p // a unix:// URI, as SPIFFE_ENDPOINT_SOCKET writes it
 	}
-	logger, err := newLogger(env.stderr, cfg.LogLevel, cfg.LogFormat)
+	logger, err := cli.NewLogger(env.Stderr, cfg.LogLevel, cfg.LogFormat)
 	if err != nil {
 		return err
 	}
@@ -228,19 +293,19 @@ func (o *agentOptions) run(ctx context.Context, env *cliEnv) error {
 	if err != nil {
 		return err
 	}
-	if acfg.KeyPassphrase, err = keys.LoadPassphrase(cfg.KeyPassphraseFile, passphraseEnv); err != nil {
+	if acfg.KeyPassphrase, err = keypass.Load(cfg.KeyPassphraseFile, cli.PassphraseEnv); err != nil {
 		return fmt.Errorf("key_passphrase_file: %v", err)
 	}
 	if o.checkOnly {
-		fmt.Fprintln(env.stdout, "configuration is valid")
+		fmt.Fprintln(env.Stdout, "configuration is valid")
 		return nil
 	}
 	if cfg.InsecureBootstrap {
 		logger.Warn("INSECURE BOOTSTRAP: the CA is not authenticated on first contact; anyone able to intercept the connection can impersonate it. Use --trust-bundle outside development.")
 	}
 	acfg.Logger = logger
-	defer logShutdown(ctx, logger)()
-	k8s, err := cfg.k8sWorkloadAttestor(env.getenv, logger)
+	defer cli.LogShutdown(ctx, logger)()
+	k8s, err := cfg.k8sWorkloadAttestor(env.Getenv, logger)
 	if err != nil {
 		return err
 	}
@@ -262,11 +327,11 @@ func runAgentProcess(ctx context.Context, cfg agent.Config, socket, metricsListe
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(agentGCPercent)
 	}
-	tel, err := listenTelemetry(metricsListen)
+	tel, err := cli.ListenTelemetry(metricsListen)
 	if err != nil {
 		return err
 	}
-	defer tel.close()
+	defer tel.Close()
 	cfg.Metrics = newAgentMetrics(tel)
 	c := cache.New(cache.Config{TrustDomain: cfg.TrustDomain, Logger: logger})
 	cfg.Cache = c
@@ -289,7 +354,7 @@ func runAgentProcess(ctx context.Context, cfg agent.Config, socket, metricsListe
 		return err
 	}
 	defer ln.Close()
-	logger.Info("serving", logSocket, socket, logMetrics, tel.metricsURL(), logHealth, tel.healthDescription("grpc.health.v1 on the socket"))
+	logger.Info("serving", logSocket, socket, logMetrics, tel.MetricsURL(), logHealth, tel.HealthDescription("grpc.health.v1 on the socket"))
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		opts := []grpc.ServerOption{grpc.ChainStreamInterceptor(cfg.Metrics.StreamInterceptor())}
@@ -303,6 +368,6 @@ func runAgentProcess(ctx context.Context, cfg agent.Config, socket, metricsListe
 	g.Go(func() error { return a.Run(ctx) })
 	g.Go(func() error { return k8s.run(ctx) })
 	g.Go(func() error { return a.ServeHealth(ctx, hs) })
-	g.Go(func() error { return tel.serve(ctx, a.Ready) })
+	g.Go(func() error { return tel.Serve(ctx, a.Ready) })
 	return g.Wait()
 }

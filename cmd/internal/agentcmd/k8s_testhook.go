@@ -1,6 +1,6 @@
 //go:build signet_testhooks
 
-package main
+package agentcmd
 
 // cgroupRootEnv is for tests only, and exists only in a binary built with
 // -tags signet_testhooks: the k8s workload attestor reads

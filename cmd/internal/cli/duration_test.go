@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"strings"
@@ -14,14 +14,14 @@ var durationTests = []struct {
 	{in: "0", want: 0},
 	{in: "90s", want: 90 * time.Second},
 	{in: "1h30m", want: 90 * time.Minute},
-	{in: "7d", want: 7 * day},
-	{in: "90d", want: 90 * day},
+	{in: "7d", want: 7 * Day},
+	{in: "90d", want: 90 * Day},
 	{in: "1d12h", want: 36 * time.Hour},
 	{in: "1.5d", want: 36 * time.Hour},
-	{in: "2d3h4m5s", want: 2*day + 3*time.Hour + 4*time.Minute + 5*time.Second},
-	{in: "365d", want: 365 * day},
-	{in: "-1d", want: -day},
-	{in: "+1d", want: day},
+	{in: "2d3h4m5s", want: 2*Day + 3*time.Hour + 4*time.Minute + 5*time.Second},
+	{in: "365d", want: 365 * Day},
+	{in: "-1d", want: -Day},
+	{in: "+1d", want: Day},
 	{in: "100ms", want: 100 * time.Millisecond},
 	{in: "", wantErr: `"" is not a duration`},
 	{in: "d", wantErr: `"d" is not a duration`},
@@ -31,7 +31,7 @@ var durationTests = []struct {
 	{in: "1w", wantErr: "is not a duration"},
 	{in: "1dd", wantErr: "is not a duration"},
 	{in: "d1", wantErr: "is not a duration"},
-	{in: "1.d", want: day},
+	{in: "1.d", want: Day},
 	{in: ".5d", want: 12 * time.Hour},
 	{in: "..5d", wantErr: "is not a duration"},
 	{in: "107000d", wantErr: "too long"},
@@ -41,15 +41,15 @@ var durationTests = []struct {
 func TestParseDuration(t *testing.T) {
 	for _, tt := range durationTests {
 		t.Run(tt.in, func(t *testing.T) {
-			got, err := parseDuration(tt.in)
+			got, err := ParseDuration(tt.in)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("parseDuration(%q) = %v, %v; want error %q", tt.in, got, err, tt.wantErr)
+					t.Fatalf("ParseDuration(%q) = %v, %v; want error %q", tt.in, got, err, tt.wantErr)
 				}
 				return
 			}
 			if err != nil || got != tt.want {
-				t.Fatalf("parseDuration(%q) = %v, %v; want %v", tt.in, got, err, tt.want)
+				t.Fatalf("ParseDuration(%q) = %v, %v; want %v", tt.in, got, err, tt.want)
 			}
 		})
 	}
@@ -57,37 +57,37 @@ func TestParseDuration(t *testing.T) {
 
 func TestFormatDuration(t *testing.T) {
 	for d, want := range map[time.Duration]string{
-		7 * day:           "7d",
+		7 * Day:           "7d",
 		36 * time.Hour:    "1d12h",
 		time.Hour:         "1h0m0s",
 		90 * time.Minute:  "1h30m0s",
-		day + time.Minute: "24h1m0s",
+		Day + time.Minute: "24h1m0s",
 		0:                 "0s",
 	} {
-		if got := formatDuration(d); got != want {
-			t.Errorf("formatDuration(%v) = %q, want %q", d, got, want)
+		if got := FormatDuration(d); got != want {
+			t.Errorf("FormatDuration(%v) = %q, want %q", d, got, want)
 		}
 	}
 }
 
-// FuzzParseDuration: parseDuration never panics, agrees with
+// FuzzParseDuration: ParseDuration never panics, agrees with
 // time.ParseDuration on what that takes, and reads back what
-// formatDuration writes.
+// FormatDuration writes.
 func FuzzParseDuration(f *testing.F) {
 	for _, tt := range durationTests {
 		f.Add(tt.in)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		got, err := parseDuration(s)
+		got, err := ParseDuration(s)
 		if std, stdErr := time.ParseDuration(s); stdErr == nil && (err != nil || got != std) {
-			t.Fatalf("parseDuration(%q) = %v, %v; time.ParseDuration gives %v", s, got, err, std)
+			t.Fatalf("ParseDuration(%q) = %v, %v; time.ParseDuration gives %v", s, got, err, std)
 		}
 		if err != nil || got < 0 {
 			return
 		}
-		back, err := parseDuration(formatDuration(got))
+		back, err := ParseDuration(FormatDuration(got))
 		if err != nil || back != got {
-			t.Fatalf("parseDuration(formatDuration(%v) = %q) = %v, %v", got, formatDuration(got), back, err)
+			t.Fatalf("ParseDuration(FormatDuration(%v) = %q) = %v, %v", got, FormatDuration(got), back, err)
 		}
 	})
 }

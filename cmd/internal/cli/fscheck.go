@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"errors"
@@ -10,11 +10,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// checkWritableDir reports, for --check-config, what would stop a start
+// CheckWritableDir reports, for --check-config, what would stop a start
 // from creating or writing the directory dir (config key key): a file in
 // its place, or an existing ancestor this user cannot write to. It
 // creates nothing.
-func checkWritableDir(key, dir string) error {
+func CheckWritableDir(key, dir string) error {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return fmt.Errorf("%s %s: %v", key, dir, err)
