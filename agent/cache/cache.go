@@ -420,7 +420,7 @@ func (c *Cache) Stats() (svids int, earliestExpiry time.Time) {
 			continue
 		}
 		svids++
-		if na := rec.svid.notAfter; earliestExpiry.IsZero() || na.Before(earliestExpiry) {
+		if na := rec.svid.NotAfter(); earliestExpiry.IsZero() || na.Before(earliestExpiry) {
 			earliestExpiry = na
 		}
 	}
@@ -726,7 +726,7 @@ func (c *Cache) removeGroup(g *group) {
 
 // usable reports whether svid can be served at now.
 func usable(svid *SVID, now time.Time) bool {
-	return svid != nil && !rotate.Expired(now, svid.notAfter)
+	return svid != nil && !rotate.Expired(now, svid.NotAfter())
 }
 
 // canonical returns a copy of e with sorted, de-duplicated selectors and DNS

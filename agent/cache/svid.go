@@ -27,8 +27,10 @@ import (
 // An SVID is immutable and safe for concurrent use. The byte slices its
 // methods return are shared: callers must not modify them.
 type SVID struct {
-	id                  spiffeid.ID
-	notBefore, notAfter time.Time
+	id spiffeid.ID
+	// notBefore and notAfter are Unix seconds: certificate times have
+	// no finer precision, and time.Time takes three times the room.
+	notBefore, notAfter int64
 	leaf                []byte // DER
 	// intermediates are the DER of the rest of the chain, concatenated,
 	// interned: every SVID signed by one intermediate points at one copy.
@@ -57,8 +59,8 @@ func NewSVID(s *x509svid.SVID) (*SVID, error) {
 	leaf := s.Certificates[0]
 	return &SVID{
 		id:        s.ID,
-		notBefore: leaf.NotBefore,
-		notAfter:  leaf.NotAfter,
+		notBefore: leaf.NotBefore.Unix(),
+		notAfter:  leaf.NotAfter.Unix(),
 		// A copy of exactly the leaf: Raw may be a view into a larger
 		// buffer (a whole CA response) that must not stay reachable.
 		leaf:          bytes.Clone(leaf.Raw),
@@ -71,10 +73,10 @@ func NewSVID(s *x509svid.SVID) (*SVID, error) {
 func (s *SVID) ID() spiffeid.ID { return s.id }
 
 // NotBefore returns the leaf's NotBefore.
-func (s *SVID) NotBefore() time.Time { return s.notBefore }
+func (s *SVID) NotBefore() time.Time { return time.Unix(s.notBefore, 0).UTC() }
 
 // NotAfter returns the leaf's NotAfter: the SVID is not served after it.
-func (s *SVID) NotAfter() time.Time { return s.notAfter }
+func (s *SVID) NotAfter() time.Time { return time.Unix(s.notAfter, 0).UTC() }
 
 // LeafDER returns the leaf certificate's DER.
 func (s *SVID) LeafDER() []byte { return s.leaf }

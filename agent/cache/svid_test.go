@@ -273,7 +273,7 @@ func heapInUse() int64 {
 // leaf's DER (about 550 bytes for a P-256 SVID with one URI), the PKCS #8
 // key (about 140), the entry, and the indexes. A parsed x509.Certificate
 // alone takes over 1.5 KB.
-const maxHeapPerSVID = 1400
+const maxHeapPerSVID = 1300
 
 // TestHeapPerSVID keeps the agent's memory per SVID in check: an agent
 // with 50,000 entries must stay under 150 MB (issue 16).
