@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -82,6 +83,7 @@ func TestMintInChunks(t *testing.T) {
 	tests := []struct {
 		name       string
 		failCall   int
+		failKey    int // the key, numbered from 1, that NewKey fails to make
 		wantCalls  []chunkCall
 		wantHeld   int
 		wantQueued int
@@ -90,6 +92,8 @@ func TestMintInChunks(t *testing.T) {
 		{name: "all minted", wantCalls: []chunkCall{{mintChunk, 0}, {mintChunk, mintChunk}, {500, 2 * mintChunk}}, wantHeld: entries},
 		{name: "second call fails", failCall: 2, wantCalls: []chunkCall{{mintChunk, 0}, {mintChunk, mintChunk}},
 			wantHeld: mintChunk, wantQueued: mintChunk + 500, wantErr: "CA unreachable"},
+		{name: "a key of the second chunk fails", failKey: mintChunk + 10, wantCalls: []chunkCall{{mintChunk, 0}},
+			wantHeld: mintChunk, wantQueued: mintChunk + 500, wantErr: "generating key"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -108,8 +112,14 @@ func TestMintInChunks(t *testing.T) {
 				t.Fatal(err)
 			}
 			ca := &chunkCA{t: t, cache: c, key: key, failCall: tt.failCall}
+			var keys atomic.Int64
 			m := New(Config{Cache: c, CA: ca, Scheduler: nopScheduler{}, Clock: clk,
-				NewKey: func() (crypto.Signer, error) { return key, nil }})
+				NewKey: func() (crypto.Signer, error) {
+					if keys.Add(1) == int64(tt.failKey) {
+						return nil, errors.New("no entropy")
+					}
+					return key, nil
+				}})
 			err = m.mint(context.Background(), ids)
 			if (err == nil) != (tt.wantErr == "") || (err != nil && !errorContains(err, tt.wantErr)) {
 				t.Errorf("mint error = %v, want %q", err, tt.wantErr)

@@ -230,6 +230,9 @@ const mintChunk = 1000
 // publishes each chunk's results as it comes. Entries that failed are
 // queued again (without waking Run) and reported as an error; after a
 // failed call the chunks not tried yet are queued again as well.
+//
+// The keys of the next chunk are made while the CA signs the current
+// one, so the CA does not wait on them between chunks.
 func (m *Minter) mint(ctx context.Context, ids []string) error {
 	known := ids[:0:0]
 	for _, id := range ids {
@@ -243,22 +246,49 @@ func (m *Minter) mint(ctx context.Context, ids []string) error {
 		// now instead of holding it at the high-water mark.
 		defer debug.FreeOSMemory()
 	}
-	var failed int
-	for start := 0; start < len(known); start += mintChunk {
-		if start > 0 {
-			// Collect the previous chunk's keys, CSRs and responses
-			// before making the next: left to the pacer, a burst of
-			// 50,000 SVIDs would let the heap grow to twice what the
-			// cache holds before each collection, and the node's
-			// resident memory with it. A collection costs a few
-			// milliseconds against the seconds a chunk takes the CA.
-			runtime.GC()
+	chunks := make(chan keyedChunk) // unbuffered: one chunk made ahead
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	wg.Go(func() {
+		defer close(chunks)
+		for start := 0; start < len(known); start += mintChunk {
+			if start > 0 {
+				// Collect the chunks done so far (keys, CSRs,
+				// responses) before making the next: left to the
+				// pacer, a burst of 50,000 SVIDs would let the heap
+				// grow to twice what the cache holds before each
+				// collection, and the node's resident memory with
+				// it. It runs while the CA signs.
+				runtime.GC()
+			}
+			kc := m.makeKeys(known[start:min(start+mintChunk, len(known))])
+			select {
+			case chunks <- kc:
+			case <-ctx.Done():
+				return
+			}
+			if kc.err != nil {
+				return
+			}
 		}
-		chunk := known[start:min(start+mintChunk, len(known))]
-		n, err := m.mintChunk(ctx, chunk)
+	})
+	var failed, done int
+	for kc := range chunks {
+		var n int
+		var err error
+		if kc.err != nil {
+			// Nothing of this chunk was minted.
+			n, err = len(kc.ids), kc.err
+			m.requeue(kc.ids)
+		} else {
+			n, err = m.mintChunk(ctx, kc)
+		}
 		failed += n
+		done += len(kc.ids)
 		if err != nil {
-			rest := known[start+len(chunk):]
+			rest := known[done:]
 			for _, id := range rest {
 				if m.cfg.Cache.SVID(id) != nil {
 					m.rotationFailed()
@@ -268,29 +298,45 @@ func (m *Minter) mint(ctx context.Context, ids []string) error {
 			return err
 		}
 	}
+	if err := ctx.Err(); err != nil {
+		return err // chunks were left unmade; Run stops anyway
+	}
 	if failed > 0 {
 		return fmt.Errorf("%d SVIDs could not be minted", failed)
 	}
 	return nil
 }
 
-// mintChunk mints ids in one MintX509SVIDs call and publishes the
+// keyedChunk is a chunk of entries with a fresh key for each, or the
+// error making one.
+type keyedChunk struct {
+	ids      []string
+	reqs     []client.MintRequest
+	renewing map[string]bool // entries that hold an SVID: a rotation
+	err      error
+}
+
+// makeKeys makes a key for each of ids.
+func (m *Minter) makeKeys(ids []string) keyedChunk {
+	kc := keyedChunk{ids: ids, reqs: make([]client.MintRequest, 0, len(ids)), renewing: make(map[string]bool, len(ids))}
+	for _, id := range ids {
+		kc.renewing[id] = m.cfg.Cache.SVID(id) != nil
+		key, err := m.cfg.NewKey()
+		if err != nil {
+			kc.err = fmt.Errorf("generating key: %w", err)
+			return kc
+		}
+		kc.reqs = append(kc.reqs, client.MintRequest{EntryID: id, Key: key})
+	}
+	return kc
+}
+
+// mintChunk mints a chunk in one MintX509SVIDs call and publishes the
 // results. Entries that failed are queued again (without waking Run); it
 // returns how many, and the error of a failed call (whose requests past
 // the failed batch are queued again too).
-func (m *Minter) mintChunk(ctx context.Context, ids []string) (failed int, _ error) {
-	reqs := make([]client.MintRequest, 0, len(ids))
-	renewing := make(map[string]bool, len(ids)) // entries that hold an SVID: a rotation
-	for _, id := range ids {
-		renewing[id] = m.cfg.Cache.SVID(id) != nil
-		key, err := m.cfg.NewKey()
-		if err != nil {
-			// Nothing of this chunk was minted.
-			m.requeue(ids)
-			return len(ids), fmt.Errorf("generating key: %w", err)
-		}
-		reqs = append(reqs, client.MintRequest{EntryID: id, Key: key})
-	}
+func (m *Minter) mintChunk(ctx context.Context, kc keyedChunk) (failed int, _ error) {
+	reqs, renewing := kc.reqs, kc.renewing
 	results, err := m.cfg.CA.MintX509SVIDs(ctx, reqs)
 	// Publish the chunk to the cache as one change: a workload entitled
 	// to all of it gets one update, not one per SVID.
