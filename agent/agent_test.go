@@ -129,7 +129,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // an SVID for id.
 func serves(a *agent.Agent, selector, id string) bool {
 	for _, i := range a.Cache().Lookup([]string{selector}).Identities {
-		if i.SVID.ID.String() == id {
+		if i.SVID.ID().String() == id {
 			return true
 		}
 	}

@@ -43,7 +43,7 @@ type Entry struct {
 // generated on this node.
 type Identity struct {
 	Entry Entry
-	SVID  *x509svid.SVID
+	SVID  *SVID
 }
 
 // Update is the complete state served to one workload. Updates are shared
@@ -115,9 +115,9 @@ type Cache struct {
 	records map[string]*record
 	// recordsBySelector and groupsBySelector index entries and subscriber
 	// groups by each of their selectors.
-	recordsBySelector map[string]map[*record]struct{}
+	recordsBySelector map[string]set[*record]
 	groups            map[string]*group // by selector set key
-	groupsBySelector  map[string]map[*group]struct{}
+	groupsBySelector  map[string]set[*group]
 
 	bundle     *x509bundle.Bundle
 	jwtBundle  *jwtbundle.Bundle
@@ -129,8 +129,8 @@ type Cache struct {
 // record is an entry with its SVID and the groups whose selectors match it.
 type record struct {
 	entry  Entry
-	svid   *x509svid.SVID
-	groups map[*group]struct{}
+	svid   *SVID
+	groups set[*group]
 }
 
 // group is the subscribers that share one selector set, with the entries
@@ -157,9 +157,9 @@ func New(cfg Config) *Cache {
 		clock:             clock.OrReal(cfg.Clock),
 		log:               cfg.Logger.With(logkey.Component, "cache"),
 		records:           make(map[string]*record),
-		recordsBySelector: make(map[string]map[*record]struct{}),
+		recordsBySelector: make(map[string]set[*record]),
 		groups:            make(map[string]*group),
-		groupsBySelector:  make(map[string]map[*group]struct{}),
+		groupsBySelector:  make(map[string]set[*group]),
 	}
 }
 
@@ -194,7 +194,7 @@ func (c *Cache) ApplyEntries(full bool, upserted []Entry, deletedIDs []string) (
 		keep[e.ID] = true
 		rec, ok := c.records[e.ID]
 		if !ok {
-			rec = &record{entry: e, groups: make(map[*group]struct{})}
+			rec = &record{entry: e}
 			c.records[e.ID] = rec
 			c.indexRecord(rec)
 			c.attachRecord(rec)
@@ -272,9 +272,12 @@ func (c *Cache) Entries() []Entry {
 }
 
 // SetSVID makes svid the current SVID of entry entryID and pushes it to the
-// subscribers that match the entry. It fails with ErrUnknownEntry when the
-// entry is gone, and with ErrSVIDMismatch when the SVID's SPIFFE ID or DNS
-// names are no longer the entry's (it was minted for an older version).
+// subscribers that match the entry. The cache keeps it in its own compact
+// form (see SVID), not svid itself. It fails with ErrInvalidSVID when svid
+// has no certificate or a key that cannot be encoded, with
+// ErrUnknownEntry when the entry is gone, and with ErrSVIDMismatch when
+// the SVID's SPIFFE ID or DNS names are no longer the entry's (it was
+// minted for an older version).
 func (c *Cache) SetSVID(entryID string, svid *x509svid.SVID) error {
 	return c.SetSVIDs([]EntrySVID{{EntryID: entryID, SVID: svid}})[0]
 }
@@ -290,25 +293,32 @@ type EntrySVID struct {
 // SVID. It returns SetSVID's error for each, nil for those stored.
 func (c *Cache) SetSVIDs(svids []EntrySVID) []error {
 	errs := make([]error, len(svids))
+	// Encode outside the lock: a burst of thousands of SVIDs must not hold
+	// up the streams.
+	compact := make([]*SVID, len(svids))
+	for i, s := range svids {
+		compact[i], errs[i] = NewSVID(s.SVID)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := c.clock.Now()
 	wake := make(map[*group]struct{})
 	for i, s := range svids {
-		svid := s.SVID
-		if svid == nil || len(svid.Certificates) == 0 || svid.Certificates[0] == nil || svid.PrivateKey == nil {
-			errs[i] = wrapErr(ErrInvalidSVID)
+		if errs[i] != nil {
 			continue
 		}
+		svid := compact[i]
 		rec, ok := c.records[s.EntryID]
 		if !ok {
 			errs[i] = wrapErr(ErrUnknownEntry)
 			continue
 		}
-		if svid.ID != rec.entry.SPIFFEID || !sameDNSNames(svid.Certificates[0].DNSNames, rec.entry.DNSNames) {
+		if svid.id != rec.entry.SPIFFEID || !sameDNSNames(s.SVID.Certificates[0].DNSNames, rec.entry.DNSNames) {
 			errs[i] = wrapErr(ErrSVIDMismatch)
 			continue
 		}
+		// The entry's copy of the ID, so that the two share one string.
+		svid.id = rec.entry.SPIFFEID
 		wasIdentity := usable(rec.svid, now)
 		rec.svid = svid
 		if wasIdentity || usable(svid, now) {
@@ -319,8 +329,16 @@ func (c *Cache) SetSVIDs(svids []EntrySVID) []error {
 	return errs
 }
 
+// HasEntry reports whether the cache holds the entry entryID.
+func (c *Cache) HasEntry(entryID string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.records[entryID]
+	return ok
+}
+
 // SVID returns the SVID held for entryID, expired or not, or nil.
-func (c *Cache) SVID(entryID string) *x509svid.SVID {
+func (c *Cache) SVID(entryID string) *SVID {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if rec, ok := c.records[entryID]; ok {
@@ -402,7 +420,7 @@ func (c *Cache) Stats() (svids int, earliestExpiry time.Time) {
 			continue
 		}
 		svids++
-		if na := rec.svid.Certificates[0].NotAfter; earliestExpiry.IsZero() || na.Before(earliestExpiry) {
+		if na := rec.svid.NotAfter(); earliestExpiry.IsZero() || na.Before(earliestExpiry) {
 			earliestExpiry = na
 		}
 	}
@@ -486,7 +504,7 @@ func (c *Cache) subscribeWith(selectors []string, bundlesOnly bool, deliver func
 			addTo(c.groupsBySelector, s, g)
 		}
 		for _, rec := range g.matched {
-			rec.groups[g] = struct{}{}
+			rec.groups = rec.groups.with(g)
 		}
 	}
 	sub := &Subscription{c: c, g: g, ch: make(chan *Update, 1), bundlesOnly: bundlesOnly, deliver: deliver}
@@ -634,7 +652,7 @@ func (c *Cache) build(matched map[string]*record) *Update {
 func (c *Cache) match(sels []string) map[string]*record {
 	out := make(map[string]*record)
 	for _, s := range sels {
-		for rec := range c.recordsBySelector[s] {
+		for rec := range c.recordsBySelector[s].all() {
 			if _, done := out[rec.entry.ID]; !done && attestor.Match(rec.entry.Selectors, sels) {
 				out[rec.entry.ID] = rec
 			}
@@ -646,17 +664,17 @@ func (c *Cache) match(sels []string) map[string]*record {
 // attachRecord links rec with every group its selectors match. Candidates
 // are the groups sharing rec's least common selector.
 func (c *Cache) attachRecord(rec *record) {
-	var candidates map[*group]struct{}
+	var candidates set[*group]
 	for i, s := range rec.entry.Selectors {
 		gs := c.groupsBySelector[s]
-		if i == 0 || len(gs) < len(candidates) {
+		if i == 0 || gs.len() < candidates.len() {
 			candidates = gs
 		}
 	}
-	for g := range candidates {
+	for g := range candidates.all() {
 		if attestor.Match(rec.entry.Selectors, g.selectors) {
 			g.matched[rec.entry.ID] = rec
-			rec.groups[g] = struct{}{}
+			rec.groups = rec.groups.with(g)
 			g.last = nil
 		}
 	}
@@ -665,8 +683,8 @@ func (c *Cache) attachRecord(rec *record) {
 // invalidate drops the shared Update of groups whose state changed
 // without waking them (an entry without an SVID came or changed): their
 // next subscriber must get a fresh one.
-func invalidate(groups map[*group]struct{}) {
-	for g := range groups {
+func invalidate(groups set[*group]) {
+	for g := range groups.all() {
 		g.last = nil
 	}
 }
@@ -674,14 +692,14 @@ func invalidate(groups map[*group]struct{}) {
 // detachRecord unlinks rec from its groups, marking for waking those that
 // lose an identity (wasIdentity) or their last entry.
 func (c *Cache) detachRecord(rec *record, wasIdentity bool, wake map[*group]struct{}) {
-	for g := range rec.groups {
+	for g := range rec.groups.all() {
 		delete(g.matched, rec.entry.ID)
 		g.last = nil
 		if wasIdentity || len(g.matched) == 0 {
 			wake[g] = struct{}{}
 		}
 	}
-	clear(rec.groups)
+	rec.groups = set[*group]{}
 }
 
 func (c *Cache) indexRecord(rec *record) {
@@ -702,13 +720,13 @@ func (c *Cache) removeGroup(g *group) {
 		removeFrom(c.groupsBySelector, s, g)
 	}
 	for _, rec := range g.matched {
-		delete(rec.groups, g)
+		rec.groups = rec.groups.without(g)
 	}
 }
 
 // usable reports whether svid can be served at now.
-func usable(svid *x509svid.SVID, now time.Time) bool {
-	return svid != nil && !rotate.Expired(now, svid.Certificates[0].NotAfter)
+func usable(svid *SVID, now time.Time) bool {
+	return svid != nil && !rotate.Expired(now, svid.NotAfter())
 }
 
 // canonical returns a copy of e with sorted, de-duplicated selectors and DNS
@@ -756,26 +774,22 @@ func normalize(sels []string) []string {
 // key names a normalized selector set. Selectors cannot contain NUL.
 func key(sels []string) string { return strings.Join(sels, "\x00") }
 
-func addTo[T comparable](idx map[string]map[T]struct{}, s string, v T) {
-	set, ok := idx[s]
-	if !ok {
-		set = make(map[T]struct{})
-		idx[s] = set
-	}
-	set[v] = struct{}{}
+func addTo[T comparable](idx map[string]set[T], s string, v T) {
+	idx[s] = idx[s].with(v)
 }
 
-func removeFrom[T comparable](idx map[string]map[T]struct{}, s string, v T) {
-	if set, ok := idx[s]; ok {
-		delete(set, v)
-		if len(set) == 0 {
+func removeFrom[T comparable](idx map[string]set[T], s string, v T) {
+	if st, ok := idx[s]; ok {
+		if st = st.without(v); st.len() == 0 {
 			delete(idx, s)
+		} else {
+			idx[s] = st
 		}
 	}
 }
 
-func addAll(dst, src map[*group]struct{}) {
-	for g := range src {
+func addAll(dst map[*group]struct{}, src set[*group]) {
+	for g := range src.all() {
 		dst[g] = struct{}{}
 	}
 }

@@ -8,3 +8,7 @@ func Groups(c *Cache) (groups, indexKeys int) {
 	defer c.mu.Unlock()
 	return len(c.groups), len(c.groupsBySelector)
 }
+
+// SameIntermediates reports whether a and b hold one shared copy of their
+// intermediates.
+func SameIntermediates(a, b *SVID) bool { return a.intermediates == b.intermediates }

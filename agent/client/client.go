@@ -183,38 +183,6 @@ func parseShared(der []byte) (*x509.Certificate, error) {
 	return c, nil
 }
 
-// slimLeaf is the part of a workload SVID's parsed leaf that the agent
-// reads (its DER and the parts of it that are views into it, its serial,
-// validity, names and key), without the decoded subject, issuer and
-// extension list: an agent holding 50,000 SVIDs keeps about 1 KB less
-// per SVID. The public key is the one of the agent's own key, which
-// SVIDFromProto checked it equals.
-func slimLeaf(c *x509.Certificate, key crypto.Signer) *x509.Certificate {
-	return &x509.Certificate{
-		Raw:                     c.Raw,
-		RawTBSCertificate:       c.RawTBSCertificate,
-		RawSubjectPublicKeyInfo: c.RawSubjectPublicKeyInfo,
-		RawSubject:              c.RawSubject,
-		RawIssuer:               c.RawIssuer,
-		Signature:               c.Signature,
-		SignatureAlgorithm:      c.SignatureAlgorithm,
-		PublicKeyAlgorithm:      c.PublicKeyAlgorithm,
-		PublicKey:               key.Public(),
-		Version:                 c.Version,
-		SerialNumber:            c.SerialNumber,
-		NotBefore:               c.NotBefore,
-		NotAfter:                c.NotAfter,
-		KeyUsage:                c.KeyUsage,
-		ExtKeyUsage:             c.ExtKeyUsage,
-		BasicConstraintsValid:   c.BasicConstraintsValid,
-		IsCA:                    c.IsCA,
-		SubjectKeyId:            c.SubjectKeyId,
-		AuthorityKeyId:          c.AuthorityKeyId,
-		DNSNames:                c.DNSNames,
-		URIs:                    c.URIs,
-	}
-}
-
 func publicKeyEqual(a, b crypto.PublicKey) bool {
 	ae, ok := a.(interface{ Equal(crypto.PublicKey) bool })
 	return ok && ae.Equal(b)
@@ -398,10 +366,9 @@ func (c *Client) MintX509SVIDs(ctx context.Context, reqs []MintRequest) ([]MintR
 			if codes.Code(res.GetCode()) != codes.OK {
 				r.Err = status.Error(codes.Code(res.GetCode()), res.GetMessage())
 			} else {
+				// The agent's cache keeps its own compact copy
+				// (agent/cache.SVID); this parsed one is short-lived.
 				r.SVID, r.Err = SVIDFromProto(res.GetSvid(), b.reqs[i].Key)
-				if r.Err == nil {
-					r.SVID.Certificates[0] = slimLeaf(r.SVID.Certificates[0], b.reqs[i].Key)
-				}
 			}
 			out = append(out, r)
 		}

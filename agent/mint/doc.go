@@ -4,8 +4,10 @@
 // (new, changed, or due for renewal) are queued, and Run mints everything
 // queued in batched MintX509SVIDs calls (agent/client makes the CSRs of
 // the next batch while the CA signs one), each with a key made here on the
-// node. The results reach the cache as one
-// change per batch, and each SVID's renewal is scheduled (agent/rotate).
+// node. A burst (a new node with 50,000 entries) is minted a chunk of
+// 1,000 at a time, so that only one chunk's keys, CSRs and responses are
+// in memory at once. The results reach the cache as one change per chunk,
+// and each SVID's renewal is scheduled (agent/rotate).
 //
 //	m := mint.New(mint.Config{Cache: c, CA: conn, Scheduler: sched, NewKey: newKey})
 //	go m.Run(ctx)

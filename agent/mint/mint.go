@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -138,7 +139,9 @@ func (m *Minter) take() []string {
 	for id := range m.pending {
 		ids = append(ids, id)
 	}
-	clear(m.pending)
+	// A new map rather than clear: a burst of 50,000 would otherwise keep
+	// its table for good.
+	m.pending = map[string]bool{}
 	return ids
 }
 
@@ -192,7 +195,7 @@ func (m *Minter) retryDelay(b *backoff.Backoff, err error, ids []string) time.Du
 		if svid == nil {
 			continue
 		}
-		if left := svid.Certificates[0].NotAfter.Sub(now); left > 0 {
+		if left := svid.NotAfter().Sub(now); left > 0 {
 			d = min(d, max(left/4, minRetry))
 		}
 	}
@@ -215,39 +218,128 @@ func (m *Minter) waitRetry(ctx context.Context, b *backoff.Backoff, d time.Durat
 	return true
 }
 
-// mint mints ids in one batched call and publishes the results. Entries
-// that failed are queued again (without waking Run) and reported as an
-// error.
+// mintChunk is how many SVIDs mint makes keys for, asks the CA for and
+// publishes at a time. A node with 50,000 new entries then holds the
+// keys, CSRs and parsed responses of one chunk at a time, a few
+// megabytes, instead of all of them at once (a few hundred), while each
+// chunk is still several of the client's batched calls, so the client
+// keeps making the next CSRs while the CA signs.
+const mintChunk = 1000
+
+// mint mints ids in batched calls, a chunk at a time (mintChunk), and
+// publishes each chunk's results as it comes. Entries that failed are
+// queued again (without waking Run) and reported as an error; after a
+// failed call the chunks not tried yet are queued again as well.
+//
+// The keys of the next chunk are made while the CA signs the current
+// one, so the CA does not wait on them between chunks.
 func (m *Minter) mint(ctx context.Context, ids []string) error {
-	known := map[string]bool{}
-	for _, e := range m.cfg.Cache.Entries() {
-		known[e.ID] = true
-	}
-	reqs := make([]client.MintRequest, 0, len(ids))
-	renewing := map[string]bool{} // entries that hold an SVID: a rotation
+	known := ids[:0:0]
 	for _, id := range ids {
-		if !known[id] {
-			continue // deleted since it was queued
-		}
-		renewing[id] = m.cfg.Cache.SVID(id) != nil
-		key, err := m.cfg.NewKey()
-		if err != nil {
-			return fmt.Errorf("generating key: %w", err)
-		}
-		reqs = append(reqs, client.MintRequest{EntryID: id, Key: key})
+		if m.cfg.Cache.HasEntry(id) {
+			known = append(known, id)
+		} // else deleted since it was queued
 	}
-	if len(reqs) == 0 {
-		return nil
-	}
-	results, err := m.cfg.CA.MintX509SVIDs(ctx, reqs)
-	if len(reqs) >= burstMint {
+	if len(known) >= burstMint {
 		// A burst (a new node, a mass rotation) allocates keys, CSRs and
-		// responses for every entry at once; give that memory back to the
-		// node now instead of holding it at the high-water mark.
+		// responses for many entries; give that memory back to the node
+		// now instead of holding it at the high-water mark.
 		defer debug.FreeOSMemory()
 	}
-	// Publish the batch to the cache as one change: a workload entitled to
-	// all of it gets one update, not one per SVID.
+	chunks := make(chan keyedChunk) // unbuffered: one chunk made ahead
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	wg.Go(func() {
+		defer close(chunks)
+		for start := 0; start < len(known); start += mintChunk {
+			if start > 0 {
+				// Collect the chunks done so far (keys, CSRs,
+				// responses) before making the next: left to the
+				// pacer, a burst of 50,000 SVIDs would let the heap
+				// grow to twice what the cache holds before each
+				// collection, and the node's resident memory with
+				// it. It runs while the CA signs.
+				runtime.GC()
+			}
+			kc := m.makeKeys(known[start:min(start+mintChunk, len(known))])
+			select {
+			case chunks <- kc:
+			case <-ctx.Done():
+				return
+			}
+			if kc.err != nil {
+				return
+			}
+		}
+	})
+	var failed, done int
+	for kc := range chunks {
+		var n int
+		var err error
+		if kc.err != nil {
+			// Nothing of this chunk was minted.
+			n, err = len(kc.ids), kc.err
+			m.requeue(kc.ids)
+		} else {
+			n, err = m.mintChunk(ctx, kc)
+		}
+		failed += n
+		done += len(kc.ids)
+		if err != nil {
+			rest := known[done:]
+			for _, id := range rest {
+				if m.cfg.Cache.SVID(id) != nil {
+					m.rotationFailed()
+				}
+			}
+			m.requeue(rest)
+			return err
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err // chunks were left unmade; Run stops anyway
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d SVIDs could not be minted", failed)
+	}
+	return nil
+}
+
+// keyedChunk is a chunk of entries with a fresh key for each, or the
+// error making one.
+type keyedChunk struct {
+	ids      []string
+	reqs     []client.MintRequest
+	renewing map[string]bool // entries that hold an SVID: a rotation
+	err      error
+}
+
+// makeKeys makes a key for each of ids.
+func (m *Minter) makeKeys(ids []string) keyedChunk {
+	kc := keyedChunk{ids: ids, reqs: make([]client.MintRequest, 0, len(ids)), renewing: make(map[string]bool, len(ids))}
+	for _, id := range ids {
+		kc.renewing[id] = m.cfg.Cache.SVID(id) != nil
+		key, err := m.cfg.NewKey()
+		if err != nil {
+			kc.err = fmt.Errorf("generating key: %w", err)
+			return kc
+		}
+		kc.reqs = append(kc.reqs, client.MintRequest{EntryID: id, Key: key})
+	}
+	return kc
+}
+
+// mintChunk mints a chunk in one MintX509SVIDs call and publishes the
+// results. Entries that failed are queued again (without waking Run); it
+// returns how many, and the error of a failed call (whose requests past
+// the failed batch are queued again too).
+func (m *Minter) mintChunk(ctx context.Context, kc keyedChunk) (failed int, _ error) {
+	reqs, renewing := kc.reqs, kc.renewing
+	results, err := m.cfg.CA.MintX509SVIDs(ctx, reqs)
+	// Publish the chunk to the cache as one change: a workload entitled
+	// to all of it gets one update, not one per SVID.
 	var minted []cache.EntrySVID
 	for _, r := range results {
 		if r.Err == nil {
@@ -296,14 +388,9 @@ func (m *Minter) mint(ctx context.Context, ids []string) error {
 				m.rotationFailed()
 			}
 		}
-		m.requeue(retry)
-		return err
 	}
-	if len(retry) > 0 {
-		m.requeue(retry)
-		return fmt.Errorf("%d SVIDs could not be minted", len(retry))
-	}
-	return nil
+	m.requeue(retry)
+	return len(retry), err
 }
 
 func (m *Minter) rotated() {

@@ -86,11 +86,12 @@ type Scheduler struct {
 	wake chan struct{} // a time changed: Run recomputes its timer
 }
 
-// slot is one scheduled SVID: when to renew it, and its validity (which
-// sizes a rotate-now window).
+// slot is one scheduled SVID: when to renew it, and its lifetime (which
+// sizes a rotate-now window). It is kept small: an agent schedules one
+// for each of up to 50,000 SVIDs.
 type slot struct {
-	at                  time.Time
-	notBefore, notAfter time.Time
+	at       time.Time
+	lifetime time.Duration // NotAfter - NotBefore
 }
 
 // NewScheduler returns a Scheduler with cfg's zero fields defaulted.
@@ -172,7 +173,7 @@ func (s *Scheduler) newSlot(leaf *x509.Certificate) slot {
 	if now := s.cfg.Clock.Now(); now.After(from) {
 		from = now
 	}
-	return slot{at: RotateAt(from, leaf.NotAfter, s.cfg.Rand()), notBefore: leaf.NotBefore, notAfter: leaf.NotAfter}
+	return slot{at: RotateAt(from, leaf.NotAfter, s.cfg.Rand()), lifetime: leaf.NotAfter.Sub(leaf.NotBefore)}
 }
 
 func (s *Scheduler) poke() {
@@ -256,7 +257,7 @@ func (s *Scheduler) ApplyGeneration(gen int64, caSpread time.Duration) {
 	s.acted = gen
 	now := s.cfg.Clock.Now()
 	pull := func(sl *slot) {
-		if at := now.Add(s.jitter(rotateNowSpread(sl.notBefore, sl.notAfter, caSpread))); at.Before(sl.at) {
+		if at := now.Add(s.jitter(rotateNowSpread(sl.lifetime, caSpread))); at.Before(sl.at) {
 			sl.at = at
 		}
 	}
@@ -279,15 +280,15 @@ func (s *Scheduler) ApplyGeneration(gen int64, caSpread time.Duration) {
 	s.log.Info("re-minting every SVID now, as root activation asked", logkey.RotateGeneration, gen, logkey.SVIDs, n, logkey.MaxSpread, cmp.Or(caSpread, RotateNowMaxSpread))
 }
 
-// rotateNowSpread is the window over which the re-mint of an SVID valid
-// from notBefore to notAfter is spread: a tenth of its lifetime, at most
-// RotateNowMaxSpread or, when positive, the CA's window caSpread.
-func rotateNowSpread(notBefore, notAfter time.Time, caSpread time.Duration) time.Duration {
+// rotateNowSpread is the window over which the re-mint of an SVID with
+// lifetime (NotAfter - NotBefore) is spread: a tenth of its lifetime, at
+// most RotateNowMaxSpread or, when positive, the CA's window caSpread.
+func rotateNowSpread(lifetime, caSpread time.Duration) time.Duration {
 	limit := RotateNowMaxSpread
 	if caSpread > 0 {
 		limit = caSpread
 	}
-	return min(limit, time.Duration(float64(notAfter.Sub(notBefore))*MaxJitter))
+	return min(limit, time.Duration(float64(lifetime)*MaxJitter))
 }
 
 // jitter returns a uniformly random duration in [0, d).

@@ -387,24 +387,22 @@ func (s *Server) x509SVIDResponse(u *cache.Update, log *slog.Logger) (*workload.
 	resp := &workload.X509SVIDResponse{}
 	hints := make(map[string]bool)
 	for _, id := range u.Identities {
-		if rotate.Expired(now, id.SVID.Certificates[0].NotAfter) {
+		if rotate.Expired(now, id.SVID.NotAfter()) {
 			continue
 		}
 		if h := id.Entry.Hint; h != "" {
 			if hints[h] {
-				log.Debug("leaving out SVID with a hint already sent", logkey.SPIFFEID, id.SVID.ID.String(), logkey.Hint, h)
+				log.Debug("leaving out SVID with a hint already sent", logkey.SPIFFEID, id.SVID.ID().String(), logkey.Hint, h)
 				continue
 			}
 			hints[h] = true
 		}
-		key, err := x509.MarshalPKCS8PrivateKey(id.SVID.PrivateKey)
-		if err != nil {
-			return nil, fmt.Errorf("marshaling private key of %s: %w", id.SVID.ID, err)
-		}
 		resp.Svids = append(resp.Svids, &workload.X509SVID{
-			SpiffeId:    id.SVID.ID.String(),
-			X509Svid:    concatDER(id.SVID.Certificates),
-			X509SvidKey: key,
+			SpiffeId: id.SVID.ID().String(),
+			X509Svid: id.SVID.ChainDER(),
+			// The cache's copy, shared by every response: proto only
+			// reads it.
+			X509SvidKey: id.SVID.PrivateKeyPKCS8(),
 			Bundle:      roots,
 			Hint:        id.Entry.Hint,
 		})

@@ -401,7 +401,7 @@ func (a *simAgent) deliver(u *cache.Update) {
 	}
 	if root := a.b.rotateRoot.Load(); root != nil && a.rotatedAt.IsZero() && len(u.Identities) == a.b.opts.workloads {
 		for _, id := range u.Identities {
-			if !underRoot(id.SVID.Certificates, root) {
+			if inter, err := id.SVID.Intermediates(); err != nil || !underRoot(inter, root) {
 				return
 			}
 		}
@@ -785,7 +785,7 @@ func (b *fleetBench) expired() int {
 	n := 0
 	for _, a := range b.agents {
 		for _, e := range a.cache.Entries() {
-			if s := a.cache.SVID(e.ID); s != nil && !now.Before(s.Certificates[0].NotAfter) {
+			if s := a.cache.SVID(e.ID); s != nil && !now.Before(s.NotAfter()) {
 				n++
 			}
 		}
@@ -811,11 +811,12 @@ func maxTime(a, b time.Time) time.Time {
 	return a
 }
 
-// underRoot reports whether chain (leaf first) was issued under root: an
-// intermediate in it is signed by root. (While the old root retires the
-// chain also carries the intermediate cross-signed by it.)
-func underRoot(chain []*x509.Certificate, root *x509.Certificate) bool {
-	for _, c := range chain[1:] {
+// underRoot reports whether an SVID with these intermediates (its chain
+// without the leaf) was issued under root: one of them is signed by root.
+// (While the old root retires the chain also carries the intermediate
+// cross-signed by it.)
+func underRoot(intermediates []*x509.Certificate, root *x509.Certificate) bool {
+	for _, c := range intermediates {
 		if bytes.Equal(c.AuthorityKeyId, root.SubjectKeyId) {
 			return true
 		}

@@ -69,7 +69,7 @@ func (e *env) start() {
 
 func (e *env) publish() {
 	e.src.Set(&server.Snapshot{
-		Identities:       []server.Identity{{SVID: e.web}, {SVID: e.db}},
+		Identities:       []server.Identity{{SVID: server.FromX509SVID(e.web)}, {SVID: server.FromX509SVID(e.db)}},
 		Bundle:           e.ca.Bundle(),
 		FederatedBundles: []*x509bundle.Bundle{e.fed.Bundle()},
 	})

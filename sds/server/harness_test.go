@@ -105,7 +105,7 @@ func (h *harness) publish() {
 	var ids []server.Identity
 	for _, svid := range []*x509svid.SVID{h.web, h.db} {
 		if svid != nil {
-			ids = append(ids, server.Identity{SVID: svid})
+			ids = append(ids, server.Identity{SVID: server.FromX509SVID(svid)})
 		}
 	}
 	h.revision++

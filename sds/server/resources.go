@@ -11,7 +11,6 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
-	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
@@ -150,7 +149,7 @@ func secretFor(snap *Snapshot, name string) (*envoypb.Secret, error) {
 		return nil, nil
 	}
 	for _, identity := range snap.Identities {
-		if identity.SVID != nil && identity.SVID.ID == id {
+		if identity.SVID != nil && identity.SVID.ID() == id {
 			return tlsCertificate(name, identity.SVID)
 		}
 	}
@@ -180,13 +179,13 @@ func bundles(snap *Snapshot) []*x509bundle.Bundle {
 
 // tlsCertificate is an SVID as an Envoy tls_certificate: the PEM chain and the
 // PEM PKCS#8 private key, inline.
-func tlsCertificate(name string, svid *x509svid.SVID) (*envoypb.Secret, error) {
+func tlsCertificate(name string, svid SVID) (*envoypb.Secret, error) {
 	if svid == nil {
 		return nil, fmt.Errorf("secret %q: nil SVID", name)
 	}
 	certs, key, err := svid.Marshal()
 	if err != nil {
-		return nil, fmt.Errorf("marshaling SVID %s: %w", svid.ID, err)
+		return nil, fmt.Errorf("marshaling SVID %s: %w", svid.ID(), err)
 	}
 	return &envoypb.Secret{
 		Name: name,

@@ -42,7 +42,7 @@ func scaleServer(tb testing.TB) (path string, src *sdstest.Source, ca *sdstest.C
 }
 
 func oneIdentity(svid *x509svid.SVID, bundle *x509bundle.Bundle) *server.Snapshot {
-	return &server.Snapshot{Identities: []server.Identity{{SVID: svid}}, Bundle: bundle}
+	return &server.Snapshot{Identities: []server.Identity{{SVID: server.FromX509SVID(svid)}}, Bundle: bundle}
 }
 
 // openWatchers opens n streams for names over conns connections (round

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -77,8 +78,34 @@ type Snapshot struct {
 
 // Identity is one SVID the caller is entitled to.
 type Identity struct {
-	SVID *x509svid.SVID
+	SVID SVID
 }
+
+// SVID is an X509-SVID with its private key, as the server reads it:
+// agent/cache.SVID implements it (the agent keeps its SVIDs encoded, not
+// parsed), and FromX509SVID adapts a go-spiffe SVID. Implementations must
+// be safe for concurrent use.
+type SVID interface {
+	// ID returns the SVID's SPIFFE ID.
+	ID() spiffeid.ID
+	// Marshal returns the certificate chain, leaf first, and the PKCS #8
+	// private key, PEM-encoded, as x509svid.SVID.Marshal does.
+	Marshal() (certs, key []byte, err error)
+}
+
+// FromX509SVID returns s as an SVID the server can serve; nil for nil.
+func FromX509SVID(s *x509svid.SVID) SVID {
+	if s == nil {
+		return nil
+	}
+	return goSVID{s}
+}
+
+// goSVID adapts *x509svid.SVID, whose ID is a field, to SVID.
+type goSVID struct{ s *x509svid.SVID }
+
+func (g goSVID) ID() spiffeid.ID                  { return g.s.ID }
+func (g goSVID) Marshal() ([]byte, []byte, error) { return g.s.Marshal() }
 
 // Metrics are optional hooks that count protocol events; cmd/signet wires
 // them to Prometheus counters. Nil fields are skipped. They are called from

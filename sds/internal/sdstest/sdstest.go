@@ -7,7 +7,7 @@
 //	ca := sdstest.NewCA(t, "example.org")
 //	src := sdstest.NewSource()
 //	src.Set(&server.Snapshot{
-//		Identities: []server.Identity{{SVID: ca.SVID(t, "/web")}},
+//		Identities: []server.Identity{{SVID: server.FromX509SVID(ca.SVID(t, "/web"))}},
 //		Bundle:     ca.Bundle(),
 //	})
 //	srv := server.New(server.Config{Source: src, Attestor: &sdstest.Attestor{Selectors: []string{"unix:uid:1000"}}})
