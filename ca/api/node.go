@@ -96,6 +96,9 @@ type NodeService struct {
 	// first stream (sync_wake.go).
 	syncWakeOnce sync.Once
 	syncWake     *syncWaker
+	// syncShared is what the sync streams share: the bundle they send
+	// and the bound on their reads (sync_shared.go).
+	syncShared syncShared
 }
 
 // NewNodeService returns the node API with cfg's zero fields defaulted.
@@ -500,7 +503,8 @@ func (s *NodeService) SyncEntries(_ *nodev1.SyncEntriesRequest, stream nodev1.No
 	for first := true; ; first = false {
 		var (
 			entries  []*store.Entry
-			b        *bundle.Bundle
+			b        *nodev1.Bundle
+			brev     int64
 			rev      int64
 			policies []*store.MTLSPolicy
 			node     *store.Node
@@ -510,6 +514,10 @@ func (s *NodeService) SyncEntries(_ *nodev1.SyncEntriesRequest, stream nodev1.No
 		// Taken before the automatic entries are read, so that no
 		// change between the two is missed.
 		autoChanged := s.cfg.K8sPSAT.Changed()
+		release, ok := s.acquireSyncRead(ctx)
+		if !ok {
+			return nil
+		}
 		err := s.cfg.Store.View(ctx, func(tx store.Tx) error {
 			var err error
 			if node, err = s.authorizeNode(tx, nodeID, leaf); err != nil {
@@ -523,14 +531,14 @@ func (s *NodeService) SyncEntries(_ *nodev1.SyncEntriesRequest, stream nodev1.No
 				}
 				entries = append(entries, es...)
 			}
-			// The bundle is read (its certificates parsed) only when
-			// its revision moved: entry changes wake streams too.
-			brev, err := bundle.Revision(tx)
-			if err != nil {
+			// The bundle is taken only when its revision moved (entry
+			// changes wake streams too), and built once per revision
+			// for every stream.
+			if brev, err = bundle.Revision(tx); err != nil {
 				return err
 			}
 			if brev != bundleRev {
-				if b, err = bundle.FromTx(tx, s.cfg.TrustDomain); err != nil {
+				if b, err = s.syncShared.bundle.get(tx, s.cfg.TrustDomain, brev); err != nil {
 					return err
 				}
 			}
@@ -564,6 +572,7 @@ func (s *NodeService) SyncEntries(_ *nodev1.SyncEntriesRequest, stream nodev1.No
 			return err
 		})
 		if err != nil {
+			release()
 			return toStatus(ctx, s.log, "syncing entries", err)
 		}
 		entries = append(entries, s.autoEntries(nodeID, node)...)
@@ -587,9 +596,9 @@ func (s *NodeService) SyncEntries(_ *nodev1.SyncEntriesRequest, stream nodev1.No
 		if rotateGen != rotateGenSent {
 			msg.RotateSpreadMs = s.capacity.rotateSpread().Milliseconds()
 		}
-		if b != nil && b.Revision != bundleRev {
-			msg.Bundle = bundleProto(b)
-			bundleRev = b.Revision
+		if b != nil && brev != bundleRev {
+			msg.Bundle = b
+			bundleRev = brev
 		}
 		if v := policySetVersion(policies); first || v != policiesSent {
 			msg.MtlsPolicies = nodePolicies(policies)
@@ -598,10 +607,12 @@ func (s *NodeService) SyncEntries(_ *nodev1.SyncEntriesRequest, stream nodev1.No
 		if first || fed.version != fedSent {
 			msg.FederatedBundles, fedSent = fed.proto(), fed.version
 		}
+		// The read is done: the send waits on this agent alone.
+		release()
 		if first || len(msg.Entries) > 0 || len(msg.DeletedEntryIds) > 0 || msg.Bundle != nil || msg.MtlsPolicies != nil || rotateGen != rotateGenSent || msg.FederatedBundles != nil {
 			rotateGenSent = rotateGen
 			for _, m := range splitSync(msg, s.cfg.MaxSyncMessageBytes) {
-				if err := stream.Send(m); err != nil {
+				if err := s.syncSend(stream, m); err != nil {
 					if err == io.EOF {
 						return nil
 					}
