@@ -124,7 +124,6 @@
 // parent; a node change that node; the bundle, policies, federation and
 // settings every stream. NodeService.SyncWakes counts the wakes. A
 // change every stream sees is read cheaply by each: the bundle is built
-// once per revision and shared (sync_shared.go), at most a few streams
-// per CPU read the store at once, and sends run outside that bound, so an
-// agent slow to read holds up nobody else.
+// once per revision and shared (sync_shared.go). Each stream sends on its
+// own, so an agent slow to read holds up nobody else.
 package api

@@ -97,7 +97,7 @@ type NodeService struct {
 	syncWakeOnce sync.Once
 	syncWake     *syncWaker
 	// syncShared is what the sync streams share: the bundle they send
-	// and the bound on their reads (sync_shared.go).
+	// (sync_shared.go).
 	syncShared syncShared
 }
 
@@ -514,10 +514,6 @@ func (s *NodeService) SyncEntries(_ *nodev1.SyncEntriesRequest, stream nodev1.No
 		// Taken before the automatic entries are read, so that no
 		// change between the two is missed.
 		autoChanged := s.cfg.K8sPSAT.Changed()
-		release, ok := s.acquireSyncRead(ctx)
-		if !ok {
-			return nil
-		}
 		err := s.cfg.Store.View(ctx, func(tx store.Tx) error {
 			var err error
 			if node, err = s.authorizeNode(tx, nodeID, leaf); err != nil {
@@ -572,7 +568,6 @@ func (s *NodeService) SyncEntries(_ *nodev1.SyncEntriesRequest, stream nodev1.No
 			return err
 		})
 		if err != nil {
-			release()
 			return toStatus(ctx, s.log, "syncing entries", err)
 		}
 		entries = append(entries, s.autoEntries(nodeID, node)...)
@@ -607,8 +602,6 @@ func (s *NodeService) SyncEntries(_ *nodev1.SyncEntriesRequest, stream nodev1.No
 		if first || fed.version != fedSent {
 			msg.FederatedBundles, fedSent = fed.proto(), fed.version
 		}
-		// The read is done: the send waits on this agent alone.
-		release()
 		if first || len(msg.Entries) > 0 || len(msg.DeletedEntryIds) > 0 || msg.Bundle != nil || msg.MtlsPolicies != nil || rotateGen != rotateGenSent || msg.FederatedBundles != nil {
 			rotateGenSent = rotateGen
 			for _, m := range splitSync(msg, s.cfg.MaxSyncMessageBytes) {

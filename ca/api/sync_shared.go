@@ -1,8 +1,6 @@
 package api
 
 import (
-	"context"
-	"runtime"
 	"sync"
 	"sync/atomic"
 
@@ -50,51 +48,17 @@ func (c *syncBundle) get(tx store.Tx, td spiffeid.TrustDomain, rev int64) (*node
 
 // syncShared is what the entry sync streams share.
 type syncShared struct {
-	bundle    syncBundle
-	readsOnce sync.Once
-	reads     chan struct{} // a slot per stream reading the store
-	sending   atomic.Int64  // streams in a send
+	bundle  syncBundle
+	sending atomic.Int64 // streams in a send
 }
 
 // SyncBundleBuilds is how many times the entry sync read the bundle from
 // the store: once per bundle revision, however many streams send it.
 func (s *NodeService) SyncBundleBuilds() int64 { return s.syncShared.bundle.builds.Load() }
 
-// SyncReadSlots is how many sync streams may read the store at once.
-func (s *NodeService) SyncReadSlots() int { return cap(s.syncReadGate()) }
-
 // SyncSending is how many sync streams are sending an update: a stream
-// whose agent does not read stays in its send, holding no read slot.
+// whose agent does not read stays in its send, and holds up no other.
 func (s *NodeService) SyncSending() int64 { return s.syncShared.sending.Load() }
-
-// syncReadsPerCPU bounds the sync streams that read the store and build
-// their update at once, per CPU. A change every stream sees wakes them
-// all together: unbounded, 10,000 reads run interleaved, each holding its
-// transaction and its decoded entries until the CPU comes back to it, so
-// the memory of all of them is live at once and the first agents are
-// served no sooner. The bound is on reading only: sends run outside it,
-// so an agent that is slow to read its stream holds up nobody else.
-const syncReadsPerCPU = 4
-
-// syncReadGate returns the semaphore of the store reads of the sync
-// streams, made on first use.
-func (s *NodeService) syncReadGate() chan struct{} {
-	sh := &s.syncShared
-	sh.readsOnce.Do(func() { sh.reads = make(chan struct{}, syncReadsPerCPU*runtime.GOMAXPROCS(0)) })
-	return sh.reads
-}
-
-// acquireSyncRead waits for a read slot; it returns false if ctx ends
-// first. Call the release it returns once the read is done.
-func (s *NodeService) acquireSyncRead(ctx context.Context) (release func(), ok bool) {
-	gate := s.syncReadGate()
-	select {
-	case gate <- struct{}{}:
-		return func() { <-gate }, true
-	case <-ctx.Done():
-		return nil, false
-	}
-}
 
 // syncSend sends one update on a sync stream.
 func (s *NodeService) syncSend(stream nodev1.NodeService_SyncEntriesServer, m *nodev1.SyncEntriesResponse) error {
