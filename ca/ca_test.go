@@ -11,6 +11,7 @@ import (
 	"encoding/asn1"
 	"encoding/pem"
 	"errors"
+	"io"
 	"math/big"
 	"os"
 	"os/exec"
@@ -498,5 +499,56 @@ func TestTemplates(t *testing.T) {
 	}
 	if _, err := ca.NewRootTemplate(td, rootKey.Public(), now, 0); !errors.Is(err, ca.ErrInvalidParams) {
 		t.Errorf("zero root TTL: err = %v, want ErrInvalidParams", err)
+	}
+}
+
+// corruptSigner signs with its key and then flips a bit of the signature:
+// a faulty HSM or key plugin.
+type corruptSigner struct{ crypto.Signer }
+
+func (s corruptSigner) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	sig, err := s.Signer.Sign(rand, digest, opts)
+	if err == nil {
+		sig[len(sig)/2] ^= 1
+	}
+	return sig, err
+}
+
+// TestSignX509SVIDBadSigner: a leaf the authority's key did not sign never
+// leaves the CA. SignX509SVID relies on x509.CreateCertificate for this
+// (it refuses a signer whose key is not the issuer's and verifies the
+// signature it made) instead of verifying each leaf's signature a second
+// time: this test fails if that guarantee goes.
+func TestSignX509SVIDBadSigner(t *testing.T) {
+	c, clk := newFakeCA(t)
+	key := catest.NewKey(t)
+	tests := []struct {
+		name    string
+		signer  crypto.Signer
+		wantErr string
+	}{
+		{"signer is not the authority's key", catest.NewKey(t), "doesn't match parent's PublicKey"},
+		{"signer returns a bad signature", corruptSigner{c.IntermediateKey}, "signature returned by signer is invalid"},
+	}
+	t.Run("authority is not a CA", func(t *testing.T) {
+		// A leaf chains to the roots but may not sign certificates: Go
+		// signs under it, the check refuses.
+		leaf, leafKey := mint(t, c, ca.X509SVIDParams{SPIFFEID: workloadID})
+		bad := ca.New(ca.Config{TrustDomain: td, Clock: clk})
+		bad.SetX509Authority(&ca.X509Authority{ID: "x", Certificate: leaf.Chain[0], Signer: leafKey, UpstreamChain: []*x509.Certificate{c.Intermediate}, Roots: []*x509.Certificate{c.Root}})
+		_, err := bad.SignX509SVID(context.Background(), ca.X509SVIDParams{SPIFFEID: workloadID, PublicKey: key.Public()})
+		if !errors.Is(err, ca.ErrCheckFailed) || !strings.Contains(err.Error(), "may not sign certificates") {
+			t.Fatalf("err = %v, want ErrCheckFailed: the authority may not sign certificates", err)
+		}
+	})
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			bad := ca.New(ca.Config{TrustDomain: td, Clock: clk})
+			bad.SetX509Authority(&ca.X509Authority{ID: "x", Certificate: c.Intermediate, Signer: tt.signer, Roots: []*x509.Certificate{c.Root}})
+			svid, err := bad.SignX509SVID(context.Background(), ca.X509SVIDParams{SPIFFEID: workloadID, PublicKey: key.Public()})
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("SignX509SVID = %v, %v; want an error containing %q", svid, err, tt.wantErr)
+			}
+		})
 	}
 }

@@ -122,5 +122,8 @@
 // streams it concerns (sync_wake.go, over store.Store.SubscribeChanges):
 // an entry its parent's node, or every node of a cluster for a cluster
 // parent; a node change that node; the bundle, policies, federation and
-// settings every stream. NodeService.SyncWakes counts the wakes.
+// settings every stream. NodeService.SyncWakes counts the wakes. A
+// change every stream sees is read cheaply by each: the bundle is built
+// once per revision and shared (sync_shared.go). Each stream sends on its
+// own, so an agent slow to read holds up nobody else.
 package api

@@ -96,6 +96,9 @@ type NodeService struct {
 	// first stream (sync_wake.go).
 	syncWakeOnce sync.Once
 	syncWake     *syncWaker
+	// syncShared is what the sync streams share: the bundle they send
+	// (sync_shared.go).
+	syncShared syncShared
 }
 
 // NewNodeService returns the node API with cfg's zero fields defaulted.
@@ -500,7 +503,8 @@ func (s *NodeService) SyncEntries(_ *nodev1.SyncEntriesRequest, stream nodev1.No
 	for first := true; ; first = false {
 		var (
 			entries  []*store.Entry
-			b        *bundle.Bundle
+			b        *nodev1.Bundle
+			brev     int64
 			rev      int64
 			policies []*store.MTLSPolicy
 			node     *store.Node
@@ -523,14 +527,14 @@ func (s *NodeService) SyncEntries(_ *nodev1.SyncEntriesRequest, stream nodev1.No
 				}
 				entries = append(entries, es...)
 			}
-			// The bundle is read (its certificates parsed) only when
-			// its revision moved: entry changes wake streams too.
-			brev, err := bundle.Revision(tx)
-			if err != nil {
+			// The bundle is taken only when its revision moved (entry
+			// changes wake streams too), and built once per revision
+			// for every stream.
+			if brev, err = bundle.Revision(tx); err != nil {
 				return err
 			}
 			if brev != bundleRev {
-				if b, err = bundle.FromTx(tx, s.cfg.TrustDomain); err != nil {
+				if b, err = s.syncShared.bundle.get(tx, s.cfg.TrustDomain, brev); err != nil {
 					return err
 				}
 			}
@@ -587,9 +591,9 @@ func (s *NodeService) SyncEntries(_ *nodev1.SyncEntriesRequest, stream nodev1.No
 		if rotateGen != rotateGenSent {
 			msg.RotateSpreadMs = s.capacity.rotateSpread().Milliseconds()
 		}
-		if b != nil && b.Revision != bundleRev {
-			msg.Bundle = bundleProto(b)
-			bundleRev = b.Revision
+		if b != nil && brev != bundleRev {
+			msg.Bundle = b
+			bundleRev = brev
 		}
 		if v := policySetVersion(policies); first || v != policiesSent {
 			msg.MtlsPolicies = nodePolicies(policies)
@@ -601,7 +605,7 @@ func (s *NodeService) SyncEntries(_ *nodev1.SyncEntriesRequest, stream nodev1.No
 		if first || len(msg.Entries) > 0 || len(msg.DeletedEntryIds) > 0 || msg.Bundle != nil || msg.MtlsPolicies != nil || rotateGen != rotateGenSent || msg.FederatedBundles != nil {
 			rotateGenSent = rotateGen
 			for _, m := range splitSync(msg, s.cfg.MaxSyncMessageBytes) {
-				if err := stream.Send(m); err != nil {
+				if err := s.syncSend(stream, m); err != nil {
 					if err == io.EOF {
 						return nil
 					}

@@ -29,13 +29,19 @@ func TestBenchFleet(t *testing.T) {
 		t.Fatalf("output is not one JSON object of figures: %v\n%s", err, stdout.String())
 	}
 	for _, key := range []string{"agents", "workloads", "svids", "attest_seconds", "sync_p99_ms", "fanout_p99_ms", "mint_p50_ms", "mint_p99_ms",
-		"server_rss_mb", "server_idle_cpu_percent", "reconnect_seconds", "rotate_now_seconds", "expired_svids", "errors"} {
+		"server_rss_mb", "server_idle_cpu_percent", "reconnect_seconds", "rotate_now_seconds", "expired_svids", "errors",
+		"server_rss_anon_mb", "server_rss_file_mb"} {
 		if _, ok := res[key]; !ok {
 			t.Errorf("figure %q missing from %s", key, stdout.String())
 		}
 	}
 	if res["agents"] != 200 || res["workloads"] != 5 || res["svids"] != 1000 {
 		t.Errorf("agents %v, workloads %v, svids %v; want 200, 5, 1000", res["agents"], res["workloads"], res["svids"])
+	}
+	// The split of the RSS: the server has memory of its own, and neither
+	// part is more than the whole.
+	if anon, file, rss := res["server_rss_anon_mb"], res["server_rss_file_mb"], res["server_rss_mb"]; anon <= 0 || anon > rss || file > rss {
+		t.Errorf("server_rss_anon_mb %v, server_rss_file_mb %v; want 0 < each <= server_rss_mb %v", anon, file, rss)
 	}
 	if res["errors"] != 0 || res["expired_svids"] != 0 {
 		t.Errorf("errors %v, expired_svids %v; want 0 and 0\nstderr:\n%s", res["errors"], res["expired_svids"], stderr.String())
