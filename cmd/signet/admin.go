@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/signet-mesh/signet/cmd/internal/cli"
 	"github.com/signet-mesh/signet/internal/nodeapi"
 	adminv1 "github.com/signet-mesh/signet/proto/signet/admin/v1"
 )
@@ -33,11 +34,11 @@ type adminOptions struct {
 }
 
 func (a *adminOptions) addFlags(fs *pflag.FlagSet, env *cliEnv) {
-	def := env.getenv(adminSocketEnv)
+	def := env.getenv(cli.AdminSocketEnv)
 	if def == "" {
 		def = defaultDataDir + "/" + adminSocketName
 	}
-	fs.StringVar(&a.socket, "admin-socket", def, "the CA's admin socket (env "+adminSocketEnv+")")
+	fs.StringVar(&a.socket, "admin-socket", def, "the CA's admin socket (env "+cli.AdminSocketEnv+")")
 }
 
 // dial connects to the admin socket. The connection is lazy; the first
@@ -79,7 +80,7 @@ func (a *adminOptions) rpcError(err error) error {
 	case nodeapi.IsStoreUnavailable(err):
 		return errors.New(st.Message()) // the CA answered: its store did not
 	case st.Code() == codes.Unavailable:
-		return fmt.Errorf("cannot reach the CA admin socket %s (set --admin-socket or %s): %s", a.socket, adminSocketEnv, st.Message())
+		return fmt.Errorf("cannot reach the CA admin socket %s (set --admin-socket or %s): %s", a.socket, cli.AdminSocketEnv, st.Message())
 	case st.Code() == codes.Unimplemented:
 		return fmt.Errorf("the CA at %s does not support this command (it runs an older signet): %s", a.socket, st.Message())
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/signet-mesh/signet/cmd/internal/cli"
 	"github.com/spf13/cobra"
 )
 
@@ -11,7 +12,7 @@ import (
 func exactArgs(names ...string) cobra.PositionalArgs {
 	return func(c *cobra.Command, args []string) error {
 		if len(args) != len(names) {
-			return usageError(c, fmt.Errorf("expected %d argument(s): %s; got %d", len(names), strings.Join(names, " "), len(args)))
+			return cli.UsageError(c, fmt.Errorf("expected %d argument(s): %s; got %d", len(names), strings.Join(names, " "), len(args)))
 		}
 		return nil
 	}
@@ -21,7 +22,7 @@ func exactArgs(names ...string) cobra.PositionalArgs {
 func optionalArg(name string) cobra.PositionalArgs {
 	return func(c *cobra.Command, args []string) error {
 		if len(args) > 1 {
-			return usageError(c, fmt.Errorf("expected at most one %s; got %d arguments", name, len(args)))
+			return cli.UsageError(c, fmt.Errorf("expected at most one %s; got %d arguments", name, len(args)))
 		}
 		return nil
 	}

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/testing/protocmp"
 
+	"github.com/signet-mesh/signet/cmd/internal/cli"
 	adminv1 "github.com/signet-mesh/signet/proto/signet/admin/v1"
 )
 
@@ -252,7 +253,7 @@ func TestUsageErrors(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("error %v, want %q", err, tt.wantErr)
 			}
-			if strings.Contains(oneLine(err.Error()), "\n") {
+			if strings.Contains(cli.OneLine(err.Error()), "\n") {
 				t.Fatalf("error is not one line: %q", err)
 			}
 			if len(f.reqs) != 0 {
@@ -375,7 +376,7 @@ func TestDurationFlags(t *testing.T) {
 		{name: "prune before 90d", args: []string{"audit", "prune", "--before", "90d"}, rpc: "PruneAudit",
 			check: func(m proto.Message) bool {
 				got := time.Unix(0, m.(*adminv1.PruneAuditRequest).Before)
-				want := time.Now().Add(-90 * day)
+				want := time.Now().Add(-90 * cli.Day)
 				return got.Sub(want).Abs() < time.Minute
 			}},
 		{name: "x509 ttl 0", args: []string{"entry", "create", "--spiffe-id", "spiffe://example.org/a", "--parent-id", "p", "--x509-ttl", "0"}, wantErr: "--x509-ttl 0s: must be positive"},
@@ -766,18 +767,18 @@ func TestSocketEnvironment(t *testing.T) {
 		args    []string
 		wantErr string
 	}{
-		{"fetch: the variable's path", map[string]string{endpointSocketEnv: "unix:///nonexistent/sg.sock"}, []string{"workload", "fetch", "--timeout", "100ms"}, "fetching from /nonexistent/sg.sock"},
-		{"fetch: a plain path", map[string]string{endpointSocketEnv: "/nonexistent/plain.sock"}, []string{"workload", "fetch", "--timeout", "100ms"}, "fetching from /nonexistent/plain.sock"},
-		{"fetch: --socket wins", map[string]string{endpointSocketEnv: "unix:///nonexistent/env.sock"}, []string{"workload", "fetch", "--socket", "/nonexistent/flag.sock", "--timeout", "100ms"}, "fetching from /nonexistent/flag.sock"},
-		{"fetch: the default", nil, []string{"workload", "fetch", "--timeout", "100ms"}, "fetching from " + defaultAgentSocket},
-		{"fetch: tcp", map[string]string{endpointSocketEnv: "tcp://127.0.0.1:1"}, []string{"workload", "fetch"}, `SPIFFE_ENDPOINT_SOCKET="tcp://127.0.0.1:1": signet serves the Workload API on a Unix socket only`},
-		{"fetch: two slashes", map[string]string{endpointSocketEnv: "unix://run/x.sock"}, []string{"workload", "fetch"}, "with three slashes"},
-		{"proxy: bad variable", map[string]string{endpointSocketEnv: "tcp://x:1"}, []string{"proxy", "--spiffe-id", "spiffe://example.org/a", "--inbound", "127.0.0.1:0=127.0.0.1:1"}, "SPIFFE_ENDPOINT_SOCKET="},
+		{"fetch: the variable's path", map[string]string{cli.EndpointSocketEnv: "unix:///nonexistent/sg.sock"}, []string{"workload", "fetch", "--timeout", "100ms"}, "fetching from /nonexistent/sg.sock"},
+		{"fetch: a plain path", map[string]string{cli.EndpointSocketEnv: "/nonexistent/plain.sock"}, []string{"workload", "fetch", "--timeout", "100ms"}, "fetching from /nonexistent/plain.sock"},
+		{"fetch: --socket wins", map[string]string{cli.EndpointSocketEnv: "unix:///nonexistent/env.sock"}, []string{"workload", "fetch", "--socket", "/nonexistent/flag.sock", "--timeout", "100ms"}, "fetching from /nonexistent/flag.sock"},
+		{"fetch: the default", nil, []string{"workload", "fetch", "--timeout", "100ms"}, "fetching from " + cli.DefaultAgentSocket},
+		{"fetch: tcp", map[string]string{cli.EndpointSocketEnv: "tcp://127.0.0.1:1"}, []string{"workload", "fetch"}, `SPIFFE_ENDPOINT_SOCKET="tcp://127.0.0.1:1": signet serves the Workload API on a Unix socket only`},
+		{"fetch: two slashes", map[string]string{cli.EndpointSocketEnv: "unix://run/x.sock"}, []string{"workload", "fetch"}, "with three slashes"},
+		{"proxy: bad variable", map[string]string{cli.EndpointSocketEnv: "tcp://x:1"}, []string{"proxy", "--spiffe-id", "spiffe://example.org/a", "--inbound", "127.0.0.1:0=127.0.0.1:1"}, "SPIFFE_ENDPOINT_SOCKET="},
 		{"proxy: bad flag", nil, []string{"proxy", "--socket", "unix:rel", "--spiffe-id", "spiffe://example.org/a", "--inbound", "127.0.0.1:0=127.0.0.1:1"}, `--socket "unix:rel"`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, err := os.Stat(defaultAgentSocket); err == nil && tt.env == nil {
-				t.Skipf("an agent serves %s on this machine", defaultAgentSocket)
+			if _, err := os.Stat(cli.DefaultAgentSocket); err == nil && tt.env == nil {
+				t.Skipf("an agent serves %s on this machine", cli.DefaultAgentSocket)
 			}
 			_, _, err := runCLI(t, &cliEnv{getenv: mapEnv(tt.env)}, "", tt.args...)
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
@@ -792,7 +793,7 @@ func TestSocketEnvironment(t *testing.T) {
 func TestAdminSocketEnvironment(t *testing.T) {
 	env, _, _ := serveAdmin(t, &fakeAdmin{})
 	if _, _, err := runCLI(t, env, "", "entry", "list"); err != nil {
-		t.Fatalf("with %s: %v", adminSocketEnv, err)
+		t.Fatalf("with %s: %v", cli.AdminSocketEnv, err)
 	}
 	_, _, err := runCLI(t, env, "", "entry", "list", "--admin-socket", "/nonexistent/admin.sock")
 	if err == nil || !strings.Contains(err.Error(), "cannot reach the CA admin socket /nonexistent/admin.sock (set --admin-socket or SIGNET_ADMIN_SOCKET)") {
@@ -809,7 +810,7 @@ func TestAdminSocketEnvironment(t *testing.T) {
 // one line that says what to do; dev's ./signet-data is not its default.
 func TestServerNeedsDataDir(t *testing.T) {
 	for _, args := range [][]string{{"server", "--check-config"}, {"server"}} {
-		_, _, err := runCLI(t, &cliEnv{getenv: mapEnv(map[string]string{passphraseEnv: "x"})}, "", args...)
+		_, _, err := runCLI(t, &cliEnv{getenv: mapEnv(map[string]string{cli.PassphraseEnv: "x"})}, "", args...)
 		if !errors.Is(err, errNoDataDir) || !strings.Contains(err.Error(), "give --data-dir DIR") {
 			t.Errorf("%v: %v", args, err)
 		}

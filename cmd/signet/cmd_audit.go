@@ -15,6 +15,7 @@ import (
 
 	"github.com/signet-mesh/signet/ca/audit"
 	"github.com/signet-mesh/signet/ca/rotation"
+	"github.com/signet-mesh/signet/cmd/internal/cli"
 	adminv1 "github.com/signet-mesh/signet/proto/signet/admin/v1"
 )
 
@@ -40,7 +41,7 @@ func parseWhen(flag, v string, now time.Time) (int64, error) {
 	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
 		return t.UnixNano(), nil
 	}
-	if d, err := parseDuration(v); err == nil && d >= 0 {
+	if d, err := cli.ParseDuration(v); err == nil && d >= 0 {
 		return now.Add(-d).UnixNano(), nil
 	}
 	return 0, fmt.Errorf("%s %q: use an RFC 3339 time (2026-01-02T15:04:05Z) or a duration ago (24h, 7d)", flag, v)

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/signet-mesh/signet/ca/audit"
+	"github.com/signet-mesh/signet/cmd/internal/cli"
 	adminv1 "github.com/signet-mesh/signet/proto/signet/admin/v1"
 )
 
@@ -55,7 +56,7 @@ Record types (--type):
 		Example: `  signet audit export > audit.jsonl
   signet audit export --format csv --since 1d --type svid.issued,node.attested --out issued.csv
   signet audit export --follow          # stream new records (SIEM ingestion)`,
-		Args: noArgs,
+		Args: cli.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd, env) },
 	}
 	o.addFlags(cmd, env)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/signet-mesh/signet/cmd/internal/cli"
 	adminv1 "github.com/signet-mesh/signet/proto/signet/admin/v1"
 )
 
@@ -28,7 +29,7 @@ the rest of the chain still verifies; the prune itself is an audit record.`,
 		Example: `  signet audit prune --before 90d --dry-run    # how many would go
   signet audit prune --before 90d
   signet audit prune --before 2026-01-01T00:00:00Z`,
-		Args: noArgs,
+		Args: cli.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd.Context(), env) },
 	}
 	o.admin.addFlags(cmd.Flags(), env)

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/signet-mesh/signet/ca/audit"
+	"github.com/signet-mesh/signet/cmd/internal/cli"
 	adminv1 "github.com/signet-mesh/signet/proto/signet/admin/v1"
 )
 
@@ -27,7 +28,7 @@ func newAuditVerifyCommand(env *cliEnv) *cobra.Command {
 		Example: `  signet audit verify                                          # the live log, against the server's roots
   signet bundle show > bundle.pem
   signet audit verify --file audit.jsonl --bundle bundle.pem   # offline`,
-		Args: noArgs,
+		Args: cli.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd.Context(), env) },
 	}
 	o.admin.addFlags(cmd.Flags(), env)

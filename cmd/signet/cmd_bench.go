@@ -6,6 +6,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/signet-mesh/signet/cmd/internal/cli"
 	"github.com/spf13/cobra"
 )
 
@@ -39,15 +40,15 @@ root is prepared (bundle fan-out) and activated with --rotate-now, and the
 server is killed with SIGKILL and restarted (reconnection).`,
 		Example: `  signet bench fleet
   signet bench fleet --agents 200 --workloads 5 --duration 10s -o json`,
-		Args: noArgs,
+		Args: cli.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd.Context(), env) },
 	}
 	o.output.addFlags(cmd, objectFormats)
 	fs := cmd.Flags()
 	fs.IntVar(&o.agents, "agents", 1000, "simulated agents")
 	fs.IntVar(&o.workloads, "workloads", 10, "workload entries (SVIDs) per agent")
-	fs.Var(newDurationValue(&o.x509TTL, time.Hour), "x509-ttl", "lifetime of the workload SVIDs (30m, 1h)")
-	fs.Var(newDurationValue(&o.duration, time.Minute), "duration", "how long the steady-state probes run (10s, 1m)")
+	fs.Var(cli.NewDurationValue(&o.x509TTL, time.Hour), "x509-ttl", "lifetime of the workload SVIDs (30m, 1h)")
+	fs.Var(cli.NewDurationValue(&o.duration, time.Minute), "duration", "how long the steady-state probes run (10s, 1m)")
 	fs.StringVar(&o.serverAddress, "server-address", "", "use this running CA's node API instead of starting one (with --admin-socket)")
 	fs.StringVar(&o.adminSocket, "admin-socket", "", "the running CA's admin socket (with --server-address)")
 	return cmd

@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/signet-mesh/signet/cmd/internal/cli"
 	adminv1 "github.com/signet-mesh/signet/proto/signet/admin/v1"
 )
 
@@ -30,7 +31,7 @@ func newBundleShowCommand(env *cliEnv) *cobra.Command {
 		Short: "print the trust bundle as PEM or a SPIFFE bundle (JWKS)",
 		Example: `  signet bundle show > bundle.pem            # the roots, for agents' --trust-bundle
   signet bundle show --format spiffe         # X.509 roots and JWT keys as a SPIFFE bundle`,
-		Args: noArgs,
+		Args: cli.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd.Context(), env) },
 	}
 	o.admin.addFlags(cmd.Flags(), env)

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 
+	"github.com/signet-mesh/signet/cmd/internal/cli"
 	"github.com/spf13/cobra"
 )
 
@@ -31,7 +32,7 @@ values of flags such as -o, --mode and --type.`,
 			case "fish":
 				return root.GenFishCompletion(out, true)
 			}
-			return usageError(c, fmt.Errorf("unknown shell %q: use %s", args[0], orList(completionShells)))
+			return cli.UsageError(c, fmt.Errorf("unknown shell %q: use %s", args[0], orList(completionShells)))
 		},
 	}
 }

@@ -31,6 +31,7 @@ import (
 	"github.com/signet-mesh/signet/agent/workloadapi"
 	"github.com/signet-mesh/signet/ca/server"
 	"github.com/signet-mesh/signet/cmd/internal/agentcmd"
+	"github.com/signet-mesh/signet/cmd/internal/cli"
 	"github.com/signet-mesh/signet/internal/fileutil"
 	"github.com/signet-mesh/signet/internal/peercred"
 	adminv1 "github.com/signet-mesh/signet/proto/signet/admin/v1"
@@ -47,7 +48,7 @@ type devOptions struct {
 
 func (o *devOptions) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.dataDir, "data-dir", defaultDataDir, "directory for all state; the sockets are created in it")
-	fs.StringVar(&o.trustDomain, "trust-domain", defaultTrustDomain, "trust domain")
+	fs.StringVar(&o.trustDomain, "trust-domain", cli.DefaultTrustDomain, "trust domain")
 	fs.StringVar(&o.logLevel, "log-level", "warn", "debug, info, warn or error")
 }
 
@@ -62,7 +63,7 @@ socket and your SPIFFE ID, and runs until interrupted. A second start
 reuses the stored CA, node identity and entries.`,
 		Example: `  signet dev
   signet dev --data-dir /tmp/signet-dev --trust-domain dev.example`,
-		Args: noArgs,
+		Args: cli.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd.Context(), env) },
 	}
 	o.addFlags(cmd.Flags())
@@ -77,7 +78,7 @@ func (o *devOptions) run(ctx context.Context, env *cliEnv) error {
 	}
 	dataDir = filepath.Clean(dataDir)
 	for _, name := range []string{adminSocketName, agentSocketName} {
-		if _, err := checkSocketLen(filepath.Join(dataDir, name)); err != nil {
+		if _, err := cli.CheckSocketLen(filepath.Join(dataDir, name)); err != nil {
 			return fmt.Errorf("--data-dir %s is too deep for its sockets: %v", dataDir, err)
 		}
 	}
@@ -85,7 +86,7 @@ func (o *devOptions) run(ctx context.Context, env *cliEnv) error {
 	if err != nil {
 		return fmt.Errorf("--trust-domain %q: %v", o.trustDomain, err)
 	}
-	logger, err := newLogger(env.stderr, o.logLevel, "text")
+	logger, err := cli.NewLogger(env.stderr, o.logLevel, "text")
 	if err != nil {
 		return err
 	}
@@ -219,7 +220,7 @@ func printDevBanner(env *cliEnv, td spiffeid.TrustDomain, agentPath, adminPath s
 Try:
   %s workload fetch --socket %s
   %s=%s %s entry list
-%s`, td.Name(), agentPath, adminPath, id, bin, agentPath, adminSocketEnv, adminPath, bin, hint)
+%s`, td.Name(), agentPath, adminPath, id, bin, agentPath, cli.AdminSocketEnv, adminPath, bin, hint)
 }
 
 // cliName is how the banner's commands call signet: the path this process
@@ -241,7 +242,7 @@ func cliName() (name, hint string) {
 // devPassphrase returns SIGNET_KEY_PASSPHRASE, or a random passphrase kept
 // in the data dir. Dev only: it sits beside the keys it protects.
 func devPassphrase(env *cliEnv, dataDir string) ([]byte, error) {
-	if v := env.getenv(passphraseEnv); v != "" {
+	if v := env.getenv(cli.PassphraseEnv); v != "" {
 		return []byte(v), nil
 	}
 	path := filepath.Join(dataDir, "dev-passphrase")
@@ -254,6 +255,6 @@ func devPassphrase(env *cliEnv, dataDir string) ([]byte, error) {
 	if err := fileutil.WriteAtomic(path, pass, 0o600); err != nil {
 		return nil, fmt.Errorf("writing dev passphrase: %w", err)
 	}
-	slog.New(slog.NewTextHandler(env.stderr, nil)).Warn("dev mode: generated a key passphrase and stored it beside the keys; set " + passphraseEnv + " for anything but development")
+	slog.New(slog.NewTextHandler(env.stderr, nil)).Warn("dev mode: generated a key passphrase and stored it beside the keys; set " + cli.PassphraseEnv + " for anything but development")
 	return pass, nil
 }

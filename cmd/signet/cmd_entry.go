@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/signet-mesh/signet/cmd/internal/cli"
 	adminv1 "github.com/signet-mesh/signet/proto/signet/admin/v1"
 )
 
@@ -109,7 +110,7 @@ const maxEntriesFile = 64 << 20
 // parseEntryFile parses an entries file: a YAML (or JSON) list of entries.
 // Errors name the file, the line, the entry and the key.
 func parseEntryFile(name string, data []byte) ([]*adminv1.Entry, error) {
-	doc, err := parseYAML(data)
+	doc, err := cli.ParseYAML(data)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
@@ -118,7 +119,7 @@ func parseEntryFile(name string, data []byte) ([]*adminv1.Entry, error) {
 	}
 	seq, ok := doc.(*ast.SequenceNode)
 	if !ok {
-		return nil, fmt.Errorf("%s: %w", name, yamlErrorf(doc, "an entries file is a list of entries (- spiffe_id: ...), not %s", yamlKind(doc)))
+		return nil, fmt.Errorf("%s: %w", name, cli.YAMLErrorf(doc, "an entries file is a list of entries (- spiffe_id: ...), not %s", cli.YAMLKind(doc)))
 	}
 	if len(seq.Values) == 0 {
 		return nil, fmt.Errorf("%s: no entries in file", name)
@@ -127,7 +128,7 @@ func parseEntryFile(name string, data []byte) ([]*adminv1.Entry, error) {
 	for i, item := range seq.Values {
 		e, err := parseEntryItem(item)
 		if err != nil {
-			if ye := (*yamlError)(nil); errors.As(err, &ye) && ye.Line > 0 {
+			if ye := (*cli.YAMLError)(nil); errors.As(err, &ye) && ye.Line > 0 {
 				return nil, fmt.Errorf("%s: line %d: entry %d: %s", name, ye.Line, i+1, ye.Msg)
 			}
 			return nil, fmt.Errorf("%s: entry %d: %v", name, i+1, err)
@@ -138,19 +139,19 @@ func parseEntryFile(name string, data []byte) ([]*adminv1.Entry, error) {
 }
 
 func parseEntryItem(item ast.Node) (*adminv1.Entry, error) {
-	node, err := unwrapYAML(item)
+	node, err := cli.UnwrapYAML(item)
 	if err != nil {
 		return nil, err
 	}
 	if node == nil {
-		return nil, yamlErrorf(item, "an empty entry")
+		return nil, cli.YAMLErrorf(item, "an empty entry")
 	}
-	fields, err := yamlMapping(node, "an entry")
+	fields, err := cli.YAMLMapping(node, "an entry")
 	if err != nil {
 		return nil, err
 	}
 	var it entryJSON
-	if err := decodeYAMLStruct(node, &it, "an entry"); err != nil {
+	if err := cli.DecodeYAMLStruct(node, &it, "an entry"); err != nil {
 		return nil, err
 	}
 	keyAt := func(key string) ast.Node {
@@ -163,7 +164,7 @@ func parseEntryItem(item ast.Node) (*adminv1.Entry, error) {
 	}
 	for _, k := range []string{"id", "revision", "created_at"} {
 		if n := keyAt(k); n != node {
-			return nil, yamlErrorf(n, "%s is assigned by the server: leave it out", k)
+			return nil, cli.YAMLErrorf(n, "%s is assigned by the server: leave it out", k)
 		}
 	}
 	e := &adminv1.Entry{SpiffeId: it.SPIFFEID, ParentId: it.ParentID, Selectors: it.Selectors, DnsNames: it.DNSNames, FederatesWith: it.FederatesWith}
@@ -175,12 +176,12 @@ func parseEntryItem(item ast.Node) (*adminv1.Entry, error) {
 		if d.val == "" {
 			continue
 		}
-		ttl, err := parseDuration(d.val)
+		ttl, err := cli.ParseDuration(d.val)
 		if err != nil {
-			return nil, yamlErrorf(keyAt(d.key), "%s: %v", d.key, err)
+			return nil, cli.YAMLErrorf(keyAt(d.key), "%s: %v", d.key, err)
 		}
 		if ttl <= 0 || ttl%time.Second != 0 {
-			return nil, yamlErrorf(keyAt(d.key), "%s %q must be a positive whole number of seconds", d.key, d.val)
+			return nil, cli.YAMLErrorf(keyAt(d.key), "%s %q must be a positive whole number of seconds", d.key, d.val)
 		}
 		*d.dst = int64(ttl / time.Second)
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/signet-mesh/signet/cmd/internal/cli"
 	adminv1 "github.com/signet-mesh/signet/proto/signet/admin/v1"
 )
 
@@ -32,8 +33,8 @@ func (o *entryCreateOptions) addFlags(cmd *cobra.Command, env *cliEnv) {
 	fs.StringVar(&o.parentID, "parent-id", "", "SPIFFE ID of the agent (or cluster) that may mint it")
 	fs.StringArrayVar(&o.selectors, "selector", nil, "`type:value` selector, repeatable (unix:uid, unix:gid, unix:user, unix:group, unix:path, unix:sha256, k8s:ns, k8s:sa, ...)")
 	fs.StringArrayVar(&o.dns, "dns", nil, "DNS SAN (a host `name`), repeatable")
-	fs.Var(newDurationValue(&o.x509TTL, 0), "x509-ttl", "X509-SVID lifetime, like 1h or 1d (default: the server's, 1h)")
-	fs.Var(newDurationValue(&o.jwtTTL, 0), "jwt-ttl", "JWT-SVID lifetime (default: the server's, 5m)")
+	fs.Var(cli.NewDurationValue(&o.x509TTL, 0), "x509-ttl", "X509-SVID lifetime, like 1h or 1d (default: the server's, 1h)")
+	fs.Var(cli.NewDurationValue(&o.jwtTTL, 0), "jwt-ttl", "JWT-SVID lifetime (default: the server's, 5m)")
 	o.allowDNS.addFlags(fs)
 	fs.StringArrayVar(&o.federatesWith, "federates-with", nil, "trust `domain` (other.org) whose federated bundle the workload gets, repeatable (see signet federation create)")
 	fs.StringVar(&o.file, "file", "", "YAML or JSON list of entries, created in one transaction; - reads standard input")
@@ -55,7 +56,7 @@ the file is created, or none (one transaction). Prints the new entry ids.`,
       --selector unix:uid:1001 --federates-with other.org
   signet entry create --file entries.yaml
   cat entries.yaml | signet entry create --file -`,
-		Args: noArgs,
+		Args: cli.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd, env) },
 	}
 	o.addFlags(cmd, env)
@@ -125,9 +126,9 @@ func readEntries(env *cliEnv, path string) ([]*adminv1.Entry, error) {
 	name := path
 	if path == "-" {
 		name = "<stdin>"
-		data, err = readAllLimited(env.stdin, name, maxEntriesFile)
+		data, err = cli.ReadAllLimited(env.stdin, name, maxEntriesFile)
 	} else {
-		data, err = readLimited(path, maxEntriesFile)
+		data, err = cli.ReadLimited(path, maxEntriesFile)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reading entries file: %w", err)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/signet-mesh/signet/cmd/internal/cli"
 	adminv1 "github.com/signet-mesh/signet/proto/signet/admin/v1"
 )
 
@@ -38,7 +39,7 @@ func newEntryDeleteCommand(env *cliEnv) *cobra.Command {
 			case len(args) == 0 && o.file != "":
 				return o.runFile(cmd.Context(), env)
 			}
-			return usageError(cmd, fmt.Errorf("give exactly one of an entry ID and --file"))
+			return cli.UsageError(cmd, fmt.Errorf("give exactly one of an entry ID and --file"))
 		},
 	}
 	o.admin.addFlags(cmd.Flags(), env)
@@ -62,9 +63,9 @@ func (o *entryDeleteOptions) runFile(ctx context.Context, env *cliEnv) error {
 	var err error
 	if o.file == "-" {
 		name = "<stdin>"
-		data, err = readAllLimited(env.stdin, name, maxEntriesFile)
+		data, err = cli.ReadAllLimited(env.stdin, name, maxEntriesFile)
 	} else {
-		data, err = readLimited(o.file, maxEntriesFile)
+		data, err = cli.ReadLimited(o.file, maxEntriesFile)
 	}
 	if err != nil {
 		return fmt.Errorf("reading ids file: %w", err)

@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/signet-mesh/signet/cmd/internal/cli"
 	adminv1 "github.com/signet-mesh/signet/proto/signet/admin/v1"
 )
 
@@ -24,7 +25,7 @@ func newEntryListCommand(env *cliEnv) *cobra.Command {
 		Example: `  signet entry list
   signet entry list --parent-id spiffe://example.org/signet/agent/join_token/node1 -o json
   signet entry list -o csv > entries.csv`,
-		Args: noArgs,
+		Args: cli.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd.Context(), env) },
 	}
 	o.admin.addFlags(cmd.Flags(), env)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/signet-mesh/signet/cmd/internal/cli"
 	adminv1 "github.com/signet-mesh/signet/proto/signet/admin/v1"
 )
 
@@ -26,8 +27,8 @@ func (o *entryUpdateOptions) addFlags(cmd *cobra.Command, env *cliEnv) {
 	fs := cmd.Flags()
 	o.admin.addFlags(fs, env)
 	o.output.addFlags(cmd, objectFormats)
-	fs.Var(newDurationValue(&o.x509TTL, 0), "x509-ttl", "new X509-SVID lifetime, like 1h or 1d")
-	fs.Var(newDurationValue(&o.jwtTTL, 0), "jwt-ttl", "new JWT-SVID lifetime")
+	fs.Var(cli.NewDurationValue(&o.x509TTL, 0), "x509-ttl", "new X509-SVID lifetime, like 1h or 1d")
+	fs.Var(cli.NewDurationValue(&o.jwtTTL, 0), "jwt-ttl", "new JWT-SVID lifetime")
 	fs.StringArrayVar(&o.dns, "dns", nil, "DNS SAN (a host `name`), repeatable: the given names replace the entry's")
 	fs.BoolVar(&o.clearDNS, "clear-dns", false, "remove every DNS SAN")
 	o.allowDNS.addFlags(fs)

@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/signet-mesh/signet/cmd/internal/cli"
 	adminv1 "github.com/signet-mesh/signet/proto/signet/admin/v1"
 )
 
@@ -43,7 +44,7 @@ endpoint presents a Web PKI certificate, verified with the system roots.`,
       --endpoint-spiffe-id spiffe://other.org/signet/server --bundle-file initial.pem
   signet federation create --trust-domain partner.com \
       --bundle-endpoint-url https://partner.com/spiffe/bundle --profile https_web`,
-		Args: noArgs,
+		Args: cli.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd.Context(), env) },
 	}
 	fs := cmd.Flags()
@@ -72,7 +73,7 @@ func (o *federationCreateOptions) run(ctx context.Context, env *cliEnv) error {
 		return fmt.Errorf("--endpoint-spiffe-id is required with --profile https_spiffe (such as spiffe://%s/signet/server)", o.trustDomain)
 	}
 	if o.bundleFile != "" {
-		data, err := readLimited(o.bundleFile, maxBundleFile)
+		data, err := cli.ReadLimited(o.bundleFile, maxBundleFile)
 		if err != nil {
 			return fmt.Errorf("--bundle-file: %w", err)
 		}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/signet-mesh/signet/cmd/internal/cli"
 	adminv1 "github.com/signet-mesh/signet/proto/signet/admin/v1"
 )
 
@@ -21,7 +22,7 @@ func newFederationListCommand(env *cliEnv) *cobra.Command {
 		Short: "list the federated trust domains and the state of their bundles",
 		Example: `  signet federation list
   signet federation list -o json`,
-		Args: noArgs,
+		Args: cli.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd.Context(), env) },
 	}
 	o.admin.addFlags(cmd.Flags(), env)

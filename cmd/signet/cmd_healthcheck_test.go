@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/signet-mesh/signet/cmd/internal/cli"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -60,13 +61,13 @@ func TestHealthcheck(t *testing.T) {
 		{name: "url ready", args: []string{"--url", web.URL + "/readyz"}, ready: true},
 		{name: "url not ready", args: []string{"--url", web.URL + "/readyz"}, wantErr: "503 Service Unavailable: not ready: no trust bundle"},
 		// No flag and no environment: the agent at the default socket.
-		{name: "no target", args: []string{"--timeout", "1s"}, wantErr: "agent at " + defaultAgentSocket},
+		{name: "no target", args: []string{"--timeout", "1s"}, wantErr: "agent at " + cli.DefaultAgentSocket},
 		{name: "two targets", args: []string{"--socket", sock, "--url", web.URL}, wantErr: "exactly one of"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, err := os.Stat(defaultAgentSocket); tc.name == "no target" && err == nil {
-				t.Skipf("an agent serves %s on this machine", defaultAgentSocket)
+			if _, err := os.Stat(cli.DefaultAgentSocket); tc.name == "no target" && err == nil {
+				t.Skipf("an agent serves %s on this machine", cli.DefaultAgentSocket)
 			}
 			hs.SetServingStatus("", tc.serving)
 			ready = tc.ready

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/signet-mesh/signet/cmd/internal/cli"
 	adminv1 "github.com/signet-mesh/signet/proto/signet/admin/v1"
 )
 
@@ -54,7 +55,7 @@ run: connections STRICT would refuse pass, and are counted and logged.`,
   signet mtls set --mode STRICT --prefix spiffe://example.org/prod/
   signet mtls set --mode PERMISSIVE --spiffe-id spiffe://example.org/web --port 8443
   signet mtls set --mode STRICT --exempt-port 15021 --force`,
-		Args: noArgs,
+		Args: cli.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd.Context(), env) },
 	}
 	o.addFlags(cmd, env)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/signet-mesh/signet/cmd/internal/cli"
 	adminv1 "github.com/signet-mesh/signet/proto/signet/admin/v1"
 )
 
@@ -24,7 +25,7 @@ func newMTLSStatusCommand(env *cliEnv) *cobra.Command {
 		Short: "each workload's mode, connection counts and readiness for STRICT",
 		Example: `  signet mtls status
   signet mtls status -o json | jq '.[] | select(.ready | not) | .spiffe_id'`,
-		Args: noArgs,
+		Args: cli.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd.Context(), env) },
 	}
 	o.admin.addFlags(cmd.Flags(), env)

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/testing/protocmp"
 
+	"github.com/signet-mesh/signet/cmd/internal/cli"
 	adminv1 "github.com/signet-mesh/signet/proto/signet/admin/v1"
 )
 
@@ -84,7 +85,7 @@ func serveAdmin(t *testing.T, srv adminv1.AdminServiceServer) (*cliEnv, *bytes.B
 	go g.Serve(ln)
 	t.Cleanup(g.Stop)
 	var stdout, stderr bytes.Buffer
-	return &cliEnv{stdout: &stdout, stderr: &stderr, getenv: mapEnv(map[string]string{adminSocketEnv: sock})}, &stdout, &stderr
+	return &cliEnv{stdout: &stdout, stderr: &stderr, getenv: mapEnv(map[string]string{cli.AdminSocketEnv: sock})}, &stdout, &stderr
 }
 
 func TestMTLSSet(t *testing.T) {

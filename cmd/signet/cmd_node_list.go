@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/signet-mesh/signet/cmd/internal/cli"
 	adminv1 "github.com/signet-mesh/signet/proto/signet/admin/v1"
 )
 
@@ -39,7 +40,7 @@ func newNodeListCommand(env *cliEnv) *cobra.Command {
 		Example: `  signet node list
   signet node list -o json
   signet node list --include-evicted   # evicted nodes too, with when`,
-		Args: noArgs,
+		Args: cli.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd.Context(), env) },
 	}
 	cmd.Flags().BoolVar(&o.includeEvicted, "include-evicted", false, "also list evicted nodes (their tombstones), with the time of eviction")

@@ -14,6 +14,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/signet-mesh/signet/cmd/internal/cli"
 	"github.com/signet-mesh/signet/sds/client"
 	"github.com/signet-mesh/signet/sds/proxy"
 	"github.com/signet-mesh/signet/sds/server"
@@ -59,8 +60,8 @@ func (o *proxyOptions) addFlags(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&o.peers, "peer-id", nil, "`SPIFFE_ID` the REMOTE of each --outbound must present (one for all, or one per --outbound in order)")
 	fs.StringArrayVar(&o.health, "health-port", nil, "`port` of an --inbound LISTEN that passes plaintext in every mode (health checks; repeatable)")
 	fs.StringArrayVar(&o.allow, "allow-peer", nil, "`SPIFFE_ID` allowed to connect inbound over mTLS (repeatable; default: any of the trust domain)")
-	fs.Var(newDurationValue(&o.reportEvery, proxy.DefaultReportInterval), "report-interval", "how often connection counts go to the agent")
-	fs.Var(newDurationValue(&o.detect, proxy.DefaultDetectTimeout), "detect-timeout", "PERMISSIVE: how long to wait for a client's first bytes")
+	fs.Var(cli.NewDurationValue(&o.reportEvery, proxy.DefaultReportInterval), "report-interval", "how often connection counts go to the agent")
+	fs.Var(cli.NewDurationValue(&o.detect, proxy.DefaultDetectTimeout), "detect-timeout", "PERMISSIVE: how long to wait for a client's first bytes")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
 }
@@ -77,7 +78,7 @@ plaintext into mTLS to a peer that must present --peer-id.`,
 		Example: `  signet proxy --spiffe-id spiffe://example.org/web \
       --inbound 0.0.0.0:8443=127.0.0.1:8080 --inbound 0.0.0.0:15021=127.0.0.1:8081 --health-port 15021 \
       --outbound 127.0.0.1:15001=db.internal:8443 --peer-id spiffe://example.org/db`,
-		Args: noArgs,
+		Args: cli.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd.Context(), env) },
 	}
 	o.addFlags(cmd.Flags())
@@ -85,7 +86,7 @@ plaintext into mTLS to a peer that must present --peer-id.`,
 }
 
 func (o *proxyOptions) run(ctx context.Context, env *cliEnv) error {
-	logger, err := newLogger(env.stderr, o.logLevel, o.logFormat)
+	logger, err := cli.NewLogger(env.stderr, o.logLevel, o.logFormat)
 	if err != nil {
 		return err
 	}

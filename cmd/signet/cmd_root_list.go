@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 
+	"github.com/signet-mesh/signet/cmd/internal/cli"
 	"github.com/spf13/cobra"
 )
 
@@ -19,7 +20,7 @@ func newRootListCommand(env *cliEnv) *cobra.Command {
 		Short: "list roots (--all: every authority)",
 		Example: `  signet root list
   signet root list --all -o json`,
-		Args: noArgs,
+		Args: cli.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd.Context(), env) },
 	}
 	o.admin.addFlags(cmd.Flags(), env)

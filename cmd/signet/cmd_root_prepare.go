@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/signet-mesh/signet/cmd/internal/cli"
 	adminv1 "github.com/signet-mesh/signet/proto/signet/admin/v1"
 )
 
@@ -37,7 +38,7 @@ func newRootPrepareCommand(env *cliEnv) *cobra.Command {
   signet root prepare --from-file root.pem --key root.key          # bring your own root
   signet root prepare --csr-out inter.csr                           # have an upstream CA sign it,
   signet root prepare --from-file inter.pem --chain upstream.pem    # then import the result`,
-		Args: noArgs,
+		Args: cli.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd.Context(), env) },
 	}
 	o.addFlags(cmd, env)

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/signet-mesh/signet/cmd/internal/cli"
 	adminv1 "github.com/signet-mesh/signet/proto/signet/admin/v1"
 )
 
@@ -87,7 +88,7 @@ func serveFakeAdmin(t *testing.T, f adminv1.AdminServiceServer) (*cliEnv, *bytes
 	t.Cleanup(srv.Stop)
 	var stdout, stderr bytes.Buffer
 	env := &cliEnv{stdout: &stdout, stderr: &stderr, getenv: func(k string) string {
-		if k == adminSocketEnv {
+		if k == cli.AdminSocketEnv {
 			return sock
 		}
 		return ""

@@ -19,27 +19,28 @@ import (
 	"github.com/signet-mesh/signet/ca/keys"
 	"github.com/signet-mesh/signet/ca/rotation"
 	"github.com/signet-mesh/signet/ca/server"
+	"github.com/signet-mesh/signet/cmd/internal/cli"
 	"github.com/signet-mesh/signet/internal/peercred"
 )
 
 // serverConfig is the server's configuration file (YAML); each key is also
 // a flag and a SIGNET_* environment variable.
 type serverConfig struct {
-	TrustDomain       string   `json:"trust_domain"`
-	DataDir           string   `json:"data_dir"`
-	Listen            string   `json:"listen"`
-	AdminSocket       string   `json:"admin_socket"`
-	AdminUIDs         []uint32 `json:"admin_uids"`
-	MetricsListen     string   `json:"metrics_listen"`
-	KeyType           string   `json:"key_type"`
-	KMSURI            string   `json:"kms_uri"`
-	KeyPassphraseFile string   `json:"key_passphrase_file"`
-	RootTTL           duration `json:"root_ttl"`
-	IntermediateTTL   duration `json:"intermediate_ttl"`
-	RootRotation      string   `json:"root_rotation"`
-	MTLSWindow        duration `json:"mtls_window"`
-	LogLevel          string   `json:"log_level"`
-	LogFormat         string   `json:"log_format"`
+	TrustDomain       string       `json:"trust_domain"`
+	DataDir           string       `json:"data_dir"`
+	Listen            string       `json:"listen"`
+	AdminSocket       string       `json:"admin_socket"`
+	AdminUIDs         []uint32     `json:"admin_uids"`
+	MetricsListen     string       `json:"metrics_listen"`
+	KeyType           string       `json:"key_type"`
+	KMSURI            string       `json:"kms_uri"`
+	KeyPassphraseFile string       `json:"key_passphrase_file"`
+	RootTTL           cli.Duration `json:"root_ttl"`
+	IntermediateTTL   cli.Duration `json:"intermediate_ttl"`
+	RootRotation      string       `json:"root_rotation"`
+	MTLSWindow        cli.Duration `json:"mtls_window"`
+	LogLevel          string       `json:"log_level"`
+	LogFormat         string       `json:"log_format"`
 	// Importing existing PKI on first start (ignored once a root exists).
 	ImportRootCert          string `json:"import_root_cert"`
 	ImportRootKey           string `json:"import_root_key"`
@@ -49,11 +50,11 @@ type serverConfig struct {
 	ImportKeyPassphraseFile string `json:"import_key_passphrase_file"`
 	// The bundle endpoint other trust domains federate through
 	// (server_federation.go).
-	FederationListen      string   `json:"federation_listen"`
-	FederationProfile     string   `json:"federation_profile"`
-	FederationCertFile    string   `json:"federation_cert_file"`
-	FederationKeyFile     string   `json:"federation_key_file"`
-	FederationRefreshHint duration `json:"federation_refresh_hint"`
+	FederationListen      string       `json:"federation_listen"`
+	FederationProfile     string       `json:"federation_profile"`
+	FederationCertFile    string       `json:"federation_cert_file"`
+	FederationKeyFile     string       `json:"federation_key_file"`
+	FederationRefreshHint cli.Duration `json:"federation_refresh_hint"`
 	// Kubernetes clusters whose agents attest with k8s_psat (file only).
 	K8sClusters []k8sClusterConfig `json:"k8s_clusters,fileonly"`
 	// Several replicas on etcd (cmd_server_etcd.go).
@@ -107,7 +108,7 @@ var serverUsages = map[string]string{
 // lives where the operator says (dev keeps its own in ./signet-data).
 func defaultServerConfig() serverConfig {
 	return serverConfig{
-		TrustDomain: defaultTrustDomain,
+		TrustDomain: cli.DefaultTrustDomain,
 		Listen:      "127.0.0.1:8081",
 		KeyType:     string(keys.KeyTypeECP256),
 		LogLevel:    "info",
@@ -130,7 +131,7 @@ func (c serverConfig) toServerConfig() (server.Config, string, error) {
 	if c.DataDir == "" {
 		return out, "", errNoDataDir
 	}
-	if err := checkWritableDir("data_dir", c.DataDir); err != nil {
+	if err := cli.CheckWritableDir("data_dir", c.DataDir); err != nil {
 		return out, "", err
 	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
@@ -159,7 +160,7 @@ func (c serverConfig) toServerConfig() (server.Config, string, error) {
 		interTTL = rotation.DefaultIntermediateTTL
 	}
 	if interTTL > rootTTL {
-		return out, "", fmt.Errorf("intermediate_ttl %s is longer than root_ttl %s: an intermediate cannot outlive the root that signs it", formatDuration(interTTL), formatDuration(rootTTL))
+		return out, "", fmt.Errorf("intermediate_ttl %s is longer than root_ttl %s: an intermediate cannot outlive the root that signs it", cli.FormatDuration(interTTL), cli.FormatDuration(rootTTL))
 	}
 	var autoRoots bool
 	switch c.RootRotation {
@@ -170,11 +171,11 @@ func (c serverConfig) toServerConfig() (server.Config, string, error) {
 		return out, "", fmt.Errorf("root_rotation %q: want manual or auto", c.RootRotation)
 	}
 	if c.MTLSWindow < 0 {
-		return out, "", fmt.Errorf("mtls_window %s: must be positive", durationOf(c.MTLSWindow))
+		return out, "", fmt.Errorf("mtls_window %s: must be positive", cli.DurationOf(c.MTLSWindow))
 	}
 	var pass []byte
 	if isSoftKMS(c.KMSURI) {
-		pass, err = keys.LoadPassphrase(c.KeyPassphraseFile, passphraseEnv)
+		pass, err = keys.LoadPassphrase(c.KeyPassphraseFile, cli.PassphraseEnv)
 		if err != nil {
 			return out, "", fmt.Errorf("key_passphrase_file: %v", err)
 		}
@@ -203,10 +204,10 @@ func (c serverConfig) toServerConfig() (server.Config, string, error) {
 	if admin == "" {
 		admin = filepath.Join(c.DataDir, adminSocketName)
 	}
-	if _, err := checkSocketLen(admin); err != nil {
+	if _, err := cli.CheckSocketLen(admin); err != nil {
 		return out, "", fmt.Errorf("admin_socket %v", err)
 	}
-	if err := checkWritableDir("admin_socket", filepath.Dir(admin)); err != nil {
+	if err := cli.CheckWritableDir("admin_socket", filepath.Dir(admin)); err != nil {
 		return out, "", err
 	}
 	out = server.Config{
@@ -216,10 +217,10 @@ func (c serverConfig) toServerConfig() (server.Config, string, error) {
 		KeyType:            kt,
 		KMSURI:             c.KMSURI,
 		Passphrase:         pass,
-		RootTTL:            durationOf(c.RootTTL),
-		IntermediateTTL:    durationOf(c.IntermediateTTL),
+		RootTTL:            cli.DurationOf(c.RootTTL),
+		IntermediateTTL:    cli.DurationOf(c.IntermediateTTL),
 		AutoRotateRoots:    autoRoots,
-		MTLSWindow:         durationOf(c.MTLSWindow),
+		MTLSWindow:         cli.DurationOf(c.MTLSWindow),
 		ImportRoot:         importRoot,
 		ImportIntermediate: importInter,
 	}
@@ -299,7 +300,7 @@ type serverOptions struct {
 
 func (o *serverOptions) addFlags(fs *pflag.FlagSet, env *cliEnv) {
 	o.cfg = defaultServerConfig()
-	_, o.apply = registerConfigFlags(fs, &o.cfg, serverUsages, env.getenv)
+	_, o.apply = cli.RegisterConfigFlags(fs, &o.cfg, serverUsages, env.getenv)
 	fs.BoolVar(&o.checkOnly, "check-config", false, "validate the configuration as a start would, then exit")
 }
 
@@ -319,7 +320,7 @@ the environment, which wins over the file. The key passphrase comes from
   signet server --config /etc/signet/server.yaml --check-config
   signet server --data-dir /var/lib/signet --store etcd --server-name ca-1 \
       --etcd-endpoints https://etcd-0:2379,https://etcd-1:2379,https://etcd-2:2379`,
-		Args: noArgs,
+		Args: cli.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd.Context(), env) },
 	}
 	o.addFlags(cmd.Flags(), env)
@@ -330,7 +331,7 @@ func (o *serverOptions) run(ctx context.Context, env *cliEnv) error {
 	if err := o.apply(); err != nil {
 		return err
 	}
-	logger, err := newLogger(env.stderr, o.cfg.LogLevel, o.cfg.LogFormat)
+	logger, err := cli.NewLogger(env.stderr, o.cfg.LogLevel, o.cfg.LogFormat)
 	if err != nil {
 		return err
 	}
@@ -343,7 +344,7 @@ func (o *serverOptions) run(ctx context.Context, env *cliEnv) error {
 		return nil
 	}
 	scfg.Logger = logger
-	tel, err := listenTelemetry(o.cfg.MetricsListen)
+	tel, err := cli.ListenTelemetry(o.cfg.MetricsListen)
 	if err != nil {
 		return err
 	}
@@ -371,6 +372,6 @@ func (o *serverOptions) run(ctx context.Context, env *cliEnv) error {
 	}
 	logger.Info("serving", logTrustDomain, scfg.TrustDomain.Name(), logNodeAPI, nodeLn.Addr().String(),
 		logAdminSocket, adminPath, logMetrics, tel.MetricsURL(), logHealth, tel.HealthDescription("grpc.health.v1 on the admin socket"))
-	defer logShutdown(ctx, logger)()
+	defer cli.LogShutdown(ctx, logger)()
 	return tel.Run(ctx, srv.Ready, func(ctx context.Context) error { return srv.Serve(ctx, nodeLn, adminLn) })
 }

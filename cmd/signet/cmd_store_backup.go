@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/signet-mesh/signet/ca/store"
+	"github.com/signet-mesh/signet/cmd/internal/cli"
 	adminv1 "github.com/signet-mesh/signet/proto/signet/admin/v1"
 )
 
@@ -32,7 +33,7 @@ the store only: keep the key files (the data dir's keys/) or the KMS keys,
 and the key passphrase, apart from it. Take one before every upgrade.`,
 		Example: `  signet store backup --out /var/backups/signet-$(date +%F).db
   signet store backup --out - | gpg --encrypt -r ops > signet.db.gpg`,
-		Args: noArgs,
+		Args: cli.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error { return o.run(cmd.Context(), env) },
 	}
 	o.admin.addFlags(cmd.Flags(), env)

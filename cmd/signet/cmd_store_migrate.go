@@ -16,6 +16,7 @@ import (
 	"github.com/signet-mesh/signet/ca/server"
 	"github.com/signet-mesh/signet/ca/store"
 	"github.com/signet-mesh/signet/ca/store/etcdstore"
+	"github.com/signet-mesh/signet/cmd/internal/cli"
 )
 
 type storeMigrateOptions struct {
@@ -48,7 +49,7 @@ A failed copy leaves the prefix part written: delete it
 (etcdctl del --prefix PREFIX/) before trying again.`,
 		Example: `  signet store migrate --from bolt:/var/lib/signet --to etcd:https://etcd-0:2379,https://etcd-1:2379 \
     --etcd-ca /etc/signet/etcd/ca.pem --etcd-cert /etc/signet/etcd/client.pem --etcd-key /etc/signet/etcd/client-key.pem`,
-		Args: noArgs,
+		Args: cli.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error { return o.run(cmd.Context(), env) },
 	}
 	f := cmd.Flags()

@@ -15,6 +15,7 @@ import (
 	"github.com/signet-mesh/signet/ca/server"
 	"github.com/signet-mesh/signet/ca/store"
 	"github.com/signet-mesh/signet/ca/store/etcdstore"
+	"github.com/signet-mesh/signet/cmd/internal/cli"
 )
 
 type storeRestoreOptions struct {
@@ -53,7 +54,7 @@ travel in the store; copy the servers' other key files as above.`,
   signet store restore --from signet-backup.db --store etcd \
       --etcd-endpoints https://etcd-0:2379 --etcd-prefix /signet-restored \
       --etcd-ca etcd-ca.pem --etcd-cert client.pem --etcd-key client-key.pem`,
-		Args: noArgs,
+		Args: cli.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error { return o.run(env) },
 	}
 	cmd.Flags().StringVar(&o.from, "from", "", "the backup file (signet store backup --out)")

@@ -5,6 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/signet-mesh/signet/cmd/internal/cli"
 	adminv1 "github.com/signet-mesh/signet/proto/signet/admin/v1"
 )
 
@@ -36,7 +37,7 @@ func newSVIDListCommand(env *cliEnv) *cobra.Command {
 		Example: `  signet svid list
   signet svid list --valid -o csv                  # the inventory of certificates valid now
   signet svid list --spiffe-id spiffe://example.org/web -o json`,
-		Args: noArgs,
+		Args: cli.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd.Context(), env) },
 	}
 	o.admin.addFlags(cmd.Flags(), env)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/signet-mesh/signet/cmd/internal/cli"
 	adminv1 "github.com/signet-mesh/signet/proto/signet/admin/v1"
 )
 
@@ -33,7 +34,7 @@ func (o *tokenCreateOptions) addFlags(cmd *cobra.Command, env *cliEnv) {
 	fs := cmd.Flags()
 	o.admin.addFlags(fs, env)
 	o.output.addFlags(cmd, objectFormats)
-	fs.Var(newDurationValue(&o.ttl, 10*time.Minute), "ttl", "how long the token may be used (90s, 1h, 7d)")
+	fs.Var(cli.NewDurationValue(&o.ttl, 10*time.Minute), "ttl", "how long the token may be used (90s, 1h, 7d)")
 	fs.StringVar(&o.nodeName, "node-name", "", "name for the node's SPIFFE ID (default: the token id)")
 	fs.BoolVar(&o.force, "force", false, "create it even though a live node has this name: that node is replaced when the token is used (audited)")
 }
@@ -50,7 +51,7 @@ the node first (signet node evict), or give --force to replace it.`,
 		Example: `  signet token create --node-name node1
   signet token create --node-name node1 --ttl 1d -o json | jq -r .token
   signet token create --node-name node1 --force     # replace the live node1`,
-		Args: noArgs,
+		Args: cli.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd.Context(), env) },
 	}
 	o.addFlags(cmd, env)

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
 
+	"github.com/signet-mesh/signet/cmd/internal/cli"
 	"github.com/signet-mesh/signet/internal/nodeapi"
 )
 
@@ -41,14 +42,14 @@ answers with the SVIDs of every entry it matches.`,
   signet workload fetch --socket /run/signet/agent.sock -o json
   SPIFFE_ENDPOINT_SOCKET=unix:///run/signet/agent.sock signet workload fetch
   signet workload fetch --write ./certs     # svid.pem, svid.key, bundle.pem`,
-		Args: noArgs,
+		Args: cli.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd.Context(), env) },
 	}
 	fs := cmd.Flags()
 	fs.StringVar(&o.socket.flag, "socket", "", o.socket.help())
 	o.output.addFlags(cmd, listFormats)
 	fs.StringVar(&o.write, "write", "", "also write svid.pem, svid.key and bundle.pem into this directory")
-	fs.Var(newDurationValue(&o.timeout, 30*time.Second), "timeout", "how long to wait for an SVID")
+	fs.Var(cli.NewDurationValue(&o.timeout, 30*time.Second), "timeout", "how long to wait for an SVID")
 	return cmd
 }
 

@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/signet-mesh/signet/cmd/internal/agentcmd"
+	"github.com/signet-mesh/signet/cmd/internal/cli"
 )
 
 // deployDir holds the example configurations and manifests.
@@ -201,19 +202,19 @@ func checkConfig(t *testing.T, command string, data []byte, env map[string]strin
 		t.Fatal(err)
 	}
 	var stdout, stderr bytes.Buffer
-	cli := &cliEnv{stdout: &stdout, stderr: &stderr, getenv: mapEnv(env)}
-	err := run(context.Background(), cli, []string{command, "--config", path, "--check-config"})
+	ce := &cliEnv{stdout: &stdout, stderr: &stderr, getenv: mapEnv(env)}
+	err := run(context.Background(), ce, []string{command, "--config", path, "--check-config"})
 	if err != nil && stderr.Len() > 0 {
 		err = errors.Join(err, errors.New(stderr.String()))
 	}
 	if command == "agent" {
 		// signet-agent runs the same command: it must say the same.
 		var aout, aerr bytes.Buffer
-		cli.stdout, cli.stderr = &aout, &aerr
-		code := agentcmd.Main(context.Background(), cli.shared(), []string{"--config", path, "--check-config"})
+		ce.stdout, ce.stderr = &aout, &aerr
+		code := agentcmd.Main(context.Background(), ce.shared(), []string{"--config", path, "--check-config"})
 		want := ""
 		if err != nil {
-			want = "signet-agent: " + oneLine(err.Error()) + "\n"
+			want = "signet-agent: " + cli.OneLine(err.Error()) + "\n"
 		}
 		if aout.String() != stdout.String() || aerr.String() != want || (code == 0) != (err == nil) {
 			t.Errorf("signet-agent --check-config: exit %d, stdout %q, stderr %q; signet agent: stdout %q, error %v", code, aout.String(), aerr.String(), stdout.String(), err)

@@ -16,6 +16,7 @@ import (
 	"go.step.sm/crypto/kms/apiv1"
 
 	"github.com/signet-mesh/signet/cmd/internal/agentcmd"
+	"github.com/signet-mesh/signet/cmd/internal/cli"
 )
 
 // mapEnv is a getenv over a map.
@@ -30,7 +31,7 @@ func loadServerConfig(t *testing.T, file string, env map[string]string, args ...
 	fs := pflag.NewFlagSet("server", pflag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	cfg := defaultServerConfig()
-	_, apply := registerConfigFlags(fs, &cfg, serverUsages, mapEnv(env))
+	_, apply := cli.RegisterConfigFlags(fs, &cfg, serverUsages, mapEnv(env))
 	if file != "" {
 		args = append([]string{"--config", file}, args...)
 	}
@@ -68,7 +69,7 @@ metrics_listen: 127.0.0.1:9000
 	fromFile.Listen = "10.0.0.1:1"
 	fromFile.LogLevel = "debug"
 	fromFile.AdminUIDs = []uint32{1, 2}
-	fromFile.RootTTL = duration(48 * 60 * 60 * 1e9)
+	fromFile.RootTTL = cli.Duration(48 * 60 * 60 * 1e9)
 	fromFile.MetricsListen = "127.0.0.1:9000"
 
 	tests := []struct {
@@ -100,7 +101,7 @@ metrics_listen: 127.0.0.1:9000
 				*c = fromFile
 				c.TrustDomain = "flag.example"
 				c.Listen = "10.0.0.2:2"
-				c.RootTTL = duration(24 * 60 * 60 * 1e9)
+				c.RootTTL = cli.Duration(24 * 60 * 60 * 1e9)
 			},
 		},
 		{
@@ -194,12 +195,12 @@ func TestEveryFlagHasAConfigKey(t *testing.T) {
 			fileKeys := 0 // keys of the file only: no flag
 			typ := reflect.TypeOf(tc.cfg)
 			for i := range typ.NumField() {
-				k := jsonKey(typ.Field(i))
+				k := cli.JSONKey(typ.Field(i))
 				if k == "" {
 					t.Errorf("field %s has no config key", typ.Field(i).Name)
 					continue
 				}
-				if !fileOnly(typ.Field(i)) {
+				if !cli.FileOnly(typ.Field(i)) {
 					keys[k] = true
 				} else {
 					fileKeys++
@@ -353,9 +354,9 @@ func FuzzConfigFile(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		cfg := defaultServerConfig()
-		decodeConfig(data, &cfg)
+		cli.DecodeConfig(data, &cfg)
 		acfg := agentcmd.DefaultConfig()
-		decodeConfig(data, &acfg)
+		cli.DecodeConfig(data, &acfg)
 		parseEntryFile("fuzz", data)
 	})
 }
@@ -363,7 +364,7 @@ func FuzzConfigFile(f *testing.F) {
 // hasFileKey reports whether typ has the file-only config key k.
 func hasFileKey(typ reflect.Type, k string) bool {
 	for i := range typ.NumField() {
-		if jsonKey(typ.Field(i)) == k && fileOnly(typ.Field(i)) {
+		if cli.JSONKey(typ.Field(i)) == k && cli.FileOnly(typ.Field(i)) {
 			return true
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/signet-mesh/signet/cmd/internal/cli"
 	"sigs.k8s.io/yaml"
 )
 
@@ -72,8 +73,8 @@ func TestKubernetesExampleProxyArgs(t *testing.T) {
 					}
 					socket, _ := cmd.Flags().GetString("socket")
 					o := agentSocketOption{flag: socket, getenv: mapEnv(env)}
-					if p, err := o.path(); err != nil || p != defaultAgentSocket {
-						t.Errorf("the proxy dials %q (%v), want the agent socket %s", p, err, defaultAgentSocket)
+					if p, err := o.path(); err != nil || p != cli.DefaultAgentSocket {
+						t.Errorf("the proxy dials %q (%v), want the agent socket %s", p, err, cli.DefaultAgentSocket)
 					}
 				})
 			}

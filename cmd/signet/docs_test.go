@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/signet-mesh/signet/cmd/internal/agentcmd"
+	"github.com/signet-mesh/signet/cmd/internal/cli"
 	"github.com/signet-mesh/signet/internal/doccmd"
 )
 
@@ -65,7 +66,7 @@ func parseBinaryCommandLine(bin string, args []string) error {
 		return err
 	}
 	if err := c.ParseFlags(rest); err != nil {
-		return usageError(c, err)
+		return cli.UsageError(c, err)
 	}
 	if c.Runnable() {
 		return c.ValidateArgs(c.Flags().Args())

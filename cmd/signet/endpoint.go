@@ -1,6 +1,10 @@
 package main
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/signet-mesh/signet/cmd/internal/cli"
+)
 
 // agentSocketOption is the --socket flag of a command that connects to the
 // agent. Its default is SPIFFE_ENDPOINT_SOCKET when set, else
@@ -11,24 +15,24 @@ type agentSocketOption struct {
 }
 
 func (o *agentSocketOption) help() string {
-	return "the agent's socket: a path or a unix:// URI (default $" + endpointSocketEnv + ", else " + defaultAgentSocket + ")"
+	return "the agent's socket: a path or a unix:// URI (default $" + cli.EndpointSocketEnv + ", else " + cli.DefaultAgentSocket + ")"
 }
 
 // path resolves the socket to dial.
 func (o *agentSocketOption) path() (string, error) {
 	if o.flag != "" {
-		p, err := socketPath(o.flag)
+		p, err := cli.SocketPath(o.flag)
 		if err != nil {
 			return "", fmt.Errorf("--socket %v", err)
 		}
 		return p, nil
 	}
-	if v := o.getenv(endpointSocketEnv); v != "" {
-		p, err := socketPath(v)
+	if v := o.getenv(cli.EndpointSocketEnv); v != "" {
+		p, err := cli.SocketPath(v)
 		if err != nil {
-			return "", fmt.Errorf("%s=%v", endpointSocketEnv, err)
+			return "", fmt.Errorf("%s=%v", cli.EndpointSocketEnv, err)
 		}
 		return p, nil
 	}
-	return defaultAgentSocket, nil
+	return cli.DefaultAgentSocket, nil
 }

@@ -10,8 +10,7 @@
 // output.go (-o table|json|csv), endpoint.go (the agent socket option of
 // the client commands), args.go (positional arguments); the layered config
 // files and flags, durations with days, the logger, healthcheck and
-// version are in cmd/internal/cli, which signet-agent shares (shared.go
-// gives them their names here).
+// version are in cmd/internal/cli, which signet-agent shares.
 package main
 
 import (
@@ -48,7 +47,7 @@ func main() {
 	defer stop()
 	env := &cliEnv{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv}
 	if err := run(ctx, env, os.Args[1:]); err != nil {
-		fmt.Fprintf(os.Stderr, "signet: %s\n", oneLine(err.Error()))
+		fmt.Fprintf(os.Stderr, "signet: %s\n", cli.OneLine(err.Error()))
 		os.Exit(1)
 	}
 }
@@ -72,7 +71,7 @@ func newRootCommand(env *cliEnv) *cobra.Command {
 signs for node agents (signet agent); each agent attests the workloads on its
 node and serves their SVIDs over the SPIFFE Workload API and Envoy SDS on one
 Unix socket. Operators drive the CA through its admin socket
-(--admin-socket, or ` + adminSocketEnv + `).`,
+(--admin-socket, or ` + cli.AdminSocketEnv + `).`,
 		Example: `  signet dev                          # CA and agent in one process: start here
   signet entry list -o json
   signet help entry`,
@@ -86,7 +85,7 @@ Unix socket. Operators drive the CA through its admin socket
 	root.SetOut(env.stdout)
 	root.SetErr(env.stderr)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return usageError(c, err)
+		return cli.UsageError(c, err)
 	})
 	root.CompletionOptions.DisableDefaultCmd = true
 	root.SetHelpCommand(newHelpCommand(root))
@@ -136,7 +135,7 @@ func groupArgs(c *cobra.Command) {
 		if s := c.SuggestionsFor(args[0]); len(s) > 0 {
 			msg += fmt.Sprintf(" (did you mean %q?)", s[0])
 		}
-		return usageError(c, errors.New(msg))
+		return cli.UsageError(c, errors.New(msg))
 	}
 	c.RunE = func(c *cobra.Command, _ []string) error { return c.Help() }
 }
@@ -164,7 +163,7 @@ func newHelpCommand(root *cobra.Command) *cobra.Command {
 		RunE: func(c *cobra.Command, args []string) error {
 			cmd, rest, err := root.Find(args)
 			if err != nil || cmd == nil || len(rest) > 0 {
-				return usageError(c, fmt.Errorf("no command %q: see 'signet --help' for the commands", strings.Join(args, " ")))
+				return cli.UsageError(c, fmt.Errorf("no command %q: see 'signet --help' for the commands", strings.Join(args, " ")))
 			}
 			cmd.InitDefaultHelpFlag() // as --help shows it
 			return cmd.Help()

@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/signet-mesh/signet/cmd/internal/cli"
 	"github.com/spf13/cobra"
 )
 
@@ -119,7 +120,7 @@ func printCSV(w io.Writer, items any) error {
 	var fields []int
 	var header []string
 	for i := range t.NumField() {
-		if key := jsonKey(t.Field(i)); key != "" && t.Field(i).IsExported() {
+		if key := cli.JSONKey(t.Field(i)); key != "" && t.Field(i).IsExported() {
 			fields = append(fields, i)
 			header = append(header, key)
 		}

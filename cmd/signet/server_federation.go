@@ -9,6 +9,7 @@ import (
 
 	"github.com/signet-mesh/signet/ca/federation"
 	"github.com/signet-mesh/signet/ca/server"
+	"github.com/signet-mesh/signet/cmd/internal/cli"
 )
 
 // checkFederation validates the bundle endpoint keys, naming the key.
@@ -25,7 +26,7 @@ func (c serverConfig) checkFederation() error {
 		return fmt.Errorf("federation_listen %q: must be host:port", c.FederationListen)
 	}
 	if c.FederationRefreshHint < 0 || (c.FederationRefreshHint > 0 && time.Duration(c.FederationRefreshHint) < federation.MinRefreshInterval) {
-		return fmt.Errorf("federation_refresh_hint %s: must be at least %s", durationOf(c.FederationRefreshHint), federation.MinRefreshInterval)
+		return fmt.Errorf("federation_refresh_hint %s: must be at least %s", cli.DurationOf(c.FederationRefreshHint), federation.MinRefreshInterval)
 	}
 	switch federation.Profile(c.FederationProfile) {
 	case "", federation.ProfileHTTPSSPIFFE:
@@ -60,7 +61,7 @@ func (c serverConfig) serveFederation(srv *server.Server, logger *slog.Logger) e
 	ep := server.FederationEndpoint{
 		Profile:  federation.Profile(c.FederationProfile),
 		CertFile: c.FederationCertFile, KeyFile: c.FederationKeyFile,
-		RefreshHint: durationOf(c.FederationRefreshHint),
+		RefreshHint: cli.DurationOf(c.FederationRefreshHint),
 	}
 	if err := srv.ServeFederationEndpoint(ln, ep); err != nil {
 		ln.Close()
