@@ -9,8 +9,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-
-	"github.com/goccy/go-yaml"
 )
 
 // In-cluster credentials: what the kubelet mounts into every pod whose
@@ -50,39 +48,47 @@ func InCluster() (*Client, error) {
 	})
 }
 
-// kubeconfig is the part of a kubeconfig file signet reads.
+// kubeconfig is the part of a kubeconfig file signet reads
+// (decodeKubeconfig fills it).
 type kubeconfig struct {
-	CurrentContext string `yaml:"current-context"`
-	Clusters       []struct {
-		Name    string `yaml:"name"`
-		Cluster struct {
-			Server                   string `yaml:"server"`
-			CertificateAuthority     string `yaml:"certificate-authority"`
-			CertificateAuthorityData string `yaml:"certificate-authority-data"`
-			InsecureSkipTLSVerify    bool   `yaml:"insecure-skip-tls-verify"`
-			TLSServerName            string `yaml:"tls-server-name"`
-		} `yaml:"cluster"`
-	} `yaml:"clusters"`
-	Users []struct {
-		Name string `yaml:"name"`
-		User struct {
-			Token                 string `yaml:"token"`
-			TokenFile             string `yaml:"tokenFile"`
-			ClientCertificate     string `yaml:"client-certificate"`
-			ClientCertificateData string `yaml:"client-certificate-data"`
-			ClientKey             string `yaml:"client-key"`
-			ClientKeyData         string `yaml:"client-key-data"`
-			Exec                  any    `yaml:"exec"`
-			AuthProvider          any    `yaml:"auth-provider"`
-		} `yaml:"user"`
-	} `yaml:"users"`
-	Contexts []struct {
-		Name    string `yaml:"name"`
-		Context struct {
-			Cluster string `yaml:"cluster"`
-			User    string `yaml:"user"`
-		} `yaml:"context"`
-	} `yaml:"contexts"`
+	CurrentContext string
+	Clusters       []kcCluster
+	Users          []kcUser
+	Contexts       []kcContext
+}
+
+type kcCluster struct {
+	Name    string
+	Cluster struct {
+		Server                   string
+		CertificateAuthority     string
+		CertificateAuthorityData string
+		InsecureSkipTLSVerify    bool
+		TLSServerName            string
+	}
+}
+
+type kcUser struct {
+	Name string
+	User struct {
+		Token                 string
+		TokenFile             string
+		ClientCertificate     string
+		ClientCertificateData string
+		ClientKey             string
+		ClientKeyData         string
+		// Exec and AuthProvider: whether the user has a plugin, which
+		// signet does not run.
+		Exec, AuthProvider bool
+	}
+}
+
+type kcContext struct {
+	Name    string
+	Context struct {
+		Cluster string
+		User    string
+	}
 }
 
 // LoadKubeconfig returns a client for the current context of the
@@ -112,8 +118,8 @@ func loadKubeconfig(path string) (*Client, error) {
 // ParseKubeconfig is LoadKubeconfig on the file's content; dir resolves
 // relative file names.
 func ParseKubeconfig(data []byte, dir string) (*Client, error) {
-	var kc kubeconfig
-	if err := yaml.Unmarshal(data, &kc); err != nil {
+	kc, err := decodeKubeconfig(data)
+	if err != nil {
 		return nil, fmt.Errorf("parsing: %v", err)
 	}
 	if kc.CurrentContext == "" {
@@ -168,7 +174,7 @@ func ParseKubeconfig(data []byte, dir string) (*Client, error) {
 			continue
 		}
 		found = true
-		if u.User.Exec != nil || u.User.AuthProvider != nil {
+		if u.User.Exec || u.User.AuthProvider {
 			return nil, fmt.Errorf("user %q authenticates with an exec or auth-provider plugin, which signet does not run: use a token, a tokenFile or a client certificate", u.Name)
 		}
 		cfg.Token, cfg.TokenFile = u.User.Token, abs(u.User.TokenFile)

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 // testCert returns a self-signed certificate and its key, PEM encoded.
@@ -156,4 +158,97 @@ func TestReadTokenFile(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestKubeconfigYAML: kubeconfigs are read from the parsed YAML document,
+// as kubectl and other tools write them: keys signet does not read are
+// skipped, JSON works, and anchors, aliases and merge keys are followed.
+func TestKubeconfigYAML(t *testing.T) {
+	tests := []struct {
+		name    string
+		config  string
+		want    kubeconfig
+		wantErr string
+	}{
+		{name: "kubectl's keys", config: `apiVersion: v1
+kind: Config
+preferences: {}
+current-context: ctx
+clusters:
+- name: c
+  cluster:
+    server: https://k:6443
+    insecure-skip-tls-verify: true
+    tls-server-name: kube
+    extensions: [{name: x, extension: {a: 1}}]
+contexts:
+- name: ctx
+  context: {cluster: c, user: u, namespace: default}
+users:
+- name: u
+  user:
+    tokenFile: /t
+    auth-provider: null
+`, want: kubeconfig{CurrentContext: "ctx",
+			Clusters: []kcCluster{cluster("c", "https://k:6443", true, "kube")},
+			Contexts: []kcContext{kctx("ctx", "c", "u")},
+			Users:    []kcUser{user("u", "", "/t", false)}}},
+		{name: "JSON", config: `{"current-context": "ctx", "contexts": [{"name": "ctx", "context": {"cluster": "c", "user": "u"}}],
+ "users": [{"name": "u", "user": {"token": "abc", "exec": {"command": "aws"}}}]}`,
+			want: kubeconfig{CurrentContext: "ctx", Contexts: []kcContext{kctx("ctx", "c", "u")}, Users: []kcUser{user("u", "abc", "", true)}}},
+		{name: "anchors, aliases and merge keys", config: `current-context: ctx
+clusters:
+- &base
+  name: c
+  cluster: {server: https://k:6443}
+- <<: *base
+  name: d
+contexts:
+- name: &ctx ctx
+  context: {cluster: d, user: *ctx}
+`, want: kubeconfig{CurrentContext: "ctx",
+			Clusters: []kcCluster{cluster("c", "https://k:6443", false, ""), cluster("d", "https://k:6443", false, "")},
+			Contexts: []kcContext{kctx("ctx", "d", "ctx")}}},
+		{name: "empty", config: "", want: kubeconfig{}},
+		{name: "a list for a value", config: "current-context: [a]\n", wantErr: "line 1: current-context must be a single value"},
+		{name: "a value for a list", config: "\nclusters: c\n", wantErr: "line 2: clusters must be a list"},
+		{name: "not a boolean", config: "clusters:\n- cluster: {insecure-skip-tls-verify: maybe}\n", wantErr: "line 2: insecure-skip-tls-verify must be true or false"},
+		{name: "not a mapping", config: "- a\n", wantErr: "line 1: the kubeconfig must be a mapping"},
+		{name: "syntax", config: "a: [b\n", wantErr: "line 1: "},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := decodeKubeconfig([]byte(tt.config))
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error %v, want one containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("kubeconfig (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func cluster(name, server string, insecure bool, tlsName string) kcCluster {
+	var c kcCluster
+	c.Name, c.Cluster.Server, c.Cluster.InsecureSkipTLSVerify, c.Cluster.TLSServerName = name, server, insecure, tlsName
+	return c
+}
+
+func kctx(name, cluster, user string) kcContext {
+	var c kcContext
+	c.Name, c.Context.Cluster, c.Context.User = name, cluster, user
+	return c
+}
+
+func user(name, token, tokenFile string, exec bool) kcUser {
+	var u kcUser
+	u.Name, u.User.Token, u.User.TokenFile, u.User.Exec = name, token, tokenFile, exec
+	return u
 }

@@ -16,6 +16,10 @@
 //	pod, err := c.GetPod(ctx, ns, name)
 //	if kubeapi.IsNotFound(err) { ... }
 //
+// A kubeconfig is read from goccy/go-yaml's parsed nodes, the way signet
+// reads its own config files, not through that library's reflective
+// Unmarshal, which signet-agent does not link (issue 19).
+//
 // Bearer tokens given by file (in-cluster, or a kubeconfig's tokenFile)
 // are read again before each call: projected tokens rotate.
 package kubeapi

@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"reflect"
 
-	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
 	"github.com/goccy/go-yaml/parser"
+	"github.com/goccy/go-yaml/token"
 )
 
 // Config files and entries files are YAML (JSON is YAML too). They are
@@ -41,12 +41,20 @@ func lineOf(n ast.Node) int {
 	return n.GetToken().Position.Line
 }
 
+// yamlSyntaxError is what the parser's errors are (goccy/go-yaml's
+// yaml.Error), named here so that signet-agent does not link that
+// package, whose reflective decoder signet does not use (issue 19).
+type yamlSyntaxError interface {
+	GetMessage() string
+	GetToken() *token.Token
+}
+
 // ParseYAML parses data as one YAML document and returns its top node:
 // nil for an empty document (or one of comments only).
 func ParseYAML(data []byte) (ast.Node, error) {
 	f, err := parser.ParseBytes(data, 0)
 	if err != nil {
-		var ye yaml.Error
+		var ye yamlSyntaxError
 		if errors.As(err, &ye) && ye.GetToken() != nil {
 			return nil, &YAMLError{Line: ye.GetToken().Position.Line, Msg: ye.GetMessage()}
 		}
