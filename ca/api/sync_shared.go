@@ -53,6 +53,8 @@ type syncShared struct {
 	// entryReads counts the reads of a node's entries by its stream: one
 	// when it opens, one per change that may have changed them.
 	entryReads atomic.Int64
+	// rotateCheck is signsUnderActiveRoot's answer (node_rotate.go).
+	rotateCheck rotateCheck
 }
 
 // SyncEntryReads is how many times a sync stream read its node's entries
