@@ -597,7 +597,7 @@ func (s *NodeService) SyncEntries(_ *nodev1.SyncEntriesRequest, stream nodev1.No
 			s.capacity.liveEntries.Add(int64(len(sent) - held))
 		}
 		if rotateGen != rotateGenSent {
-			msg.RotateSpreadMs = s.capacity.rotateSpread().Milliseconds()
+			msg.RotateSpreadMs = s.capacity.rotateSpreadFor(rotateGen).Milliseconds()
 		}
 		if b != nil && brev != bundleRev {
 			msg.Bundle = b
