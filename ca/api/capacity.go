@@ -31,6 +31,10 @@ type capacity struct {
 	mu sync.Mutex
 	// signCost is a moving average of the time one workload SVID takes.
 	signCost time.Duration
+	// gen and genSpread are the window of the newest rotate generation
+	// sent (rotateSpreadFor).
+	gen       int64
+	genSpread time.Duration
 }
 
 // observe adds one signing's duration to the moving average.
@@ -44,12 +48,36 @@ func (c *capacity) observe(d time.Duration) {
 	c.signCost += (d - c.signCost) / 32
 }
 
+// rotateSpreadFor is the window of rotate generation gen, the same for
+// every agent: taken once, when the first stream sends gen. Taken again
+// for each stream, it grew as the re-mint it set off loaded the CA (a
+// signing measured while the cores are busy with the others takes
+// longer), so the agents told last were given windows several times the
+// first ones' and made the rotation last as long (2,000 agents: a few
+// agents in a 300 s window, the rest done in 40 s).
+func (c *capacity) rotateSpreadFor(gen int64) time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if gen == c.gen && c.genSpread > 0 {
+		return c.genSpread
+	}
+	d := c.spreadLocked()
+	if gen > c.gen {
+		c.gen, c.genSpread = gen, d
+	}
+	return d
+}
+
 // rotateSpread is the window over which the connected fleet should
 // spread a rotate-now.
 func (c *capacity) rotateSpread() time.Duration {
 	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.spreadLocked()
+}
+
+func (c *capacity) spreadLocked() time.Duration {
 	cost := c.signCost
-	c.mu.Unlock()
 	if cost <= 0 {
 		cost = defaultSignCost
 	}

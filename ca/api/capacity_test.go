@@ -34,3 +34,25 @@ func TestRotateSpread(t *testing.T) {
 		})
 	}
 }
+
+// TestRotateSpreadPerGeneration: every agent is given the window its
+// rotate generation was first sent with, though signings measured during
+// the re-mint grow the cost; a newer generation takes a new window.
+func TestRotateSpreadPerGeneration(t *testing.T) {
+	var c capacity
+	c.liveEntries.Store(100_000)
+	c.observe(250 * time.Microsecond)
+	first := c.rotateSpreadFor(1)
+	if first <= 0 {
+		t.Fatalf("window of generation 1 = %v, want positive", first)
+	}
+	for range 64 {
+		c.observe(5 * time.Millisecond) // the re-mint loads the CA
+	}
+	if got := c.rotateSpreadFor(1); got != first {
+		t.Errorf("window of generation 1 sent later = %v, want the first one's %v", got, first)
+	}
+	if got, want := c.rotateSpreadFor(2), c.rotateSpread(); got != want || got == first {
+		t.Errorf("window of generation 2 = %v, want the cost measured now, %v (not generation 1's %v)", got, want, first)
+	}
+}

@@ -123,7 +123,12 @@
 // an entry its parent's node, or every node of a cluster for a cluster
 // parent; a node change that node; the bundle, policies, federation and
 // settings every stream. NodeService.SyncWakes counts the wakes. A
-// change every stream sees is read cheaply by each: the bundle is built
-// once per revision and shared (sync_shared.go). Each stream sends on its
-// own, so an agent slow to read holds up nobody else.
+// change every stream sees is read cheaply by each: a change that wrote no
+// entry and no node (store.Change.EntriesUnchanged) sends what changed
+// without reading the node's entries again (NodeService.SyncEntryReads
+// counts the reads), the bundle is built once per revision and shared
+// (sync_shared.go), and so is whether this server signs under the active
+// root, which a rotate-now asks (node_rotate.go). An agent's status
+// report wakes no stream. Each stream sends on its own, so an agent slow
+// to read holds up nobody else.
 package api

@@ -480,7 +480,9 @@ func (s *NodeService) RenewNodeSVID(ctx context.Context, req *nodev1.RenewNodeSV
 // SyncEntries implements nodev1.NodeServiceServer. It sends the full state,
 // then waits on the store's change notifications and sends only what
 // changed for this node: no polling. It reads again only for a change
-// that can concern the node (syncWaker).
+// that can concern the node (syncWaker), and reads the node's entries
+// again only for a change that may have changed them: a new bundle
+// reaches every stream without an entry read.
 func (s *NodeService) SyncEntries(_ *nodev1.SyncEntriesRequest, stream nodev1.NodeService_SyncEntriesServer) error {
 	ctx := stream.Context()
 	nodeID, leaf, err := s.callerNode(ctx)
@@ -500,9 +502,10 @@ func (s *NodeService) SyncEntries(_ *nodev1.SyncEntriesRequest, stream nodev1.No
 	var rotateGenSent int64 // rotate generation the node has (root activate --rotate-now)
 	var fedSent string      // version of the federated bundles the node has
 	var holdSince time.Time // when a new rotate generation was first held back (node_rotate.go)
+	var entries []*store.Entry
+	readEntries := true // the node and its entries: first, and after a change to them
 	for first := true; ; first = false {
 		var (
-			entries  []*store.Entry
 			b        *nodev1.Bundle
 			brev     int64
 			rev      int64
@@ -516,16 +519,19 @@ func (s *NodeService) SyncEntries(_ *nodev1.SyncEntriesRequest, stream nodev1.No
 		autoChanged := s.cfg.K8sPSAT.Changed()
 		err := s.cfg.Store.View(ctx, func(tx store.Tx) error {
 			var err error
-			if node, err = s.authorizeNode(tx, nodeID, leaf); err != nil {
-				return err
-			}
-			entries = entries[:0]
-			for _, parent := range parentIDs(nodeID) {
-				es, err := tx.ListEntries(store.EntryFilter{ParentID: parent})
-				if err != nil {
+			if readEntries {
+				if node, err = s.authorizeNode(tx, nodeID, leaf); err != nil {
 					return err
 				}
-				entries = append(entries, es...)
+				entries = entries[:0]
+				for _, parent := range parentIDs(nodeID) {
+					es, err := tx.ListEntries(store.EntryFilter{ParentID: parent})
+					if err != nil {
+						return err
+					}
+					entries = append(entries, es...)
+				}
+				s.syncShared.entryReads.Add(1)
 			}
 			// The bundle is taken only when its revision moved (entry
 			// changes wake streams too), and built once per revision
@@ -570,26 +576,28 @@ func (s *NodeService) SyncEntries(_ *nodev1.SyncEntriesRequest, stream nodev1.No
 		if err != nil {
 			return toStatus(ctx, s.log, "syncing entries", err)
 		}
-		entries = append(entries, s.autoEntries(nodeID, node)...)
 		msg := &nodev1.SyncEntriesResponse{Full: first, Revision: rev, RotateGeneration: rotateGen, ReconnectSpreadMs: s.reconnectSpread().Milliseconds()}
-		held := len(sent)
-		seen := make(map[string]bool, len(entries))
-		for _, e := range entries {
-			seen[e.ID] = true
-			if r, ok := sent[e.ID]; !ok || r != e.Revision {
-				msg.Entries = append(msg.Entries, entryProto(e))
-				sent[e.ID] = e.Revision
+		if readEntries {
+			entries = append(entries, s.autoEntries(nodeID, node)...)
+			held := len(sent)
+			seen := make(map[string]bool, len(entries))
+			for _, e := range entries {
+				seen[e.ID] = true
+				if r, ok := sent[e.ID]; !ok || r != e.Revision {
+					msg.Entries = append(msg.Entries, entryProto(e))
+					sent[e.ID] = e.Revision
+				}
 			}
-		}
-		for id := range sent {
-			if !seen[id] {
-				msg.DeletedEntryIds = append(msg.DeletedEntryIds, id)
-				delete(sent, id)
+			for id := range sent {
+				if !seen[id] {
+					msg.DeletedEntryIds = append(msg.DeletedEntryIds, id)
+					delete(sent, id)
+				}
 			}
+			s.capacity.liveEntries.Add(int64(len(sent) - held))
 		}
-		s.capacity.liveEntries.Add(int64(len(sent) - held))
 		if rotateGen != rotateGenSent {
-			msg.RotateSpreadMs = s.capacity.rotateSpread().Milliseconds()
+			msg.RotateSpreadMs = s.capacity.rotateSpreadFor(rotateGen).Milliseconds()
 		}
 		if b != nil && brev != bundleRev {
 			msg.Bundle = b
@@ -623,8 +631,11 @@ func (s *NodeService) SyncEntries(_ *nodev1.SyncEntriesRequest, stream nodev1.No
 		case <-ctx.Done():
 			return nil
 		case <-autoChanged:
+			readEntries = true
 		case <-recheck:
+			readEntries = false
 		case <-changes:
+			readEntries = waiter.takeEntries()
 		case <-storeClosed:
 			return status.Error(codes.Unavailable, "server is shutting down")
 		}

@@ -50,7 +50,18 @@ func (c *syncBundle) get(tx store.Tx, td spiffeid.TrustDomain, rev int64) (*node
 type syncShared struct {
 	bundle  syncBundle
 	sending atomic.Int64 // streams in a send
+	// entryReads counts the reads of a node's entries by its stream: one
+	// when it opens, one per change that may have changed them.
+	entryReads atomic.Int64
+	// rotateCheck is signsUnderActiveRoot's answer (node_rotate.go).
+	rotateCheck rotateCheck
 }
+
+// SyncEntryReads is how many times a sync stream read its node's entries
+// from the store: when it opened, and for each change that may have
+// changed them (an entry, the node); a new bundle reaches every stream
+// without one.
+func (s *NodeService) SyncEntryReads() int64 { return s.syncShared.entryReads.Load() }
 
 // SyncBundleBuilds is how many times the entry sync read the bundle from
 // the store: once per bundle revision, however many streams send it.

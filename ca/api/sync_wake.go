@@ -13,7 +13,9 @@ import (
 // node, its cluster's), which are also the keys of its node record. A
 // change to the bundle, the policies, federation or settings reaches
 // every stream. With 10,000 agents connected, an entry for one node costs
-// one read, not 10,000.
+// one read, not 10,000. A change that wrote no entry and no node (a new
+// bundle) tells the streams so: they send what changed without reading
+// their entries again.
 type syncWaker struct {
 	mu    sync.Mutex
 	byKey map[string]map[*syncWaiter]struct{}
@@ -30,7 +32,16 @@ type syncWaker struct {
 type syncWaiter struct {
 	ch   chan struct{}
 	keys []string
+	// entries is set, before ch is signalled, by a change that may have
+	// changed the stream's entries or node; the stream takes it
+	// (takeEntries) after receiving from ch.
+	entries atomic.Bool
 }
+
+// takeEntries reports whether a change since the last call may have
+// changed the stream's entries or node, and clears it. Call it after
+// receiving from ch: a change after the call signals ch again.
+func (w *syncWaiter) takeEntries() bool { return w.entries.Swap(false) }
 
 // newSyncWaker subscribes to st's changes. The subscription lasts as long
 // as the store.
@@ -73,9 +84,10 @@ func (w *syncWaker) add(keys []string) (waiter *syncWaiter, remove func()) {
 func (w *syncWaker) publish(c store.Change) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	entries := !c.EntriesUnchanged()
 	if c.All {
 		for waiter := range w.all {
-			w.wake(waiter)
+			w.wake(waiter, entries)
 		}
 		return
 	}
@@ -92,13 +104,17 @@ func (w *syncWaker) publish(c store.Change) {
 				}
 				seen[waiter] = true
 			}
-			w.wake(waiter)
+			w.wake(waiter, entries)
 		}
 	}
 }
 
-func (w *syncWaker) wake(waiter *syncWaiter) {
+// wake signals waiter; entries: the change may have changed its entries.
+func (w *syncWaker) wake(waiter *syncWaiter, entries bool) {
 	w.wakes.Add(1)
+	if entries {
+		waiter.entries.Store(true)
+	}
 	select {
 	case waiter.ch <- struct{}{}:
 	default:

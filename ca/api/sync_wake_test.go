@@ -101,3 +101,51 @@ func TestSyncWakerReach(t *testing.T) {
 		})
 	}
 }
+
+// TestSyncWakerEntriesCoalesce: a stream woken for a bundle change alone
+// is told its entries are unchanged; one woken for an entry change, or
+// for an entry change and a bundle change that coalesced into one wake,
+// in either order, is told to read them. None is lost.
+func TestSyncWakerEntriesCoalesce(t *testing.T) {
+	const n1 = "spiffe://example.org/signet/agent/join_token/n1"
+	bundleChange := store.Change{All: true, Kinds: store.ChangeShared}
+	entryChange := store.Change{Keys: []string{n1}, Kinds: store.ChangeEntries}
+	tests := []struct {
+		name    string
+		changes []store.Change
+		woken   bool
+		entries bool
+	}{
+		{name: "bundle only", changes: []store.Change{bundleChange}, woken: true, entries: false},
+		{name: "entry", changes: []store.Change{entryChange}, woken: true, entries: true},
+		{name: "entry then bundle", changes: []store.Change{entryChange, bundleChange}, woken: true, entries: true},
+		{name: "bundle then entry", changes: []store.Change{bundleChange, entryChange}, woken: true, entries: true},
+		{name: "kinds unknown", changes: []store.Change{{All: true}}, woken: true, entries: true},
+		{name: "node status only", changes: []store.Change{{Kinds: store.ChangeNodeStatus}}, woken: false, entries: false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := &syncWaker{byKey: map[string]map[*syncWaiter]struct{}{}, all: map[*syncWaiter]struct{}{}}
+			waiter, remove := w.add([]string{n1})
+			defer remove()
+			for _, c := range tt.changes {
+				w.publish(c)
+			}
+			woken := false
+			select {
+			case <-waiter.ch:
+				woken = true
+			default:
+			}
+			if woken != tt.woken {
+				t.Fatalf("woken %v, want %v", woken, tt.woken)
+			}
+			if got := waiter.takeEntries(); got != tt.entries {
+				t.Errorf("takeEntries() = %v, want %v", got, tt.entries)
+			}
+			if waiter.takeEntries() {
+				t.Errorf("takeEntries() true a second time: it is not cleared")
+			}
+		})
+	}
+}

@@ -54,8 +54,12 @@
 // it signals after each commit that took a revision. SubscribeChanges
 // also says whom such a commit concerns (Change: the parents of the
 // entries it wrote and the nodes it wrote, or everyone), so that a fleet's
-// streams need not all read for one node's entry; etcdstore carries it in
-// the commit record to every replica.
+// streams need not all read for one node's entry, and which kinds of record
+// it wrote (Change.Kinds), so that a bundle change does not make every
+// stream read its entries again (Change.EntriesUnchanged). A write of a
+// node's status alone (its applied bundle, its renewed SVID) concerns
+// nobody. etcdstore carries the Change in the commit record to every
+// replica.
 //
 // The audit log is kept here so that a change and its record commit in one
 // transaction, but package audit writes and reads it (audit.Append inside

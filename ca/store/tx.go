@@ -150,7 +150,7 @@ func (t *boltTx) createEntry(e *Entry) error {
 
 // putEntry writes n and its two index keys.
 func (t *boltTx) putEntry(n *Entry, key []byte) error {
-	t.scope.touch(n.ParentID)
+	t.scope.touch(ChangeEntries, n.ParentID)
 	if err := put(t, bucketEntries, n.ID, n); err != nil {
 		return err
 	}
@@ -165,7 +165,7 @@ func (t *boltTx) putEntry(n *Entry, key []byte) error {
 
 // deleteEntryIndexes removes the index keys of old, as stored.
 func (t *boltTx) deleteEntryIndexes(old *Entry) error {
-	t.scope.touch(old.ParentID)
+	t.scope.touch(ChangeEntries, old.ParentID)
 	if err := t.tx.Bucket(bucketEntryKeys).Delete(entryKey(old)); err != nil {
 		return fmt.Errorf("unindexing entry: %w", err)
 	}
@@ -304,7 +304,17 @@ func (t *boltTx) PutNode(n *Node) error {
 	if err := t.writable(); err != nil {
 		return fmt.Errorf("putting node %q: %w", n.SPIFFEID, err)
 	}
-	t.scope.touch(n.SPIFFEID)
+	// A write of the node's status only (ReportStatus, a renewal)
+	// concerns no stream: its agent's is not woken to read again.
+	old, err := get[Node](t, bucketNodes, n.SPIFFEID)
+	switch {
+	case err == nil && NodeWriteKind(old, n) == ChangeNodeStatus:
+		t.scope.touchStatus()
+	case err == nil || errors.Is(err, ErrNotFound):
+		t.scope.touch(ChangeNodes, n.SPIFFEID)
+	default:
+		return fmt.Errorf("putting node %q: %w", n.SPIFFEID, err)
+	}
 	if err := put(t, bucketNodes, n.SPIFFEID, n); err != nil {
 		return fmt.Errorf("putting node %q: %w", n.SPIFFEID, err)
 	}
@@ -318,7 +328,7 @@ func (t *boltTx) EvictNode(spiffeID string, at time.Time) (*Node, error) {
 	if err := t.writable(); err != nil {
 		return nil, fmt.Errorf("evicting node %q: %w", spiffeID, err)
 	}
-	t.scope.touch(spiffeID)
+	t.scope.touch(ChangeNodes, spiffeID)
 	n, err := get[Node](t, bucketNodes, spiffeID)
 	if err != nil {
 		return nil, fmt.Errorf("evicting node %q: %w", spiffeID, err)
@@ -397,7 +407,7 @@ func (t *boltTx) DeleteNode(spiffeID string) error {
 	if err := t.writable(); err != nil {
 		return fmt.Errorf("deleting node %q: %w", spiffeID, err)
 	}
-	t.scope.touch(spiffeID)
+	t.scope.touch(ChangeNodes, spiffeID)
 	if err := remove(t, bucketNodes, spiffeID); err != nil {
 		return fmt.Errorf("deleting node %q: %w", spiffeID, err)
 	}

@@ -383,16 +383,19 @@ func (s *Store) grantLease(ctx context.Context) (clientv3.LeaseID, func(revoke b
 }
 
 // change is what the buffered writes concern (store.Change): the parents
-// of the entries written, before and after, and the nodes written; any
-// write to the authorities, the settings or the mTLS policies concerns
-// everyone. Join tokens and the SVID and audit logs concern no stream.
+// of the entries written, before and after, and the nodes written (a
+// node whose status alone changed concerns nobody); any write to the
+// authorities, the settings or the mTLS policies concerns everyone. Join
+// tokens and the SVID and audit logs concern no stream.
 func (t *etx) change() store.Change {
 	var keys []string
 	all := false
+	var kinds store.ChangeKind
 	for tb, m := range t.w {
 		switch table(tb) {
 		case tEntries:
 			for id, it := range m {
+				kinds |= store.ChangeEntries
 				for _, e := range []*item{t.snap.tables[tEntries].items[id], it} {
 					switch {
 					case e == nil:
@@ -403,14 +406,29 @@ func (t *etx) change() store.Change {
 					}
 				}
 			}
-		case tNodes, tEvicted:
+		case tNodes:
+			for id, it := range m {
+				old := t.snap.tables[tNodes].items[id]
+				if old != nil && it != nil && old.err == nil && it.err == nil &&
+					store.NodeWriteKind(old.val.(*store.Node), it.val.(*store.Node)) == store.ChangeNodeStatus {
+					kinds |= store.ChangeNodeStatus
+					continue
+				}
+				kinds |= store.ChangeNodes
+				keys = append(keys, id)
+			}
+		case tEvicted:
 			for id := range m {
+				kinds |= store.ChangeNodes
 				keys = append(keys, id)
 			}
 		case tTokens, tCurrent:
 		default:
-			all = all || len(m) > 0
+			if len(m) > 0 {
+				all = true
+				kinds |= store.ChangeShared
+			}
 		}
 	}
-	return store.MakeChange(all, keys)
+	return store.MakeChange(all, keys, kinds)
 }

@@ -39,6 +39,9 @@ type commitRecord struct {
 	// A record without either (an older instance's) concerns everyone.
 	ChangeAll  bool   `json:"change_all,omitempty"`
 	ChangeKeys string `json:"change_keys,omitempty"`
+	// ChangeKinds is the store.ChangeKind of the change; absent (zero)
+	// in the records of older versions: any kind may have changed.
+	ChangeKinds store.ChangeKind `json:"change_kinds,omitempty"`
 	// Intent is set while a chunked commit (or the rollback of one) is in
 	// flight; the other fields are then those of the committed state it
 	// started from.
@@ -66,15 +69,16 @@ const maxChangeKeyBytes = 16 << 10
 
 // change is the store.Change the record publishes.
 func (r commitRecord) change() store.Change {
-	if r.ChangeKeys == "" {
-		return store.Change{All: true}
+	var keys []string
+	if r.ChangeKeys != "" {
+		keys = strings.Split(r.ChangeKeys, "\n")
 	}
-	return store.MakeChange(r.ChangeAll, strings.Split(r.ChangeKeys, "\n"))
+	return store.MakeChange(r.ChangeAll, keys, r.ChangeKinds)
 }
 
 // setChange records c in r.
 func (r *commitRecord) setChange(c store.Change) {
-	r.ChangeAll, r.ChangeKeys = c.All, strings.Join(c.Keys, "\n")
+	r.ChangeAll, r.ChangeKeys, r.ChangeKinds = c.All, strings.Join(c.Keys, "\n"), c.Kinds
 	if len(r.ChangeKeys) > maxChangeKeyBytes {
 		r.ChangeAll, r.ChangeKeys = true, ""
 	}
