@@ -29,6 +29,7 @@ func (t *boltTx) putSVID(r *SVIDRecord) error {
 	}
 	data := encodeSVID(r)
 	b := t.tx.Bucket(bucketSVIDs)
+	b.FillPercent = svidsFillPercent
 	seq, err := b.NextSequence()
 	if err != nil {
 		return err
@@ -38,6 +39,15 @@ func (t *boltTx) putSVID(r *SVIDRecord) error {
 	}
 	return setCurrent(t.tx.Bucket(bucketCurrentSVIDs), r, data)
 }
+
+// svidsFillPercent packs the SVID index's pages full, as the audit log's
+// are. Its keys start with the expiry, and every SVID issued now expires
+// after nearly all stored ones (one TTL from now), so issuance appends at
+// the end of the key space, or at the end of the run of one TTL: bbolt's
+// default of half-full pages, room for inserts in the middle, left the
+// index, a record per SVID ever issued, at twice its size on disk and in
+// the CA's mapped memory.
+const svidsFillPercent = 1.0
 
 // currentKey is the key of (entry, node) in bucketCurrentSVIDs. Entry IDs
 // and SPIFFE IDs hold no NUL, so the pair is unambiguous; node SVIDs (no
