@@ -12,8 +12,21 @@ import "google.golang.org/grpc"
 // in resident memory once the GC's headroom is counted).
 const nodeReadBufferSize = 0
 
+// nodeWriteBufferSize is how much gRPC batches per agent connection before
+// a write (its default is 32 KiB). The buffer is taken from a shared pool
+// for each burst of writes and given back after, so an idle connection
+// holds none; but a bundle change or a rotation wakes every agent's stream
+// at once, and each connection writing then holds one buffer, 2,000
+// connections 64 MB of heap for messages of a few KiB. 4 KiB still sends
+// a small response (headers, message, trailers) in one write, and a
+// larger message in 4 KiB TLS records.
+const nodeWriteBufferSize = 4 << 10
+
 // fleetServerOptions are the node API's options for a large fleet of
 // idle connections.
 func fleetServerOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{grpc.ReadBufferSize(nodeReadBufferSize)}
+	return []grpc.ServerOption{
+		grpc.ReadBufferSize(nodeReadBufferSize),
+		grpc.WriteBufferSize(nodeWriteBufferSize),
+	}
 }
