@@ -77,7 +77,9 @@ var migrations = []func(tx *bbolt.Tx) error{
 		return indexCurrentSVIDs(tx)
 	},
 	// Version 5: the current index points at records of the SVID index
-	// instead of holding copies of them.
+	// instead of holding copies of them; audit records appended from now
+	// on pack their hex (auditEncodingV2), which an older signet would
+	// read as corrupt, so it must refuse the file.
 	func(tx *bbolt.Tx) error {
 		if err := tx.DeleteBucket(bucketCurrentSVIDs); err != nil {
 			return fmt.Errorf("dropping the copies of current svids: %w", err)
