@@ -100,5 +100,5 @@ func (g *gate) refusal() time.Duration {
 	}
 	g.refused++
 	need := time.Duration(g.refused) * g.cost / time.Duration(cap(g.slots))
-	return min(max(g.base, need), MaxRetryAfter)
+	return min(max(g.base, roundHint(need)), MaxRetryAfter)
 }

@@ -65,3 +65,36 @@ func TestGate(t *testing.T) {
 		t.Errorf("enter after a release = %v, want a slot", err)
 	}
 }
+
+// TestRoundHint: hints are rounded to a few values per decade, the
+// nearest on a log scale, so that an agent connection sees few distinct
+// trailer values however many refusals it gets.
+func TestRoundHint(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		in   time.Duration
+		want time.Duration
+	}{
+		{name: "zero", in: 0, want: 0},
+		{name: "a step", in: 2 * time.Second, want: 2 * time.Second},
+		{name: "just above a step", in: 2100 * time.Millisecond, want: 2 * time.Second},
+		{name: "between 2 and 3", in: 2600 * time.Millisecond, want: 3 * time.Second},
+		{name: "below a decade", in: 9600 * time.Millisecond, want: 10 * time.Second},
+		{name: "milliseconds", in: 523 * time.Millisecond, want: 600 * time.Millisecond},
+		{name: "sub-millisecond precision", in: 1123456 * time.Microsecond, want: 1 * time.Second},
+		{name: "fifteen seconds", in: 14 * time.Second, want: 15 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := roundHint(tc.in); got != tc.want {
+				t.Errorf("roundHint(%v) = %v, want %v", tc.in, got, tc.want)
+			}
+		})
+	}
+	seen := map[time.Duration]bool{}
+	for d := 500 * time.Millisecond; d <= MaxRetryAfter; d += time.Millisecond {
+		seen[roundHint(d)] = true
+	}
+	if len(seen) > 12 {
+		t.Errorf("%d distinct hints between 500ms and %v, want at most 12", len(seen), MaxRetryAfter)
+	}
+}

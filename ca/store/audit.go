@@ -124,14 +124,22 @@ func (t *boltTx) ForEachAudit(fromSeq uint64, fn func(*AuditRecord) error) error
 // A string is its uvarint byte length and its bytes.
 const auditEncodingV1 = 1
 
-func encodeAudit(r *AuditRecord) []byte {
+// encodeAudit is the form Bolt stores records in: auditEncodingV2.
+func encodeAudit(r *AuditRecord) []byte { return encodeAuditAs(r, auditEncodingV2) }
+
+// encodeAuditAs encodes r in version v of the binary form.
+func encodeAuditAs(r *AuditRecord, v byte) []byte {
+	appendString := appendAuditString
+	if v == auditEncodingV2 {
+		appendString = appendAuditStringV2
+	}
 	b := make([]byte, 0, 512)
-	b = append(b, auditEncodingV1)
+	b = append(b, v)
 	b = binary.AppendUvarint(b, r.Seq)
 	b = binary.AppendVarint(b, r.Time.Unix())
 	b = binary.AppendUvarint(b, uint64(r.Time.Nanosecond()))
 	for _, s := range [...]string{r.Type, r.Outcome, r.Actor, r.Subject} {
-		b = appendAuditString(b, s)
+		b = appendString(b, s)
 	}
 	b = binary.AppendUvarint(b, uint64(len(r.Details)))
 	keys := make([]string, 0, len(r.Details))
@@ -140,11 +148,11 @@ func encodeAudit(r *AuditRecord) []byte {
 	}
 	slices.Sort(keys)
 	for _, k := range keys {
-		b = appendAuditString(b, k)
-		b = appendAuditString(b, r.Details[k])
+		b = appendString(b, k)
+		b = appendString(b, r.Details[k])
 	}
 	for _, s := range [...]string{r.KeyID, r.Signature, r.PrevHash, r.Hash} {
-		b = appendAuditString(b, s)
+		b = appendString(b, s)
 	}
 	return b
 }
@@ -170,11 +178,11 @@ func decodeAudit(k, data []byte) (*AuditRecord, error) {
 }
 
 func decodeAuditValue(data []byte) (*AuditRecord, bool) {
-	if len(data) == 0 || data[0] != auditEncodingV1 {
+	if len(data) == 0 || (data[0] != auditEncodingV1 && data[0] != auditEncodingV2) {
 		return nil, false
 	}
 	// One copy of the value, which every string of the record shares.
-	d := auditDecoder{s: string(data[1:])}
+	d := auditDecoder{s: string(data[1:]), packedHex: data[0] == auditEncodingV2}
 	r := &AuditRecord{Seq: d.uvarint()}
 	sec, nsec := d.varint(), d.uvarint()
 	if nsec >= uint64(time.Second) {
@@ -211,6 +219,8 @@ func decodeAuditValue(data []byte) (*AuditRecord, bool) {
 type auditDecoder struct {
 	s   string
 	bad bool
+	// packedHex: strings are in auditEncodingV2's form.
+	packedHex bool
 }
 
 func (d *auditDecoder) uvarint() uint64 {
@@ -240,6 +250,9 @@ func (d *auditDecoder) varint() int64 {
 }
 
 func (d *auditDecoder) str() string {
+	if d.packedHex {
+		return d.strV2()
+	}
 	n := d.uvarint()
 	if n > uint64(len(d.s)) {
 		d.bad, d.s = true, ""

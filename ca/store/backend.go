@@ -7,13 +7,15 @@ import "fmt"
 // Records other than audit records are stored as JSON of the types in
 // store.go, which needs no helper.
 
-// MarshalAudit returns the stored form of r, the binary encoding that
-// Bolt keeps in its audit bucket (see auditEncodingV1), so that a log
-// copied from one backend to another keeps its bytes.
-func MarshalAudit(r *AuditRecord) []byte { return encodeAudit(r) }
+// MarshalAudit returns the stored form of r in other backends, the binary
+// encoding that Bolt kept in its audit bucket until store schema 5
+// (auditEncodingV1). Bolt now packs hex (auditEncodingV2); an etcd
+// replica of an older signet, upgraded one at a time, still reads what a
+// newer one writes.
+func MarshalAudit(r *AuditRecord) []byte { return encodeAuditAs(r, auditEncodingV1) }
 
-// UnmarshalAudit decodes what MarshalAudit returned. Anything else is
-// ErrCorrupt.
+// UnmarshalAudit decodes what MarshalAudit returned, or a record of Bolt's
+// audit bucket. Anything else is ErrCorrupt.
 func UnmarshalAudit(data []byte) (*AuditRecord, error) {
 	r, ok := decodeAuditValue(data)
 	if !ok {

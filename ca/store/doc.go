@@ -131,8 +131,9 @@
 // to a newer schema: the server appends the migration's audit record
 // there, so both commit or neither does.
 //
-// PruneSVIDs reads the whole SVID index. Run it periodically, not per
-// request. It never touches the audit log: audit records are removed only
+// PruneSVIDs reads the expired prefix of the SVID index (it is kept in
+// expiry order) and the current index's entries of what it deletes. Run it
+// periodically, not per request. It never touches the audit log: audit records are removed only
 // by audit.Prune, once exported.
 //
 // Appending audit records from several goroutines is safe (there is one

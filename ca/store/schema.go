@@ -31,10 +31,10 @@ var (
 	bucketAudit = []byte("audit")
 	// bucketMTLSPolicies holds the mTLS policies: MTLSPolicy.ID -> JSON.
 	bucketMTLSPolicies = []byte("mtls_policies")
-	// bucketCurrentSVIDs holds the newest SVID of each entry and node:
-	// currentKey(EntryID, NodeID) -> JSON SVIDRecord (node SVIDs have no
-	// entry), after its NotBefore (see setCurrent). PutSVID keeps it,
-	// PruneSVIDs prunes it.
+	// bucketCurrentSVIDs points at the newest SVID of each entry and node:
+	// currentKey(EntryID, NodeID) -> its NotBefore and its key in
+	// bucketSVIDs (node SVIDs have no entry; see setCurrent). PutSVID
+	// keeps it, PruneSVIDs prunes it.
 	bucketCurrentSVIDs = []byte("svids_current")
 	// bucketEvictedNodes holds the eviction records of nodes:
 	// Node.SPIFFEID -> JSON Node with EvictedAt.
@@ -76,6 +76,16 @@ var migrations = []func(tx *bbolt.Tx) error{
 		}
 		return indexCurrentSVIDs(tx)
 	},
+	// Version 5: the current index points at records of the SVID index
+	// instead of holding copies of them; audit records appended from now
+	// on pack their hex (auditEncodingV2), which an older signet would
+	// read as corrupt, so it must refuse the file.
+	func(tx *bbolt.Tx) error {
+		if err := tx.DeleteBucket(bucketCurrentSVIDs); err != nil {
+			return fmt.Errorf("dropping the copies of current svids: %w", err)
+		}
+		return indexCurrentSVIDs(tx)
+	},
 }
 
 // indexCurrentSVIDs builds bucketCurrentSVIDs from the SVID index, as
@@ -92,7 +102,7 @@ func indexCurrentSVIDs(tx *bbolt.Tx) error {
 		if err := decodeRecord(bucketSVIDs, k, data, &r); err != nil {
 			return err
 		}
-		return setCurrent(cur, &r, data)
+		return setCurrent(cur, &r, k)
 	})
 	if err != nil {
 		return fmt.Errorf("indexing current svids: %w", err)

@@ -11,8 +11,8 @@ import (
 )
 
 // The SVID index (bucketSVIDs) holds a record of every issued certificate,
-// keyed by expiry; the current index (bucketCurrentSVIDs) holds, per entry
-// and node, the record of the newest one, kept by PutSVID in the same
+// keyed by expiry; the current index (bucketCurrentSVIDs) points, per entry
+// and node, at the record of the newest one, kept by PutSVID in the same
 // transaction. Questions about what agents serve now (may a root retire?)
 // read the small current index, not every SVID ever issued.
 
@@ -27,17 +27,27 @@ func (t *boltTx) putSVID(r *SVIDRecord) error {
 	if err := t.writable(); err != nil {
 		return err
 	}
-	data := encodeSVID(r)
 	b := t.tx.Bucket(bucketSVIDs)
+	b.FillPercent = svidsFillPercent
 	seq, err := b.NextSequence()
 	if err != nil {
 		return err
 	}
-	if err := b.Put(svidKey(r.NotAfter, seq), data); err != nil {
+	key := svidKey(r.NotAfter, seq)
+	if err := b.Put(key, encodeSVID(r)); err != nil {
 		return err
 	}
-	return setCurrent(t.tx.Bucket(bucketCurrentSVIDs), r, data)
+	return setCurrent(t.tx.Bucket(bucketCurrentSVIDs), r, key)
 }
+
+// svidsFillPercent packs the SVID index's pages full, as the audit log's
+// are. Its keys start with the expiry, and every SVID issued now expires
+// after nearly all stored ones (one TTL from now), so issuance appends at
+// the end of the key space, or at the end of the run of one TTL: bbolt's
+// default of half-full pages, room for inserts in the middle, left the
+// index, a record per SVID ever issued, at twice its size on disk and in
+// the CA's mapped memory.
+const svidsFillPercent = 1.0
 
 // currentKey is the key of (entry, node) in bucketCurrentSVIDs. Entry IDs
 // and SPIFFE IDs hold no NUL, so the pair is unambiguous; node SVIDs (no
@@ -51,13 +61,20 @@ func currentKey(entryID, nodeID string) []byte {
 
 // A current index value is the record's NotBefore (8 bytes, big-endian
 // Unix nanoseconds), which PutSVID compares without decoding anything,
-// followed by the record's JSON.
-const currentPrefix = 8
+// followed by the record's key in the SVID index (svidKey). The record
+// itself is not copied: it is in the SVID index until both are pruned
+// together, and a copy per entry and node took more of the store file
+// than the whole rest of the index entry.
+const (
+	currentPrefix = 8
+	currentLen    = currentPrefix + svidKeyLen
+)
 
-// setCurrent makes r, encoded as data, the current SVID of its entry and
-// node unless the current one was issued later (a later NotBefore). Of
-// two issued at the same time, the one recorded last wins.
-func setCurrent(b *bbolt.Bucket, r *SVIDRecord, data []byte) error {
+// setCurrent makes r, stored under svidsKey in the SVID index, the
+// current SVID of its entry and node unless the current one was issued
+// later (a later NotBefore). Of two issued at the same time, the one
+// recorded last wins.
+func setCurrent(b *bbolt.Bucket, r *SVIDRecord, svidsKey []byte) error {
 	key := currentKey(r.EntryID, r.NodeID)
 	nb := r.NotBefore.UnixNano()
 	if old := b.Get(key); old != nil {
@@ -68,27 +85,41 @@ func setCurrent(b *bbolt.Bucket, r *SVIDRecord, data []byte) error {
 			return nil
 		}
 	}
-	v := make([]byte, currentPrefix, currentPrefix+len(data))
+	v := make([]byte, currentPrefix, currentLen)
 	binary.BigEndian.PutUint64(v, uint64(nb))
-	if err := b.Put(key, append(v, data...)); err != nil {
+	if err := b.Put(key, append(v, svidsKey...)); err != nil {
 		return fmt.Errorf("indexing the current svid: %w", err)
 	}
 	return nil
 }
 
-// decodeCurrent decodes a current index value.
-func decodeCurrent(key, data []byte, r *SVIDRecord) error {
-	if len(data) < currentPrefix {
-		return fmt.Errorf("decoding %s record %q: %w: %d bytes", bucketCurrentSVIDs, key, ErrCorrupt, len(data))
+// currentSVIDKey is the SVID index key a current index value points at.
+func currentSVIDKey(key, data []byte) ([]byte, error) {
+	if len(data) != currentLen {
+		return nil, fmt.Errorf("decoding %s record %q: %w: %d bytes, want %d", bucketCurrentSVIDs, key, ErrCorrupt, len(data), currentLen)
 	}
-	return decodeRecord(bucketCurrentSVIDs, key, data[currentPrefix:], r)
+	return data[currentPrefix:], nil
+}
+
+// readCurrent decodes the record a current index value points at.
+func readCurrent(svids *bbolt.Bucket, key, data []byte, r *SVIDRecord) error {
+	sk, err := currentSVIDKey(key, data)
+	if err != nil {
+		return err
+	}
+	rec := svids.Get(sk)
+	if rec == nil {
+		return fmt.Errorf("decoding %s record %q: %w: it points at svid %x, which is not in the index", bucketCurrentSVIDs, key, ErrCorrupt, sk)
+	}
+	return decodeRecord(bucketSVIDs, sk, rec, r)
 }
 
 func (t *boltTx) ForEachCurrentSVID(fn func(*SVIDRecord) error) error {
+	svids := t.tx.Bucket(bucketSVIDs)
 	c := t.tx.Bucket(bucketCurrentSVIDs).Cursor()
 	for k, data := c.First(); k != nil; k, data = c.Next() {
 		r := new(SVIDRecord)
-		if err := decodeCurrent(k, data, r); err != nil {
+		if err := readCurrent(svids, k, data, r); err != nil {
 			return fmt.Errorf("walking current svids: %w", err)
 		}
 		if err := fn(r); err != nil {
@@ -104,11 +135,14 @@ func (t *boltTx) ForEachCurrentSVID(fn func(*SVIDRecord) error) error {
 // or two instead of one random page per certificate; pruning reads only
 // the expired prefix.
 func svidKey(notAfter time.Time, seq uint64) []byte {
-	k := make([]byte, 16)
+	k := make([]byte, svidKeyLen)
 	binary.BigEndian.PutUint64(k, uint64(notAfter.Unix()))
 	binary.BigEndian.PutUint64(k[8:], seq)
 	return k
 }
+
+// svidKeyLen is the length of an SVID index key.
+const svidKeyLen = 16
 
 // svidKeyExpiry is the expiry (Unix seconds) a key sorts by.
 func svidKeyExpiry(k []byte) int64 {
@@ -175,15 +209,29 @@ func (t *boltTx) PruneSVIDs(before time.Time) (int, error) {
 	// Collect first, delete after: deleting under a moving cursor can
 	// skip keys in bbolt.
 	b := t.tx.Bucket(bucketSVIDs)
-	var expired [][]byte
+	cur := t.tx.Bucket(bucketCurrentSVIDs)
+	var expired, current [][]byte
 	c := b.Cursor()
 	for k, data := c.First(); k != nil && svidKeyExpiry(k) <= before.Unix(); k, data = c.Next() {
 		r := new(SVIDRecord)
 		if err := decodeRecord(bucketSVIDs, k, data, r); err != nil {
 			return 0, fmt.Errorf("pruning svids: %w", err)
 		}
-		if r.NotAfter.Before(before) {
-			expired = append(expired, append([]byte(nil), k...))
+		if !r.NotAfter.Before(before) {
+			continue
+		}
+		expired = append(expired, bytes.Clone(k))
+		// The current index points at records of the SVID index: the
+		// entry's or node's current SVID goes when its record goes.
+		ck := currentKey(r.EntryID, r.NodeID)
+		if v := cur.Get(ck); v != nil {
+			sk, err := currentSVIDKey(ck, v)
+			if err != nil {
+				return 0, fmt.Errorf("pruning svids: %w", err)
+			}
+			if bytes.Equal(sk, k) {
+				current = append(current, ck)
+			}
 		}
 	}
 	for _, k := range expired {
@@ -191,33 +239,10 @@ func (t *boltTx) PruneSVIDs(before time.Time) (int, error) {
 			return 0, fmt.Errorf("pruning svid %q: %w", k, err)
 		}
 	}
-	if err := pruneCurrent(t.tx.Bucket(bucketCurrentSVIDs), before); err != nil {
-		return 0, fmt.Errorf("pruning svids: %w", err)
+	for _, k := range current {
+		if err := cur.Delete(k); err != nil {
+			return 0, fmt.Errorf("pruning current svid %q: %w", k, err)
+		}
 	}
 	return len(expired), nil
-}
-
-// pruneCurrent drops the current SVIDs that expired before t: the index
-// has one record per entry and node, so it is read whole.
-func pruneCurrent(b *bbolt.Bucket, before time.Time) error {
-	var expired [][]byte
-	err := b.ForEach(func(k, data []byte) error {
-		var r SVIDRecord
-		if err := decodeCurrent(k, data, &r); err != nil {
-			return err
-		}
-		if r.NotAfter.Before(before) {
-			expired = append(expired, bytes.Clone(k))
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	for _, k := range expired {
-		if err := b.Delete(k); err != nil {
-			return err
-		}
-	}
-	return nil
 }

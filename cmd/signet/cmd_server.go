@@ -65,6 +65,8 @@ type serverConfig struct {
 	EtcdCert      string   `json:"etcd_cert"`
 	EtcdKey       string   `json:"etcd_key"`
 	ServerName    string   `json:"server_name"`
+	// Go's profiles for the operator (server_debug.go).
+	DebugListen string `json:"debug_listen"`
 }
 
 var serverUsages = map[string]string{
@@ -102,6 +104,7 @@ var serverUsages = map[string]string{
 	"etcd_cert":                  "with store etcd: client certificate (PEM) for etcd",
 	"etcd_key":                   "with store etcd: private key (PEM) of etcd_cert",
 	"server_name":                "this replica's name among the CA servers sharing a store (default: the host name with etcd, default with bolt)",
+	"debug_listen":               "loopback address serving Go's /debug/pprof/ profiles of the server, for measuring memory and CPU (empty: off)",
 }
 
 // defaultServerConfig has no data_dir: a server's state is precious, so it
@@ -198,6 +201,9 @@ func (c serverConfig) toServerConfig() (server.Config, string, error) {
 		return out, "", fmt.Errorf("import_root_cert and import_intermediate_cert are exclusive: signet needs one CA to sign its intermediates")
 	}
 	if err := c.checkFederation(); err != nil {
+		return out, "", err
+	}
+	if err := c.checkDebugListen(); err != nil {
 		return out, "", err
 	}
 	admin := c.AdminSocket
@@ -368,6 +374,9 @@ func (o *serverOptions) run(ctx context.Context, env *cliEnv) error {
 	}
 	defer os.Remove(adminPath)
 	if err := o.cfg.serveFederation(srv, logger); err != nil {
+		return err
+	}
+	if err := o.cfg.serveDebug(ctx, logger); err != nil {
 		return err
 	}
 	logger.Info("serving", logTrustDomain, scfg.TrustDomain.Name(), logNodeAPI, nodeLn.Addr().String(),

@@ -19,3 +19,8 @@ const (
 	logFederationListen  = "federation_listen"
 	logFederationProfile = "federation_profile"
 )
+
+// Log attribute keys of the profiling listener (server_debug.go).
+const (
+	logDebugListen = "debug_listen"
+)
