@@ -29,7 +29,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sync"
 	"time"
 
@@ -311,7 +310,7 @@ func (s *Server) Serve(ctx context.Context, nodeLn, adminLn net.Listener) error 
 		grpc.MaxRecvMsgSize(maxRecvMsgSize),
 		// A fixed pool of workers serves the RPCs instead of a goroutine
 		// per call: less stack growth and scheduling under load.
-		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
+		grpc.NumStreamWorkers(nodeStreamWorkers()),
 		grpc.SharedWriteBuffer(true),
 		grpc.ChainUnaryInterceptor(s.cfg.Metrics.countRequests()),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
