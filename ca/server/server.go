@@ -29,6 +29,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"time"
 
@@ -310,7 +311,7 @@ func (s *Server) Serve(ctx context.Context, nodeLn, adminLn net.Listener) error 
 		grpc.MaxRecvMsgSize(maxRecvMsgSize),
 		// A fixed pool of workers serves the RPCs instead of a goroutine
 		// per call: less stack growth and scheduling under load.
-		grpc.NumStreamWorkers(nodeStreamWorkers()),
+		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
 		grpc.SharedWriteBuffer(true),
 		grpc.ChainUnaryInterceptor(s.cfg.Metrics.countRequests()),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
