@@ -125,7 +125,15 @@ func (t *boltTx) ForEachAudit(fromSeq uint64, fn func(*AuditRecord) error) error
 const auditEncodingV1 = 1
 
 func encodeAudit(r *AuditRecord) []byte {
-	b := make([]byte, 0, 512)
+	// The exact size, give or take the varints: one allocation.
+	n := 1 + 4*binary.MaxVarintLen64
+	for _, s := range [...]string{r.Type, r.Outcome, r.Actor, r.Subject, r.KeyID, r.Signature, r.PrevHash, r.Hash} {
+		n += binary.MaxVarintLen32 + len(s)
+	}
+	for k, v := range r.Details {
+		n += 2*binary.MaxVarintLen32 + len(k) + len(v)
+	}
+	b := make([]byte, 0, n)
 	b = append(b, auditEncodingV1)
 	b = binary.AppendUvarint(b, r.Seq)
 	b = binary.AppendVarint(b, r.Time.Unix())
