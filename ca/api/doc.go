@@ -111,6 +111,10 @@
 // not the registry's. EntryBatchService.DeleteEntries deletes up to MaxDeleteEntries in
 // one audited transaction, all or none.
 //
+// MintX509SVIDs checks CSRs and signs on a fixed set of long-lived signer
+// goroutines (signers.go), concurrent calls served in turn, one item each:
+// their stacks stay grown, and one CSR never waits for a whole batch.
+//
 // Admission bounds the concurrent attestations and mint batches of one
 // CA; a call over a bound gets ResourceExhausted at once with a RetryInfo
 // (nodeapi.Overloaded) sized to the crowd refused, which the agent's

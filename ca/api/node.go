@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -945,28 +944,6 @@ func (s *NodeService) allow(id spiffeid.ID) error {
 	return nil
 }
 
-// forEachParallel runs fn(0..n-1) on up to GOMAXPROCS goroutines: signing
+// forEachParallel runs fn(0..n-1) on the signers (signers.go): signing
 // a large batch uses every core.
-func (s *NodeService) forEachParallel(n int, fn func(int)) {
-	workers := min(runtime.GOMAXPROCS(0), n/8+1)
-	if workers <= 1 {
-		for i := range n {
-			fn(i)
-		}
-		return
-	}
-	var wg sync.WaitGroup
-	next := make(chan int)
-	for range workers {
-		wg.Go(func() {
-			for i := range next {
-				fn(i)
-			}
-		})
-	}
-	for i := range n {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
-}
+func (s *NodeService) forEachParallel(n int, fn func(int)) { runOnSigners(n, fn) }

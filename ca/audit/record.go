@@ -395,11 +395,19 @@ func prepare(r Record, now time.Time) (Record, error) {
 	r.Subject = validUTF8(r.Subject)
 	r.KeyID = validUTF8(r.KeyID)
 	if len(r.Details) > 0 {
-		d := make(map[string]string, len(r.Details))
+		// Copied only to repair invalid UTF-8: otherwise the caller's
+		// map, which Append only reads, is the record's.
+		valid := true
 		for k, v := range r.Details {
-			d[validUTF8(k)] = validUTF8(v)
+			valid = valid && utf8.ValidString(k) && utf8.ValidString(v)
 		}
-		r.Details = d
+		if !valid {
+			d := make(map[string]string, len(r.Details))
+			for k, v := range r.Details {
+				d[validUTF8(k)] = validUTF8(v)
+			}
+			r.Details = d
+		}
 	} else {
 		r.Details = nil
 	}

@@ -133,7 +133,16 @@ func encodeAuditAs(r *AuditRecord, v byte) []byte {
 	if v == auditEncodingV2 {
 		appendString = appendAuditStringV2
 	}
-	b := make([]byte, 0, 512)
+	// At most the size of version 1, give or take the varints: one
+	// allocation.
+	n := 1 + 4*binary.MaxVarintLen64
+	for _, s := range [...]string{r.Type, r.Outcome, r.Actor, r.Subject, r.KeyID, r.Signature, r.PrevHash, r.Hash} {
+		n += binary.MaxVarintLen32 + len(s)
+	}
+	for k, v := range r.Details {
+		n += 2*binary.MaxVarintLen32 + len(k) + len(v)
+	}
+	b := make([]byte, 0, n)
 	b = append(b, v)
 	b = binary.AppendUvarint(b, r.Seq)
 	b = binary.AppendVarint(b, r.Time.Unix())

@@ -22,9 +22,7 @@ const auditEncodingV2 = 2
 func appendAuditStringV2(b []byte, s string) []byte {
 	if isPackedHex(s) {
 		b = binary.AppendUvarint(b, uint64(len(s))<<1|1)
-		n := len(b)
-		b = append(b, make([]byte, len(s)/2)...)
-		hex.Decode(b[n:], []byte(s)) //nolint:errcheck // isPackedHex checked every byte
+		b, _ = hex.AppendDecode(b, []byte(s)) // isPackedHex checked every byte
 		return b
 	}
 	b = binary.AppendUvarint(b, uint64(len(s))<<1)

@@ -50,6 +50,11 @@
 //		return tx.PutSVID(rec)
 //	})
 //
+// Bolt's GetNode and GetEntry, read by every mint, keep the records they
+// decoded with the bytes they came from (decodecache.go): a read whose
+// stored bytes are unchanged gets a copy without decoding JSON again, one
+// whose record changed decodes afresh. Callers own what they get.
+//
 // Streams that push changes to agents wait on Subscribe instead of polling:
 // it signals after each commit that took a revision. SubscribeChanges
 // also says whom such a commit concerns (Change: the parents of the

@@ -202,7 +202,7 @@ func (t *boltTx) updateEntry(e *Entry) error {
 }
 
 func (t *boltTx) GetEntry(id string) (*Entry, error) {
-	e, err := get[Entry](t, bucketEntries, id)
+	e, err := getCached(t, entryCache, bucketEntries, id)
 	if err != nil {
 		return nil, fmt.Errorf("getting entry %q: %w", id, err)
 	}
@@ -396,7 +396,7 @@ func (t *boltTx) PruneEvictedNodes(before time.Time) (int, error) {
 }
 
 func (t *boltTx) GetNode(spiffeID string) (*Node, error) {
-	n, err := get[Node](t, bucketNodes, spiffeID)
+	n, err := getCached(t, nodeCache, bucketNodes, spiffeID)
 	if err != nil {
 		return nil, fmt.Errorf("getting node %q: %w", spiffeID, err)
 	}
