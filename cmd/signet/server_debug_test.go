@@ -72,6 +72,24 @@ func TestServeDebug(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "heap profile") {
 		t.Fatalf("GET /debug/pprof/heap: %s\n%.200s", resp.Status, body)
 	}
+	for _, tc := range []struct {
+		path, want string
+		code       int
+	}{
+		{"/debug/pprof/", "goroutine", http.StatusOK},
+		{"/debug/pprof/goroutine?debug=1", "goroutine profile", http.StatusOK},
+		{"/debug/pprof/nope", `no profile named "nope"`, http.StatusNotFound},
+	} {
+		resp, err := http.Get("http://" + addr + tc.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.code || !strings.Contains(string(body), tc.want) {
+			t.Errorf("GET %s: %s %.200q, want %d with %q", tc.path, resp.Status, body, tc.code, tc.want)
+		}
+	}
 	cancel()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
