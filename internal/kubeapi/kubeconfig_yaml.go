@@ -9,6 +9,8 @@ import (
 	"github.com/goccy/go-yaml/ast"
 	"github.com/goccy/go-yaml/parser"
 	"github.com/goccy/go-yaml/token"
+
+	"github.com/signet-mesh/signet/internal/yamlnode"
 )
 
 // A kubeconfig is read from the parsed YAML document (goccy/go-yaml's
@@ -191,7 +193,7 @@ func (d *kcDecoder) mapping(n ast.Node, what string, field func(key string, v as
 	case *ast.MappingValueNode:
 		pairs = []*ast.MappingValueNode{m}
 	default:
-		return fmt.Errorf("line %d: %s must be a mapping", line(n), what)
+		return fmt.Errorf("line %d: %s must be a mapping", yamlnode.Line(n), what)
 	}
 	for _, p := range pairs {
 		if p.Key.Type() == ast.MergeKeyType {
@@ -211,7 +213,7 @@ func (d *kcDecoder) mapping(n ast.Node, what string, field func(key string, v as
 		}
 		key, ok := d.scalar(p.Key)
 		if !ok {
-			return fmt.Errorf("line %d: %s has a key that is not a name", line(p.Key), what)
+			return fmt.Errorf("line %d: %s has a key that is not a name", yamlnode.Line(p.Key), what)
 		}
 		if err := field(key, p.Value); err != nil {
 			return err
@@ -234,7 +236,7 @@ func (d *kcDecoder) list(n ast.Node, key string, item func(ast.Node) error) erro
 		}
 		return nil
 	}
-	return fmt.Errorf("line %d: %s must be a list", line(n), key)
+	return fmt.Errorf("line %d: %s must be a list", yamlnode.Line(n), key)
 }
 
 // str sets *dst to a scalar's text; a null leaves it empty.
@@ -244,7 +246,7 @@ func (d *kcDecoder) str(n ast.Node, key string, dst *string) error {
 	}
 	s, ok := d.scalar(n)
 	if !ok {
-		return fmt.Errorf("line %d: %s must be a single value", line(n), key)
+		return fmt.Errorf("line %d: %s must be a single value", yamlnode.Line(n), key)
 	}
 	*dst = s
 	return nil
@@ -258,28 +260,11 @@ func (d *kcDecoder) boolean(n ast.Node, key string, dst *bool) error {
 	s, ok := d.scalar(n)
 	b, err := strconv.ParseBool(s)
 	if !ok || err != nil {
-		return fmt.Errorf("line %d: %s must be true or false", line(n), key)
+		return fmt.Errorf("line %d: %s must be true or false", yamlnode.Line(n), key)
 	}
 	*dst = b
 	return nil
 }
 
-// scalar returns the text of a scalar node.
-func (d *kcDecoder) scalar(n ast.Node) (string, bool) {
-	switch v := d.resolve(n).(type) {
-	case *ast.StringNode:
-		return v.Value, true
-	case *ast.LiteralNode:
-		return v.Value.Value, true
-	case *ast.IntegerNode, *ast.FloatNode, *ast.BoolNode, *ast.InfinityNode, *ast.NanNode:
-		return v.GetToken().Value, true
-	}
-	return "", false
-}
-
-func line(n ast.Node) int {
-	if n == nil || reflect.ValueOf(n).IsNil() || n.GetToken() == nil {
-		return 0
-	}
-	return n.GetToken().Position.Line
-}
+// scalar returns the text of a scalar node, following an alias.
+func (d *kcDecoder) scalar(n ast.Node) (string, bool) { return yamlnode.Scalar(d.resolve(n)) }

@@ -8,6 +8,8 @@ import (
 	"github.com/goccy/go-yaml/ast"
 	"github.com/goccy/go-yaml/parser"
 	"github.com/goccy/go-yaml/token"
+
+	"github.com/signet-mesh/signet/internal/yamlnode"
 )
 
 // Config files and entries files are YAML (JSON is YAML too). They are
@@ -31,14 +33,7 @@ func (e *YAMLError) Error() string {
 
 // YAMLErrorf is a YAMLError at n's line.
 func YAMLErrorf(n ast.Node, format string, args ...any) error {
-	return &YAMLError{Line: lineOf(n), Msg: fmt.Sprintf(format, args...)}
-}
-
-func lineOf(n ast.Node) int {
-	if n == nil || reflect.ValueOf(n).IsNil() || n.GetToken() == nil {
-		return 0
-	}
-	return n.GetToken().Position.Line
+	return &YAMLError{Line: yamlnode.Line(n), Msg: fmt.Sprintf(format, args...)}
 }
 
 // yamlSyntaxError is what the parser's errors are (goccy/go-yaml's
@@ -116,7 +111,7 @@ func YAMLMapping(n ast.Node, what string) ([]YAMLField, error) {
 		if p.Key.Type() == ast.MergeKeyType {
 			return nil, YAMLErrorf(p, "YAML merge keys (<<) are not supported here")
 		}
-		key, ok := yamlScalar(p.Key)
+		key, ok := yamlnode.Scalar(p.Key)
 		if !ok {
 			return nil, YAMLErrorf(p.Key, "%s has a key that is not a name", what)
 		}
@@ -129,23 +124,6 @@ func YAMLMapping(n ast.Node, what string) ([]YAMLField, error) {
 	return out, nil
 }
 
-// yamlScalar returns the text of a scalar node.
-func yamlScalar(n ast.Node) (string, bool) {
-	switch v := n.(type) {
-	case *ast.TagNode:
-		return yamlScalar(v.Value)
-	case *ast.AnchorNode:
-		return yamlScalar(v.Value)
-	case *ast.StringNode:
-		return v.Value, true
-	case *ast.LiteralNode:
-		return v.Value.Value, true
-	case *ast.IntegerNode, *ast.FloatNode, *ast.BoolNode, *ast.InfinityNode, *ast.NanNode:
-		return v.GetToken().Value, true
-	}
-	return "", false
-}
-
 // YAMLKind names a node's kind for messages.
 func YAMLKind(n ast.Node) string {
 	switch n.(type) {
@@ -156,7 +134,7 @@ func YAMLKind(n ast.Node) string {
 	case *ast.MappingNode, *ast.MappingValueNode:
 		return "a mapping"
 	}
-	if s, ok := yamlScalar(n); ok {
+	if s, ok := yamlnode.Scalar(n); ok {
 		return fmt.Sprintf("the value %q", s)
 	}
 	return n.Type().String()
@@ -215,7 +193,7 @@ func setYAMLValue(field reflect.Value, n ast.Node) error {
 			return nil
 		}
 		for _, item := range seq.Values {
-			s, ok := yamlScalar(item)
+			s, ok := yamlnode.Scalar(item)
 			if !ok {
 				return fmt.Errorf("list items must be single values, not %s", YAMLKind(item))
 			}
@@ -228,7 +206,7 @@ func setYAMLValue(field reflect.Value, n ast.Node) error {
 		field.Set(out)
 		return nil
 	}
-	s, ok := yamlScalar(n)
+	s, ok := yamlnode.Scalar(n)
 	if !ok {
 		return fmt.Errorf("want a value, not %s", YAMLKind(n))
 	}
