@@ -203,7 +203,8 @@ var (
 
 // useImageBinary makes b's processes run signet (and signet-agent) built
 // as the container image builds them (deploy/container/Containerfile:
-// static, CGO_ENABLED=0, -trimpath, -tags grpcnotrace, -ldflags "-s -w",
+// static, CGO_ENABLED=0, -trimpath, -tags "grpcnotrace nethttpomithttp2",
+// -ldflags "-s -w",
 // no test hooks), the binaries whose memory users see.
 func useImageBinary(b *testing.B) {
 	b.Helper()
@@ -218,7 +219,7 @@ func useImageBinary(b *testing.B) {
 		os.Chmod(imageDir, 0o755)
 		imagePath = filepath.Join(imageDir, "signet")
 		for _, name := range []string{"signet", "signet-agent"} {
-			cmd := exec.Command("go", "build", "-trimpath", "-tags", "grpcnotrace", "-ldflags", "-s -w", "-o", filepath.Join(imageDir, name), "github.com/signet-mesh/signet/cmd/"+name)
+			cmd := exec.Command("go", "build", "-trimpath", "-tags", imageTags, "-ldflags", "-s -w", "-o", filepath.Join(imageDir, name), "github.com/signet-mesh/signet/cmd/"+name)
 			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 			if out, err := cmd.CombinedOutput(); err != nil {
 				imageErr = fmt.Errorf("building %s as the image does: %v\n%s", name, err, out)
