@@ -3,6 +3,7 @@ package nodesvid
 import (
 	"bytes"
 	"crypto"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"crypto/x509"
@@ -40,9 +41,17 @@ const (
 )
 
 // saveNodeSVID writes the node SVID and its key (encrypted with pass)
-// atomically, mode 0600.
+// atomically, mode 0600. The key is encrypted by pemutil's PKCS#8
+// encryption itself rather than through pemutil.Serialize, whose switch
+// over every key type and format (OpenSSH, ML-DSA, prompts) would link
+// about 80 KB the agent never runs into every agent binary (issue 19);
+// the PEM block is the same ("ENCRYPTED PRIVATE KEY", DefaultEncCipher).
 func saveNodeSVID(dir string, pass []byte, svid *x509svid.SVID) error {
-	block, err := pemutil.Serialize(svid.PrivateKey, pemutil.WithPassword(pass), pemutil.WithPKCS8(true))
+	der, err := x509.MarshalPKCS8PrivateKey(svid.PrivateKey)
+	if err != nil {
+		return fmt.Errorf("encoding node key: %w", err)
+	}
+	block, err := pemutil.EncryptPKCS8PrivateKey(rand.Reader, der, pass, pemutil.DefaultEncCipher)
 	if err != nil {
 		return fmt.Errorf("encrypting node key: %w", err)
 	}

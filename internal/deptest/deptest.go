@@ -15,8 +15,12 @@
 // (a store driver may be used through the store package, not beside it).
 // Test files are not checked: tests may borrow another side's fixtures.
 //
-// The rules of this module are in rules_test.go. Check runs `go list`, so
-// it is skipped under -short.
+// Symbols goes below the package level: it builds a binary and lists the
+// symbols it links, for rules that keep one function of a library, or one
+// generic instantiation, out of a binary.
+//
+// The rules of this module are in rules_test.go. Check runs `go list` and
+// Symbols `go build`, so both are skipped under -short.
 package deptest
 
 import (
@@ -130,4 +134,38 @@ func matches(path, pattern string) bool {
 		return path == base || strings.HasPrefix(path, base+"/")
 	}
 	return path == pattern
+}
+
+// Symbols builds pkg (a main package's import path) as the image does
+// (CGO_ENABLED=0, -trimpath, tags), keeping its symbol table, and returns
+// the names of the symbols it links: for rules finer than a package, such
+// as a function of a library that must stay out of a binary. It is
+// skipped under -short.
+func Symbols(t testing.TB, pkg, tags string) []string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds a binary")
+	}
+	bin := t.TempDir() + "/bin"
+	build := exec.Command("go", "build", "-trimpath", "-tags", tags, "-o", bin, pkg)
+	build.Env = append(build.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", pkg, err, out)
+	}
+	out, err := exec.Command("go", "tool", "nm", bin).Output()
+	if err != nil {
+		t.Fatalf("go tool nm: %v", err)
+	}
+	var names []string
+	for line := range strings.Lines(string(out)) {
+		// address type name; the name may hold spaces (generic shapes).
+		f := strings.SplitN(strings.TrimSpace(line), " ", 3)
+		if len(f) == 3 {
+			names = append(names, strings.TrimRight(f[2], "\n"))
+		}
+	}
+	if len(names) == 0 {
+		t.Fatalf("go tool nm %s: no symbols", pkg)
+	}
+	return names
 }

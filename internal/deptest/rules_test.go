@@ -2,6 +2,7 @@ package deptest_test
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/signet-mesh/signet/internal/deptest"
@@ -158,4 +159,28 @@ func TestAgentBinaryStaysLight(t *testing.T) {
 			"github.com/goccy/go-yaml": "YAML is read from goccy/go-yaml/parser's nodes, not through the library's reflective Unmarshal",
 		},
 	}.Check(t)
+}
+
+// TestAgentBinaryLinksNoDeadWeight keeps code out of signet-agent at a
+// finer grain than a package: every byte of the binary is mapped by every
+// agent (issue 19), and these crept in through a library's broad entry
+// point or a generic instantiation. (The image's tags are checked in
+// deploy/deploy_test.go.)
+func TestAgentBinaryLinksNoDeadWeight(t *testing.T) {
+	t.Parallel()
+	// The tags of deploy/container/Containerfile.
+	syms := deptest.Symbols(t, module+"cmd/signet-agent", "grpcnotrace nethttpomithttp2")
+	bad := []struct{ prefix, why string }{
+		{"go.step.sm/crypto/pemutil.Serialize", "its switch over every key type and format (OpenSSH, ML-DSA) is ~80 KB: encrypt with pemutil.EncryptPKCS8PrivateKey (agent/nodesvid)"},
+		{"slices..dict.pdqsortCmpFunc[" + module, "sorting a slice of one of our structs instantiates a private pdqsort (~14 KB a type): sort pointers or keys"},
+		{"slices..dict.pdqsortCmpFunc[github.com/go-jose/go-jose/v4.JSONWebKey]", "sorting JSONWebKeys instantiates a private pdqsort (~14 KB): sort the key IDs (agent/workloadapi)"},
+	}
+	for _, b := range bad {
+		for _, s := range syms {
+			if strings.HasPrefix(s, b.prefix) {
+				t.Errorf("signet-agent links %s: %s", s, b.why)
+				break
+			}
+		}
+	}
 }

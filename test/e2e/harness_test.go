@@ -45,9 +45,14 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// testTags are the build tags of the binaries the tests run: the image's
-// (grpcnotrace), plus the test hooks.
-const testTags = "signet_testhooks grpcnotrace"
+// imageTags are the build tags of the image's binaries
+// (deploy/container/Containerfile): no gRPC trace pages, no HTTP/2 in
+// net/http.
+const imageTags = "grpcnotrace nethttpomithttp2"
+
+// testTags are the build tags of the binaries the tests run: the image's,
+// plus the test hooks.
+const testTags = "signet_testhooks " + imageTags
 
 // signetBinary builds cmd/signet (once per test binary) and returns its path.
 func signetBinary(t testing.TB) string {

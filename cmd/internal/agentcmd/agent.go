@@ -369,5 +369,6 @@ func runAgentProcess(ctx context.Context, cfg agent.Config, socket, metricsListe
 	g.Go(func() error { return k8s.run(ctx) })
 	g.Go(func() error { return a.ServeHealth(ctx, hs) })
 	g.Go(func() error { return tel.Serve(ctx, a.Ready) })
+	g.Go(func() error { return releaseStartupMemory(ctx, a.Ready, debug.FreeOSMemory) })
 	return g.Wait()
 }
