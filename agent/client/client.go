@@ -35,7 +35,6 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
@@ -96,7 +95,7 @@ func Attest(ctx context.Context, p AttestParams) (*x509svid.SVID, *nodev1.Bundle
 	if err != nil {
 		return nil, nil, err
 	}
-	conn, err := grpc.NewClient(tgt, append(opts, grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)))...)
+	conn, err := grpc.NewClient(tgt, append(opts, grpc.WithTransportCredentials(newClientTLS(tlsCfg)))...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("client: dialing %s: %w", p.Address, err)
 	}
@@ -265,7 +264,7 @@ func Dial(address string, td spiffeid.TrustDomain, src *Source) (*Client, error)
 	if err != nil {
 		return nil, err
 	}
-	conn, err := grpc.NewClient(tgt, append(opts, grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)),
+	conn, err := grpc.NewClient(tgt, append(opts, grpc.WithTransportCredentials(newClientTLS(tlsCfg)),
 		// The agent hears from the CA in bursts (a batch of minted SVIDs
 		// can be megabytes) and then not for minutes: pooled receive
 		// buffers would hold the burst's size idle in between.

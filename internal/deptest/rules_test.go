@@ -173,6 +173,7 @@ func TestAgentBinaryLinksNoDeadWeight(t *testing.T) {
 	bad := []struct{ prefix, why string }{
 		{"go.step.sm/crypto/pemutil.Serialize", "its switch over every key type and format (OpenSSH, ML-DSA) is ~80 KB: encrypt with pemutil.EncryptPKCS8PrivateKey (agent/nodesvid)"},
 		{"slices..dict.pdqsortCmpFunc[" + module, "sorting a slice of one of our structs instantiates a private pdqsort (~14 KB a type): sort pointers or keys"},
+		{"crypto/tls.(*Conn).serverHandshake", "crypto/tls's server handshake (~200 KB) is linked by a credential that serves both sides (credentials.NewTLS): the agent only dials, with agent/client's clientTLS"},
 		{"slices..dict.pdqsortCmpFunc[github.com/go-jose/go-jose/v4.JSONWebKey]", "sorting JSONWebKeys instantiates a private pdqsort (~14 KB): sort the key IDs (agent/workloadapi)"},
 	}
 	for _, b := range bad {

@@ -54,7 +54,10 @@ func signetBinary(t testing.TB) string {
 		// build list never sees.
 		// signet_testhooks: SIGNET_TEST_CGROUP_ROOT puts a test's
 		// process "in a container" (cmd/internal/agentcmd/k8s_testhook.go).
-		out, err := exec.Command("go", "build", "-C", filepath.Join("..", ".."), "-tags", "signet_testhooks", "-o", binPath, "./cmd/signet").CombinedOutput()
+		// The image's tags too (deploy/container/Containerfile): with
+		// nethttpomithttp2 the Kubernetes API client speaks HTTP/1.1, as
+		// the shipped binaries do.
+		out, err := exec.Command("go", "build", "-C", filepath.Join("..", ".."), "-tags", "signet_testhooks grpcnotrace nethttpomithttp2", "-o", binPath, "./cmd/signet").CombinedOutput()
 		if err != nil {
 			binErr = fmt.Errorf("building signet: %v\n%s", err, out)
 		}

@@ -1,0 +1,94 @@
+package client
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+
+	"google.golang.org/grpc/credentials"
+)
+
+// alpnH2 is the one application protocol gRPC speaks over TLS.
+const alpnH2 = "h2"
+
+// clientTLS is gRPC transport credentials for the agent's side of the
+// node API: a TLS client handshake with a config go-spiffe's tlsconfig
+// made (which authenticates the CA), and nothing else.
+//
+// It exists for the agent's size (issue 19): credentials.NewTLS serves
+// both sides, so an agent using it links crypto/tls's whole server
+// handshake, about 200 KB of binary that every agent maps and never runs.
+// It does what NewTLS's client side does: the server name from the
+// target's authority when the config sets none, a handshake bounded by
+// ctx, h2 required by ALPN, and TLSInfo at PrivacyAndIntegrity for
+// gRPC's per-call security checks.
+type clientTLS struct {
+	config *tls.Config
+}
+
+// newClientTLS returns client-only TLS credentials for cfg, which it
+// copies: cfg's verification callbacks are kept, and h2 is offered.
+func newClientTLS(cfg *tls.Config) credentials.TransportCredentials {
+	c := cfg.Clone()
+	if !slices.Contains(c.NextProtos, alpnH2) {
+		c.NextProtos = append(slices.Clone(c.NextProtos), alpnH2)
+	}
+	return &clientTLS{config: c}
+}
+
+// errServerSide is what clientTLS answers a server handshake with: it is
+// never given to a gRPC server.
+var errServerSide = errors.New("client: agent TLS credentials are for dialing only")
+
+// ClientHandshake implements credentials.TransportCredentials.
+func (c *clientTLS) ClientHandshake(ctx context.Context, authority string, rawConn net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	cfg := c.config
+	if cfg.ServerName == "" {
+		cfg = cfg.Clone() // one handshake's name must not leak into another's
+		host, _, err := net.SplitHostPort(authority)
+		if err != nil {
+			host = authority // no port in it
+		}
+		cfg.ServerName = host
+	}
+	conn := tls.Client(rawConn, cfg)
+	if err := conn.HandshakeContext(ctx); err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	state := conn.ConnectionState()
+	if state.NegotiatedProtocol != alpnH2 {
+		conn.Close()
+		return nil, nil, fmt.Errorf("client: CA at %s did not negotiate %q by ALPN (negotiated %q): it is not a gRPC server", authority, alpnH2, state.NegotiatedProtocol)
+	}
+	return conn, credentials.TLSInfo{
+		State:          state,
+		CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.PrivacyAndIntegrity},
+	}, nil
+}
+
+// ServerHandshake implements credentials.TransportCredentials: refused.
+func (c *clientTLS) ServerHandshake(rawConn net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	return nil, nil, errServerSide
+}
+
+// Info implements credentials.TransportCredentials.
+func (c *clientTLS) Info() credentials.ProtocolInfo {
+	return credentials.ProtocolInfo{SecurityProtocol: "tls", SecurityVersion: "1.3", ServerName: c.config.ServerName}
+}
+
+// Clone implements credentials.TransportCredentials.
+func (c *clientTLS) Clone() credentials.TransportCredentials {
+	return &clientTLS{config: c.config.Clone()}
+}
+
+// OverrideServerName implements credentials.TransportCredentials.
+//
+// Deprecated: gRPC no longer calls it (grpc.WithAuthority sets the name).
+func (c *clientTLS) OverrideServerName(name string) error {
+	c.config.ServerName = name
+	return nil
+}
