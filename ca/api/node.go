@@ -594,6 +594,12 @@ func (s *NodeService) SyncEntries(_ *nodev1.SyncEntriesRequest, stream nodev1.No
 				}
 			}
 			s.capacity.liveEntries.Add(int64(len(sent) - held))
+			// Drop the entries read: a stream waits for days between
+			// changes, and holding its node's decoded entries (a few KiB
+			// each agent) would cost every connected agent that in heap.
+			// Between updates it keeps only their ids and revisions.
+			clear(entries)
+			entries = entries[:0]
 		}
 		if rotateGen != rotateGenSent {
 			msg.RotateSpreadMs = s.capacity.rotateSpreadFor(rotateGen).Milliseconds()

@@ -166,6 +166,7 @@ func (b *Bolt) lead() {
 		err = b.txErr("committing batch", err)
 		if err == nil {
 			b.notify(revised, audited, &scope)
+			b.releasePagesAfterCommit()
 			if b.onGroupCommit != nil {
 				b.onGroupCommit(len(calls))
 			}

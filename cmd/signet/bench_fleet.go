@@ -96,6 +96,7 @@ type fleetBench struct {
 	server     *exec.Cmd // nil for --server-address
 	serverArgs []string
 	serverEnv  []string
+	debugAddr  string // the server's debug_listen, with --profile-dir
 	roots      []*x509.Certificate
 	agents     []*simAgent
 
@@ -202,7 +203,7 @@ func (b *fleetBench) run(ctx context.Context) (*fleetResult, error) {
 		res.ServerIdleCPUPercent = cpu
 		b.say("idle: server CPU %.2f%% over %s", cpu, benchIdleWindow)
 	}
-	b.sampleRSS()
+	b.sampleRSS("idle")
 
 	// Steady state: entry changes and mints for --duration.
 	syncs, mints, err := b.steady(ctx)
@@ -211,7 +212,7 @@ func (b *fleetBench) run(ctx context.Context) (*fleetResult, error) {
 	}
 	res.SyncP99Ms, res.MintP50Ms, res.MintP99Ms = ms(percentile(syncs, 0.99)), ms(percentile(mints, 0.50)), ms(percentile(mints, 0.99))
 	b.say("steady: sync p99 %.1f ms (%d changes), mint p50 %.1f ms p99 %.1f ms (%d batches)", res.SyncP99Ms, len(syncs), res.MintP50Ms, res.MintP99Ms, len(mints))
-	b.sampleRSS()
+	b.sampleRSS("steady")
 
 	fanout, newRoot, err := b.fanout(ctx)
 	if err != nil {
@@ -226,7 +227,7 @@ func (b *fleetBench) run(ctx context.Context) (*fleetResult, error) {
 	}
 	res.RotateNowSeconds = rotate.Seconds()
 	b.say("rotate now: every SVID under the new root in %.1fs", res.RotateNowSeconds)
-	b.sampleRSS()
+	b.sampleRSS("rotated")
 
 	if b.server != nil {
 		reconnect, err := b.reconnect(ctx)
@@ -284,6 +285,13 @@ func (b *fleetBench) startServer(ctx context.Context) error {
 	b.serverEnv = append(os.Environ(), "SIGNET_KEY_PASSPHRASE="+hex.EncodeToString(pass))
 	b.serverArgs = []string{exe, "server", "--trust-domain", benchTD, "--data-dir", filepath.Join(b.dir, "ca"),
 		"--listen", b.addr, "--admin-socket", b.admin.socket, "--log-level", "warn"}
+	if b.opts.profileDir != "" {
+		args, err := b.profileArgs()
+		if err != nil {
+			return err
+		}
+		b.serverArgs = append(b.serverArgs, args...)
+	}
 	b.say("starting signet server on %s (data in %s)", b.addr, b.dir)
 	return b.launchServer()
 }
@@ -537,11 +545,13 @@ func procCPU(pid int) (time.Duration, error) {
 	return time.Duration(utime+stime) * time.Second / ticks, nil
 }
 
-// sampleRSS keeps the server's largest resident set seen.
-func (b *fleetBench) sampleRSS() {
+// sampleRSS keeps the server's largest resident set seen, and with
+// --profile-dir saves the server's profiles at this phase.
+func (b *fleetBench) sampleRSS(phase string) {
 	if b.server == nil {
 		return
 	}
+	b.saveProfiles(phase)
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", b.server.Process.Pid))
 	if err != nil {
 		return

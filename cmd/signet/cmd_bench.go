@@ -24,6 +24,7 @@ type benchFleetOptions struct {
 	duration      time.Duration
 	serverAddress string
 	adminSocket   string
+	profileDir    string
 }
 
 func newBenchFleetCommand(env *cliEnv) *cobra.Command {
@@ -51,6 +52,7 @@ server is killed with SIGKILL and restarted (reconnection).`,
 	fs.Var(cli.NewDurationValue(&o.duration, time.Minute), "duration", "how long the steady-state probes run (10s, 1m)")
 	fs.StringVar(&o.serverAddress, "server-address", "", "use this running CA's node API instead of starting one (with --admin-socket)")
 	fs.StringVar(&o.adminSocket, "admin-socket", "", "the running CA's admin socket (with --server-address)")
+	fs.StringVar(&o.profileDir, "profile-dir", "", "save the server's heap and goroutine profiles and its memory at each RSS sample (idle, steady, rotated) in this directory")
 	return cmd
 }
 
@@ -64,6 +66,8 @@ func (o *benchFleetOptions) run(ctx context.Context, env *cliEnv) error {
 		return fmt.Errorf("--x509-ttl must be at least 1m")
 	case (o.serverAddress == "") != (o.adminSocket == ""):
 		return fmt.Errorf("--server-address and --admin-socket go together: give both to use a running CA, or neither to start one")
+	case o.profileDir != "" && o.serverAddress != "":
+		return fmt.Errorf("--profile-dir needs the server the bench starts: take a running CA's profiles from its debug_listen instead")
 	}
 	b := &fleetBench{opts: *o, env: env}
 	// Progress goes to a terminal only; stdout has the figures alone.

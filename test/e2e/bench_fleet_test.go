@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -18,7 +21,8 @@ func TestBenchFleet(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, signetBinary(t), "bench", "fleet", "--agents", "200", "--workloads", "5", "--duration", "10s", "-o", "json")
+	profiles := t.TempDir()
+	cmd := exec.CommandContext(ctx, signetBinary(t), "bench", "fleet", "--agents", "200", "--workloads", "5", "--duration", "10s", "-o", "json", "--profile-dir", profiles)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
@@ -46,5 +50,35 @@ func TestBenchFleet(t *testing.T) {
 	if res["errors"] != 0 || res["expired_svids"] != 0 {
 		t.Errorf("errors %v, expired_svids %v; want 0 and 0\nstderr:\n%s", res["errors"], res["expired_svids"], stderr.String())
 	}
+	// --profile-dir: the server's profiles and memory at each sample.
+	for _, phase := range []string{"idle", "steady", "rotated"} {
+		for _, f := range []struct{ name, starts string }{
+			{phase + ".heap.pb.gz", "\x1f\x8b"}, {phase + ".goroutine.pb.gz", "\x1f\x8b"},
+			{phase + ".heap.txt", "heap profile:"}, {phase + ".status", "Name:"},
+		} {
+			data, err := os.ReadFile(filepath.Join(profiles, f.name))
+			if err != nil {
+				t.Errorf("--profile-dir: %v", err)
+				continue
+			}
+			if !bytes.HasPrefix(data, []byte(f.starts)) {
+				t.Errorf("--profile-dir: %s starts %q, want %q", f.name, data[:min(len(data), 20)], f.starts)
+			}
+		}
+	}
 	t.Logf("%s", stdout.String())
+}
+
+// TestBenchFleetProfileDirNeedsOwnServer: --profile-dir takes the profiles
+// of the server the bench starts; with --server-address it is refused at
+// once with what to do instead.
+func TestBenchFleetProfileDirNeedsOwnServer(t *testing.T) {
+	out, err := exec.Command(signetBinary(t), "bench", "fleet", "--server-address", "127.0.0.1:1", "--admin-socket", filepath.Join(t.TempDir(), "admin.sock"),
+		"--profile-dir", t.TempDir()).CombinedOutput()
+	if err == nil {
+		t.Fatalf("bench fleet --profile-dir with --server-address succeeded; want refused\n%s", out)
+	}
+	if want := "--profile-dir needs the server the bench starts"; !strings.Contains(string(out), want) {
+		t.Errorf("output %q; want it to contain %q", out, want)
+	}
 }

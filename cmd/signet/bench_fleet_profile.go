@@ -1,0 +1,71 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// profileArgs picks a free loopback port for the server's debug listener
+// and makes --profile-dir.
+func (b *fleetBench) profileArgs() ([]string, error) {
+	if err := os.MkdirAll(b.opts.profileDir, 0o700); err != nil {
+		return nil, fmt.Errorf("--profile-dir: %w", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	b.debugAddr = ln.Addr().String()
+	ln.Close()
+	return []string{"--debug-listen", b.debugAddr}, nil
+}
+
+// saveProfiles writes the server's heap and goroutine profiles, its
+// MemStats and its /proc status as PHASE.heap.pb.gz,
+// PHASE.goroutine.pb.gz, PHASE.heap.txt and PHASE.status in
+// --profile-dir. A profile it cannot take is a bench
+// error: the figures asked for are missing.
+func (b *fleetBench) saveProfiles(phase string) {
+	if b.debugAddr == "" {
+		return
+	}
+	if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", b.server.Process.Pid)); err == nil {
+		os.WriteFile(filepath.Join(b.opts.profileDir, phase+".status"), st, 0o600) //nolint:errcheck // checked below with the profiles
+	}
+	hc := &http.Client{Timeout: time.Minute}
+	for _, name := range []string{"heap", "goroutine"} {
+		if err := saveProfile(hc, "http://"+b.debugAddr+"/debug/pprof/"+name, filepath.Join(b.opts.profileDir, phase+"."+name+".pb.gz")); err != nil {
+			b.fail("%s profile at %s: %v", name, phase, err)
+		}
+	}
+	// The text heap profile ends with the runtime's MemStats: heap in
+	// use, goroutine stacks, GC target.
+	if err := saveProfile(hc, "http://"+b.debugAddr+"/debug/pprof/heap?debug=1", filepath.Join(b.opts.profileDir, phase+".heap.txt")); err != nil {
+		b.fail("heap text profile at %s: %v", phase, err)
+	}
+}
+
+func saveProfile(hc *http.Client, url, path string) error {
+	resp, err := hc.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
