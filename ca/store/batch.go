@@ -166,7 +166,6 @@ func (b *Bolt) lead() {
 		err = b.txErr("committing batch", err)
 		if err == nil {
 			b.notify(revised, audited, &scope)
-			b.releasePagesAfterCommit()
 			if b.onGroupCommit != nil {
 				b.onGroupCommit(len(calls))
 			}

@@ -101,10 +101,6 @@ type Bolt struct {
 	onGroupCommit func(calls int)
 	lastGroupSize int
 	lastCommit    time.Duration
-	// lastPageRelease is when a commit last released the map's pages
-	// (pageRelease); guarded by the writer, as the commits are.
-	lastPageRelease time.Time
-	pageReleases    atomic.Int64
 
 	subs      subscribers // commits that took a revision
 	auditSubs subscribers // commits that appended audit records
@@ -224,7 +220,6 @@ func (b *Bolt) Update(ctx context.Context, fn func(Tx) error) error {
 		return b.txErr("committing transaction", err)
 	}
 	b.notify(t.revised, t.audited, &t.scope)
-	b.releasePagesAfterCommit()
 	return nil
 }
 
