@@ -291,8 +291,8 @@ func (n *Node) SVID() *x509svid.SVID {
 // revision, most of which keep the roots.
 //
 // Calls come one at a time, from agent/sync, which reports the bundle
-// applied only after SetBundle returns: the CA never counts an agent as
-// holding a root that a crash could take from it.
+// applied only after SetBundle returns: the CA hears of a root once it is
+// stored (a failed write is logged as an error).
 func (n *Node) SetBundle(b *x509bundle.Bundle) {
 	roots := b.X509Authorities()
 	n.mu.Lock()

@@ -188,7 +188,7 @@ func joinSync(sofar, next *nodev1.SyncEntriesResponse) *nodev1.SyncEntriesRespon
 
 // apply feeds one sync message to the cache and queues the mints it needs.
 func (s *Syncer) apply(msg *nodev1.SyncEntriesResponse) error {
-	entries := make([]cache.Entry, 0, len(msg.GetEntries()))
+	var entries []cache.Entry
 	for _, e := range msg.GetEntries() {
 		id, err := spiffeid.FromString(e.GetSpiffeId())
 		if err != nil {
@@ -220,10 +220,13 @@ func (s *Syncer) apply(msg *nodev1.SyncEntriesResponse) error {
 	if p := msg.GetMtlsPolicies(); p != nil {
 		s.cfg.Policies(p)
 	}
-	changed := s.cfg.Cache.ApplyEntries(msg.GetFull(), entries, msg.GetDeletedEntryIds())
-	ids := make([]string, 0, len(changed))
-	for _, e := range changed {
-		ids = append(ids, e.ID)
+	var ids []string
+	// A bundle-only message (a root change reaching the whole fleet at
+	// once) leaves the entries alone.
+	if msg.GetFull() || len(entries) > 0 || len(msg.GetDeletedEntryIds()) > 0 {
+		for _, e := range s.cfg.Cache.ApplyEntries(msg.GetFull(), entries, msg.GetDeletedEntryIds()) {
+			ids = append(ids, e.ID)
+		}
 	}
 	if msg.GetFull() {
 		// After a reconnect, anything still without an SVID is due too.
