@@ -170,8 +170,8 @@ func New(cfg Config) (*Agent, error) {
 	a.policies = policy.NewSet(cfg.Logger)
 	a.reporter = report.New(report.Config{
 		CA:             a.ca,
-		BundleRevision: func() int64 { return cfg.Cache.Lookup(nil).BundleRevision },
-		Clock:          cfg.Clock, Logger: cfg.Logger,
+		BundleRevision: cfg.Cache.BundleRevision,
+		Backoff:        cfg.Backoff, Clock: cfg.Clock, Logger: cfg.Logger,
 	})
 	a.syncer = agentsync.New(agentsync.Config{
 		TrustDomain: cfg.TrustDomain, Cache: cfg.Cache, CA: a.ca, Minter: a.minter, Scheduler: a.sched,

@@ -378,6 +378,15 @@ func (c *Cache) SetBundle(x *x509bundle.Bundle, j *jwtbundle.Bundle, revision in
 	return nil
 }
 
+// BundleRevision returns the revision given with the bundle last set (0
+// before any): what the agent reports serving, without building an
+// Update.
+func (c *Cache) BundleRevision() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.bundleRev
+}
+
 // SetFederatedBundles replaces the bundles of foreign trust domains that
 // workloads should trust. Subscribers are woken only when they changed.
 func (c *Cache) SetFederatedBundles(x []*x509bundle.Bundle, j []*jwtbundle.Bundle) error {

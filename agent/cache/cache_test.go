@@ -879,3 +879,31 @@ func TestManySubscribers(t *testing.T) {
 		t.Errorf("after all subscribers closed: %d groups, %d index keys; want 0, 0", n, keys)
 	}
 }
+
+// TestBundleRevision: the revision reported to the CA is the one given
+// with the last bundle, also when only the revision moved.
+func TestBundleRevision(t *testing.T) {
+	c, _ := newCache(t)
+	if got := c.BundleRevision(); got != 0 {
+		t.Fatalf("revision before any bundle = %d, want 0", got)
+	}
+	for _, step := range []struct {
+		name string
+		b    *x509bundle.Bundle
+		rev  int64
+	}{
+		{name: "first bundle", b: bundle(1), rev: 3},
+		{name: "same roots, new revision", b: bundle(1), rev: 4},
+		{name: "new root", b: bundle(1, 2), rev: 9},
+	} {
+		if err := c.SetBundle(step.b, nil, step.rev); err != nil {
+			t.Fatal(err)
+		}
+		if got := c.BundleRevision(); got != step.rev {
+			t.Errorf("%s: revision %d, want %d", step.name, got, step.rev)
+		}
+		if got := c.Lookup(nil).BundleRevision; got != step.rev {
+			t.Errorf("%s: Lookup's revision %d, want %d", step.name, got, step.rev)
+		}
+	}
+}

@@ -16,7 +16,8 @@
 //   - node-svid.pem: the node SVID's chain and its key, encrypted with the
 //     key passphrase, in one file written atomically;
 //   - bundle.pem: the last trust bundle from the CA; after a root rotation
-//     it, not the bootstrap --trust-bundle, authenticates the CA;
+//     it, not the bootstrap --trust-bundle, authenticates the CA. It is
+//     rewritten only when the roots change, not on every reconnect;
 //   - join-token.sha256: the SHA-256 of the join token node-svid.pem came
 //     from (never the token itself);
 //   - node-svid.rejected.pem: a node SVID the CA refused for good, kept

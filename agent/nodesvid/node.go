@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -113,6 +114,11 @@ type Node struct {
 	src       *client.Source // nil until Obtain
 	rejection error          // why the CA refused the identity, once it did
 	rejecting bool           // Rejected has begun (it sets rejection last)
+	// saved is the roots bundle.pem holds (read by Obtain, or written
+	// since): SetBundle rewrites the file only when they change, so a
+	// reconnect or a revision that moved without the roots costs no
+	// write.
+	saved []*x509.Certificate
 
 	renew chan struct{} // RenewNow
 }
@@ -153,6 +159,7 @@ func (n *Node) obtain(ctx context.Context) (*x509svid.SVID, []*x509.Certificate,
 	roots := n.cfg.TrustBundle
 	if stored, err := LoadBundleFile(filepath.Join(dir, BundleFile)); err == nil && len(stored) > 0 {
 		roots = stored
+		n.setSaved(stored)
 	}
 	svid, err := n.load(dir)
 	switch {
@@ -229,6 +236,7 @@ func (n *Node) obtain(ctx context.Context) (*x509svid.SVID, []*x509.Certificate,
 	if err := saveBundle(dir, bundle.X509Authorities()); err != nil {
 		return nil, nil, fmt.Errorf("saving bundle: %w", err)
 	}
+	n.setSaved(bundle.X509Authorities())
 	// An identity rejected earlier is history now.
 	if err := os.Remove(filepath.Join(dir, RejectedSVIDFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		n.log.Warn("removing the rejected node identity", logkey.Error, err)
@@ -277,17 +285,37 @@ func (n *Node) SVID() *x509svid.SVID {
 }
 
 // SetBundle makes b the bundle that authenticates the CA, from the next
-// handshake on, and stores it so that a restart uses it too.
+// handshake on, and stores it so that a restart uses it too. The file is
+// written (and fsynced) only when b's roots differ from those it holds:
+// the CA sends the bundle again on every reconnect, and with every new
+// revision, most of which keep the roots.
+//
+// Calls come one at a time, from agent/sync, which reports the bundle
+// applied only after SetBundle returns: the CA hears of a root once it is
+// stored (a failed write is logged as an error).
 func (n *Node) SetBundle(b *x509bundle.Bundle) {
+	roots := b.X509Authorities()
 	n.mu.Lock()
-	src := n.src
+	src, unchanged := n.src, slices.EqualFunc(roots, n.saved, (*x509.Certificate).Equal)
 	n.mu.Unlock()
 	if src != nil {
 		src.SetBundle(b)
 	}
-	if err := saveBundle(n.cfg.DataDir, b.X509Authorities()); err != nil {
-		n.log.Error("saving bundle", logkey.Error, err)
+	if unchanged {
+		return
 	}
+	if err := saveBundle(n.cfg.DataDir, roots); err != nil {
+		n.log.Error("saving bundle", logkey.Error, err)
+		return
+	}
+	n.setSaved(roots)
+}
+
+// setSaved records the roots bundle.pem now holds.
+func (n *Node) setSaved(roots []*x509.Certificate) {
+	n.mu.Lock()
+	n.saved = roots
+	n.mu.Unlock()
 }
 
 // RenewNow asks Run to renew the node SVID (agent/rotate decides when). It

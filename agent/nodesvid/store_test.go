@@ -1,6 +1,7 @@
 package nodesvid
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -10,10 +11,12 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 )
@@ -162,5 +165,57 @@ func TestMemoryOnly(t *testing.T) {
 	stored := New(Config{DataDir: dir, KeyPassphrase: []byte("pass")})
 	if _, err := stored.load(dir); err != nil {
 		t.Fatalf("a real agent's load = %v", err)
+	}
+}
+
+// TestSetBundleWritesChangesOnly: bundle.pem is rewritten when the roots
+// change, and left alone when the CA sends the roots it already holds (on
+// every reconnect), including after a restart that read it.
+func TestSetBundleWritesChangesOnly(t *testing.T) {
+	dir := t.TempDir()
+	td := nodeID.TrustDomain()
+	rootA, rootB := testSVID(t).Certificates[0], testSVID(t).Certificates[0]
+	if err := saveNodeSVID(dir, []byte("pass"), testSVID(t)); err != nil {
+		t.Fatal(err)
+	}
+	if err := saveBundle(dir, []*x509.Certificate{rootA}); err != nil {
+		t.Fatal(err)
+	}
+	n := New(Config{TrustDomain: td, DataDir: dir, KeyPassphrase: []byte("pass")})
+	if _, err := n.Obtain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, BundleFile)
+	stat := func() os.FileInfo {
+		t.Helper()
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi
+	}
+	steps := []struct {
+		name      string
+		roots     []*x509.Certificate
+		rewritten bool
+	}{
+		{name: "the stored roots again (a reconnect after a restart)", roots: []*x509.Certificate{rootA}},
+		{name: "a new root", roots: []*x509.Certificate{rootA, rootB}, rewritten: true},
+		{name: "the same roots again", roots: []*x509.Certificate{rootA, rootB}},
+		{name: "a root removed", roots: []*x509.Certificate{rootB}, rewritten: true},
+	}
+	for _, s := range steps {
+		before := stat()
+		n.SetBundle(x509bundle.FromX509Authorities(td, s.roots))
+		if rewritten := !os.SameFile(before, stat()); rewritten != s.rewritten {
+			t.Errorf("%s: bundle file rewritten = %v, want %v", s.name, rewritten, s.rewritten)
+		}
+		stored, err := LoadBundleFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.EqualFunc(stored, s.roots, (*x509.Certificate).Equal) {
+			t.Errorf("%s: bundle file holds %d roots, not the ones set (%d)", s.name, len(stored), len(s.roots))
+		}
 	}
 }

@@ -9,9 +9,12 @@
 //     STRICT` use them to tell which workloads still get plaintext.
 //
 // Counts are summed here and sent every ConnectionReportInterval when there
-// are any; a failed report keeps them for the next one. Every call goes
-// from Run's goroutine, one at a time, so the revision the CA records never
-// goes back.
+// are any; a failed report keeps them for the next one. A bundle report
+// that fails is tried again with backoff (honouring the CA's retry hints)
+// until one report gets through: it carries the revision served then, so
+// bundles applied meanwhile are covered by it, and the last one always
+// reaches the CA. Every call goes from Run's goroutine, one at a time, so
+// the revision the CA records never goes back.
 //
 //	r := report.New(report.Config{CA: c, BundleRevision: rev})
 //	go r.Run(ctx)
@@ -28,6 +31,7 @@ import (
 	"time"
 
 	"github.com/signet-mesh/signet/agent/internal/logkey"
+	"github.com/signet-mesh/signet/internal/backoff"
 	"github.com/signet-mesh/signet/internal/clock"
 	"github.com/signet-mesh/signet/internal/nodeapi"
 	agentv1 "github.com/signet-mesh/signet/proto/signet/agent/v1"
@@ -59,8 +63,10 @@ type Config struct {
 	// BundleRevision returns the revision of the bundle the agent serves
 	// now. Required.
 	BundleRevision func() int64
-	Clock          clock.Clock
-	Logger         *slog.Logger
+	// Backoff paces the retries of a failed bundle report.
+	Backoff backoff.Config
+	Clock   clock.Clock
+	Logger  *slog.Logger
 }
 
 // Reporter holds what goes to the CA next and sends it (see the package
@@ -170,6 +176,17 @@ func (r *Reporter) putBack(counts []*nodev1.ConnectionCounts) {
 func (r *Reporter) Run(ctx context.Context) error {
 	t := r.cfg.Clock.NewTicker(ConnectionReportInterval)
 	defer t.Stop()
+	b := backoff.New(r.cfg.Backoff)
+	var (
+		unreported bool        // a bundle applied since the last report that got through
+		retry      clock.Timer // armed while unreported, after a failure
+		retryC     <-chan time.Time
+	)
+	defer func() {
+		if retry != nil {
+			retry.Stop()
+		}
+	}()
 	for {
 		var counts []*nodev1.ConnectionCounts
 		var what string
@@ -177,6 +194,10 @@ func (r *Reporter) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-r.applied:
+			unreported = true
+			what = "reporting applied bundle"
+		case <-retryC:
+			retryC = nil
 			what = "reporting applied bundle"
 		case <-t.C():
 			if counts = r.takeCounts(); len(counts) == 0 {
@@ -186,6 +207,13 @@ func (r *Reporter) Run(ctx context.Context) error {
 		}
 		err := r.cfg.CA.ReportConnections(ctx, r.cfg.BundleRevision(), counts)
 		if err == nil {
+			// Every report carries the revision served now.
+			unreported = false
+			b.Reset()
+			if retryC != nil {
+				retry.Stop()
+				retryC = nil
+			}
 			continue
 		}
 		r.putBack(counts)
@@ -195,6 +223,18 @@ func (r *Reporter) Run(ctx context.Context) error {
 		if _, ok := nodeapi.NodeRejection(err); ok {
 			return fmt.Errorf("%s: %w", what, err)
 		}
-		r.log.Warn(what, logkey.Error, err)
+		if !unreported || retryC != nil {
+			r.log.Warn(what, logkey.Error, err)
+			continue
+		}
+		// `signet root activate` waits for this revision: try again.
+		d := b.NextFor(err)
+		if retry == nil {
+			retry = r.cfg.Clock.NewTimer(d)
+		} else {
+			retry.Reset(d)
+		}
+		retryC = retry.C()
+		r.log.Warn(what, logkey.Error, err, logkey.RetryIn, d)
 	}
 }

@@ -6,12 +6,16 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/testing/protocmp"
 
+	"github.com/signet-mesh/signet/internal/backoff"
 	"github.com/signet-mesh/signet/internal/clock"
 	"github.com/signet-mesh/signet/internal/nodeapi"
 	agentv1 "github.com/signet-mesh/signet/proto/signet/agent/v1"
@@ -154,4 +158,54 @@ func TestRun(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run went on after the CA rejected the node")
 	}
+}
+
+// TestRunRetriesBundleReport: bundles applied together are reported
+// once; a bundle report that fails is tried again after the backoff, with
+// the revision served by then, until one gets through, and then no more.
+func TestRunRetriesBundleReport(t *testing.T) {
+	clk := clock.NewFake(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC))
+	ca := &recordingCA{got: make(chan struct{}, 10)}
+	var rev atomic.Int64
+	rev.Store(7)
+	r := New(Config{CA: ca, BundleRevision: rev.Load, Clock: clk,
+		Backoff: backoff.Config{Initial: time.Second, Max: time.Second, Rand: backoff.NewRand(1)}})
+	ca.setErr(status.Error(codes.Unavailable, "CA busy"))
+	for range 3 {
+		r.BundleApplied()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go r.Run(ctx)
+
+	if got := ca.wait(t); got != (call{revision: 7}) {
+		t.Fatalf("first bundle report = %+v, want revision 7", got)
+	}
+	if n := len(r.applied); n != 0 {
+		t.Fatalf("%d bundle reports still queued after three bundles were reported in one", n)
+	}
+	waiters := func(n int) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for clk.Waiters() != n {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d timers armed, want %d", clk.Waiters(), n)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	// The ticker and the retry.
+	waiters(2)
+	clk.Advance(2 * time.Second)
+	if got := ca.wait(t); got != (call{revision: 7}) {
+		t.Fatalf("second try = %+v, want revision 7", got)
+	}
+	waiters(2)
+	rev.Store(8) // applied while the CA was busy; its report is the retry
+	ca.setErr(nil)
+	clk.Advance(2 * time.Second)
+	if got := ca.wait(t); got != (call{revision: 8}) {
+		t.Fatalf("report once the CA answers = %+v, want revision 8", got)
+	}
+	waiters(1) // only the ticker: nothing left to retry
 }

@@ -12,9 +12,11 @@
 //     without an SVID, go to the mint queue (agent/mint);
 //   - deleted entries leave the cache and the renewal schedule
 //     (agent/rotate), and the rotate generation goes to the schedule;
-//   - a new bundle goes to the cache, to the node identity (agent/nodesvid:
-//     it authenticates the CA with it and keeps it on disk) and to the
-//     status report (agent/report);
+//   - a new bundle goes to the cache first (workloads are served it at
+//     once), then to the node identity (agent/nodesvid: it authenticates
+//     the CA with it and keeps it on disk), then to the status report
+//     (agent/report): the CA hears of a root once it is stored. The roots
+//     and keys the previous bundle message held are not parsed again;
 //   - the mTLS policy set goes to agent/policy.
 //
 // An update the CA split across messages (more) is applied once whole. A

@@ -2,7 +2,6 @@ package sync
 
 import (
 	"context"
-	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"time"
@@ -12,7 +11,6 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/signet-mesh/signet/agent/cache"
-	"github.com/signet-mesh/signet/agent/client"
 	"github.com/signet-mesh/signet/agent/internal/logkey"
 	"github.com/signet-mesh/signet/internal/backoff"
 	"github.com/signet-mesh/signet/internal/clock"
@@ -83,6 +81,9 @@ type Config struct {
 type Syncer struct {
 	cfg Config
 	log *slog.Logger
+	// own and fed decode the bundles of the agent's trust domain and the
+	// federated ones; the follow goroutine's.
+	own, fed decoder
 }
 
 // New returns a Syncer with cfg's zero fields defaulted.
@@ -187,7 +188,7 @@ func joinSync(sofar, next *nodev1.SyncEntriesResponse) *nodev1.SyncEntriesRespon
 
 // apply feeds one sync message to the cache and queues the mints it needs.
 func (s *Syncer) apply(msg *nodev1.SyncEntriesResponse) error {
-	entries := make([]cache.Entry, 0, len(msg.GetEntries()))
+	var entries []cache.Entry
 	for _, e := range msg.GetEntries() {
 		id, err := spiffeid.FromString(e.GetSpiffeId())
 		if err != nil {
@@ -219,10 +220,13 @@ func (s *Syncer) apply(msg *nodev1.SyncEntriesResponse) error {
 	if p := msg.GetMtlsPolicies(); p != nil {
 		s.cfg.Policies(p)
 	}
-	changed := s.cfg.Cache.ApplyEntries(msg.GetFull(), entries, msg.GetDeletedEntryIds())
-	ids := make([]string, 0, len(changed))
-	for _, e := range changed {
-		ids = append(ids, e.ID)
+	var ids []string
+	// A bundle-only message (a root change reaching the whole fleet at
+	// once) leaves the entries alone.
+	if msg.GetFull() || len(entries) > 0 || len(msg.GetDeletedEntryIds()) > 0 {
+		for _, e := range s.cfg.Cache.ApplyEntries(msg.GetFull(), entries, msg.GetDeletedEntryIds()) {
+			ids = append(ids, e.ID)
+		}
 	}
 	if msg.GetFull() {
 		// After a reconnect, anything still without an SVID is due too.
@@ -239,19 +243,13 @@ func (s *Syncer) apply(msg *nodev1.SyncEntriesResponse) error {
 }
 
 func (s *Syncer) applyBundle(b *nodev1.Bundle) error {
-	xb, err := client.BundleFromProto(s.cfg.TrustDomain, b)
+	s.own.begin()
+	xb, err := s.own.x509Bundle(s.cfg.TrustDomain, b)
 	if err != nil {
 		return err
 	}
-	jb := jwtbundle.New(s.cfg.TrustDomain)
-	for _, k := range b.GetJwtAuthorities() {
-		pub, err := x509.ParsePKIXPublicKey(k.GetPublicKey())
-		if err != nil {
-			s.log.Error("ignoring bad JWT authority", logkey.KeyID, k.GetKeyId(), logkey.Error, err)
-			continue
-		}
-		jb.AddJWTAuthority(k.GetKeyId(), pub)
-	}
+	jb := s.jwtBundle(&s.own, s.cfg.TrustDomain, b, false)
+	s.own.done()
 	if err := s.cfg.Cache.SetBundle(xb, jb, b.GetRevision()); err != nil {
 		return err
 	}
@@ -279,27 +277,20 @@ func (s *Syncer) backoff(d time.Duration) {
 func (s *Syncer) applyFederated(fb *nodev1.FederatedBundles) error {
 	var xs []*x509bundle.Bundle
 	var js []*jwtbundle.Bundle
+	s.fed.begin()
+	defer s.fed.done()
 	for _, b := range fb.GetBundles() {
 		td, err := spiffeid.TrustDomainFromString(b.GetTrustDomain())
 		if err != nil || td == s.cfg.TrustDomain {
 			s.log.Error("ignoring federated bundle of a bad trust domain", logkey.TrustDomain, b.GetTrustDomain(), logkey.Error, err)
 			continue
 		}
-		xb, err := client.BundleFromProto(td, b)
+		xb, err := s.fed.x509Bundle(td, b)
 		if err != nil {
 			s.log.Error("ignoring bad federated bundle", logkey.TrustDomain, td.Name(), logkey.Error, err)
 			continue
 		}
-		jb := jwtbundle.New(td)
-		for _, k := range b.GetJwtAuthorities() {
-			pub, err := x509.ParsePKIXPublicKey(k.GetPublicKey())
-			if err != nil {
-				s.log.Error("ignoring bad federated JWT authority", logkey.TrustDomain, td.Name(), logkey.KeyID, k.GetKeyId(), logkey.Error, err)
-				continue
-			}
-			jb.AddJWTAuthority(k.GetKeyId(), pub)
-		}
-		xs, js = append(xs, xb), append(js, jb)
+		xs, js = append(xs, xb), append(js, s.jwtBundle(&s.fed, td, b, true))
 	}
 	if err := s.cfg.Cache.SetFederatedBundles(xs, js); err != nil {
 		return err

@@ -40,6 +40,7 @@ type recorded struct {
 	bundles    int
 	applied    int
 	policySets int
+	misordered []string // ordering violations seen by the callbacks
 }
 
 func (r *recorder) Queue(ids ...string) {
@@ -63,7 +64,8 @@ func (r *recorder) snapshot() recorded {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return recorded{queued: slices.Clone(r.queued), reachable: r.reachable, forgotten: slices.Clone(r.forgotten),
-		gens: slices.Clone(r.gens), bundles: r.bundles, applied: r.applied, policySets: r.policySets}
+		gens: slices.Clone(r.gens), bundles: r.bundles, applied: r.applied, policySets: r.policySets,
+		misordered: slices.Clone(r.misordered)}
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {
@@ -109,16 +111,35 @@ func TestSyncer(t *testing.T) {
 	ch := cache.New(cache.Config{TrustDomain: testserver.TrustDomain})
 	syncer := agentsync.New(agentsync.Config{
 		TrustDomain: testserver.TrustDomain, Cache: ch, CA: c, Minter: rec, Scheduler: rec,
-		BundleChanged: func(*x509bundle.Bundle) { rec.mu.Lock(); rec.bundles++; rec.mu.Unlock() },
-		BundleApplied: func() { rec.mu.Lock(); rec.applied++; rec.mu.Unlock() },
-		Policies:      func(*nodev1.MTLSPolicies) { rec.mu.Lock(); rec.policySets++; rec.mu.Unlock() },
-		Backoff:       backoff.Config{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond},
+		// Workloads are served a bundle before it is stored, and the CA
+		// hears of it only after.
+		BundleChanged: func(b *x509bundle.Bundle) {
+			rec.mu.Lock()
+			defer rec.mu.Unlock()
+			rec.bundles++
+			if served := ch.Lookup(nil).Bundle; served == nil || !served.Equal(b) {
+				rec.misordered = append(rec.misordered, "a bundle stored before the cache served it")
+			}
+		},
+		BundleApplied: func() {
+			rec.mu.Lock()
+			defer rec.mu.Unlock()
+			rec.applied++
+			if rec.applied > rec.bundles {
+				rec.misordered = append(rec.misordered, "a bundle reported before it was stored")
+			}
+		},
+		Policies: func(*nodev1.MTLSPolicies) { rec.mu.Lock(); rec.policySets++; rec.mu.Unlock() },
+		Backoff:  backoff.Config{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond},
 	})
 	done := make(chan error, 1)
 	go func() { done <- syncer.Run(ctx) }()
 
 	waitFor(t, "the first sync", func() bool { return len(ch.Entries()) == 1 && ch.Ready() })
 	got := rec.snapshot()
+	if len(got.misordered) > 0 {
+		t.Fatalf("bundle handed on out of order: %v", got.misordered)
+	}
 	if !slices.Contains(got.queued, web) || got.reachable != 1 || got.bundles != 1 || got.applied != 1 || got.policySets != 1 || len(got.gens) != 1 {
 		t.Fatalf("after the first message: %+v; want the entry queued, the CA reachable once, one bundle, one policy set, one generation", got)
 	}

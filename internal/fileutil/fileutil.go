@@ -18,7 +18,14 @@ func WriteAtomic(path string, data []byte, mode os.FileMode) error {
 		return fmt.Errorf("fileutil: creating temp file for %s: %w", path, err)
 	}
 	name := tmp.Name()
-	defer os.Remove(name) // no-op after a successful rename
+	renamed := false
+	defer func() {
+		// Only a failed write leaves a temp file (a removal after the
+		// rename would cost every write a syscall).
+		if !renamed {
+			os.Remove(name)
+		}
+	}()
 	if err := tmp.Chmod(mode); err != nil {
 		tmp.Close()
 		return fmt.Errorf("fileutil: chmod %s: %w", name, err)
@@ -37,6 +44,7 @@ func WriteAtomic(path string, data []byte, mode os.FileMode) error {
 	if err := os.Rename(name, path); err != nil {
 		return fmt.Errorf("fileutil: renaming into %s: %w", path, err)
 	}
+	renamed = true
 	if d, err := os.Open(dir); err == nil {
 		d.Sync()
 		d.Close()

@@ -31,3 +31,20 @@ func TestWriteAtomic(t *testing.T) {
 		t.Error("writing into a missing directory succeeded")
 	}
 }
+
+// TestWriteAtomicFailedRename: a write whose rename fails (the path is a
+// directory) reports it and leaves no temp file behind.
+func TestWriteAtomicFailedRename(t *testing.T) {
+	dir := t.TempDir()
+	target := filepath.Join(dir, "taken")
+	if err := os.MkdirAll(filepath.Join(target, "child"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteAtomic(target, []byte("x"), 0o600); err == nil {
+		t.Fatal("writing over a non-empty directory succeeded")
+	}
+	ents, _ := os.ReadDir(dir)
+	if len(ents) != 1 || ents[0].Name() != "taken" {
+		t.Errorf("dir holds %v after a failed write, want only the directory", ents)
+	}
+}
