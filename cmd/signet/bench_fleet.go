@@ -24,6 +24,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -125,9 +126,14 @@ type simAgent struct {
 	cache  *cache.Cache
 	sub    *cache.Subscription
 
-	mu        sync.Mutex
-	bundleAt  time.Time // when a bundle with fanoutRoot arrived
-	rotatedAt time.Time // when every workload SVID chained to rotateRoot
+	mu       sync.Mutex
+	bundleAt time.Time // when a bundle with fanoutRoot arrived
+	// The last bundle delivered and when: an agent served the fan-out's
+	// bundle before PrepareRoot returned (and fanoutRoot was known) is
+	// timed by its arrival, not by the bench's later look.
+	lastBundle   *x509bundle.Bundle
+	lastBundleAt time.Time
+	rotatedAt    time.Time // when every workload SVID chained to rotateRoot
 }
 
 // fail counts an error of the bench or of an agent.
@@ -432,6 +438,9 @@ func (a *simAgent) deliver(u *cache.Update) {
 	now := time.Now()
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if u.Bundle != a.lastBundle {
+		a.lastBundle, a.lastBundleAt = u.Bundle, now
+	}
 	if root := a.b.fanoutRoot.Load(); root != nil && a.bundleAt.IsZero() && u.Bundle != nil && u.Bundle.HasX509Authority(root) {
 		a.bundleAt = now
 	}
@@ -714,9 +723,15 @@ func (b *fleetBench) fanout(ctx context.Context) (time.Duration, *adminv1.Author
 		return 0, nil, fmt.Errorf("root prepare: %w", err)
 	}
 	b.fanoutRoot.Store(root)
-	// An agent whose bundle arrived before the root was stored is caught
-	// by a fresh look at its cache.
+	// An agent whose bundle arrived before the root was stored is timed
+	// by that bundle's arrival; one whose delivery is not recorded yet
+	// (it runs as this looks) is caught by a fresh look at its cache.
 	for _, a := range b.agents {
+		a.mu.Lock()
+		if a.bundleAt.IsZero() && a.lastBundle != nil && a.lastBundle.HasX509Authority(root) {
+			a.bundleAt = a.lastBundleAt
+		}
+		a.mu.Unlock()
 		if u := a.cache.Lookup([]string{benchSelector}); u.Bundle != nil && u.Bundle.HasX509Authority(root) {
 			a.mu.Lock()
 			if a.bundleAt.IsZero() {
