@@ -189,9 +189,15 @@ func publicKeyEqual(a, b crypto.PublicKey) bool {
 
 // BundleFromProto converts the CA's bundle message.
 func BundleFromProto(td spiffeid.TrustDomain, b *nodev1.Bundle) (*x509bundle.Bundle, error) {
-	var roots []*x509.Certificate
+	return BundleFromProtoWith(td, b, x509.ParseCertificate)
+}
+
+// BundleFromProtoWith is BundleFromProto with parse reading each root:
+// agent/sync's reuses the roots the previous bundle message held.
+func BundleFromProtoWith(td spiffeid.TrustDomain, b *nodev1.Bundle, parse func(der []byte) (*x509.Certificate, error)) (*x509bundle.Bundle, error) {
+	roots := make([]*x509.Certificate, 0, len(b.GetX509Authorities()))
 	for _, der := range b.GetX509Authorities() {
-		c, err := x509.ParseCertificate(der)
+		c, err := parse(der)
 		if err != nil {
 			return nil, fmt.Errorf("client: parsing bundle root: %w", err)
 		}

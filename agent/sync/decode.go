@@ -3,13 +3,12 @@ package sync
 import (
 	"crypto"
 	"crypto/x509"
-	"errors"
-	"fmt"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/signet-mesh/signet/agent/client"
 	"github.com/signet-mesh/signet/agent/internal/logkey"
 	nodev1 "github.com/signet-mesh/signet/proto/signet/node/v1"
 )
@@ -66,18 +65,7 @@ func (d *decoder) key(der []byte) (crypto.PublicKey, error) {
 
 // x509Bundle is client.BundleFromProto with reuse.
 func (d *decoder) x509Bundle(td spiffeid.TrustDomain, b *nodev1.Bundle) (*x509bundle.Bundle, error) {
-	roots := make([]*x509.Certificate, 0, len(b.GetX509Authorities()))
-	for _, der := range b.GetX509Authorities() {
-		c, err := d.cert(der)
-		if err != nil {
-			return nil, fmt.Errorf("parsing bundle root: %w", err)
-		}
-		roots = append(roots, c)
-	}
-	if len(roots) == 0 {
-		return nil, errors.New("bundle has no roots")
-	}
-	return x509bundle.FromX509Authorities(td, roots), nil
+	return client.BundleFromProtoWith(td, b, d.cert)
 }
 
 // jwtBundle decodes b's JWT authorities with d; one that cannot be read
