@@ -155,12 +155,25 @@ func (b *Bolt) commitGroup() *groupNotice {
 	b.lastGroupSize = len(group)
 	start := b.clock.Now()
 	defer func() { b.lastCommit = b.clock.Now().Sub(start) }()
-	// Should anything below panic outside a fn, nobody may wait forever.
+	// Should anything below panic outside a fn, or a fn end the leader's
+	// goroutine (runtime.Goexit, as a test's t.Fatal does: an Update's
+	// fn runs on whichever caller leads its group), nobody may wait
+	// forever. deliver keeps the first result, so a call already answered
+	// keeps its own.
+	ended := false
 	defer func() {
-		if r := recover(); r != nil {
-			for _, c := range group {
-				c.deliver(batchResult{err: fmt.Errorf("store: group commit failed: %v", r)})
-			}
+		if ended {
+			return
+		}
+		r := recover()
+		err := fmt.Errorf("store: group commit failed: %v", r)
+		if r == nil {
+			err = errors.New("store: group commit failed: its leader's goroutine exited")
+		}
+		for _, c := range group {
+			c.deliver(batchResult{err: err})
+		}
+		if r != nil {
 			panic(r)
 		}
 	}()
@@ -185,6 +198,7 @@ func (b *Bolt) commitGroup() *groupNotice {
 		for _, c := range calls {
 			c.deliver(batchResult{err: err})
 		}
+		ended = true
 		if err != nil {
 			return nil
 		}
@@ -193,6 +207,7 @@ func (b *Bolt) commitGroup() *groupNotice {
 		}
 		return n
 	}
+	ended = true
 	return nil
 }
 

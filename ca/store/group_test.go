@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -200,5 +201,36 @@ func TestGroupResultsBeforeNotify(t *testing.T) {
 	}
 	if timedOut.Load() {
 		t.Errorf("the subscriber was called before any caller of its group had its result")
+	}
+}
+
+// TestGroupLeaderGoexit: a function that ends the goroutine it runs on
+// (runtime.Goexit, as t.Fatal does) takes its group's leader with it;
+// the other callers of the group still get an answer, and the store
+// still commits afterwards.
+func TestGroupLeaderGoexit(t *testing.T) {
+	st := openBolt(t)
+	_, release := holdWriter(t, st)
+	errs := make(chan error, 2)
+	for i, fn := range []func(store.Tx) error{
+		func(store.Tx) error { runtime.Goexit(); return nil },
+		groupMint("01"),
+	} {
+		go func() { errs <- st.Batch(context.Background(), fn) }()
+		waitQueued(t, st, i+1) // in order, the Goexit first
+	}
+	release()
+	// One of the two goroutines led the group and exited; the other
+	// returns.
+	select {
+	case err := <-errs:
+		if err == nil || !strings.Contains(err.Error(), "group commit failed") {
+			t.Errorf("Batch in the exited leader's group: %v, want an error saying the group commit failed", err)
+		}
+	case <-time.After(waitTimeout):
+		t.Fatalf("no caller of the group returned")
+	}
+	if err := st.Update(t.Context(), groupMint("02")); err != nil {
+		t.Errorf("Update after the exited leader: %v", err)
 	}
 }
