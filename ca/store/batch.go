@@ -129,20 +129,51 @@ func (b *Bolt) take() []*batchCall {
 }
 
 // lead runs one group commit; the caller holds the writer, which lead
-// releases.
+// releases. The group's callers get their results first; then the writer
+// is released, and only then are the subscribers woken: a commit that
+// took a revision wakes every stream it concerns (thousands of agents'
+// after a bundle change), and neither its callers nor the next group
+// need wait for that.
 func (b *Bolt) lead() {
+	if n := b.commitGroup(); n != nil {
+		b.notify(n.revised, n.audited, &n.scope)
+	}
+}
+
+// groupNotice is what a committed group changed, for notify.
+type groupNotice struct {
+	revised, audited bool
+	scope            changeScope
+}
+
+// commitGroup runs one group commit and delivers its results; it releases
+// the writer. It returns what to notify, nil when nothing committed.
+func (b *Bolt) commitGroup() *groupNotice {
 	defer b.releaseWriter()
 	b.gather()
 	group := b.take()
 	b.lastGroupSize = len(group)
 	start := b.clock.Now()
 	defer func() { b.lastCommit = b.clock.Now().Sub(start) }()
-	// Should anything below panic outside a fn, nobody may wait forever.
+	// Should anything below panic outside a fn, or a fn end the leader's
+	// goroutine (runtime.Goexit, as a test's t.Fatal does: an Update's
+	// fn runs on whichever caller leads its group), nobody may wait
+	// forever. deliver keeps the first result, so a call already answered
+	// keeps its own.
+	ended := false
 	defer func() {
-		if r := recover(); r != nil {
-			for _, c := range group {
-				c.deliver(batchResult{err: fmt.Errorf("store: group commit failed: %v", r)})
-			}
+		if ended {
+			return
+		}
+		r := recover()
+		err := fmt.Errorf("store: group commit failed: %v", r)
+		if r == nil {
+			err = errors.New("store: group commit failed: its leader's goroutine exited")
+		}
+		for _, c := range group {
+			c.deliver(batchResult{err: err})
+		}
+		if r != nil {
 			panic(r)
 		}
 	}()
@@ -155,8 +186,8 @@ func (b *Bolt) lead() {
 		calls = append(calls, c)
 	}
 	for len(calls) > 0 {
-		var scope changeScope
-		failed, res, revised, audited, err := b.runGroup(calls, &scope)
+		n := &groupNotice{}
+		failed, res, err := b.runGroup(calls, n)
 		if failed >= 0 {
 			b.log.Debug("rerunning group commit without a failed function", logKeyGroupSize, len(calls), logKeyError, res.err)
 			calls[failed].deliver(res)
@@ -164,17 +195,20 @@ func (b *Bolt) lead() {
 			continue
 		}
 		err = b.txErr("committing batch", err)
-		if err == nil {
-			b.notify(revised, audited, &scope)
-			if b.onGroupCommit != nil {
-				b.onGroupCommit(len(calls))
-			}
-		}
 		for _, c := range calls {
 			c.deliver(batchResult{err: err})
 		}
-		return
+		ended = true
+		if err != nil {
+			return nil
+		}
+		if b.onGroupCommit != nil {
+			b.onGroupCommit(len(calls))
+		}
+		return n
 	}
+	ended = true
+	return nil
 }
 
 // gather waits, before a busy store's commit, for more callers to join
@@ -205,10 +239,10 @@ var errFnFailed = errors.New("a batch function failed")
 
 // runGroup runs calls in one transaction and commits it unless one fails;
 // then it returns that one's index and result, and nothing is written.
-// err is bbolt's (begin or commit); revised says a fn took a revision,
-// audited that one appended to the audit log, scope what the functions
-// that took a revision wrote.
-func (b *Bolt) runGroup(calls []*batchCall, scope *changeScope) (failed int, res batchResult, revised, audited bool, err error) {
+// err is bbolt's (begin or commit); n collects what the functions changed:
+// whether one took a revision, whether one appended to the audit log, and
+// what those that took a revision wrote.
+func (b *Bolt) runGroup(calls []*batchCall, n *groupNotice) (failed int, res batchResult, err error) {
 	failed = -1
 	err = b.db.Update(func(tx *bbolt.Tx) error {
 		for i, c := range calls {
@@ -217,18 +251,18 @@ func (b *Bolt) runGroup(calls []*batchCall, scope *changeScope) (failed int, res
 				failed, res = i, r
 				return errFnFailed
 			}
-			revised = revised || t.revised
+			n.revised = n.revised || t.revised
 			if t.revised {
-				scope.merge(&t.scope)
+				n.scope.merge(&t.scope)
 			}
-			audited = audited || t.audited
+			n.audited = n.audited || t.audited
 		}
 		return nil
 	})
 	if failed >= 0 {
 		err = nil
 	}
-	return failed, res, revised, audited, err
+	return failed, res, err
 }
 
 // runFn calls fn, turning a panic into a result so the leader can carry on

@@ -195,32 +195,17 @@ func (b *Bolt) View(ctx context.Context, fn func(Tx) error) error {
 	return b.txErr("reading store", err)
 }
 
-// Update implements Store. ctx bounds the wait for the writer; once fn
-// runs, the transaction completes. A panic in fn rolls back and
-// propagates.
+// Update implements Store. It joins the group commit as Batch does: an
+// admin change and the mints queued with it share one transaction and
+// one fsync, instead of the mints waiting behind the change's own commit.
+// fn may therefore run more than once (as on every backend: etcd reruns
+// it on a conflict), and fn's writes are still all or nothing: a fn that
+// fails is left out of its group's commit, and a fn that fails in the
+// group makes it run again without that one. ctx bounds the wait for the
+// writer; once fn runs, the transaction completes. A panic in fn rolls
+// back and propagates, wrapped with the stack where it happened.
 func (b *Bolt) Update(ctx context.Context, fn func(Tx) error) error {
-	if err := b.usable(ctx); err != nil {
-		return err
-	}
-	if err := b.acquireWriter(ctx); err != nil {
-		return err
-	}
-	defer b.releaseWriter()
-	t := &boltTx{}
-	var fnErr error
-	err := b.db.Update(func(tx *bbolt.Tx) error {
-		t.tx = tx
-		fnErr = fn(t)
-		return fnErr
-	})
-	if fnErr != nil {
-		return fnErr
-	}
-	if err != nil {
-		return b.txErr("committing transaction", err)
-	}
-	b.notify(t.revised, t.audited, &t.scope)
-	return nil
+	return b.Batch(ctx, fn)
 }
 
 // notify wakes the subscribers of what a commit changed; scope is what

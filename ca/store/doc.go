@@ -50,6 +50,14 @@
 //		return tx.PutSVID(rec)
 //	})
 //
+// Bolt's Update joins the same group commit: an admin change and the
+// mints queued with it share one fsync instead of the mints waiting
+// behind the change's own commit. Each function is still all or nothing:
+// one that fails is left out of its group, which runs again without it.
+// A group's callers get their results before its change is published to
+// the subscribers below, and the writer is free for the next group by
+// then.
+//
 // Bolt's GetNode and GetEntry, read by every mint, keep the records they
 // decoded with the bytes they came from (decodecache.go): a read whose
 // stored bytes are unchanged gets a copy without decoding JSON again, one
