@@ -9,7 +9,11 @@
 //     STRICT` use them to tell which workloads still get plaintext.
 //
 // Counts are summed here and sent every ConnectionReportInterval when there
-// are any; a failed report keeps them for the next one. A bundle report
+// are any; a failed report keeps them for the next one. A new bundle is
+// reported at a random point of the window the CA asks its agents to
+// spread such calls over (reconnect_spread_ms: nothing for a small fleet,
+// 20 s for 10,000 agents), so that a fleet's reports do not reach the CA
+// in the instant it is sending every agent the bundle. A bundle report
 // that fails is tried again with backoff (honouring the CA's retry hints)
 // until one report gets through: it carries the revision served then, so
 // bundles applied meanwhile are covered by it, and the last one always
@@ -79,6 +83,10 @@ type Reporter struct {
 	pending map[countKey]*nodev1.ConnectionCounts
 
 	applied chan struct{} // a new bundle revision is to be reported
+	rnd     backoff.Rand
+
+	spreadMu sync.Mutex
+	spread   time.Duration // BundleApplied's last window
 }
 
 type countKey struct {
@@ -97,11 +105,16 @@ func New(cfg Config) *Reporter {
 		log:     cfg.Logger.With(logkey.Component, "report"),
 		pending: map[countKey]*nodev1.ConnectionCounts{},
 		applied: make(chan struct{}, 1),
+		rnd:     backoff.OrSystem(cfg.Backoff.Rand),
 	}
 }
 
-// BundleApplied asks Run to report the bundle revision now.
-func (r *Reporter) BundleApplied() {
+// BundleApplied asks Run to report the bundle revision, at a random point
+// of spread from now (at once when spread is 0).
+func (r *Reporter) BundleApplied(spread time.Duration) {
+	r.spreadMu.Lock()
+	r.spread = spread
+	r.spreadMu.Unlock()
 	select {
 	case r.applied <- struct{}{}:
 	default:
@@ -179,9 +192,17 @@ func (r *Reporter) Run(ctx context.Context) error {
 	b := backoff.New(r.cfg.Backoff)
 	var (
 		unreported bool        // a bundle applied since the last report that got through
-		retry      clock.Timer // armed while unreported, after a failure
+		retry      clock.Timer // armed while unreported: the spread's delay, or after a failure
 		retryC     <-chan time.Time
 	)
+	arm := func(d time.Duration) {
+		if retry == nil {
+			retry = r.cfg.Clock.NewTimer(d)
+		} else {
+			retry.Reset(d)
+		}
+		retryC = retry.C()
+	}
 	defer func() {
 		if retry != nil {
 			retry.Stop()
@@ -195,6 +216,13 @@ func (r *Reporter) Run(ctx context.Context) error {
 			return nil
 		case <-r.applied:
 			unreported = true
+			if retryC != nil {
+				continue // a report is due already; it will carry this revision
+			}
+			if d := r.spreadDelay(); d > 0 {
+				arm(d)
+				continue
+			}
 			what = "reporting applied bundle"
 		case <-retryC:
 			retryC = nil
@@ -229,12 +257,19 @@ func (r *Reporter) Run(ctx context.Context) error {
 		}
 		// `signet root activate` waits for this revision: try again.
 		d := b.NextFor(err)
-		if retry == nil {
-			retry = r.cfg.Clock.NewTimer(d)
-		} else {
-			retry.Reset(d)
-		}
-		retryC = retry.C()
+		arm(d)
 		r.log.Warn(what, logkey.Error, err, logkey.RetryIn, d)
 	}
+}
+
+// spreadDelay is how long to wait before reporting a new bundle: a random
+// point of the window BundleApplied was last given.
+func (r *Reporter) spreadDelay() time.Duration {
+	r.spreadMu.Lock()
+	spread := r.spread
+	r.spreadMu.Unlock()
+	if spread <= 0 {
+		return 0
+	}
+	return time.Duration(r.rnd() * float64(spread))
 }

@@ -124,7 +124,7 @@ func TestRun(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()
 
-	r.BundleApplied()
+	r.BundleApplied(0)
 	if got := ca.wait(t); got != (call{revision: 7}) {
 		t.Fatalf("bundle report = %+v, want revision 7 and no counts", got)
 	}
@@ -148,7 +148,7 @@ func TestRun(t *testing.T) {
 	}
 
 	ca.setErr(nodeapi.RejectNode(nodeapi.ReasonEvicted, "evicted"))
-	r.BundleApplied()
+	r.BundleApplied(0)
 	ca.wait(t)
 	select {
 	case err := <-done:
@@ -172,7 +172,7 @@ func TestRunRetriesBundleReport(t *testing.T) {
 		Backoff: backoff.Config{Initial: time.Second, Max: time.Second, Rand: backoff.NewRand(1)}})
 	ca.setErr(status.Error(codes.Unavailable, "CA busy"))
 	for range 3 {
-		r.BundleApplied()
+		r.BundleApplied(0)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -208,4 +208,69 @@ func TestRunRetriesBundleReport(t *testing.T) {
 		t.Fatalf("report once the CA answers = %+v, want revision 8", got)
 	}
 	waiters(1) // only the ticker: nothing left to retry
+}
+
+// TestRunSpreadsBundleReport: with a spread from the CA, a new bundle is
+// reported at a random point of it, once for the bundles applied
+// meanwhile and with the revision served then; a count report that goes
+// first carries the revision and leaves nothing to report.
+func TestRunSpreadsBundleReport(t *testing.T) {
+	const spread = 20 * time.Second
+	clk := clock.NewFake(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC))
+	ca := &recordingCA{got: make(chan struct{}, 10)}
+	var rev atomic.Int64
+	rev.Store(7)
+	rnd := backoff.NewRand(1)
+	delay := time.Duration(backoff.NewRand(1)() * float64(spread)) // the first draw of rnd
+	if delay >= ConnectionReportInterval {
+		t.Fatalf("seed gives a delay of %s: the test needs one before the first count report", delay)
+	}
+	r := New(Config{CA: ca, BundleRevision: rev.Load, Clock: clk, Backoff: backoff.Config{Rand: rnd}})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	start := clk.Now()
+	go r.Run(ctx)
+	waiters := func(n int) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for clk.Waiters() != n {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d timers armed, want %d", clk.Waiters(), n)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	reports := func() int {
+		ca.mu.Lock()
+		defer ca.mu.Unlock()
+		return len(ca.reports)
+	}
+
+	r.BundleApplied(spread)
+	waiters(2) // the ticker and the spread's delay
+	rev.Store(8)
+	r.BundleApplied(spread) // a second bundle while the first waits
+	clk.Advance(delay - time.Millisecond)
+	if n := reports(); n != 0 {
+		t.Fatalf("%d reports before the spread's delay of %s", n, delay)
+	}
+	clk.Advance(time.Millisecond)
+	if got := ca.wait(t); got != (call{revision: 8}) {
+		t.Fatalf("spread bundle report = %+v, want revision 8", got)
+	}
+	waiters(1) // only the ticker: the second bundle went with the first
+	if n := reports(); n != 1 {
+		t.Fatalf("%d reports for two bundles applied together, want 1", n)
+	}
+
+	// A count report before the delay carries the new revision.
+	rev.Store(9)
+	r.BundleApplied(spread)
+	waiters(2)
+	r.AddConnections([]*agentv1.ConnectionCounts{{SpiffeId: "spiffe://example.org/web", Port: 1, Mtls: 1}})
+	clk.Advance(start.Add(ConnectionReportInterval).Sub(clk.Now())) // the first tick; the second delay is longer
+	if got := ca.wait(t); got != (call{revision: 9, counts: 1}) {
+		t.Fatalf("count report = %+v, want revision 9 with 1 count", got)
+	}
+	waiters(1) // the bundle's report is done
 }

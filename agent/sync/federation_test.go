@@ -94,7 +94,7 @@ func TestSyncerFederatedBundles(t *testing.T) {
 	ch := cache.New(cache.Config{TrustDomain: testserver.TrustDomain})
 	syncer := agentsync.New(agentsync.Config{
 		TrustDomain: testserver.TrustDomain, Cache: ch, CA: c, Minter: rec, Scheduler: rec,
-		BundleChanged: func(*x509bundle.Bundle) {}, BundleApplied: func() {}, Policies: func(*nodev1.MTLSPolicies) {},
+		BundleChanged: func(*x509bundle.Bundle) {}, BundleApplied: func(time.Duration) {}, Policies: func(*nodev1.MTLSPolicies) {},
 		Backoff: backoff.Config{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond},
 	})
 	done := make(chan error, 1)

@@ -66,8 +66,9 @@ type Config struct {
 	// node identity authenticates the CA with it and keeps it on disk.
 	BundleChanged func(*x509bundle.Bundle)
 	// BundleApplied is told after each new bundle (the agent reports the
-	// revision to the CA).
-	BundleApplied func()
+	// revision to the CA), with the window the CA asks its agents to spread
+	// such calls over (reconnect_spread_ms, which grows with the fleet).
+	BundleApplied func(spread time.Duration)
 	// Policies takes the mTLS policy set of each message that has one.
 	Policies func(*nodev1.MTLSPolicies)
 	Backoff  backoff.Config
@@ -208,7 +209,7 @@ func (s *Syncer) apply(msg *nodev1.SyncEntriesResponse) error {
 		})
 	}
 	if b := msg.GetBundle(); b != nil {
-		if err := s.applyBundle(b); err != nil {
+		if err := s.applyBundle(b, time.Duration(msg.GetReconnectSpreadMs())*time.Millisecond); err != nil {
 			return err
 		}
 	}
@@ -242,7 +243,7 @@ func (s *Syncer) apply(msg *nodev1.SyncEntriesResponse) error {
 	return nil
 }
 
-func (s *Syncer) applyBundle(b *nodev1.Bundle) error {
+func (s *Syncer) applyBundle(b *nodev1.Bundle, spread time.Duration) error {
 	s.own.begin()
 	xb, err := s.own.x509Bundle(s.cfg.TrustDomain, b)
 	if err != nil {
@@ -255,7 +256,7 @@ func (s *Syncer) applyBundle(b *nodev1.Bundle) error {
 	}
 	s.cfg.BundleChanged(xb)
 	s.log.Info("bundle applied", logkey.Revision, b.GetRevision(), logkey.Roots, len(xb.X509Authorities()))
-	s.cfg.BundleApplied()
+	s.cfg.BundleApplied(spread)
 	return nil
 }
 

@@ -121,10 +121,15 @@ func TestSyncer(t *testing.T) {
 				rec.misordered = append(rec.misordered, "a bundle stored before the cache served it")
 			}
 		},
-		BundleApplied: func() {
+		BundleApplied: func(spread time.Duration) {
 			rec.mu.Lock()
 			defer rec.mu.Unlock()
 			rec.applied++
+			// The CA's reconnect_spread_ms: one connected agent's share
+			// of its reconnect rate, a few ms.
+			if spread <= 0 || spread > time.Second {
+				rec.misordered = append(rec.misordered, fmt.Sprintf("a bundle reported with a spread of %s, not the CA's", spread))
+			}
 			if rec.applied > rec.bundles {
 				rec.misordered = append(rec.misordered, "a bundle reported before it was stored")
 			}
@@ -220,7 +225,7 @@ func TestSyncerLargeRegistry(t *testing.T) {
 		syncer := agentsync.New(agentsync.Config{
 			TrustDomain: testserver.TrustDomain, Cache: ch, CA: c, Minter: rec, Scheduler: rec,
 			BundleChanged: func(*x509bundle.Bundle) {},
-			BundleApplied: func() {},
+			BundleApplied: func(time.Duration) {},
 			Policies:      func(*nodev1.MTLSPolicies) {},
 			Backoff:       backoff.Config{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond},
 		})
@@ -283,7 +288,7 @@ func TestSyncerSpreadsReconnection(t *testing.T) {
 	syncer := agentsync.New(agentsync.Config{
 		TrustDomain: testserver.TrustDomain, Cache: ch, CA: c, Minter: rec, Scheduler: rec,
 		BundleChanged: func(*x509bundle.Bundle) {},
-		BundleApplied: func() {},
+		BundleApplied: func(time.Duration) {},
 		Policies:      func(*nodev1.MTLSPolicies) {},
 		Backoff:       backoff.Config{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond, Rand: func() float64 { return 0.75 }},
 		Metrics: agentsync.Metrics{Backoff: func(d time.Duration) {
