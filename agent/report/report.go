@@ -32,6 +32,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/signet-mesh/signet/agent/internal/logkey"
@@ -84,9 +85,7 @@ type Reporter struct {
 
 	applied chan struct{} // a new bundle revision is to be reported
 	rnd     backoff.Rand
-
-	spreadMu sync.Mutex
-	spread   time.Duration // BundleApplied's last window
+	spread  atomic.Int64 // BundleApplied's last window, a time.Duration
 }
 
 type countKey struct {
@@ -112,9 +111,7 @@ func New(cfg Config) *Reporter {
 // BundleApplied asks Run to report the bundle revision, at a random point
 // of spread from now (at once when spread is 0).
 func (r *Reporter) BundleApplied(spread time.Duration) {
-	r.spreadMu.Lock()
-	r.spread = spread
-	r.spreadMu.Unlock()
+	r.spread.Store(int64(spread))
 	select {
 	case r.applied <- struct{}{}:
 	default:
@@ -265,9 +262,7 @@ func (r *Reporter) Run(ctx context.Context) error {
 // spreadDelay is how long to wait before reporting a new bundle: a random
 // point of the window BundleApplied was last given.
 func (r *Reporter) spreadDelay() time.Duration {
-	r.spreadMu.Lock()
-	spread := r.spread
-	r.spreadMu.Unlock()
+	spread := time.Duration(r.spread.Load())
 	if spread <= 0 {
 		return 0
 	}

@@ -184,30 +184,20 @@ func TestRunRetriesBundleReport(t *testing.T) {
 	if n := len(r.applied); n != 0 {
 		t.Fatalf("%d bundle reports still queued after three bundles were reported in one", n)
 	}
-	waiters := func(n int) {
-		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for clk.Waiters() != n {
-			if time.Now().After(deadline) {
-				t.Fatalf("%d timers armed, want %d", clk.Waiters(), n)
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}
 	// The ticker and the retry.
-	waiters(2)
+	waitTimers(t, clk, 2)
 	clk.Advance(2 * time.Second)
 	if got := ca.wait(t); got != (call{revision: 7}) {
 		t.Fatalf("second try = %+v, want revision 7", got)
 	}
-	waiters(2)
+	waitTimers(t, clk, 2)
 	rev.Store(8) // applied while the CA was busy; its report is the retry
 	ca.setErr(nil)
 	clk.Advance(2 * time.Second)
 	if got := ca.wait(t); got != (call{revision: 8}) {
 		t.Fatalf("report once the CA answers = %+v, want revision 8", got)
 	}
-	waiters(1) // only the ticker: nothing left to retry
+	waitTimers(t, clk, 1) // only the ticker: nothing left to retry
 }
 
 // TestRunSpreadsBundleReport: with a spread from the CA, a new bundle is
@@ -230,16 +220,6 @@ func TestRunSpreadsBundleReport(t *testing.T) {
 	defer cancel()
 	start := clk.Now()
 	go r.Run(ctx)
-	waiters := func(n int) {
-		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for clk.Waiters() != n {
-			if time.Now().After(deadline) {
-				t.Fatalf("%d timers armed, want %d", clk.Waiters(), n)
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}
 	reports := func() int {
 		ca.mu.Lock()
 		defer ca.mu.Unlock()
@@ -247,7 +227,7 @@ func TestRunSpreadsBundleReport(t *testing.T) {
 	}
 
 	r.BundleApplied(spread)
-	waiters(2) // the ticker and the spread's delay
+	waitTimers(t, clk, 2) // the ticker and the spread's delay
 	rev.Store(8)
 	r.BundleApplied(spread) // a second bundle while the first waits
 	clk.Advance(delay - time.Millisecond)
@@ -258,7 +238,7 @@ func TestRunSpreadsBundleReport(t *testing.T) {
 	if got := ca.wait(t); got != (call{revision: 8}) {
 		t.Fatalf("spread bundle report = %+v, want revision 8", got)
 	}
-	waiters(1) // only the ticker: the second bundle went with the first
+	waitTimers(t, clk, 1) // only the ticker: the second bundle went with the first
 	if n := reports(); n != 1 {
 		t.Fatalf("%d reports for two bundles applied together, want 1", n)
 	}
@@ -266,11 +246,24 @@ func TestRunSpreadsBundleReport(t *testing.T) {
 	// A count report before the delay carries the new revision.
 	rev.Store(9)
 	r.BundleApplied(spread)
-	waiters(2)
+	waitTimers(t, clk, 2)
 	r.AddConnections([]*agentv1.ConnectionCounts{{SpiffeId: "spiffe://example.org/web", Port: 1, Mtls: 1}})
 	clk.Advance(start.Add(ConnectionReportInterval).Sub(clk.Now())) // the first tick; the second delay is longer
 	if got := ca.wait(t); got != (call{revision: 9, counts: 1}) {
 		t.Fatalf("count report = %+v, want revision 9 with 1 count", got)
 	}
-	waiters(1) // the bundle's report is done
+	waitTimers(t, clk, 1) // the bundle's report is done
+}
+
+// waitTimers waits, up to a deadline, until n timers are armed on clk:
+// Run's goroutine has acted on what the test did.
+func waitTimers(t *testing.T, clk *clock.Fake, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for clk.Waiters() != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d timers armed, want %d", clk.Waiters(), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
