@@ -24,6 +24,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -264,17 +265,42 @@ type Client struct {
 // reconnects by itself, to another replica when address lists several:
 // see target.go).
 func Dial(address string, td spiffeid.TrustDomain, src *Source) (*Client, error) {
+	return dial(address, td, src, nil)
+}
+
+// Flow-control windows of the agent's connection to the CA: fixed, which
+// turns off gRPC's bandwidth-delay estimation. The estimator answers the
+// first data after a quiet spell with a PING to time its round trip, so a
+// bundle change woke every agent of the fleet into sending a PING and the
+// CA into answering each one: for 4,000 agents, four more TLS records and
+// system calls each (two on each side) in the same second as the bundle
+// itself. An agent hears from the CA in bursts after long quiet spells,
+// so nearly every burst paid for one. The windows are large enough for a
+// whole message in flight (gRPC's 4 MiB default limit) without waiting
+// for a window update; they are credit, not buffers: nothing is allocated
+// for them, and the agent reads what arrives at once.
+const (
+	streamWindow = 4 << 20
+	connWindow   = 8 << 20
+)
+
+// dial is Dial; wrap, if not nil, wraps each connection after its TLS
+// handshake (tests look at the HTTP/2 frames the agent writes).
+func dial(address string, td spiffeid.TrustDomain, src *Source, wrap func(net.Conn) net.Conn) (*Client, error) {
 	tlsCfg := tlsconfig.MTLSClientConfig(src, src, tlsconfig.AuthorizeID(ServerID(td)))
 	tlsCfg.MinVersion = tls.VersionTLS13
 	tgt, opts, err := target(address)
 	if err != nil {
 		return nil, err
 	}
-	conn, err := grpc.NewClient(tgt, append(opts, grpc.WithTransportCredentials(newClientTLS(tlsCfg)),
+	creds := newClientTLS(tlsCfg)
+	creds.wrap = wrap
+	conn, err := grpc.NewClient(tgt, append(opts, grpc.WithTransportCredentials(creds),
 		// The agent hears from the CA in bursts (a batch of minted SVIDs
 		// can be megabytes) and then not for minutes: pooled receive
 		// buffers would hold the burst's size idle in between.
-		experimental.WithBufferPool(mem.NopBufferPool{}))...)
+		experimental.WithBufferPool(mem.NopBufferPool{}),
+		grpc.WithStaticStreamWindowSize(streamWindow), grpc.WithStaticConnWindowSize(connWindow))...)
 	if err != nil {
 		return nil, fmt.Errorf("client: dialing %s: %w", address, err)
 	}

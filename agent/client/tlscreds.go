@@ -27,11 +27,14 @@ const alpnH2 = "h2"
 // gRPC's per-call security checks.
 type clientTLS struct {
 	config *tls.Config
+	// wrap, if not nil, wraps each connection after its handshake (see
+	// dial).
+	wrap func(net.Conn) net.Conn
 }
 
 // newClientTLS returns client-only TLS credentials for cfg, which it
 // copies: cfg's verification callbacks are kept, and h2 is offered.
-func newClientTLS(cfg *tls.Config) credentials.TransportCredentials {
+func newClientTLS(cfg *tls.Config) *clientTLS {
 	c := cfg.Clone()
 	if !slices.Contains(c.NextProtos, alpnH2) {
 		c.NextProtos = append(slices.Clone(c.NextProtos), alpnH2)
@@ -64,7 +67,11 @@ func (c *clientTLS) ClientHandshake(ctx context.Context, authority string, rawCo
 		conn.Close()
 		return nil, nil, fmt.Errorf("client: CA at %s did not negotiate %q by ALPN (negotiated %q): it is not a gRPC server", authority, alpnH2, state.NegotiatedProtocol)
 	}
-	return conn, credentials.TLSInfo{
+	var out net.Conn = conn
+	if c.wrap != nil {
+		out = c.wrap(conn)
+	}
+	return out, credentials.TLSInfo{
 		State:          state,
 		CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.PrivacyAndIntegrity},
 	}, nil
@@ -82,7 +89,7 @@ func (c *clientTLS) Info() credentials.ProtocolInfo {
 
 // Clone implements credentials.TransportCredentials.
 func (c *clientTLS) Clone() credentials.TransportCredentials {
-	return &clientTLS{config: c.config.Clone()}
+	return &clientTLS{config: c.config.Clone(), wrap: c.wrap}
 }
 
 // OverrideServerName implements credentials.TransportCredentials.

@@ -131,6 +131,9 @@ func authorityProto(a *rotation.AuthorityStatus, agents map[string]int64) *admin
 		CrossSignedBy:  a.CrossSignedBy,
 		ServerName:     a.ServerName,
 	}
+	if !a.CreatedAt.IsZero() {
+		out.CreatedAtUnixNano = a.CreatedAt.UnixNano()
+	}
 	if a.Kind != store.KindJWT {
 		out.Certificate = a.CertDER
 	}

@@ -71,6 +71,9 @@ type work struct {
 	keys []preparedKey
 	// events are logged once the step committed.
 	events []func()
+	// created are the authorities the step makes (see add): their
+	// CreatedAt is the instant of the step's transaction (stamp).
+	created []*store.Authority
 
 	// Set by the op:
 	// newRoot is a root the step creates or imports (PrepareRoot); root
@@ -104,6 +107,18 @@ type preparedKey struct {
 	// created: the step made the key (not a CSR key made earlier), so it
 	// is deleted if the step does not commit.
 	created bool
+}
+
+// stamp dates the authorities the step creates at, the instant of its
+// transaction: taken after their keys were made and their certificates
+// signed, so a new root's CreatedAt is when the trust bundle changed, the
+// instant its fan-out to the agents starts from. (The op's now, taken
+// before the key was made, would count the key's generation and its
+// encryption at rest as part of the fan-out.)
+func (w *work) stamp(at time.Time) {
+	for _, a := range w.created {
+		a.CreatedAt, a.StateChangedAt = at, at
+	}
 }
 
 // move sets a's state and marks it for writing.
@@ -179,6 +194,7 @@ func (m *Manager) apply(ctx context.Context, name string, o op) error {
 // false when the transaction surely rolled back (w's function failed);
 // an error with committed true is the store failing at commit.
 func (m *Manager) commit(ctx context.Context, w *work, name string, now time.Time) (committed bool, err error) {
+	w.stamp(m.clock.Now())
 	fnFailed := false
 	err = m.cfg.Store.Update(ctx, func(tx store.Tx) error {
 		if err := m.write(tx, w, name, now); err != nil {

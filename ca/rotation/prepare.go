@@ -103,6 +103,7 @@ func (m *Manager) signer(ctx context.Context, w *work, a *store.Authority) (cryp
 // add appends a new authority to w.
 func (m *Manager) add(w *work, a *store.Authority) {
 	w.auths = append(w.auths, a)
+	w.created = append(w.created, a)
 	w.write[a.ID] = true
 	w.events = append(w.events, func() {
 		m.log.Info("authority created", logAuthorityID, a.ID, logKind, a.Kind, logState, a.State, logParentID, a.ParentID, logNotAfter, a.NotAfter, logServer, a.ServerName)

@@ -32,6 +32,19 @@ const nodeWriteBufferSize = 4 << 10
 // sends its headers literally.
 const nodeHeaderTableSize = 0
 
+// nodeWindowSize is the flow-control window of each agent connection and
+// of each of its streams, for what the agent sends: fixed, which turns off
+// gRPC's bandwidth-delay estimation. The estimator answers the first data
+// after a quiet spell with a PING to time its round trip; agents send a
+// few small requests (CSRs, status reports) after long quiet spells, so
+// nearly every one cost a PING and its answer, two more TLS records and
+// system calls on each side, and after a bundle change or a rotation the
+// whole fleet's did at once. 1 MiB holds the largest request an agent
+// sends (a mint call of 500 CSRs) in flight without a window update, and
+// bounds what a connection can have buffered well below the 16 MiB the
+// estimator grows to. The agent fixes its own windows too (agent/client).
+const nodeWindowSize = 1 << 20
+
 // fleetServerOptions are the node API's options for a large fleet of
 // idle connections.
 func fleetServerOptions() []grpc.ServerOption {
@@ -39,5 +52,7 @@ func fleetServerOptions() []grpc.ServerOption {
 		grpc.ReadBufferSize(nodeReadBufferSize),
 		grpc.WriteBufferSize(nodeWriteBufferSize),
 		grpc.HeaderTableSize(nodeHeaderTableSize),
+		grpc.StaticStreamWindowSize(nodeWindowSize),
+		grpc.StaticConnWindowSize(nodeWindowSize),
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
+	"sync"
 	"time"
 )
 
@@ -68,4 +70,49 @@ func saveProfile(hc *http.Client, url, path string) error {
 		return err
 	}
 	return f.Close()
+}
+
+// benchServerCPUWindow is how long the server's CPU profile of a phase
+// runs (the debug listener's profile is taken over a fixed window).
+const benchServerCPUWindow = 5 * time.Second
+
+// startBenchProfile, with --profile-dir, takes CPU profiles over a phase:
+// of the bench process itself (the simulated agents: the real agent code
+// and the harness) as PHASE.bench.cpu.pb.gz until the returned function is
+// called, and of the server as PHASE.server.cpu.pb.gz over
+// benchServerCPUWindow from now. The returned function ends both (waiting
+// for the server's window) and may be called more than once.
+func (b *fleetBench) startBenchProfile(phase string) func() {
+	if b.opts.profileDir == "" {
+		return func() {}
+	}
+	var wg sync.WaitGroup
+	if b.debugAddr != "" {
+		wg.Go(func() {
+			hc := &http.Client{Timeout: benchServerCPUWindow + time.Minute}
+			url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", b.debugAddr, int(benchServerCPUWindow/time.Second))
+			if err := saveProfile(hc, url, filepath.Join(b.opts.profileDir, phase+".server.cpu.pb.gz")); err != nil {
+				b.fail("server CPU profile at %s: %v", phase, err)
+			}
+		})
+	}
+	f, err := os.OpenFile(filepath.Join(b.opts.profileDir, phase+".bench.cpu.pb.gz"), os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err == nil {
+		if err = pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			f = nil
+		}
+	}
+	if err != nil {
+		b.fail("bench CPU profile at %s: %v", phase, err)
+	}
+	return sync.OnceFunc(func() {
+		if f != nil {
+			pprof.StopCPUProfile()
+			if err := f.Close(); err != nil {
+				b.fail("bench CPU profile at %s: %v", phase, err)
+			}
+		}
+		wg.Wait()
+	})
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -42,6 +43,9 @@ type authorityJSON struct {
 	// CrossSignedBy is, for an intermediate, the retiring root that
 	// cross-signed it.
 	CrossSignedBy string `json:"cross_signed_by,omitempty"`
+	// CreatedAt is when the authority was stored (RFC 3339, nanoseconds):
+	// for a root, when it entered the trust bundle.
+	CreatedAt string `json:"created_at,omitempty"`
 }
 
 func authorityToJSON(a *adminv1.Authority) authorityJSON {
@@ -49,6 +53,9 @@ func authorityToJSON(a *adminv1.Authority) authorityJSON {
 		ID: a.Id, Kind: a.Kind, State: a.State, KeyType: a.KeyType,
 		NotBefore: unixTime(a.NotBefore), NotAfter: unixTime(a.NotAfter), ParentID: a.ParentId,
 		UnexpiredSVIDs: a.UnexpiredSvids, ExpiringSoon: a.ExpiringSoon, CrossSignedBy: a.CrossSignedBy,
+	}
+	if n := a.CreatedAtUnixNano; n != 0 {
+		j.CreatedAt = time.Unix(0, n).UTC().Format(time.RFC3339Nano)
 	}
 	if a.Kind == "root" && a.State != "retired" {
 		applied, connected := a.AgentsApplied, a.ConnectedAgents

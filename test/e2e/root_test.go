@@ -39,6 +39,7 @@ type authority struct {
 	AgentsApplied   *int64 `json:"agents_applied"`
 	ConnectedAgents *int64 `json:"connected_agents"`
 	ExpiringSoon    bool   `json:"expiring_soon"`
+	CreatedAt       string `json:"created_at"`
 }
 
 func (s *testServer) authorities(t testing.TB) []authority {
@@ -351,7 +352,24 @@ func TestRootRotation(t *testing.T) {
 			pause(t, b)
 		}
 		oldRoots := s.bundleRoots(t)
+		before := time.Now()
 		id := strings.TrimSpace(s.cli(t, "root", "prepare"))
+		after := time.Now()
+		// created_at: when the root entered the bundle, within the call.
+		listed := false
+		for _, a := range s.authorities(t) {
+			if a.ID != id {
+				continue
+			}
+			listed = true
+			created, err := time.Parse(time.RFC3339Nano, a.CreatedAt)
+			if err != nil || created.Before(before) || created.After(after) {
+				t.Fatalf("prepared root's created_at %q (%v) is not within the prepare call [%s, %s]", a.CreatedAt, err, before.Format(time.RFC3339Nano), after.Format(time.RFC3339Nano))
+			}
+		}
+		if !listed {
+			t.Fatalf("root list does not show the prepared root %s", id)
+		}
 		if round == 1 {
 			s.waitApplied(t, id, 1, 2) // node-a has it; node-b is stopped
 			r := s.run(t, "root", "activate")

@@ -1894,9 +1894,14 @@ type Authority struct {
 	CrossSignedBy string `protobuf:"bytes,13,opt,name=cross_signed_by,json=crossSignedBy,proto3" json:"cross_signed_by,omitempty"`
 	// For an intermediate or JWT key: the CA server it belongs to (each
 	// server of a shared store keeps its own); empty for roots.
-	ServerName    string `protobuf:"bytes,14,opt,name=server_name,json=serverName,proto3" json:"server_name,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ServerName string `protobuf:"bytes,14,opt,name=server_name,json=serverName,proto3" json:"server_name,omitempty"`
+	// When the authority was stored, Unix nanoseconds: the instant of the
+	// store transaction that created it, after its key was made and its
+	// certificate signed. For a root, when it entered the trust bundle (the
+	// instant its fan-out to the agents starts from).
+	CreatedAtUnixNano int64 `protobuf:"varint,15,opt,name=created_at_unix_nano,json=createdAtUnixNano,proto3" json:"created_at_unix_nano,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Authority) Reset() {
@@ -2025,6 +2030,13 @@ func (x *Authority) GetServerName() string {
 		return x.ServerName
 	}
 	return ""
+}
+
+func (x *Authority) GetCreatedAtUnixNano() int64 {
+	if x != nil {
+		return x.CreatedAtUnixNano
+	}
+	return 0
 }
 
 // RootSchedule describes the automatic root schedule.
@@ -3657,7 +3669,7 @@ const file_signet_admin_v1_admin_proto_rawDesc = "" +
 	"\ftrust_domain\x18\x01 \x01(\tR\vtrustDomain\x12)\n" +
 	"\x10x509_authorities\x18\x02 \x03(\fR\x0fx509Authorities\x12\x1a\n" +
 	"\brevision\x18\x03 \x01(\x03R\brevision\x12#\n" +
-	"\rspiffe_bundle\x18\x04 \x01(\fR\fspiffeBundle\"\xc4\x03\n" +
+	"\rspiffe_bundle\x18\x04 \x01(\fR\fspiffeBundle\"\xf5\x03\n" +
 	"\tAuthority\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x14\n" +
@@ -3675,7 +3687,8 @@ const file_signet_admin_v1_admin_proto_rawDesc = "" +
 	"\vcertificate\x18\f \x01(\fR\vcertificate\x12&\n" +
 	"\x0fcross_signed_by\x18\r \x01(\tR\rcrossSignedBy\x12\x1f\n" +
 	"\vserver_name\x18\x0e \x01(\tR\n" +
-	"serverName\"\x85\x01\n" +
+	"serverName\x12/\n" +
+	"\x14created_at_unix_nano\x18\x0f \x01(\x03R\x11createdAtUnixNano\"\x85\x01\n" +
 	"\fRootSchedule\x12\x1c\n" +
 	"\tautomatic\x18\x01 \x01(\bR\tautomatic\x12\x1b\n" +
 	"\tnext_step\x18\x02 \x01(\tR\bnextStep\x12 \n" +
