@@ -171,6 +171,7 @@ func New(cfg Config) (*Agent, error) {
 	a.reporter = report.New(report.Config{
 		CA:             a.ca,
 		BundleRevision: cfg.Cache.BundleRevision,
+		Store:          a.node.SaveBundle,
 		Backoff:        cfg.Backoff, Clock: cfg.Clock, Logger: cfg.Logger,
 	})
 	a.syncer = agentsync.New(agentsync.Config{

@@ -17,7 +17,9 @@
 //     key passphrase, in one file written atomically;
 //   - bundle.pem: the last trust bundle from the CA; after a root rotation
 //     it, not the bootstrap --trust-bundle, authenticates the CA. It is
-//     rewritten only when the roots change, not on every reconnect;
+//     rewritten only when the roots change, not on every reconnect, and
+//     always before the CA hears that the agent serves them (SaveBundle,
+//     called by agent/report);
 //   - join-token.sha256: the SHA-256 of the join token node-svid.pem came
 //     from (never the token itself);
 //   - node-svid.rejected.pem: a node SVID the CA refused for good, kept

@@ -114,11 +114,12 @@ type Node struct {
 	src       *client.Source // nil until Obtain
 	rejection error          // why the CA refused the identity, once it did
 	rejecting bool           // Rejected has begun (it sets rejection last)
-	// saved is the roots bundle.pem holds (read by Obtain, or written
-	// since): SetBundle rewrites the file only when they change, so a
-	// reconnect or a revision that moved without the roots costs no
-	// write.
-	saved []*x509.Certificate
+	// latest is the roots of the last SetBundle; saved is the roots
+	// bundle.pem holds (read by Obtain, or written since). SaveBundle
+	// rewrites the file only when they differ, so a reconnect or a
+	// revision that moved without the roots costs no write.
+	latest, saved []*x509.Certificate
+	saveMu        sync.Mutex // one SaveBundle at a time
 
 	renew chan struct{} // RenewNow
 }
@@ -285,30 +286,41 @@ func (n *Node) SVID() *x509svid.SVID {
 }
 
 // SetBundle makes b the bundle that authenticates the CA, from the next
-// handshake on, and stores it so that a restart uses it too. The file is
-// written (and fsynced) only when b's roots differ from those it holds:
-// the CA sends the bundle again on every reconnect, and with every new
-// revision, most of which keep the roots.
-//
-// Calls come one at a time, from agent/sync, which reports the bundle
-// applied only after SetBundle returns: the CA hears of a root once it is
-// stored (a failed write is logged as an error).
+// handshake on. It only sets it in memory: SaveBundle stores it for a
+// restart, and agent/report calls SaveBundle before it tells the CA which
+// bundle the agent serves, so the CA hears of a root only once the node
+// has stored it. Keeping the file write out of the sync path matters when
+// a bundle change reaches a whole fleet at once: the reports, and so the
+// writes, are spread over the CA's reconnect window.
 func (n *Node) SetBundle(b *x509bundle.Bundle) {
 	roots := b.X509Authorities()
 	n.mu.Lock()
-	src, unchanged := n.src, slices.EqualFunc(roots, n.saved, (*x509.Certificate).Equal)
+	src := n.src
+	n.latest = roots
 	n.mu.Unlock()
 	if src != nil {
 		src.SetBundle(b)
 	}
-	if unchanged {
-		return
+}
+
+// SaveBundle writes (and fsyncs) the roots of the last SetBundle to
+// bundle.pem when they differ from those it holds: the CA sends the
+// bundle again on every reconnect, and with every new revision, most of
+// which keep the roots. It returns nil when there is nothing to write.
+func (n *Node) SaveBundle() error {
+	n.saveMu.Lock()
+	defer n.saveMu.Unlock()
+	n.mu.Lock()
+	roots, saved := n.latest, n.saved
+	n.mu.Unlock()
+	if roots == nil || slices.EqualFunc(roots, saved, (*x509.Certificate).Equal) {
+		return nil
 	}
 	if err := saveBundle(n.cfg.DataDir, roots); err != nil {
-		n.log.Error("saving bundle", logkey.Error, err)
-		return
+		return fmt.Errorf("saving bundle: %w", err)
 	}
 	n.setSaved(roots)
+	return nil
 }
 
 // setSaved records the roots bundle.pem now holds.

@@ -168,10 +168,11 @@ func TestMemoryOnly(t *testing.T) {
 	}
 }
 
-// TestSetBundleWritesChangesOnly: bundle.pem is rewritten when the roots
-// change, and left alone when the CA sends the roots it already holds (on
+// TestSaveBundleWritesChangesOnly: SetBundle writes nothing; SaveBundle
+// rewrites bundle.pem with the last bundle set when its roots changed,
+// and leaves it alone when the CA sent the roots it already holds (on
 // every reconnect), including after a restart that read it.
-func TestSetBundleWritesChangesOnly(t *testing.T) {
+func TestSaveBundleWritesChangesOnly(t *testing.T) {
 	dir := t.TempDir()
 	td := nodeID.TrustDomain()
 	rootA, rootB := testSVID(t).Certificates[0], testSVID(t).Certificates[0]
@@ -207,6 +208,12 @@ func TestSetBundleWritesChangesOnly(t *testing.T) {
 	for _, s := range steps {
 		before := stat()
 		n.SetBundle(x509bundle.FromX509Authorities(td, s.roots))
+		if !os.SameFile(before, stat()) {
+			t.Errorf("%s: SetBundle rewrote the bundle file", s.name)
+		}
+		if err := n.SaveBundle(); err != nil {
+			t.Fatalf("%s: SaveBundle: %v", s.name, err)
+		}
 		if rewritten := !os.SameFile(before, stat()); rewritten != s.rewritten {
 			t.Errorf("%s: bundle file rewritten = %v, want %v", s.name, rewritten, s.rewritten)
 		}

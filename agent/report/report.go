@@ -18,7 +18,11 @@
 // until one report gets through: it carries the revision served then, so
 // bundles applied meanwhile are covered by it, and the last one always
 // reaches the CA. Every call goes from Run's goroutine, one at a time, so
-// the revision the CA records never goes back.
+// the revision the CA records never goes back. Before each report, Run
+// has the bundle it names stored (Config.Store: agent/nodesvid writes
+// bundle.pem), so the CA counts a root as applied only once the node
+// would still trust it after a restart; a bundle not yet reported when
+// Run ends is stored on the way out.
 //
 //	r := report.New(report.Config{CA: c, BundleRevision: rev})
 //	go r.Run(ctx)
@@ -68,6 +72,11 @@ type Config struct {
 	// BundleRevision returns the revision of the bundle the agent serves
 	// now. Required.
 	BundleRevision func() int64
+	// Store, if set, stores the bundle the agent serves (at least the
+	// revision BundleRevision returned just before) so that a restart
+	// uses it; a report goes to the CA only after it succeeded. A failed
+	// store is retried as a failed report is.
+	Store func() error
 	// Backoff paces the retries of a failed bundle report.
 	Backoff backoff.Config
 	Clock   clock.Clock
@@ -210,6 +219,11 @@ func (r *Reporter) Run(ctx context.Context) error {
 		var what string
 		select {
 		case <-ctx.Done():
+			// A bundle applied since the last report is stored for the
+			// next start (nothing is written when it was).
+			if err := r.store(); err != nil {
+				r.log.Error("storing applied bundle", logkey.Error, err)
+			}
 			return nil
 		case <-r.applied:
 			unreported = true
@@ -230,7 +244,11 @@ func (r *Reporter) Run(ctx context.Context) error {
 			}
 			what = "reporting connection counts"
 		}
-		err := r.cfg.CA.ReportConnections(ctx, r.cfg.BundleRevision(), counts)
+		rev := r.cfg.BundleRevision()
+		err := r.store()
+		if err == nil {
+			err = r.cfg.CA.ReportConnections(ctx, rev, counts)
+		}
 		if err == nil {
 			// Every report carries the revision served now.
 			unreported = false
@@ -257,6 +275,14 @@ func (r *Reporter) Run(ctx context.Context) error {
 		arm(d)
 		r.log.Warn(what, logkey.Error, err, logkey.RetryIn, d)
 	}
+}
+
+// store runs Config.Store, if set.
+func (r *Reporter) store() error {
+	if r.cfg.Store == nil {
+		return nil
+	}
+	return r.cfg.Store()
 }
 
 // spreadDelay is how long to wait before reporting a new bundle: a random

@@ -267,3 +267,63 @@ func waitTimers(t *testing.T, clk *clock.Fake, n int) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestRunStoresBeforeReport: the CA hears of a bundle only after the node
+// stored it; a failed store holds the report back, and is tried again
+// after the backoff; a bundle still unreported when Run ends is stored on
+// the way out.
+func TestRunStoresBeforeReport(t *testing.T) {
+	clk := clock.NewFake(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC))
+	ca := &recordingCA{got: make(chan struct{}, 10)}
+	var (
+		rev      atomic.Int64
+		mu       sync.Mutex
+		stored   int64 // the revision served when Store last succeeded
+		storeErr = errors.New("disk full")
+	)
+	rev.Store(7)
+	storedRev := func() int64 { mu.Lock(); defer mu.Unlock(); return stored }
+	r := New(Config{CA: ca, BundleRevision: rev.Load, Clock: clk,
+		Store: func() error {
+			mu.Lock()
+			defer mu.Unlock()
+			if storeErr != nil {
+				return storeErr
+			}
+			stored = rev.Load()
+			return nil
+		},
+		Backoff: backoff.Config{Initial: time.Second, Max: time.Second, Rand: backoff.NewRand(1)}})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+
+	r.BundleApplied(0)
+	waitTimers(t, clk, 2) // the ticker and the retry after the failed store
+	if n := len(ca.reports); n != 0 {
+		t.Fatalf("%d reports although the bundle could not be stored", n)
+	}
+	mu.Lock()
+	storeErr = nil
+	mu.Unlock()
+	clk.Advance(2 * time.Second)
+	if got := ca.wait(t); got != (call{revision: 7}) || storedRev() != 7 {
+		t.Fatalf("report after the store worked = %+v with revision %d stored, want revision 7 stored then reported", got, storedRev())
+	}
+	waitTimers(t, clk, 1)
+
+	// Applied, not reported yet (the spread's delay), when the agent stops.
+	rev.Store(8)
+	r.BundleApplied(time.Hour)
+	waitTimers(t, clk, 2)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := storedRev(); got != 8 {
+		t.Fatalf("stored revision after Run ended = %d, want 8", got)
+	}
+	if n := len(ca.reports); n != 1 {
+		t.Fatalf("%d reports, want 1", n)
+	}
+}

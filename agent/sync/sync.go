@@ -62,8 +62,9 @@ type Config struct {
 	Minter Minter
 	// Scheduler forgets deleted entries and takes the rotate generation.
 	Scheduler Scheduler
-	// BundleChanged takes each new bundle once the cache serves it: the
-	// node identity authenticates the CA with it and keeps it on disk.
+	// BundleChanged takes each new bundle just before the cache serves
+	// it: the node identity authenticates the CA with it (and stores it
+	// before the bundle is reported: agent/report).
 	BundleChanged func(*x509bundle.Bundle)
 	// BundleApplied is told after each new bundle (the agent reports the
 	// revision to the CA), with the window the CA asks its agents to spread
@@ -251,10 +252,14 @@ func (s *Syncer) applyBundle(b *nodev1.Bundle, spread time.Duration) error {
 	}
 	jb := s.jwtBundle(&s.own, s.cfg.TrustDomain, b, false)
 	s.own.done()
+	// The CA connection trusts the bundle before the cache serves its
+	// revision: agent/report reads that revision, then has the node
+	// store the bundle it trusts, so what it stores is never older than
+	// what it reports.
+	s.cfg.BundleChanged(xb)
 	if err := s.cfg.Cache.SetBundle(xb, jb, b.GetRevision()); err != nil {
 		return err
 	}
-	s.cfg.BundleChanged(xb)
 	s.log.Info("bundle applied", logkey.Revision, b.GetRevision(), logkey.Roots, len(xb.X509Authorities()))
 	s.cfg.BundleApplied(spread)
 	return nil
