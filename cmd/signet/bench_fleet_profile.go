@@ -28,16 +28,20 @@ func (b *fleetBench) profileArgs() ([]string, error) {
 }
 
 // saveProfiles writes the server's heap and goroutine profiles, its
-// MemStats and its /proc status as PHASE.heap.pb.gz,
-// PHASE.goroutine.pb.gz, PHASE.heap.txt and PHASE.status in
+// MemStats, its /proc status and its /proc smaps as PHASE.heap.pb.gz,
+// PHASE.goroutine.pb.gz, PHASE.heap.txt, PHASE.status and PHASE.smaps in
 // --profile-dir. A profile it cannot take is a bench
-// error: the figures asked for are missing.
+// error: the figures asked for are missing. The smaps split RssFile by
+// mapping: how much of the store file (signet.db) the server has mapped
+// at that phase, beside its own binary.
 func (b *fleetBench) saveProfiles(phase string) {
 	if b.debugAddr == "" {
 		return
 	}
-	if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", b.server.Process.Pid)); err == nil {
-		os.WriteFile(filepath.Join(b.opts.profileDir, phase+".status"), st, 0o600) //nolint:errcheck // checked below with the profiles
+	for _, name := range []string{"status", "smaps"} {
+		if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/%s", b.server.Process.Pid, name)); err == nil {
+			os.WriteFile(filepath.Join(b.opts.profileDir, phase+"."+name), st, 0o600) //nolint:errcheck // checked below with the profiles
+		}
 	}
 	hc := &http.Client{Timeout: time.Minute}
 	for _, name := range []string{"heap", "goroutine"} {

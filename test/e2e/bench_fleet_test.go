@@ -65,6 +65,14 @@ func TestBenchFleet(t *testing.T) {
 				t.Errorf("--profile-dir: %s starts %q, want %q", f.name, data[:min(len(data), 20)], f.starts)
 			}
 		}
+		// The smaps show the store file's mapping and what of it is
+		// resident.
+		smaps, err := os.ReadFile(filepath.Join(profiles, phase+".smaps"))
+		if err != nil {
+			t.Errorf("--profile-dir: %v", err)
+		} else if !bytes.Contains(smaps, []byte("signet.db")) || !bytes.Contains(smaps, []byte("\nRss:")) {
+			t.Errorf("--profile-dir: %s.smaps has no signet.db mapping with its Rss", phase)
+		}
 	}
 	t.Logf("%s", stdout.String())
 }
