@@ -102,18 +102,23 @@ type fleetBench struct {
 	adminc     adminv1.AdminServiceClient
 	closeAdmin func()
 	server     *exec.Cmd // nil for --server-address
-	serverArgs []string
-	serverEnv  []string
-	debugAddr  string // the server's debug_listen, with --profile-dir
-	roots      []*x509.Certificate
-	agents     []*simAgent
+	// serverKilled is set before the bench stops the server it started;
+	// the server exiting without it is a bench error (serverExited).
+	serverKilled *atomic.Bool
+	serverDone   chan struct{} // closed once the server has exited and been judged
+	serverArgs   []string
+	serverEnv    []string
+	debugAddr    string // the server's debug_listen, with --profile-dir
+	roots        []*x509.Certificate
+	agents       []*simAgent
 
 	// Targets the simulated agents' subscriptions look for.
 	fanoutRoot atomic.Pointer[x509.Certificate]
 	rotateRoot atomic.Pointer[x509.Certificate]
 
-	// stopped is the first agent that stopped for good: the phases that
-	// wait on every agent give up at once instead of at their timeout.
+	// stopped is the first agent, or the server, that stopped for good:
+	// the phases that wait on every agent give up at once instead of at
+	// their timeout.
 	stopped  atomic.Pointer[error]
 	errs     atomic.Int64
 	errMu    sync.Mutex
@@ -171,14 +176,11 @@ func (b *fleetBench) run(ctx context.Context) (*fleetResult, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(b.agentsDir)
-	if err := b.startServer(ctx); err != nil {
+	defer b.stopServer()
+	if err := b.startAndConnect(ctx); err != nil {
 		return nil, err
 	}
 	simulatorGC()
-	defer b.stopServer()
-	if err := b.connectAdmin(ctx); err != nil {
-		return nil, err
-	}
 	defer b.closeAdmin()
 
 	if err := b.register(ctx); err != nil {
@@ -321,21 +323,75 @@ func (b *fleetBench) launchServer() error {
 		logf.Close()
 		return fmt.Errorf("starting signet server: %w", err)
 	}
-	go func() { cmd.Wait(); logf.Close() }() //nolint:errcheck // the bench kills it
-	b.server = cmd
+	killed, done := new(atomic.Bool), make(chan struct{})
+	go func() {
+		defer close(done)
+		err := cmd.Wait()
+		logf.Close()
+		if !killed.Load() {
+			b.serverExited(err)
+		}
+	}()
+	b.server, b.serverKilled, b.serverDone = cmd, killed, done
 	return nil
+}
+
+// serverExited stops the bench's phases when the server it started exits
+// on its own (a crash, or its address taken), with the server's last
+// words rather than a phase's timeout.
+func (b *fleetBench) serverExited(waitErr error) {
+	logPath := filepath.Join(b.dir, "server.log")
+	err := fmt.Errorf("signet server exited (%v): %s (see %s)", waitErr, lastLogLine(logPath), logPath)
+	b.stopped.CompareAndSwap(nil, &err)
+}
+
+// lastLogLine is the last non-empty line of the file at path.
+func lastLogLine(path string) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "no log: " + err.Error()
+	}
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	return lines[len(lines)-1]
 }
 
 func (b *fleetBench) stopServer() {
 	if b.server == nil {
 		return
 	}
+	b.serverKilled.Store(true)
 	b.server.Process.Signal(syscall.SIGTERM)
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) && syscall.Kill(b.server.Process.Pid, 0) == nil {
 		time.Sleep(50 * time.Millisecond)
 	}
 	b.server.Process.Kill()
+}
+
+// serverStartTries bounds the starts of a server whose port was taken
+// between the bench picking it free and the server binding it: the
+// tests of other packages open ports all the time.
+const serverStartTries = 3
+
+// startAndConnect starts the server (startServer) and connects to its
+// admin socket, with a fresh data directory and fresh ports when the
+// ports it was given were taken.
+func (b *fleetBench) startAndConnect(ctx context.Context) error {
+	for try := 1; ; try++ {
+		if err := b.startServer(ctx); err != nil {
+			return err
+		}
+		err := b.connectAdmin(ctx)
+		if err == nil || b.server == nil || try == serverStartTries || !strings.Contains(err.Error(), "address already in use") {
+			return err
+		}
+		b.say("%v; starting it again on other ports", err)
+		b.closeAdmin()
+		b.stopped.Store(nil)
+		if err := os.RemoveAll(filepath.Join(b.dir, "ca")); err != nil {
+			return err
+		}
+	}
 }
 
 // connectAdmin waits for the admin socket and reads the trust bundle.
@@ -360,6 +416,9 @@ func (b *fleetBench) connectAdmin(ctx context.Context) error {
 				b.roots = append(b.roots, cert)
 			}
 			return nil
+		}
+		if stopped := b.stopped.Load(); stopped != nil {
+			return *stopped
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			return fmt.Errorf("the CA's admin socket %s did not answer: %w (see %s)", b.admin.socket, err, filepath.Join(b.dir, "server.log"))
@@ -815,6 +874,7 @@ func (b *fleetBench) rotateNow(ctx context.Context, auth *adminv1.Authority) (ti
 // the time until every agent holds its sync stream again.
 func (b *fleetBench) reconnect(ctx context.Context) (time.Duration, error) {
 	t0 := time.Now()
+	b.serverKilled.Store(true)
 	if err := b.server.Process.Kill(); err != nil {
 		return 0, err
 	}
