@@ -16,16 +16,6 @@ import (
 	"github.com/signet-mesh/signet/ca/store"
 )
 
-// issuedSVID is an SVID index record as the CA writes one per workload
-// SVID: a 128-bit serial, an entry ID of the admin API's form, a 1 hour
-// TTL, times to the second.
-func issuedSVID(i int) *store.SVIDRecord {
-	nb := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC).Add(time.Duration(i) * time.Second)
-	return &store.SVIDRecord{Serial: fmt.Sprintf("%032x", 0x5eed0000+i), SPIFFEID: fmt.Sprintf("spiffe://example.org/ns/default/sa/w%d", i%10),
-		NodeID: fmt.Sprintf("spiffe://example.org/signet/agent/join_token/node-%05d", i/10), EntryID: fmt.Sprintf("0190e6c8-%04x-7000-8000-%012x", i%0x10000, i),
-		AuthorityID: "7cf32b56e6b2158d", NotBefore: nb, NotAfter: nb.Add(time.Hour)}
-}
-
 // svidRecordCases are records of every shape the encoding distinguishes:
 // strings that pack (hex, UUIDs) and strings that look like them but do
 // not, SPIFFE IDs that share all, part or none of the node's ID, empty
