@@ -5,7 +5,9 @@ import "fmt"
 // What other backends (package etcdstore) share with Bolt: the stored form
 // of audit records and the rules every backend applies the same way.
 // Records other than audit records are stored as JSON of the types in
-// store.go, which needs no helper.
+// store.go, which needs no helper: Bolt's binary SVID index records
+// (encodeSVID) are Bolt's alone, so that etcd replicas of an older signet
+// keep reading what a newer one writes.
 
 // MarshalAudit returns the stored form of r in other backends, the binary
 // encoding that Bolt kept in its audit bucket until store schema 5

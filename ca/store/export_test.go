@@ -16,6 +16,8 @@ var (
 	EncodeRecord  = encodeRecord
 	EncodeAudit   = encodeAudit
 	DecodeAudit   = decodeAuditValue
+	EncodeSVID    = encodeSVID
+	DecodeSVID    = decodeSVID
 	SchemaVersion = schemaVersion
 )
 
@@ -56,7 +58,7 @@ func (b *Bolt) Check() error {
 		if _, err := list[JoinToken](t, bucketJoinTokens); err != nil {
 			errs = append(errs, err)
 		}
-		if _, err := list[SVIDRecord](t, bucketSVIDs); err != nil {
+		if err := t.ForEachSVID(func(*SVIDRecord) error { return nil }); err != nil {
 			errs = append(errs, err)
 		}
 		errs = append(errs, t.checkAudit()...)
@@ -120,7 +122,7 @@ func (t *boltTx) checkCurrent() []error {
 	nb := map[string]int64{}
 	err := t.tx.Bucket(bucketSVIDs).ForEach(func(k, data []byte) error {
 		var r SVIDRecord
-		if err := decodeRecord(bucketSVIDs, k, data, &r); err != nil {
+		if err := decodeSVID(k, data, &r); err != nil {
 			return err
 		}
 		key := string(currentKey(r.EntryID, r.NodeID))

@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
-	"time"
-	"unicode/utf8"
 )
 
 // encodeRecord is the on-disk encoding of every record: JSON with the tags
@@ -66,84 +64,4 @@ func parentPrefix(parentID string) []byte {
 // parentKey is n's key in bucketEntriesByParent.
 func parentKey(n *Entry) []byte {
 	return append(parentPrefix(n.ParentID), n.ID...)
-}
-
-// encodeSVID is encodeRecord for an SVIDRecord, the record written on
-// every issuance: the same bytes json.Marshal writes (the fields in
-// order, times in RFC 3339 with nanoseconds, entry_id omitted when
-// empty), without reflection.
-func encodeSVID(r *SVIDRecord) []byte {
-	b := make([]byte, 0, 64+len(r.Serial)+len(r.SPIFFEID)+len(r.NodeID)+len(r.EntryID)+len(r.AuthorityID)+2*len(time.RFC3339Nano))
-	b = append(b, `{"serial":`...)
-	b = appendJSONString(b, r.Serial)
-	b = append(b, `,"spiffe_id":`...)
-	b = appendJSONString(b, r.SPIFFEID)
-	b = append(b, `,"node_id":`...)
-	b = appendJSONString(b, r.NodeID)
-	if r.EntryID != "" {
-		b = append(b, `,"entry_id":`...)
-		b = appendJSONString(b, r.EntryID)
-	}
-	b = append(b, `,"authority_id":`...)
-	b = appendJSONString(b, r.AuthorityID)
-	b = append(b, `,"not_before":"`...)
-	b = r.NotBefore.AppendFormat(b, time.RFC3339Nano)
-	b = append(b, `","not_after":"`...)
-	b = r.NotAfter.AppendFormat(b, time.RFC3339Nano)
-	return append(b, `"}`...)
-}
-
-// appendJSONString appends s as a JSON string the way encoding/json
-// writes it (HTML-safe escaping, invalid UTF-8 as U+FFFD).
-func appendJSONString(b []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }

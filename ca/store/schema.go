@@ -20,7 +20,9 @@ var (
 	bucketEntriesByParent = []byte("entries_by_parent")
 	bucketNodes           = []byte("nodes")       // Node.SPIFFEID -> JSON
 	bucketJoinTokens      = []byte("join_tokens") // JoinToken.Hash -> JSON
-	bucketSVIDs           = []byte("svids")       // SVIDRecord.Serial -> JSON
+	// bucketSVIDs is the SVID index: svidKey(NotAfter, sequence) ->
+	// binary record (encodeSVID), or JSON when written before schema 6.
+	bucketSVIDs = []byte("svids")
 	// bucketMeta holds the schema version, the revision counter and the
 	// singletons of GetMeta/PutMeta.
 	bucketMeta = []byte("meta")
@@ -86,6 +88,14 @@ var migrations = []func(tx *bbolt.Tx) error{
 		}
 		return indexCurrentSVIDs(tx)
 	},
+	// Version 6: SVID index records written from now on are binary
+	// (svidEncodingBinary), which an older signet would read as corrupt,
+	// so it must refuse the file. Records written before stay JSON and
+	// are read as such: every record is pruned a day after its SVID
+	// expires, so they are gone within a day and a TTL, and rewriting
+	// them at start would copy the whole index, the file's second
+	// largest bucket, in one transaction for no lasting gain.
+	func(tx *bbolt.Tx) error { return nil },
 }
 
 // indexCurrentSVIDs builds bucketCurrentSVIDs from the SVID index, as
@@ -99,7 +109,7 @@ func indexCurrentSVIDs(tx *bbolt.Tx) error {
 	}
 	err = tx.Bucket(bucketSVIDs).ForEach(func(k, data []byte) error {
 		var r SVIDRecord
-		if err := decodeRecord(bucketSVIDs, k, data, &r); err != nil {
+		if err := decodeSVID(k, data, &r); err != nil {
 			return err
 		}
 		return setCurrent(cur, &r, k)
@@ -117,7 +127,7 @@ func rekeySVIDs(tx *bbolt.Tx) error {
 	var moves []kv
 	err := b.ForEach(func(k, data []byte) error {
 		var r SVIDRecord
-		if err := decodeRecord(bucketSVIDs, k, data, &r); err != nil {
+		if err := decodeSVID(k, data, &r); err != nil {
 			return err
 		}
 		moves = append(moves, kv{old: append([]byte(nil), k...), new: nil, data: append([]byte(nil), data...)})

@@ -111,7 +111,7 @@ func readCurrent(svids *bbolt.Bucket, key, data []byte, r *SVIDRecord) error {
 	if rec == nil {
 		return fmt.Errorf("decoding %s record %q: %w: it points at svid %x, which is not in the index", bucketCurrentSVIDs, key, ErrCorrupt, sk)
 	}
-	return decodeRecord(bucketSVIDs, sk, rec, r)
+	return decodeSVID(sk, rec, r)
 }
 
 func (t *boltTx) ForEachCurrentSVID(fn func(*SVIDRecord) error) error {
@@ -191,7 +191,7 @@ func (t *boltTx) forEachSVID(start []byte, fn func(*SVIDRecord) error) error {
 	}
 	for ; k != nil; k, data = c.Next() {
 		r := new(SVIDRecord)
-		if err := decodeRecord(bucketSVIDs, k, data, r); err != nil {
+		if err := decodeSVID(k, data, r); err != nil {
 			return fmt.Errorf("walking svids: %w", err)
 		}
 		if err := fn(r); err != nil {
@@ -214,7 +214,7 @@ func (t *boltTx) PruneSVIDs(before time.Time) (int, error) {
 	c := b.Cursor()
 	for k, data := c.First(); k != nil && svidKeyExpiry(k) <= before.Unix(); k, data = c.Next() {
 		r := new(SVIDRecord)
-		if err := decodeRecord(bucketSVIDs, k, data, r); err != nil {
+		if err := decodeSVID(k, data, r); err != nil {
 			return 0, fmt.Errorf("pruning svids: %w", err)
 		}
 		if !r.NotAfter.Before(before) {

@@ -165,3 +165,89 @@ func TestMigrateCurrentSVIDCopies(t *testing.T) {
 		t.Errorf("current SVIDs after pruning what expired (-want +got):\n%s", diff)
 	}
 }
+
+// TestSVIDRecordBytes: an issuance's SVID index record takes at most
+// half the bytes of the JSON that signet stored until schema 6, for a
+// workload SVID and a node SVID alike, and the index of 4,000 SVIDs (keys
+// and bbolt's own bytes counted) at most half of its leaf pages in
+// JSON.
+func TestSVIDRecordBytes(t *testing.T) {
+	workload := issuedSVID(42)
+	node := &store.SVIDRecord{Serial: workload.Serial, SPIFFEID: workload.NodeID, NodeID: workload.NodeID,
+		AuthorityID: workload.AuthorityID, NotBefore: workload.NotBefore, NotAfter: workload.NotBefore.Add(24 * time.Hour)}
+	for name, r := range map[string]*store.SVIDRecord{"workload": workload, "node": node} {
+		old, err := store.EncodeRecord(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		now := store.EncodeSVID(r)
+		t.Logf("%s SVID: %d bytes, %d in JSON", name, len(now), len(old))
+		if 2*len(now) > len(old) {
+			t.Errorf("a %s SVID's record takes %d bytes, want at most half the %d of its JSON", name, len(now), len(old))
+		}
+	}
+
+	// The whole index: the records as PutSVID stores them, and the same
+	// keys with JSON values appended as PutSVID appends, pages as full.
+	path := filepath.Join(t.TempDir(), "signet.db")
+	st, err := store.Open(path, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 4000
+	var recs []*store.SVIDRecord
+	err = st.Update(context.Background(), func(tx store.Tx) error {
+		for i := range n {
+			recs = append(recs, issuedSVID(i))
+			if err := tx.PutSVID(recs[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	st.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys [][]byte
+	binPages := leafPages(t, path, func(b *bbolt.Bucket) error {
+		return b.ForEach(func(k, _ []byte) error { keys = append(keys, slices.Clone(k)); return nil })
+	})
+	jsonPages := leafPages(t, filepath.Join(t.TempDir(), "json.db"), func(b *bbolt.Bucket) error {
+		b.FillPercent = 1
+		for i, k := range keys {
+			data, err := store.EncodeRecord(recs[i]) // keys are in issuance order
+			if err != nil {
+				return err
+			}
+			if err := b.Put(k, data); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	t.Logf("%d SVIDs: %d leaf pages (%d bytes an SVID), %d in JSON (%d bytes an SVID)", n, binPages, binPages*4096/n, jsonPages, jsonPages*4096/n)
+	if 2*binPages > jsonPages {
+		t.Errorf("the index of %d SVIDs takes %d leaf pages, want at most half the %d in JSON", n, binPages, jsonPages)
+	}
+}
+
+// leafPages runs fn on the bucket svids of the bbolt file at path
+// (creating both if need be) and returns how many leaf pages it has then.
+func leafPages(t *testing.T, path string, fn func(b *bbolt.Bucket) error) int {
+	t.Helper()
+	var pages int
+	rawUpdate(t, path, func(tx *bbolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists([]byte("svids"))
+		if err != nil {
+			return err
+		}
+		return fn(b)
+	})
+	rawUpdate(t, path, func(tx *bbolt.Tx) error {
+		s := tx.Bucket([]byte("svids")).Stats()
+		pages = s.LeafPageN + s.LeafOverflowN
+		return nil
+	})
+	return pages
+}
