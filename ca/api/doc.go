@@ -121,7 +121,7 @@
 // backoff honours. Each sync message tells the agent how to spread a
 // reconnection (connected agents / ReconnectRate) and, with a rotate
 // generation, a re-mint window sized to the connected fleet's SVIDs and
-// the signing cost measured here. An idle stream waits on the store's
+// the CPU time a mint takes here (capacity.go). An idle stream waits on the store's
 // change notifications: no timer, no poll. A change wakes only the
 // streams it concerns (sync_wake.go, over store.Store.SubscribeChanges):
 // an entry its parent's node, or every node of a cluster for a cluster

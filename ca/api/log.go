@@ -32,5 +32,12 @@ const (
 	logUID         = "uid"
 )
 
+// Rotate-now window (capacity.go).
+const (
+	logRotateGeneration = "rotate_generation"
+	logSVIDCost         = "svid_cost"
+	logWindow           = "window"
+)
+
 // Kubernetes node attestation (node_k8s.go, node_auto.go).
 const logAttestor = "attestor"

@@ -25,6 +25,9 @@ type NodeMetrics struct {
 	// NodeAttested is called once per AttestNode call with its result
 	// (Attest*).
 	NodeAttested func(result string)
+	// RotateWindow is called when a rotate-now's window is taken, with
+	// the window and the cost of one SVID it was computed from.
+	RotateWindow func(window, svidCost time.Duration)
 }
 
 // Kinds of SVID, for NodeMetrics.

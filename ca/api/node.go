@@ -602,7 +602,14 @@ func (s *NodeService) SyncEntries(_ *nodev1.SyncEntriesRequest, stream nodev1.No
 			entries = entries[:0]
 		}
 		if rotateGen != rotateGenSent {
-			msg.RotateSpreadMs = s.capacity.rotateSpreadFor(rotateGen).Milliseconds()
+			spread, taken := s.capacity.rotateSpreadFor(rotateGen)
+			msg.RotateSpreadMs = spread.Milliseconds()
+			// A stream's first message carries the generation the fleet
+			// already had (a restart): only one sent while it is open is
+			// a rotate-now of this process's time.
+			if taken && !first {
+				s.rotateWindow(ctx, rotateGen, spread)
+			}
 		}
 		if b != nil && brev != bundleRev {
 			msg.Bundle = b
@@ -671,6 +678,9 @@ func (s *NodeService) MintX509SVIDs(ctx context.Context, req *nodev1.MintX509SVI
 		return nil, err
 	}
 	defer release()
+	signedSVIDs := 0
+	s.mintStarted()
+	defer func() { s.mintDone(signedSVIDs) }()
 
 	entries := make(map[string]*store.Entry, len(params))
 	var node *store.Node
@@ -706,6 +716,11 @@ func (s *NodeService) MintX509SVIDs(ctx context.Context, req *nodev1.MintX509SVI
 	refused := s.checkAutoEntries(ctx, nodeID, node, entries, audit.TypeSVIDIssued)
 
 	caller := nodeID.String()
+	// A signer outside the process is limited by its latency (capacity).
+	var remoteSigner bool
+	if a := s.cfg.CA.X509Authority(); a != nil {
+		remoteSigner = !signsInProcess(a.Signer)
+	}
 	results := make([]*nodev1.MintX509SVIDResult, len(params))
 	records := make([]*store.SVIDRecord, len(params))
 	audits := make([]audit.Record, len(params))
@@ -733,9 +748,12 @@ func (s *NodeService) MintX509SVIDs(ctx context.Context, req *nodev1.MintX509SVI
 			return
 		}
 		start := time.Now()
+		signStart := s.cfg.Clock.Now()
 		svid, err := s.cfg.CA.SignX509SVID(ctx, ca.X509SVIDParams{SPIFFEID: id, PublicKey: csr.PublicKey, TTL: e.X509TTL, DNSNames: e.DNSNames})
 		s.signed(SVIDKindWorkload, start)
-		s.capacity.observe(time.Since(start))
+		if remoteSigner {
+			s.capacity.observeSignLatency(s.cfg.Clock.Now().Sub(signStart))
+		}
 		if err != nil {
 			s.log.ErrorContext(ctx, "signing SVID failed", logSPIFFEID, e.SPIFFEID, logError, err)
 			res.Code, res.Message = int32(codes.Internal), "signing failed"
@@ -767,6 +785,11 @@ func (s *NodeService) MintX509SVIDs(ctx context.Context, req *nodev1.MintX509SVI
 	s.issuedBatch(results, err)
 	if err != nil {
 		return nil, toStatus(ctx, s.log, "recording issued SVIDs", err)
+	}
+	for _, r := range records {
+		if r != nil {
+			signedSVIDs++
+		}
 	}
 	return &nodev1.MintX509SVIDsResponse{Results: results}, nil
 }

@@ -62,6 +62,12 @@ const (
 	// the first bad record's seq (0 when none is known).
 	MetricAuditChainOK          = "signet_audit_chain_ok"
 	MetricAuditChainFirstBadSeq = "signet_audit_chain_first_bad_seq"
+	// MetricRotateNowWindow is the window over which the last root
+	// activate --rotate-now spread the fleet's re-mint, and
+	// MetricRotateNowSVIDCost the cost of one SVID (CPU time, or a remote
+	// signer's latency) it was computed from.
+	MetricRotateNowWindow   = "signet_rotate_now_window_seconds"
+	MetricRotateNowSVIDCost = "signet_rotate_now_svid_cost_seconds"
 )
 
 // Histogram buckets, in seconds. Signing with a soft key takes well under a
@@ -89,6 +95,8 @@ type Metrics struct {
 	state        *stateCollector
 	chainOK      prometheus.Gauge
 	chainBadSeq  prometheus.Gauge
+	rotateWindow prometheus.Gauge
+	rotateCost   prometheus.Gauge
 }
 
 // NewMetrics creates the CA's metrics and registers them with reg. It
@@ -131,6 +139,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: MetricAuditChainFirstBadSeq,
 			Help: "Seq of the first missing or altered audit record found at start; 0 when none.",
 		}),
+		rotateWindow: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: MetricRotateNowWindow,
+			Help: "Window over which the last rotate-now spread the fleet's re-mint.",
+		}),
+		rotateCost: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: MetricRotateNowSVIDCost,
+			Help: "Cost of one SVID (CPU time, or a remote signer's latency) the last rotate-now window was computed from.",
+		}),
 	}
 	// Show the common series at zero from the first scrape, so rate()
 	// and alerts work before the first event.
@@ -142,7 +158,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, r := range []string{api.AttestSuccess, api.AttestUnknownToken, api.AttestExpiredToken, api.AttestInvalid, api.AttestRefused, api.AttestError, api.AttestBusy} {
 		m.attestations.WithLabelValues(r)
 	}
-	reg.MustRegister(m.svidsIssued, m.mintDuration, m.attestations, m.storeCommit, m.groupCommit, m.requests, m.state, m.chainOK, m.chainBadSeq)
+	reg.MustRegister(m.svidsIssued, m.mintDuration, m.attestations, m.storeCommit, m.groupCommit, m.requests, m.state, m.chainOK, m.chainBadSeq, m.rotateWindow, m.rotateCost)
 	return m
 }
 
@@ -157,6 +173,10 @@ func (m *Metrics) nodeHooks() api.NodeMetrics {
 			m.mintDuration.WithLabelValues(kind).Observe(d.Seconds())
 		},
 		NodeAttested: func(result string) { m.attestations.WithLabelValues(result).Inc() },
+		RotateWindow: func(window, svidCost time.Duration) {
+			m.rotateWindow.Set(window.Seconds())
+			m.rotateCost.Set(svidCost.Seconds())
+		},
 	}
 }
 
