@@ -284,6 +284,20 @@ const (
 	connWindow   = 8 << 20
 )
 
+// writeBufferSize is the most the agent's gRPC writes to its TLS
+// connection at once (gRPC's default is 32 KiB), and so the largest TLS
+// record the CA reads from it: crypto/tls sends a write's bytes in as
+// few records as it can (up to 16 KiB each once a connection has sent a
+// few), and the CA's side of each connection keeps a read buffer the
+// size of the largest record it has read, for as long as the connection
+// lives. With records of 1 KiB that buffer stays at the 2 KiB the TLS
+// handshake sizes it to; a mint batch or a status report of a few KiB in
+// one record grew it to 4 or 8 KiB, and one large batch to 32 KiB, on
+// every connected agent's connection. The cost is a few more records
+// and writes for a large request, which an agent sends a few times an
+// hour.
+const writeBufferSize = 1 << 10
+
 // dial is Dial; wrap, if not nil, wraps each connection after its TLS
 // handshake (tests look at the HTTP/2 frames the agent writes).
 func dial(address string, td spiffeid.TrustDomain, src *Source, wrap func(net.Conn) net.Conn) (*Client, error) {
@@ -300,6 +314,7 @@ func dial(address string, td spiffeid.TrustDomain, src *Source, wrap func(net.Co
 		// can be megabytes) and then not for minutes: pooled receive
 		// buffers would hold the burst's size idle in between.
 		experimental.WithBufferPool(mem.NopBufferPool{}),
+		grpc.WithWriteBufferSize(writeBufferSize),
 		grpc.WithStaticStreamWindowSize(streamWindow), grpc.WithStaticConnWindowSize(connWindow))...)
 	if err != nil {
 		return nil, fmt.Errorf("client: dialing %s: %w", address, err)

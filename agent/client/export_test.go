@@ -11,3 +11,6 @@ import (
 func DialWrapped(address string, td spiffeid.TrustDomain, src *Source, wrap func(net.Conn) net.Conn) (*Client, error) {
 	return dial(address, td, src, wrap)
 }
+
+// WriteBufferSize is writeBufferSize.
+const WriteBufferSize = writeBufferSize

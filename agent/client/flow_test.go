@@ -2,6 +2,7 @@ package client_test
 
 import (
 	"encoding/binary"
+	"fmt"
 	"net"
 	"sync"
 	"testing"
@@ -133,5 +134,71 @@ func TestNoPingOnData(t *testing.T) {
 	}
 	if in.pings != 0 {
 		t.Errorf("the CA sent %d PING frames after receiving data, want 0", in.pings)
+	}
+}
+
+// writeSizes records the largest single write an agent's gRPC makes on
+// its connection, and how much it wrote in all (after TLS: each write is
+// sent in TLS records no larger than itself).
+type writeSizes struct {
+	net.Conn
+	mu         sync.Mutex
+	max, total int
+}
+
+func (c *writeSizes) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	c.max, c.total = max(c.max, len(p)), c.total+len(p)
+	c.mu.Unlock()
+	return c.Conn.Write(p)
+}
+
+// TestWritesUnderRecordCap: a request larger than a TLS record (a mint
+// batch of a hundred CSRs) reaches the CA whole, written in pieces of at
+// most client.WriteBufferSize: the CA keeps, for the life of each
+// agent's connection, a read buffer the size of the largest record the
+// agent sent it.
+func TestWritesUnderRecordCap(t *testing.T) {
+	s := testserver.Start(t)
+	n := attest(t, s, "smallrecords")
+	var (
+		mu    sync.Mutex
+		conns []*writeSizes
+	)
+	c, err := client.DialWrapped(s.Addr, td, n.src, func(conn net.Conn) net.Conn {
+		w := &writeSizes{Conn: conn}
+		mu.Lock()
+		conns = append(conns, w)
+		mu.Unlock()
+		return w
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	reqs := make([]client.MintRequest, 100)
+	for i := range reqs {
+		reqs[i] = client.MintRequest{EntryID: fmt.Sprintf("no-such-entry-%03d", i), Key: newKey(t)}
+	}
+	res, err := c.MintX509SVIDs(ctx(t), reqs)
+	if err != nil {
+		t.Fatalf("MintX509SVIDs: %v", err)
+	}
+	if len(res) != len(reqs) {
+		t.Fatalf("%d results for %d requests", len(res), len(reqs))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(conns) != 1 {
+		t.Fatalf("%d connections, want 1", len(conns))
+	}
+	w := conns[0]
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.total < 16<<10 {
+		t.Fatalf("the agent wrote %d bytes, want more than a 16 KiB TLS record (the request is too small to test)", w.total)
+	}
+	if w.max > client.WriteBufferSize {
+		t.Errorf("the agent wrote %d bytes at once, want at most %d", w.max, client.WriteBufferSize)
 	}
 }

@@ -21,7 +21,6 @@ package server
 
 import (
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -36,7 +35,6 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
@@ -287,27 +285,11 @@ func (s *Server) Bundle(ctx context.Context) (*bundle.Bundle, error) {
 // should come from peercred.Listen) until ctx ends, then stops gracefully.
 // It returns nil on cancellation.
 func (s *Server) Serve(ctx context.Context, nodeLn, adminLn net.Listener) error {
-	tlsCfg := &tls.Config{
-		MinVersion: tls.VersionTLS13,
-		// Re-read per handshake: the server certificate and the roots
-		// that verify agents both rotate.
-		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
-			cert, err := s.cert.Certificate()
-			if err != nil {
-				return nil, err
-			}
-			return &tls.Config{
-				MinVersion:   tls.VersionTLS13,
-				Certificates: []tls.Certificate{*cert},
-				// AttestNode is called without a node SVID; every other
-				// call requires one (checked per RPC).
-				ClientAuth: tls.VerifyClientCertIfGiven,
-				ClientCAs:  s.pool.get(),
-			}, nil
-		},
-	}
+	// Re-read per handshake: the server certificate and the roots that
+	// verify agents both rotate.
+	creds := newNodeTLS(&nodeConfigs{cert: s.cert.Certificate, roots: s.pool.get})
 	nodeSrv := grpc.NewServer(append(fleetServerOptions(),
-		grpc.Creds(credentials.NewTLS(tlsCfg)),
+		grpc.Creds(creds),
 		grpc.MaxRecvMsgSize(maxRecvMsgSize),
 		// A fixed pool of workers serves the RPCs instead of a goroutine
 		// per call: less stack growth and scheduling under load.
