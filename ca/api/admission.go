@@ -18,6 +18,14 @@ import (
 // The hint is the time the CA needs to serve the calls it refused in the
 // last second at the pace it serves them now, so a larger crowd is spread
 // over a longer window.
+//
+// Each bound counts the calls checking requests and signing: the work
+// that takes the cores. A call whose certificates are signed gives its
+// slot back before it waits for its durable commit (one group commit, one
+// fsync for many calls), which costs the CA no CPU: held through that
+// wait, the slots ran out while the cores were idle, and a rotate-now's
+// re-mint was refused tens of thousands of times. Calls waiting on their
+// commit are bounded too, at InFlightFactor times the bound.
 type Admission struct {
 	// MaxAttestations bounds concurrent AttestNode calls; 0 means
 	// 4 x GOMAXPROCS.
@@ -36,21 +44,27 @@ const (
 	// MaxRetryAfter caps the hint: a crowd of any size is spread over at
 	// most twice this (the agent's jitter doubles it at most).
 	MaxRetryAfter = 15 * time.Second
+	// InFlightFactor is how many calls of a kind may be in flight (signing
+	// or waiting on their commit) per slot of its bound.
+	InFlightFactor = 16
 )
 
 // gate is one bound of Admission.
 type gate struct {
-	what  string
-	slots chan struct{}
+	what string
+	// work holds the calls checking and signing; calls holds every call
+	// admitted and not done, working or waiting on its commit.
+	work  chan struct{}
+	calls chan struct{}
 	base  time.Duration
 	clock clock.Clock
 
 	mu          sync.Mutex
 	windowStart time.Time
 	refused     int
-	// cost is a moving average of how long an admitted call holds its
-	// slot.
-	cost time.Duration
+	// workCost and callCost are moving averages of how long an admitted
+	// call holds its work slot, and how long it is in flight.
+	workCost, callCost time.Duration
 }
 
 func newGate(what string, limit int, base time.Duration, clk clock.Clock) *gate {
@@ -60,37 +74,67 @@ func newGate(what string, limit int, base time.Duration, clk clock.Clock) *gate 
 	if base <= 0 {
 		base = DefaultRetryAfter
 	}
-	return &gate{what: what, slots: make(chan struct{}, limit), base: base, clock: clk}
+	return &gate{what: what, work: make(chan struct{}, limit), calls: make(chan struct{}, InFlightFactor*limit), base: base, clock: clk}
 }
 
-// enter takes a slot, or refuses with nodeapi.Overloaded. The caller
-// calls release when its work is done.
-func (g *gate) enter() (release func(), err error) {
+// admitted is a call a gate let in.
+type admitted struct {
+	g       *gate
+	start   time.Time
+	working bool
+}
+
+// enter admits a call, or refuses it with nodeapi.Overloaded. The caller
+// calls committing once its certificates are signed, if it then waits on
+// a durable commit, and done when it returns.
+func (g *gate) enter() (*admitted, error) {
 	select {
-	case g.slots <- struct{}{}:
-		start := g.clock.Now()
-		return func() {
-			<-g.slots
-			g.observe(g.clock.Now().Sub(start))
-		}, nil
+	case g.calls <- struct{}{}:
+	default:
+		hint := g.refusal()
+		return nil, nodeapi.Overloaded(fmt.Sprintf("the CA is at its limit of %d %s in flight; retry in %s", cap(g.calls), g.what, hint), hint)
+	}
+	select {
+	case g.work <- struct{}{}:
+		return &admitted{g: g, start: g.clock.Now(), working: true}, nil
 	default:
 	}
+	<-g.calls
 	hint := g.refusal()
-	return nil, nodeapi.Overloaded(fmt.Sprintf("the CA is at its limit of %d concurrent %s; retry in %s", cap(g.slots), g.what, hint), hint)
+	return nil, nodeapi.Overloaded(fmt.Sprintf("the CA is at its limit of %d concurrent %s; retry in %s", cap(g.work), g.what, hint), hint)
 }
 
-func (g *gate) observe(d time.Duration) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.cost == 0 {
-		g.cost = d
+// committing gives the call's work slot back: what is left is the wait on
+// its durable commit.
+func (a *admitted) committing() {
+	if !a.working {
 		return
 	}
-	g.cost += (d - g.cost) / 16
+	a.working = false
+	<-a.g.work
+	a.g.observe(&a.g.workCost, a.g.clock.Now().Sub(a.start))
 }
 
-// refusal counts a refusal and returns its hint: the time the slots need
-// for the calls refused in the last second, at least the base.
+// done ends the call.
+func (a *admitted) done() {
+	a.committing()
+	<-a.g.calls
+	a.g.observe(&a.g.callCost, a.g.clock.Now().Sub(a.start))
+}
+
+func (g *gate) observe(cost *time.Duration, d time.Duration) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if *cost == 0 {
+		*cost = d
+		return
+	}
+	*cost += (d - *cost) / 16
+}
+
+// refusal counts a refusal and returns its hint: the time the gate needs
+// for the calls refused in the last second, at the pace of its slower
+// bound, and at least the base.
 func (g *gate) refusal() time.Duration {
 	now := g.clock.Now()
 	g.mu.Lock()
@@ -99,6 +143,7 @@ func (g *gate) refusal() time.Duration {
 		g.windowStart, g.refused = now, 0
 	}
 	g.refused++
-	need := time.Duration(g.refused) * g.cost / time.Duration(cap(g.slots))
+	perCall := max(g.workCost/time.Duration(cap(g.work)), g.callCost/time.Duration(cap(g.calls)))
+	need := time.Duration(g.refused) * perCall
 	return min(max(g.base, roundHint(need)), MaxRetryAfter)
 }

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -27,10 +28,10 @@ func TestGate(t *testing.T) {
 	}
 	// Each admitted call takes 100 ms.
 	clk.Advance(100 * time.Millisecond)
-	r1()
-	r2()
+	r1.done()
+	r2.done()
 	var hints []time.Duration
-	hold := []func(){}
+	hold := []*admitted{}
 	for range 2 {
 		r, err := g.enter()
 		if err != nil {
@@ -60,10 +61,70 @@ func TestGate(t *testing.T) {
 	if _, err := g.enter(); nodeapi.RetryHint(err) != 500*time.Millisecond {
 		t.Errorf("hint after the window = %v, want the floor", nodeapi.RetryHint(err))
 	}
-	hold[0]()
+	hold[0].done()
 	if _, err := g.enter(); err != nil {
 		t.Errorf("enter after a release = %v, want a slot", err)
 	}
+}
+
+// TestGateCommitting: a call waiting on its commit holds no work slot,
+// so the work bound admits the next call at once; the calls in flight are
+// still bounded, at InFlightFactor times the work bound, and a crowd
+// refused there is hinted at the pace the commits allow.
+func TestGateCommitting(t *testing.T) {
+	clk := clock.NewFake(time.Now())
+	g := newGate("mint batches", 2, 100*time.Millisecond, clk)
+	var waiting []*admitted
+	for i := range 2 * InFlightFactor {
+		a, err := g.enter()
+		if err != nil {
+			t.Fatalf("call %d, every earlier one committing: %v, want a slot", i, err)
+		}
+		a.committing()
+		a.committing() // a second call changes nothing
+		waiting = append(waiting, a)
+	}
+	_, err := g.enter()
+	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "32 mint batches in flight") {
+		t.Fatalf("enter with 32 calls committing = %v, want ResourceExhausted at the in-flight bound", err)
+	}
+	// Calls of 1 s in flight, 32 at a time: 64 refused need 2 s.
+	clk.Advance(time.Second)
+	for _, a := range waiting {
+		a.done()
+	}
+	hold := make([]*admitted, 0, 2*InFlightFactor)
+	for range 2 * InFlightFactor {
+		a, err := g.enter()
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.committing()
+		hold = append(hold, a)
+	}
+	clk.Advance(1100 * time.Millisecond) // a fresh window of refusals
+	var hint time.Duration
+	for range 64 {
+		_, err := g.enter()
+		hint = nodeapi.RetryHint(err)
+	}
+	if hint != 2*time.Second {
+		t.Errorf("hint after 64 refused = %v, want 2s (64 x 1s / 32 in flight)", hint)
+	}
+	// Two calls still signing fill the work bound whatever is in flight.
+	for _, a := range hold {
+		a.done()
+	}
+	w1, _ := g.enter()
+	w2, _ := g.enter()
+	if _, err := g.enter(); status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "2 concurrent mint batches") {
+		t.Fatalf("enter with 2 calls signing = %v, want ResourceExhausted at the work bound", err)
+	}
+	w1.committing()
+	if _, err := g.enter(); err != nil {
+		t.Errorf("enter after a call committed = %v, want its work slot", err)
+	}
+	w2.done()
 }
 
 // TestRoundHint: hints are rounded to a few values per decade, the

@@ -145,12 +145,12 @@ func HashJoinToken(token string) string {
 // Every failure is logged and audited with the caller's address and, when
 // the token is known, the node it was for.
 func (s *NodeService) AttestNode(ctx context.Context, req *nodev1.AttestNodeRequest) (*nodev1.AttestNodeResponse, error) {
-	release, err := s.attests.enter()
+	adm, err := s.attests.enter()
 	if err != nil {
 		s.attested(AttestBusy)
 		return nil, err
 	}
-	defer release()
+	defer adm.done()
 	now := s.cfg.Clock.Now()
 	a := &attempt{peer: peerAddress(ctx), now: now}
 	if req.GetK8SPsat() != nil {
@@ -215,6 +215,7 @@ func (s *NodeService) AttestNode(ctx context.Context, req *nodev1.AttestNodeRequ
 	)
 	// Batch: a fleet attesting at once shares fsyncs (group commit); fn
 	// may run more than once and only changes state through tx.
+	adm.committing()
 	err = s.cfg.Store.Batch(ctx, func(tx store.Tx) error {
 		if _, err := tx.TakeJoinToken(hash, now); err != nil {
 			return err // another agent used it since it was read
@@ -424,11 +425,11 @@ func (s *NodeService) RenewNodeSVID(ctx context.Context, req *nodev1.RenewNodeSV
 	if err := s.allow(nodeID); err != nil {
 		return nil, err
 	}
-	release, err := s.mints.enter()
+	adm, err := s.mints.enter()
 	if err != nil {
 		return nil, err
 	}
-	defer release()
+	defer adm.done()
 	csr, err := ca.ParseCSR(req.GetCsr())
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "invalid CSR: %v", err)
@@ -451,6 +452,7 @@ func (s *NodeService) RenewNodeSVID(ctx context.Context, req *nodev1.RenewNodeSV
 		return nil, err
 	}
 	newLeaf := svid.Chain[0]
+	adm.committing()
 	err = s.cfg.Store.Update(ctx, func(tx store.Tx) error {
 		node, err := s.authorizeNode(tx, nodeID, leaf)
 		if err != nil {
@@ -673,11 +675,11 @@ func (s *NodeService) MintX509SVIDs(ctx context.Context, req *nodev1.MintX509SVI
 	if err := s.allow(nodeID); err != nil {
 		return nil, err
 	}
-	release, err := s.mints.enter()
+	adm, err := s.mints.enter()
 	if err != nil {
 		return nil, err
 	}
-	defer release()
+	defer adm.done()
 	signedSVIDs := 0
 	s.mintStarted()
 	defer func() { s.mintDone(signedSVIDs) }()
@@ -767,6 +769,7 @@ func (s *NodeService) MintX509SVIDs(ctx context.Context, req *nodev1.MintX509SVI
 	// Record every issued certificate, in the index and the audit log,
 	// before any is returned: a certificate that is not recorded is never
 	// handed out.
+	adm.committing()
 	now := s.cfg.Clock.Now()
 	err = s.cfg.Store.Batch(ctx, func(tx store.Tx) error {
 		for i, r := range records {

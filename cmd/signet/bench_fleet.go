@@ -62,6 +62,11 @@ type fleetResult struct {
 	// it adds the new root's key generation, its encryption at rest and
 	// its signing.
 	FanoutCallP99Ms float64 `json:"fanout_call_p99_ms"`
+	// What rotate_now_seconds is made of, from the server's metrics (when
+	// the bench starts it): the window the CA spread the re-mint over,
+	// and the mint calls its admission control refused meanwhile.
+	RotateNowWindowSeconds float64 `json:"rotate_now_window_seconds"`
+	RotateNowRefusedMints  int     `json:"rotate_now_refused_mints"`
 }
 
 func (r *fleetResult) printTable(w io.Writer) error {
@@ -73,6 +78,7 @@ func (r *fleetResult) printTable(w io.Writer) error {
 		{"rotate_now_seconds", ffmt(r.RotateNowSeconds)}, {"expired_svids", strconv.Itoa(r.ExpiredSVIDs)}, {"errors", strconv.Itoa(r.Errors)},
 		{"server_rss_anon_mb", ffmt(r.ServerRSSAnonMB)}, {"server_rss_file_mb", ffmt(r.ServerRSSFileMB)},
 		{"fanout_call_p99_ms", ffmt(r.FanoutCallP99Ms)},
+		{"rotate_now_window_seconds", ffmt(r.RotateNowWindowSeconds)}, {"rotate_now_refused_mints", strconv.Itoa(r.RotateNowRefusedMints)},
 	}
 	return printTable(w, []string{"FIGURE", "VALUE"}, rows)
 }
@@ -109,6 +115,7 @@ type fleetBench struct {
 	serverArgs   []string
 	serverEnv    []string
 	debugAddr    string // the server's debug_listen, with --profile-dir
+	metricsAddr  string // the server's metrics_listen, when the bench starts it
 	roots        []*x509.Certificate
 	agents       []*simAgent
 
@@ -237,12 +244,22 @@ func (b *fleetBench) run(ctx context.Context) (*fleetResult, error) {
 	res.FanoutP99Ms, res.FanoutCallP99Ms = ms(fanout), ms(fanoutCall)
 	b.say("bundle fan-out: p99 %.1f ms from the bundle change, %.1f ms from the prepare call", res.FanoutP99Ms, res.FanoutCallP99Ms)
 
+	before, err := b.serverMetrics(ctx)
+	if err != nil {
+		return nil, err
+	}
 	rotate, err := b.rotateNow(ctx, newRoot)
 	if err != nil {
 		return nil, err
 	}
 	res.RotateNowSeconds = rotate.Seconds()
-	b.say("rotate now: every SVID under the new root in %.1fs", res.RotateNowSeconds)
+	after, err := b.serverMetrics(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res.RotateNowWindowSeconds = metricSum(after, "signet_rotate_now_window_seconds")
+	res.RotateNowRefusedMints = refusedMints(after) - refusedMints(before)
+	b.say("rotate now: every SVID under the new root in %.1fs (window %.1fs, %d mint calls refused)", res.RotateNowSeconds, res.RotateNowWindowSeconds, res.RotateNowRefusedMints)
 	b.sampleRSS("rotated")
 
 	if b.server != nil {
@@ -301,6 +318,11 @@ func (b *fleetBench) startServer(ctx context.Context) error {
 	b.serverEnv = append(os.Environ(), "SIGNET_KEY_PASSPHRASE="+hex.EncodeToString(pass))
 	b.serverArgs = []string{exe, "server", "--trust-domain", benchTD, "--data-dir", filepath.Join(b.dir, "ca"),
 		"--listen", b.addr, "--admin-socket", b.admin.socket, "--log-level", "warn"}
+	margs, err := b.metricsArgs()
+	if err != nil {
+		return err
+	}
+	b.serverArgs = append(b.serverArgs, margs...)
 	if b.opts.profileDir != "" {
 		args, err := b.profileArgs()
 		if err != nil {

@@ -34,7 +34,7 @@ func TestBenchFleet(t *testing.T) {
 	}
 	for _, key := range []string{"agents", "workloads", "svids", "attest_seconds", "sync_p99_ms", "fanout_p99_ms", "mint_p50_ms", "mint_p99_ms",
 		"server_rss_mb", "server_idle_cpu_percent", "reconnect_seconds", "rotate_now_seconds", "expired_svids", "errors",
-		"server_rss_anon_mb", "server_rss_file_mb", "fanout_call_p99_ms"} {
+		"server_rss_anon_mb", "server_rss_file_mb", "fanout_call_p99_ms", "rotate_now_window_seconds", "rotate_now_refused_mints"} {
 		if _, ok := res[key]; !ok {
 			t.Errorf("figure %q missing from %s", key, stdout.String())
 		}
@@ -46,6 +46,12 @@ func TestBenchFleet(t *testing.T) {
 	// part is more than the whole.
 	if anon, file, rss := res["server_rss_anon_mb"], res["server_rss_file_mb"], res["server_rss_mb"]; anon <= 0 || anon > rss || file > rss {
 		t.Errorf("server_rss_anon_mb %v, server_rss_file_mb %v; want 0 < each <= server_rss_mb %v", anon, file, rss)
+	}
+	// The window the CA took for the rotate-now, read from its metrics:
+	// the server signed 1,000 SVIDs before, so it was measured, and no
+	// rotation ends before its window has been spread.
+	if w := res["rotate_now_window_seconds"]; w <= 0 || w > res["rotate_now_seconds"] {
+		t.Errorf("rotate_now_window_seconds %v, want 0 < it <= rotate_now_seconds %v", w, res["rotate_now_seconds"])
 	}
 	if res["errors"] != 0 || res["expired_svids"] != 0 {
 		t.Errorf("errors %v, expired_svids %v; want 0 and 0\nstderr:\n%s", res["errors"], res["expired_svids"], stderr.String())
