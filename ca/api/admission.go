@@ -58,6 +58,9 @@ type gate struct {
 	calls chan struct{}
 	base  time.Duration
 	clock clock.Clock
+	// onRefuse, if set, counts each refusal by the bound that refused it
+	// (BoundSigning, BoundInFlight).
+	onRefuse func(bound string)
 
 	mu          sync.Mutex
 	windowStart time.Time
@@ -67,14 +70,20 @@ type gate struct {
 	workCost, callCost time.Duration
 }
 
-func newGate(what string, limit int, base time.Duration, clk clock.Clock) *gate {
+// Bounds of a gate, for NodeMetrics.AdmissionRefused.
+const (
+	BoundSigning  = "signing"
+	BoundInFlight = "in_flight"
+)
+
+func newGate(what string, limit int, base time.Duration, clk clock.Clock, onRefuse func(bound string)) *gate {
 	if limit <= 0 {
 		limit = 4 * runtime.GOMAXPROCS(0)
 	}
 	if base <= 0 {
 		base = DefaultRetryAfter
 	}
-	return &gate{what: what, work: make(chan struct{}, limit), calls: make(chan struct{}, InFlightFactor*limit), base: base, clock: clk}
+	return &gate{what: what, work: make(chan struct{}, limit), calls: make(chan struct{}, InFlightFactor*limit), base: base, clock: clk, onRefuse: onRefuse}
 }
 
 // admitted is a call a gate let in.
@@ -91,7 +100,7 @@ func (g *gate) enter() (*admitted, error) {
 	select {
 	case g.calls <- struct{}{}:
 	default:
-		hint := g.refusal()
+		hint := g.refusal(BoundInFlight)
 		return nil, nodeapi.Overloaded(fmt.Sprintf("the CA is at its limit of %d %s in flight; retry in %s", cap(g.calls), g.what, hint), hint)
 	}
 	select {
@@ -100,7 +109,7 @@ func (g *gate) enter() (*admitted, error) {
 	default:
 	}
 	<-g.calls
-	hint := g.refusal()
+	hint := g.refusal(BoundSigning)
 	return nil, nodeapi.Overloaded(fmt.Sprintf("the CA is at its limit of %d concurrent %s; retry in %s", cap(g.work), g.what, hint), hint)
 }
 
@@ -135,7 +144,10 @@ func (g *gate) observe(cost *time.Duration, d time.Duration) {
 // refusal counts a refusal and returns its hint: the time the gate needs
 // for the calls refused in the last second, at the pace of its slower
 // bound, and at least the base.
-func (g *gate) refusal() time.Duration {
+func (g *gate) refusal(bound string) time.Duration {
+	if g.onRefuse != nil {
+		g.onRefuse(bound)
+	}
 	now := g.clock.Now()
 	g.mu.Lock()
 	defer g.mu.Unlock()

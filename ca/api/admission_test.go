@@ -1,6 +1,7 @@
 package api
 
 import (
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -17,7 +18,7 @@ import (
 // floor and cap; a released slot is taken again.
 func TestGate(t *testing.T) {
 	clk := clock.NewFake(time.Now())
-	g := newGate("mint batches", 2, 500*time.Millisecond, clk)
+	g := newGate("mint batches", 2, 500*time.Millisecond, clk, nil)
 	r1, err := g.enter()
 	if err != nil {
 		t.Fatal(err)
@@ -73,7 +74,8 @@ func TestGate(t *testing.T) {
 // refused there is hinted at the pace the commits allow.
 func TestGateCommitting(t *testing.T) {
 	clk := clock.NewFake(time.Now())
-	g := newGate("mint batches", 2, 100*time.Millisecond, clk)
+	refusals := map[string]int{}
+	g := newGate("mint batches", 2, 100*time.Millisecond, clk, func(bound string) { refusals[bound]++ })
 	var waiting []*admitted
 	for i := range 2 * InFlightFactor {
 		a, err := g.enter()
@@ -125,6 +127,9 @@ func TestGateCommitting(t *testing.T) {
 		t.Errorf("enter after a call committed = %v, want its work slot", err)
 	}
 	w2.done()
+	if want := map[string]int{BoundInFlight: 65, BoundSigning: 1}; !maps.Equal(refusals, want) {
+		t.Errorf("refusals counted %v, want %v", refusals, want)
+	}
 }
 
 // TestRoundHint: hints are rounded to a few values per decade, the

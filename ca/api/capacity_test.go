@@ -13,53 +13,72 @@ import (
 )
 
 // mintCalls feeds c n mint calls of svids SVIDs each, all in flight at
-// once (started, then done in turn), the process CPU clock advancing by
-// perSVID for every SVID in all: the CPU the calls took together. It
-// returns the clock's reading after the last.
-func mintCalls(c *capacity, cpu time.Duration, n, svids int, perSVID time.Duration) time.Duration {
-	for range n {
-		c.mintStarted(cpu)
-	}
-	for range n {
-		cpu += time.Duration(svids) * perSVID
-		c.mintDone(cpu, svids)
-	}
-	return cpu
+// once (started, then done in turn), the CA busy with nothing else: both
+// clocks advance by perSVID for every SVID in all. It returns the clocks
+// after the last.
+func mintCalls(c *capacity, now clocks, n, svids int, perSVID time.Duration) clocks {
+	return mintCallsOver(c, now, n, svids, perSVID, 0)
 }
 
+// mintCallsOver is mintCalls on a CA that also spends background cores of
+// CPU on other work the whole time: each call takes svids x perSVID of
+// wall time, and its CPU plus the background's share of that.
+func mintCallsOver(c *capacity, now clocks, n, svids int, perSVID time.Duration, background float64) clocks {
+	for range n {
+		c.mintStarted(now)
+	}
+	for range n {
+		wall := time.Duration(svids) * perSVID
+		now = now.add(clocks{cpu: wall + time.Duration(background*float64(wall)), wall: wall})
+		c.mintDone(now, svids)
+	}
+	return now
+}
+
+// onShare is the time work (CPU time) takes on the share of the cores a
+// rotate-now may take.
+func onShare(work time.Duration) time.Duration {
+	return time.Duration(float64(work) / (float64(runtime.GOMAXPROCS(0)) * RotateUtilization))
+}
+
+// start is the clocks of a process that has run a second.
+var start = clocks{cpu: time.Second, wall: time.Second}
+
 // TestRotateSpread: the rotate-now window is the connected fleet's SVIDs
-// over what half the cores mint per second at the measured cost.
+// over what three quarters of the cores mint per second at the measured cost.
 func TestRotateSpread(t *testing.T) {
-	cores := time.Duration(runtime.GOMAXPROCS(0))
 	tests := []struct {
 		name    string
 		entries int64
 		cpu     time.Duration // CPU per SVID of 100 mint calls of 10
 		latency time.Duration // signature latency of a remote signer
-		want    time.Duration
+		// work is the re-mint's cost in all: the entries times the cost
+		// of one SVID.
+		work time.Duration
 	}{
-		{name: "no fleet", entries: 0, want: 0},
-		{name: "default cost", entries: 1000, want: 2 * time.Second / cores},
-		{name: "measured CPU cost", entries: 100_000, cpu: 250 * time.Microsecond, want: 50 * time.Second / cores},
-		{name: "remote signer slower than the CPU", entries: 50_000, cpu: 50 * time.Microsecond, latency: 5 * time.Millisecond, want: 500 * time.Second / cores},
-		{name: "remote signer faster than the CPU", entries: 100_000, cpu: 250 * time.Microsecond, latency: 100 * time.Microsecond, want: 50 * time.Second / cores},
-		{name: "capped", entries: 100_000_000, cpu: time.Millisecond, want: MaxRotateSpread},
+		{name: "no fleet", entries: 0, work: 0},
+		{name: "default cost", entries: 1000, work: time.Second},
+		{name: "measured CPU cost", entries: 100_000, cpu: 250 * time.Microsecond, work: 25 * time.Second},
+		{name: "remote signer slower than the CPU", entries: 50_000, cpu: 50 * time.Microsecond, latency: 5 * time.Millisecond, work: 250 * time.Second},
+		{name: "remote signer faster than the CPU", entries: 100_000, cpu: 250 * time.Microsecond, latency: 100 * time.Microsecond, work: 25 * time.Second},
+		{name: "capped", entries: 100_000_000, cpu: time.Millisecond, work: 100_000 * time.Second},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var c capacity
 			c.liveEntries.Store(tt.entries)
 			if tt.cpu > 0 {
-				cpu := time.Second
+				now := start
 				for range 100 {
-					cpu = mintCalls(&c, cpu, 1, 10, tt.cpu)
+					now = mintCalls(&c, now, 1, 10, tt.cpu)
 				}
 			}
 			if tt.latency > 0 {
 				c.observeSignLatency(tt.latency)
 			}
-			if got := c.rotateSpread(); got.Round(time.Millisecond) != tt.want.Round(time.Millisecond) {
-				t.Errorf("rotateSpread = %v, want %v", got, tt.want)
+			want := min(onShare(tt.work), MaxRotateSpread)
+			if got := c.rotateSpread(); got.Round(time.Millisecond) != want.Round(time.Millisecond) {
+				t.Errorf("rotateSpread = %v, want %v", got, want)
 			}
 		})
 	}
@@ -74,20 +93,54 @@ func TestRotateSpreadUnderContention(t *testing.T) {
 	var calm, busy capacity
 	calm.liveEntries.Store(100_000)
 	busy.liveEntries.Store(100_000)
-	cpu := time.Second
+	now := start
 	for range 100 {
-		cpu = mintCalls(&calm, cpu, 1, 10, perSVID)
-		cpu += 50 * time.Millisecond // sync streams, keepalives between calls
+		now = mintCalls(&calm, now, 1, 10, perSVID)
+		now.cpu += 50 * time.Millisecond // sync streams, keepalives between calls
 	}
-	cpu = time.Second
+	now = start
 	for range 10 {
-		cpu = mintCalls(&busy, cpu, 64, 10, perSVID)
+		now = mintCalls(&busy, now, 64, 10, perSVID)
 	}
-	want := 100_000 * perSVID / time.Duration(float64(runtime.GOMAXPROCS(0))*rotateUtilization)
+	want := onShare(100_000 * perSVID)
 	for name, c := range map[string]*capacity{"one call at a time": &calm, "64 calls at once": &busy} {
 		if got := c.rotateSpread(); got.Round(time.Millisecond) != want.Round(time.Millisecond) {
 			t.Errorf("%s: rotateSpread = %v, want %v (%v per SVID)", name, got, want, perSVID)
 		}
+	}
+}
+
+// TestRotateSpreadBackground: CPU the CA spends on other work while mint
+// calls wait on their commits (sync streams, entry changes) is taken out
+// of the cost at the rate measured while no call runs; a background
+// measured too high takes out at most nine tenths.
+func TestRotateSpreadBackground(t *testing.T) {
+	const perSVID = 300 * time.Microsecond
+	for _, tt := range []struct {
+		name string
+		// background is the CPU rate of the other work, between calls
+		// and during them.
+		between, during float64
+		want            time.Duration
+	}{
+		{name: "half a core of other work", between: 0.5, during: 0.5, want: 100_000 * perSVID},
+		{name: "none", want: 100_000 * perSVID},
+		{name: "busier between calls than during them", between: 20, during: 0.5, want: 100_000 * (perSVID + perSVID/2) / 10},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var c capacity
+			c.liveEntries.Store(100_000)
+			now := start
+			for range 200 {
+				now = mintCallsOver(&c, now, 1, 10, perSVID, tt.during)
+				gap := 100 * time.Millisecond
+				now = now.add(clocks{cpu: time.Duration(tt.between * float64(gap)), wall: gap})
+			}
+			want := onShare(tt.want)
+			if got := c.rotateSpread(); got.Round(time.Millisecond) != want.Round(time.Millisecond) {
+				t.Errorf("rotateSpread = %v, want %v", got, want)
+			}
+		})
 	}
 }
 
@@ -96,13 +149,14 @@ func TestRotateSpreadUnderContention(t *testing.T) {
 func TestRotateSpreadUnreadableClock(t *testing.T) {
 	var c capacity
 	c.liveEntries.Store(100_000)
-	cpu := mintCalls(&c, time.Second, 10, 10, 250*time.Microsecond)
+	now := mintCalls(&c, start, 10, 10, 250*time.Microsecond)
 	want := c.rotateSpread()
 
-	c.mintStarted(0) // unread at the start
-	c.mintDone(cpu+time.Hour, 10)
-	c.mintStarted(cpu + time.Hour)
-	c.mintDone(0, 10) // unread at the end
+	c.mintStarted(clocks{}) // unread at the start
+	later := now.add(clocks{cpu: time.Hour, wall: time.Hour})
+	c.mintDone(later, 10)
+	c.mintStarted(later)
+	c.mintDone(clocks{}, 10) // unread at the end
 	if got := c.rotateSpread(); got != want {
 		t.Errorf("rotateSpread after unmeasured calls = %v, want %v", got, want)
 	}
@@ -117,13 +171,13 @@ func TestRotateSpreadUnreadableClock(t *testing.T) {
 func TestRotateSpreadPerGeneration(t *testing.T) {
 	var c capacity
 	c.liveEntries.Store(100_000)
-	cpu := mintCalls(&c, time.Second, 10, 10, 250*time.Microsecond)
+	now := mintCalls(&c, start, 10, 10, 250*time.Microsecond)
 	first, taken := c.rotateSpreadFor(1)
 	if first <= 0 || !taken {
 		t.Fatalf("window of generation 1 = %v (taken %v), want positive and taken", first, taken)
 	}
 	for range 10 {
-		cpu = mintCalls(&c, cpu, 64, 10, 2*time.Millisecond) // the re-mint costs more
+		now = mintCalls(&c, now, 64, 10, 2*time.Millisecond) // the re-mint costs more
 	}
 	if got, taken := c.rotateSpreadFor(1); got != first || taken {
 		t.Errorf("window of generation 1 sent later = %v (taken %v), want the first one's %v", got, taken, first)

@@ -28,6 +28,26 @@ type NodeMetrics struct {
 	// RotateWindow is called when a rotate-now's window is taken, with
 	// the window and the cost of one SVID it was computed from.
 	RotateWindow func(window, svidCost time.Duration)
+	// AdmissionRefused is called for each call admission control refuses,
+	// with the kind of call (Calls*) and the bound it was over (Bound*):
+	// refusals at the signing bound mean the cores are busy, at the
+	// in-flight bound that commits are slow.
+	AdmissionRefused func(calls, bound string)
+}
+
+// Kinds of call admission control bounds, for NodeMetrics.AdmissionRefused.
+const (
+	CallsAttestations = "attestations"
+	CallsMintBatches  = "mint_batches"
+)
+
+// refusals returns the hook a gate of calls counts its refusals with.
+func (m NodeMetrics) refusals(calls string) func(bound string) {
+	f := m.AdmissionRefused
+	if f == nil {
+		return nil
+	}
+	return func(bound string) { f(calls, bound) }
 }
 
 // Kinds of SVID, for NodeMetrics.

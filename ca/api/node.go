@@ -116,8 +116,8 @@ func NewNodeService(cfg NodeConfig) *NodeService {
 		cfg.Connections = NewConnections()
 	}
 	return &NodeService{cfg: cfg, log: cfg.Logger.With(logComponent, "node_api"), limits: map[spiffeid.ID]*rate.Limiter{},
-		attests: newGate("attestations", cfg.Admission.MaxAttestations, cfg.Admission.RetryAfter, cfg.Clock),
-		mints:   newGate("mint batches", cfg.Admission.MaxMintBatches, cfg.Admission.RetryAfter, cfg.Clock),
+		attests: newGate("attestations", cfg.Admission.MaxAttestations, cfg.Admission.RetryAfter, cfg.Clock, cfg.Metrics.refusals(CallsAttestations)),
+		mints:   newGate("mint batches", cfg.Admission.MaxMintBatches, cfg.Admission.RetryAfter, cfg.Clock, cfg.Metrics.refusals(CallsMintBatches)),
 	}
 }
 

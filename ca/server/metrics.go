@@ -68,6 +68,9 @@ const (
 	// signer's latency) it was computed from.
 	MetricRotateNowWindow   = "signet_rotate_now_window_seconds"
 	MetricRotateNowSVIDCost = "signet_rotate_now_svid_cost_seconds"
+	// MetricAdmissionRefusals counts calls refused by admission control,
+	// by kind of call and the bound they were over.
+	MetricAdmissionRefusals = "signet_admission_refusals_total"
 )
 
 // Histogram buckets, in seconds. Signing with a soft key takes well under a
@@ -97,6 +100,7 @@ type Metrics struct {
 	chainBadSeq  prometheus.Gauge
 	rotateWindow prometheus.Gauge
 	rotateCost   prometheus.Gauge
+	refusals     *prometheus.CounterVec
 }
 
 // NewMetrics creates the CA's metrics and registers them with reg. It
@@ -147,6 +151,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: MetricRotateNowSVIDCost,
 			Help: "Cost of one SVID (CPU time, or a remote signer's latency) the last rotate-now window was computed from.",
 		}),
+		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: MetricAdmissionRefusals,
+			Help: "Calls refused by admission control with a retry hint, by calls (attestations, mint_batches) and bound (signing: the cores are busy; in_flight: commits are slow).",
+		}, []string{"calls", "bound"}),
 	}
 	// Show the common series at zero from the first scrape, so rate()
 	// and alerts work before the first event.
@@ -155,10 +163,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			m.svidsIssued.WithLabelValues(kind, outcome)
 		}
 	}
+	for _, calls := range []string{api.CallsAttestations, api.CallsMintBatches} {
+		for _, bound := range []string{api.BoundSigning, api.BoundInFlight} {
+			m.refusals.WithLabelValues(calls, bound)
+		}
+	}
 	for _, r := range []string{api.AttestSuccess, api.AttestUnknownToken, api.AttestExpiredToken, api.AttestInvalid, api.AttestRefused, api.AttestError, api.AttestBusy} {
 		m.attestations.WithLabelValues(r)
 	}
-	reg.MustRegister(m.svidsIssued, m.mintDuration, m.attestations, m.storeCommit, m.groupCommit, m.requests, m.state, m.chainOK, m.chainBadSeq, m.rotateWindow, m.rotateCost)
+	reg.MustRegister(m.svidsIssued, m.mintDuration, m.attestations, m.storeCommit, m.groupCommit, m.requests, m.state, m.chainOK, m.chainBadSeq, m.rotateWindow, m.rotateCost, m.refusals)
 	return m
 }
 
@@ -177,6 +190,7 @@ func (m *Metrics) nodeHooks() api.NodeMetrics {
 			m.rotateWindow.Set(window.Seconds())
 			m.rotateCost.Set(svidCost.Seconds())
 		},
+		AdmissionRefused: func(calls, bound string) { m.refusals.WithLabelValues(calls, bound).Inc() },
 	}
 }
 

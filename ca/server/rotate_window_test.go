@@ -13,6 +13,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/grpc/codes"
 
+	"github.com/signet-mesh/signet/ca/api"
 	"github.com/signet-mesh/signet/ca/keys"
 	adminv1 "github.com/signet-mesh/signet/proto/signet/admin/v1"
 	nodev1 "github.com/signet-mesh/signet/proto/signet/node/v1"
@@ -20,7 +21,7 @@ import (
 
 // TestRotateNowWindowFromMeasuredCost: the window a rotate-now sends the
 // agents is the connected fleet's SVIDs at the cost the CA measured on its
-// mints, at half its cores, and the metrics show that window and cost.
+// mints, at three quarters of its cores, and the metrics show that window and cost.
 func TestRotateNowWindowFromMeasuredCost(t *testing.T) {
 	cost := rotateNowWindow(t, testOpts{})
 	if cost == time.Millisecond {
@@ -102,8 +103,8 @@ func rotateNowWindow(t *testing.T, o testOpts) time.Duration {
 	if cost <= 0 {
 		t.Fatalf("SVID cost = %v, want positive", cost)
 	}
-	if want := time.Duration(entries * float64(cost) / (float64(runtime.GOMAXPROCS(0)) * 0.5)); window.Round(time.Microsecond) != want.Round(time.Microsecond) {
-		t.Errorf("window = %v, want %d SVIDs x %v at half of %d cores = %v", window, entries, cost, runtime.GOMAXPROCS(0), want)
+	if want := time.Duration(entries * float64(cost) / (float64(runtime.GOMAXPROCS(0)) * api.RotateUtilization)); window.Round(time.Microsecond) != want.Round(time.Microsecond) {
+		t.Errorf("window = %v, want %d SVIDs x %v at %v of %d cores = %v", window, entries, cost, api.RotateUtilization, runtime.GOMAXPROCS(0), want)
 	}
 	if sent != window.Truncate(time.Millisecond) {
 		t.Errorf("window sent to the agent = %v, want the metric's %v", sent, window)

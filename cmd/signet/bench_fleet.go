@@ -67,6 +67,9 @@ type fleetResult struct {
 	// and the mint calls its admission control refused meanwhile.
 	RotateNowWindowSeconds float64 `json:"rotate_now_window_seconds"`
 	RotateNowRefusedMints  int     `json:"rotate_now_refused_mints"`
+	// RotateNowRefusedInFlight is how many of those were over the bound
+	// on calls waiting for their commits, not on calls signing.
+	RotateNowRefusedInFlight int `json:"rotate_now_refused_in_flight"`
 }
 
 func (r *fleetResult) printTable(w io.Writer) error {
@@ -79,6 +82,7 @@ func (r *fleetResult) printTable(w io.Writer) error {
 		{"server_rss_anon_mb", ffmt(r.ServerRSSAnonMB)}, {"server_rss_file_mb", ffmt(r.ServerRSSFileMB)},
 		{"fanout_call_p99_ms", ffmt(r.FanoutCallP99Ms)},
 		{"rotate_now_window_seconds", ffmt(r.RotateNowWindowSeconds)}, {"rotate_now_refused_mints", strconv.Itoa(r.RotateNowRefusedMints)},
+		{"rotate_now_refused_in_flight", strconv.Itoa(r.RotateNowRefusedInFlight)},
 	}
 	return printTable(w, []string{"FIGURE", "VALUE"}, rows)
 }
@@ -259,7 +263,9 @@ func (b *fleetBench) run(ctx context.Context) (*fleetResult, error) {
 	}
 	res.RotateNowWindowSeconds = metricSum(after, "signet_rotate_now_window_seconds")
 	res.RotateNowRefusedMints = refusedMints(after) - refusedMints(before)
-	b.say("rotate now: every SVID under the new root in %.1fs (window %.1fs, %d mint calls refused)", res.RotateNowSeconds, res.RotateNowWindowSeconds, res.RotateNowRefusedMints)
+	res.RotateNowRefusedInFlight = refusedInFlight(after) - refusedInFlight(before)
+	b.say("rotate now: every SVID under the new root in %.1fs (window %.1fs, %d mint calls refused, %d of them while commits were slow)",
+		res.RotateNowSeconds, res.RotateNowWindowSeconds, res.RotateNowRefusedMints, res.RotateNowRefusedInFlight)
 	b.sampleRSS("rotated")
 
 	if b.server != nil {
@@ -334,8 +340,17 @@ func (b *fleetBench) startServer(ctx context.Context) error {
 	return b.launchServer()
 }
 
+// serverLog is the path of the server's log: kept in --profile-dir, with
+// the profiles, else in the temporary directory removed at the end.
+func (b *fleetBench) serverLog() string {
+	if b.opts.profileDir != "" {
+		return filepath.Join(b.opts.profileDir, "server.log")
+	}
+	return filepath.Join(b.dir, "server.log")
+}
+
 func (b *fleetBench) launchServer() error {
-	logf, err := os.OpenFile(filepath.Join(b.dir, "server.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	logf, err := os.OpenFile(b.serverLog(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
 	}
@@ -362,7 +377,7 @@ func (b *fleetBench) launchServer() error {
 // on its own (a crash, or its address taken), with the server's last
 // words rather than a phase's timeout.
 func (b *fleetBench) serverExited(waitErr error) {
-	logPath := filepath.Join(b.dir, "server.log")
+	logPath := b.serverLog()
 	err := fmt.Errorf("signet server exited (%v): %s (see %s)", waitErr, lastLogLine(logPath), logPath)
 	b.stopped.CompareAndSwap(nil, &err)
 }
@@ -443,7 +458,7 @@ func (b *fleetBench) connectAdmin(ctx context.Context) error {
 			return *stopped
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("the CA's admin socket %s did not answer: %w (see %s)", b.admin.socket, err, filepath.Join(b.dir, "server.log"))
+			return fmt.Errorf("the CA's admin socket %s did not answer: %w (see %s)", b.admin.socket, err, b.serverLog())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -802,7 +817,7 @@ func (b *fleetBench) syncProbe(ctx context.Context, a *simAgent, i int) (time.Du
 func (b *fleetBench) fanout(ctx context.Context) (fromChange, fromCall time.Duration, _ *adminv1.Authority, _ error) {
 	cctx, cancel := context.WithTimeout(ctx, adminCallTimeout)
 	defer cancel()
-	stopProfile := b.startBenchProfile("fanout")
+	stopProfile := b.startBenchProfile("fanout", benchServerCPUWindow)
 	defer stopProfile()
 	// The new root is known only once prepared: agents record the first
 	// bundle with a root beyond the old ones.
@@ -879,6 +894,9 @@ func (b *fleetBench) rotateNow(ctx context.Context, auth *adminv1.Authority) (ti
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+	// The re-mint's first half minute, where the CA is busiest.
+	stopProfile := b.startBenchProfile("rotate", 30*time.Second)
+	defer stopProfile()
 	err = b.waitAll(ctx, "SVIDs under the new root", func() (int, int) {
 		return b.count(func(a *simAgent) bool { a.mu.Lock(); defer a.mu.Unlock(); return !a.rotatedAt.IsZero() }), len(b.agents)
 	})

@@ -88,3 +88,9 @@ func metricSum(text, name string, labels ...string) float64 {
 func refusedMints(metrics string) int {
 	return int(metricSum(metrics, "signet_node_api_requests_total", `code="ResourceExhausted"`, `MintX509SVIDs`))
 }
+
+// refusedInFlight is how many mint calls the server refused at its bound
+// on calls in flight (waiting on their commits) since it started.
+func refusedInFlight(metrics string) int {
+	return int(metricSum(metrics, "signet_admission_refusals_total", `bound="in_flight"`, `calls="mint_batches"`))
+}

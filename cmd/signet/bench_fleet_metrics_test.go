@@ -10,6 +10,8 @@ func TestMetricSum(t *testing.T) {
 signet_node_api_requests_total{code="OK",method="/signet.node.v1.NodeService/MintX509SVIDs"} 100
 signet_node_api_requests_total{code="ResourceExhausted",method="/signet.node.v1.NodeService/MintX509SVIDs"} 7
 signet_node_api_requests_total{code="ResourceExhausted",method="/signet.node.v1.NodeService/AttestNode"} 3
+signet_admission_refusals_total{bound="in_flight",calls="mint_batches"} 4
+signet_admission_refusals_total{bound="signing",calls="mint_batches"} 3
 signet_rotate_now_window_seconds 42.5
 signet_rotate_now_window_seconds_total 1000
 `
@@ -31,5 +33,8 @@ signet_rotate_now_window_seconds_total 1000
 	}
 	if got := refusedMints(text); got != 7 {
 		t.Errorf("refusedMints = %d, want 7", got)
+	}
+	if got := refusedInFlight(text); got != 4 {
+		t.Errorf("refusedInFlight = %d, want 4", got)
 	}
 }

@@ -83,18 +83,18 @@ const benchServerCPUWindow = 5 * time.Second
 // startBenchProfile, with --profile-dir, takes CPU profiles over a phase:
 // of the bench process itself (the simulated agents: the real agent code
 // and the harness) as PHASE.bench.cpu.pb.gz until the returned function is
-// called, and of the server as PHASE.server.cpu.pb.gz over
-// benchServerCPUWindow from now. The returned function ends both (waiting
-// for the server's window) and may be called more than once.
-func (b *fleetBench) startBenchProfile(phase string) func() {
+// called, and of the server as PHASE.server.cpu.pb.gz over serverWindow
+// from now. The returned function ends both (waiting for the server's
+// window) and may be called more than once.
+func (b *fleetBench) startBenchProfile(phase string, serverWindow time.Duration) func() {
 	if b.opts.profileDir == "" {
 		return func() {}
 	}
 	var wg sync.WaitGroup
 	if b.debugAddr != "" {
 		wg.Go(func() {
-			hc := &http.Client{Timeout: benchServerCPUWindow + time.Minute}
-			url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", b.debugAddr, int(benchServerCPUWindow/time.Second))
+			hc := &http.Client{Timeout: serverWindow + time.Minute}
+			url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", b.debugAddr, int(serverWindow/time.Second))
 			if err := saveProfile(hc, url, filepath.Join(b.opts.profileDir, phase+".server.cpu.pb.gz")); err != nil {
 				b.fail("server CPU profile at %s: %v", phase, err)
 			}

@@ -34,7 +34,7 @@ func TestBenchFleet(t *testing.T) {
 	}
 	for _, key := range []string{"agents", "workloads", "svids", "attest_seconds", "sync_p99_ms", "fanout_p99_ms", "mint_p50_ms", "mint_p99_ms",
 		"server_rss_mb", "server_idle_cpu_percent", "reconnect_seconds", "rotate_now_seconds", "expired_svids", "errors",
-		"server_rss_anon_mb", "server_rss_file_mb", "fanout_call_p99_ms", "rotate_now_window_seconds", "rotate_now_refused_mints"} {
+		"server_rss_anon_mb", "server_rss_file_mb", "fanout_call_p99_ms", "rotate_now_window_seconds", "rotate_now_refused_mints", "rotate_now_refused_in_flight"} {
 		if _, ok := res[key]; !ok {
 			t.Errorf("figure %q missing from %s", key, stdout.String())
 		}
