@@ -1,6 +1,7 @@
 package api
 
 import (
+	"fmt"
 	"maps"
 	"strings"
 	"testing"
@@ -87,10 +88,12 @@ func TestGateCommitting(t *testing.T) {
 		waiting = append(waiting, a)
 	}
 	_, err := g.enter()
-	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "32 mint batches in flight") {
-		t.Fatalf("enter with 32 calls committing = %v, want ResourceExhausted at the in-flight bound", err)
+	inFlight := 2 * InFlightFactor
+	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), fmt.Sprintf("%d mint batches in flight", inFlight)) {
+		t.Fatalf("enter with %d calls committing = %v, want ResourceExhausted at the in-flight bound", inFlight, err)
 	}
-	// Calls of 1 s in flight, 32 at a time: 64 refused need 2 s.
+	// Calls of 1 s in flight, inFlight at a time: twice as many refused
+	// need 2 s.
 	clk.Advance(time.Second)
 	for _, a := range waiting {
 		a.done()
@@ -106,12 +109,12 @@ func TestGateCommitting(t *testing.T) {
 	}
 	clk.Advance(1100 * time.Millisecond) // a fresh window of refusals
 	var hint time.Duration
-	for range 64 {
+	for range 2 * inFlight {
 		_, err := g.enter()
 		hint = nodeapi.RetryHint(err)
 	}
 	if hint != 2*time.Second {
-		t.Errorf("hint after 64 refused = %v, want 2s (64 x 1s / 32 in flight)", hint)
+		t.Errorf("hint after %d refused = %v, want 2s (%d x 1s / %d in flight)", 2*inFlight, hint, 2*inFlight, inFlight)
 	}
 	// Two calls still signing fill the work bound whatever is in flight.
 	for _, a := range hold {
@@ -127,7 +130,7 @@ func TestGateCommitting(t *testing.T) {
 		t.Errorf("enter after a call committed = %v, want its work slot", err)
 	}
 	w2.done()
-	if want := map[string]int{BoundInFlight: 65, BoundSigning: 1}; !maps.Equal(refusals, want) {
+	if want := map[string]int{BoundInFlight: 1 + 2*inFlight, BoundSigning: 1}; !maps.Equal(refusals, want) {
 		t.Errorf("refusals counted %v, want %v", refusals, want)
 	}
 }

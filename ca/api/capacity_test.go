@@ -45,7 +45,7 @@ func onShare(work time.Duration) time.Duration {
 var start = clocks{cpu: time.Second, wall: time.Second}
 
 // TestRotateSpread: the rotate-now window is the connected fleet's SVIDs
-// over what three quarters of the cores mint per second at the measured cost.
+// over what the cores mint per second at the measured cost.
 func TestRotateSpread(t *testing.T) {
 	tests := []struct {
 		name    string

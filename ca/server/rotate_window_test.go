@@ -21,7 +21,7 @@ import (
 
 // TestRotateNowWindowFromMeasuredCost: the window a rotate-now sends the
 // agents is the connected fleet's SVIDs at the cost the CA measured on its
-// mints, at three quarters of its cores, and the metrics show that window and cost.
+// mints, on all its cores, and the metrics show that window and cost.
 func TestRotateNowWindowFromMeasuredCost(t *testing.T) {
 	cost := rotateNowWindow(t, testOpts{})
 	if cost == time.Millisecond {

@@ -29,7 +29,7 @@ func newRootActivateCommand(env *cliEnv) *cobra.Command {
 	o.admin.addFlags(cmd.Flags(), env)
 	o.output.addFlags(cmd, objectFormats)
 	cmd.Flags().BoolVar(&o.force, "force", false, "activate even though some connected agents have not applied the bundle holding the root (audited)")
-	cmd.Flags().BoolVar(&o.rotateNow, "rotate-now", false, "make agents re-mint every SVID now, spread over the time the CA needs to mint them at three quarters of its cores, instead of at their half-life")
+	cmd.Flags().BoolVar(&o.rotateNow, "rotate-now", false, "make agents re-mint every SVID now, spread over the time the CA needs to mint them on all its cores, instead of at their half-life")
 	return cmd
 }
 
