@@ -355,6 +355,12 @@ func (c *Client) SyncEntries(ctx context.Context) (nodev1.NodeService_SyncEntrie
 type MintRequest struct {
 	EntryID string
 	Key     crypto.Signer
+	// CSR is Key's certificate request. MintX509SVIDs makes it when nil
+	// and fills it in, so that a caller sending the request again after
+	// a call the CA refused (ResourceExhausted: admission control or the
+	// node's rate, before anything was checked or signed) sends the same
+	// key and CSR instead of making new ones.
+	CSR []byte
 }
 
 // MintResult is the outcome for one MintRequest: SVID or Err.
@@ -379,10 +385,14 @@ func (c *Client) MintX509SVIDs(ctx context.Context, reqs []MintRequest) ([]MintR
 	if len(reqs) > mintChunk {
 		size = mintChunk
 	}
+	// The CSRs are filled into reqs: the caller may read them once this
+	// returns, so the goroutine making them is waited for.
+	var making sync.WaitGroup
+	defer making.Wait()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	batches := make(chan csrBatch, 1)
-	go func() {
+	making.Go(func() {
 		defer close(batches)
 		for start := 0; start < len(reqs); start += size {
 			b := makeCSRs(reqs[start:min(start+size, len(reqs))])
@@ -395,7 +405,7 @@ func (c *Client) MintX509SVIDs(ctx context.Context, reqs []MintRequest) ([]MintR
 				return
 			}
 		}
-	}()
+	})
 	for b := range batches {
 		if b.err != nil {
 			return out, b.err
@@ -435,7 +445,8 @@ type csrBatch struct {
 	err    error
 }
 
-// makeCSRs makes the CSRs of reqs, on up to GOMAXPROCS goroutines.
+// makeCSRs makes the CSRs of reqs that have none, on up to GOMAXPROCS
+// goroutines, and fills them into reqs.
 func makeCSRs(reqs []MintRequest) csrBatch {
 	b := csrBatch{reqs: reqs, params: make([]*nodev1.MintX509SVIDParams, len(reqs))}
 	errs := make([]error, len(reqs))
@@ -445,12 +456,15 @@ func makeCSRs(reqs []MintRequest) csrBatch {
 	for range workers {
 		wg.Go(func() {
 			for i := int(next.Add(1) - 1); i < len(reqs); i = int(next.Add(1) - 1) {
-				csr, err := newCSR(reqs[i].Key)
-				if err != nil {
-					errs[i] = err
-					continue
+				if reqs[i].CSR == nil {
+					csr, err := newCSR(reqs[i].Key)
+					if err != nil {
+						errs[i] = err
+						continue
+					}
+					reqs[i].CSR = csr
 				}
-				b.params[i] = &nodev1.MintX509SVIDParams{EntryId: reqs[i].EntryID, Csr: csr}
+				b.params[i] = &nodev1.MintX509SVIDParams{EntryId: reqs[i].EntryID, Csr: reqs[i].CSR}
 			}
 		})
 	}

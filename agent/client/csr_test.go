@@ -114,3 +114,35 @@ func BenchmarkNewCSR(b *testing.B) {
 		}
 	})
 }
+
+// TestMakeCSRsFillsIn: a request that carries a CSR (sent before, and
+// refused unseen) is sent with it; one without gets a new CSR for its
+// key, filled into the caller's request for a later retry.
+func TestMakeCSRsFillsIn(t *testing.T) {
+	var reqs []MintRequest
+	for _, id := range []string{"given", "new"} {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		reqs = append(reqs, MintRequest{EntryID: id, Key: key})
+	}
+	reqs[0].CSR = []byte("the CSR sent before")
+	b := makeCSRs(reqs)
+	if b.err != nil {
+		t.Fatal(b.err)
+	}
+	if got := string(b.params[0].GetCsr()); got != "the CSR sent before" {
+		t.Errorf("request with a CSR sent %q, want its own", got)
+	}
+	if !bytes.Equal(b.params[1].GetCsr(), reqs[1].CSR) || reqs[1].CSR == nil {
+		t.Fatalf("new CSR not filled into the request: sent %d bytes, request holds %d", len(b.params[1].GetCsr()), len(reqs[1].CSR))
+	}
+	csr, err := x509.ParseCertificateRequest(reqs[1].CSR)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !csr.PublicKey.(*ecdsa.PublicKey).Equal(reqs[1].Key.Public()) {
+		t.Error("the new CSR is not for the request's key")
+	}
+}

@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -312,12 +311,9 @@ func (b *fleetBench) startServer(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("finding the signet binary: %w", err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
+	if b.addr, err = freeLoopbackAddr(); err != nil {
 		return err
 	}
-	b.addr = ln.Addr().String()
-	ln.Close()
 	b.admin.socket = filepath.Join(b.dir, "admin.sock")
 	pass := make([]byte, 16)
 	rand.Read(pass)

@@ -19,13 +19,24 @@ import (
 // metricsArgs picks a free loopback port for the server's metrics
 // listener and returns the flag that sets it.
 func (b *fleetBench) metricsArgs() ([]string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeLoopbackAddr()
 	if err != nil {
 		return nil, err
 	}
-	b.metricsAddr = ln.Addr().String()
-	ln.Close()
-	return []string{"--metrics-listen", b.metricsAddr}, nil
+	b.metricsAddr = addr
+	return []string{"--metrics-listen", addr}, nil
+}
+
+// freeLoopbackAddr is a loopback address with a port free now. The port
+// is released for the server to bind: another process can take it
+// meanwhile (startAndConnect tries the first start again).
+func freeLoopbackAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
 }
 
 // serverMetrics reads the server's /metrics; "" when the bench did not

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -18,13 +17,12 @@ func (b *fleetBench) profileArgs() ([]string, error) {
 	if err := os.MkdirAll(b.opts.profileDir, 0o700); err != nil {
 		return nil, fmt.Errorf("--profile-dir: %w", err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeLoopbackAddr()
 	if err != nil {
 		return nil, err
 	}
-	b.debugAddr = ln.Addr().String()
-	ln.Close()
-	return []string{"--debug-listen", b.debugAddr}, nil
+	b.debugAddr = addr
+	return []string{"--debug-listen", addr}, nil
 }
 
 // saveProfiles writes the server's heap and goroutine profiles, its
