@@ -327,7 +327,7 @@ func (c *Client) Close() error { return c.conn.Close() }
 
 // RenewNodeSVID gets a fresh node SVID for key.
 func (c *Client) RenewNodeSVID(ctx context.Context, key crypto.Signer) (*x509svid.SVID, error) {
-	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
+	csr, err := newCSR(key)
 	if err != nil {
 		return nil, fmt.Errorf("client: creating CSR: %w", err)
 	}

@@ -122,6 +122,11 @@ type Node struct {
 	saveMu        sync.Mutex // one SaveBundle at a time
 
 	renew chan struct{} // RenewNow
+
+	// refusedKey is the key of the last renewal the CA refused before
+	// looking at it (ResourceExhausted): the next attempt sends it again
+	// instead of making a new one. Used only by Run's goroutine.
+	refusedKey crypto.Signer
 }
 
 // New returns a Node with cfg's zero fields defaulted.
@@ -366,11 +371,18 @@ func (n *Node) Run(ctx context.Context) error {
 }
 
 func (n *Node) renewOnce(ctx context.Context) error {
-	key, err := n.cfg.NewKey()
-	if err != nil {
-		return err
+	key := n.refusedKey
+	n.refusedKey = nil
+	if key == nil {
+		var err error
+		if key, err = n.cfg.NewKey(); err != nil {
+			return err
+		}
 	}
 	fresh, err := n.cfg.CA.RenewNodeSVID(ctx, key)
+	if status.Code(err) == codes.ResourceExhausted {
+		n.refusedKey = key
+	}
 	if _, ok := nodeapi.NodeRejection(err); ok {
 		return backoff.Permanent(err)
 	}
