@@ -20,14 +20,6 @@ import (
 // lets in by default (Admission.MaxMintBatches), so such a CA signs as
 // many certificates at once as it did on the callers' goroutines.
 //
-// A signer yields the processor after each certificate. Signing is the
-// bulk of a busy CA's CPU, and a signer kept its core until the runtime
-// preempted it, 10 ms later, while the one goroutine running the store's
-// group commit waited its turn behind every other signer: at 10,000 agents
-// a rotate-now's commits took seconds, 512 mint calls queued on them and
-// 22,000 more were refused. Yielding after each of its ~1 ms tasks lets
-// the commit, the transports and the sync streams run in between.
-//
 // Callers are served in turn: each has at most one item waiting to be
 // taken (the channel is unbuffered and its blocked senders are served in
 // order), so a call with one CSR waits for one item of a large batch ahead
@@ -62,7 +54,6 @@ func startSigners() {
 			for t := range signers.work {
 				t.fn(t.i)
 				t.wg.Done()
-				runtime.Gosched()
 			}
 		}()
 	}
