@@ -84,6 +84,37 @@ func (c *frameCounter) counts() (out, in frames) {
 	return c.out, c.in
 }
 
+// dialWatched dials s as node n with each connection wrapped by wrap. It
+// returns the client, closed when the test ends, and a function that
+// returns the one connection it made (the test fails on none or more).
+func dialWatched[C net.Conn](t *testing.T, s *testserver.Server, n *attested, wrap func(net.Conn) C) (*client.Client, func() C) {
+	t.Helper()
+	var (
+		mu    sync.Mutex
+		conns []C
+	)
+	c, err := client.DialWrapped(s.Addr, td, n.src, func(conn net.Conn) net.Conn {
+		w := wrap(conn)
+		mu.Lock()
+		conns = append(conns, w)
+		mu.Unlock()
+		return w
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c, func() C {
+		t.Helper()
+		mu.Lock()
+		defer mu.Unlock()
+		if len(conns) != 1 {
+			t.Fatalf("%d connections, want 1", len(conns))
+		}
+		return conns[0]
+	}
+}
+
 // TestNoPingOnData: neither side of an agent's connection answers data
 // with a PING of its own (gRPC's bandwidth estimator is off on both), so
 // a bundle change that wakes the whole fleet's streams at once costs one
@@ -92,21 +123,7 @@ func (c *frameCounter) counts() (out, in frames) {
 func TestNoPingOnData(t *testing.T) {
 	s := testserver.Start(t)
 	n := attest(t, s, "pingless")
-	var (
-		mu    sync.Mutex
-		conns []*frameCounter
-	)
-	c, err := client.DialWrapped(s.Addr, td, n.src, func(conn net.Conn) net.Conn {
-		fc := newFrameCounter(conn)
-		mu.Lock()
-		conns = append(conns, fc)
-		mu.Unlock()
-		return fc
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c, conn := dialWatched(t, s, n, newFrameCounter)
 	stream, err := c.SyncEntries(ctx(t))
 	if err != nil {
 		t.Fatal(err)
@@ -120,12 +137,7 @@ func TestNoPingOnData(t *testing.T) {
 	if err := c.ReportStatus(ctx(t), 1); err != nil {
 		t.Fatalf("ReportStatus: %v", err)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if len(conns) != 1 {
-		t.Fatalf("%d connections, want 1", len(conns))
-	}
-	out, in := conns[0].counts()
+	out, in := conn().counts()
 	if out.headers < 2 || in.headers < 2 {
 		t.Fatalf("saw %d HEADERS frames from the agent and %d from the CA, want the two calls' (the frame count is broken)", out.headers, in.headers)
 	}
@@ -161,21 +173,7 @@ func (c *writeSizes) Write(p []byte) (int, error) {
 func TestWritesUnderRecordCap(t *testing.T) {
 	s := testserver.Start(t)
 	n := attest(t, s, "smallrecords")
-	var (
-		mu    sync.Mutex
-		conns []*writeSizes
-	)
-	c, err := client.DialWrapped(s.Addr, td, n.src, func(conn net.Conn) net.Conn {
-		w := &writeSizes{Conn: conn}
-		mu.Lock()
-		conns = append(conns, w)
-		mu.Unlock()
-		return w
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c, conn := dialWatched(t, s, n, func(conn net.Conn) *writeSizes { return &writeSizes{Conn: conn} })
 	reqs := make([]client.MintRequest, 100)
 	for i := range reqs {
 		reqs[i] = client.MintRequest{EntryID: fmt.Sprintf("no-such-entry-%03d", i), Key: newKey(t)}
@@ -187,12 +185,7 @@ func TestWritesUnderRecordCap(t *testing.T) {
 	if len(res) != len(reqs) {
 		t.Fatalf("%d results for %d requests", len(res), len(reqs))
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if len(conns) != 1 {
-		t.Fatalf("%d connections, want 1", len(conns))
-	}
-	w := conns[0]
+	w := conn()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.total < 16<<10 {
