@@ -62,6 +62,11 @@ type gate struct {
 	calls chan struct{}
 	base  time.Duration
 	clock clock.Clock
+	// busyMsg and fullMsg are the messages of a refusal at the work
+	// bound and at the in-flight bound: fixed per gate, so each agent
+	// connection's HTTP/2 header table indexes each once (see roundHint).
+	// The hint travels in the RetryInfo.
+	busyMsg, fullMsg string
 	// onRefuse, if set, counts each refusal by the bound that refused it
 	// (BoundSigning, BoundInFlight).
 	onRefuse func(bound string)
@@ -87,7 +92,12 @@ func newGate(what string, limit int, base time.Duration, clk clock.Clock, onRefu
 	if base <= 0 {
 		base = DefaultRetryAfter
 	}
-	return &gate{what: what, work: make(chan struct{}, limit), calls: make(chan struct{}, InFlightFactor*limit), base: base, clock: clk, onRefuse: onRefuse}
+	return &gate{
+		what: what, work: make(chan struct{}, limit), calls: make(chan struct{}, InFlightFactor*limit),
+		base: base, clock: clk, onRefuse: onRefuse,
+		busyMsg: fmt.Sprintf("the CA is at its limit of %d concurrent %s; retry after the delay in the RetryInfo", limit, what),
+		fullMsg: fmt.Sprintf("the CA is at its limit of %d %s in flight; retry after the delay in the RetryInfo", InFlightFactor*limit, what),
+	}
 }
 
 // admitted is a call a gate let in.
@@ -104,8 +114,7 @@ func (g *gate) enter() (*admitted, error) {
 	select {
 	case g.calls <- struct{}{}:
 	default:
-		hint := g.refusal(BoundInFlight)
-		return nil, nodeapi.Overloaded(fmt.Sprintf("the CA is at its limit of %d %s in flight; retry in %s", cap(g.calls), g.what, hint), hint)
+		return nil, nodeapi.Overloaded(g.fullMsg, g.refusal(BoundInFlight))
 	}
 	select {
 	case g.work <- struct{}{}:
@@ -113,8 +122,7 @@ func (g *gate) enter() (*admitted, error) {
 	default:
 	}
 	<-g.calls
-	hint := g.refusal(BoundSigning)
-	return nil, nodeapi.Overloaded(fmt.Sprintf("the CA is at its limit of %d concurrent %s; retry in %s", cap(g.work), g.what, hint), hint)
+	return nil, nodeapi.Overloaded(g.busyMsg, g.refusal(BoundSigning))
 }
 
 // committing gives the call's work slot back: what is left is the wait on

@@ -33,6 +33,7 @@ func TestGate(t *testing.T) {
 	r1.done()
 	r2.done()
 	var hints []time.Duration
+	msgs := map[string]bool{}
 	hold := []*admitted{}
 	for range 2 {
 		r, err := g.enter()
@@ -47,6 +48,17 @@ func TestGate(t *testing.T) {
 			t.Fatalf("enter past the bound = %v, want ResourceExhausted", err)
 		}
 		hints = append(hints, nodeapi.RetryHint(err))
+		msgs[status.Convert(err).Message()] = true
+	}
+	// The hint is in the RetryInfo only: a message that carried it too
+	// would be one more header each agent connection's HPACK table keeps.
+	if len(msgs) != 1 {
+		t.Errorf("refusals with hints %v ... %v carried %d messages, want one: %v", hints[0], hints[39], len(msgs), msgs)
+	}
+	for m := range msgs {
+		if !strings.Contains(m, "limit of 2 concurrent mint batches") {
+			t.Errorf("refusal message %q does not name the bound (2 concurrent mint batches)", m)
+		}
 	}
 	// 10 refused x 100 ms / 2 slots = 500 ms (the floor); 40 refused: 2 s.
 	if hints[0] != 500*time.Millisecond || hints[39] != 2*time.Second {
