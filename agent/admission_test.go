@@ -36,7 +36,7 @@ func TestAdmissionControl(t *testing.T) {
 		logs := &logBuffer{}
 		a, err := agent.New(agent.Config{
 			ServerAddress: s.Addr, TrustDomain: testserver.TrustDomain, TrustBundle: s.Roots(t),
-			JoinToken: tok.GetToken(), DataDir: t.TempDir(), KeyPassphrase: []byte("test"),
+			JoinToken: tok.GetToken(), DataDir: t.TempDir(), KeyPassphrase: []byte("test"), KeyKDFIterations: testKDFIterations,
 			// A cap well above the hint: the hint, not the cap, sets the wait.
 			Backoff: backoff.Config{Initial: 10 * time.Millisecond, Max: 10 * time.Second},
 			Rand:    backoff.NewRand(uint64(i)),

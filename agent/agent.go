@@ -62,6 +62,9 @@ type Config struct {
 	// the last bundle, so a restart needs no new token.
 	DataDir       string
 	KeyPassphrase []byte
+	// KeyKDFIterations is nodesvid.Config.KeyKDFIterations: 0 for the
+	// default; only tests lower it.
+	KeyKDFIterations int
 	// MemoryOnlyIdentity keeps the node SVID in memory only (see
 	// nodesvid.Config.MemoryOnly): for simulated agents, never a real one.
 	MemoryOnlyIdentity bool
@@ -140,7 +143,7 @@ func New(cfg Config) (*Agent, error) {
 	a.node = nodesvid.New(nodesvid.Config{
 		ServerAddress: cfg.ServerAddress, TrustDomain: cfg.TrustDomain, TrustBundle: cfg.TrustBundle,
 		InsecureBootstrap: cfg.InsecureBootstrap, JoinToken: cfg.JoinToken, K8sPSAT: cfg.K8sPSAT, DataDir: cfg.DataDir,
-		KeyPassphrase: cfg.KeyPassphrase, MemoryOnly: cfg.MemoryOnlyIdentity, NewKey: cfg.NewKey, CA: a.ca,
+		KeyPassphrase: cfg.KeyPassphrase, KeyKDFIterations: cfg.KeyKDFIterations, MemoryOnly: cfg.MemoryOnlyIdentity, NewKey: cfg.NewKey, CA: a.ca,
 		Renewed: func(s *x509svid.SVID) { a.sched.ScheduleNode(s.Certificates[0]) },
 		Backoff: cfg.Backoff, Clock: cfg.Clock, Logger: cfg.Logger,
 		Metrics: nodesvid.Metrics{

@@ -71,7 +71,7 @@ func newAgent(t *testing.T, s *testserver.Server, dataDir, token string) (*agent
 	logs := &logBuffer{}
 	a, err := agent.New(agent.Config{
 		ServerAddress: s.Addr, TrustDomain: testserver.TrustDomain, TrustBundle: s.Roots(t),
-		JoinToken: token, DataDir: dataDir, KeyPassphrase: []byte("test"),
+		JoinToken: token, DataDir: dataDir, KeyPassphrase: []byte("test"), KeyKDFIterations: testKDFIterations,
 		Backoff: backoff.Config{Initial: 10 * time.Millisecond, Max: 100 * time.Millisecond},
 		Rand:    backoff.NewRand(1),
 		Logger:  slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),

@@ -17,8 +17,8 @@ func newTestAgent(t *testing.T, m *Metrics) *Agent {
 		ServerAddress: "127.0.0.1:1",
 		TrustDomain:   spiffeid.RequireTrustDomainFromString("example.org"),
 		DataDir:       t.TempDir(),
-		KeyPassphrase: []byte("test"),
-		Metrics:       m,
+		KeyPassphrase: []byte("test"), KeyKDFIterations: 1000, // as agent_test.testKDFIterations
+		Metrics: m,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -69,6 +69,10 @@ type Config struct {
 	DataDir string
 	// KeyPassphrase encrypts the node key at rest. Required.
 	KeyPassphrase []byte
+	// KeyKDFIterations is the PBKDF2 iteration count the node key is
+	// encrypted with; 0 means keypass.KDFIterations (600,000), most of a
+	// second of CPU per node SVID. Only tests lower it.
+	KeyKDFIterations int
 	// MemoryOnly keeps the node SVID and its key in memory: nothing is
 	// read from or written to DataDir's node SVID file, so a restart needs
 	// a new join token. For many simulated agents in one process (signet
@@ -519,5 +523,5 @@ func (n *Node) save(dir string, svid *x509svid.SVID) error {
 	if n.cfg.MemoryOnly {
 		return nil
 	}
-	return saveNodeSVID(dir, n.cfg.KeyPassphrase, svid)
+	return saveNodeSVID(dir, n.cfg.KeyPassphrase, n.cfg.KeyKDFIterations, svid)
 }

@@ -3,7 +3,6 @@ package nodesvid
 import (
 	"bytes"
 	"crypto"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"crypto/x509"
@@ -19,6 +18,7 @@ import (
 	"go.step.sm/crypto/pemutil"
 
 	"github.com/signet-mesh/signet/internal/fileutil"
+	"github.com/signet-mesh/signet/internal/keypass"
 )
 
 // Files under the agent's data dir.
@@ -40,18 +40,17 @@ const (
 	RejectedSVIDFile = "node-svid.rejected.pem"
 )
 
-// saveNodeSVID writes the node SVID and its key (encrypted with pass)
-// atomically, mode 0600. The key is encrypted by pemutil's PKCS#8
-// encryption itself rather than through pemutil.Serialize, whose switch
+// saveNodeSVID writes the node SVID and its key (encrypted with pass, at
+// iterations rounds of PBKDF2) atomically, mode 0600. The key is encrypted as the CA's keys are
+// (keypass.EncryptPKCS8), not through pemutil.Serialize, whose switch
 // over every key type and format (OpenSSH, ML-DSA, prompts) would link
-// about 80 KB the agent never runs into every agent binary (issue 19);
-// the PEM block is the same ("ENCRYPTED PRIVATE KEY", DefaultEncCipher).
-func saveNodeSVID(dir string, pass []byte, svid *x509svid.SVID) error {
+// about 80 KB the agent never runs into every agent binary (issue 19).
+func saveNodeSVID(dir string, pass []byte, iterations int, svid *x509svid.SVID) error {
 	der, err := x509.MarshalPKCS8PrivateKey(svid.PrivateKey)
 	if err != nil {
 		return fmt.Errorf("encoding node key: %w", err)
 	}
-	block, err := pemutil.EncryptPKCS8PrivateKey(rand.Reader, der, pass, pemutil.DefaultEncCipher)
+	block, err := keypass.EncryptPKCS8(der, pass, iterations)
 	if err != nil {
 		return fmt.Errorf("encrypting node key: %w", err)
 	}

@@ -49,7 +49,7 @@ func TestNodeSVIDFile(t *testing.T) {
 	if _, err := loadNodeSVID(dir, []byte("pass")); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("load from an empty dir = %v, want os.ErrNotExist", err)
 	}
-	if err := saveNodeSVID(dir, []byte("pass"), svid); err != nil {
+	if err := saveNodeSVID(dir, []byte("pass"), 0, svid); err != nil {
 		t.Fatal(err)
 	}
 	fi, err := os.Stat(filepath.Join(dir, NodeSVIDFile))
@@ -111,7 +111,7 @@ func TestTokenOrigin(t *testing.T) {
 // is never loaded again; its SPIFFE ID can still be read for the message.
 func TestSetAside(t *testing.T) {
 	dir := t.TempDir()
-	if err := saveNodeSVID(dir, []byte("pass"), testSVID(t)); err != nil {
+	if err := saveNodeSVID(dir, []byte("pass"), testKDFIterations, testSVID(t)); err != nil {
 		t.Fatal(err)
 	}
 	if err := saveTokenHash(dir, "tok"); err != nil {
@@ -126,7 +126,7 @@ func TestSetAside(t *testing.T) {
 	if _, known, _ := tokenOrigin(dir, "tok"); known {
 		t.Error("the token hash of the rejected identity is still recorded")
 	}
-	n := New(Config{DataDir: dir, KeyPassphrase: []byte("pass")})
+	n := New(Config{DataDir: dir, KeyPassphrase: []byte("pass"), KeyKDFIterations: testKDFIterations})
 	if id, ok := n.rejectedID(); !ok || id != nodeID {
 		t.Errorf("rejectedID = %v, %v; want %v", id, ok, nodeID)
 	}
@@ -149,20 +149,20 @@ func TestWhatToDo(t *testing.T) {
 // node SVID file, whatever the data dir holds.
 func TestMemoryOnly(t *testing.T) {
 	dir := t.TempDir()
-	n := New(Config{DataDir: dir, KeyPassphrase: []byte("pass"), MemoryOnly: true})
+	n := New(Config{DataDir: dir, KeyPassphrase: []byte("pass"), KeyKDFIterations: testKDFIterations, MemoryOnly: true})
 	if err := n.save(dir, testSVID(t)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, NodeSVIDFile)); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("node SVID file after a memory-only save: %v, want none", err)
 	}
-	if err := saveNodeSVID(dir, []byte("pass"), testSVID(t)); err != nil {
+	if err := saveNodeSVID(dir, []byte("pass"), testKDFIterations, testSVID(t)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := n.load(dir); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("memory-only load of a stored identity = %v, want os.ErrNotExist", err)
 	}
-	stored := New(Config{DataDir: dir, KeyPassphrase: []byte("pass")})
+	stored := New(Config{DataDir: dir, KeyPassphrase: []byte("pass"), KeyKDFIterations: testKDFIterations})
 	if _, err := stored.load(dir); err != nil {
 		t.Fatalf("a real agent's load = %v", err)
 	}
@@ -176,13 +176,13 @@ func TestSaveBundleWritesChangesOnly(t *testing.T) {
 	dir := t.TempDir()
 	td := nodeID.TrustDomain()
 	rootA, rootB := testSVID(t).Certificates[0], testSVID(t).Certificates[0]
-	if err := saveNodeSVID(dir, []byte("pass"), testSVID(t)); err != nil {
+	if err := saveNodeSVID(dir, []byte("pass"), testKDFIterations, testSVID(t)); err != nil {
 		t.Fatal(err)
 	}
 	if err := saveBundle(dir, []*x509.Certificate{rootA}); err != nil {
 		t.Fatal(err)
 	}
-	n := New(Config{TrustDomain: td, DataDir: dir, KeyPassphrase: []byte("pass")})
+	n := New(Config{TrustDomain: td, DataDir: dir, KeyPassphrase: []byte("pass"), KeyKDFIterations: testKDFIterations})
 	if _, err := n.Obtain(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -226,3 +226,8 @@ func TestSaveBundleWritesChangesOnly(t *testing.T) {
 		}
 	}
 }
+
+// testKDFIterations is the PBKDF2 iteration count of the node keys these
+// tests store: the default (600,000) is most of a second of CPU per save
+// under the race detector. One test above saves at the default.
+const testKDFIterations = 1000

@@ -121,6 +121,12 @@ type Config struct {
 	Dir string
 	// Passphrase encrypts soft keys at rest. Required for soft keys.
 	Passphrase []byte
+	// KDFIterations is the PBKDF2 iteration count of the soft keys this
+	// manager writes; 0 means keypass.KDFIterations (600,000). A key is
+	// read with the count it was written with. Only tests lower it
+	// (server.TestOptions): at the default, a CA start spends about 7 s of
+	// CPU under the race detector encrypting its keys.
+	KDFIterations int
 }
 
 // New returns the key manager for cfg.

@@ -14,18 +14,17 @@ import (
 
 	"go.step.sm/crypto/keyutil"
 	"go.step.sm/crypto/pemutil"
-)
 
-// encryptedPEMType is the PEM type of an encrypted PKCS #8 key (RFC 7468
-// section 11): PBES2 with PBKDF2 and AES-256-CBC, as pemutil writes it.
-const encryptedPEMType = "ENCRYPTED PRIVATE KEY"
+	"github.com/signet-mesh/signet/internal/keypass"
+)
 
 // softManager keeps each key in Dir/<name>.pem, encrypted with the
 // passphrase. It holds no state besides its config, so it is safe for
 // concurrent use.
 type softManager struct {
-	dir  string
-	pass []byte
+	dir        string
+	pass       []byte
+	iterations int // PBKDF2 iterations of the keys it writes (Config.KDFIterations)
 }
 
 func newSoft(cfg Config) (*softManager, error) {
@@ -38,7 +37,7 @@ func newSoft(cfg Config) (*softManager, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, wrapErr("creating key directory: %w", err)
 	}
-	return &softManager{dir: cfg.Dir, pass: append([]byte(nil), cfg.Passphrase...)}, nil
+	return &softManager{dir: cfg.Dir, pass: append([]byte(nil), cfg.Passphrase...), iterations: cfg.KDFIterations}, nil
 }
 
 func (m *softManager) Create(_ context.Context, name string, kt KeyType) (crypto.Signer, string, error) {
@@ -67,10 +66,15 @@ func (m *softManager) Import(_ context.Context, name string, key crypto.Signer) 
 	return m.write(name, key)
 }
 
-// write encrypts key and stores it as <name>.pem; the file name is the
+// write encrypts key (keypass.EncryptPKCS8: PBES2, PBKDF2-HMAC-SHA256
+// and AES-256-CBC) and stores it as <name>.pem; the file name is the
 // reference.
 func (m *softManager) write(name string, key crypto.Signer) (string, error) {
-	block, err := pemutil.Serialize(key, pemutil.WithPassword(m.pass), pemutil.WithPKCS8(true))
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return "", wrapErr("encoding key %s: %v", name, err)
+	}
+	block, err := keypass.EncryptPKCS8(der, m.pass, m.iterations)
 	if err != nil {
 		return "", wrapErr("encrypting key %s: %v", name, err)
 	}
@@ -96,7 +100,7 @@ func (m *softManager) Load(_ context.Context, ref string) (crypto.Signer, error)
 	if block == nil {
 		return nil, fmt.Errorf("%w: %s holds no PEM block", ErrWrongPassphrase, ref)
 	}
-	if block.Type != encryptedPEMType {
+	if block.Type != keypass.EncryptedPEMType {
 		return nil, fmt.Errorf("%w: %s is %q", ErrNotEncrypted, ref, block.Type)
 	}
 	// A wrong passphrase is usually caught by the CBC padding check; the
@@ -196,7 +200,7 @@ func WriteSoftKeyFile(dir, ref string, data []byte) error {
 	if err := checkName(ref); err != nil {
 		return err
 	}
-	if block, _ := pem.Decode(data); block == nil || block.Type != encryptedPEMType {
+	if block, _ := pem.Decode(data); block == nil || block.Type != keypass.EncryptedPEMType {
 		return fmt.Errorf("%w: the shared key %s is not an encrypted PEM", ErrNotEncrypted, ref)
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {

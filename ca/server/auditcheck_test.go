@@ -62,7 +62,7 @@ func TestStartOnBrokenAuditChain(t *testing.T) {
 		cfg := cfg
 		cfg.Logger = slog.New(slog.NewJSONHandler(logs, nil))
 		cfg.Metrics = NewMetrics(reg)
-		srv, err := NewForTest(context.Background(), cfg, TestOptions{StoreNoSync: true})
+		srv, err := NewForTest(context.Background(), cfg, TestOptions{StoreNoSync: true, KeyKDFIterations: testKDFIterations})
 		if err != nil {
 			t.Fatal(err)
 		}

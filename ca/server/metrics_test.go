@@ -35,7 +35,7 @@ func startCAWithMetrics(tb testing.TB) (*testCA, *Metrics, *prometheus.Registry,
 	reg := prometheus.NewPedanticRegistry()
 	m := NewMetrics(reg)
 	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := NewForTest(ctx, Config{TrustDomain: td, DataDir: filepath.Join(dir, "data"), Passphrase: []byte("test"), Metrics: m}, TestOptions{StoreNoSync: true})
+	srv, err := NewForTest(ctx, Config{TrustDomain: td, DataDir: filepath.Join(dir, "data"), Passphrase: []byte("test"), Metrics: m}, TestOptions{StoreNoSync: true, KeyKDFIterations: testKDFIterations})
 	if err != nil {
 		tb.Fatal(err)
 	}

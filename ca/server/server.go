@@ -170,7 +170,7 @@ func newServer(ctx context.Context, cfg Config, hooks TestOptions) (*Server, err
 	if cfg.ServerName, err = defaultServerName(cfg); err != nil {
 		return nil, err
 	}
-	km, err := keys.New(ctx, keys.Config{KMSURI: cfg.KMSURI, Dir: filepath.Join(cfg.DataDir, KeysDir), Passphrase: cfg.Passphrase})
+	km, err := keys.New(ctx, keys.Config{KMSURI: cfg.KMSURI, Dir: filepath.Join(cfg.DataDir, KeysDir), Passphrase: cfg.Passphrase, KDFIterations: hooks.KeyKDFIterations})
 	if err != nil {
 		return nil, fmt.Errorf("server: key manager: %w", err)
 	}

@@ -67,6 +67,13 @@ type testOpts struct {
 	metrics    *Metrics
 }
 
+// testKDFIterations is the PBKDF2 iteration count of the keys the tests'
+// CAs write (TestOptions.KeyKDFIterations): the default, 600,000, made
+// every CA start spend about 7 s under the race detector, most of this
+// package's test time. The tests in ca/keys and internal/keypass cover
+// the default.
+const testKDFIterations = 1000
+
 func startCA(tb testing.TB, o testOpts) *testCA {
 	tb.Helper()
 	dir, err := os.MkdirTemp("", "sgs")
@@ -76,7 +83,7 @@ func startCA(tb testing.TB, o testOpts) *testCA {
 	tb.Cleanup(func() { os.RemoveAll(dir) })
 	ctx, cancel := context.WithCancel(context.Background())
 	srv, err := NewForTest(ctx, Config{TrustDomain: td, DataDir: filepath.Join(dir, "data"), Passphrase: []byte("test"), Clock: o.clock, NodeRate: o.nodeRate, Etcd: o.etcd, ServerName: o.serverName, Admission: o.admission, Metrics: o.metrics},
-		TestOptions{StoreNoSync: o.noSync, NoAudit: o.noAudit, WrapStore: o.wrapStore, WrapKeys: o.wrapKeys})
+		TestOptions{StoreNoSync: o.noSync, NoAudit: o.noAudit, WrapStore: o.wrapStore, WrapKeys: o.wrapKeys, KeyKDFIterations: testKDFIterations})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -28,6 +28,11 @@ type TestOptions struct {
 	// storing them costs. Nothing outside a test can issue a certificate
 	// without its record.
 	NoAudit bool
+	// KeyKDFIterations is the PBKDF2 iteration count of the soft keys
+	// the server writes (keys.Config.KDFIterations); 0 keeps the default
+	// of 600,000. At the default, every CA a test starts spends about 7 s
+	// of CPU under the race detector encrypting its keys.
+	KeyKDFIterations int
 }
 
 // ErrTestHooksDisabled: NewForTest was called in a binary built without

@@ -13,6 +13,7 @@ import (
 
 	"github.com/signet-mesh/signet/ca/rotation"
 	"github.com/signet-mesh/signet/ca/server"
+	"github.com/signet-mesh/signet/cmd/internal/cli"
 )
 
 // crashPointEnv is for crash-safety tests only, and exists only in a
@@ -23,13 +24,18 @@ import (
 // it commits, or right after.
 const crashPointEnv = "SIGNET_TEST_CRASH_AT"
 
-// newCAServer is server.New, with the crash point crashPointEnv asks for.
+// newCAServer is server.New, with the crash point crashPointEnv asks for
+// and the key encryption cost cli.KDFIterationsEnv sets.
 func newCAServer(ctx context.Context, cfg server.Config, getenv func(string) string, stderr io.Writer) (*server.Server, error) {
 	hook, err := crashHook(getenv, stderr)
 	if err != nil {
 		return nil, err
 	}
-	return server.NewForTest(ctx, cfg, server.TestOptions{CrashPoint: hook})
+	iter, err := cli.TestKDFIterations(getenv)
+	if err != nil {
+		return nil, err
+	}
+	return server.NewForTest(ctx, cfg, server.TestOptions{CrashPoint: hook, KeyKDFIterations: iter})
 }
 
 // crashHook returns the rotation.Config.CrashPoint hook that crashPointEnv

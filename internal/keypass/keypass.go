@@ -1,7 +1,8 @@
-// Package keypass reads the passphrase that encrypts keys at rest: the
-// CA's soft keys (ca/keys) and the agent's node key. It is a leaf of its
-// own so that the agent binary reads its passphrase without linking the
-// CA's key managers and their KMS clients.
+// Package keypass reads the passphrase that encrypts keys at rest, the
+// CA's soft keys (ca/keys) and the agent's node key, and encrypts them
+// with it (EncryptPKCS8). It is a leaf of its own so that the agent binary
+// reads its passphrase and writes its key without linking the CA's key
+// managers and their KMS clients.
 package keypass
 
 import (

@@ -65,7 +65,7 @@ func TestDocsCommandsRun(t *testing.T) {
 			ran++
 			cmd := exec.Command(signetBinary(t), c.Args...)
 			cmd.Dir = dir
-			cmd.Env = append(os.Environ(), s.env...)
+			cmd.Env = processEnv(s.env)
 			var stderr strings.Builder
 			cmd.Stderr = &stderr
 			if c.Stdout != "" {

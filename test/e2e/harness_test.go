@@ -172,6 +172,19 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// testKDFIterations is the PBKDF2 iteration count of the keys the test
+// processes write (SIGNET_TEST_KDF_ITERATIONS, read only by binaries built
+// with testTags): at the default of 600,000 each server spent about 2 s of
+// CPU encrypting its keys, and each agent most of a second per node SVID.
+// A test can set the variable itself to take the default back.
+const testKDFIterations = "SIGNET_TEST_KDF_ITERATIONS=1000"
+
+// processEnv is the environment of a process a test starts: the test's
+// own, testKDFIterations, then env.
+func processEnv(env []string) []string {
+	return append(append(os.Environ(), testKDFIterations), env...)
+}
+
 // start runs signet with args and env (added to the test's environment);
 // the process is killed at cleanup, and its output is logged if the test
 // failed.
@@ -184,7 +197,7 @@ func start(t testing.TB, name string, env []string, args ...string) *proc {
 func startBin(t testing.TB, bin, name string, env []string, args ...string) *proc {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = processEnv(env)
 	out := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -245,7 +258,7 @@ func runCLI(t testing.TB, env []string, args ...string) result {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, signetBinary(t), args...)
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = processEnv(env)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()

@@ -296,6 +296,9 @@ func (o *agentOptions) run(ctx context.Context, env *cli.Env) error {
 	if acfg.KeyPassphrase, err = keypass.Load(cfg.KeyPassphraseFile, cli.PassphraseEnv); err != nil {
 		return fmt.Errorf("key_passphrase_file: %v", err)
 	}
+	if acfg.KeyKDFIterations, err = nodeKeyKDFIterations(env.Getenv); err != nil {
+		return err
+	}
 	if o.checkOnly {
 		fmt.Fprintln(env.Stdout, "configuration is valid")
 		return nil
