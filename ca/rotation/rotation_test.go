@@ -33,6 +33,11 @@ var (
 	passphrase = []byte("test passphrase")
 )
 
+// testKDFIterations is the PBKDF2 iteration count of the keys these tests
+// write (keys.Config.KDFIterations): at the default of 600,000 each is
+// about 2 s of CPU under the race detector. ca/keys tests the default.
+const testKDFIterations = 1000
+
 // env is one CA's data directory and clock; start opens the store and
 // builds a Manager over it, as a server process would.
 type env struct {
@@ -69,7 +74,7 @@ func (e *env) initErr(t *testing.T, cfg rotation.Config) error {
 		t.Fatalf("store.Open: %v", err)
 	}
 	defer st.Close()
-	km, err := keys.New(context.Background(), keys.Config{Dir: filepath.Join(e.dir, "keys"), Passphrase: passphrase})
+	km, err := keys.New(context.Background(), keys.Config{Dir: filepath.Join(e.dir, "keys"), Passphrase: passphrase, KDFIterations: testKDFIterations})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +97,7 @@ func (e *env) start(t *testing.T, cfg rotation.Config) *instance {
 		t.Fatalf("store.Open: %v", err)
 	}
 	t.Cleanup(func() { st.Close() })
-	km, err := keys.New(ctx, keys.Config{Dir: filepath.Join(e.dir, "keys"), Passphrase: passphrase})
+	km, err := keys.New(ctx, keys.Config{Dir: filepath.Join(e.dir, "keys"), Passphrase: passphrase, KDFIterations: testKDFIterations})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -423,7 +428,7 @@ func TestRunBeforeInit(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	km, err := keys.New(context.Background(), keys.Config{Dir: t.TempDir(), Passphrase: passphrase})
+	km, err := keys.New(context.Background(), keys.Config{Dir: t.TempDir(), Passphrase: passphrase, KDFIterations: testKDFIterations})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -443,7 +448,7 @@ func TestNewErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	km, err := keys.New(context.Background(), keys.Config{Dir: t.TempDir(), Passphrase: passphrase})
+	km, err := keys.New(context.Background(), keys.Config{Dir: t.TempDir(), Passphrase: passphrase, KDFIterations: testKDFIterations})
 	if err != nil {
 		t.Fatal(err)
 	}

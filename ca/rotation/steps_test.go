@@ -111,7 +111,7 @@ func TestConflictingCommitLeavesNoKey(t *testing.T) {
 	}{
 		{"soft keys", func(t *testing.T, e *env) (keys.Manager, string) {
 			dir := filepath.Join(e.dir, "keys-a")
-			km, err := keys.New(context.Background(), keys.Config{Dir: dir, Passphrase: passphrase})
+			km, err := keys.New(context.Background(), keys.Config{Dir: dir, Passphrase: passphrase, KDFIterations: testKDFIterations})
 			if err != nil {
 				t.Fatal(err)
 			}
