@@ -15,9 +15,9 @@ import (
 // google.rpc.RetryInfo (nodeapi.Overloaded), and the agent waits at least
 // that long, jittered (internal/backoff), so a fleet that arrives together
 // (a CA restart, a root rotated now) is spread out instead of queued up.
-// The hint is the time the CA needs to serve the calls it refused in the
-// last second at the pace it serves them now, so a larger crowd is spread
-// over a longer window.
+// The hint gives each refused call a place behind the calls refused
+// before it and not yet due back, at the pace the CA serves them now (see
+// refusal), so a larger crowd is spread over a longer window.
 //
 // Each bound counts the calls checking requests and signing: the work
 // that takes the cores. A call whose certificates are signed gives its
@@ -71,9 +71,10 @@ type gate struct {
 	// (BoundSigning, BoundInFlight).
 	onRefuse func(bound string)
 
-	mu          sync.Mutex
-	windowStart time.Time
-	refused     int
+	mu sync.Mutex
+	// dueEnd is when the calls refused so far are due back: the end of the
+	// queue of refused calls, which drains at the gate's pace.
+	dueEnd time.Time
 	// workCost and callCost are moving averages of how long an admitted
 	// call holds its work slot, and how long it is in flight.
 	workCost, callCost time.Duration
@@ -153,9 +154,18 @@ func (g *gate) observe(cost *time.Duration, d time.Duration) {
 	*cost += (d - *cost) / 16
 }
 
-// refusal counts a refusal and returns its hint: the time the gate needs
-// for the calls refused in the last second, at the pace of its slower
-// bound, and at least the base.
+// refusal counts a refusal and returns its hint. The refused call takes
+// the next place in the queue of calls refused before it and not yet due
+// back, which drains at the pace of the gate's slower bound; the hint is
+// the wait for that place, at least the base. An agent waits the hint to
+// twice the hint (internal/backoff), one and a half times on average, so
+// the hint is two thirds of the wait: the fleet comes back around its
+// places, not after them.
+//
+// A count of the calls refused in the last second, which the hint was
+// before, forgot the crowd every second: in a 10,000-agent rotate-now each
+// second's first refusals got the floor and came back into the next
+// second's crowd, about five refusals for each call admitted.
 func (g *gate) refusal(bound string) time.Duration {
 	if g.onRefuse != nil {
 		g.onRefuse(bound)
@@ -163,11 +173,16 @@ func (g *gate) refusal(bound string) time.Duration {
 	now := g.clock.Now()
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if now.Sub(g.windowStart) > time.Second {
-		g.windowStart, g.refused = now, 0
-	}
-	g.refused++
 	perCall := max(g.workCost/time.Duration(cap(g.work)), g.callCost/time.Duration(cap(g.calls)))
-	need := time.Duration(g.refused) * perCall
-	return min(max(g.base, roundHint(need)), MaxRetryAfter)
+	if g.dueEnd.Before(now) {
+		g.dueEnd = now
+	}
+	// The queue is never longer than the longest hint allows: past it,
+	// the calls come back at the cap and are refused again.
+	g.dueEnd = g.dueEnd.Add(perCall)
+	if longest := now.Add(MaxRetryAfter * 3 / 2); g.dueEnd.After(longest) {
+		g.dueEnd = longest
+	}
+	wait := g.dueEnd.Sub(now) * 2 / 3
+	return min(max(g.base, roundHint(wait)), MaxRetryAfter)
 }

@@ -60,9 +60,12 @@ func TestGate(t *testing.T) {
 			t.Errorf("refusal message %q does not name the bound (2 concurrent mint batches)", m)
 		}
 	}
-	// 10 refused x 100 ms / 2 slots = 500 ms (the floor); 40 refused: 2 s.
-	if hints[0] != 500*time.Millisecond || hints[39] != 2*time.Second {
-		t.Errorf("hints %v ... %v, want 500ms (the floor) ... 2s (40 x 100ms / 2 slots)", hints[0], hints[39])
+	// Each refused call queues 100 ms / 2 slots = 50 ms behind the ones
+	// before it, and is hinted two thirds of its wait (the agent waits the
+	// hint to twice the hint): the first ones the floor, the 40th 2 s of
+	// queue, a 1.5 s hint once rounded.
+	if hints[0] != 500*time.Millisecond || hints[39] != 1500*time.Millisecond {
+		t.Errorf("hints %v ... %v, want 500ms (the floor) ... 1.5s (2/3 of 40 x 100ms / 2 slots)", hints[0], hints[39])
 	}
 	for range 1000 {
 		_, err = g.enter()
@@ -70,10 +73,16 @@ func TestGate(t *testing.T) {
 	if h := nodeapi.RetryHint(err); h != MaxRetryAfter {
 		t.Errorf("hint for a huge crowd %v, want the cap %v", h, MaxRetryAfter)
 	}
-	// A second later the crowd is forgotten.
+	// A second later the crowd is still ahead of a newcomer, who is not
+	// told to come back into it.
 	clk.Advance(1100 * time.Millisecond)
+	if _, err := g.enter(); nodeapi.RetryHint(err) != MaxRetryAfter {
+		t.Errorf("hint a second after a huge crowd = %v, want the cap %v", nodeapi.RetryHint(err), MaxRetryAfter)
+	}
+	// Once the crowd is due back, a refusal is hinted the floor again.
+	clk.Advance(MaxRetryAfter * 3 / 2)
 	if _, err := g.enter(); nodeapi.RetryHint(err) != 500*time.Millisecond {
-		t.Errorf("hint after the window = %v, want the floor", nodeapi.RetryHint(err))
+		t.Errorf("hint once the crowd is due back = %v, want the floor", nodeapi.RetryHint(err))
 	}
 	hold[0].done()
 	if _, err := g.enter(); err != nil {
@@ -105,7 +114,7 @@ func TestGateCommitting(t *testing.T) {
 		t.Fatalf("enter with %d calls committing = %v, want ResourceExhausted at the in-flight bound", inFlight, err)
 	}
 	// Calls of 1 s in flight, inFlight at a time: twice as many refused
-	// need 2 s.
+	// need 2 s, two thirds of which is the hint (1.5 s once rounded).
 	clk.Advance(time.Second)
 	for _, a := range waiting {
 		a.done()
@@ -119,14 +128,14 @@ func TestGateCommitting(t *testing.T) {
 		a.committing()
 		hold = append(hold, a)
 	}
-	clk.Advance(1100 * time.Millisecond) // a fresh window of refusals
+	clk.Advance(1100 * time.Millisecond) // the one refused above is due back
 	var hint time.Duration
 	for range 2 * inFlight {
 		_, err := g.enter()
 		hint = nodeapi.RetryHint(err)
 	}
-	if hint != 2*time.Second {
-		t.Errorf("hint after %d refused = %v, want 2s (%d x 1s / %d in flight)", 2*inFlight, hint, 2*inFlight, inFlight)
+	if hint != 1500*time.Millisecond {
+		t.Errorf("hint after %d refused = %v, want 1.5s (2/3 of %d x 1s / %d in flight)", 2*inFlight, hint, 2*inFlight, inFlight)
 	}
 	// Two calls still signing fill the work bound whatever is in flight.
 	for _, a := range hold {
