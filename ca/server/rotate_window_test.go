@@ -103,7 +103,9 @@ func rotateNowWindow(t *testing.T, o testOpts) time.Duration {
 	if cost <= 0 {
 		t.Fatalf("SVID cost = %v, want positive", cost)
 	}
-	if want := time.Duration(entries * float64(cost) / (float64(runtime.GOMAXPROCS(0)) * api.RotateUtilization)); window.Round(time.Microsecond) != want.Round(time.Microsecond) {
+	// Both durations went through float seconds in a gauge: compare within
+	// a microsecond, not by rounding, which can split them at a boundary.
+	if want := time.Duration(entries * float64(cost) / (float64(runtime.GOMAXPROCS(0)) * api.RotateUtilization)); (window - want).Abs() > time.Microsecond {
 		t.Errorf("window = %v, want %d SVIDs x %v at %v of %d cores = %v", window, entries, cost, api.RotateUtilization, runtime.GOMAXPROCS(0), want)
 	}
 	if sent != window.Truncate(time.Millisecond) {
