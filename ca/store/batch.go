@@ -244,6 +244,7 @@ var errFnFailed = errors.New("a batch function failed")
 // what those that took a revision wrote.
 func (b *Bolt) runGroup(calls []*batchCall, n *groupNotice) (failed int, res batchResult, err error) {
 	failed = -1
+	b.touched.Store(true)
 	err = b.db.Update(func(tx *bbolt.Tx) error {
 		for i, c := range calls {
 			t := &boltTx{tx: tx}

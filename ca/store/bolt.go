@@ -51,6 +51,11 @@ type Options struct {
 	// number of Batch calls it carried: how well concurrent writers share
 	// fsyncs. It must be quick.
 	OnGroupCommit func(calls int)
+	// ReleaseInterval is how often the store gives the kernel back the
+	// pages of its file mapping, when a transaction ran since the last
+	// time (see releaseLoop). Zero means DefaultReleaseInterval; negative
+	// turns it off.
+	ReleaseInterval time.Duration
 }
 
 // Defaults of the group commit knobs.
@@ -105,6 +110,11 @@ type Bolt struct {
 	subs      subscribers // commits that took a revision
 	auditSubs subscribers // commits that appended audit records
 	changes   ChangeFeed  // what commits that took a revision changed
+
+	// touched is set by every transaction; releaseLoop clears it.
+	touched     atomic.Bool
+	stopRelease chan struct{}
+	released    chan struct{} // closed when releaseLoop has returned
 }
 
 var _ Store = (*Bolt)(nil)
@@ -163,7 +173,7 @@ func Open(path string, opts Options) (*Bolt, error) {
 	if maxSize == 0 {
 		maxSize = DefaultMaxBatchSize
 	}
-	return &Bolt{
+	b := &Bolt{
 		db:            db,
 		log:           logger,
 		clock:         clock.OrReal(opts.Clock),
@@ -173,7 +183,19 @@ func Open(path string, opts Options) (*Bolt, error) {
 		writer:        make(chan struct{}, 1),
 		subs:          subscribers{chans: make(map[chan struct{}]struct{})},
 		auditSubs:     subscribers{chans: make(map[chan struct{}]struct{})},
-	}, nil
+		stopRelease:   make(chan struct{}),
+		released:      make(chan struct{}),
+	}
+	interval := opts.ReleaseInterval
+	if interval == 0 {
+		interval = DefaultReleaseInterval
+	}
+	if interval > 0 {
+		go b.releaseLoop(interval)
+	} else {
+		close(b.released)
+	}
+	return b, nil
 }
 
 // Path returns the file the store is kept in.
@@ -184,6 +206,7 @@ func (b *Bolt) View(ctx context.Context, fn func(Tx) error) error {
 	if err := b.usable(ctx); err != nil {
 		return err
 	}
+	b.touched.Store(true)
 	var fnErr error
 	err := b.db.View(func(tx *bbolt.Tx) error {
 		fnErr = fn(&boltTx{tx: tx})
@@ -241,6 +264,8 @@ func (b *Bolt) Close() error {
 	if b.closed.Swap(true) {
 		return nil
 	}
+	close(b.stopRelease)
+	<-b.released
 	err := b.db.Close()
 	b.subs.close()
 	b.auditSubs.close()

@@ -24,6 +24,7 @@ func (b *Bolt) Backup(ctx context.Context, w io.Writer, h BackupHeader) (BackupH
 	if err := b.usable(ctx); err != nil {
 		return h, err
 	}
+	b.touched.Store(true)
 	err := b.db.View(func(tx *bbolt.Tx) error {
 		v, err := readSchemaVersion(tx)
 		if err != nil {

@@ -419,7 +419,7 @@ func TestBatchGroupCommit(t *testing.T) {
 // meanwhile share its transaction.
 func TestBatchCommitDelay(t *testing.T) {
 	clk := clock.NewFake(t0)
-	st := openBoltWith(t, store.Options{Clock: clk, MaxBatchDelay: 10 * time.Millisecond})
+	st := openBoltWith(t, store.Options{Clock: clk, MaxBatchDelay: 10 * time.Millisecond, ReleaseInterval: -1})
 	batch := func(advance time.Duration) (txID <-chan int) {
 		c := make(chan int, 1)
 		go func() {
@@ -876,7 +876,7 @@ func TestBatchMaxSize(t *testing.T) {
 // commit that carried several callers.
 func TestBatchDelayOff(t *testing.T) {
 	clk := clock.NewFake(t0)
-	st := openBoltWith(t, store.Options{Clock: clk, MaxBatchDelay: -1})
+	st := openBoltWith(t, store.Options{Clock: clk, MaxBatchDelay: -1, ReleaseInterval: -1})
 	_, release := holdWriter(t, st)
 	var wg sync.WaitGroup
 	for range 2 {

@@ -9,10 +9,10 @@ import (
 
 // releasePages tells the kernel this process no longer needs the pages of
 // the store's memory map that tx can see. bbolt reads through a read-only
-// shared file mapping, so a walk over the whole audit log (an export)
-// would otherwise leave the file's every page resident in the CA, hundreds
-// of megabytes for a million records. The data stays in the page cache;
-// a later read faults the page back in. It must be called inside tx: an
+// shared file mapping, so a walk over the whole audit log (an export), or
+// minutes of commits (see releaseLoop), would otherwise leave most of the
+// file's pages resident in the CA. The data stays in the page cache; a
+// later read faults the page back in. It must be called inside tx: an
 // open transaction keeps bbolt from remapping the file under us.
 func releasePages(tx *bbolt.Tx) {
 	info := tx.DB().Info()

@@ -15,7 +15,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -32,6 +31,7 @@ import (
 	"github.com/signet-mesh/signet/agent"
 	"github.com/signet-mesh/signet/agent/cache"
 	"github.com/signet-mesh/signet/agent/client"
+	"github.com/signet-mesh/signet/cmd/internal/cli"
 	adminv1 "github.com/signet-mesh/signet/proto/signet/admin/v1"
 )
 
@@ -190,7 +190,7 @@ func (b *fleetBench) run(ctx context.Context) (*fleetResult, error) {
 	if err := b.startAndConnect(ctx); err != nil {
 		return nil, err
 	}
-	simulatorGC()
+	cli.DefaultGCPercent(simulatorGOGC)
 	defer b.closeAdmin()
 
 	if err := b.register(ctx); err != nil {
@@ -1009,14 +1009,6 @@ func underRoot(intermediates []*x509.Certificate, root *x509.Certificate) bool {
 // reaches them all in the same second) made it help mark the whole
 // fleet's heap, the bench's largest CPU cost in a 10,000-agent fan-out
 // profile; a real agent marks only its own few megabytes. It is set in
-// this process only: the server, which is what is measured, keeps Go's
-// defaults (or the environment's GOGC).
+// this process only: the server, which is what is measured, keeps its
+// own (serverGCPercent, or the environment's GOGC).
 const simulatorGOGC = 400
-
-// simulatorGC sets simulatorGOGC for this process unless GOGC is set in
-// its environment (GOGC=100 gives Go's default back).
-func simulatorGC() {
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(simulatorGOGC)
-	}
-}

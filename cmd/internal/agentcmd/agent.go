@@ -327,9 +327,7 @@ func runAgentProcess(ctx context.Context, cfg agent.Config, socket, metricsListe
 	// The agent runs on every node beside the workloads, with a small live
 	// set (SVIDs and keys); a tighter GC target keeps its footprint small
 	// for a little CPU. GOGC in the environment still wins.
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(agentGCPercent)
-	}
+	cli.DefaultGCPercent(agentGCPercent)
 	tel, err := cli.ListenTelemetry(metricsListen)
 	if err != nil {
 		return err

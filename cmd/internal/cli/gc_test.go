@@ -1,19 +1,19 @@
-package main
+package cli
 
 import (
 	"runtime/debug"
 	"testing"
 )
 
-// TestSimulatorGC: the bench process relaxes its own GC target unless the
+// TestDefaultGCPercent: a command's GC target applies unless the
 // environment sets GOGC, which then stays as the runtime read it.
-func TestSimulatorGC(t *testing.T) {
+func TestDefaultGCPercent(t *testing.T) {
 	tests := []struct {
 		name string
 		gogc string
 		want int
 	}{
-		{name: "GOGC unset", gogc: "", want: simulatorGOGC},
+		{name: "GOGC unset", gogc: "", want: 40},
 		{name: "GOGC set", gogc: "100", want: 100},
 	}
 	for _, tt := range tests {
@@ -21,9 +21,9 @@ func TestSimulatorGC(t *testing.T) {
 			t.Setenv("GOGC", tt.gogc)
 			old := debug.SetGCPercent(100)
 			defer debug.SetGCPercent(old)
-			simulatorGC()
+			DefaultGCPercent(40)
 			if got := debug.SetGCPercent(100); got != tt.want {
-				t.Errorf("GC percent after simulatorGC = %d, want %d", got, tt.want)
+				t.Errorf("GC percent after DefaultGCPercent(40) = %d, want %d", got, tt.want)
 			}
 		})
 	}
