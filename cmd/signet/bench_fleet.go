@@ -655,12 +655,14 @@ func procCPU(pid int) (time.Duration, error) {
 }
 
 // sampleRSS keeps the server's largest resident set seen, and with
-// --profile-dir saves the server's profiles at this phase.
+// --profile-dir then saves the server's profiles at this phase. The
+// sample comes first: taking the profiles takes seconds, and the figure
+// must not depend on whether they are taken.
 func (b *fleetBench) sampleRSS(phase string) {
 	if b.server == nil {
 		return
 	}
-	b.saveProfiles(phase)
+	defer b.saveProfiles(phase)
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", b.server.Process.Pid))
 	if err != nil {
 		return
