@@ -338,7 +338,7 @@ the environment, which wins over the file. The key passphrase comes from
 // of its agents' connections, live as long as they are; Go's pacer sizes
 // the heap's headroom from that heap plus the connections' goroutine
 // stacks, so at 100 the CA held about twice its live memory. At 50,
-// 10,000 agents (signet bench fleet) left the CA 807 to 841 MB of
+// 10,000 agents (signet bench fleet) left the CA 807 to 850 MB of
 // anonymous memory at its largest sample instead of 1,114, for more GC
 // work in the storms: in back-to-back runs the fleet's attestation took
 // 147 s instead of 124 and its reconnection 61 s instead of 52. A small CA keeps Go's default: below 4 MB of heap
