@@ -341,9 +341,10 @@ the environment, which wins over the file. The key passphrase comes from
 // 10,000 agents (signet bench fleet) left the CA 807 to 850 MB of
 // anonymous memory at its largest sample instead of 1,114, for more GC
 // work in the storms: in back-to-back runs the fleet's attestation took
-// 147 s instead of 124 and its reconnection 61 s instead of 52. A small CA keeps Go's default: below 4 MB of heap
-// Go does not collect at all, and at 50 an idle CA would, for 0.6 to
-// 1.1 MB more resident memory. GOGC in the environment still wins.
+// 147 s instead of 124 and its reconnection 61 s instead of 52. A small
+// CA keeps Go's default: below 4 MB of heap Go does not collect at all,
+// and at 50 an idle CA would, for 0.6 to 1.1 MB more resident memory.
+// GOGC in the environment still wins.
 const (
 	serverGCPercent   = 50
 	serverGCThreshold = 64 << 20 // about 2,000 connected agents
