@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/pflag"
 	"google.golang.org/grpc"
+	grpcbackoff "google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
@@ -51,10 +52,21 @@ func (a *adminOptions) dial() (adminv1.AdminServiceClient, func(), error) {
 	return adminv1.NewAdminServiceClient(conn), func() { conn.Close() }, nil
 }
 
+// adminReconnect paces reconnection to the admin socket. The socket is
+// local, so trying again costs next to nothing: a client that outlives a
+// server restart (signet bench fleet's, a script's) sees the server back
+// within a second, not after gRPC's default backoff, which grows to two
+// minutes.
+var adminReconnect = grpc.ConnectParams{
+	Backoff:           grpcbackoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
+	MinConnectTimeout: 5 * time.Second,
+}
+
 // conn is dial's connection, for the other services of the admin socket.
 func (a *adminOptions) conn() (*grpc.ClientConn, error) {
 	conn, err := grpc.NewClient("passthrough:///"+a.socket,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithConnectParams(adminReconnect),
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
 			return (&net.Dialer{}).DialContext(ctx, "unix", a.socket)
 		}),

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -69,6 +70,11 @@ type fleetResult struct {
 	// RotateNowRefusedInFlight is how many of those were over the bound
 	// on calls waiting for their commits, not on calls signing.
 	RotateNowRefusedInFlight int `json:"rotate_now_refused_in_flight"`
+	// What reconnect_seconds is made of: the time until the restarted
+	// server accepted connections on its node API, and until half the
+	// fleet had synced again.
+	ReconnectListeningSeconds float64 `json:"reconnect_listening_seconds"`
+	ReconnectHalfSeconds      float64 `json:"reconnect_half_seconds"`
 }
 
 func (r *fleetResult) printTable(w io.Writer) error {
@@ -268,7 +274,7 @@ func (b *fleetBench) run(ctx context.Context) (*fleetResult, error) {
 	b.sampleRSS("rotated")
 
 	if b.server != nil {
-		reconnect, err := b.reconnect(ctx)
+		reconnect, err := b.reconnect(ctx, res)
 		if err != nil {
 			return nil, err
 		}
@@ -693,6 +699,8 @@ func (b *fleetBench) steady(ctx context.Context) (syncs, mints []time.Duration, 
 		return nil, nil, err
 	}
 	defer probe.Close()
+	stopProfile := b.startBenchProfile("steady", b.opts.duration)
+	defer stopProfile()
 	end := time.Now().Add(b.opts.duration)
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -909,8 +917,9 @@ func (b *fleetBench) rotateNow(ctx context.Context, auth *adminv1.Authority) (ti
 }
 
 // reconnect kills the server with SIGKILL, starts it again and returns
-// the time until every agent holds its sync stream again.
-func (b *fleetBench) reconnect(ctx context.Context) (time.Duration, error) {
+// the time until every agent holds its sync stream again. It fills in
+// res's breakdown of that time.
+func (b *fleetBench) reconnect(ctx context.Context, res *fleetResult) (time.Duration, error) {
 	t0 := time.Now()
 	b.serverKilled.Store(true)
 	if err := b.server.Process.Kill(); err != nil {
@@ -922,14 +931,25 @@ func (b *fleetBench) reconnect(ctx context.Context) (time.Duration, error) {
 	if err := b.launchServer(); err != nil {
 		return 0, err
 	}
+	stopProfile := b.startBenchProfile("reconnect", 30*time.Second)
+	defer stopProfile()
 	ids := map[string]bool{}
 	for _, a := range b.agents {
 		ids[a.nodeID] = true
 	}
 	err := b.waitAll(ctx, "agents reconnected", func() (int, int) {
+		if res.ReconnectListeningSeconds == 0 {
+			if c, err := net.DialTimeout("tcp", b.addr, time.Second); err == nil {
+				c.Close()
+				res.ReconnectListeningSeconds = time.Since(t0).Seconds()
+			}
+		}
 		n, err := b.connectedAgents(ctx, ids)
 		if err != nil {
 			return 0, len(ids) // the server is still starting
+		}
+		if res.ReconnectHalfSeconds == 0 && 2*n >= len(ids) {
+			res.ReconnectHalfSeconds = time.Since(t0).Seconds()
 		}
 		return n, len(ids)
 	})

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -8,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -93,7 +95,14 @@ func (b *fleetBench) startBenchProfile(phase string, serverWindow time.Duration)
 		wg.Go(func() {
 			hc := &http.Client{Timeout: serverWindow + time.Minute}
 			url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", b.debugAddr, int(serverWindow/time.Second))
-			if err := saveProfile(hc, url, filepath.Join(b.opts.profileDir, phase+".server.cpu.pb.gz")); err != nil {
+			// A server just started may not listen yet: ask again.
+			path := filepath.Join(b.opts.profileDir, phase+".server.cpu.pb.gz")
+			err := saveProfile(hc, url, path)
+			for deadline := time.Now().Add(time.Minute); errors.Is(err, syscall.ECONNREFUSED) && time.Now().Before(deadline); {
+				time.Sleep(20 * time.Millisecond)
+				err = saveProfile(hc, url, path)
+			}
+			if err != nil {
 				b.fail("server CPU profile at %s: %v", phase, err)
 			}
 		})

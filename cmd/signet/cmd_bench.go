@@ -52,7 +52,7 @@ server is killed with SIGKILL and restarted (reconnection).`,
 	fs.Var(cli.NewDurationValue(&o.duration, time.Minute), "duration", "how long the steady-state probes run (10s, 1m)")
 	fs.StringVar(&o.serverAddress, "server-address", "", "use this running CA's node API instead of starting one (with --admin-socket)")
 	fs.StringVar(&o.adminSocket, "admin-socket", "", "the running CA's admin socket (with --server-address)")
-	fs.StringVar(&o.profileDir, "profile-dir", "", "save in this directory the server's heap and goroutine profiles and its memory at each RSS sample (idle, steady, rotated), CPU profiles of the fan-out and the rotate-now, and the server's log")
+	fs.StringVar(&o.profileDir, "profile-dir", "", "save in this directory the server's heap and goroutine profiles and its memory at each RSS sample (idle, steady, rotated), CPU profiles (server and bench) of the steady probes, the fan-out, the rotate-now and the reconnection, and the server's log")
 	return cmd
 }
 

@@ -5,13 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	adminv1 "github.com/signet-mesh/signet/proto/signet/admin/v1"
 )
@@ -102,14 +99,9 @@ func printFederation(w io.Writer, output outputOption, r *adminv1.FederationRela
 // same admin socket.
 func federationCall[T any](ctx context.Context, a *adminOptions, call func(context.Context, adminv1.FederationServiceClient) (T, error)) (T, error) {
 	var zero T
-	conn, err := grpc.NewClient("passthrough:///"+a.socket,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, "unix", a.socket)
-		}),
-	)
+	conn, err := a.conn()
 	if err != nil {
-		return zero, fmt.Errorf("connecting to admin socket %s: %w", a.socket, err)
+		return zero, err
 	}
 	defer conn.Close()
 	ctx, cancel := context.WithTimeout(ctx, adminCallTimeout)
