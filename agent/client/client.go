@@ -302,6 +302,7 @@ const writeBufferSize = 1 << 10
 // handshake (tests look at the HTTP/2 frames the agent writes).
 func dial(address string, td spiffeid.TrustDomain, src *Source, wrap func(net.Conn) net.Conn) (*Client, error) {
 	tlsCfg := tlsconfig.MTLSClientConfig(src, src, tlsconfig.AuthorizeID(ServerID(td)))
+	tlsCfg.VerifyPeerCertificate = verifyCA(src, tlsconfig.AuthorizeID(ServerID(td)))
 	tlsCfg.MinVersion = tls.VersionTLS13
 	tgt, opts, err := target(address)
 	if err != nil {

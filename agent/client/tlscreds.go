@@ -3,12 +3,19 @@ package client
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"slices"
 
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"google.golang.org/grpc/credentials"
+
+	"github.com/signet-mesh/signet/internal/x509chain"
 )
 
 // alpnH2 is the one application protocol gRPC speaks over TLS.
@@ -98,4 +105,37 @@ func (c *clientTLS) Clone() credentials.TransportCredentials {
 func (c *clientTLS) OverrideServerName(name string) error {
 	c.config.ServerName = name
 	return nil
+}
+
+// verifyCA is the agent's check of the CA's certificate chain in place of
+// go-spiffe's own (tlsconfig's VerifyPeerCertificate): the same SPIFFE
+// checks against the trust domain's bundle, with the fewest signature
+// checks (see x509chain: across a root rotation the CA's chain carries
+// its intermediate twice), then authorize.
+func verifyCA(bundles x509bundle.Source, authorize tlsconfig.Authorizer) func([][]byte, [][]*x509.Certificate) error {
+	return func(raw [][]byte, _ [][]*x509.Certificate) error {
+		if len(raw) == 0 {
+			return errors.New("client: the CA presented no certificate")
+		}
+		certs := make([]*x509.Certificate, len(raw))
+		for i, der := range raw {
+			cert, err := x509.ParseCertificate(der)
+			if err != nil {
+				return fmt.Errorf("client: parsing the CA's certificate chain: %w", err)
+			}
+			certs[i] = cert
+		}
+		type verified struct {
+			id     spiffeid.ID
+			chains [][]*x509.Certificate
+		}
+		v, err := x509chain.Shortest(certs[1:], func(intermediates []*x509.Certificate) (verified, error) {
+			id, chains, err := x509svid.Verify(append([]*x509.Certificate{certs[0]}, intermediates...), bundles)
+			return verified{id, chains}, err
+		})
+		if err != nil {
+			return err
+		}
+		return authorize(v.id, v.chains)
+	}
 }

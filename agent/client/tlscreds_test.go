@@ -11,11 +11,17 @@ import (
 	"io"
 	"math/big"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"google.golang.org/grpc/credentials"
+
+	"github.com/signet-mesh/signet/internal/x509chain/x509chaintest"
 )
 
 // The calls in client_test.go run clientTLS against a real CA (the happy
@@ -176,5 +182,57 @@ func TestClientTLSIsClientOnly(t *testing.T) {
 	_ = newClientTLS(cfg)
 	if got := protos[:2]; len(cfg.NextProtos) != 1 || got[1] != "" {
 		t.Errorf("newClientTLS changed the caller's config: NextProtos %q, backing array %q", cfg.NextProtos, got)
+	}
+}
+
+// TestVerifyCAShortestChain: the agent accepts the CA's chain by the
+// shortest path its bundle allows (across a root rotation the CA's chain
+// carries its intermediate twice, signed by each root); it refuses a
+// chain to no root of its bundle and an SVID that is not the CA's.
+func TestVerifyCAShortestChain(t *testing.T) {
+	td := spiffeid.RequireTrustDomainFromString("example.org")
+	r := x509chaintest.NewRotation(t, td.ID().URL())
+	key := x509chaintest.NewKey(t)
+	caLeaf := x509chaintest.Sign(t, x509chaintest.Leaf(ServerID(td).URL()), r.Intermediate, key)
+	for _, tt := range []struct {
+		name      string
+		bundle    []*x509.Certificate
+		presented []*x509.Certificate
+		wantChain []*x509.Certificate
+		wantErr   string
+	}{
+		{name: "both roots held", bundle: []*x509.Certificate{r.OldRoot.Cert, r.NewRoot.Cert}, presented: []*x509.Certificate{caLeaf, r.Intermediate.Cert, r.Cross},
+			wantChain: []*x509.Certificate{caLeaf, r.Intermediate.Cert, r.NewRoot.Cert}},
+		{name: "only the old root held", bundle: []*x509.Certificate{r.OldRoot.Cert}, presented: []*x509.Certificate{caLeaf, r.Intermediate.Cert, r.Cross},
+			wantChain: []*x509.Certificate{caLeaf, r.Cross, r.OldRoot.Cert}},
+		{name: "no root of the bundle", bundle: []*x509.Certificate{r.Other.Cert}, presented: []*x509.Certificate{caLeaf, r.Intermediate.Cert, r.Cross}, wantErr: "unknown authority"},
+		{name: "not the CA", bundle: []*x509.Certificate{r.OldRoot.Cert, r.NewRoot.Cert},
+			presented: []*x509.Certificate{x509chaintest.Sign(t, x509chaintest.Leaf(spiffeid.RequireFromPath(td, "/workload").URL()), r.Intermediate, key), r.Intermediate.Cert, r.Cross},
+			wantErr:   "unexpected ID"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var got [][]*x509.Certificate
+			authorize := func(id spiffeid.ID, chains [][]*x509.Certificate) error {
+				got = chains
+				return tlsconfig.AuthorizeID(ServerID(td))(id, chains)
+			}
+			var raw [][]byte
+			for _, c := range tt.presented {
+				raw = append(raw, c.Raw)
+			}
+			err := verifyCA(x509bundle.FromX509Authorities(td, tt.bundle), authorize)(raw, nil)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("verifyCA = %v, want an error containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("verifyCA: %v", err)
+			}
+			if len(got) != 1 || !slices.EqualFunc(got[0], tt.wantChain, (*x509.Certificate).Equal) {
+				t.Errorf("authorizer got %d chains (%d certificates in all), want one of %d certificates: the leaf up to the root", len(got), len(slices.Concat(got...)), len(tt.wantChain))
+			}
+		})
 	}
 }

@@ -7,9 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync"
 	"sync/atomic"
 
 	"google.golang.org/grpc/credentials"
+
+	"github.com/signet-mesh/signet/internal/x509chain"
 )
 
 // alpnH2 is the one application protocol gRPC speaks over TLS.
@@ -42,6 +45,10 @@ type nodeConfigs struct {
 	cert  func() (*tls.Certificate, error)
 	roots func() *x509.CertPool
 	cur   atomic.Pointer[nodeConfig]
+	// verified holds the chains verifyClient built, from the handshake's
+	// leaf certificate (parsed anew at each handshake, so its own) until
+	// ServerHandshake takes them.
+	verified sync.Map // *x509.Certificate -> [][]*x509.Certificate
 }
 
 // nodeConfig is a config and what it was built from.
@@ -67,12 +74,51 @@ func (c *nodeConfigs) get() (*tls.Config, error) {
 		Certificates: []tls.Certificate{*cert},
 		NextProtos:   []string{alpnH2},
 		// AttestNode is called without a node SVID; every other
-		// call requires one (checked per RPC).
-		ClientAuth: tls.VerifyClientCertIfGiven,
+		// call requires one (checked per RPC). A certificate given is
+		// verified by verifyClient, as VerifyClientCertIfGiven would.
+		// ClientCAs names the roots in the certificate request.
+		ClientAuth: tls.RequestClientCert,
 		ClientCAs:  roots,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			return c.verifyClient(cs, roots)
+		},
 	}
 	c.cur.Store(&nodeConfig{cert: cert, roots: roots, cfg: cfg})
 	return cfg, nil
+}
+
+// verifyClient verifies the client certificate of a handshake, if one was
+// given, against roots, as crypto/tls does for VerifyClientCertIfGiven
+// (with the fewest signature checks: see x509chain), and keeps the chains
+// for ServerHandshake.
+func (c *nodeConfigs) verifyClient(cs tls.ConnectionState, roots *x509.CertPool) error {
+	if len(cs.PeerCertificates) == 0 {
+		return nil
+	}
+	leaf := cs.PeerCertificates[0]
+	chains, err := x509chain.Shortest(cs.PeerCertificates[1:], func(intermediates []*x509.Certificate) ([][]*x509.Certificate, error) {
+		opts := x509.VerifyOptions{Roots: roots, Intermediates: x509.NewCertPool(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+		for _, cert := range intermediates {
+			opts.Intermediates.AddCert(cert)
+		}
+		return leaf.Verify(opts)
+	})
+	if err != nil {
+		return fmt.Errorf("server: verifying the client certificate: %w", err)
+	}
+	c.verified.Store(leaf, chains)
+	return nil
+}
+
+// takeVerified returns, and forgets, the chains verifyClient built for
+// the handshake state is of.
+func (c *nodeConfigs) takeVerified(state tls.ConnectionState) [][]*x509.Certificate {
+	if len(state.PeerCertificates) == 0 {
+		return nil
+	}
+	chains, _ := c.verified.LoadAndDelete(state.PeerCertificates[0])
+	v, _ := chains.([][]*x509.Certificate)
+	return v
 }
 
 // newNodeTLS returns the node API's credentials.
@@ -94,11 +140,13 @@ var errClientSide = errors.New("server: node API TLS credentials are for serving
 // bounds the handshake with a deadline on rawConn.
 func (c *nodeTLS) ServerHandshake(rawConn net.Conn) (net.Conn, credentials.AuthInfo, error) {
 	conn := tls.Server(rawConn, c.listener)
-	if err := conn.Handshake(); err != nil {
+	err := conn.Handshake()
+	state := conn.ConnectionState()
+	state.VerifiedChains = c.configs.takeVerified(state)
+	if err != nil {
 		conn.Close()
 		return nil, nil, err
 	}
-	state := conn.ConnectionState()
 	if state.NegotiatedProtocol != alpnH2 {
 		conn.Close()
 		return nil, nil, fmt.Errorf("server: client at %s did not negotiate %q by ALPN (negotiated %q): it is not a gRPC client", rawConn.RemoteAddr(), alpnH2, state.NegotiatedProtocol)
