@@ -11,6 +11,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/signet-mesh/signet/internal/backoff"
 )
 
 // profileArgs picks a free loopback port for the server's debug listener
@@ -98,8 +100,9 @@ func (b *fleetBench) startBenchProfile(phase string, serverWindow time.Duration)
 			// A server just started may not listen yet: ask again.
 			path := filepath.Join(b.opts.profileDir, phase+".server.cpu.pb.gz")
 			err := saveProfile(hc, url, path)
+			retry := backoff.New(backoff.Config{Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond})
 			for deadline := time.Now().Add(time.Minute); errors.Is(err, syscall.ECONNREFUSED) && time.Now().Before(deadline); {
-				time.Sleep(20 * time.Millisecond)
+				time.Sleep(retry.Next())
 				err = saveProfile(hc, url, path)
 			}
 			if err != nil {
