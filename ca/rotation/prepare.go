@@ -15,6 +15,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/signet-mesh/signet/ca"
 	"github.com/signet-mesh/signet/ca/bundle"
 	"github.com/signet-mesh/signet/ca/store"
@@ -326,12 +328,14 @@ func (m *Manager) signingAuthorities(ctx context.Context, auths []*store.Authori
 	if err != nil {
 		return nil, nil, wrapErr("intermediate %s: %w", inter.ID, err)
 	}
-	interSigner, err := m.signers.get(ctx, inter)
-	if err != nil {
-		return nil, nil, err
-	}
-	jwtSigner, err := m.signers.get(ctx, jwt)
-	if err != nil {
+	// Both keys at once: a soft key takes a deliberate few hundred
+	// milliseconds to decrypt, and a restarted CA serves no agent until
+	// both are loaded.
+	var interSigner, jwtSigner crypto.Signer
+	var g errgroup.Group
+	g.Go(func() (err error) { interSigner, err = m.signers.get(ctx, inter); return err })
+	g.Go(func() (err error) { jwtSigner, err = m.signers.get(ctx, jwt); return err })
+	if err := g.Wait(); err != nil {
 		return nil, nil, err
 	}
 	rc, err := bundle.ParseRoot(root)

@@ -144,6 +144,9 @@ type Server struct {
 	fed         *federation.Manager
 	fedLn       net.Listener
 	fedEndpoint federation.EndpointConfig
+	// checkpointRecords is checkpointRecords, or a test's
+	// (TestOptions.CheckpointRecords).
+	checkpointRecords uint64
 }
 
 // New opens the store under cfg.DataDir and loads (or, on first start,
@@ -256,6 +259,10 @@ func newServer(ctx context.Context, cfg Config, hooks TestOptions) (*Server, err
 		}),
 	}
 	s.sst = sst
+	s.checkpointRecords = checkpointRecords
+	if hooks.CheckpointRecords > 0 {
+		s.checkpointRecords = uint64(hooks.CheckpointRecords)
+	}
 	if err := s.newFederation(); err != nil {
 		be.close()
 		return nil, err

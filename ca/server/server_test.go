@@ -65,6 +65,8 @@ type testOpts struct {
 	serverName string
 	admission  api.Admission
 	metrics    *Metrics
+	// checkpointRecords is TestOptions.CheckpointRecords.
+	checkpointRecords int
 }
 
 // testKDFIterations is the PBKDF2 iteration count of the keys the tests'
@@ -83,7 +85,7 @@ func startCA(tb testing.TB, o testOpts) *testCA {
 	tb.Cleanup(func() { os.RemoveAll(dir) })
 	ctx, cancel := context.WithCancel(context.Background())
 	srv, err := NewForTest(ctx, Config{TrustDomain: td, DataDir: filepath.Join(dir, "data"), Passphrase: []byte("test"), Clock: o.clock, NodeRate: o.nodeRate, Etcd: o.etcd, ServerName: o.serverName, Admission: o.admission, Metrics: o.metrics},
-		TestOptions{StoreNoSync: o.noSync, NoAudit: o.noAudit, WrapStore: o.wrapStore, WrapKeys: o.wrapKeys, KeyKDFIterations: testKDFIterations})
+		TestOptions{StoreNoSync: o.noSync, NoAudit: o.noAudit, WrapStore: o.wrapStore, WrapKeys: o.wrapKeys, KeyKDFIterations: testKDFIterations, CheckpointRecords: o.checkpointRecords})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -33,6 +33,10 @@ type TestOptions struct {
 	// of 600,000. At the default, every CA a test starts spends about 7 s
 	// of CPU under the race detector encrypting its keys.
 	KeyKDFIterations int
+	// CheckpointRecords replaces checkpointRecords, the number of audit
+	// records after which the CA signs a checkpoint sooner than its
+	// period; 0 keeps the default.
+	CheckpointRecords int
 }
 
 // ErrTestHooksDisabled: NewForTest was called in a binary built without
