@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -103,6 +104,13 @@ type Agent struct {
 	policies *policy.Set
 
 	socket ownedSocket // set by ListenSocket
+
+	// caSync is the entry sync stream's state, for CASync.
+	caSync struct {
+		mu    sync.Mutex
+		up    bool
+		times uint64
+	}
 }
 
 // New checks cfg and returns an Agent; Run starts it.
@@ -182,12 +190,31 @@ func New(cfg Config) (*Agent, error) {
 		BundleChanged: a.node.SetBundle, BundleApplied: a.reporter.BundleApplied, Policies: a.policies.Apply,
 		Backoff: cfg.Backoff, Clock: cfg.Clock, Logger: cfg.Logger,
 		Metrics: agentsync.Metrics{
-			Connected: m.setConnected,
+			Connected: func(up bool) { a.setCASync(up); m.setConnected(up) },
 			Backoff:   func(d time.Duration) { m.setBackoff(opSync, d) },
 		},
 	})
 	m.bind(a)
 	return a, nil
+}
+
+// CASync reports whether the entry sync stream to the CA is up (it
+// delivered a whole update since it opened), and how many times it came
+// up since the agent started: a caller that saw times before a CA restart
+// knows the agent has synced again when times has grown and up is true.
+func (a *Agent) CASync() (up bool, times uint64) {
+	a.caSync.mu.Lock()
+	defer a.caSync.mu.Unlock()
+	return a.caSync.up, a.caSync.times
+}
+
+func (a *Agent) setCASync(up bool) {
+	a.caSync.mu.Lock()
+	defer a.caSync.mu.Unlock()
+	if up && !a.caSync.up {
+		a.caSync.times++
+	}
+	a.caSync.up = up
 }
 
 // Cache returns the cache the agent feeds.

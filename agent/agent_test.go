@@ -309,3 +309,27 @@ func TestNewJoinToken(t *testing.T) {
 		t.Errorf("%d ERROR lines, want none", n)
 	}
 }
+
+// TestCASync: the agent tells whether its entry sync stream is up and how
+// many times it came up (what `signet bench fleet` waits on after a CA
+// restart): once up, further updates do not count again, and a CA that
+// stops serving takes it down.
+func TestCASync(t *testing.T) {
+	s := testserver.Start(t)
+	tok := s.JoinToken(t, "node1")
+	a := startAgent(t, s, t.TempDir(), tok.GetToken())
+	waitFor(t, "the sync stream up", func() bool { up, _ := a.CASync(); return up })
+	if _, times := a.CASync(); times != 1 {
+		t.Fatalf("times = %d after the first sync, want 1", times)
+	}
+	s.Entry(t, tok.GetSpiffeId(), "spiffe://example.org/web", "unix:uid:1000")
+	waitFor(t, "the new entry's SVID", func() bool { return serves(a.Agent, "unix:uid:1000", "spiffe://example.org/web") })
+	if up, times := a.CASync(); !up || times != 1 {
+		t.Fatalf("after an update on the same stream: up %v, times %d; want up, 1", up, times)
+	}
+	s.Stop(t)
+	waitFor(t, "the sync stream down", func() bool { up, _ := a.CASync(); return !up })
+	if _, times := a.CASync(); times != 1 {
+		t.Errorf("times = %d after the CA stopped, want still 1", times)
+	}
+}
