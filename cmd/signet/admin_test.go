@@ -19,11 +19,7 @@ import (
 // gRPC's default backoff, six seconds of failed calls leave the next try
 // up to nine seconds away.
 func TestAdminConnSeesRestartedServer(t *testing.T) {
-	dir, err := os.MkdirTemp("", "sga") // short: Unix socket paths are limited
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := shortTempDir(t)
 	a := &adminOptions{socket: filepath.Join(dir, "admin.sock")}
 	conn, err := a.conn()
 	if err != nil {
@@ -60,4 +56,17 @@ func TestAdminConnSeesRestartedServer(t *testing.T) {
 		}
 	}
 	t.Logf("reached the server %v after its return", time.Since(back).Round(time.Millisecond))
+}
+
+// shortTempDir returns a temporary directory with a short path, removed
+// when the test ends: Unix socket paths are limited to 108 bytes, and
+// t.TempDir's can be longer.
+func shortTempDir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "sg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
 }

@@ -20,11 +20,7 @@ import (
 // TestHealthcheck: exit 0 ("ready") exactly when the target is ready, and
 // a message saying why not otherwise.
 func TestHealthcheck(t *testing.T) {
-	dir, err := os.MkdirTemp("", "sgh") // short: Unix socket paths are limited
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := shortTempDir(t)
 	sock := filepath.Join(dir, "agent.sock")
 	ln, err := net.Listen("unix", sock)
 	if err != nil {

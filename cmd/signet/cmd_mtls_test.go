@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -67,11 +66,7 @@ func (f *fakeMTLSAdmin) GetMTLSStatus(context.Context, *adminv1.GetMTLSStatusReq
 // serveAdmin serves srv on a Unix socket and returns an env pointing at it.
 func serveAdmin(t *testing.T, srv adminv1.AdminServiceServer) (*cliEnv, *bytes.Buffer, *bytes.Buffer) {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "sgm")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := shortTempDir(t)
 	sock := filepath.Join(dir, "admin.sock")
 	ln, err := net.Listen("unix", sock)
 	if err != nil {

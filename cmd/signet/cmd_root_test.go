@@ -72,11 +72,7 @@ func serveFake(t *testing.T, f *fakeRootAdmin) (*cliEnv, *bytes.Buffer, *bytes.B
 // serveFakeAdmin serves any fake admin service, as serveFake does.
 func serveFakeAdmin(t *testing.T, f adminv1.AdminServiceServer) (*cliEnv, *bytes.Buffer, *bytes.Buffer) {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "sgc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := shortTempDir(t)
 	sock := filepath.Join(dir, "admin.sock")
 	ln, err := net.Listen("unix", sock)
 	if err != nil {
