@@ -6,7 +6,6 @@ import (
 	"crypto/sha1" //nolint:gosec // RFC 5280 section 4.2.1.2 method 1 key identifiers are SHA-1 by definition; not a security use.
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/asn1"
 	"fmt"
 	"math/big"
 	"net/url"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/signet-mesh/signet/internal/keyder"
 	"github.com/signet-mesh/signet/internal/nodeapi"
 )
 
@@ -62,18 +62,11 @@ func FormatSerial(n *big.Int) string { return nodeapi.FormatSerial(n) }
 // method 1: the SHA-1 of the subjectPublicKey BIT STRING. Every signet
 // certificate carries one, and each child's AuthorityKeyId is its issuer's.
 func SubjectKeyID(pub crypto.PublicKey) ([]byte, error) {
-	der, err := x509.MarshalPKIXPublicKey(pub)
+	bits, err := keyder.PublicKeyBits(pub)
 	if err != nil {
 		return nil, fmt.Errorf("%w: public key: %v", ErrInvalidParams, err)
 	}
-	var spki struct {
-		Algorithm        pkix.AlgorithmIdentifier
-		SubjectPublicKey asn1.BitString
-	}
-	if _, err := asn1.Unmarshal(der, &spki); err != nil {
-		return nil, wrapErr("parsing public key: %w", err)
-	}
-	sum := sha1.Sum(spki.SubjectPublicKey.Bytes) //nolint:gosec // see import
+	sum := sha1.Sum(bits) //nolint:gosec // see import
 	return sum[:], nil
 }
 

@@ -14,6 +14,8 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+
+	"github.com/signet-mesh/signet/internal/keyder"
 )
 
 // SVID is a workload X509-SVID as the cache holds it: the certificates and
@@ -45,7 +47,7 @@ func NewSVID(s *x509svid.SVID) (*SVID, error) {
 	if s == nil || len(s.Certificates) == 0 || s.Certificates[0] == nil || s.PrivateKey == nil {
 		return nil, wrapErr(ErrInvalidSVID)
 	}
-	key, err := x509.MarshalPKCS8PrivateKey(s.PrivateKey)
+	key, err := keyder.MarshalPKCS8PrivateKey(s.PrivateKey)
 	if err != nil {
 		return nil, fmt.Errorf("%w: encoding private key: %v", wrapErr(ErrInvalidSVID), err)
 	}

@@ -8,6 +8,8 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
 	"testing"
 )
 
@@ -67,6 +69,45 @@ func TestNewCSR(t *testing.T) {
 				t.Errorf("signed part differs from x509.CreateCertificateRequest's:\ngot  %x\nwant %x", got.RawTBSCertificateRequest, want.RawTBSCertificateRequest)
 			}
 		})
+	}
+}
+
+// TestNewCSRIsDER: the P-256 requests, built by hand, are DER that
+// encoding/asn1 writes back byte for byte, whatever the lengths of the
+// signature's integers (70 to 72 bytes in all, and now and then shorter).
+func TestNewCSRIsDER(t *testing.T) {
+	for range 500 {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		der, err := newCSR(key)
+		if err != nil {
+			t.Fatalf("newCSR: %v", err)
+		}
+		var csr struct {
+			Info      asn1.RawValue
+			Algorithm pkix.AlgorithmIdentifier
+			Signature asn1.BitString
+		}
+		rest, err := asn1.Unmarshal(der, &csr)
+		if err != nil || len(rest) != 0 {
+			t.Fatalf("CSR %x: %v, %d bytes left over", der, err, len(rest))
+		}
+		again, err := asn1.Marshal(csr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(der, again) {
+			t.Fatalf("CSR is not DER:\ngot  %x\nDER  %x", der, again)
+		}
+		parsed, err := x509.ParseCertificateRequest(der)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := parsed.CheckSignature(); err != nil {
+			t.Fatalf("CheckSignature: %v", err)
+		}
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"go.step.sm/crypto/pemutil"
 
 	"github.com/signet-mesh/signet/internal/fileutil"
+	"github.com/signet-mesh/signet/internal/keyder"
 	"github.com/signet-mesh/signet/internal/keypass"
 )
 
@@ -46,7 +47,7 @@ const (
 // over every key type and format (OpenSSH, ML-DSA, prompts) would link
 // about 80 KB the agent never runs into every agent binary (issue 19).
 func saveNodeSVID(dir string, pass []byte, iterations int, svid *x509svid.SVID) error {
-	der, err := x509.MarshalPKCS8PrivateKey(svid.PrivateKey)
+	der, err := keyder.MarshalPKCS8PrivateKey(svid.PrivateKey)
 	if err != nil {
 		return fmt.Errorf("encoding node key: %w", err)
 	}

@@ -3,7 +3,6 @@ package audit
 import (
 	"crypto"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
@@ -14,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/signet-mesh/signet/ca/store"
+	"github.com/signet-mesh/signet/internal/keyder"
 )
 
 // Record is one event of the audit log. The JSON tags are the field names
@@ -304,7 +304,7 @@ func SHA256Hex(b []byte) string {
 // PKIX (SubjectPublicKeyInfo) DER, which identifies a key whatever
 // certificate carries it.
 func PublicKeySHA256(pub crypto.PublicKey) (string, error) {
-	der, err := x509.MarshalPKIXPublicKey(pub)
+	der, err := keyder.MarshalPKIXPublicKey(pub)
 	if err != nil {
 		return "", wrapErr(fmt.Errorf("hashing public key: %w", err))
 	}
