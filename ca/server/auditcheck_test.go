@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/signet-mesh/signet/ca/audit"
 	"github.com/signet-mesh/signet/internal/peercred"
+	"github.com/signet-mesh/signet/internal/testdir"
 	adminv1 "github.com/signet-mesh/signet/proto/signet/admin/v1"
 )
 
@@ -49,11 +49,7 @@ func (b *syncBuffer) String() string {
 // metrics; an export (what `signet audit verify` reads) names the seq
 // instead of failing with an internal error.
 func TestStartOnBrokenAuditChain(t *testing.T) {
-	dir, err := os.MkdirTemp("", "sgc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := testdir.Short(t)
 	cfg := Config{TrustDomain: td, DataDir: filepath.Join(dir, "data"), Passphrase: []byte("test")}
 	start := func() (*Server, *syncBuffer, *prometheus.Registry) {
 		t.Helper()

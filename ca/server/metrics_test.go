@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -19,6 +18,7 @@ import (
 	"github.com/signet-mesh/signet/ca"
 	"github.com/signet-mesh/signet/ca/api"
 	"github.com/signet-mesh/signet/internal/peercred"
+	"github.com/signet-mesh/signet/internal/testdir"
 	adminv1 "github.com/signet-mesh/signet/proto/signet/admin/v1"
 	nodev1 "github.com/signet-mesh/signet/proto/signet/node/v1"
 )
@@ -27,11 +27,7 @@ import (
 // that checks every collector's Collect against its Describe.
 func startCAWithMetrics(tb testing.TB) (*testCA, *Metrics, *prometheus.Registry, string) {
 	tb.Helper()
-	dir, err := os.MkdirTemp("", "sgm")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { os.RemoveAll(dir) })
+	dir := testdir.Short(tb)
 	reg := prometheus.NewPedanticRegistry()
 	m := NewMetrics(reg)
 	ctx, cancel := context.WithCancel(context.Background())

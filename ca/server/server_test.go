@@ -9,7 +9,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -33,6 +32,7 @@ import (
 	"github.com/signet-mesh/signet/ca/store"
 	"github.com/signet-mesh/signet/internal/clock"
 	"github.com/signet-mesh/signet/internal/peercred"
+	"github.com/signet-mesh/signet/internal/testdir"
 	adminv1 "github.com/signet-mesh/signet/proto/signet/admin/v1"
 	nodev1 "github.com/signet-mesh/signet/proto/signet/node/v1"
 )
@@ -78,11 +78,7 @@ const testKDFIterations = 1000
 
 func startCA(tb testing.TB, o testOpts) *testCA {
 	tb.Helper()
-	dir, err := os.MkdirTemp("", "sgs")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { os.RemoveAll(dir) })
+	dir := testdir.Short(tb)
 	ctx, cancel := context.WithCancel(context.Background())
 	srv, err := NewForTest(ctx, Config{TrustDomain: td, DataDir: filepath.Join(dir, "data"), Passphrase: []byte("test"), Clock: o.clock, NodeRate: o.nodeRate, Etcd: o.etcd, ServerName: o.serverName, Admission: o.admission, Metrics: o.metrics},
 		TestOptions{StoreNoSync: o.noSync, NoAudit: o.noAudit, WrapStore: o.wrapStore, WrapKeys: o.wrapKeys, KeyKDFIterations: testKDFIterations, CheckpointRecords: o.checkpointRecords})

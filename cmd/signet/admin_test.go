@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"net"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -11,6 +10,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/signet-mesh/signet/internal/testdir"
 )
 
 // TestAdminConnSeesRestartedServer: a client of the admin socket that
@@ -19,7 +20,7 @@ import (
 // gRPC's default backoff, six seconds of failed calls leave the next try
 // up to nine seconds away.
 func TestAdminConnSeesRestartedServer(t *testing.T) {
-	dir := shortTempDir(t)
+	dir := testdir.Short(t)
 	a := &adminOptions{socket: filepath.Join(dir, "admin.sock")}
 	conn, err := a.conn()
 	if err != nil {
@@ -56,17 +57,4 @@ func TestAdminConnSeesRestartedServer(t *testing.T) {
 		}
 	}
 	t.Logf("reached the server %v after its return", time.Since(back).Round(time.Millisecond))
-}
-
-// shortTempDir returns a temporary directory with a short path, removed
-// when the test ends: Unix socket paths are limited to 108 bytes, and
-// t.TempDir's can be longer.
-func shortTempDir(t testing.TB) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "sg")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return dir
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/signet-mesh/signet/cmd/internal/cli"
+	"github.com/signet-mesh/signet/internal/testdir"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -20,7 +21,7 @@ import (
 // TestHealthcheck: exit 0 ("ready") exactly when the target is ready, and
 // a message saying why not otherwise.
 func TestHealthcheck(t *testing.T) {
-	dir := shortTempDir(t)
+	dir := testdir.Short(t)
 	sock := filepath.Join(dir, "agent.sock")
 	ln, err := net.Listen("unix", sock)
 	if err != nil {

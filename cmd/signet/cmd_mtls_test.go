@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/testing/protocmp"
 
 	"github.com/signet-mesh/signet/cmd/internal/cli"
+	"github.com/signet-mesh/signet/internal/testdir"
 	adminv1 "github.com/signet-mesh/signet/proto/signet/admin/v1"
 )
 
@@ -66,7 +67,7 @@ func (f *fakeMTLSAdmin) GetMTLSStatus(context.Context, *adminv1.GetMTLSStatusReq
 // serveAdmin serves srv on a Unix socket and returns an env pointing at it.
 func serveAdmin(t *testing.T, srv adminv1.AdminServiceServer) (*cliEnv, *bytes.Buffer, *bytes.Buffer) {
 	t.Helper()
-	dir := shortTempDir(t)
+	dir := testdir.Short(t)
 	sock := filepath.Join(dir, "admin.sock")
 	ln, err := net.Listen("unix", sock)
 	if err != nil {

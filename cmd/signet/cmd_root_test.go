@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/signet-mesh/signet/cmd/internal/cli"
+	"github.com/signet-mesh/signet/internal/testdir"
 	adminv1 "github.com/signet-mesh/signet/proto/signet/admin/v1"
 )
 
@@ -72,7 +73,7 @@ func serveFake(t *testing.T, f *fakeRootAdmin) (*cliEnv, *bytes.Buffer, *bytes.B
 // serveFakeAdmin serves any fake admin service, as serveFake does.
 func serveFakeAdmin(t *testing.T, f adminv1.AdminServiceServer) (*cliEnv, *bytes.Buffer, *bytes.Buffer) {
 	t.Helper()
-	dir := shortTempDir(t)
+	dir := testdir.Short(t)
 	sock := filepath.Join(dir, "admin.sock")
 	ln, err := net.Listen("unix", sock)
 	if err != nil {

@@ -25,6 +25,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	workloadpb "github.com/spiffe/go-spiffe/v2/proto/spiffe/workload"
+
+	"github.com/signet-mesh/signet/internal/testdir"
 )
 
 // testAgent is a running `signet agent`, or `signet-agent` when bin says
@@ -66,7 +68,7 @@ func startAgentTB(t testing.TB, s *testServer, name string, extra ...string) *te
 	if err := json.Unmarshal([]byte(s.cli(t, "token", "create", "--node-name", name, "-o", "json")), &tok); err != nil {
 		t.Fatal(err)
 	}
-	dir := shortTempDir(t)
+	dir := testdir.Short(t)
 	os.Chmod(dir, 0o755) // workloads of other uids reach the socket
 	a := &testAgent{name: name, dir: dir, socket: filepath.Join(dir, "agent.sock"), server: s, nodeID: tok.SPIFFEID, bin: agentBin}
 	a.run(t, append([]string{"--join-token", tok.Token}, extra...)...)
@@ -346,7 +348,7 @@ func TestWorkloadAPIErrors(t *testing.T) {
 	}
 
 	// An agent whose CA is unreachable is still starting: Unavailable.
-	dir := shortTempDir(t)
+	dir := testdir.Short(t)
 	sock := filepath.Join(dir, "agent.sock")
 	start(t, "starting agent", s.env, "agent", "--server-address", freeAddr(t), "--trust-domain", "example.org",
 		"--trust-bundle", s.bundleFile(t), "--join-token", "unused", "--socket", sock, "--data-dir", filepath.Join(dir, "data"))

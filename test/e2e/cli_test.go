@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/signet-mesh/signet/internal/testdir"
 )
 
 // The CLI as a user meets it (issue #12): help on stdout with exit 0,
@@ -56,7 +58,7 @@ func TestCLIHelpAndVersion(t *testing.T) {
 // TestCLIServerNeedsDataDir: no default data directory for a server.
 func TestCLIServerNeedsDataDir(t *testing.T) {
 	t.Parallel()
-	dir := shortTempDir(t)
+	dir := testdir.Short(t)
 	cmd := []string{"server", "--listen", freeAddr(t), "--admin-socket", filepath.Join(dir, "admin.sock")}
 	r := runCLI(t, []string{"SIGNET_KEY_PASSPHRASE=x", "SIGNET_DATA_DIR="}, cmd...)
 	if r.code != 1 || strings.Count(r.stderr, "\n") != 1 || !strings.Contains(r.stderr, "give --data-dir DIR") {

@@ -23,6 +23,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
 
+	"github.com/signet-mesh/signet/internal/testdir"
 	sdsclient "github.com/signet-mesh/signet/sds/client"
 	sdsserver "github.com/signet-mesh/signet/sds/server"
 )
@@ -30,7 +31,7 @@ import (
 // startServerIn is startServer for another trust domain than example.org.
 func startServerIn(t testing.TB, td string, extra ...string) *testServer {
 	t.Helper()
-	dir := shortTempDir(t)
+	dir := testdir.Short(t)
 	s := &testServer{dir: dir, addr: freeAddr(t), admin: filepath.Join(dir, "admin.sock"), td: td}
 	s.env = []string{"SIGNET_KEY_PASSPHRASE=" + testPassphrase, "SIGNET_ADMIN_SOCKET=" + s.admin}
 	s.restart(t, extra...)
@@ -230,7 +231,7 @@ func TestFederation(t *testing.T) {
 // without the files, in one line.
 func TestFederationWebProfile(t *testing.T) {
 	t.Parallel()
-	dir := shortTempDir(t)
+	dir := testdir.Short(t)
 	r := runCLI(t, []string{"SIGNET_KEY_PASSPHRASE=" + testPassphrase}, "server", "--data-dir", filepath.Join(dir, "data"),
 		"--federation-listen", "127.0.0.1:0", "--federation-profile", "https_web", "--check-config")
 	if r.code == 0 || !strings.Contains(r.stderr, "needs federation_cert_file and federation_key_file") {
@@ -241,7 +242,7 @@ func TestFederationWebProfile(t *testing.T) {
 	fedB := freeAddr(t)
 	b := startServerIn(t, "other.org", "--federation-listen", fedB, "--federation-profile", "https_web",
 		"--federation-cert-file", certFile, "--federation-key-file", keyFile)
-	adir := shortTempDir(t)
+	adir := testdir.Short(t)
 	a := &testServer{dir: adir, addr: freeAddr(t), admin: filepath.Join(adir, "admin.sock"), td: "example.org"}
 	a.env = []string{"SIGNET_KEY_PASSPHRASE=" + testPassphrase, "SIGNET_ADMIN_SOCKET=" + a.admin, "SSL_CERT_FILE=" + certFile}
 	a.restart(t)

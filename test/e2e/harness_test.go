@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/signet-mesh/signet/internal/testdir"
 )
 
 // The end-to-end suites build cmd/signet once and run it as real processes
@@ -119,18 +121,6 @@ func signetAgentBinary(t testing.TB) string {
 		t.Fatal(agentBinErr)
 	}
 	return agentBinPath
-}
-
-// shortTempDir returns a temp dir with a short path: Unix socket paths are
-// limited to 108 bytes, and t.TempDir() paths can be long.
-func shortTempDir(t testing.TB) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "sg")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return dir
 }
 
 // freeAddr returns a 127.0.0.1 address that was free a moment ago.
@@ -316,7 +306,7 @@ const testPassphrase = "e2e-test-passphrase"
 
 func startServer(t testing.TB, extra ...string) *testServer {
 	t.Helper()
-	dir := shortTempDir(t)
+	dir := testdir.Short(t)
 	s := &testServer{dir: dir, addr: freeAddr(t), admin: filepath.Join(dir, "admin.sock"), td: "example.org"}
 	s.env = []string{"SIGNET_KEY_PASSPHRASE=" + testPassphrase, "SIGNET_ADMIN_SOCKET=" + s.admin}
 	s.restart(t, extra...)

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
+
+	"github.com/signet-mesh/signet/internal/testdir"
 )
 
 // End-to-end tests of the node identity's lifecycle and of the agent's
@@ -145,7 +147,7 @@ func TestTwoAgentsOneSocket(t *testing.T) {
 		t.Errorf("ready lines naming the socket: %q, want one", ready)
 	}
 
-	dir := shortTempDir(t)
+	dir := testdir.Short(t)
 	second := start(t, "second agent", s.env, "agent", "--server-address", s.addr, "--trust-domain", s.td,
 		"--trust-bundle", s.bundleFile(t), "--join-token", newToken(t, s, "second"),
 		"--socket", a.socket, "--data-dir", filepath.Join(dir, "data"))

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
+
+	"github.com/signet-mesh/signet/internal/testdir"
 )
 
 // sample is one series of a Prometheus text exposition.
@@ -135,7 +137,7 @@ func TestMetricsAndReadiness(t *testing.T) {
 	bundle := s.bundleFile(t)
 	s.stop()
 
-	dir := shortTempDir(t)
+	dir := testdir.Short(t)
 	os.Chmod(dir, 0o755)
 	a := &testAgent{name: "metrics", dir: dir, socket: filepath.Join(dir, "agent.sock"), server: s, nodeID: tok.SPIFFEID}
 	agentMetrics := freeAddr(t)

@@ -14,6 +14,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
 
 	"github.com/signet-mesh/signet/ca/store/etcdstore/etcdtest"
+	"github.com/signet-mesh/signet/internal/testdir"
 )
 
 // TestReplicasFailover runs a 3-member etcd cluster on loopback (in this
@@ -105,7 +106,7 @@ func TestReplicasFailover(t *testing.T) {
 // unstartedServer is startServer without the start: its address is known
 // before it listens (restart starts it).
 func unstartedServer(t testing.TB) *testServer {
-	dir := shortTempDir(t)
+	dir := testdir.Short(t)
 	s := &testServer{dir: dir, addr: freeAddr(t), admin: filepath.Join(dir, "admin.sock"), td: "example.org"}
 	s.env = []string{"SIGNET_KEY_PASSPHRASE=" + testPassphrase, "SIGNET_ADMIN_SOCKET=" + s.admin}
 	return s

@@ -16,6 +16,8 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
 	"go.etcd.io/bbolt"
+
+	"github.com/signet-mesh/signet/internal/testdir"
 )
 
 // End-to-end tests of backup, restore and schema upgrades (issue #18).
@@ -207,7 +209,7 @@ func TestRestoreDrill(t *testing.T) {
 		t.Errorf("token list after the restore still has the unused token: %s", out)
 	}
 	if r := runCLI(t, nil, "agent", "--server-address", s.addr, "--trust-domain", s.td, "--trust-bundle", s.bundleFile(t),
-		"--join-token", spare, "--socket", filepath.Join(shortTempDir(t), "a.sock"), "--data-dir", filepath.Join(shortTempDir(t), "d")); r.code == 0 {
+		"--join-token", spare, "--socket", filepath.Join(testdir.Short(t), "a.sock"), "--data-dir", filepath.Join(testdir.Short(t), "d")); r.code == 0 {
 		t.Errorf("an agent attested with a token revoked by the restore")
 	}
 

@@ -21,7 +21,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"net"
-	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -34,6 +33,7 @@ import (
 	"github.com/signet-mesh/signet/ca/api"
 	"github.com/signet-mesh/signet/ca/server"
 	"github.com/signet-mesh/signet/internal/peercred"
+	"github.com/signet-mesh/signet/internal/testdir"
 	adminv1 "github.com/signet-mesh/signet/proto/signet/admin/v1"
 )
 
@@ -76,11 +76,7 @@ func Start(tb testing.TB) *Server {
 // StartWith is Start with o.
 func StartWith(tb testing.TB, o Options) *Server {
 	tb.Helper()
-	dir, err := os.MkdirTemp("", "sgca") // short: Unix socket paths are limited
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { os.RemoveAll(dir) })
+	dir := testdir.Short(tb)
 	ctx, cancel := context.WithCancel(context.Background())
 	srv, err := server.New(ctx, server.Config{TrustDomain: TrustDomain, DataDir: filepath.Join(dir, "data"), Passphrase: []byte("test"),
 		Admission:     api.Admission{MaxAttestations: o.MaxAttestations, MaxMintBatches: o.MaxMintBatches, RetryAfter: o.RetryAfter},
