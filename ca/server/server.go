@@ -288,14 +288,13 @@ func (s *Server) Bundle(ctx context.Context) (*bundle.Bundle, error) {
 	return bundle.Read(ctx, s.store, s.cfg.TrustDomain)
 }
 
-// Serve serves the node API on nodeLn and the admin API on adminLn (which
-// should come from peercred.Listen) until ctx ends, then stops gracefully.
-// It returns nil on cancellation.
-func (s *Server) Serve(ctx context.Context, nodeLn, adminLn net.Listener) error {
+// nodeServerOptions are the node API's gRPC server options: its TLS,
+// limits, workers and interceptors.
+func (s *Server) nodeServerOptions() []grpc.ServerOption {
 	// Re-read per handshake: the server certificate and the roots that
 	// verify agents both rotate.
 	creds := newNodeTLS(&nodeConfigs{cert: s.cert.Certificate, roots: s.pool.get})
-	nodeSrv := grpc.NewServer(append(fleetServerOptions(),
+	return append(fleetServerOptions(),
 		grpc.Creds(creds),
 		grpc.MaxRecvMsgSize(maxRecvMsgSize),
 		// A fixed pool of workers serves the RPCs instead of a goroutine
@@ -304,7 +303,14 @@ func (s *Server) Serve(ctx context.Context, nodeLn, adminLn net.Listener) error 
 		grpc.SharedWriteBuffer(true),
 		grpc.ChainUnaryInterceptor(s.cfg.Metrics.countRequests()),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-	)...)
+	)
+}
+
+// Serve serves the node API on nodeLn and the admin API on adminLn (which
+// should come from peercred.Listen) until ctx ends, then stops gracefully.
+// It returns nil on cancellation.
+func (s *Server) Serve(ctx context.Context, nodeLn, adminLn net.Listener) error {
+	nodeSrv := grpc.NewServer(s.nodeServerOptions()...)
 	nodev1.RegisterNodeServiceServer(nodeSrv, s.node)
 	adminSrv := grpc.NewServer(append([]grpc.ServerOption{grpc.Creds(peercred.TransportCredentials())}, s.admin.ServerOptions()...)...)
 	adminv1.RegisterAdminServiceServer(adminSrv, s.admin)
