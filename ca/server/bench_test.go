@@ -98,7 +98,10 @@ type signOnlyNode struct {
 }
 
 func (s *signOnlyNode) MintX509SVIDs(ctx context.Context, req *nodev1.MintX509SVIDsRequest) (*nodev1.MintX509SVIDsResponse, error) {
-	p, _ := peer.FromContext(ctx)
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return nil, status.Error(codes.Unauthenticated, "no peer information")
+	}
 	ti, ok := p.AuthInfo.(credentials.TLSInfo)
 	if !ok || len(ti.State.VerifiedChains) == 0 {
 		return nil, status.Error(codes.Unauthenticated, "a valid node SVID is required")
